@@ -1,0 +1,75 @@
+#pragma once
+// The inference engine of one deployment: sampling with temperature / top-p /
+// top-k / stop / seed, per-token logprobs, and batching of concurrent requests
+// over a small pool of worker threads. Weights are swapped atomically: requests
+// in flight finish on the model they started with.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "emulator/model/model.hpp"
+
+namespace flare::engine {
+
+struct SamplingParams {
+  int n = 1;
+  int max_tokens = 16;
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int top_k = 0;  // 0 = off
+  std::vector<std::string> stop;
+  std::optional<uint64_t> seed;
+  bool logprobs = false;
+  int top_logprobs = 0;
+  bool echo = false;
+};
+
+struct TokenLogprob {
+  int token = 0;
+  float logprob = 0;           // under the model distribution (temperature 1, no truncation)
+  float sampling_logprob = 0;  // under the distribution actually sampled from
+  std::vector<std::pair<int, float>> top;  // top_logprobs alternatives (model logprobs)
+};
+
+struct Choice {
+  std::vector<int> tokens;  // completion token ids
+  std::string text;         // completion text (stop string excluded)
+  std::string finish_reason;  // "stop" | "length"
+  std::vector<TokenLogprob> logprobs;         // completion tokens, when requested
+  std::vector<TokenLogprob> prompt_logprobs;  // with echo: prompt tokens (first has logprob 0)
+};
+
+struct Result {
+  std::vector<int> prompt_tokens;
+  std::vector<Choice> choices;
+  std::string snapshot_identity;  // what served this request
+  int completion_tokens = 0;
+};
+
+// Called for each generated token of choice `index` when streaming.
+using TokenCallback = std::function<void(int index, const TokenLogprob& tok, const std::string& text_piece)>;
+
+class Engine {
+ public:
+  explicit Engine(int threads = 0);  // 0 = hardware threads
+  ~Engine();
+
+  // Atomically replaces the serving model. nullptr = no weights loaded.
+  void set_model(std::shared_ptr<const model::Model> m, std::string snapshot_identity);
+  std::shared_ptr<const model::Model> model() const;
+  std::string snapshot_identity() const;
+
+  // Blocking; concurrent callers are batched together. Throws std::invalid_argument
+  // (naming the field) on bad parameters, std::runtime_error when no model is loaded.
+  Result complete(const std::vector<int>& prompt, const SamplingParams& p,
+                  const TokenCallback& on_token = nullptr);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace flare::engine

@@ -1,0 +1,174 @@
+#pragma once
+// The tiny byte-level transformer shared by the emulator's inference engine and
+// its trainer, so that both compute exactly the same function.
+//
+// Architecture: decoder-only; vocabulary = 256 bytes + BOS + EOS; RMSNorm
+// (pre-norm); rotary positions; multi-head causal attention; SiLU-gated MLP;
+// tied input/output embeddings. Tensor names follow the usual conventions:
+//   model.embed_tokens.weight                      [vocab, d_model]
+//   model.layers.N.input_layernorm.weight          [d_model]
+//   model.layers.N.self_attn.{q,k,v,o}_proj.weight [d_model, d_model]
+//   model.layers.N.post_attention_layernorm.weight [d_model]
+//   model.layers.N.mlp.{gate,up}_proj.weight       [d_ff, d_model]
+//   model.layers.N.mlp.down_proj.weight            [d_model, d_ff]
+//   model.norm.weight                              [d_model]
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace flare::model {
+
+constexpr int kVocab = 258;
+constexpr int kBos = 256;
+constexpr int kEos = 257;
+
+struct Config {
+  std::string name;  // short name, e.g. "tiny-gpt"
+  int vocab = kVocab;
+  int d_model = 128;
+  int n_layers = 4;
+  int n_heads = 4;
+  int d_ff = 384;
+  int max_seq = 512;
+  float rope_theta = 10000.0f;
+  float norm_eps = 1e-5f;
+  uint64_t seed = 1;
+};
+
+// Built-in base models by short name ("tiny-gpt", "tiny-gpt-m"); nullptr when unknown.
+const Config* builtin(std::string_view short_name);
+std::vector<std::string> builtin_names();
+
+struct Tensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> data;  // row-major
+};
+using Weights = std::vector<Tensor>;  // in canonical order (the order of parameter_specs)
+
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+std::vector<TensorSpec> parameter_specs(const Config&);
+
+// Deterministic initial weights from cfg.seed, every value exactly representable in bf16.
+Weights init_weights(const Config&);
+// Round every value to the nearest bf16 (round-to-nearest-even; NaN stays NaN).
+void round_to_bf16(Weights&);
+float round_to_bf16(float);
+
+// Byte-level tokenizer: text bytes are token ids 0..255; BOS/EOS decode to "".
+std::vector<int> encode_text(std::string_view text);
+std::string decode_tokens(std::span<const int> tokens);
+
+// ---- inference -------------------------------------------------------------
+
+// Immutable after construction; every const method may be called from many
+// threads at once (each with its own Cache).
+class Model {
+ public:
+  // Throws std::invalid_argument naming the tensor on a missing/extra tensor or wrong shape.
+  Model(const Config& cfg, const Weights& weights);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const Config& config() const;
+
+  struct Cache;  // the KV cache of one sequence
+  std::unique_ptr<Cache, void (*)(Cache*)> new_cache() const;
+  static int cache_length(const Cache&);
+
+  // Appends `tokens` to the sequence. Writes logits for every new position
+  // (tokens.size() x vocab) into logits_all when not null, and the logits of the
+  // last position (vocab) into logits_last when not null.
+  void prefill(Cache& cache, std::span<const int> tokens, float* logits_all,
+               float* logits_last) const;
+
+  // One decode step for B sequences at once (batched matrix products):
+  // appends tokens[b] to *caches[b] and writes B x vocab logits.
+  void decode(std::span<Cache* const> caches, std::span<const int> tokens, float* logits) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---- training --------------------------------------------------------------
+
+// Tinker-shaped datum: input tokens and per-position targets (target_tokens[t]
+// is the token that follows input position t). Optional vectors are either
+// empty or the same length as tokens.
+struct Datum {
+  std::vector<int> tokens;
+  std::vector<int> target_tokens;
+  std::vector<float> weights;           // cross_entropy token weights (default 1)
+  std::vector<float> sampler_logprobs;  // importance_sampling / ppo
+  std::vector<float> advantages;        // importance_sampling / ppo
+};
+
+enum class LossFn { CrossEntropy, ImportanceSampling, Ppo };
+
+struct LossConfig {
+  float clip_low = 0.2f;   // ppo: ratio clipped to [1 - clip_low, 1 + clip_high]
+  float clip_high = 0.2f;
+};
+
+struct ForwardBackwardResult {
+  std::vector<std::vector<float>> logprobs;  // per datum, per position: trainer logprob of the target
+  double loss = 0;
+  double mean_ratio = 1;     // mean exp(trainer - sampler) over advantage-bearing tokens
+  double clip_fraction = 0;  // ppo: fraction of tokens whose ratio was clipped
+  double kl = 0;             // mean (sampler_logprob - trainer_logprob) estimate, k3 form
+  long tokens = 0;
+};
+
+struct AdamParams {  // Tinker's defaults
+  double learning_rate = 1e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-12;
+  double weight_decay = 0.0;
+  double grad_clip_norm = 0.0;  // 0 = off
+};
+
+struct OptimResult {
+  double grad_norm = 0;  // before clipping
+  long step = 0;         // optimizer steps taken so far
+};
+
+// fp32 master weights; forward and backward run on a bf16-rounded copy (what a
+// sampler snapshot holds), so trainer logprobs match the deployment's.
+class Trainer {
+ public:
+  Trainer(const Config& cfg, Weights master, int threads = 0);  // 0 = hardware threads
+  ~Trainer();
+
+  const Config& config() const;
+  // Computes the loss, returns per-token logprobs and metrics, and adds the
+  // gradient into the accumulator (until optim_step).
+  ForwardBackwardResult forward_backward(const std::vector<Datum>& data, LossFn loss,
+                                         const LossConfig& cfg);
+  // Logprobs and metrics only; no gradient.
+  ForwardBackwardResult forward(const std::vector<Datum>& data, LossFn loss, const LossConfig& cfg);
+  // AdamW on the accumulated gradient, then clears it.
+  OptimResult optim_step(const AdamParams& p);
+  long step() const;
+
+  const Weights& master() const;
+  Weights sampler_weights() const;  // bf16-rounded copy of the master weights
+
+  // Everything needed to continue bit-identically: master weights, Adam moments, step.
+  std::string save_state() const;
+  void load_state(std::string_view bytes);  // throws std::invalid_argument on bad bytes
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace flare::model
