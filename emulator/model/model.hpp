@@ -114,12 +114,13 @@ struct Datum {
 enum class LossFn { CrossEntropy, ImportanceSampling, Ppo };
 
 struct LossConfig {
-  float clip_low = 0.2f;   // ppo: ratio clipped to [1 - clip_low, 1 + clip_high]
+  float clip_low = 0.2f;  // ppo: ratio clipped to [1 - clip_low, 1 + clip_high]
   float clip_high = 0.2f;
 };
 
 struct ForwardBackwardResult {
-  std::vector<std::vector<float>> logprobs;  // per datum, per position: trainer logprob of the target
+  std::vector<std::vector<float>>
+      logprobs;  // per datum, per position: trainer logprob of the target
   double loss = 0;
   double mean_ratio = 1;     // mean exp(trainer - sampler) over advantage-bearing tokens
   double clip_fraction = 0;  // ppo: fraction of tokens whose ratio was clipped

@@ -1,0 +1,64 @@
+#pragma once
+// Flat parameter layout shared by inference and training: every tensor of
+// parameter_specs() lives at a fixed offset of one contiguous buffer, in
+// canonical order. A second buffer of the same layout holds the transposes of
+// the matrices ([in, out] instead of [out, in]) so that products x·Wᵀ run as
+// contiguous row updates the compiler vectorises.
+#include <cstddef>
+#include <vector>
+
+#include "emulator/model/model.hpp"
+
+namespace flare::model::detail {
+
+struct LayerOffsets {
+  size_t ln1, wq, wk, wv, wo, ln2, gate, up, down;
+};
+
+struct Layout {
+  size_t embed = 0;
+  std::vector<LayerOffsets> layers;
+  size_t norm = 0;
+  size_t total = 0;
+  std::vector<size_t> tensor_offset;  // per tensor of parameter_specs()
+  std::vector<size_t> tensor_size;
+};
+
+// Throws std::invalid_argument on an unusable configuration (e.g. d_model not
+// divisible by n_heads, odd head size, non-positive sizes).
+void check_config(const Config& cfg);
+Layout make_layout(const Config& cfg);
+
+// Throws std::invalid_argument naming the tensor on a missing/extra tensor or wrong shape.
+void check_weights(const Config& cfg, const Weights& w);
+std::vector<float> flatten(const Layout& lay, const Weights& w);
+
+// Rotary tables: cos and sin of pos * theta^(-2i/head_dim), [max_seq, head_dim/2].
+struct RopeTables {
+  std::vector<double> cos, sin;
+};
+RopeTables rope_tables(const Config& cfg);
+
+template <class T>
+void transpose(const T* src, size_t rows, size_t cols, T* dst) {
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+}
+
+// Same layout as `w`; matrices transposed, vectors copied.
+template <class T>
+void transposed_copy(const Config& cfg, const Layout& lay, const T* w, T* wt) {
+  const size_t d = cfg.d_model, f = cfg.d_ff, v = cfg.vocab;
+  transpose(w + lay.embed, v, d, wt + lay.embed);
+  for (const LayerOffsets& l : lay.layers) {
+    for (size_t i = 0; i < d; ++i) wt[l.ln1 + i] = w[l.ln1 + i];
+    for (size_t i = 0; i < d; ++i) wt[l.ln2 + i] = w[l.ln2 + i];
+    for (size_t off : {l.wq, l.wk, l.wv, l.wo}) transpose(w + off, d, d, wt + off);
+    transpose(w + l.gate, f, d, wt + l.gate);
+    transpose(w + l.up, f, d, wt + l.up);
+    transpose(w + l.down, d, f, wt + l.down);
+  }
+  for (size_t i = 0; i < d; ++i) wt[lay.norm + i] = w[lay.norm + i];
+}
+
+}  // namespace flare::model::detail

@@ -1,0 +1,233 @@
+#pragma once
+// Training forward and hand-written backward of the transformer over one
+// sequence, templated on the scalar type (float for training, double for the
+// gradient check). The forward keeps every activation the backward needs.
+#include <cmath>
+#include <span>
+#include <vector>
+
+#include "emulator/model/kernels.hpp"
+#include "emulator/model/layout.hpp"
+
+namespace flare::model::detail {
+
+// Read-only view of one set of parameters: `w` in canonical layout, `wt` the
+// same with matrices transposed (see layout.hpp), rotary tables [max_seq, hd/2].
+template <class T>
+struct NetView {
+  const Config* cfg;
+  const Layout* lay;
+  const T* w;
+  const T* wt;
+  const T* rope_cos;
+  const T* rope_sin;
+};
+
+template <class T>
+struct LayerActs {
+  std::vector<T> x_in, inv1, h1, q, k, v, probs, ctx, x_mid, inv2, h2, gate, up, act;
+};
+
+// Activations and scratch of one sequence; reused across calls to avoid
+// reallocating.
+template <class T>
+struct SeqWork {
+  int n = 0;
+  std::vector<LayerActs<T>> layers;
+  std::vector<T> x_out, inv_f, h_f, logp;  // logp: [n, vocab] log-softmax
+  // backward scratch
+  std::vector<T> dx, dh, dq, dk, dv, dctx, dgate, dup, dact, dlogits, drow;
+
+  void resize(const Config& c, int len) {
+    n = len;
+    const size_t d = c.d_model, f = c.d_ff, N = len, H = c.n_heads;
+    layers.resize(c.n_layers);
+    for (LayerActs<T>& l : layers) {
+      for (auto* v : {&l.x_in, &l.h1, &l.q, &l.k, &l.v, &l.ctx, &l.x_mid, &l.h2}) v->resize(N * d);
+      for (auto* v : {&l.gate, &l.up, &l.act}) v->resize(N * f);
+      l.inv1.resize(N);
+      l.inv2.resize(N);
+      l.probs.resize(H * N * N);
+    }
+    x_out.resize(N * d);
+    h_f.resize(N * d);
+    inv_f.resize(N);
+    logp.resize(N * c.vocab);
+    for (auto* v : {&dx, &dh, &dq, &dk, &dv, &dctx}) v->resize(N * d);
+    for (auto* v : {&dgate, &dup, &dact}) v->resize(N * f);
+    dlogits.resize(N * c.vocab);
+    drow.resize(std::max<size_t>(N, d));
+  }
+};
+
+// Computes ws.logp for every position and writes the log-probability of each
+// target into target_logp[t]. Tokens must already be validated.
+template <class T>
+void sequence_forward(const NetView<T>& net, std::span<const int> tokens,
+                      std::span<const int> targets, SeqWork<T>& ws, T* target_logp) {
+  const Config& c = *net.cfg;
+  const Layout& lay = *net.lay;
+  const int n = int(tokens.size()), d = c.d_model, f = c.d_ff, H = c.n_heads, hd = d / H,
+            V = c.vocab, half = hd / 2;
+  const T eps = T(c.norm_eps), scale = T(1) / std::sqrt(T(hd));
+  ws.resize(c, n);
+  const T* w = net.w;
+  const T* wt = net.wt;
+
+  std::vector<T>* x = &ws.layers[0].x_in;
+  for (int t = 0; t < n; ++t)
+    std::copy_n(w + lay.embed + size_t(tokens[t]) * d, d, x->data() + size_t(t) * d);
+
+  for (int li = 0; li < c.n_layers; ++li) {
+    const LayerOffsets& o = lay.layers[li];
+    LayerActs<T>& a = ws.layers[li];
+    for (int t = 0; t < n; ++t)
+      a.inv1[t] = rmsnorm_row(a.x_in.data() + size_t(t) * d, w + o.ln1, d, eps,
+                              a.h1.data() + size_t(t) * d);
+    matmul(a.h1.data(), n, d, wt + o.wq, d, a.q.data());
+    matmul(a.h1.data(), n, d, wt + o.wk, d, a.k.data());
+    matmul(a.h1.data(), n, d, wt + o.wv, d, a.v.data());
+    for (int t = 0; t < n; ++t) {
+      const T* cs = net.rope_cos + size_t(t) * half;
+      const T* sn = net.rope_sin + size_t(t) * half;
+      rope_row(a.q.data() + size_t(t) * d, H, hd, cs, sn);
+      rope_row(a.k.data() + size_t(t) * d, H, hd, cs, sn);
+    }
+    for (int h = 0; h < H; ++h)
+      for (int t = 0; t < n; ++t)
+        attend_row(a.q.data() + size_t(t) * d + h * hd, a.k.data() + h * hd, a.v.data() + h * hd,
+                   t + 1, size_t(d), hd, scale, a.probs.data() + (size_t(h) * n + t) * n,
+                   a.ctx.data() + size_t(t) * d + h * hd);
+    a.x_mid = a.x_in;
+    matmul(a.ctx.data(), n, d, wt + o.wo, d, a.x_mid.data(), true);
+    for (int t = 0; t < n; ++t)
+      a.inv2[t] = rmsnorm_row(a.x_mid.data() + size_t(t) * d, w + o.ln2, d, eps,
+                              a.h2.data() + size_t(t) * d);
+    matmul(a.h2.data(), n, d, wt + o.gate, f, a.gate.data());
+    matmul(a.h2.data(), n, d, wt + o.up, f, a.up.data());
+    for (size_t i = 0; i < size_t(n) * f; ++i) a.act[i] = silu(a.gate[i]) * a.up[i];
+    std::vector<T>& next = li + 1 < c.n_layers ? ws.layers[li + 1].x_in : ws.x_out;
+    next = a.x_mid;
+    matmul(a.act.data(), n, f, wt + o.down, d, next.data(), true);
+  }
+
+  for (int t = 0; t < n; ++t)
+    ws.inv_f[t] = rmsnorm_row(ws.x_out.data() + size_t(t) * d, w + lay.norm, d, eps,
+                              ws.h_f.data() + size_t(t) * d);
+  matmul(ws.h_f.data(), n, d, wt + lay.embed, V, ws.logp.data());
+  for (int t = 0; t < n; ++t) {
+    T* row = ws.logp.data() + size_t(t) * V;
+    log_softmax_row(row, V, row);
+    target_logp[t] = row[targets[t]];
+  }
+}
+
+// Adds ∂L/∂w into `grad` (canonical layout), given dlogp[t] = ∂L/∂target_logp[t]
+// and the activations of the preceding sequence_forward on the same inputs.
+template <class T>
+void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
+                       std::span<const int> targets, SeqWork<T>& ws, const T* dlogp, T* grad) {
+  const Config& c = *net.cfg;
+  const Layout& lay = *net.lay;
+  const int n = int(tokens.size()), d = c.d_model, f = c.d_ff, H = c.n_heads, hd = d / H,
+            V = c.vocab, half = hd / 2;
+  const T scale = T(1) / std::sqrt(T(hd));
+  const T* w = net.w;
+  const size_t N = n;
+
+  // logits: ∂logp_target/∂logits = onehot(target) - softmax.
+  for (int t = 0; t < n; ++t) {
+    const T* lp = ws.logp.data() + size_t(t) * V;
+    T* dl = ws.dlogits.data() + size_t(t) * V;
+    const T g = dlogp[t];
+    for (int v = 0; v < V; ++v) dl[v] = -g * std::exp(lp[v]);
+    dl[targets[t]] += g;
+  }
+  // Tied head: logits = h_f · Eᵀ. E [V, d] is already the "[in, out]" form for dh = dlogits · E.
+  matmul(ws.dlogits.data(), n, V, w + lay.embed, d, ws.dh.data());
+  matmul_weight_grad(ws.dlogits.data(), n, V, ws.h_f.data(), d, grad + lay.embed);
+
+  std::fill(ws.dx.begin(), ws.dx.end(), T(0));
+  for (int t = 0; t < n; ++t)
+    rmsnorm_row_backward(ws.x_out.data() + size_t(t) * d, w + lay.norm, d, ws.inv_f[t],
+                         ws.dh.data() + size_t(t) * d, ws.dx.data() + size_t(t) * d,
+                         grad + lay.norm);
+
+  for (int li = c.n_layers - 1; li >= 0; --li) {
+    const LayerOffsets& o = lay.layers[li];
+    LayerActs<T>& a = ws.layers[li];
+    // MLP: x_out = x_mid + act · Wdᵀ, act = silu(gate) * up.
+    matmul(ws.dx.data(), n, d, w + o.down, f, ws.dact.data());
+    matmul_weight_grad(ws.dx.data(), n, d, a.act.data(), f, grad + o.down);
+    for (size_t i = 0; i < N * f; ++i) {
+      const T g = a.gate[i];
+      const T s = T(1) / (T(1) + std::exp(-g));
+      ws.dup[i] = ws.dact[i] * g * s;
+      ws.dgate[i] = ws.dact[i] * a.up[i] * s * (T(1) + g * (T(1) - s));
+    }
+    matmul(ws.dgate.data(), n, f, w + o.gate, d, ws.dh.data());
+    matmul(ws.dup.data(), n, f, w + o.up, d, ws.dh.data(), true);
+    matmul_weight_grad(ws.dgate.data(), n, f, a.h2.data(), d, grad + o.gate);
+    matmul_weight_grad(ws.dup.data(), n, f, a.h2.data(), d, grad + o.up);
+    for (int t = 0; t < n; ++t)
+      rmsnorm_row_backward(a.x_mid.data() + size_t(t) * d, w + o.ln2, d, a.inv2[t],
+                           ws.dh.data() + size_t(t) * d, ws.dx.data() + size_t(t) * d,
+                           grad + o.ln2);
+    // Attention: x_mid = x_in + ctx · Woᵀ.
+    matmul(ws.dx.data(), n, d, w + o.wo, d, ws.dctx.data());
+    matmul_weight_grad(ws.dx.data(), n, d, a.ctx.data(), d, grad + o.wo);
+    std::fill(ws.dq.begin(), ws.dq.end(), T(0));
+    std::fill(ws.dk.begin(), ws.dk.end(), T(0));
+    std::fill(ws.dv.begin(), ws.dv.end(), T(0));
+    T* ds = ws.drow.data();
+    for (int h = 0; h < H; ++h)
+      for (int t = 0; t < n; ++t) {
+        const T* p = a.probs.data() + (size_t(h) * n + t) * n;
+        const T* dc = ws.dctx.data() + size_t(t) * d + h * hd;
+        T sum = 0;
+        for (int s = 0; s <= t; ++s) {
+          const T* vs = a.v.data() + size_t(s) * d + h * hd;
+          T dp = 0;
+          for (int i = 0; i < hd; ++i) dp += dc[i] * vs[i];
+          ds[s] = dp;
+          sum += p[s] * dp;
+          T* dvs = ws.dv.data() + size_t(s) * d + h * hd;
+          for (int i = 0; i < hd; ++i) dvs[i] += p[s] * dc[i];
+        }
+        const T* qt = a.q.data() + size_t(t) * d + h * hd;
+        T* dqt = ws.dq.data() + size_t(t) * d + h * hd;
+        for (int s = 0; s <= t; ++s) {
+          const T g = p[s] * (ds[s] - sum) * scale;
+          const T* ks = a.k.data() + size_t(s) * d + h * hd;
+          T* dks = ws.dk.data() + size_t(s) * d + h * hd;
+          for (int i = 0; i < hd; ++i) {
+            dqt[i] += g * ks[i];
+            dks[i] += g * qt[i];
+          }
+        }
+      }
+    for (int t = 0; t < n; ++t) {
+      const T* cs = net.rope_cos + size_t(t) * half;
+      const T* sn = net.rope_sin + size_t(t) * half;
+      rope_row_backward(ws.dq.data() + size_t(t) * d, H, hd, cs, sn);
+      rope_row_backward(ws.dk.data() + size_t(t) * d, H, hd, cs, sn);
+    }
+    matmul(ws.dq.data(), n, d, w + o.wq, d, ws.dh.data());
+    matmul(ws.dk.data(), n, d, w + o.wk, d, ws.dh.data(), true);
+    matmul(ws.dv.data(), n, d, w + o.wv, d, ws.dh.data(), true);
+    matmul_weight_grad(ws.dq.data(), n, d, a.h1.data(), d, grad + o.wq);
+    matmul_weight_grad(ws.dk.data(), n, d, a.h1.data(), d, grad + o.wk);
+    matmul_weight_grad(ws.dv.data(), n, d, a.h1.data(), d, grad + o.wv);
+    for (int t = 0; t < n; ++t)
+      rmsnorm_row_backward(a.x_in.data() + size_t(t) * d, w + o.ln1, d, a.inv1[t],
+                           ws.dh.data() + size_t(t) * d, ws.dx.data() + size_t(t) * d,
+                           grad + o.ln1);
+  }
+  for (int t = 0; t < n; ++t) {
+    T* row = grad + lay.embed + size_t(tokens[t]) * d;
+    const T* dxt = ws.dx.data() + size_t(t) * d;
+    for (int i = 0; i < d; ++i) row[i] += dxt[i];
+  }
+}
+
+}  // namespace flare::model::detail
