@@ -35,9 +35,9 @@ struct TokenLogprob {
 };
 
 struct Choice {
-  std::vector<int> tokens;  // completion token ids
-  std::string text;         // completion text (stop string excluded)
-  std::string finish_reason;  // "stop" | "length"
+  std::vector<int> tokens;                    // completion token ids
+  std::string text;                           // completion text (stop string excluded)
+  std::string finish_reason;                  // "stop" | "length"
   std::vector<TokenLogprob> logprobs;         // completion tokens, when requested
   std::vector<TokenLogprob> prompt_logprobs;  // with echo: prompt tokens (first has logprob 0)
 };
@@ -50,7 +50,8 @@ struct Result {
 };
 
 // Called for each generated token of choice `index` when streaming.
-using TokenCallback = std::function<void(int index, const TokenLogprob& tok, const std::string& text_piece)>;
+using TokenCallback =
+    std::function<void(int index, const TokenLogprob& tok, const std::string& text_piece)>;
 
 class Engine {
  public:
