@@ -1,0 +1,148 @@
+// Central finite differences in double precision against the hand-written
+// backward, run through the very same templated kernels the trainer uses.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "emulator/model/layout.hpp"
+#include "emulator/model/losses.hpp"
+#include "emulator/model/sequence.hpp"
+#include "helpers.hpp"
+
+using namespace flare::model;
+using namespace flare::model::detail;
+
+namespace {
+
+struct DoubleNet {
+  Config cfg;
+  Layout lay;
+  std::vector<double> w, wt, cos, sin;
+
+  explicit DoubleNet(const Config& c) : cfg(c), lay(make_layout(c)) {
+    const Weights f = model_test::spread_weights(c, 0.3, 11);
+    const std::vector<float> flat = flatten(lay, f);
+    w.assign(flat.begin(), flat.end());
+    wt.resize(w.size());
+    const RopeTables rope = rope_tables(c);
+    cos = rope.cos;
+    sin = rope.sin;
+    refresh();
+  }
+  void refresh() { transposed_copy(cfg, lay, w.data(), wt.data()); }
+  NetView<double> view() const { return {&cfg, &lay, w.data(), wt.data(), cos.data(), sin.data()}; }
+};
+
+// Σ over datums and tokens of the per-token loss; adds the gradient into
+// `grad` when it is not null.
+double total_loss(const DoubleNet& net, const std::vector<Datum>& data, LossFn fn,
+                  const LossConfig& lc, std::vector<double>* grad) {
+  SeqWork<double> ws;
+  double loss = 0;
+  for (const Datum& d : data) {
+    const size_t n = d.tokens.size();
+    std::vector<double> lp(n), dlogp(n);
+    sequence_forward(net.view(), d.tokens, d.target_tokens, ws, lp.data());
+    for (size_t t = 0; t < n; ++t) {
+      const double weight = d.weights.empty() ? 1.0 : d.weights[t];
+      const double slp = d.sampler_logprobs.empty() ? 0.0 : d.sampler_logprobs[t];
+      const double adv = d.advantages.empty() ? 0.0 : d.advantages[t];
+      const TokenLoss<double> tl = token_loss<double>(fn, lc, lp[t], weight, slp, adv);
+      loss += tl.loss;
+      dlogp[t] = tl.dlogp;
+    }
+    if (grad)
+      sequence_backward(net.view(), d.tokens, d.target_tokens, ws, dlogp.data(), grad->data());
+  }
+  return loss;
+}
+
+std::vector<Datum> make_data(const DoubleNet& net) {
+  const std::vector<std::vector<int>> seqs = {
+      {kBos, 72, 101, 108, 108, 111}, {kBos, 3, 250}, {kBos, 120, 121, 122, 257, 40, 41}};
+  // Ratios exp(delta) = 1.65, 1.05, 0.61, 0.95, 1.35: inside and outside the
+  // PPO clip range, all well away from its kinks at 0.8 and 1.2.
+  const double deltas[] = {0.5, 0.05, -0.5, -0.05, 0.3};
+  const float advantages[] = {1.0f, -0.7f, 0.5f, -1.2f, 0.8f, -0.3f};
+  const float weights[] = {1.0f, 0.5f, 0.0f, 2.0f};
+  std::vector<Datum> data;
+  SeqWork<double> ws;
+  int k = 0;
+  for (const auto& s : seqs) {
+    Datum d;
+    d.tokens.assign(s.begin(), s.end() - 1);
+    d.target_tokens.assign(s.begin() + 1, s.end());
+    std::vector<double> lp(d.tokens.size());
+    sequence_forward(net.view(), d.tokens, d.target_tokens, ws, lp.data());
+    for (size_t t = 0; t < d.tokens.size(); ++t, ++k) {
+      d.weights.push_back(weights[k % 4]);
+      d.advantages.push_back(advantages[k % 6]);
+      d.sampler_logprobs.push_back(float(lp[t] - deltas[k % 5]));
+    }
+    data.push_back(d);
+  }
+  return data;
+}
+
+void check_gradient(LossFn fn) {
+  const Config c = model_test::micro_config();
+  DoubleNet net(c);
+  const std::vector<Datum> data = make_data(net);
+  const LossConfig lc{0.2f, 0.2f};
+  std::vector<double> grad(net.w.size(), 0.0);
+  total_loss(net, data, fn, lc, &grad);
+
+  const std::vector<TensorSpec> specs = parameter_specs(c);
+  const double h = 1e-5;
+  for (size_t ti = 0; ti < specs.size(); ++ti) {
+    const size_t off = net.lay.tensor_offset[ti], n = net.lay.tensor_size[ti];
+    double diff_sq = 0, ref_sq = 0;
+    for (size_t j = off; j < off + n; ++j) {
+      const double saved = net.w[j];
+      net.w[j] = saved + h;
+      net.refresh();
+      const double up = total_loss(net, data, fn, lc, nullptr);
+      net.w[j] = saved - h;
+      net.refresh();
+      const double down = total_loss(net, data, fn, lc, nullptr);
+      net.w[j] = saved;
+      const double fd = (up - down) / (2 * h);
+      diff_sq += (fd - grad[j]) * (fd - grad[j]);
+      ref_sq += fd * fd;
+    }
+    net.refresh();
+    const double rel = std::sqrt(diff_sq) / std::max(std::sqrt(ref_sq), 1e-30);
+    INFO(specs[ti].name, ": |fd| = ", std::sqrt(ref_sq), ", relative error ", rel);
+    CHECK(ref_sq > 0);
+    CHECK(rel <= 1e-5);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("gradient check: cross_entropy, every parameter tensor") {
+  check_gradient(LossFn::CrossEntropy);
+}
+
+TEST_CASE("gradient check: importance_sampling, every parameter tensor") {
+  check_gradient(LossFn::ImportanceSampling);
+}
+
+TEST_CASE("gradient check: ppo, every parameter tensor") {
+  check_gradient(LossFn::Ppo);
+}
+
+TEST_CASE("ppo ignores the gradient of tokens whose clipped term is the minimum") {
+  const LossConfig lc{0.2f, 0.2f};
+  // ratio 1.65 > 1.2 with A > 0: clipped term smaller, no gradient.
+  auto a = token_loss<double>(LossFn::Ppo, lc, 0.0, 1.0, -0.5, 1.0);
+  CHECK(a.clipped);
+  CHECK(a.dlogp == 0.0);
+  CHECK(a.loss == doctest::Approx(-1.2));
+  // ratio 0.61 < 0.8 with A > 0: unclipped term smaller, gradient flows.
+  auto b = token_loss<double>(LossFn::Ppo, lc, 0.0, 1.0, 0.5, 1.0);
+  CHECK(b.clipped);
+  CHECK(b.dlogp == doctest::Approx(-std::exp(-0.5)));
+  auto ce = token_loss<double>(LossFn::CrossEntropy, lc, -2.0, 0.5, 0.0, 0.0);
+  CHECK(ce.loss == doctest::Approx(1.0));
+}
