@@ -47,9 +47,19 @@ struct Result {
   std::vector<Choice> choices;
   std::string snapshot_identity;  // what served this request
   int completion_tokens = 0;
+  // Server timing: waiting for a worker, the shared prompt prefill, and the
+  // whole request from enqueue to the last token.
+  double queue_seconds = 0;
+  double prefill_seconds = 0;
+  double total_seconds = 0;
 };
 
-// Called for each generated token of choice `index` when streaming.
+// Called for each generated token of choice `index` when streaming, on the
+// thread that called complete() and never concurrently for one request.
+// text_piece is the text that became safe to send: a stop string that may
+// still complete, or half a UTF-8 character, is held back, so the pieces of a
+// choice concatenate to exactly Choice::text. An exception thrown by the
+// callback cancels the request and is rethrown by complete().
 using TokenCallback =
     std::function<void(int index, const TokenLogprob& tok, const std::string& text_piece)>;
 
