@@ -16,7 +16,9 @@ namespace {
 
 std::atomic<int> g_pending{0};
 std::atomic<int> g_count{0};
+std::atomic<int> g_last{0};
 int g_pipe[2] = {-1, -1};
+std::atomic<void (*)(int)> g_callback{nullptr};
 
 void on_signal(int signo) {
   int n = g_count.fetch_add(1) + 1;
@@ -26,12 +28,14 @@ void on_signal(int signo) {
     raise(signo);
     _exit(128 + signo);
   }
+  g_last.store(signo);
   g_pending.store(signo);
   if (g_pipe[1] >= 0) {
     char c = 1;
     ssize_t r = write(g_pipe[1], &c, 1);
     (void)r;
   }
+  if (auto cb = g_callback.load()) cb(signo);
 }
 
 void ensure_pipe() {
@@ -55,8 +59,11 @@ void install_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
+void set_signal_callback(void (*cb)(int)) { g_callback.store(cb); }
+
 bool pending() { return g_pending.load() != 0; }
 int signal_number() { return g_pending.load(); }
+int last_signal() { return g_last.load(); }
 
 void clear() {
   g_pending.store(0);

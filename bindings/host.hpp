@@ -1,0 +1,40 @@
+#pragma once
+// The Lua host: one LuaJIT state with the flare global, the module search path,
+// the error boundary and interrupt handling. No Lua header here, so host/cli
+// can use it without touching the Lua C API.
+#include <string>
+#include <vector>
+
+struct lua_State;
+
+namespace flare::lua {
+
+class Host {
+ public:
+  // script_dir: the first directory `require` searches ("" = current directory).
+  explicit Host(const std::string& script_dir = "");
+  ~Host();
+  Host(const Host&) = delete;
+  Host& operator=(const Host&) = delete;
+
+  // Each returns the process exit status: 0 success, 1 script error (message
+  // and traceback printed on stderr), 130/143 interrupted by SIGINT/SIGTERM.
+  // Cleanups registered with flare.defer run before they return.
+  int run_file(const std::string& path, const std::vector<std::string>& args);
+  int run_string(const std::string& code, const std::string& chunkname,
+                 const std::vector<std::string>& args);
+
+  // Runs the registered cleanups (flare.defer) once; returns how many failed.
+  int run_cleanups(const char* reason);
+
+  lua_State* state() { return L_; }
+
+ private:
+  int run_loaded(int load_status, const std::vector<std::string>& args, const std::string& name);
+  lua_State* L_;
+};
+
+// Where the Lua standard library lives for this executable.
+std::string stdlib_dir();
+
+}  // namespace flare::lua

@@ -1,0 +1,33 @@
+// flare run FILE [ARGS...]
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "host.hpp"
+#include "subcommand.hpp"
+
+namespace {
+
+int run_main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "flare: run needs a script file (see `flare --help`)\n");
+    return 2;
+  }
+  std::string path = argv[1];
+  std::string dir;
+  if (path != "-") {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+      std::fprintf(stderr, "flare: cannot run %s: it is a directory\n", path.c_str());
+      return 1;
+    }
+    dir = std::filesystem::path(path).parent_path().string();
+  }
+  flare::lua::Host host(dir);
+  return host.run_file(path, std::vector<std::string>(argv + 2, argv + argc));
+}
+
+}  // namespace
+
+FLARE_SUBCOMMAND(run, "run a Lua script: flare run FILE [ARGS...]", run_main);

@@ -1,0 +1,28 @@
+// flare version: the versions of flare and of the libraries it runs on.
+#include <curl/curl.h>
+#include <luajit.h>
+#include <sqlite3.h>
+#include <zstd.h>
+
+#include <cstdio>
+
+#include "subcommand.hpp"
+
+#ifndef FLARE_VERSION
+#define FLARE_VERSION "0.0.0"
+#endif
+
+namespace {
+
+int version_main(int, char**) {
+  std::printf("flare %s\n", FLARE_VERSION);
+  std::printf("%s\n", LUAJIT_VERSION);
+  std::printf("libcurl %s\n", curl_version_info(CURLVERSION_NOW)->version);
+  std::printf("zstd %s\n", ZSTD_versionString());
+  std::printf("SQLite %s\n", sqlite3_libversion());
+  return 0;
+}
+
+}  // namespace
+
+FLARE_SUBCOMMAND(version, "print the versions of flare and its libraries", version_main);
