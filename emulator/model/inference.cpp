@@ -1,6 +1,7 @@
 // Inference: prefill and batched decode over per-sequence KV caches. Every row
 // (a token of some sequence at some position) goes through the same kernels,
 // so logits do not depend on how tokens were grouped into calls.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -99,7 +100,7 @@ void run_rows(const Net& m, std::vector<Row>& rows, int first_logit_row, float* 
       v(size_t(B) * d), ctx(size_t(B) * d), gate(size_t(B) * f), up(size_t(B) * f);
   int max_pos = 0;
   for (const Row& r : rows) max_pos = std::max(max_pos, r.pos);
-  std::vector<float> probs(size_t(max_pos) + 1);
+  std::vector<float> probs(size_t(H) * (max_pos + 1));
 
   for (int b = 0; b < B; ++b)
     std::copy_n(w + lay.embed + size_t(rows[b].token) * d, d, x.data() + size_t(b) * d);
@@ -122,10 +123,9 @@ void run_rows(const Net& m, std::vector<Row>& rows, int first_logit_row, float* 
     }
     for (int b = 0; b < B; ++b) {
       const Row& r = rows[b];
-      for (int hh = 0; hh < H; ++hh)
-        detail::attend_row(q.data() + size_t(b) * d + hh * hd, r.cache->k[li].data() + hh * hd,
-                           r.cache->v[li].data() + hh * hd, r.pos + 1, size_t(d), hd, scale,
-                           probs.data(), ctx.data() + size_t(b) * d + hh * hd);
+      detail::attend_heads(q.data() + size_t(b) * d, r.cache->k[li].data(), r.cache->v[li].data(),
+                           r.pos + 1, size_t(d), H, hd, scale, probs.data(), size_t(max_pos) + 1,
+                           ctx.data() + size_t(b) * d);
     }
     detail::matmul(ctx.data(), B, d, wt + o.wo, d, x.data(), true);
     for (int b = 0; b < B; ++b)

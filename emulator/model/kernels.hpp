@@ -9,85 +9,105 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
+#include <vector>
 
 namespace flare::model::detail {
+
+// 16-byte SIMD vectors (GCC vector extensions): 4 floats or 2 doubles.
+template <class T>
+struct Simd {
+  typedef T V __attribute__((vector_size(16)));
+  static constexpr int N = 16 / sizeof(T);
+  static V load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
+};
+
+// Σ a[i]·b[i] in a fixed order: two vector accumulators over full blocks,
+// their lanes summed left to right, then the scalar tail.
+template <class T>
+inline T dot(const T* __restrict a, const T* __restrict b, int n) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  V acc0 = {}, acc1 = {};
+  int i = 0;
+  for (; i + 2 * S::N <= n; i += 2 * S::N) {
+    acc0 += S::load(a + i) * S::load(b + i);
+    acc1 += S::load(a + i + S::N) * S::load(b + i + S::N);
+  }
+  const V acc = acc0 + acc1;
+  T sum = 0;
+  for (int l = 0; l < S::N; ++l) sum += acc[l];
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// R rows of y = x · wt, columns [0, out). Each element is the k-ordered sum
+// Σ_k x[r, k]·wt[k, o] started from 0, then added to y when accumulating.
+template <class T, int R>
+inline void matmul_rows(const T* __restrict x, int in, const T* __restrict wt, int out,
+                        T* __restrict y, bool accumulate) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int kVecs = 2, kCols = kVecs * S::N;
+  int o = 0;
+  for (; o + kCols <= out; o += kCols) {
+    V acc[R][kVecs] = {};
+    const T* w = wt + o;
+    for (int k = 0; k < in; ++k, w += out) {
+      const V w0 = S::load(w), w1 = S::load(w + S::N);
+      for (int i = 0; i < R; ++i) {
+        const T a = x[size_t(i) * in + k];
+        acc[i][0] += a * w0;
+        acc[i][1] += a * w1;
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < kVecs; ++v) {
+        T* dst = y + size_t(i) * out + o + v * S::N;
+        S::store(dst, accumulate ? S::load(dst) + acc[i][v] : acc[i][v]);
+      }
+  }
+  for (; o < out; ++o)
+    for (int i = 0; i < R; ++i) {
+      T acc = 0;
+      for (int k = 0; k < in; ++k) acc += x[size_t(i) * in + k] * wt[size_t(k) * out + o];
+      T& dst = y[size_t(i) * out + o];
+      dst = accumulate ? dst + acc : acc;
+    }
+}
 
 // y[r, :] = x[r, :] · wt, with wt stored [in, out]. When `accumulate`, the
 // product is added to y instead of replacing it.
 template <class T>
-void matmul(const T* __restrict x, int rows, int in, const T* __restrict wt, int out,
-            T* __restrict y, bool accumulate = false) {
+void matmul(const T* x, int rows, int in, const T* wt, int out, T* y, bool accumulate = false) {
   constexpr int kRows = 4;
-  constexpr int kCols = 16;
   int r = 0;
-  for (; r + kRows <= rows; r += kRows) {
-    const T* xr = x + size_t(r) * in;
-    T* yr = y + size_t(r) * out;
-    int o = 0;
-    for (; o + kCols <= out; o += kCols) {
-      T acc[kRows][kCols] = {};
-      for (int k = 0; k < in; ++k) {
-        const T* w = wt + size_t(k) * out + o;
-        for (int i = 0; i < kRows; ++i) {
-          const T a = xr[size_t(i) * in + k];
-          for (int j = 0; j < kCols; ++j) acc[i][j] += a * w[j];
-        }
-      }
-      for (int i = 0; i < kRows; ++i)
-        for (int j = 0; j < kCols; ++j) {
-          T& dst = yr[size_t(i) * out + o + j];
-          dst = accumulate ? dst + acc[i][j] : acc[i][j];
-        }
-    }
-    for (; o < out; ++o)
-      for (int i = 0; i < kRows; ++i) {
-        T acc = 0;
-        for (int k = 0; k < in; ++k) acc += xr[size_t(i) * in + k] * wt[size_t(k) * out + o];
-        T& dst = yr[size_t(i) * out + o];
-        dst = accumulate ? dst + acc : acc;
-      }
-  }
-  for (; r < rows; ++r) {
-    const T* xr = x + size_t(r) * in;
-    T* yr = y + size_t(r) * out;
-    int o = 0;
-    for (; o + kCols <= out; o += kCols) {
-      T acc[kCols] = {};
-      for (int k = 0; k < in; ++k) {
-        const T* w = wt + size_t(k) * out + o;
-        const T a = xr[k];
-        for (int j = 0; j < kCols; ++j) acc[j] += a * w[j];
-      }
-      for (int j = 0; j < kCols; ++j) yr[o + j] = accumulate ? yr[o + j] + acc[j] : acc[j];
-    }
-    for (; o < out; ++o) {
-      T acc = 0;
-      for (int k = 0; k < in; ++k) acc += xr[k] * wt[size_t(k) * out + o];
-      yr[o] = accumulate ? yr[o] + acc : acc;
-    }
-  }
+  for (; r + kRows <= rows; r += kRows)
+    matmul_rows<T, kRows>(x + size_t(r) * in, in, wt, out, y + size_t(r) * out, accumulate);
+  for (; r < rows; ++r)
+    matmul_rows<T, 1>(x + size_t(r) * in, in, wt, out, y + size_t(r) * out, accumulate);
 }
 
-// dw[o, k] += Σ_r dy[r, o] · x[r, k]  (the weight gradient of y = x·Wᵀ, W [out, in]).
+// dw[o, k] += Σ_r dy[r, o] · x[r, k]  (the weight gradient of y = x·Wᵀ, W [out, in]),
+// computed as the product dyᵀ · x; `scratch` holds dyᵀ.
 template <class T>
-void matmul_weight_grad(const T* __restrict dy, int rows, int out, const T* __restrict x, int in,
-                        T* __restrict dw) {
-  for (int o = 0; o < out; ++o) {
-    T* row = dw + size_t(o) * in;
-    for (int r = 0; r < rows; ++r) {
-      const T a = dy[size_t(r) * out + o];
-      if (a == T(0)) continue;
-      const T* xr = x + size_t(r) * in;
-      for (int k = 0; k < in; ++k) row[k] += a * xr[k];
-    }
-  }
+void matmul_weight_grad(const T* dy, int rows, int out, const T* x, int in, T* dw,
+                        std::vector<T>& scratch) {
+  scratch.resize(size_t(rows) * out);
+  for (int r = 0; r < rows; ++r)
+    for (int o = 0; o < out; ++o) scratch[size_t(o) * rows + r] = dy[size_t(r) * out + o];
+  matmul(scratch.data(), out, rows, x, in, dw, true);
 }
 
 // y = x / rms(x) * g; returns 1 / rms(x).
 template <class T>
 T rmsnorm_row(const T* __restrict x, const T* __restrict g, int d, T eps, T* __restrict y) {
-  T ss = 0;
-  for (int i = 0; i < d; ++i) ss += x[i] * x[i];
+  const T ss = dot(x, x, d);
   const T inv = T(1) / std::sqrt(ss / T(d) + eps);
   for (int i = 0; i < d; ++i) y[i] = x[i] * inv * g[i];
   return inv;
@@ -136,31 +156,46 @@ void rope_row_backward(T* dx, int n_heads, int head_dim, const T* cos, const T* 
   }
 }
 
-// One query head against n keys/values (rows `stride` apart):
-// probs = softmax(q·kᵀ·scale), out = Σ probs·v.
+// All heads of one query row against n cached rows (keys/values `stride`
+// apart, head h at columns [h·hd, (h+1)·hd)): for each head,
+// probs[h·probs_stride + s] = softmax_s(q_h·k_s,h·scale) and
+// out_h = Σ_s probs·v_s,h. Rows are walked in order, each read once and
+// contiguously, which matters when many caches are far from the CPU.
 template <class T>
-void attend_row(const T* __restrict q, const T* __restrict k, const T* __restrict v, int n,
-                size_t stride, int head_dim, T scale, T* __restrict probs, T* __restrict out) {
-  T mx = -INFINITY;
+void attend_heads(const T* __restrict q, const T* __restrict k, const T* __restrict v, int n,
+                  size_t stride, int n_heads, int head_dim, T scale, T* __restrict probs,
+                  size_t probs_stride, T* __restrict out) {
+  constexpr int kMaxHeads = 64;  // check_config() enforces n_heads <= 64
+  T mx[kMaxHeads];
+  for (int h = 0; h < n_heads; ++h) mx[h] = -INFINITY;
   for (int s = 0; s < n; ++s) {
     const T* ks = k + s * stride;
-    T dot = 0;
-    for (int i = 0; i < head_dim; ++i) dot += q[i] * ks[i];
-    probs[s] = dot * scale;
-    mx = std::max(mx, probs[s]);
+    for (int h = 0; h < n_heads; ++h) {
+      const T score = dot(q + h * head_dim, ks + h * head_dim, head_dim) * scale;
+      probs[h * probs_stride + s] = score;
+      mx[h] = std::max(mx[h], score);
+    }
   }
-  T sum = 0;
-  for (int s = 0; s < n; ++s) {
-    probs[s] = std::exp(probs[s] - mx);
-    sum += probs[s];
+  for (int h = 0; h < n_heads; ++h) {
+    T* p = probs + h * probs_stride;
+    T acc = 0;
+    for (int s = 0; s < n; ++s) {
+      p[s] = std::exp(p[s] - mx[h]);
+      acc += p[s];
+    }
+    const T inv = T(1) / acc;
+    for (int s = 0; s < n; ++s) p[s] *= inv;
   }
-  const T inv = T(1) / sum;
-  for (int i = 0; i < head_dim; ++i) out[i] = 0;
+  const int d = n_heads * head_dim;
+  for (int i = 0; i < d; ++i) out[i] = 0;
   for (int s = 0; s < n; ++s) {
-    probs[s] *= inv;
-    const T p = probs[s];
     const T* vs = v + s * stride;
-    for (int i = 0; i < head_dim; ++i) out[i] += p * vs[i];
+    for (int h = 0; h < n_heads; ++h) {
+      const T p = probs[h * probs_stride + s];
+      T* o = out + h * head_dim;
+      const T* vh = vs + h * head_dim;
+      for (int i = 0; i < head_dim; ++i) o[i] += p * vh[i];
+    }
   }
 }
 

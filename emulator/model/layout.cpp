@@ -14,6 +14,7 @@ void check_config(const Config& cfg) {
   if (cfg.d_model <= 0 || cfg.n_layers <= 0 || cfg.n_heads <= 0 || cfg.d_ff <= 0 ||
       cfg.max_seq <= 0)
     fail("sizes must be positive");
+  if (cfg.n_heads > 64) fail("n_heads must be at most 64");
   if (cfg.d_model % cfg.n_heads != 0) fail("d_model must be divisible by n_heads");
   if ((cfg.d_model / cfg.n_heads) % 2 != 0) fail("head size must be even for rotary positions");
   if (!(cfg.norm_eps > 0) || !(cfg.rope_theta > 0)) fail("norm_eps and rope_theta must be > 0");

@@ -36,7 +36,7 @@ struct SeqWork {
   std::vector<LayerActs<T>> layers;
   std::vector<T> x_out, inv_f, h_f, logp;  // logp: [n, vocab] log-softmax
   // backward scratch
-  std::vector<T> dx, dh, dq, dk, dv, dctx, dgate, dup, dact, dlogits, drow;
+  std::vector<T> dx, dh, dq, dk, dv, dctx, dgate, dup, dact, dlogits, drow, tscratch;
 
   void resize(const Config& c, int len) {
     n = len;
@@ -93,11 +93,10 @@ void sequence_forward(const NetView<T>& net, std::span<const int> tokens,
       rope_row(a.q.data() + size_t(t) * d, H, hd, cs, sn);
       rope_row(a.k.data() + size_t(t) * d, H, hd, cs, sn);
     }
-    for (int h = 0; h < H; ++h)
-      for (int t = 0; t < n; ++t)
-        attend_row(a.q.data() + size_t(t) * d + h * hd, a.k.data() + h * hd, a.v.data() + h * hd,
-                   t + 1, size_t(d), hd, scale, a.probs.data() + (size_t(h) * n + t) * n,
-                   a.ctx.data() + size_t(t) * d + h * hd);
+    for (int t = 0; t < n; ++t)
+      attend_heads(a.q.data() + size_t(t) * d, a.k.data(), a.v.data(), t + 1, size_t(d), H, hd,
+                   scale, a.probs.data() + size_t(t) * n, size_t(n) * n,
+                   a.ctx.data() + size_t(t) * d);
     a.x_mid = a.x_in;
     matmul(a.ctx.data(), n, d, wt + o.wo, d, a.x_mid.data(), true);
     for (int t = 0; t < n; ++t)
@@ -145,7 +144,7 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
   }
   // Tied head: logits = h_f · Eᵀ. E [V, d] is already the "[in, out]" form for dh = dlogits · E.
   matmul(ws.dlogits.data(), n, V, w + lay.embed, d, ws.dh.data());
-  matmul_weight_grad(ws.dlogits.data(), n, V, ws.h_f.data(), d, grad + lay.embed);
+  matmul_weight_grad(ws.dlogits.data(), n, V, ws.h_f.data(), d, grad + lay.embed, ws.tscratch);
 
   std::fill(ws.dx.begin(), ws.dx.end(), T(0));
   for (int t = 0; t < n; ++t)
@@ -158,7 +157,7 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     LayerActs<T>& a = ws.layers[li];
     // MLP: x_out = x_mid + act · Wdᵀ, act = silu(gate) * up.
     matmul(ws.dx.data(), n, d, w + o.down, f, ws.dact.data());
-    matmul_weight_grad(ws.dx.data(), n, d, a.act.data(), f, grad + o.down);
+    matmul_weight_grad(ws.dx.data(), n, d, a.act.data(), f, grad + o.down, ws.tscratch);
     for (size_t i = 0; i < N * f; ++i) {
       const T g = a.gate[i];
       const T s = T(1) / (T(1) + std::exp(-g));
@@ -167,15 +166,15 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     }
     matmul(ws.dgate.data(), n, f, w + o.gate, d, ws.dh.data());
     matmul(ws.dup.data(), n, f, w + o.up, d, ws.dh.data(), true);
-    matmul_weight_grad(ws.dgate.data(), n, f, a.h2.data(), d, grad + o.gate);
-    matmul_weight_grad(ws.dup.data(), n, f, a.h2.data(), d, grad + o.up);
+    matmul_weight_grad(ws.dgate.data(), n, f, a.h2.data(), d, grad + o.gate, ws.tscratch);
+    matmul_weight_grad(ws.dup.data(), n, f, a.h2.data(), d, grad + o.up, ws.tscratch);
     for (int t = 0; t < n; ++t)
       rmsnorm_row_backward(a.x_mid.data() + size_t(t) * d, w + o.ln2, d, a.inv2[t],
                            ws.dh.data() + size_t(t) * d, ws.dx.data() + size_t(t) * d,
                            grad + o.ln2);
     // Attention: x_mid = x_in + ctx · Woᵀ.
     matmul(ws.dx.data(), n, d, w + o.wo, d, ws.dctx.data());
-    matmul_weight_grad(ws.dx.data(), n, d, a.ctx.data(), d, grad + o.wo);
+    matmul_weight_grad(ws.dx.data(), n, d, a.ctx.data(), d, grad + o.wo, ws.tscratch);
     std::fill(ws.dq.begin(), ws.dq.end(), T(0));
     std::fill(ws.dk.begin(), ws.dk.end(), T(0));
     std::fill(ws.dv.begin(), ws.dv.end(), T(0));
@@ -187,8 +186,7 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
         T sum = 0;
         for (int s = 0; s <= t; ++s) {
           const T* vs = a.v.data() + size_t(s) * d + h * hd;
-          T dp = 0;
-          for (int i = 0; i < hd; ++i) dp += dc[i] * vs[i];
+          const T dp = dot(dc, vs, hd);
           ds[s] = dp;
           sum += p[s] * dp;
           T* dvs = ws.dv.data() + size_t(s) * d + h * hd;
@@ -215,9 +213,9 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     matmul(ws.dq.data(), n, d, w + o.wq, d, ws.dh.data());
     matmul(ws.dk.data(), n, d, w + o.wk, d, ws.dh.data(), true);
     matmul(ws.dv.data(), n, d, w + o.wv, d, ws.dh.data(), true);
-    matmul_weight_grad(ws.dq.data(), n, d, a.h1.data(), d, grad + o.wq);
-    matmul_weight_grad(ws.dk.data(), n, d, a.h1.data(), d, grad + o.wk);
-    matmul_weight_grad(ws.dv.data(), n, d, a.h1.data(), d, grad + o.wv);
+    matmul_weight_grad(ws.dq.data(), n, d, a.h1.data(), d, grad + o.wq, ws.tscratch);
+    matmul_weight_grad(ws.dk.data(), n, d, a.h1.data(), d, grad + o.wk, ws.tscratch);
+    matmul_weight_grad(ws.dv.data(), n, d, a.h1.data(), d, grad + o.wv, ws.tscratch);
     for (int t = 0; t < n; ++t)
       rmsnorm_row_backward(a.x_in.data() + size_t(t) * d, w + o.ln1, d, a.inv1[t],
                            ws.dh.data() + size_t(t) * d, ws.dx.data() + size_t(t) * d,
