@@ -3,8 +3,9 @@
 // ({"__metadata__": {str: str}, "<name>": {"dtype", "shape", "data_offsets"}}),
 // padded with spaces to a multiple of 8, then the tensor bytes. The reader
 // validates the whole header before handing out any view; the writer produces
-// the same byte layout as the reference implementation (names sorted, data in
-// name order) and publishes files by writing a temporary name and renaming it.
+// the layout of the reference implementation (largest dtype first, then by
+// name, so every tensor is aligned to its element size) and publishes files by writing a temporary
+// name and renaming it.
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -89,8 +90,20 @@ class SafetensorsFile {
   Metadata metadata_;
 };
 
-// The header (length prefix + padded JSON) for `tensors` laid out in name
-// order; `offsets[i]` receives tensors[i]'s byte offset from the file start.
+// A tensor's name, dtype and shape without its bytes.
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::U8;
+  Shape shape;
+};
+
+// The header (length prefix + padded JSON) for `tensors`, laid out largest
+// dtype first, then by name; `offsets[i]` receives tensors[i]'s byte offset
+// from the start of the file.
+std::vector<std::byte> safetensors_header(std::span<const TensorSpec> tensors,
+                                          const Metadata& metadata,
+                                          std::vector<uint64_t>* offsets = nullptr);
+// The same for tensors with data (whose sizes must match their shapes).
 std::vector<std::byte> safetensors_header(std::span<const TensorView> tensors,
                                           const Metadata& metadata,
                                           std::vector<uint64_t>* offsets = nullptr);

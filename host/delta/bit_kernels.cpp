@@ -1,0 +1,163 @@
+#include "delta/bit_kernels.hpp"
+
+#include <emmintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace flare::delta {
+namespace {
+
+template <typename T>
+T load(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+// Bits of 16 elements (e bytes each) differing, from SSE2 equality compares.
+inline uint32_t neq16_x8(const std::byte* a, const std::byte* b) {
+  __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a));
+  __m128i y = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
+  return ~static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, y))) & 0xffffu;
+}
+inline uint32_t neq16_x16(const std::byte* a, const std::byte* b) {
+  auto ld = [](const std::byte* p, int i) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + i);
+  };
+  __m128i e0 = _mm_cmpeq_epi16(ld(a, 0), ld(b, 0));
+  __m128i e1 = _mm_cmpeq_epi16(ld(a, 1), ld(b, 1));
+  return ~static_cast<uint32_t>(_mm_movemask_epi8(_mm_packs_epi16(e0, e1))) & 0xffffu;
+}
+inline uint32_t neq16_x32(const std::byte* a, const std::byte* b) {
+  auto ld = [](const std::byte* p, int i) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + i);
+  };
+  __m128i e0 =
+      _mm_packs_epi32(_mm_cmpeq_epi32(ld(a, 0), ld(b, 0)), _mm_cmpeq_epi32(ld(a, 1), ld(b, 1)));
+  __m128i e1 =
+      _mm_packs_epi32(_mm_cmpeq_epi32(ld(a, 2), ld(b, 2)), _mm_cmpeq_epi32(ld(a, 3), ld(b, 3)));
+  return ~static_cast<uint32_t>(_mm_movemask_epi8(_mm_packs_epi16(e0, e1))) & 0xffffu;
+}
+
+template <typename T>
+uint64_t scalar_neq(const std::byte* a, const std::byte* b, size_t n) {
+  uint64_t m = 0;
+  for (size_t j = 0; j < n; ++j)
+    m |= static_cast<uint64_t>(load<T>(a + j * sizeof(T)) != load<T>(b + j * sizeof(T))) << j;
+  return m;
+}
+
+template <typename T>
+uint64_t change_masks_t(const std::byte* a, const std::byte* b, size_t elements, uint64_t* out) {
+  const size_t full = elements / 64;
+  uint64_t total = 0;
+  for (size_t w = 0; w < full; ++w) {
+    const std::byte* pa = a + w * 64 * sizeof(T);
+    const std::byte* pb = b + w * 64 * sizeof(T);
+    uint64_t m = 0;
+    if constexpr (sizeof(T) == 8) {
+      m = scalar_neq<T>(pa, pb, 64);
+    } else {
+      for (int q = 0; q < 4; ++q) {
+        const size_t off = static_cast<size_t>(q) * 16 * sizeof(T);
+        uint32_t bits;
+        if constexpr (sizeof(T) == 1) bits = neq16_x8(pa + off, pb + off);
+        if constexpr (sizeof(T) == 2) bits = neq16_x16(pa + off, pb + off);
+        if constexpr (sizeof(T) == 4) bits = neq16_x32(pa + off, pb + off);
+        m |= static_cast<uint64_t>(bits) << (16 * q);
+      }
+    }
+    out[w] = m;
+    total += static_cast<uint64_t>(__builtin_popcountll(m));
+  }
+  if (size_t rest = elements - full * 64) {
+    uint64_t m = scalar_neq<T>(a + full * 64 * sizeof(T), b + full * 64 * sizeof(T), rest);
+    out[full] = m;
+    total += static_cast<uint64_t>(__builtin_popcountll(m));
+  }
+  return total;
+}
+
+template <typename T>
+unsigned max_exponent_t(const std::byte* data, size_t n, ExponentField f) {
+  const T all = static_cast<T>((T{1} << f.bits) - 1);
+  T top = 0;
+  for (size_t i = 0; i < n; ++i) {
+    T e = static_cast<T>((load<T>(data + i * sizeof(T)) >> f.shift) & all);
+    if (e != all && e > top) top = e;
+  }
+  return static_cast<unsigned>(top);
+}
+
+template <typename T>
+void exponent_classes_t(const std::byte* data, size_t n, ExponentField f, unsigned top,
+                        unsigned width, unsigned classes, uint8_t* cls) {
+  // A lookup table from exponent to class keeps the per-element work to a
+  // shift, a mask and a load (exponent fields are at most 11 bits wide).
+  uint8_t table[2048];
+  const unsigned count = 1u << f.bits;
+  for (unsigned e = 0; e < count; ++e) {
+    unsigned c = e > top ? 0 : (top - e) / width;
+    table[e] = static_cast<uint8_t>(std::min(c, classes - 1));
+  }
+  const T mask = static_cast<T>(count - 1);
+  for (size_t i = 0; i < n; ++i) cls[i] = table[(load<T>(data + i * sizeof(T)) >> f.shift) & mask];
+}
+
+}  // namespace
+
+uint64_t change_masks(const std::byte* a, const std::byte* b, size_t elements, size_t esize,
+                      uint64_t* out) {
+  switch (esize) {
+    case 1:
+      return change_masks_t<uint8_t>(a, b, elements, out);
+    case 2:
+      return change_masks_t<uint16_t>(a, b, elements, out);
+    case 4:
+      return change_masks_t<uint32_t>(a, b, elements, out);
+    default:
+      return change_masks_t<uint64_t>(a, b, elements, out);
+  }
+}
+
+unsigned max_exponent(const std::byte* data, size_t elements, size_t esize, ExponentField f) {
+  if (f.bits == 0) return 0;
+  switch (esize) {
+    case 1:
+      return max_exponent_t<uint8_t>(data, elements, f);
+    case 2:
+      return max_exponent_t<uint16_t>(data, elements, f);
+    case 4:
+      return max_exponent_t<uint32_t>(data, elements, f);
+    default:
+      return max_exponent_t<uint64_t>(data, elements, f);
+  }
+}
+
+void exponent_classes(const std::byte* data, size_t elements, size_t esize, ExponentField f,
+                      unsigned top, unsigned width, unsigned classes, uint8_t* cls) {
+  switch (esize) {
+    case 1:
+      return exponent_classes_t<uint8_t>(data, elements, f, top, width, classes, cls);
+    case 2:
+      return exponent_classes_t<uint16_t>(data, elements, f, top, width, classes, cls);
+    case 4:
+      return exponent_classes_t<uint32_t>(data, elements, f, top, width, classes, cls);
+    default:
+      return exponent_classes_t<uint64_t>(data, elements, f, top, width, classes, cls);
+  }
+}
+
+uint64_t class_mask64(const uint8_t* cls, uint8_t k) {
+  const __m128i key = _mm_set1_epi8(static_cast<char>(k));
+  uint64_t m = 0;
+  for (int q = 0; q < 4; ++q) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cls) + q);
+    m |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, key))))
+         << (16 * q);
+  }
+  return m;
+}
+
+}  // namespace flare::delta

@@ -1,0 +1,84 @@
+#include "delta/file_io.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "runtime/error.hpp"
+
+namespace flare::delta {
+
+void throw_io(const std::string& what) {
+  throw Error("io", what + ": " + std::strerror(errno));
+}
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::vector<std::byte> read_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) throw_io("cannot open " + path);
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) throw_io("cannot stat " + path);
+  std::vector<std::byte> out(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(fd.get(), out.data() + done, out.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_io("cannot read " + path);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  out.resize(done);
+  return out;
+}
+
+AtomicFile::AtomicFile(const std::string& path) : path_(path) {
+  static std::atomic<unsigned> counter{0};
+  temp_ = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  fd_ = UniqueFd(::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (fd_.get() < 0) throw_io("cannot create " + temp_);
+}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) ::unlink(temp_.c_str());
+}
+
+void AtomicFile::write_at(uint64_t offset, std::span<const std::byte> bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::pwrite(fd_.get(), bytes.data() + done, bytes.size() - done,
+                         static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw_io("cannot write " + temp_);
+    done += static_cast<size_t>(n);
+  }
+}
+
+void AtomicFile::truncate(uint64_t size) {
+  if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) throw_io("cannot size " + temp_);
+}
+
+void AtomicFile::commit() {
+  if (::close(fd_.release()) != 0) throw_io("cannot close " + temp_);
+  if (::rename(temp_.c_str(), path_.c_str()) != 0)
+    throw_io("cannot rename " + temp_ + " to " + path_);
+  committed_ = true;
+}
+
+}  // namespace flare::delta

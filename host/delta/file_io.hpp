@@ -1,0 +1,56 @@
+#pragma once
+// Small POSIX file helpers shared by the safetensors writer and the codec.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace flare::delta {
+
+// Throws flare::Error{"io"} with `what` and strerror(errno).
+[[noreturn]] void throw_io(const std::string& what);
+
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd = -1) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  UniqueFd& operator=(UniqueFd&& o) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+// Reads a whole file into memory.
+std::vector<std::byte> read_file(const std::string& path);
+
+// A file written under a temporary name next to `path` and renamed onto it by
+// commit(). Destroying it without commit() removes the temporary file.
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write_at(uint64_t offset, std::span<const std::byte> bytes);  // thread-safe (pwrite)
+  void truncate(uint64_t size);
+  void commit();
+  const std::string& temp_path() const { return temp_; }
+
+ private:
+  std::string path_, temp_;
+  UniqueFd fd_;
+  bool committed_ = false;
+};
+
+}  // namespace flare::delta

@@ -1,0 +1,225 @@
+#include "delta/codec.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <limits>
+
+#include "helpers.hpp"
+#include "runtime/error.hpp"
+
+using namespace flare::delta;
+using flare::delta::testing::perturb;
+using flare::delta::testing::random_tensor;
+using flare::delta::testing::views;
+
+namespace {
+
+void check_same(const std::vector<Tensor>& got, std::vector<Tensor> want) {
+  std::sort(want.begin(), want.end(), [](auto& a, auto& b) { return a.name < b.name; });
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].dtype == want[i].dtype);
+    CHECK(got[i].shape == want[i].shape);
+    CHECK((got[i].data == want[i].data));
+  }
+}
+
+const TensorDeltaInfo& info_of(const DeltaInfo& info, const std::string& name) {
+  for (const auto& t : info.tensors)
+    if (t.name == name) return t;
+  FAIL("no tensor " << name);
+  return info.tensors.front();
+}
+
+// Gaussian-like bf16 weights and one small step of them, as in training.
+std::pair<Tensor, Tensor> bf16_step(size_t n, double lr, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g(0.f, 0.02f);
+  Tensor a{"w", DType::BF16, {n}, std::vector<std::byte>(2 * n)}, b = a;
+  auto bf16 = [](float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    return static_cast<uint16_t>((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+  };
+  for (size_t i = 0; i < n; ++i) {
+    float w = g(rng);
+    float w2 =
+        w - static_cast<float>(lr * std::clamp(static_cast<double>(g(rng)) / 0.02, -3.0, 3.0));
+    uint16_t x = bf16(w), y = bf16(w2);
+    std::memcpy(&a.data[2 * i], &x, 2);
+    std::memcpy(&b.data[2 * i], &y, 2);
+  }
+  return {a, b};
+}
+
+}  // namespace
+
+TEST_CASE("every dtype round-trips bit-exactly at every density") {
+  const DType all[] = {DType::F64,     DType::F32,     DType::F16, DType::BF16,
+                       DType::F8_E4M3, DType::F8_E5M2, DType::I64, DType::I32,
+                       DType::I16,     DType::I8,      DType::U8,  DType::BOOL};
+  uint64_t seed = 100;
+  for (DType d : all) {
+    for (double fraction : {0.0, 0.001, 0.03, 0.2, 0.6, 1.0}) {
+      CAPTURE(dtype_name(d));
+      CAPTURE(fraction);
+      Tensor a = random_tensor("t", d, {37, 29}, seed++);
+      Tensor b = perturb(a, fraction, seed++);
+      EncodeOptions opts;
+      opts.chunk_elements = 300;  // several chunks, the last one partial
+      auto delta =
+          encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, opts);
+      Checkpoint out = flare::delta::apply(std::vector<TensorView>{a.view()}, delta);
+      check_same(out.tensors, {b});
+    }
+  }
+}
+
+TEST_CASE("-0/+0 and NaN payloads keep their exact bit patterns") {
+  const uint32_t patterns[] = {0x00000000, 0x80000000, 0x7fc00000, 0x7fc00001, 0xffc00123,
+                               0x7f800001, 0x7f800000, 0xff800000, 0x00000001, 0x80000001};
+  Tensor a{"f", DType::F32, {10}, std::vector<std::byte>(40)}, b = a;
+  for (size_t i = 0; i < 10; ++i) {
+    std::memcpy(&a.data[4 * i], &patterns[i], 4);
+    std::memcpy(&b.data[4 * i], &patterns[(i + 1) % 10], 4);
+  }
+  auto delta = encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()});
+  check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, delta).tensors, {b});
+  // A tensor whose only change is +0 -> -0 is still seen as changed.
+  Tensor c = a;
+  c.data[3] = std::byte{0x80};
+  auto info = inspect(encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{c.view()}));
+  CHECK(info.tensors[0].changed_elements == 1);
+}
+
+TEST_CASE("bf16 training steps are stored sparse and far smaller than the checkpoint") {
+  auto [a, b] = bf16_step(1 << 18, 1e-6, 3);
+  auto delta = encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()});
+  DeltaInfo info = inspect(delta);
+  CHECK(info.tensors[0].encoding == "sparse");
+  CHECK(info.tensors[0].density > 0.01);
+  CHECK(info.tensors[0].density < 0.06);
+  CHECK(info.ratio() > 30);
+  check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, delta).tensors, {b});
+}
+
+TEST_CASE("added, removed, retyped and unchanged tensors are handled and reported") {
+  Tensor keep = random_tensor("keep", DType::F16, {100}, 1);
+  Tensor mod_a = random_tensor("mod", DType::F32, {200}, 2);
+  Tensor mod_b = perturb(mod_a, 0.05, 3);
+  Tensor gone = random_tensor("gone", DType::I32, {10}, 4);
+  Tensor re_a = random_tensor("re", DType::BF16, {8, 8}, 5);
+  Tensor re_b = random_tensor("re", DType::BF16, {4, 16}, 6);  // same bytes count, new shape
+  Tensor ty_a = random_tensor("ty", DType::F32, {16}, 7);
+  Tensor ty_b = random_tensor("ty", DType::BF16, {16}, 8);
+  Tensor added = random_tensor("added", DType::U8, {50}, 9);
+  std::vector<Tensor> base = {keep, mod_a, gone, re_a, ty_a};
+  std::vector<Tensor> next = {keep, mod_b, re_b, ty_b, added};
+  Metadata meta = {{"step", "7"}};
+  auto delta = encode(views(base), views(next), meta);
+  DeltaInfo info = inspect(delta);
+  CHECK(info.format == "flare-delta-v1");
+  CHECK(info.metadata == meta);
+  CHECK(info_of(info, "keep").change == TensorChange::Unchanged);
+  CHECK(info_of(info, "keep").encoding == "same");
+  CHECK(info_of(info, "keep").stored_bytes == 0);
+  CHECK(info_of(info, "mod").change == TensorChange::Modified);
+  CHECK(info_of(info, "gone").change == TensorChange::Removed);
+  CHECK(info_of(info, "re").change == TensorChange::Retyped);
+  CHECK(*info_of(info, "re").base_shape == Shape{8, 8});
+  CHECK(info_of(info, "ty").change == TensorChange::Retyped);
+  CHECK(*info_of(info, "ty").base_dtype == DType::F32);
+  CHECK(info_of(info, "added").change == TensorChange::Added);
+  CHECK(!info_of(info, "added").base_dtype.has_value());
+  Checkpoint out = flare::delta::apply(views(base), delta);
+  CHECK(out.metadata == meta);
+  check_same(out.tensors, next);
+}
+
+TEST_CASE("checksums in the delta are zlib-compatible Adler-32 of the tensors") {
+  Tensor a = random_tensor("w", DType::F32, {1000}, 1), b = perturb(a, 0.1, 2);
+  EncodeOptions opts;
+  opts.chunk_elements = 128;
+  DeltaInfo info = inspect(
+      encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, opts));
+  uint32_t s = 1, t = 1;
+  // Reference Adler-32, straight from RFC 1950.
+  auto ref = [](const std::vector<std::byte>& d) {
+    uint32_t x = 1, y = 0;
+    for (auto c : d) {
+      x = (x + std::to_integer<uint32_t>(c)) % 65521;
+      y = (y + x) % 65521;
+    }
+    return (y << 16) | x;
+  };
+  s = ref(a.data);
+  t = ref(b.data);
+  CHECK(info.tensors[0].base_adler32 == s);
+  CHECK(info.tensors[0].adler32 == t);
+}
+
+TEST_CASE("a delta refuses the wrong base") {
+  Tensor a = random_tensor("w", DType::BF16, {4096}, 1), b = perturb(a, 0.02, 2);
+  auto delta = encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()});
+  SUBCASE("one element differs") {
+    Tensor other = a;
+    other.data[1000] ^= std::byte{1};
+    CHECK_THROWS_WITH_AS(
+        flare::delta::apply(std::vector<TensorView>{other.view()}, delta),
+        doctest::Contains("delta does not apply to this base: tensor 'w' chunk 0: base Adler-32"),
+        flare::Error);
+  }
+  SUBCASE("tensor missing") {
+    CHECK_THROWS_WITH_AS(flare::delta::apply(std::vector<TensorView>{}, delta),
+                         doctest::Contains("tensor 'w' is missing from the base"), flare::Error);
+  }
+  SUBCASE("extra tensor") {
+    Tensor extra = random_tensor("x", DType::U8, {3}, 3);
+    CHECK_THROWS_WITH_AS(
+        flare::delta::apply(std::vector<TensorView>{a.view(), extra.view()}, delta),
+        doctest::Contains("the base has tensor 'x'"), flare::Error);
+  }
+  SUBCASE("other shape") {
+    Tensor reshaped = a;
+    reshaped.shape = {64, 64};
+    CHECK_THROWS_WITH_AS(flare::delta::apply(std::vector<TensorView>{reshaped.view()}, delta),
+                         doctest::Contains("tensor 'w' has a different dtype or shape"),
+                         flare::Error);
+  }
+  SUBCASE("expected identity") {
+    ApplyOptions o;
+    o.expect_base_identity = "step-3";
+    CHECK_THROWS_WITH_AS(flare::delta::apply(std::vector<TensorView>{a.view()}, delta, o),
+                         doctest::Contains("made against '', not 'step-3'"), flare::Error);
+  }
+}
+
+TEST_CASE("files: encode, inspect, apply and verify") {
+  testing::ScratchDir dir;
+  auto [a, b] = bf16_step(100'000, 1e-5, 9);
+  Tensor extra = random_tensor("bias", DType::F32, {33}, 4);
+  std::vector<Tensor> base = {a, extra}, next = {b, perturb(extra, 0.5, 5)};
+  write_safetensors(dir / "base.safetensors", views(base), {{"step", "1"}});
+  write_safetensors(dir / "next.safetensors", views(next), {{"step", "2"}});
+  DeltaInfo enc = encode_files(dir / "base.safetensors", dir / "next.safetensors", dir / "d.delta");
+  CHECK(enc.base_identity == "base.safetensors");
+  DeltaInfo ins = inspect_file(dir / "d.delta");
+  CHECK(ins.delta_bytes == enc.delta_bytes);
+  CHECK(ins.tensors.size() == 2);
+  apply_files(dir / "base.safetensors", dir / "d.delta", dir / "out.safetensors");
+  auto read = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  CHECK(read(dir / "out.safetensors") == read(dir / "next.safetensors"));
+  CHECK_NOTHROW(verify_files(dir / "base.safetensors", dir / "d.delta", dir / "next.safetensors"));
+  CHECK_THROWS_WITH_AS(
+      verify_files(dir / "base.safetensors", dir / "d.delta", dir / "base.safetensors"),
+      doctest::Contains("verify:"), flare::Error);
+  CHECK(dir.file_count() == 4);  // no temporary files left behind
+}
