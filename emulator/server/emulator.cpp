@@ -1,0 +1,209 @@
+#include "emulator/server/emulator.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+#include <thread>
+
+#include "emulator/server/api_error.hpp"
+#include "emulator/server/control_plane.hpp"
+#include "emulator/server/faults.hpp"
+#include "emulator/server/router.hpp"
+#include "emulator/server/routes.hpp"
+#include "emulator/server/store.hpp"
+
+namespace fs = std::filesystem;
+
+namespace flare::emulator {
+namespace {
+
+constexpr const char* kAccount = "local";
+
+std::string random_key() {
+  std::random_device rd;
+  std::string key = "flare_local_";
+  const char* hex = "0123456789abcdef";
+  for (int i = 0; i < 32; ++i) key += hex[rd() % 16];
+  return key;
+}
+
+// Reads the stored key or creates one (mode 0600).
+std::string load_or_create_key(const std::string& path) {
+  std::ifstream in(path);
+  std::string key;
+  if (in && std::getline(in, key) && !key.empty()) return key;
+  key = random_key();
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot write the API key file " + path);
+  std::string line = key + "\n";
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::fchmod(fd, 0600);
+  ::close(fd);
+  if (!ok) throw std::runtime_error("cannot write the API key file " + path);
+  return key;
+}
+
+}  // namespace
+
+void add_admin_routes(Router& r, RouteEnv& env) {
+  r.get("/admin/v1/faults", Auth::Any, [&env](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, env.faults.describe());
+  });
+  r.post("/admin/v1/faults", Auth::Any,
+         [&env](const httplib::Request& req, httplib::Response& res) {
+           nlohmann::json body = parse_body(req);
+           env.faults.set(get_string(body, "spec", ""));  // std::invalid_argument -> 400
+           send_json(res, 200, env.faults.describe());
+         });
+  r.del("/admin/v1/faults", Auth::Any, [&env](const httplib::Request&, httplib::Response& res) {
+    env.faults.set("");
+    send_json(res, 200, env.faults.describe());
+  });
+}
+
+struct Emulator::Impl {
+  Options opt;
+  bool temp_state = false;
+  std::string key_path;
+  std::string api_key;
+  int port = 0;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<ControlPlane> cp;
+  Faults faults;
+  std::unique_ptr<httplib::Server> server;
+  std::unique_ptr<Router> router;
+  std::unique_ptr<RouteEnv> env;
+  std::thread listener;
+  bool running = false;
+};
+
+Emulator::Emulator(Options opt) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.faults.set(opt.faults);  // std::invalid_argument names the bad rule
+  if (opt.state_dir.empty()) {
+    std::string tmpl = (fs::temp_directory_path() / "flare-emulator-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary state dir");
+    opt.state_dir = tmpl;
+    m.temp_state = true;
+  }
+  fs::create_directories(opt.state_dir);
+  opt.state_dir = fs::canonical(opt.state_dir).string();
+  if (opt.api_key.empty()) {
+    m.key_path = opt.state_dir + "/api_key";
+    m.api_key = load_or_create_key(m.key_path);
+  } else {
+    m.api_key = opt.api_key;
+  }
+  m.opt = opt;
+}
+
+Emulator::~Emulator() {
+  stop();
+  if (impl_->temp_state) {
+    std::error_code ec;
+    fs::remove_all(impl_->opt.state_dir, ec);
+  }
+}
+
+void Emulator::start() {
+  Impl& m = *impl_;
+  if (m.running) return;
+  m.store = std::make_unique<Store>(m.opt.state_dir + "/state.db");
+  if (!m.store->meta("account")) m.store->set_meta("account", kAccount);
+  m.cp =
+      std::make_unique<ControlPlane>(m.opt, *m.store, *m.store->meta("account"), m.opt.state_dir);
+  m.cp->restore();
+
+  m.server = std::make_unique<httplib::Server>();
+  m.server->new_task_queue = [] { return new httplib::ThreadPool(128); };
+  m.server->set_keep_alive_max_count(10000);
+  m.server->set_keep_alive_timeout(30);
+  m.server->set_read_timeout(60);
+  m.server->set_write_timeout(60);
+  m.server->set_payload_max_length(512ull << 20);
+  m.server->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (res.status == 404 && res.body.empty()) {
+      send_error(res, 404, "NOT_FOUND", "no route for " + req.method + " " + req.path);
+    } else if (res.body.empty()) {
+      send_error(res, res.status, "ERROR",
+                 "request failed with status " + std::to_string(res.status));
+    }
+  });
+  m.server->set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          send_error(res, 500, "INTERNAL", e.what());
+        } catch (...) {
+          send_error(res, 500, "INTERNAL", "unknown error");
+        }
+      });
+
+  int bound = m.opt.port == 0 ? m.server->bind_to_any_port(m.opt.host)
+                              : (m.server->bind_to_port(m.opt.host, m.opt.port) ? m.opt.port : -1);
+  if (bound <= 0) {
+    m.server.reset();
+    m.cp.reset();
+    m.store.reset();
+    throw std::runtime_error("cannot listen on " + m.opt.host + ":" + std::to_string(m.opt.port));
+  }
+  m.port = bound;
+  m.env = std::make_unique<RouteEnv>(RouteEnv{*m.cp, m.faults, base_url()});
+  m.router = std::make_unique<Router>(*m.server, m.api_key, m.faults, m.opt.log_requests);
+  add_deployment_routes(*m.router, *m.env);
+  add_completion_routes(*m.router, *m.env);
+  add_hotload_routes(*m.router, *m.env);
+  add_trainer_job_routes(*m.router, *m.env);
+  add_trainer_routes(*m.router, *m.env);
+  add_admin_routes(*m.router, *m.env);
+
+  m.cp->start();
+  httplib::Server* srv = m.server.get();
+  m.listener = std::thread([srv] { srv->listen_after_bind(); });
+  while (!srv->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  m.running = true;
+}
+
+void Emulator::stop() {
+  Impl& m = *impl_;
+  if (!m.running) return;
+  m.running = false;
+  m.server->stop();  // stops accepting; the pool finishes requests in flight
+  if (m.listener.joinable()) m.listener.join();
+  m.server.reset();
+  m.cp->stop();
+  m.router.reset();
+  m.env.reset();
+  m.cp.reset();
+  m.store.reset();
+}
+
+int Emulator::port() const {
+  return impl_->port;
+}
+std::string Emulator::base_url() const {
+  std::string host = impl_->opt.host;
+  if (host == "0.0.0.0") host = "127.0.0.1";
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return "http://" + host + ":" + std::to_string(impl_->port);
+}
+std::string Emulator::api_key() const {
+  return impl_->api_key;
+}
+std::string Emulator::account_id() const {
+  return kAccount;
+}
+std::string Emulator::state_dir() const {
+  return impl_->opt.state_dir;
+}
+std::string Emulator::api_key_path() const {
+  return impl_->key_path;
+}
+
+}  // namespace flare::emulator

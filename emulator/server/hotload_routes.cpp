@@ -1,0 +1,141 @@
+#include <set>
+
+#include "delta/codec.hpp"
+#include "emulator/server/api_error.hpp"
+#include "emulator/server/replica.hpp"
+#include "emulator/server/routes.hpp"
+
+namespace flare::emulator {
+namespace {
+
+// The replica of the deployment named by the fireworks-deployment header.
+Deployment& target(ControlPlane& cp, const httplib::Request& req) {
+  std::string name = req.get_header_value("fireworks-deployment");
+  if (name.empty()) {
+    bad_request("header 'fireworks-deployment: accounts/<acct>/deployments/<id>' is required");
+  }
+  std::string prefix = "accounts/" + cp.account + "/deployments/";
+  if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size()) {
+    bad_request("header fireworks-deployment must look like '" + prefix + "<id>', got '" + name +
+                "'");
+  }
+  auto it = cp.deployments.find(name.substr(prefix.size()));
+  if (it == cp.deployments.end() || it->second.row.state == "DELETING") {
+    not_found("deployment " + name + " not found");
+  }
+  Deployment& d = it->second;
+  std::string model = req.get_header_value("fireworks-model");
+  if (!model.empty() && model != d.base_model()) {
+    bad_request("header fireworks-model '" + model +
+                "' does not match the deployment's base model '" + d.base_model() + "'");
+  }
+  return d;
+}
+
+std::string bucket_from_header(const httplib::Request& req, const std::string& fallback) {
+  std::string url = req.get_header_value("x-fireworks-hot-load-source-url");
+  if (url.empty()) return fallback;
+  if (url.rfind("file://", 0) != 0) {
+    bad_request("x-fireworks-hot-load-source-url must be a file:// URL here, got '" + url + "'");
+  }
+  std::string dir = url.substr(7);
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+
+void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
+  ControlPlane& cp = env.cp;
+  nlohmann::json body = parse_body(req);
+  static const std::set<std::string> fields = {"identity", "reset_prompt_cache",
+                                               "incremental_snapshot_metadata"};
+  for (auto& [k, v] : body.items()) {
+    if (!fields.count(k)) bad_request("unknown field '" + k + "'");
+  }
+  HotloadRequest hr;
+  hr.identity = get_string(body, "identity", "");
+  if (hr.identity.empty()) bad_request("field 'identity' is required");
+  get_bool(body, "reset_prompt_cache", true);  // accepted; there is no prompt cache to reset
+  if (auto meta = body.find("incremental_snapshot_metadata");
+      meta != body.end() && !meta->is_null()) {
+    if (!meta->is_object()) bad_request("field 'incremental_snapshot_metadata' must be an object");
+    static const std::set<std::string> mfields = {"previous_snapshot_identity",
+                                                  "compression_format", "checksum_format"};
+    for (auto& [k, v] : meta->items()) {
+      if (!mfields.count(k)) bad_request("unknown field 'incremental_snapshot_metadata." + k + "'");
+    }
+    hr.delta = true;
+    hr.previous = get_string(*meta, "previous_snapshot_identity", "");
+    if (hr.previous.empty()) {
+      bad_request("field 'incremental_snapshot_metadata.previous_snapshot_identity' is required");
+    }
+    std::string format = get_string(*meta, "compression_format", "");
+    if (format != delta::kFormatName) {
+      bad_request("incremental_snapshot_metadata.compression_format '" + format +
+                  "' is not supported (supported: " + std::string(delta::kFormatName) + ")");
+    }
+    std::string checksum = get_string(*meta, "checksum_format", "alder32");
+    if (checksum != "alder32" && checksum != "adler32") {
+      bad_request("incremental_snapshot_metadata.checksum_format '" + checksum +
+                  "' is not supported (supported: alder32, adler32)");
+    }
+  }
+
+  std::lock_guard lock(cp.mu);
+  Deployment& d = target(cp, req);
+  std::string name = "accounts/" + cp.account + "/deployments/" + d.row.id;
+  if (d.row.state != "READY") {
+    throw ApiError(425, "DEPLOYMENT_NOT_READY", "deployment " + name + " is " + d.row.state);
+  }
+  if (!d.spec.value("enableHotLoad", true)) {
+    throw ApiError(400, "FAILED_PRECONDITION",
+                   "deployment " + name + " was created with enableHotLoad=false");
+  }
+  if (d.max_replicas() == 0) {
+    throw ApiError(503, "DEPLOYMENT_SCALED_TO_ZERO",
+                   "deployment " + name + " is scaled to zero (maxReplicaCount is 0)");
+  }
+  if (d.serving->phase != Phase::Up) {
+    cp.request_scale_up(d);
+    throw ApiError(
+        503, "DEPLOYMENT_SCALING_UP",
+        "DEPLOYMENT_SCALING_UP: deployment " + name + " has no replica yet; retry shortly",
+        std::max(1.0, cp.opt.provision_delay_s));
+  }
+  hr.bucket_dir = bucket_from_header(req, d.row.bucket_dir);
+  d.serving->last_used = now_s();
+  start_hotload(cp, d, hr);
+  send_json(res, 200,
+            {{"identity", hr.identity},
+             {"loading_state",
+              {{"stage", d.serving->loading.stage}, {"target_snapshot_identity", hr.identity}}}});
+}
+
+void status(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
+  ControlPlane& cp = env.cp;
+  std::lock_guard lock(cp.mu);
+  Deployment& d = target(cp, req);
+  nlohmann::json replicas = nlohmann::json::array();
+  const Serving& s = *d.serving;
+  if (d.row.state == "READY" && s.phase == Phase::Up) {
+    nlohmann::json ls = {{"stage", s.loading.stage},
+                         {"target_snapshot_identity", s.loading.target}};
+    if (!s.loading.message.empty()) ls["message"] = s.loading.message;
+    replicas.push_back({{"current_snapshot_identity", d.row.snapshot},
+                        {"base_snapshot_identity", d.row.base_snapshot},
+                        {"readiness", true},
+                        {"loading_state", ls},
+                        {"loaded_adapters", nlohmann::json::array()}});
+  }
+  send_json(res, 200, {{"replicas", replicas}});
+}
+
+}  // namespace
+
+void add_hotload_routes(Router& r, RouteEnv& env) {
+  r.post("/hot_load/v1/models/hot_load", Auth::Bearer,
+         [&env](const httplib::Request& req, httplib::Response& res) { trigger(env, req, res); });
+  r.get("/hot_load/v1/models/hot_load", Auth::Bearer,
+        [&env](const httplib::Request& req, httplib::Response& res) { status(env, req, res); });
+}
+
+}  // namespace flare::emulator

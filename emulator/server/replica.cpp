@@ -1,0 +1,139 @@
+#include "emulator/server/replica.hpp"
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+
+#include "delta/codec.hpp"
+#include "emulator/server/api_error.hpp"
+#include "emulator/server/bucket.hpp"
+
+namespace fs = std::filesystem;
+
+namespace flare::emulator {
+namespace {
+
+std::vector<std::byte> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  in.seekg(0, std::ios::end);
+  std::vector<std::byte> bytes(static_cast<size_t>(in.tellg()));
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!in) throw std::runtime_error("cannot read " + path);
+  return bytes;
+}
+
+std::string next_replica_file(const ControlPlane& cp, const std::string& id) {
+  static std::atomic<uint64_t> counter{0};
+  fs::create_directories(cp.replica_dir(id));
+  return cp.replica_dir(id) + "/snapshot-" + std::to_string(static_cast<long long>(now_s() * 1e6)) +
+         "-" + std::to_string(counter++) + ".safetensors";
+}
+
+void fail_load(Serving& s, const std::string& target, const std::string& message) {
+  s.loading = {"error", target, message};
+}
+
+void run_load(ControlPlane* cp, std::string id, std::shared_ptr<Serving> serving,
+              HotloadRequest req, std::shared_ptr<const Checkpoint> prev, std::string source) {
+  try {
+    std::shared_ptr<const Checkpoint> next;
+    if (!req.delta) {
+      next = std::make_shared<const Checkpoint>(read_checkpoint(source));
+    } else {
+      auto bytes = read_file(source);
+      {
+        std::lock_guard lock(cp->mu);
+        serving->loading.stage = "loading";
+      }
+      auto base_views = views(*prev);
+      auto ckpt = delta::apply(base_views, bytes);
+      next = std::make_shared<const Checkpoint>(std::move(ckpt.tensors));
+    }
+    {
+      std::lock_guard lock(cp->mu);
+      serving->loading.stage = "loading";
+    }
+    auto weights = to_weights(*serving->cfg, views(*next));
+    auto m = std::make_shared<const model::Model>(*serving->cfg, weights);
+    std::string file = next_replica_file(*cp, id);
+    write_checkpoint(file, *next);
+
+    std::lock_guard lock(cp->mu);
+    auto it = cp->deployments.find(id);
+    if (it == cp->deployments.end() || it->second.serving != serving) {
+      fs::remove(file);
+      serving->loading_busy = false;
+      return;
+    }
+    Deployment& d = it->second;
+    std::vector<std::string> old = {d.row.snapshot_file, d.row.base_file};
+    d.row.snapshot = req.identity;
+    d.row.snapshot_file = file;
+    serving->current = next;
+    if (!req.delta) {
+      d.row.base_snapshot = req.identity;
+      d.row.base_file = file;
+      serving->base = next;
+    }
+    d.row.update_time = now_s();
+    cp->save(d);
+    if (serving->phase == Phase::Up) serving->engine->set_model(std::move(m), req.identity);
+    serving->loading = {"idle", req.identity, ""};
+    serving->loading_busy = false;
+    cp->remove_unreferenced(id, old);
+  } catch (const std::exception& e) {
+    std::lock_guard lock(cp->mu);
+    fail_load(*serving, req.identity,
+              "loading snapshot '" + req.identity + "' failed: " + e.what() +
+                  "; the previous snapshot is still served");
+    serving->loading_busy = false;
+  }
+}
+
+}  // namespace
+
+void start_hotload(ControlPlane& cp, Deployment& d, const HotloadRequest& req) {
+  Serving& s = *d.serving;
+  auto reject = [&](const std::string& message) {
+    fail_load(s, req.identity, message);
+    bad_request(message);
+  };
+  if (s.loading_busy) {
+    throw ApiError(409, "ABORTED",
+                   "a hotload of '" + s.loading.target +
+                       "' is in progress on this replica; wait for it to finish");
+  }
+  try {
+    check_snapshot_name(req.identity);
+  } catch (const std::invalid_argument& e) {
+    reject(std::string("identity: ") + e.what());
+  }
+  std::shared_ptr<const Checkpoint> prev;
+  std::string source;
+  if (req.delta) {
+    if (req.previous == d.row.snapshot) {
+      prev = s.current;
+    } else if (req.previous == d.row.base_snapshot) {
+      prev = s.base;
+    } else {
+      reject("previous_snapshot_identity '" + req.previous +
+             "' is not what this replica serves (current snapshot '" + d.row.snapshot +
+             "', its base '" + d.row.base_snapshot + "'); hotload a full base snapshot first");
+    }
+    source = delta_path(req.bucket_dir, req.identity);
+  } else {
+    source = base_path(req.bucket_dir, req.identity);
+  }
+  if (!fs::is_regular_file(source)) {
+    reject(std::string(req.delta ? "delta" : "base") + " snapshot '" + req.identity +
+           "' not found: " + source + " does not exist");
+  }
+  s.loading = {"downloading", req.identity, ""};
+  s.loading_busy = true;
+  if (s.loader.joinable()) s.loader.join();  // the previous load has finished (busy was false)
+  s.loader = std::thread(run_load, &cp, d.row.id, d.serving, req, prev, source);
+}
+
+}  // namespace flare::emulator

@@ -1,0 +1,338 @@
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "delta/codec.hpp"
+#include "emulator/server/api_error.hpp"
+#include "emulator/server/bucket.hpp"
+#include "emulator/server/routes.hpp"
+
+namespace fs = std::filesystem;
+
+namespace flare::emulator {
+namespace {
+
+struct JobHandle {
+  std::string id;
+  std::string bucket_dir;
+  std::string last_base;
+  std::shared_ptr<TrainerRuntime> rt;
+};
+
+// The running job the gateway path names; 404 / 503 otherwise.
+JobHandle running_job(ControlPlane& cp, const httplib::Request& req) {
+  check_account(cp, req.matches[1]);
+  std::lock_guard lock(cp.mu);
+  std::string id = req.matches[2];
+  auto it = cp.jobs.find(id);
+  if (it == cp.jobs.end())
+    not_found("trainer job accounts/" + cp.account + "/rlorTrainerJobs/" + id + " not found");
+  if (it->second.row.state != "JOB_STATE_RUNNING") {
+    throw ApiError(503, "UNAVAILABLE",
+                   "trainer job " + id + " is " + it->second.row.state + ", not RUNNING",
+                   std::max(1.0, cp.opt.provision_delay_s));
+  }
+  return {id, it->second.row.bucket_dir, it->second.row.last_base, it->second.rt};
+}
+
+// A list of numbers given either as a plain array or as Tinker's TensorData {data: [...]}.
+template <typename T>
+std::vector<T> numbers(const nlohmann::json& v, const std::string& field) {
+  const nlohmann::json* arr = &v;
+  if (v.is_object()) {
+    auto it = v.find("data");
+    if (it == v.end()) bad_request("field '" + field + "' must be a list or {\"data\": [...]}");
+    arr = &*it;
+  }
+  if (!arr->is_array()) bad_request("field '" + field + "' must be a list of numbers");
+  std::vector<T> out;
+  out.reserve(arr->size());
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const auto& x = (*arr)[i];
+    if (!x.is_number())
+      bad_request("field '" + field + "[" + std::to_string(i) + "]' must be a number");
+    if constexpr (std::is_integral_v<T>) {
+      if (!x.is_number_integer())
+        bad_request("field '" + field + "[" + std::to_string(i) + "]' must be an integer");
+    }
+    out.push_back(x.get<T>());
+  }
+  return out;
+}
+
+model::Datum parse_datum(const nlohmann::json& d, size_t index) {
+  std::string at = "data[" + std::to_string(index) + "]";
+  if (!d.is_object()) bad_request("field '" + at + "' must be an object");
+  model::Datum out;
+  auto mi = d.find("model_input");
+  if (mi == d.end() || !mi->is_object() || !mi->contains("chunks") || !(*mi)["chunks"].is_array()) {
+    bad_request("field '" + at + ".model_input.chunks' (a list) is required");
+  }
+  const auto& chunks = (*mi)["chunks"];
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    std::string cf = at + ".model_input.chunks[" + std::to_string(c) + "]";
+    std::string type = chunks[c].is_object() ? chunks[c].value("type", "encoded_text") : "";
+    if (type != "encoded_text") bad_request("field '" + cf + ".type' must be 'encoded_text'");
+    if (!chunks[c].contains("tokens")) bad_request("field '" + cf + ".tokens' is required");
+    auto toks = numbers<int>(chunks[c]["tokens"], cf + ".tokens");
+    out.tokens.insert(out.tokens.end(), toks.begin(), toks.end());
+  }
+  auto in = d.find("loss_fn_inputs");
+  if (in == d.end() || !in->is_object())
+    bad_request("field '" + at + ".loss_fn_inputs' is required");
+  static const std::set<std::string> known = {"target_tokens", "weights", "logprobs", "advantages"};
+  for (auto& [k, v] : in->items()) {
+    if (!known.count(k)) bad_request("unknown field '" + at + ".loss_fn_inputs." + k + "'");
+  }
+  if (!in->contains("target_tokens"))
+    bad_request("field '" + at + ".loss_fn_inputs.target_tokens' is required");
+  out.target_tokens = numbers<int>((*in)["target_tokens"], at + ".loss_fn_inputs.target_tokens");
+  if (in->contains("weights"))
+    out.weights = numbers<float>((*in)["weights"], at + ".loss_fn_inputs.weights");
+  if (in->contains("logprobs")) {
+    out.sampler_logprobs = numbers<float>((*in)["logprobs"], at + ".loss_fn_inputs.logprobs");
+  }
+  if (in->contains("advantages")) {
+    out.advantages = numbers<float>((*in)["advantages"], at + ".loss_fn_inputs.advantages");
+  }
+  return out;
+}
+
+model::LossFn parse_loss(const std::string& name) {
+  if (name == "cross_entropy") return model::LossFn::CrossEntropy;
+  if (name == "importance_sampling") return model::LossFn::ImportanceSampling;
+  if (name == "ppo") return model::LossFn::Ppo;
+  bad_request("loss_fn '" + name +
+              "' is not supported (supported: cross_entropy, importance_sampling, ppo)");
+}
+
+model::LossConfig parse_loss_config(const nlohmann::json& input) {
+  model::LossConfig c;
+  auto it = input.find("loss_fn_config");
+  if (it == input.end() || it->is_null()) return c;
+  if (!it->is_object()) bad_request("field 'loss_fn_config' must be an object");
+  for (auto& [k, v] : it->items()) {
+    std::string f = "loss_fn_config." + k;
+    if (!v.is_number()) bad_request("field '" + f + "' must be a number");
+    double x = v.get<double>();
+    if (k == "clip_epsilon" || k == "eps_clip") {
+      c.clip_low = c.clip_high = static_cast<float>(x);
+    } else if (k == "clip_low") {
+      c.clip_low = static_cast<float>(x);
+    } else if (k == "clip_high") {
+      c.clip_high = static_cast<float>(x);
+    } else if (k == "clip_low_threshold") {  // Tinker's form: a bound on the ratio
+      c.clip_low = static_cast<float>(1.0 - x);
+    } else if (k == "clip_high_threshold") {
+      c.clip_high = static_cast<float>(x - 1.0);
+    } else {
+      bad_request("unknown field '" + f +
+                  "' (supported: clip_epsilon, clip_low, clip_high, clip_low_threshold, "
+                  "clip_high_threshold)");
+    }
+  }
+  if (c.clip_low < 0 || c.clip_low >= 1 || c.clip_high < 0) {
+    bad_request("loss_fn_config gives clip range [1 - " + std::to_string(c.clip_low) + ", 1 + " +
+                std::to_string(c.clip_high) + "], which is empty or inverted");
+  }
+  return c;
+}
+
+void run_forward(RouteEnv& env, const httplib::Request& req, httplib::Response& res,
+                 bool backward) {
+  JobHandle job = running_job(env.cp, req);
+  nlohmann::json body = parse_body(req);
+  const char* key = backward ? "forward_backward_input" : "forward_input";
+  auto it = body.find(key);
+  if (it == body.end() && !backward) it = body.find("forward_backward_input");
+  if (it == body.end() || !it->is_object())
+    bad_request(std::string("field '") + key + "' (an object) is required");
+  const nlohmann::json& input = *it;
+  if (!input.contains("data") || !input["data"].is_array())
+    bad_request(std::string("field '") + key + ".data' (a list) is required");
+  std::vector<model::Datum> data;
+  for (size_t i = 0; i < input["data"].size(); ++i)
+    data.push_back(parse_datum(input["data"][i], i));
+  model::LossFn loss = parse_loss(get_string(input, "loss_fn", "cross_entropy"));
+  model::LossConfig cfg = parse_loss_config(input);
+
+  std::lock_guard lock(job.rt->mu);
+  if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
+  model::ForwardBackwardResult r = backward ? job.rt->trainer->forward_backward(data, loss, cfg)
+                                            : job.rt->trainer->forward(data, loss, cfg);
+  nlohmann::json outputs = nlohmann::json::array();
+  for (const auto& lp : r.logprobs) outputs.push_back({{"logprobs", lp}});
+  send_json(res, 200,
+            {{"loss_fn_output_type", get_string(input, "loss_fn", "cross_entropy")},
+             {"loss_fn_outputs", outputs},
+             {"metrics",
+              {{"loss", r.loss},
+               {"mean_ratio", r.mean_ratio},
+               {"clip_fraction", r.clip_fraction},
+               {"kl", r.kl},
+               {"tokens", r.tokens}}}});
+}
+
+void optim_step(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
+  JobHandle job = running_job(env.cp, req);
+  nlohmann::json body = parse_body(req);
+  model::AdamParams p;
+  if (auto it = body.find("adam_params"); it != body.end() && !it->is_null()) {
+    if (!it->is_object()) bad_request("field 'adam_params' must be an object");
+    static const std::set<std::string> known = {"learning_rate", "beta1",        "beta2",
+                                                "eps",           "weight_decay", "grad_clip_norm"};
+    for (auto& [k, v] : it->items()) {
+      if (!known.count(k)) bad_request("unknown field 'adam_params." + k + "'");
+    }
+    p.learning_rate = get_number(*it, "learning_rate", p.learning_rate);
+    p.beta1 = get_number(*it, "beta1", p.beta1);
+    p.beta2 = get_number(*it, "beta2", p.beta2);
+    p.eps = get_number(*it, "eps", p.eps);
+    p.weight_decay = get_number(*it, "weight_decay", p.weight_decay);
+    p.grad_clip_norm = get_number(*it, "grad_clip_norm", p.grad_clip_norm);
+  }
+  if (!(p.learning_rate >= 0)) bad_request("adam_params.learning_rate must be >= 0");
+  if (!(p.beta1 >= 0 && p.beta1 < 1)) bad_request("adam_params.beta1 must be in [0, 1)");
+  if (!(p.beta2 >= 0 && p.beta2 < 1)) bad_request("adam_params.beta2 must be in [0, 1)");
+  if (!(p.eps >= 0)) bad_request("adam_params.eps must be >= 0");
+  if (!(p.grad_clip_norm >= 0)) bad_request("adam_params.grad_clip_norm must be >= 0");
+  std::lock_guard lock(job.rt->mu);
+  if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
+  model::OptimResult r = job.rt->trainer->optim_step(p);
+  send_json(res, 200,
+            {{"grad_norm", r.grad_norm},
+             {"step", r.step},
+             {"metrics", {{"grad_norm", r.grad_norm}, {"step", r.step}}}});
+}
+
+std::string snapshot_name_of(const std::string& path) {
+  std::string name = path.substr(path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1);
+  try {
+    check_snapshot_name(name);
+  } catch (const std::invalid_argument& e) {
+    bad_request(std::string("path: ") + e.what());
+  }
+  return name;
+}
+
+void write_bytes_atomically(const std::string& path, const std::vector<std::byte>& bytes) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw std::runtime_error("cannot write " + tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
+  JobHandle job = running_job(env.cp, req);
+  nlohmann::json body = parse_body(req);
+  std::string path = get_string(body, "path", "");
+  if (path.empty()) bad_request("field 'path' is required");
+  std::string name = snapshot_name_of(path);
+  std::string type = get_string(body, "checkpoint_type", "base");
+  if (type != "base" && type != "delta")
+    bad_request("checkpoint_type '" + type + "' must be 'base' or 'delta'");
+
+  std::lock_guard lock(job.rt->mu);
+  if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
+  auto next = std::make_shared<const Checkpoint>(to_checkpoint(job.rt->trainer->sampler_weights()));
+  fs::create_directories(snapshot_dir(job.bucket_dir, name));
+  nlohmann::json out = {{"path", name}, {"snapshot_name", name}, {"checkpoint_type", type}};
+  if (type == "base") {
+    write_checkpoint(base_path(job.bucket_dir, name), *next);
+    job.rt->last_base = next;
+    std::lock_guard cp_lock(env.cp.mu);
+    auto it = env.cp.jobs.find(job.id);
+    if (it != env.cp.jobs.end()) {
+      it->second.row.last_base = name;
+      it->second.row.update_time = now_s();
+      env.cp.save(it->second);
+    }
+  } else {
+    if (job.last_base.empty()) {
+      bad_request(
+          "checkpoint_type 'delta' needs a previous base snapshot from this trainer; save a base "
+          "first");
+    }
+    if (!job.rt->last_base) {
+      job.rt->last_base = std::make_shared<const Checkpoint>(
+          read_checkpoint(base_path(job.bucket_dir, job.last_base)));
+    }
+    delta::EncodeOptions opts;
+    opts.base_identity = job.last_base;
+    auto bytes = delta::encode(views(*job.rt->last_base), views(*next), {{"format", "pt"}}, opts);
+    write_bytes_atomically(delta_path(job.bucket_dir, name), bytes);
+    out["previous_snapshot_identity"] = job.last_base;
+    out["compression_format"] = std::string(delta::kFormatName);
+    out["checksum_format"] = "alder32";
+  }
+  send_json(res, 200, out);
+}
+
+std::string state_path(const ControlPlane& cp, const std::string& job, const std::string& name) {
+  fs::create_directories(cp.state_dir + "/trainer_states/" + job);
+  return cp.state_dir + "/trainer_states/" + job + "/" + name + ".state";
+}
+
+void save_state(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
+  JobHandle job = running_job(env.cp, req);
+  nlohmann::json body = parse_body(req);
+  std::string name = snapshot_name_of(get_string(body, "path", ""));
+  std::lock_guard lock(job.rt->mu);
+  if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
+  std::string bytes = job.rt->trainer->save_state();
+  write_bytes_atomically(
+      state_path(env.cp, job.id, name),
+      std::vector<std::byte>(reinterpret_cast<const std::byte*>(bytes.data()),
+                             reinterpret_cast<const std::byte*>(bytes.data()) + bytes.size()));
+  send_json(res, 200, {{"path", name}, {"step", job.rt->trainer->step()}});
+}
+
+void load_state(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
+  JobHandle job = running_job(env.cp, req);
+  nlohmann::json body = parse_body(req);
+  std::string name = snapshot_name_of(get_string(body, "path", ""));
+  std::string file = state_path(env.cp, job.id, name);
+  std::ifstream in(file, std::ios::binary);
+  if (!in) not_found("no saved state '" + name + "' for trainer job " + job.id);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::lock_guard lock(job.rt->mu);
+  if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
+  job.rt->trainer->load_state(bytes);
+  send_json(res, 200, {{"path", name}, {"step", job.rt->trainer->step()}});
+}
+
+}  // namespace
+
+void add_trainer_routes(Router& r, RouteEnv& env) {
+  const std::string prefix = R"(/training/v1/rlorTrainerJobs/([^/]+)/([^/]+)/api/v1/)";
+  r.get(prefix + "healthz", Auth::Any, [&env](const httplib::Request& req, httplib::Response& res) {
+    JobHandle job = running_job(env.cp, req);
+    send_json(res, 200, {{"status", "ok"}, {"job", job.id}});
+  });
+  r.post(prefix + "forward_backward", Auth::Any,
+         [&env](const httplib::Request& req, httplib::Response& res) {
+           run_forward(env, req, res, true);
+         });
+  r.post(prefix + "forward", Auth::Any,
+         [&env](const httplib::Request& req, httplib::Response& res) {
+           run_forward(env, req, res, false);
+         });
+  r.post(
+      prefix + "optim_step", Auth::Any,
+      [&env](const httplib::Request& req, httplib::Response& res) { optim_step(env, req, res); });
+  r.post(
+      prefix + "save_weights_for_sampler", Auth::Any,
+      [&env](const httplib::Request& req, httplib::Response& res) { save_weights(env, req, res); });
+  r.post(
+      prefix + "save_state", Auth::Any,
+      [&env](const httplib::Request& req, httplib::Response& res) { save_state(env, req, res); });
+  r.post(
+      prefix + "load_state", Auth::Any,
+      [&env](const httplib::Request& req, httplib::Response& res) { load_state(env, req, res); });
+}
+
+}  // namespace flare::emulator

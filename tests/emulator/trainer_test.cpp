@@ -1,0 +1,211 @@
+// Trainer jobs, the trainer gateway, sampler snapshots and sampler/trainer parity.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <thread>
+
+#include "delta/codec.hpp"
+#include "fixture.hpp"
+
+using flare::test::http;
+using flare::test::Reply;
+using flare::test::Server;
+
+namespace {
+
+const std::vector<int> kProbe = {256, 'o', 'n', 'e', ' ', 't', 'w',
+                                 'o', ' ', 't', 'h', 'r', 'e', 'e'};
+
+struct Job {
+  Server& s;
+  std::string id;
+  std::string gateway() const {
+    return s.url("/training/v1/rlorTrainerJobs/local/" + id + "/api/v1/");
+  }
+  Reply call(const std::string& route, const nlohmann::json& body) {
+    return http("POST", gateway() + route, body.dump(), {s.key_header(), s.bearer_header()});
+  }
+};
+
+Reply create_job(Server& s, const std::string& id, nlohmann::json body) {
+  return http("POST", s.url("/v1/accounts/local/rlorTrainerJobs?rlorTrainerJobId=" + id),
+              body.dump(), {s.key_header()});
+}
+
+nlohmann::json wait_running(Server& s, const std::string& id) {
+  for (int i = 0; i < 1000; ++i) {
+    auto j = s.control("GET", "/v1/accounts/local/rlorTrainerJobs/" + id).json();
+    if (j["state"] == "JOB_STATE_RUNNING") return j;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  FAIL("trainer job " << id << " never reached RUNNING");
+  return {};
+}
+
+nlohmann::json datum(const std::vector<int>& seq) {
+  std::vector<int> in(seq.begin(), seq.end() - 1), target(seq.begin() + 1, seq.end());
+  return {{"model_input", {{"chunks", {{{"type", "encoded_text"}, {"tokens", in}}}}}},
+          {"loss_fn_inputs", {{"target_tokens", target}}}};
+}
+
+std::vector<double> trainer_logprobs(Job& job, const std::vector<int>& seq) {
+  Reply r = job.call("forward",
+                     {{"forward_input", {{"data", {datum(seq)}}, {"loss_fn", "cross_entropy"}}}});
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  return r.json()["loss_fn_outputs"][0]["logprobs"].get<std::vector<double>>();
+}
+
+void train_step(Job& job, double lr) {
+  Reply fb = job.call(
+      "forward_backward",
+      {{"forward_backward_input", {{"data", {datum(kProbe)}}, {"loss_fn", "cross_entropy"}}}});
+  REQUIRE_MESSAGE(fb.status == 200, fb.body);
+  Reply os = job.call("optim_step", {{"adam_params", {{"learning_rate", lr}}}});
+  REQUIRE_MESSAGE(os.status == 200, os.body);
+}
+
+void check_parity(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(std::abs(a[i] - b[i]) <= 1e-4);
+}
+
+}  // namespace
+
+TEST_CASE("trainer job lifecycle and validation") {
+  Server s(0.1);
+  nlohmann::json tc = {
+      {"baseModel", "accounts/local/models/tiny-gpt"}, {"loraRank", 0}, {"learningRate", 1e-4}};
+  Reply lora = create_job(s, "j",
+                          {{"serviceMode", true},
+                           {"trainingConfig", {{"baseModel", tc["baseModel"]}, {"loraRank", 8}}}});
+  CHECK(lora.status == 400);
+  CHECK(lora.json()["error"]["message"].get<std::string>().find("full weights only") !=
+        std::string::npos);
+  CHECK(create_job(s, "j", {{"trainingConfig", {{"baseModel", "accounts/local/models/nope"}}}})
+            .status == 400);
+  CHECK(create_job(s, "j", {{"trainingConfig", tc}, {"hotLoadDeploymentId", "missing"}}).status ==
+        400);
+  s.create_ready("dep-m", {{"baseModel", "accounts/local/models/tiny-gpt-m"}});
+  Reply mismatch = create_job(s, "j", {{"trainingConfig", tc}, {"hotLoadDeploymentId", "dep-m"}});
+  CHECK(mismatch.status == 400);
+  CHECK(mismatch.json()["error"]["message"].get<std::string>().find("tiny-gpt-m") !=
+        std::string::npos);
+  CHECK(create_job(s, "j", {{"trainingConfig", tc}, {"bogus", 1}}).status == 400);
+  CHECK(create_job(s, "j", nlohmann::json::object()).status == 400);
+
+  Reply ok =
+      create_job(s, "j", {{"serviceMode", true}, {"trainingConfig", tc}, {"displayName", "t"}});
+  REQUIRE_MESSAGE(ok.status == 200, ok.body);
+  CHECK(ok.json()["name"] == "accounts/local/rlorTrainerJobs/j");
+  CHECK(ok.json()["state"] == "JOB_STATE_PENDING");
+  CHECK(create_job(s, "j", {{"trainingConfig", tc}}).status == 409);
+  Job job{s, "j"};
+  CHECK(http("GET", job.gateway() + "healthz", "", {s.key_header()}).status == 503);
+  wait_running(s, "j");
+  CHECK(http("GET", job.gateway() + "healthz", "", {s.key_header()}).status == 200);
+  CHECK(http("GET", job.gateway() + "healthz").status == 401);
+
+  // A deployment made for this trainer shares its bucket.
+  auto dep = s.create_ready("dep-j", {{"hotLoadTrainerJob", "accounts/local/rlorTrainerJobs/j"}});
+  auto jj = s.control("GET", "/v1/accounts/local/rlorTrainerJobs/j").json();
+  CHECK(dep["hotLoadBucketUrl"] == jj["hotLoadBucketUrl"]);
+
+  auto list = s.control("GET", "/v1/accounts/local/rlorTrainerJobs").json();
+  CHECK(list["rlorTrainerJobs"].size() == 1);
+  CHECK(job.call("forward_backward",
+                 {{"forward_backward_input", {{"data", {datum(kProbe)}}, {"loss_fn", "dpo"}}}})
+            .status == 400);
+  CHECK(
+      job.call("forward_backward", {{"forward_backward_input", {{"data", {{{"model_input", 1}}}}}}})
+          .status == 400);
+  CHECK(
+      job.call("save_weights_for_sampler", {{"path", "d1"}, {"checkpoint_type", "delta"}}).status ==
+      400);
+  CHECK(job.call("save_weights_for_sampler", {{"path", "x"}, {"checkpoint_type", "full"}}).status ==
+        400);
+  CHECK(job.call("optim_step", {{"adam_params", {{"beta1", 1.5}}}}).status == 400);
+  CHECK(job.call("load_state", {{"path", "never-saved"}}).status == 404);
+
+  CHECK(s.control("DELETE", "/v1/accounts/local/rlorTrainerJobs/j").status == 200);
+  CHECK(s.control("GET", "/v1/accounts/local/rlorTrainerJobs/j").status == 404);
+  CHECK(http("GET", job.gateway() + "healthz", "", {s.key_header()}).status == 404);
+}
+
+TEST_CASE("training lowers the loss; save_state/load_state resume bit-identically") {
+  Server s;
+  nlohmann::json tc = {{"baseModel", "accounts/local/models/tiny-gpt"}};
+  REQUIRE(create_job(s, "t", {{"trainingConfig", tc}}).status == 200);
+  wait_running(s, "t");
+  Job job{s, "t"};
+  auto fb = [&] {
+    Reply r = job.call(
+        "forward_backward",
+        {{"forward_backward_input", {{"data", {datum(kProbe)}}, {"loss_fn", "cross_entropy"}}}});
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    return r.json();
+  };
+  auto first = fb();
+  CHECK(first["loss_fn_outputs"][0]["logprobs"].size() == kProbe.size() - 1);
+  Reply os =
+      job.call("optim_step", {{"adam_params", {{"learning_rate", 1e-2}, {"grad_clip_norm", 1.0}}}});
+  REQUIRE(os.status == 200);
+  CHECK(os.json()["step"] == 1);
+  CHECK(os.json()["grad_norm"].get<double>() > 0);
+  for (int i = 0; i < 4; ++i) train_step(job, 1e-2);
+  auto later = fb();
+  CHECK(later["metrics"]["loss"].get<double>() < first["metrics"]["loss"].get<double>());
+  job.call("optim_step",
+           {{"adam_params", {{"learning_rate", 0.0}}}});  // clears the accumulated gradient
+
+  REQUIRE(job.call("save_state", {{"path", "ckpt-a"}}).status == 200);
+  train_step(job, 5e-3);
+  train_step(job, 5e-3);
+  auto run1 = trainer_logprobs(job, kProbe);
+  Reply loaded = job.call("load_state", {{"path", "ckpt-a"}});
+  REQUIRE_MESSAGE(loaded.status == 200, loaded.body);
+  CHECK(loaded.json()["step"] == 6);
+  train_step(job, 5e-3);
+  train_step(job, 5e-3);
+  CHECK(trainer_logprobs(job, kProbe) == run1);
+}
+
+TEST_CASE("parity: the deployment serves the trainer's logprobs after base and delta hotloads") {
+  Server s;
+  s.create_ready("par", {{"minReplicaCount", 1}});
+  REQUIRE(create_job(s, "par-t",
+                     {{"trainingConfig", {{"baseModel", "accounts/local/models/tiny-gpt"}}},
+                      {"hotLoadDeploymentId", "par"}})
+              .status == 200);
+  wait_running(s, "par-t");
+  Job job{s, "par-t"};
+  for (int i = 0; i < 3; ++i) train_step(job, 1e-2);
+
+  Reply base = job.call("save_weights_for_sampler",
+                        {{"path", "step-3-abcd1234"}, {"checkpoint_type", "base"}});
+  REQUIRE_MESSAGE(base.status == 200, base.body);
+  CHECK(base.json()["snapshot_name"] == "step-3-abcd1234");
+  REQUIRE(s.hotload("par", {{"identity", "step-3-abcd1234"}}).status == 200);
+  REQUIRE(s.wait_hotload("par", "step-3-abcd1234")["current_snapshot_identity"] ==
+          "step-3-abcd1234");
+  check_parity(s.served_logprobs("par", kProbe), trainer_logprobs(job, kProbe));
+
+  train_step(job, 1e-3);
+  Reply delta = job.call("save_weights_for_sampler",
+                         {{"path", "step-4-abcd1234"}, {"checkpoint_type", "delta"}});
+  REQUIRE_MESSAGE(delta.status == 200, delta.body);
+  CHECK(delta.json()["previous_snapshot_identity"] == "step-3-abcd1234");
+  Reply hl = s.hotload("par", {{"identity", "step-4-abcd1234"},
+                               {"incremental_snapshot_metadata",
+                                {{"previous_snapshot_identity", "step-3-abcd1234"},
+                                 {"compression_format", std::string(flare::delta::kFormatName)},
+                                 {"checksum_format", "alder32"}}}});
+  REQUIRE_MESSAGE(hl.status == 200, hl.body);
+  REQUIRE(s.wait_hotload("par", "step-4-abcd1234")["current_snapshot_identity"] ==
+          "step-4-abcd1234");
+  auto served = s.served_logprobs("par", kProbe);
+  check_parity(served, trainer_logprobs(job, kProbe));
+  // The delta changed something the sampler can see.
+  Reply stale =
+      s.complete({{"model", "accounts/local/deployments/par"}, {"prompt", "x"}, {"max_tokens", 1}});
+  CHECK(stale.json()["model"] == "accounts/local/models/tiny-gpt@step-4-abcd1234");
+}
