@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace flare::model::detail {
@@ -46,31 +47,42 @@ inline T dot(const T* __restrict a, const T* __restrict b, int n) {
   return sum;
 }
 
-// R rows of y = x · wt, columns [0, out). Each element is the k-ordered sum
-// Σ_k x[r, k]·wt[k, o] started from 0, then added to y when accumulating.
-template <class T, int R>
-inline void matmul_rows(const T* __restrict x, int in, const T* __restrict wt, int out,
-                        T* __restrict y, bool accumulate) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  constexpr int kVecs = 2, kCols = kVecs * S::N;
+// R rows of y = x · wt, columns [0, out), in tiles of two vectors of kBytes.
+// Each element is the k-ordered sum Σ_k x[r, k]·wt[k, o] started from 0 (then
+// added to y when accumulating), whatever the tile shape: results are
+// bit-identical for every R and kBytes.
+template <class T, int R, int kBytes>
+inline __attribute__((always_inline)) void matmul_rows(const T* __restrict x, int in,
+                                                       const T* __restrict wt, int out,
+                                                       T* __restrict y, bool accumulate) {
+  typedef T V __attribute__((vector_size(kBytes)));
+  constexpr int N = kBytes / sizeof(T), kCols = 2 * N;
   int o = 0;
   for (; o + kCols <= out; o += kCols) {
-    V acc[R][kVecs] = {};
+    V acc0[R] = {}, acc1[R] = {};
     const T* w = wt + o;
     for (int k = 0; k < in; ++k, w += out) {
-      const V w0 = S::load(w), w1 = S::load(w + S::N);
+      V w0, w1;
+      std::memcpy(&w0, w, sizeof w0);
+      std::memcpy(&w1, w + N, sizeof w1);
       for (int i = 0; i < R; ++i) {
         const T a = x[size_t(i) * in + k];
-        acc[i][0] += a * w0;
-        acc[i][1] += a * w1;
+        acc0[i] += a * w0;
+        acc1[i] += a * w1;
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int v = 0; v < kVecs; ++v) {
-        T* dst = y + size_t(i) * out + o + v * S::N;
-        S::store(dst, accumulate ? S::load(dst) + acc[i][v] : acc[i][v]);
+    for (int i = 0; i < R; ++i) {
+      T* dst = y + size_t(i) * out + o;
+      if (accumulate) {
+        V old0, old1;
+        std::memcpy(&old0, dst, sizeof old0);
+        std::memcpy(&old1, dst + N, sizeof old1);
+        acc0[i] = old0 + acc0[i];
+        acc1[i] = old1 + acc1[i];
       }
+      std::memcpy(dst, &acc0[i], sizeof acc0[i]);
+      std::memcpy(dst + N, &acc1[i], sizeof acc1[i]);
+    }
   }
   for (; o < out; ++o)
     for (int i = 0; i < R; ++i) {
@@ -81,16 +93,35 @@ inline void matmul_rows(const T* __restrict x, int in, const T* __restrict wt, i
     }
 }
 
+template <class T, int kBytes, int kRows>
+inline __attribute__((always_inline)) void matmul_tiled(const T* x, int rows, int in, const T* wt,
+                                                        int out, T* y, bool accumulate) {
+  int r = 0;
+  for (; r + kRows <= rows; r += kRows)
+    matmul_rows<T, kRows, kBytes>(x + size_t(r) * in, in, wt, out, y + size_t(r) * out, accumulate);
+  for (; r < rows; ++r)
+    matmul_rows<T, 1, kBytes>(x + size_t(r) * in, in, wt, out, y + size_t(r) * out, accumulate);
+}
+
+// The baseline (SSE2) tiling, for any scalar type.
+template <class T>
+void matmul_generic(const T* x, int rows, int in, const T* wt, int out, T* y, bool accumulate) {
+  matmul_tiled<T, 16, 4>(x, rows, in, wt, out, y, accumulate);
+}
+
+// The same float product with 32-byte AVX2 tiles (kernels_avx2.cpp); only
+// called when the CPU supports AVX2. Bit-identical to matmul_generic<float>.
+void matmul_f32_avx2(const float* x, int rows, int in, const float* wt, int out, float* y,
+                     bool accumulate);
+bool cpu_has_avx2();
+
 // y[r, :] = x[r, :] · wt, with wt stored [in, out]. When `accumulate`, the
 // product is added to y instead of replacing it.
 template <class T>
 void matmul(const T* x, int rows, int in, const T* wt, int out, T* y, bool accumulate = false) {
-  constexpr int kRows = 4;
-  int r = 0;
-  for (; r + kRows <= rows; r += kRows)
-    matmul_rows<T, kRows>(x + size_t(r) * in, in, wt, out, y + size_t(r) * out, accumulate);
-  for (; r < rows; ++r)
-    matmul_rows<T, 1>(x + size_t(r) * in, in, wt, out, y + size_t(r) * out, accumulate);
+  if constexpr (std::is_same_v<T, float>)
+    if (cpu_has_avx2()) return matmul_f32_avx2(x, rows, in, wt, out, y, accumulate);
+  matmul_generic(x, rows, in, wt, out, y, accumulate);
 }
 
 // dw[o, k] += Σ_r dy[r, o] · x[r, k]  (the weight gradient of y = x·Wᵀ, W [out, in]),
