@@ -248,3 +248,28 @@ TEST_CASE("gradient clipping bounds the first update of a huge gradient") {
     }
   CHECK(moved_a < 0.5 * moved_b);
 }
+
+TEST_CASE("forward computes no gradient") {
+  const Config c = model_test::micro_config();
+  Trainer t(c, model_test::spread_weights(c, 0.2, 9), 2);
+  const std::vector<Datum> data = {text_datum("abc"), text_datum("defgh")};
+  const ForwardBackwardResult f = t.forward(data, LossFn::CrossEntropy, {});
+  CHECK(f.loss > 0);
+  CHECK(t.optim_step({}).grad_norm == 0.0);
+  const ForwardBackwardResult fb = t.forward_backward(data, LossFn::CrossEntropy, {});
+  CHECK(fb.loss == doctest::Approx(f.loss).epsilon(1e-3));  // one step of lr 1e-4 later
+  CHECK(t.optim_step({}).grad_norm > 0.0);
+}
+
+TEST_CASE("the larger built-in model trains and serves") {
+  const Config c = *builtin("tiny-gpt-m");
+  Trainer trainer(c, init_weights(c), 2);
+  const Datum d = text_datum("larger model");
+  const ForwardBackwardResult r = trainer.forward_backward({d}, LossFn::CrossEntropy, {});
+  CHECK(r.loss / double(d.tokens.size()) == doctest::Approx(std::log(258.0)).epsilon(0.02));
+  CHECK(trainer.optim_step({}).grad_norm > 0);
+  const Model model(c, trainer.sampler_weights());
+  const std::vector<float> expected = model_logprobs(model, d);
+  const auto got = trainer.forward({d}, LossFn::CrossEntropy, {}).logprobs[0];
+  for (size_t t = 0; t < expected.size(); ++t) CHECK(std::fabs(got[t] - expected[t]) <= 1e-4);
+}
