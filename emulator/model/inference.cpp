@@ -172,11 +172,11 @@ void Model::prefill(Cache& cache, std::span<const int> tokens, float* logits_all
   const int n = int(tokens.size());
   std::vector<float> scratch;
   float* out = logits_all;
-  int first = 0;
+  int first = 0;  // first row whose logits are computed
   if (!logits_all) {
     scratch.resize(c.vocab);
     out = scratch.data();
-    first = n - 1;
+    first = logits_last ? n - 1 : n;
   }
   run_rows(*impl_, rows, first, out);
   cache.len = int(end);
