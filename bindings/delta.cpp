@@ -1,0 +1,338 @@
+// flare.delta: lossless deltas between weight checkpoints (host/delta/codec.hpp).
+//   compress_files(prev, new, out [, {level=, threads=, chunk_elements=, base_identity=}]) -> info
+//   apply_files(prev, diff, out [, {threads=, expect_base_identity=}]) -> info
+//   verify_files(prev, diff, new) -> info
+//   inspect(diff_path) -> info ; inspect_bytes(diff) -> info
+//   compress(tensors_a, tensors_b [, opts + metadata=]) -> diff (string)
+//   apply(tensors_a, diff) -> tensors, metadata
+//   adler32(s [, seed]) -> integer
+// A tensors table maps names to {dtype = "BF16", shape = {..}, data = "<bytes>"}.
+// info = {format, version, base_identity, base_digest, base_bytes, new_bytes,
+//         delta_bytes, ratio, metadata = {}, tensors = {{name, change, encoding,
+//         dtype, shape, base_dtype?, base_shape?, elements, bytes, stored_bytes,
+//         changed, density, adler32, base_adler32, chunks = {same=, ...}}, ...}}
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "delta/adler32.hpp"
+#include "delta/codec.hpp"
+#include "module.hpp"
+
+namespace flare::lua {
+namespace {
+
+using namespace flare::delta;
+
+[[noreturn]] void bad_arg(const char* fn, const std::string& what) {
+  throw std::invalid_argument(std::string("flare.delta.") + fn + ": " + what);
+}
+
+std::string check_string(lua_State* L, int idx, const char* fn, const char* what) {
+  size_t n = 0;
+  const char* s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &n) : nullptr;
+  if (!s) bad_arg(fn, std::string(what) + " must be a string");
+  return std::string(s, n);
+}
+
+// Calls visit(key) for every key of the options table at idx, rejecting
+// non-string keys; visit returns false for an unknown option.
+template <typename F>
+void each_option(lua_State* L, int idx, const char* fn, F visit) {
+  if (lua_isnoneornil(L, idx)) return;
+  if (!lua_istable(L, idx)) bad_arg(fn, "options must be a table");
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING) bad_arg(fn, "option names must be strings");
+    std::string key = lua_tostring(L, -2);
+    if (!visit(key)) bad_arg(fn, "unknown option '" + key + "'");
+    lua_pop(L, 1);
+  }
+}
+
+uint64_t option_uint(lua_State* L, const char* fn, const std::string& key, double max) {
+  if (lua_type(L, -1) != LUA_TNUMBER) bad_arg(fn, "option '" + key + "' must be a number");
+  double v = lua_tonumber(L, -1);
+  if (v < 0 || v > max || v != static_cast<double>(static_cast<uint64_t>(v)))
+    bad_arg(fn, "option '" + key + "' must be an integer in [0, " +
+                    std::to_string(static_cast<uint64_t>(max)) + "]");
+  return static_cast<uint64_t>(v);
+}
+
+std::string option_string(lua_State* L, const char* fn, const std::string& key) {
+  if (lua_type(L, -1) != LUA_TSTRING) bad_arg(fn, "option '" + key + "' must be a string");
+  return lua_tostring(L, -1);
+}
+
+Metadata read_metadata(lua_State* L, int idx, const char* fn) {
+  Metadata m;
+  if (!lua_istable(L, idx)) bad_arg(fn, "metadata must be a table of strings");
+  lua_pushnil(L);
+  while (lua_next(L, idx < 0 ? idx - 1 : idx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+      bad_arg(fn, "metadata must map strings to strings");
+    m[lua_tostring(L, -2)] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  return m;
+}
+
+EncodeOptions encode_options(lua_State* L, int idx, const char* fn, Metadata* metadata) {
+  EncodeOptions o;
+  each_option(L, idx, fn, [&](const std::string& k) {
+    if (k == "level")
+      o.zstd_level = static_cast<int>(option_uint(L, fn, k, 19));
+    else if (k == "threads")
+      o.threads = static_cast<unsigned>(option_uint(L, fn, k, 256));
+    else if (k == "chunk_elements")
+      o.chunk_elements = option_uint(L, fn, k, 1 << 24);
+    else if (k == "base_identity")
+      o.base_identity = option_string(L, fn, k);
+    else if (k == "metadata" && metadata)
+      *metadata = read_metadata(L, -1, fn);
+    else
+      return false;
+    return true;
+  });
+  return o;
+}
+
+ApplyOptions apply_options(lua_State* L, int idx, const char* fn) {
+  ApplyOptions o;
+  each_option(L, idx, fn, [&](const std::string& k) {
+    if (k == "threads")
+      o.threads = static_cast<unsigned>(option_uint(L, fn, k, 256));
+    else if (k == "expect_base_identity")
+      o.expect_base_identity = option_string(L, fn, k);
+    else
+      return false;
+    return true;
+  });
+  return o;
+}
+
+void push_shape(lua_State* L, const Shape& s) {
+  lua_createtable(L, static_cast<int>(s.size()), 0);
+  for (size_t i = 0; i < s.size(); ++i) {
+    lua_pushnumber(L, static_cast<double>(s[i]));
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+}
+
+void set_string(lua_State* L, const char* k, std::string_view v) {
+  lua_pushlstring(L, v.data(), v.size());
+  lua_setfield(L, -2, k);
+}
+void set_number(lua_State* L, const char* k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+void push_metadata(lua_State* L, const Metadata& m) {
+  lua_createtable(L, 0, static_cast<int>(m.size()));
+  for (const auto& [k, v] : m) set_string(L, k.c_str(), v);
+}
+
+void push_info(lua_State* L, const DeltaInfo& info) {
+  lua_createtable(L, 0, 10);
+  set_string(L, "format", info.format);
+  set_number(L, "version", info.version);
+  set_string(L, "base_identity", info.base_identity);
+  set_number(L, "base_digest", info.base_digest);
+  set_number(L, "base_bytes", static_cast<double>(info.base_tensor_bytes));
+  set_number(L, "new_bytes", static_cast<double>(info.next_tensor_bytes));
+  set_number(L, "delta_bytes", static_cast<double>(info.delta_bytes));
+  set_number(L, "ratio", info.ratio());
+  push_metadata(L, info.metadata);
+  lua_setfield(L, -2, "metadata");
+  lua_createtable(L, static_cast<int>(info.tensors.size()), 0);
+  for (size_t i = 0; i < info.tensors.size(); ++i) {
+    const TensorDeltaInfo& t = info.tensors[i];
+    lua_createtable(L, 0, 16);
+    set_string(L, "name", t.name);
+    set_string(L, "change", change_name(t.change));
+    set_string(L, "encoding", t.encoding);
+    set_string(L, "dtype", dtype_name(t.dtype));
+    push_shape(L, t.shape);
+    lua_setfield(L, -2, "shape");
+    if (t.base_dtype) set_string(L, "base_dtype", dtype_name(*t.base_dtype));
+    if (t.base_shape) {
+      push_shape(L, *t.base_shape);
+      lua_setfield(L, -2, "base_shape");
+    }
+    set_number(L, "elements", static_cast<double>(t.elements));
+    set_number(L, "bytes", static_cast<double>(t.bytes));
+    set_number(L, "stored_bytes", static_cast<double>(t.stored_bytes));
+    set_number(L, "changed", static_cast<double>(t.changed_elements));
+    set_number(L, "density", t.density);
+    set_number(L, "adler32", t.adler32);
+    set_number(L, "base_adler32", t.base_adler32);
+    lua_createtable(L, 0, 5);
+    for (int e = 0; e < 5; ++e)
+      set_number(L, std::string(encoding_name(static_cast<ChunkEncoding>(e))).c_str(),
+                 static_cast<double>(t.chunks[e]));
+    lua_setfield(L, -2, "chunks");
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  lua_setfield(L, -2, "tensors");
+}
+
+// Reads a tensors table; the views point into Lua strings, which stay alive
+// because the table stays on the stack for the whole call.
+std::vector<TensorView> read_tensors(lua_State* L, int idx, const char* fn, const char* what) {
+  if (!lua_istable(L, idx)) bad_arg(fn, std::string(what) + " must be a table of tensors");
+  std::vector<TensorView> out;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      bad_arg(fn, std::string(what) + ": tensor names must be strings");
+    std::string name = lua_tostring(L, -2);
+    const std::string where = std::string(what) + "." + name;
+    if (!lua_istable(L, -1)) bad_arg(fn, where + " must be a table {dtype=, shape=, data=}");
+    TensorView t;
+    t.name = name;
+    lua_getfield(L, -1, "dtype");
+    auto d = lua_type(L, -1) == LUA_TSTRING ? dtype_from_name(lua_tostring(L, -1)) : std::nullopt;
+    if (!d) bad_arg(fn, where + ".dtype must name a safetensors dtype (F32, BF16, ...)");
+    t.dtype = *d;
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "shape");
+    if (!lua_istable(L, -1)) bad_arg(fn, where + ".shape must be an array of sizes");
+    for (int i = 1;; ++i) {
+      lua_rawgeti(L, -1, i);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      double v = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || v < 0 ||
+          v != static_cast<double>(static_cast<uint64_t>(v)))
+        bad_arg(fn, where + ".shape[" + std::to_string(i) + "] must be a non-negative integer");
+      t.shape.push_back(static_cast<uint64_t>(v));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "data");
+    size_t n = 0;
+    const char* s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : nullptr;
+    if (!s) bad_arg(fn, where + ".data must be a string of bytes");
+    t.data = {reinterpret_cast<const std::byte*>(s), n};
+    lua_pop(L, 1);
+    uint64_t want = 0;
+    try {
+      want = element_count(t.shape) * dtype_size(t.dtype);
+    } catch (const std::exception&) {
+      bad_arg(fn, where + ".shape has too many elements");
+    }
+    if (want != n)
+      bad_arg(fn, where + ".data has " + std::to_string(n) + " bytes, its shape needs " +
+                      std::to_string(want));
+    out.push_back(std::move(t));
+    lua_pop(L, 1);
+  }
+  return out;
+}
+
+int l_compress_files(lua_State* L) {
+  const char* fn = "compress_files";
+  std::string prev = check_string(L, 1, fn, "prev"), next = check_string(L, 2, fn, "new"),
+              out = check_string(L, 3, fn, "out");
+  EncodeOptions o = encode_options(L, 4, fn, nullptr);
+  push_info(L, encode_files(prev, next, out, o));
+  return 1;
+}
+
+int l_apply_files(lua_State* L) {
+  const char* fn = "apply_files";
+  std::string prev = check_string(L, 1, fn, "prev"), diff = check_string(L, 2, fn, "diff"),
+              out = check_string(L, 3, fn, "out");
+  push_info(L, apply_files(prev, diff, out, apply_options(L, 4, fn)));
+  return 1;
+}
+
+int l_verify_files(lua_State* L) {
+  const char* fn = "verify_files";
+  std::string prev = check_string(L, 1, fn, "prev"), diff = check_string(L, 2, fn, "diff"),
+              next = check_string(L, 3, fn, "new");
+  push_info(L, verify_files(prev, diff, next, apply_options(L, 4, fn)));
+  return 1;
+}
+
+int l_inspect(lua_State* L) {
+  push_info(L, inspect_file(check_string(L, 1, "inspect", "diff")));
+  return 1;
+}
+
+int l_inspect_bytes(lua_State* L) {
+  std::string s = check_string(L, 1, "inspect_bytes", "diff");
+  push_info(L, inspect(std::as_bytes(std::span(s.data(), s.size()))));
+  return 1;
+}
+
+int l_compress(lua_State* L) {
+  const char* fn = "compress";
+  auto a = read_tensors(L, 1, fn, "tensors_a");
+  auto b = read_tensors(L, 2, fn, "tensors_b");
+  Metadata meta;
+  EncodeOptions o = encode_options(L, 3, fn, &meta);
+  std::vector<std::byte> d = encode(a, b, meta, o);
+  lua_pushlstring(L, reinterpret_cast<const char*>(d.data()), d.size());
+  return 1;
+}
+
+int l_apply(lua_State* L) {
+  const char* fn = "apply";
+  auto a = read_tensors(L, 1, fn, "tensors_a");
+  size_t n = 0;
+  const char* s = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &n) : nullptr;
+  if (!s) bad_arg(fn, "diff must be a string");
+  Checkpoint c =
+      flare::delta::apply(a, {reinterpret_cast<const std::byte*>(s), n}, apply_options(L, 3, fn));
+  lua_createtable(L, 0, static_cast<int>(c.tensors.size()));
+  for (const Tensor& t : c.tensors) {
+    lua_createtable(L, 0, 3);
+    set_string(L, "dtype", dtype_name(t.dtype));
+    push_shape(L, t.shape);
+    lua_setfield(L, -2, "shape");
+    lua_pushlstring(L, reinterpret_cast<const char*>(t.data.data()), t.data.size());
+    lua_setfield(L, -2, "data");
+    lua_setfield(L, -2, t.name.c_str());
+  }
+  push_metadata(L, c.metadata);
+  return 2;
+}
+
+int l_adler32(lua_State* L) {
+  std::string s = check_string(L, 1, "adler32", "s");
+  uint32_t seed = kAdler32Init;
+  if (!lua_isnoneornil(L, 2)) {
+    double v = lua_tonumber(L, 2);
+    if (lua_type(L, 2) != LUA_TNUMBER || v < 0 || v > 4294967295.0 ||
+        v != static_cast<double>(static_cast<uint32_t>(v)))
+      bad_arg("adler32", "seed must be an integer in [0, 2^32)");
+    seed = static_cast<uint32_t>(v);
+  }
+  lua_pushnumber(L, adler32(std::as_bytes(std::span(s.data(), s.size())), seed));
+  return 1;
+}
+
+int open_delta(lua_State* L) {
+  static const luaL_Reg functions[] = {{"compress_files", l_compress_files},
+                                       {"apply_files", l_apply_files},
+                                       {"verify_files", l_verify_files},
+                                       {"inspect", l_inspect},
+                                       {"inspect_bytes", l_inspect_bytes},
+                                       {"compress", l_compress},
+                                       {"apply", l_apply},
+                                       {"adler32", l_adler32},
+                                       {nullptr, nullptr}};
+  lua_newtable(L);
+  luaL_register(L, nullptr, functions);
+  set_string(L, "format_name", kFormatName);
+  return 1;
+}
+
+}  // namespace
+}  // namespace flare::lua
+
+FLARE_LUA_MODULE(delta, flare::lua::open_delta);
