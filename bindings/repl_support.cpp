@@ -1,0 +1,77 @@
+// flare.repl: what the prompt's Lua side needs from the host.
+//   list_dir(path) -> files, dirs   (names, sorted; empty when unreadable)
+//   c_modules()    -> names of the C++-backed flare.<name> modules
+//   is_tty(fd)     -> whether fd (0, 1 or 2) is a terminal
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <lua.hpp>
+#include <string>
+#include <vector>
+
+#include "module.hpp"
+
+namespace flare::lua {
+namespace {
+
+void push_strings(lua_State* L, const std::vector<std::string>& items) {
+  lua_createtable(L, static_cast<int>(items.size()), 0);
+  for (size_t i = 0; i < items.size(); i++) {
+    lua_pushlstring(L, items[i].data(), items[i].size());
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+}
+
+int l_list_dir(lua_State* L) {
+  std::string path = luaL_checkstring(L, 1);
+  std::vector<std::string> files, dirs;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(path, ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    std::error_code type_ec;
+    std::string name = it->path().filename().string();
+    if (it->is_directory(type_ec)) {
+      dirs.push_back(name);
+    } else if (it->is_regular_file(type_ec)) {
+      files.push_back(name);
+    }
+  }
+  std::sort(files.begin(), files.end());
+  std::sort(dirs.begin(), dirs.end());
+  push_strings(L, files);
+  push_strings(L, dirs);
+  return 2;
+}
+
+int l_c_modules(lua_State* L) {
+  std::vector<std::string> names;
+  for (const auto& m : registered_modules()) names.emplace_back(m.name);
+  std::sort(names.begin(), names.end());
+  push_strings(L, names);
+  return 1;
+}
+
+int l_is_tty(lua_State* L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  if (fd < 0 || fd > 2) luaL_argerror(L, 1, "expected 0, 1 or 2");
+  lua_pushboolean(L, isatty(static_cast<int>(fd)));
+  return 1;
+}
+
+int open_repl(lua_State* L) {
+  const luaL_Reg fns[] = {
+      {"list_dir", l_list_dir},
+      {"c_modules", l_c_modules},
+      {"is_tty", l_is_tty},
+      {nullptr, nullptr},
+  };
+  lua_createtable(L, 0, 3);
+  luaL_register(L, nullptr, fns);
+  return 1;
+}
+
+}  // namespace
+}  // namespace flare::lua
+
+FLARE_LUA_MODULE(repl, flare::lua::open_repl);
