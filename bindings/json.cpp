@@ -1,0 +1,306 @@
+// flare.json: encode(value, {pretty=, sort_keys=}), decode(text), null,
+// array(t), object(t). The rules are in json_convert.hpp.
+#include <charconv>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "json_convert.hpp"
+#include "module.hpp"
+
+namespace flare::lua {
+namespace {
+
+// Streams JSON text events straight into Lua tables (no intermediate DOM).
+struct SaxToLua {
+  using json = nlohmann::json;
+  LuaJsonBuilder& b;
+  std::size_t error_position = 0;
+  std::string error;
+
+  bool null() { return b.null(), true; }
+  bool boolean(bool v) { return b.boolean(v), true; }
+  bool number_integer(json::number_integer_t v) { return b.integer(v), true; }
+  bool number_unsigned(json::number_unsigned_t v) { return b.unsigned_integer(v), true; }
+  bool number_float(json::number_float_t v, const json::string_t&) { return b.number(v), true; }
+  bool string(json::string_t& s) { return b.string(s.data(), s.size()), true; }
+  bool binary(json::binary_t&) { return false; }
+  bool start_object(std::size_t) { return b.begin_object(), true; }
+  bool key(json::string_t& s) { return b.key(s.data(), s.size()), true; }
+  bool end_object() { return b.end_container(), true; }
+  bool start_array(std::size_t) { return b.begin_array(), true; }
+  bool end_array() { return b.end_container(), true; }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) {
+    error_position = position;
+    error = e.what();
+    return false;
+  }
+};
+
+// nlohmann's message is "[json.exception.parse_error.101] parse error at line 1,
+// column 5: syntax error ..."; keep the part after the position, made printable.
+std::string parse_error_detail(const std::string& what) {
+  std::string detail = what;
+  if (detail.starts_with("[json.exception.")) detail.erase(0, detail.find("] ") + 2);
+  if (detail.starts_with("parse error at line")) detail.erase(0, detail.find(": ") + 2);
+  std::string out;
+  for (unsigned char c : detail) {
+    if (c < 0x20 || c >= 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// Byte offset of the bracket that opens nesting level kJsonMaxDepth + 1.
+std::size_t too_deep_offset(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kJsonMaxDepth) return i;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return text.size();
+}
+
+int json_decode(lua_State* L) {
+  if (lua_type(L, 1) != LUA_TSTRING)
+    throw std::runtime_error(std::string("flare.json.decode: expected a string, got ") +
+                             luaL_typename(L, 1));
+  std::size_t n = 0;
+  const char* text = lua_tolstring(L, 1, &n);
+  lua_settop(L, 1);
+  LuaJsonBuilder builder(L);
+  SaxToLua sax{builder, 0, {}};
+  bool ok;
+  try {
+    ok = nlohmann::json::sax_parse(text, text + n, &sax);
+  } catch (const JsonTooDeep& e) {
+    throw std::runtime_error("flare.json.decode: " + std::string(e.what()) + " at byte offset " +
+                             std::to_string(too_deep_offset(std::string_view(text, n))));
+  }
+  if (!ok) {
+    // nlohmann counts the offending byte as read; report its 0-based offset.
+    std::size_t offset = sax.error_position > 0 ? sax.error_position - 1 : 0;
+    if (offset > n) offset = n;
+    throw std::runtime_error("flare.json.decode: invalid JSON at byte offset " +
+                             std::to_string(offset) + ": " + parse_error_detail(sax.error));
+  }
+  builder.take_result();
+  return 1;
+}
+
+// Writes JSON text into one growing buffer.
+class TextWriter : public JsonWriter {
+ public:
+  explicit TextWriter(bool pretty) : pretty_(pretty) { out.reserve(256); }
+  std::string out;
+
+  void null() override { value_prefix(), out.append("null", 4); }
+  void boolean(bool b) override {
+    value_prefix(), b ? out.append("true", 4) : out.append("false", 5);
+  }
+  void integer(std::int64_t n) override {
+    value_prefix();
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, n);
+    out.append(buf, r.ptr);
+  }
+  void unsigned_integer(std::uint64_t n) override {
+    value_prefix();
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, n);
+    out.append(buf, r.ptr);
+  }
+  void number(double d) override {
+    value_prefix();
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, d);  // shortest round-trip form
+    out.append(buf, r.ptr);
+  }
+  void string(std::string_view s) override {
+    value_prefix();
+    quoted(s);
+  }
+  void begin_array() override { open('['); }
+  void end_array() override { close(']'); }
+  void begin_object() override { open('{'); }
+  void end_object() override { close('}'); }
+  void key(std::string_view k) override {
+    separator();
+    quoted(k);
+    out.append(pretty_ ? ": " : ":");
+    after_key_ = true;
+  }
+
+ private:
+  void value_prefix() {
+    if (after_key_) {
+      after_key_ = false;
+      return;
+    }
+    separator();
+  }
+  void separator() {
+    if (depth_ == 0) return;
+    if (!first_.back()) out.push_back(',');
+    first_.back() = false;
+    newline();
+  }
+  void newline() {
+    if (!pretty_) return;
+    out.push_back('\n');
+    out.append(static_cast<std::size_t>(depth_) * 2, ' ');
+  }
+  void open(char c) {
+    value_prefix();
+    out.push_back(c);
+    ++depth_;
+    first_.push_back(true);
+  }
+  void close(char c) {
+    bool empty = first_.back();
+    first_.pop_back();
+    --depth_;
+    if (!empty) newline();
+    out.push_back(c);
+  }
+  void quoted(std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out.push_back('"');
+    std::size_t run = 0;  // start of the pending run of bytes that need no escape
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      unsigned char c = static_cast<unsigned char>(s[i]);
+      if (c >= 0x20 && c != '"' && c != '\\') continue;
+      out.append(s.data() + run, i - run);
+      run = i + 1;
+      switch (c) {
+        case '"':
+          out.append("\\\"");
+          break;
+        case '\\':
+          out.append("\\\\");
+          break;
+        case '\n':
+          out.append("\\n");
+          break;
+        case '\r':
+          out.append("\\r");
+          break;
+        case '\t':
+          out.append("\\t");
+          break;
+        case '\b':
+          out.append("\\b");
+          break;
+        case '\f':
+          out.append("\\f");
+          break;
+        default: {
+          char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+          out.append(esc, 6);
+        }
+      }
+    }
+    out.append(s.data() + run, s.size() - run);
+    out.push_back('"');
+  }
+
+  bool pretty_;
+  bool after_key_ = false;
+  int depth_ = 0;
+  std::vector<bool> first_;
+};
+
+bool bool_option(lua_State* L, int opts, const char* name) {
+  lua_getfield(L, opts, name);
+  int t = lua_type(L, -1);
+  bool v = lua_toboolean(L, -1) != 0;
+  lua_pop(L, 1);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+    throw std::runtime_error(std::string("flare.json.encode: option '") + name +
+                             "' must be a boolean, got " + lua_typename(L, t));
+  return v;
+}
+
+int json_encode(lua_State* L) {
+  bool pretty = false, sort_keys = false;
+  if (!lua_isnoneornil(L, 2)) {
+    if (!lua_istable(L, 2))
+      throw std::runtime_error(std::string("flare.json.encode: options must be a table, got ") +
+                               luaL_typename(L, 2));
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+      lua_pop(L, 1);
+      const char* k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
+      if (!k || (std::strcmp(k, "pretty") != 0 && std::strcmp(k, "sort_keys") != 0))
+        throw std::runtime_error(std::string("flare.json.encode: unknown option '") +
+                                 (k ? k : luaL_typename(L, -1)) + "'");
+    }
+    pretty = bool_option(L, 2, "pretty");
+    sort_keys = bool_option(L, 2, "sort_keys");
+  }
+  lua_settop(L, 1);
+  TextWriter writer(pretty);
+  walk_lua_value(L, 1, writer, sort_keys, "flare.json.encode");
+  lua_pushlstring(L, writer.out.data(), writer.out.size());
+  return 1;
+}
+
+int mark(lua_State* L, JsonKind kind, const char* who) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  if (!lua_istable(L, 1))
+    throw std::runtime_error(std::string(who) + ": expected a table, got " + luaL_typename(L, 1));
+  lua_settop(L, 1);
+  if (lua_getmetatable(L, 1)) {
+    lua_pop(L, 1);
+    if (json_kind(L, 1) == JsonKind::none)
+      throw std::runtime_error(std::string(who) + ": the table already has a metatable");
+  }
+  set_json_kind(L, 1, kind);
+  return 1;
+}
+
+int json_array(lua_State* L) {
+  return mark(L, JsonKind::array, "flare.json.array");
+}
+int json_object(lua_State* L) {
+  return mark(L, JsonKind::object, "flare.json.object");
+}
+
+int open_json(lua_State* L) {
+  static const luaL_Reg functions[] = {
+      {"encode", json_encode}, {"decode", json_decode}, {"array", json_array},
+      {"object", json_object}, {nullptr, nullptr},
+  };
+  lua_newtable(L);
+  luaL_register(L, nullptr, functions);
+  push_json_null(L);
+  lua_setfield(L, -2, "null");
+  return 1;
+}
+
+}  // namespace
+}  // namespace flare::lua
+
+FLARE_LUA_MODULE(json, flare::lua::open_json);

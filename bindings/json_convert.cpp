@@ -1,0 +1,571 @@
+#include "json_convert.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+namespace flare::lua {
+namespace {
+
+const char kNullTag = 0;
+const char* const kArrayMeta = "flare.json.array";
+const char* const kObjectMeta = "flare.json.object";
+const char* const kBigIntegerHelpers = "flare.json.int64";
+constexpr int kLuaCData = 10;  // lua_type() of LuaJIT cdata
+constexpr double kTwo53 = 9007199254740992.0;
+constexpr double kTwo63 = 9223372036854775808.0;
+
+void push_marker(lua_State* L, const char* name) {
+  lua_getfield(L, LUA_REGISTRYINDEX, name);
+  if (!lua_isnil(L, -1)) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, name == kArrayMeta ? "array" : "object");
+  lua_setfield(L, -2, "__jsontype");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, name);
+}
+
+// Two small Lua functions around LuaJIT's FFI: build int64_t/uint64_t cdata from
+// 32-bit halves, and print such cdata as decimal digits (nil for other values).
+void push_big_integer_helper(lua_State* L, int which) {
+  lua_getfield(L, LUA_REGISTRYINDEX, kBigIntegerHelpers);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    static const char code[] = R"(
+      local ffi = require("ffi")
+      local i64, u64 = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
+      local function make(hi, lo, is_unsigned)
+        if is_unsigned then return u64(hi) * 4294967296ULL + lo end
+        return i64(hi) * 4294967296LL + lo
+      end
+      local function digits(x)
+        if ffi.istype(i64, x) or ffi.istype(u64, x) then
+          return (tostring(x):gsub("U?LL$", ""))
+        end
+        return nil
+      end
+      return {make, digits}
+    )";
+    if (luaL_loadbuffer(L, code, sizeof code - 1, "=flare.json") != 0) lua_error(L);
+    lua_call(L, 0, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, kBigIntegerHelpers);
+  }
+  lua_rawgeti(L, -1, which);
+  lua_remove(L, -2);
+}
+
+std::string format_path(const std::vector<std::pair<long long, std::string_view>>& path) {
+  std::string out = "$";
+  for (const auto& [index, key] : path) {
+    if (index > 0) {
+      out += "[" + std::to_string(index) + "]";
+      continue;
+    }
+    bool plain = !key.empty() && !std::isdigit(static_cast<unsigned char>(key[0]));
+    for (char c : key)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') plain = false;
+    if (plain) {
+      out += "." + std::string(key);
+    } else {
+      out += "[\"";
+      for (unsigned char c : key) {
+        if (c == '"' || c == '\\') out += '\\';
+        if (c < 0x20 || c >= 0x7f) {
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "\\x%02x", c);
+          out += hex;
+        } else {
+          out += static_cast<char>(c);
+        }
+      }
+      out += "\"]";
+    }
+  }
+  return out;
+}
+
+class Walker {
+ public:
+  Walker(lua_State* L, JsonWriter& w, bool sort_keys, const char* who)
+      : L_(L), w_(w), sort_keys_(sort_keys), who_(who) {}
+
+  void value(int idx) {
+    switch (lua_type(L_, idx)) {
+      case LUA_TNIL:
+        w_.null();
+        return;
+      case LUA_TBOOLEAN:
+        w_.boolean(lua_toboolean(L_, idx) != 0);
+        return;
+      case LUA_TNUMBER:
+        number(lua_tonumber(L_, idx));
+        return;
+      case LUA_TSTRING: {
+        std::size_t n = 0;
+        const char* s = lua_tolstring(L_, idx, &n);
+        std::string_view text(s, n);
+        check_utf8(text, "string");
+        w_.string(text);
+        return;
+      }
+      case LUA_TTABLE:
+        table(idx);
+        return;
+      case LUA_TLIGHTUSERDATA:
+        if (is_json_null(L_, idx)) {
+          w_.null();
+          return;
+        }
+        break;
+      case kLuaCData:
+        if (big_integer(idx)) return;
+        break;
+      default:
+        break;
+    }
+    fail(std::string("cannot encode a ") + lua_typename(L_, lua_type(L_, idx)));
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) {
+    throw std::runtime_error(std::string(who_) + ": " + what + " at " + format_path(path_));
+  }
+
+  void check_utf8(std::string_view s, const char* what) {
+    auto bad = find_invalid_utf8(s);
+    if (bad != std::string_view::npos)
+      fail(std::string("invalid UTF-8 in ") + what + " (byte " + std::to_string(bad) + ")");
+  }
+
+  void number(double d) {
+    if (std::isnan(d)) fail("cannot encode NaN");
+    if (std::isinf(d)) fail(d > 0 ? "cannot encode inf" : "cannot encode -inf");
+    if (d == std::trunc(d) && d >= -kTwo63 && d < kTwo63) {
+      w_.integer(static_cast<std::int64_t>(d));
+    } else {
+      w_.number(d);
+    }
+  }
+
+  bool big_integer(int idx) {
+    push_big_integer_helper(L_, 2);
+    lua_pushvalue(L_, idx);
+    lua_call(L_, 1, 1);
+    if (lua_isnil(L_, -1)) {
+      lua_pop(L_, 1);
+      return false;
+    }
+    const char* digits = lua_tostring(L_, -1);
+    if (digits[0] == '-') {
+      w_.integer(std::strtoll(digits, nullptr, 10));
+    } else {
+      w_.unsigned_integer(std::strtoull(digits, nullptr, 10));
+    }
+    lua_pop(L_, 1);
+    return true;
+  }
+
+  void table(int idx) {
+    const void* self = lua_topointer(L_, idx);
+    if (std::find(open_.begin(), open_.end(), self) != open_.end())
+      fail("cannot encode a table that contains itself (cycle)");
+    if (static_cast<int>(open_.size()) >= kJsonMaxDepth)
+      fail("nesting deeper than " + std::to_string(kJsonMaxDepth));
+    if (!lua_checkstack(L_, 8)) fail("Lua stack exhausted");
+    open_.push_back(self);
+
+    JsonKind kind = json_kind(L_, idx);
+    std::size_t keys = 0;
+    bool all_positive_integers = true;
+    bool all_strings = true;
+    double max_index = 0;
+    lua_pushnil(L_);
+    while (lua_next(L_, idx) != 0) {
+      lua_pop(L_, 1);
+      ++keys;
+      int t = lua_type(L_, -1);
+      if (t == LUA_TNUMBER) {
+        double k = lua_tonumber(L_, -1);
+        all_strings = false;
+        if (k >= 1 && k == std::trunc(k)) {
+          max_index = std::max(max_index, k);
+        } else {
+          all_positive_integers = false;
+        }
+      } else {
+        all_positive_integers = false;
+        if (t != LUA_TSTRING) all_strings = false;
+      }
+    }
+    bool is_sequence = all_positive_integers && max_index == static_cast<double>(keys);
+
+    if (kind == JsonKind::object) {
+      object(idx, true);
+    } else if (kind == JsonKind::array || keys == 0 || is_sequence) {
+      if (!is_sequence && keys != 0) fail("table marked as an array has keys other than 1..n");
+      array(idx, keys);
+    } else if (all_strings) {
+      object(idx, false);
+    } else if (all_positive_integers) {
+      fail("cannot encode a sparse array (keys are not 1..n)");
+    } else {
+      fail("cannot encode a table with mixed or non-string keys");
+    }
+    open_.pop_back();
+  }
+
+  void array(int idx, std::size_t n) {
+    w_.begin_array();
+    for (std::size_t i = 1; i <= n; ++i) {
+      path_.emplace_back(static_cast<long long>(i), std::string_view());
+      lua_rawgeti(L_, idx, static_cast<int>(i));
+      value(lua_gettop(L_));
+      lua_pop(L_, 1);
+      path_.pop_back();
+    }
+    w_.end_array();
+  }
+
+  // Keys of a marked object may also be numbers (written as their JSON text).
+  void object(int idx, bool numbers_allowed) {
+    w_.begin_object();
+    if (sort_keys_) {
+      std::vector<std::string> keys;
+      lua_pushnil(L_);
+      while (lua_next(L_, idx) != 0) {
+        lua_pop(L_, 1);
+        keys.push_back(key_text(numbers_allowed));
+      }
+      std::sort(keys.begin(), keys.end());
+      for (const auto& k : keys) {
+        lua_pushlstring(L_, k.data(), k.size());
+        lua_rawget(L_, idx);
+        if (lua_isnil(L_, -1)) {
+          // A number key: look it up by its numeric value.
+          lua_pop(L_, 1);
+          lua_pushnumber(L_, std::strtod(k.c_str(), nullptr));
+          lua_rawget(L_, idx);
+        }
+        member(k);
+        lua_pop(L_, 1);
+      }
+    } else {
+      lua_pushnil(L_);
+      while (lua_next(L_, idx) != 0) {
+        if (lua_type(L_, -2) == LUA_TSTRING) {
+          std::size_t n = 0;
+          const char* s = lua_tolstring(L_, -2, &n);
+          member(std::string_view(s, n));
+        } else {
+          member(key_text_at(-2, numbers_allowed));
+        }
+        lua_pop(L_, 1);
+      }
+    }
+    w_.end_object();
+  }
+
+  void member(std::string_view key) {
+    path_.emplace_back(0, key);
+    check_utf8(key, "key");
+    w_.key(key);
+    value(lua_gettop(L_));
+    path_.pop_back();
+  }
+
+  std::string key_text(bool numbers_allowed) { return key_text_at(-1, numbers_allowed); }
+
+  std::string key_text_at(int at, bool numbers_allowed) {
+    int t = lua_type(L_, at);
+    if (t == LUA_TSTRING) {
+      std::size_t n = 0;
+      const char* s = lua_tolstring(L_, at, &n);
+      return std::string(s, n);
+    }
+    if (t == LUA_TNUMBER && numbers_allowed) {
+      double d = lua_tonumber(L_, at);
+      if (d == std::trunc(d) && std::fabs(d) < kTwo53)
+        return std::to_string(static_cast<long long>(d));
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.17g", d);
+      return buf;
+    }
+    fail(std::string("cannot encode an object key of type ") + lua_typename(L_, t));
+  }
+
+  lua_State* L_;
+  JsonWriter& w_;
+  bool sort_keys_;
+  const char* who_;
+  std::vector<const void*> open_;
+  std::vector<std::pair<long long, std::string_view>> path_;  // index > 0, or key
+};
+
+void push_dom(LuaJsonBuilder& b, const nlohmann::json& j) {
+  using t = nlohmann::json::value_t;
+  switch (j.type()) {
+    case t::null:
+    case t::discarded:
+      b.null();
+      break;
+    case t::boolean:
+      b.boolean(j.get<bool>());
+      break;
+    case t::number_integer:
+      b.integer(j.get<std::int64_t>());
+      break;
+    case t::number_unsigned:
+      b.unsigned_integer(j.get<std::uint64_t>());
+      break;
+    case t::number_float:
+      b.number(j.get<double>());
+      break;
+    case t::string: {
+      const auto& s = j.get_ref<const std::string&>();
+      b.string(s.data(), s.size());
+      break;
+    }
+    case t::array:
+      b.begin_array();
+      for (const auto& item : j) push_dom(b, item);
+      b.end_container();
+      break;
+    case t::object:
+      b.begin_object();
+      for (const auto& [k, v] : j.items()) {
+        b.key(k.data(), k.size());
+        push_dom(b, v);
+      }
+      b.end_container();
+      break;
+    case t::binary:
+      throw std::runtime_error("push_json: binary values have no Lua form");
+  }
+}
+
+class DomWriter : public JsonWriter {
+ public:
+  nlohmann::json result;
+
+  void null() override { put(nullptr); }
+  void boolean(bool b) override { put(b); }
+  void integer(std::int64_t n) override { put(n); }
+  void unsigned_integer(std::uint64_t n) override { put(n); }
+  void number(double d) override { put(d); }
+  void string(std::string_view s) override { put(std::string(s)); }
+  void begin_array() override { open(nlohmann::json::array()); }
+  void end_array() override { stack_.pop_back(); }
+  void begin_object() override { open(nlohmann::json::object()); }
+  void key(std::string_view k) override { key_.assign(k); }
+  void end_object() override { stack_.pop_back(); }
+
+ private:
+  nlohmann::json* put(nlohmann::json v) {
+    if (stack_.empty()) {
+      result = std::move(v);
+      return &result;
+    }
+    nlohmann::json& parent = *stack_.back();
+    if (parent.is_array()) {
+      parent.push_back(std::move(v));
+      return &parent.back();
+    }
+    return &(parent[key_] = std::move(v));
+  }
+  void open(nlohmann::json v) { stack_.push_back(put(std::move(v))); }
+
+  std::vector<nlohmann::json*> stack_;
+  std::string key_;
+};
+
+}  // namespace
+
+JsonTooDeep::JsonTooDeep()
+    : std::runtime_error("nesting deeper than " + std::to_string(kJsonMaxDepth)) {}
+
+void push_json_null(lua_State* L) {
+  lua_pushlightuserdata(L, const_cast<char*>(&kNullTag));
+}
+
+bool is_json_null(lua_State* L, int idx) {
+  return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == &kNullTag;
+}
+
+void set_json_kind(lua_State* L, int idx, JsonKind kind) {
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  if (kind == JsonKind::none) {
+    lua_pushnil(L);
+  } else {
+    push_marker(L, kind == JsonKind::array ? kArrayMeta : kObjectMeta);
+  }
+  lua_setmetatable(L, idx);
+}
+
+JsonKind json_kind(lua_State* L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return JsonKind::none;
+  push_marker(L, kArrayMeta);
+  bool is_array = lua_rawequal(L, -1, -2) != 0;
+  lua_pop(L, 1);
+  push_marker(L, kObjectMeta);
+  bool is_object = lua_rawequal(L, -1, -2) != 0;
+  lua_pop(L, 2);
+  return is_array ? JsonKind::array : is_object ? JsonKind::object : JsonKind::none;
+}
+
+LuaJsonBuilder::LuaJsonBuilder(lua_State* L) : L_(L) {
+  if (!lua_checkstack(L, 16)) throw std::runtime_error("Lua stack exhausted");
+  base_ = lua_gettop(L) + 1;
+  push_marker(L, kArrayMeta);
+  push_marker(L, kObjectMeta);
+}
+
+void LuaJsonBuilder::added() {
+  if (frames_.empty()) {
+    have_result_ = true;
+    return;
+  }
+  Frame& f = frames_.back();
+  if (f.is_array) {
+    lua_rawseti(L_, -2, ++f.count);
+  } else {
+    lua_rawset(L_, -3);
+  }
+}
+
+void LuaJsonBuilder::null() {
+  push_json_null(L_);
+  added();
+}
+
+void LuaJsonBuilder::boolean(bool b) {
+  lua_pushboolean(L_, b);
+  added();
+}
+
+void LuaJsonBuilder::integer(std::int64_t n) {
+  if (n >= -static_cast<std::int64_t>(kTwo53) && n <= static_cast<std::int64_t>(kTwo53)) {
+    lua_pushnumber(L_, static_cast<double>(n));
+  } else {
+    push_big_integer(n >> 32, static_cast<std::uint32_t>(n & 0xffffffff), false);
+  }
+  added();
+}
+
+void LuaJsonBuilder::unsigned_integer(std::uint64_t n) {
+  if (n <= static_cast<std::uint64_t>(INT64_MAX)) {
+    integer(static_cast<std::int64_t>(n));
+    return;
+  }
+  push_big_integer(static_cast<std::int64_t>(n >> 32), static_cast<std::uint32_t>(n & 0xffffffff),
+                   true);
+  added();
+}
+
+void LuaJsonBuilder::push_big_integer(std::int64_t hi, std::uint32_t lo, bool is_unsigned) {
+  push_big_integer_helper(L_, 1);
+  lua_pushnumber(L_, static_cast<double>(hi));
+  lua_pushnumber(L_, static_cast<double>(lo));
+  lua_pushboolean(L_, is_unsigned);
+  lua_call(L_, 3, 1);
+}
+
+void LuaJsonBuilder::number(double d) {
+  lua_pushnumber(L_, d);
+  added();
+}
+
+void LuaJsonBuilder::string(const char* s, std::size_t n) {
+  lua_pushlstring(L_, s, n);
+  added();
+}
+
+void LuaJsonBuilder::begin(bool is_array) {
+  if (static_cast<int>(frames_.size()) >= kJsonMaxDepth) throw JsonTooDeep();
+  if (!lua_checkstack(L_, 4)) throw std::runtime_error("Lua stack exhausted");
+  lua_newtable(L_);
+  lua_pushvalue(L_, is_array ? base_ : base_ + 1);
+  lua_setmetatable(L_, -2);
+  frames_.push_back({is_array, 0});
+}
+
+void LuaJsonBuilder::begin_array() {
+  begin(true);
+}
+void LuaJsonBuilder::begin_object() {
+  begin(false);
+}
+
+void LuaJsonBuilder::key(const char* s, std::size_t n) {
+  lua_pushlstring(L_, s, n);
+}
+
+void LuaJsonBuilder::end_container() {
+  frames_.pop_back();
+  added();
+}
+
+void LuaJsonBuilder::take_result() {
+  if (!have_result_ || !frames_.empty()) throw std::runtime_error("incomplete JSON value");
+  lua_replace(L_, base_);
+  lua_settop(L_, base_);
+}
+
+void push_json(lua_State* L, const nlohmann::json& value) {
+  LuaJsonBuilder builder(L);
+  push_dom(builder, value);
+  builder.take_result();
+}
+
+nlohmann::json to_json(lua_State* L, int idx) {
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  DomWriter writer;
+  walk_lua_value(L, idx, writer, false, "to_json");
+  return std::move(writer.result);
+}
+
+void walk_lua_value(lua_State* L, int idx, JsonWriter& writer, bool sort_keys, const char* who) {
+  if (idx < 0) idx = lua_gettop(L) + idx + 1;
+  Walker(L, writer, sort_keys, who).value(idx);
+}
+
+std::size_t find_invalid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  std::size_t n = s.size(), i = 0;
+  while (i < n) {
+    unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    std::uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return i;
+    }
+    if (i + len > n) return i;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xc0) != 0x80) return i;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF.
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+      return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace flare::lua

@@ -1,0 +1,114 @@
+#pragma once
+// Lua values <-> JSON, with one set of rules for flare.json and every binding
+// that exchanges JSON with Lua.
+//
+//   null         flare.json.null (a unique light userdata); nil encodes as null
+//   integers     |n| <= 2^53 decode to Lua numbers; larger ones decode to LuaJIT
+//                int64_t cdata (uint64_t above INT64_MAX) so the whole int64 and
+//                uint64 range round-trips exactly (tonumber() gives a number).
+//                A Lua number that is integral and inside int64 encodes as an
+//                integer; int64_t/uint64_t cdata encode as integers.
+//   floats       shortest text that reads back to the same double; NaN and
+//                +-inf raise naming the path.
+//   arrays       a table whose keys are exactly 1..n
+//   objects      a table whose keys are all strings
+//   empty {}     encodes as [] (a plain empty table is taken as an empty list);
+//                flare.json.object{} marks a table as an object, and
+//                flare.json.array{} as an array. Decoded tables carry these
+//                marks, so decode -> encode keeps [] and {}.
+//   errors       mixed or sparse keys, cycles, nesting deeper than 1000,
+//                invalid UTF-8 and unsupported types raise naming the path
+//                ($.choices[1].text, Lua indices); malformed JSON text raises
+//                naming the byte offset (0-based).
+//
+// Errors are thrown as std::runtime_error; the host turns them into Lua errors.
+#include <cstddef>
+#include <cstdint>
+#include <lua.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace flare::lua {
+
+inline constexpr int kJsonMaxDepth = 1000;
+
+void push_json(lua_State* L, const nlohmann::json& value);
+nlohmann::json to_json(lua_State* L, int idx);
+
+void push_json_null(lua_State* L);
+bool is_json_null(lua_State* L, int idx);
+
+enum class JsonKind { none, array, object };
+// Marks the table at idx (sets the marker metatable).
+void set_json_kind(lua_State* L, int idx, JsonKind kind);
+// The mark of the value at idx: none for unmarked tables and non-tables.
+JsonKind json_kind(lua_State* L, int idx);
+
+// Builds Lua values on the stack from a stream of JSON events. After the last
+// event of one top-level value, take_result() leaves it on the stack top.
+class LuaJsonBuilder {
+ public:
+  explicit LuaJsonBuilder(lua_State* L);
+
+  void null();
+  void boolean(bool b);
+  void integer(std::int64_t n);
+  void unsigned_integer(std::uint64_t n);
+  void number(double d);
+  void string(const char* s, std::size_t n);
+  void begin_array();
+  void begin_object();
+  void key(const char* s, std::size_t n);
+  void end_container();
+
+  // Throws if the value is incomplete; replaces the builder's slots with it.
+  void take_result();
+  int depth() const { return static_cast<int>(frames_.size()); }
+
+ private:
+  struct Frame {
+    bool is_array;
+    int count;
+  };
+  void begin(bool is_array);
+  void added();
+  void push_big_integer(std::int64_t hi, std::uint32_t lo, bool is_unsigned);
+
+  lua_State* L_;
+  int base_;  // stack slot of the array marker; object marker at base_ + 1
+  std::vector<Frame> frames_;
+  bool have_result_ = false;
+};
+
+// Raised by LuaJsonBuilder when nesting exceeds kJsonMaxDepth.
+struct JsonTooDeep : std::runtime_error {
+  JsonTooDeep();
+};
+
+// Receives a Lua value as JSON events (see LuaJsonWalker).
+class JsonWriter {
+ public:
+  virtual ~JsonWriter() = default;
+  virtual void null() = 0;
+  virtual void boolean(bool b) = 0;
+  virtual void integer(std::int64_t n) = 0;
+  virtual void unsigned_integer(std::uint64_t n) = 0;
+  virtual void number(double d) = 0;
+  virtual void string(std::string_view s) = 0;
+  virtual void begin_array() = 0;
+  virtual void end_array() = 0;
+  virtual void begin_object() = 0;
+  virtual void key(std::string_view k) = 0;
+  virtual void end_object() = 0;
+};
+
+// Walks a Lua value and reports it to a JsonWriter, applying the rules above.
+// `who` prefixes error messages (e.g. "flare.json.encode").
+void walk_lua_value(lua_State* L, int idx, JsonWriter& writer, bool sort_keys, const char* who);
+
+// Index of the first byte that is not valid UTF-8, or npos.
+std::size_t find_invalid_utf8(std::string_view s);
+
+}  // namespace flare::lua

@@ -1,0 +1,190 @@
+-- flare.json: the encoding rules (json_convert.hpp) and its errors on bad input.
+local json = flare.json
+local ffi = require("ffi")
+
+describe("flare.json.decode", function()
+  it("decodes objects, arrays, strings, booleans and null", function()
+    local v = json.decode('{"a": [1, 2.5, "x"], "b": true, "c": false, "d": null, "e": "\\u00e9\\n"}')
+    assert.same({1, 2.5, "x"}, v.a)
+    assert.equal(true, v.b)
+    assert.equal(false, v.c)
+    assert.equal(json.null, v.d)
+    assert.equal("é\n", v.e)
+  end)
+
+  it("keeps integers up to 2^53 as Lua numbers", function()
+    local v = json.decode("[9007199254740992, -9007199254740992, 0, -1]")
+    assert.equal("number", type(v[1]))
+    assert.equal(2 ^ 53, v[1])
+    assert.equal(-(2 ^ 53), v[2])
+  end)
+
+  it("decodes integers beyond 2^53 to exact int64/uint64 cdata", function()
+    local v = json.decode("[9007199254740993, -9223372036854775808, 9223372036854775807, 18446744073709551615]")
+    assert.truthy(ffi.istype("int64_t", v[1]))
+    assert.equal(9007199254740993LL, v[1])
+    assert.equal(-9223372036854775807LL - 1, v[2])
+    assert.equal(9223372036854775807LL, v[3])
+    assert.truthy(ffi.istype("uint64_t", v[4]))
+    assert.equal(18446744073709551615ULL, v[4])
+  end)
+
+  it("round-trips the int64 and uint64 extremes exactly", function()
+    local text = "[-9223372036854775808,9223372036854775807,18446744073709551615,9007199254740993]"
+    assert.equal(text, json.encode(json.decode(text)))
+  end)
+
+  it("round-trips floats through their shortest text", function()
+    for _, x in ipairs({0.1, 1 / 3, 1e-300, 5e-324, 1.7976931348623157e308, -2.5, 0.1 + 0.2}) do
+      assert.equal(x, json.decode(json.encode(x)))
+    end
+    assert.equal("0.1", json.encode(0.1))
+    assert.equal("0.30000000000000004", json.encode(0.1 + 0.2))
+  end)
+
+  it("keeps the kind of empty arrays and objects so [] and {} round-trip", function()
+    assert.equal("[]", json.encode(json.decode("[]")))
+    assert.equal("{}", json.encode(json.decode("{}")))
+    assert.equal('{"a":{},"b":[]}', json.encode(json.decode('{"a":{},"b":[]}'), {sort_keys = true}))
+  end)
+
+  it("raises naming the byte offset of malformed input", function()
+    assert.error_matches(function() json.decode("[1, 2,]") end, "invalid JSON at byte offset 6")
+    assert.error_matches(function() json.decode('{"a" 1}') end, "invalid JSON at byte offset 5")
+    assert.error_matches(function() json.decode("") end, "invalid JSON at byte offset 0")
+    assert.error_matches(function() json.decode("[1] x") end, "invalid JSON at byte offset 4")
+    assert.error_matches(function() json.decode("tru") end, "invalid JSON at byte offset")
+  end)
+
+  it("raises naming the byte offset of invalid UTF-8", function()
+    assert.error_matches(function() json.decode('["ok", "a\255b"]') end,
+      "invalid JSON at byte offset 9: .*UTF%-8")
+    assert.error_matches(function() json.decode('"\192\128"') end, "byte offset 1")
+  end)
+
+  it("raises a clear error for nesting deeper than 1000, even 100000 deep", function()
+    assert.error_matches(function() json.decode(string.rep("[", 100000)) end,
+      "nesting deeper than 1000 at byte offset 1000")
+    assert.error_matches(function() json.decode(string.rep('{"a":', 5000) .. "1" .. string.rep("}", 5000)) end,
+      "nesting deeper than 1000")
+    local ok_depth = string.rep("[", 1000) .. string.rep("]", 1000)
+    assert.equal(ok_depth, json.encode(json.decode(ok_depth)))
+  end)
+
+  it("rejects numbers too large for a double", function()
+    assert.error_matches(function() json.decode("1e400") end, "byte offset .*overflow")
+  end)
+
+  it("rejects a value that is not a string", function()
+    assert.error_matches(function() json.decode(42) end, "expected a string, got number")
+    assert.error_matches(function() json.decode() end, "expected a string, got no value")
+  end)
+end)
+
+describe("flare.json.encode", function()
+  it("writes integral numbers inside int64 as integers", function()
+    assert.equal("3", json.encode(3))
+    assert.equal("-7", json.encode(-7.0))
+    assert.equal("4611686018427387904", json.encode(2 ^ 62))
+    assert.equal("-9223372036854775808", json.encode(-(2 ^ 63)))
+    assert.equal("1e+19", json.encode(1e19))
+    assert.equal("1.5", json.encode(1.5))
+  end)
+
+  it("writes int64 and uint64 cdata as integers", function()
+    assert.equal("[-5,18446744073709551615]", json.encode({-5LL, 18446744073709551615ULL}))
+  end)
+
+  it("encodes a plain empty table as [] and the marked ones as marked", function()
+    assert.equal("[]", json.encode({}))
+    assert.equal("[]", json.encode(json.array{}))
+    assert.equal("{}", json.encode(json.object{}))
+    assert.equal("{}", json.encode(json.object()))
+    assert.equal('{"a":1}', json.encode(json.object{a = 1}))
+    assert.equal('{"1":"x","2":"y"}', json.encode(json.object{"x", "y"}, {sort_keys = true}))
+  end)
+
+  it("encodes null, booleans and escaped strings", function()
+    assert.equal('[null,true,false,"q\\"b\\\\n\\n\\t\\u0001/é"]',
+      json.encode({json.null, true, false, 'q"b\\n\n\t\1/é'}))
+    assert.equal("null", json.encode(nil))
+  end)
+
+  it("sorts keys and pretty-prints on request", function()
+    local v = {b = {1, 2}, a = json.object{}, c = {x = json.array{}}}
+    assert.equal('{"a":{},"b":[1,2],"c":{"x":[]}}', json.encode(v, {sort_keys = true}))
+    assert.equal('{\n  "a": {},\n  "b": [\n    1,\n    2\n  ],\n  "c": {\n    "x": []\n  }\n}',
+      json.encode(v, {sort_keys = true, pretty = true}))
+  end)
+
+  it("round-trips a nested document", function()
+    local doc = {id = "cmpl-1", choices = {{index = 0, text = "hi", logprobs = {tokens = {"h", "i"},
+      token_logprobs = {-0.25, -1.5e-3}}}}, usage = {prompt_tokens = 3}}
+    assert.same(doc, json.decode(json.encode(doc)))
+  end)
+
+  it("raises on a cycle instead of crashing", function()
+    local t = {}
+    t.self = t
+    assert.error_matches(function() json.encode({x = t}) end, "cycle.* at %$%.x%.self")
+    local a = {}
+    a[1] = a
+    assert.error_matches(function() json.encode(a) end, "cycle")
+  end)
+
+  it("allows the same table twice when it is not a cycle", function()
+    local shared = {1}
+    assert.equal("[[1],[1]]", json.encode({shared, shared}))
+  end)
+
+  it("raises naming the path of NaN and infinities", function()
+    assert.error_matches(function() json.encode({a = {b = 0 / 0}}) end, "NaN at %$%.a%.b")
+    assert.error_matches(function() json.encode({1, 2, 1 / 0}) end, "inf at %$%[3%]")
+    assert.error_matches(function() json.encode({x = {["odd key"] = -1 / 0}}) end,
+      '%-inf at %$%.x%["odd key"%]')
+  end)
+
+  it("raises on sparse arrays, mixed keys and values JSON cannot hold", function()
+    assert.error_matches(function() json.encode({1, nil, 3}) end, "sparse array %(keys are not 1%.%.n%) at %$")
+    assert.error_matches(function() json.encode({1, a = 2}) end, "mixed or non%-string keys at %$")
+    assert.error_matches(function() json.encode({f = print}) end, "cannot encode a function at %$%.f")
+    assert.error_matches(function() json.encode({[true] = 1}) end, "non%-string keys")
+    assert.error_matches(function() json.encode(json.array{a = 1}) end, "marked as an array")
+  end)
+
+  it("raises on invalid UTF-8 in strings and keys", function()
+    assert.error_matches(function() json.encode({"ok", "bad\255"}) end,
+      "invalid UTF%-8 in string %(byte 3%) at %$%[2%]")
+    assert.error_matches(function() json.encode({["k\192"] = 1}) end, "invalid UTF%-8 in key")
+  end)
+
+  it("raises on nesting deeper than 1000", function()
+    local deep = {}
+    local t = deep
+    for _ = 1, 1200 do
+      t[1] = {}
+      t = t[1]
+    end
+    assert.error_matches(function() json.encode(deep) end, "nesting deeper than 1000")
+  end)
+
+  it("rejects unknown options and wrong option types by name", function()
+    assert.error_matches(function() json.encode({}, {prety = true}) end, "unknown option 'prety'")
+    assert.error_matches(function() json.encode({}, {pretty = 1}) end,
+      "option 'pretty' must be a boolean")
+  end)
+end)
+
+describe("flare.json.array and flare.json.object", function()
+  it("return the table they mark, or a new one", function()
+    local t = {1, 2}
+    assert.equal(t, json.array(t))
+    assert.equal("table", type(json.object()))
+  end)
+
+  it("refuse a table that has another metatable", function()
+    local t = setmetatable({}, {})
+    assert.error_matches(function() json.array(t) end, "already has a metatable")
+    assert.error_matches(function() json.object(5) end, "expected a table, got number")
+  end)
+end)
