@@ -1,7 +1,5 @@
 #include "error_boundary.hpp"
 
-#include <luajit.h>
-
 #include <exception>
 #include <optional>
 

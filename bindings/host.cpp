@@ -1,6 +1,5 @@
 #include "host.hpp"
 
-#include <luajit.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -142,6 +141,9 @@ void open_flare_global(lua_State* L) {
   lua_setfield(L, -2, "time");
   lua_pushcfunction(L, l_error);
   lua_setfield(L, -2, "error");
+  std::error_code ec;
+  lua_pushstring(L, fs::read_symlink("/proc/self/exe", ec).c_str());
+  lua_setfield(L, -2, "executable");
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, flare_index);
   lua_setfield(L, -2, "__index");
@@ -196,7 +198,10 @@ std::string stdlib_dir() {
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
 #ifdef FLARE_BUILD_DIR
-    if (fs::equivalent(exe.parent_path(), FLARE_BUILD_DIR, ec)) return FLARE_SOURCE_STDLIB;
+    // Programs inside the build tree use the stdlib of the source tree.
+    fs::path build = fs::weakly_canonical(FLARE_BUILD_DIR, ec);
+    auto rel = exe.lexically_relative(build);
+    if (!ec && !rel.empty() && *rel.begin() != "..") return FLARE_SOURCE_STDLIB;
 #endif
     fs::path installed = exe.parent_path().parent_path() / "share/flare/stdlib";
     if (fs::is_directory(installed, ec)) return installed.string();
