@@ -12,6 +12,9 @@
 #include "error_boundary.hpp"
 #include "module.hpp"
 #include "runtime/interrupt.hpp"
+#ifdef FLARE_HAVE_NET
+#include "net/http_client.hpp"
+#endif
 
 #ifndef FLARE_VERSION
 #define FLARE_VERSION "0.0.0"
@@ -43,7 +46,12 @@ void on_signal(int) {
 int l_sleep(lua_State* L) {
   double s = luaL_checknumber(L, 1);
   if (s < 0) luaL_argerror(L, 1, "seconds must be >= 0");
+#ifdef FLARE_HAVE_NET
+  // Transfers submitted earlier keep progressing while the script sleeps.
+  flare::net::shared_client().run_until([] { return false; }, s);
+#else
   flare::interrupt::sleep_interruptible(s);
+#endif
   return 0;
 }
 
