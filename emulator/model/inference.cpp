@@ -17,6 +17,7 @@ using detail::LayerOffsets;
 using detail::Layout;
 
 struct Model::Cache {
+  const void* owner = nullptr;  // the Model::Impl that created it
   int len = 0;
   int capacity = 0;                      // positions allocated per layer
   std::vector<std::vector<float>> k, v;  // per layer [capacity, d_model], rotary applied to k
@@ -57,6 +58,7 @@ static void delete_cache(Model::Cache* c) {
 
 std::unique_ptr<Model::Cache, void (*)(Model::Cache*)> Model::new_cache() const {
   auto* c = new Cache;
+  c->owner = impl_.get();
   c->k.resize(impl_->cfg.n_layers);
   c->v.resize(impl_->cfg.n_layers);
   return {c, &delete_cache};
@@ -159,6 +161,8 @@ void Model::prefill(Cache& cache, std::span<const int> tokens, float* logits_all
       throw std::invalid_argument("prefill: no tokens to compute logits for");
     return;
   }
+  if (cache.owner != impl_.get())
+    throw std::invalid_argument("prefill: the cache was created by another model");
   for (size_t i = 0; i < tokens.size(); ++i) check_token(tokens[i], "prefill", i);
   const size_t end = size_t(cache.len) + tokens.size();
   if (end > size_t(c.max_seq))
@@ -194,6 +198,9 @@ void Model::decode(std::span<Cache* const> caches, std::span<const int> tokens,
   std::unordered_set<const Cache*> seen;
   for (size_t b = 0; b < caches.size(); ++b) {
     if (!caches[b]) throw std::invalid_argument("decode: cache " + std::to_string(b) + " is null");
+    if (caches[b]->owner != impl_.get())
+      throw std::invalid_argument("decode: cache " + std::to_string(b) +
+                                  " was created by another model");
     if (!seen.insert(caches[b]).second)
       throw std::invalid_argument("decode: cache " + std::to_string(b) +
                                   " appears more than once in the batch");

@@ -155,4 +155,8 @@ TEST_CASE("bad weights and bad inputs are refused with clear messages") {
   std::vector<float> logits(2 * c.vocab);
   CHECK_THROWS_WITH_AS(model.decode(twice, toks, logits.data()),
                        doctest::Contains("more than once"), std::invalid_argument);
+  const Model other(c, w);
+  auto foreign = other.new_cache();
+  CHECK_THROWS_WITH_AS(model.prefill(*foreign, toks, nullptr, nullptr),
+                       doctest::Contains("created by another model"), std::invalid_argument);
 }
