@@ -1,0 +1,180 @@
+-- flare.tasks: seeded problem generators with verifiers, for local runs that
+-- need no data set.
+--
+--   local task = flare.tasks.get("addition", {seed = 0})   -- or tasks.addition{seed = 0}
+--   local problems = task:sample(8)       -- {{id =, prompt =, answer =, ...}, ...}
+--   task:reward(problem, text)            -- 0..1
+--   task:verify(problem, text)            -- true when the answer is fully correct
+--
+-- Tasks: addition, reverse, sort, countdown, vowels (answer with vowels only).
+local verify = require("flare.verify")
+
+local M = {}
+
+-- Park-Miller minimal standard generator: exact in doubles, same stream everywhere.
+local Rng = {}
+Rng.__index = Rng
+
+function M.rng(seed)
+  seed = math.floor(tonumber(seed) or 0)
+  local s = (seed * 48271 + 12345) % 2147483646 + 1
+  local r = setmetatable({state = s}, Rng)
+  for _ = 1, 3 do r:next() end
+  return r
+end
+
+function Rng:next()
+  self.state = (self.state * 16807) % 2147483647
+  return self.state
+end
+
+function Rng:float() return (self:next() - 1) / 2147483646 end
+
+-- Uniform integer in [lo, hi].
+function Rng:int(lo, hi)
+  return lo + math.floor(self:float() * (hi - lo + 1))
+end
+
+function Rng:choice(list) return list[self:int(1, #list)] end
+
+function Rng:letters(n, alphabet)
+  alphabet = alphabet or "abcdefghijklmnopqrstuvwxyz"
+  local t = {}
+  for i = 1, n do
+    local k = self:int(1, #alphabet)
+    t[i] = alphabet:sub(k, k)
+  end
+  return table.concat(t)
+end
+
+local function trim(s) return (tostring(s or ""):gsub("^%s+", ""):gsub("%s+$", "")) end
+local function first_line(s) return trim((tostring(s or ""):match("^[^\n]*"))) end
+
+local Task = {}
+Task.__index = Task
+
+function Task:sample(n)
+  local out = {}
+  for i = 1, n do
+    self.count = self.count + 1
+    local p = self.make(self.rng, self.opts)
+    p.id = p.id or (self.name .. "-" .. self.seed .. "-" .. self.count)
+    p.task = self.name
+    out[i] = p
+  end
+  return out
+end
+
+function Task:reward(problem, text) return self.score(problem, text or "", self.opts) end
+
+function Task:verify(problem, text)
+  if self.check then return self.check(problem, text or "", self.opts) end
+  return self:reward(problem, text) >= 1
+end
+
+local function new_task(name, defaults, make, score, check)
+  return function(opts)
+    opts = opts or {}
+    local o = {}
+    for k, v in pairs(defaults) do o[k] = v end
+    for k, v in pairs(opts) do
+      if k ~= "seed" and defaults[k] == nil then
+        error("tasks." .. name .. ": unknown option '" .. tostring(k) .. "'", 2)
+      end
+      o[k] = v
+    end
+    local seed = opts.seed or 0
+    return setmetatable({name = name, seed = seed, rng = M.rng(seed), opts = o, count = 0,
+      make = make, score = score, check = check}, Task)
+  end
+end
+
+-- Addition: "17+25=" -> the last integer of the completion must be 42.
+M.addition = new_task("addition", {digits = 2},
+  function(rng, o)
+    local hi = 10 ^ o.digits - 1
+    local x, y = rng:int(0, hi), rng:int(0, hi)
+    return {prompt = x .. "+" .. y .. "=", answer = x + y, x = x, y = y}
+  end,
+  function(p, text)
+    local n = verify.last_number(first_line(text))
+    return (n ~= nil and n == p.answer) and 1 or 0
+  end)
+
+-- Reverse a string; reward is the LCS ratio against the reversed string.
+M.reverse = new_task("reverse", {min_len = 3, max_len = 6},
+  function(rng, o)
+    local s = rng:letters(rng:int(o.min_len, o.max_len))
+    return {prompt = "reverse " .. s .. ":", answer = s:reverse(), input = s}
+  end,
+  function(p, text) return verify.lcs_ratio(first_line(text), p.answer) end,
+  function(p, text) return first_line(text) == p.answer end)
+
+-- Sort letters: "sort dbca:" -> "abcd"; LCS ratio reward, exact verify.
+M.sort = new_task("sort", {min_len = 3, max_len = 6},
+  function(rng, o)
+    local s = rng:letters(rng:int(o.min_len, o.max_len))
+    local chars = {}
+    for c in s:gmatch(".") do chars[#chars + 1] = c end
+    table.sort(chars)
+    return {prompt = "sort " .. s .. ":", answer = table.concat(chars), input = s}
+  end,
+  function(p, text) return verify.lcs_ratio(first_line(text), p.answer) end,
+  function(p, text) return first_line(text) == p.answer end)
+
+-- Countdown: combine the numbers (each at most once) with + - * / to hit the target.
+M.countdown = new_task("countdown", {count = 3, max_number = 12},
+  function(rng, o)
+    local nums = {}
+    for i = 1, o.count do nums[i] = rng:int(1, o.max_number) end
+    -- The target comes from a random expression over the numbers, so a solution exists.
+    local value, expr = nums[1], tostring(nums[1])
+    for i = 2, #nums do
+      local op = rng:choice({"+", "-", "*"})
+      if op == "-" and value - nums[i] <= 0 then op = "+" end
+      if op == "+" then value = value + nums[i]
+      elseif op == "-" then value = value - nums[i]
+      else value = value * nums[i] end
+      expr = "(" .. expr .. op .. nums[i] .. ")"
+    end
+    local shown = {}
+    for i, n in ipairs(nums) do shown[i] = n end
+    for i = #shown, 2, -1 do
+      local j = rng:int(1, i)
+      shown[i], shown[j] = shown[j], shown[i]
+    end
+    return {prompt = "use " .. table.concat(shown, " ") .. " to make " .. value .. ":",
+      numbers = shown, target = value, answer = expr}
+  end,
+  function(p, text)
+    local expr = first_line(text):gsub("=.*$", "")
+    return verify.countdown(expr, p.numbers, p.target) and 1 or 0
+  end)
+
+-- Format task: answer with vowels only. Reward = share of vowel bytes in the
+-- completion (0 when empty); verify = non-empty and vowels only.
+local vowel = {a = true, e = true, i = true, o = true, u = true}
+M.vowels = new_task("vowels", {prompt_len = 3},
+  function(rng, o)
+    local s = rng:letters(o.prompt_len)
+    return {prompt = s .. ":", answer = nil, input = s}
+  end,
+  function(_, text)
+    if #text == 0 then return 0 end
+    local n = 0
+    for c in text:gmatch(".") do if vowel[c] then n = n + 1 end end
+    return n / #text
+  end,
+  function(_, text) return #text > 0 and text:find("[^aeiou]") == nil end)
+
+M.names = {"addition", "reverse", "sort", "countdown", "vowels"}
+
+function M.get(name, opts)
+  local make = M[name]
+  if type(make) ~= "function" or name == "rng" or name == "get" then
+    error("unknown task '" .. tostring(name) .. "' (tasks: " .. table.concat(M.names, ", ") .. ")", 2)
+  end
+  return make(opts)
+end
+
+return M

@@ -1,0 +1,96 @@
+local grpo = require("flare.grpo")
+
+local function completion(prompt, tokens, lps, finish)
+  return {text = "", prompt_tokens = prompt, tokens = tokens, logprobs = lps,
+    sampling_logprobs = lps, finish_reason = finish or "stop"}
+end
+
+describe("grpo.advantages", function()
+  it("centres on the group mean", function()
+    assert.same({-0.5, 0.5, -0.5, 0.5}, grpo.advantages({0, 1, 0, 1}))
+  end)
+
+  it("divides by the group std when asked", function()
+    local a = grpo.advantages({0, 1, 0, 1}, {normalize_std = true, eps = 0})
+    assert.same({-1, 1, -1, 1}, a)
+  end)
+
+  it("rejects rewards that are not numbers", function()
+    assert.error_matches(function() grpo.advantages({1, "x"}) end, "reward 2 is not a number")
+    assert.error_matches(function() grpo.advantages({0 / 0}) end, "reward 1 is not a number")
+  end)
+end)
+
+describe("grpo.datum", function()
+  it("shifts targets by one and zeroes prompt positions", function()
+    local d = grpo.datum(completion({256, 10, 11}, {20, 21, 257}, {-0.1, -0.2, -0.3}), 0.5)
+    assert.same({256, 10, 11, 20, 21}, d.model_input.chunks[1].tokens)
+    assert.equal("encoded_text", d.model_input.chunks[1].type)
+    local f = d.loss_fn_inputs
+    assert.same({10, 11, 20, 21, 257}, f.target_tokens)
+    assert.same({0, 0, -0.1, -0.2, -0.3}, f.logprobs)
+    assert.same({0, 0, 0.5, 0.5, 0.5}, f.advantages)
+    assert.same({0, 0, 1, 1, 1}, f.weights)
+  end)
+
+  it("names the missing field", function()
+    assert.error_matches(function() grpo.datum({tokens = {1}}, 1) end, "prompt_tokens")
+    assert.error_matches(function() grpo.datum(completion({1}, {2, 3}, {-1}), 1) end,
+      "one logprob per completion token")
+  end)
+end)
+
+describe("grpo.build_datums", function()
+  it("drops groups whose rewards are all equal and keeps the others", function()
+    local g1 = {completion({1}, {5}, {-1}), completion({1}, {6}, {-2})}
+    local g2 = {completion({2}, {7}, {-1}), completion({2}, {8}, {-1})}
+    local datums, info = grpo.build_datums({g1, g2}, {{1, 0}, {1, 1}})
+    assert.equal(2, #datums)
+    assert.equal(1, info.kept_groups)
+    assert.equal(1, info.dropped_groups)
+    assert.same({0.5}, datums[1].loss_fn_inputs.advantages)
+    assert.same({-0.5}, datums[2].loss_fn_inputs.advantages)
+    assert.same({6}, datums[2].loss_fn_inputs.target_tokens)
+  end)
+
+  it("accepts groups given as {completions = ...}", function()
+    local g = {completions = {completion({1}, {5}, {-1}), completion({1}, {6}, {-2})}}
+    local datums = grpo.build_datums({g}, {{0, 1}})
+    assert.equal(2, #datums)
+  end)
+
+  it("checks that rewards match the group", function()
+    local g = {completion({1}, {5}, {-1}), completion({1}, {6}, {-2})}
+    assert.error_matches(function() grpo.build_datums({g}, {{1}}) end, "rewards%[1%] must hold 2")
+  end)
+end)
+
+describe("grpo.pass_at_k", function()
+  it("matches the unbiased estimator", function()
+    assert.equal(0, grpo.pass_at_k(10, 0, 1))
+    assert.near(0.3, grpo.pass_at_k(10, 3, 1), 1e-12)
+    -- 1 - C(7,2)/C(10,2) = 1 - 21/45
+    assert.near(1 - 21 / 45, grpo.pass_at_k(10, 3, 2), 1e-12)
+    assert.equal(1, grpo.pass_at_k(4, 2, 3))
+    assert.error_matches(function() grpo.pass_at_k(2, 1, 3) end, "must not exceed n")
+  end)
+end)
+
+describe("grpo.metrics", function()
+  it("reports reward, pass@k, truncation and logprob mismatch", function()
+    local g1 = {completion({1}, {5, 6}, {-1, -1}, "length"), completion({1}, {6}, {-2})}
+    local g2 = {completion({2}, {7}, {-1}), completion({2}, {8}, {-1})}
+    local datums = grpo.build_datums({g1, g2}, {{1, 0}, {0, 0}})
+    local outputs = {{logprobs = {-1.5, -0.5}}, {logprobs = {-2}}}
+    local m = grpo.metrics{groups = {g1, g2}, rewards = {{1, 0}, {0, 0}}, k = 1,
+      datums = datums, outputs = outputs, sync_s = 1.5}
+    assert.near(0.25, m.reward_mean, 1e-12)
+    assert.near(math.sqrt(0.1875), m.reward_std, 1e-12)
+    assert.near(0.25, m["pass@1"], 1e-12)
+    assert.near(0.25, m.truncation_rate, 1e-12)
+    -- sampler - trainer over completion positions: (-1 - -1.5) + (-1 - -0.5) + (-2 - -2) = 0
+    assert.near(0, m.kl_sampler_trainer, 1e-12)
+    assert.near(1 / 3, m.logprob_abs_diff, 1e-12)
+    assert.equal(1.5, m.sync_s)
+  end)
+end)

@@ -1,0 +1,72 @@
+local proc = require("flare.proc")
+local fs = require("flare.fs")
+
+describe("flare.proc.run", function()
+  it("captures stdout, stderr and the exit status", function()
+    local r = proc.run{argv = {"sh", "-c", "echo out; echo err >&2; exit 3"}}
+    assert.equal("out\n", r.stdout)
+    assert.equal("err\n", r.stderr)
+    assert.equal(3, r.status)
+    assert.falsy(r.timed_out)
+  end)
+
+  it("passes argv without a shell", function()
+    local r = proc.run{argv = {"printf", "%s|", "a b", "$HOME", ";ls"}}
+    assert.equal("a b|$HOME|;ls|", r.stdout)
+  end)
+
+  it("feeds stdin, large inputs included", function()
+    local big = string.rep("0123456789", 100000)
+    local r = proc.run{argv = {"wc", "-c"}, stdin = big}
+    assert.equal(#big, tonumber(r.stdout))
+    r = proc.run{argv = {"cat"}, stdin = big}
+    assert.equal(#big, #r.stdout)
+  end)
+
+  it("sets environment variables and the working directory", function()
+    local r = proc.run{argv = {"sh", "-c", "echo $FLARE_X; pwd"}, env = {FLARE_X = "yes"}, cwd = "/"}
+    assert.equal("yes\n/\n", r.stdout)
+    r = proc.run{argv = {"sh", "-c", "echo ${HOME:-none}"}, clear_env = true}
+    assert.equal("none\n", r.stdout)
+  end)
+
+  it("kills the whole process group at the timeout", function()
+    local marker = "/tmp/flare-proc-spec-" .. fs.getpid()
+    fs.remove(marker)
+    -- The grandchild would write the marker after 1.5 s if it survived the kill.
+    local r = proc.run{argv = {"sh", "-c", "(sleep 1.5; touch " .. marker .. ") & sleep 30"},
+      timeout_s = 0.3}
+    assert.truthy(r.timed_out)
+    assert.equal(9, r.signal)
+    flare.sleep(1.8)
+    assert.falsy(fs.exists(marker), "a grandchild survived the timeout")
+  end)
+
+  it("reports a signal death", function()
+    local r = proc.run{argv = {"sh", "-c", "kill -TERM $$"}}
+    assert.equal(15, r.signal)
+    assert.equal(143, r.status)
+  end)
+
+  it("fails clearly for a missing program and bad options", function()
+    assert.error_matches(function() proc.run{argv = {"flare-no-such-program"}} end,
+      "cannot run 'flare%-no%-such%-program': No such file")
+    assert.error_matches(function() proc.run{argv = {}} end, "argv must not be empty")
+    assert.error_matches(function() proc.run{argv = {"true"}, timeout = 1} end, "unknown option 'timeout'")
+    assert.error_matches(function() proc.run{argv = {"true"}, timeout_s = -1} end, "timeout_s must be >= 0")
+  end)
+end)
+
+describe("flare.proc.spawn", function()
+  it("runs in the background, can be signalled and waited for", function()
+    local c = proc.spawn{argv = {"sh", "-c", "trap 'echo got-term; exit 7' TERM; while :; do sleep 0.05; done"}}
+    assert.truthy(c:pid() > 1)
+    assert.truthy(c:running())
+    flare.sleep(0.3)
+    c:kill("TERM")
+    local r = c:wait{timeout_s = 5}
+    assert.equal(7, r.status)
+    assert.equal("got-term\n", r.stdout)
+    assert.error_matches(function() c:wait() end, "already waited")
+  end)
+end)
