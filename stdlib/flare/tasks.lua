@@ -151,19 +151,21 @@ M.countdown = new_task("countdown", {count = 3, max_number = 12},
     return verify.countdown(expr, p.numbers, p.target) and 1 or 0
   end)
 
--- Format task: answer with vowels only. Reward = share of vowel bytes in the
--- completion (0 when empty); verify = non-empty and vowels only.
+-- Format task: answer with vowels only. Reward = vowel bytes among the first
+-- `length` bytes of the completion, divided by `length` (so stopping early or
+-- any other byte costs); verify = non-empty and vowels only.
 local vowel = {a = true, e = true, i = true, o = true, u = true}
-M.vowels = new_task("vowels", {prompt_len = 3},
+M.vowels = new_task("vowels", {prompt_len = 3, length = 4},
   function(rng, o)
     local s = rng:letters(o.prompt_len)
-    return {prompt = s .. ":", answer = nil, input = s}
+    return {prompt = s .. ":", input = s}
   end,
-  function(_, text)
-    if #text == 0 then return 0 end
+  function(_, text, o)
     local n = 0
-    for c in text:gmatch(".") do if vowel[c] then n = n + 1 end end
-    return n / #text
+    for i = 1, math.min(#text, o.length) do
+      if vowel[text:sub(i, i)] then n = n + 1 end
+    end
+    return n / o.length
   end,
   function(_, text) return #text > 0 and text:find("[^aeiou]") == nil end)
 

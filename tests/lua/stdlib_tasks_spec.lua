@@ -67,12 +67,15 @@ describe("tasks", function()
     assert.equal(0, t:reward(p, "999"))
   end)
 
-  it("vowels rewards the share of vowels and verifies vowels only", function()
+  it("vowels rewards vowels among the first `length` bytes and verifies vowels only", function()
     local t = tasks.vowels{seed = 0}
     local p = t:sample(1)[1]
-    assert.equal(1, t:reward(p, "aeiou"))
+    assert.equal(1, t:reward(p, "aeio"))
+    assert.equal(1, t:reward(p, "aeiouxyz"))
     assert.equal(0.5, t:reward(p, "axex"))
+    assert.equal(0.5, t:reward(p, "ae"))
     assert.equal(0, t:reward(p, ""))
+    assert.equal(0.5, tasks.vowels{length = 2}:reward(p, "ax"))
     assert.truthy(t:verify(p, "aaa"))
     assert.falsy(t:verify(p, "aab"))
   end)
