@@ -144,6 +144,11 @@ struct OptimResult {
 
 // fp32 master weights; forward and backward run on a bf16-rounded copy (what a
 // sampler snapshot holds), so trainer logprobs match the deployment's.
+// Not thread-safe: call one method at a time (each call uses `threads` threads
+// internally). Bad datums throw std::invalid_argument naming "data[i].field"
+// and leave the gradient accumulator untouched. Metrics (mean_ratio, kl,
+// clip_fraction) cover the tokens that have sampler_logprobs and, when
+// advantages are given, a nonzero advantage (prompt tokens carry 0).
 class Trainer {
  public:
   Trainer(const Config& cfg, Weights master, int threads = 0);  // 0 = hardware threads
