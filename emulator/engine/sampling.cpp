@@ -11,10 +11,12 @@ void TokenDistribution::set_logits(std::span<const float> logits) {
   const size_t v = logits.size();
   logits_.assign(logits.begin(), logits.end());
   logprobs_.resize(v);
+  exp_.resize(v);
   double max = -std::numeric_limits<double>::infinity();
   for (float x : logits) max = std::max(max, static_cast<double>(x));
   double sum = 0;
-  for (float x : logits) sum += std::exp(static_cast<double>(x) - max);
+  for (size_t i = 0; i < v; ++i) sum += exp_[i] = std::exp(static_cast<double>(logits[i]) - max);
+  max_logit_ = max;
   const double log_norm = max + std::log(sum);
   for (size_t i = 0; i < v; ++i) logprobs_[i] = static_cast<double>(logits[i]) - log_norm;
   support_.clear();
@@ -43,11 +45,16 @@ void TokenDistribution::truncate(const SamplingConfig& c) {
     for (int i = 1; i < v; ++i)
       if (logits_[i] > logits_[best]) best = i;
     support_.push_back({best, 1.0});
-    support_log_norm_ = 0;
     return;
   }
-  scaled_.resize(v);
-  for (int i = 0; i < v; ++i) scaled_[i] = static_cast<double>(logits_[i]) / c.temperature;
+  // Temperature: the weights exp((l - max) / T) order tokens like the logits.
+  weight_.resize(v);
+  if (c.temperature == 1.0) {
+    std::copy(exp_.begin(), exp_.end(), weight_.begin());
+  } else {
+    for (int i = 0; i < v; ++i)
+      weight_[i] = std::exp((static_cast<double>(logits_[i]) - max_logit_) / c.temperature);
+  }
 
   const bool use_top_k = c.top_k > 0 && c.top_k < v;
   const bool use_top_p = c.top_p < 1.0;
@@ -56,58 +63,54 @@ void TokenDistribution::truncate(const SamplingConfig& c) {
   int kept = v;
   if (use_top_k || use_top_p) {
     const auto by_prob = [&](int a, int b) {
-      return scaled_[a] != scaled_[b] ? scaled_[a] > scaled_[b] : a < b;
+      return logits_[a] != logits_[b] ? logits_[a] > logits_[b] : a < b;
     };
     kept = use_top_k ? c.top_k : v;
     std::partial_sort(order_.begin(), order_.begin() + kept, order_.end(), by_prob);
   }
-
-  // Softmax over the first `kept` entries of order_.
-  auto normalise = [&](int count) {
-    double max = -std::numeric_limits<double>::infinity();
-    for (int i = 0; i < count; ++i) max = std::max(max, scaled_[order_[i]]);
+  auto mass = [&](int count) {
     double sum = 0;
-    for (int i = 0; i < count; ++i) sum += std::exp(scaled_[order_[i]] - max);
-    support_log_norm_ = max + std::log(sum);
+    for (int i = 0; i < count; ++i) sum += weight_[order_[i]];
+    return sum;
   };
-  normalise(kept);
-
+  weight_sum_ = mass(kept);
   if (use_top_p) {
     // Keep the most likely tokens until their mass reaches top_p: a token is
     // kept when the mass strictly before it is still below top_p.
+    const double target = c.top_p * weight_sum_;
     double before = 0;
     int count = 0;
-    while (count < kept && before < c.top_p) {
-      before += std::exp(scaled_[order_[count]] - support_log_norm_);
-      ++count;
-    }
+    while (count < kept && before < target) before += weight_[order_[count++]];
     kept = std::max(count, 1);
-    normalise(kept);
+    weight_sum_ = mass(kept);
   }
+  for (int i = kept; i < v; ++i) weight_[order_[i]] = 0;
 
   support_.reserve(kept);
   for (int i = 0; i < kept; ++i) {
     const int t = order_[i];
-    support_.push_back({t, std::exp(scaled_[t] - support_log_norm_)});
+    support_.push_back({t, weight_[t] / weight_sum_});
   }
 }
 
 int TokenDistribution::pick(double u) const {
   double cum = 0;
+  int last_possible = support_.front().token;
   for (const Entry& e : support_) {
+    if (e.prob <= 0) continue;
     cum += e.prob;
+    last_possible = e.token;
     if (u < cum) return e.token;
   }
-  return support_.back().token;  // u within rounding of 1
+  return last_possible;  // u within rounding of 1
 }
 
 double TokenDistribution::sampling_logprob(int token) const {
   if (greedy_) {
     return support_.front().token == token ? 0.0 : -std::numeric_limits<double>::infinity();
   }
-  for (const Entry& e : support_)
-    if (e.token == token) return scaled_[token] - support_log_norm_;
-  return -std::numeric_limits<double>::infinity();
+  if (weight_[token] <= 0) return -std::numeric_limits<double>::infinity();
+  return std::log(weight_[token] / weight_sum_);
 }
 
 SampledToken sample_token(TokenDistribution& dist, std::span<const float> logits,

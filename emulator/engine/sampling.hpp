@@ -52,10 +52,13 @@ class TokenDistribution {
  private:
   std::vector<float> logits_;
   std::vector<double> logprobs_;
+  std::vector<double> exp_;  // exp(logit - max logit): unnormalised model probabilities
+  double max_logit_ = 0;
   std::vector<Entry> support_;
   std::vector<int> order_;
-  std::vector<double> scaled_;
-  double support_log_norm_ = 0;  // log-sum-exp of the scaled logits over the support
+  // exp((logit - max) / temperature) for kept tokens, 0 for the others
+  std::vector<double> weight_;
+  double weight_sum_ = 0;
   bool greedy_ = false;
 };
 
