@@ -1,0 +1,151 @@
+// flare.emulator: flare's local emulator started inside this process.
+//   local em = flare.emulator.start{state_dir=, provision_delay_s=0.5, idle_timeout_s=300,
+//                                   faults="", api_key=, port=0, host="127.0.0.1",
+//                                   log_requests=false}
+//   em:base_url(), em:api_key(), em:account_id(), em:state_dir(), em:stop()
+//   tostring(em) names the URL and the key redacted. Collected or closed
+//   emulators stop; a temporary state dir is removed.
+#include "emulator/server/emulator.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <lua.hpp>
+#include <memory>
+
+#include "fireworks/redact.hpp"
+#include "fireworks_args.hpp"
+#include "module.hpp"
+#include "runtime/error.hpp"
+
+using namespace flare::lua::fwargs;
+
+namespace {
+
+const char* const kMeta = "flare.emulator.Emulator";
+
+flare::emulator::Emulator& check(lua_State* L) {
+  auto* p = static_cast<std::unique_ptr<flare::emulator::Emulator>*>(luaL_checkudata(L, 1, kMeta));
+  if (!*p) throw flare::Error("invalid_argument", "the emulator was stopped");
+  return **p;
+}
+
+int l_start(lua_State* L) {
+  if (lua_isnoneornil(L, 1)) lua_newtable(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char* who = "flare.emulator.start";
+  flare::emulator::Options o;
+  if (auto v = opt_string(L, 1, "state_dir", who)) o.state_dir = *v;
+  if (auto v = opt_string(L, 1, "host", who)) o.host = *v;
+  if (auto v = opt_integer(L, 1, "port", who)) o.port = static_cast<int>(*v);
+  if (auto v = opt_string(L, 1, "api_key", who)) o.api_key = *v;
+  if (auto v = opt_string(L, 1, "faults", who)) o.faults = *v;
+  if (auto v = opt_number(L, 1, "provision_delay_s", who)) o.provision_delay_s = *v;
+  if (auto v = opt_number(L, 1, "idle_timeout_s", who)) o.idle_timeout_s = *v;
+  if (auto v = opt_bool(L, 1, "log_requests", who)) o.log_requests = *v;
+  auto* mem = static_cast<std::unique_ptr<flare::emulator::Emulator>*>(
+      lua_newuserdata(L, sizeof(std::unique_ptr<flare::emulator::Emulator>)));
+  new (mem) std::unique_ptr<flare::emulator::Emulator>();
+  luaL_getmetatable(L, kMeta);
+  lua_setmetatable(L, -2);
+  try {
+    *mem = std::make_unique<flare::emulator::Emulator>(o);
+    (*mem)->start();
+  } catch (const std::invalid_argument& e) {
+    throw flare::Error("invalid_argument", std::string("flare.emulator.start: ") + e.what());
+  } catch (const flare::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw flare::Error("emulator_failed", std::string("flare.emulator.start: ") + e.what());
+  }
+  return 1;
+}
+
+int push_string(lua_State* L, const std::string& s) {
+  lua_pushlstring(L, s.data(), s.size());
+  return 1;
+}
+
+int l_base_url(lua_State* L) {
+  return push_string(L, check(L).base_url());
+}
+int l_api_key(lua_State* L) {
+  return push_string(L, check(L).api_key());
+}
+int l_account_id(lua_State* L) {
+  return push_string(L, check(L).account_id());
+}
+int l_state_dir(lua_State* L) {
+  return push_string(L, check(L).state_dir());
+}
+
+int port_of(const sockaddr_storage& a) {
+  if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port);
+  if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
+  return -1;
+}
+
+// The server's keep-alive workers only notice a stop when their connection
+// closes (or after the keep-alive timeout, 30 s), so this process's own idle
+// client connections to the emulator are shut down first.
+void shut_client_connections(int server_port) {
+  for (int fd = 3; fd < 4096; ++fd) {
+    sockaddr_storage local{}, peer{};
+    socklen_t ll = sizeof local, pl = sizeof peer;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) continue;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
+    if (port_of(peer) == server_port && port_of(local) != server_port) shutdown(fd, SHUT_RDWR);
+  }
+}
+
+void stop(std::unique_ptr<flare::emulator::Emulator>& em) {
+  if (!em) return;
+  shut_client_connections(em->port());
+  em.reset();
+}
+
+int l_stop(lua_State* L) {
+  stop(*static_cast<std::unique_ptr<flare::emulator::Emulator>*>(luaL_checkudata(L, 1, kMeta)));
+  return 0;
+}
+
+int l_gc(lua_State* L) {
+  auto* p = static_cast<std::unique_ptr<flare::emulator::Emulator>*>(lua_touserdata(L, 1));
+  stop(*p);
+  p->~unique_ptr();
+  return 0;
+}
+
+int l_tostring(lua_State* L) {
+  auto* p = static_cast<std::unique_ptr<flare::emulator::Emulator>*>(luaL_checkudata(L, 1, kMeta));
+  if (!*p) return push_string(L, "flare.emulator(stopped)");
+  return push_string(L, "flare.emulator(" + (*p)->base_url() + ", key " +
+                            flare::fireworks::redact_key((*p)->api_key()) + ")");
+}
+
+int open_emulator(lua_State* L) {
+  static const luaL_Reg methods[] = {
+      {"base_url", l_base_url},   {"api_key", l_api_key}, {"account_id", l_account_id},
+      {"state_dir", l_state_dir}, {"stop", l_stop},       {nullptr, nullptr}};
+  luaL_newmetatable(L, kMeta);
+  lua_newtable(L);
+  for (const luaL_Reg* m = methods; m->name; ++m) {
+    lua_pushcfunction(L, m->func);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_start);
+  lua_setfield(L, -2, "start");
+  return 1;
+}
+
+}  // namespace
+
+FLARE_LUA_MODULE(emulator, open_emulator);

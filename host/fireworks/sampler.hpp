@@ -1,0 +1,129 @@
+#pragma once
+// DeploymentSampler's engine: N prompts x n samples become N*n concurrent n=1
+// completion requests on the shared loop, under a fixed concurrency cap or an
+// adaptive (AIMD) one driven by 429s and the server's queue-time headers.
+// Failed requests are retried per the protocol; results come back in input
+// order, one slot per (prompt, sample), each a completion or an error.
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fireworks/completion_codec.hpp"
+#include "fireworks/connection.hpp"
+#include "fireworks/event_loop.hpp"
+#include "fireworks/retry.hpp"
+#include "runtime/error.hpp"
+
+namespace flare::fireworks {
+
+struct SamplerOptions {
+  std::string model;      // inference model, e.g. accounts/<a>/deployments/<id>
+  int concurrency = 64;   // fixed cap on requests in flight
+  bool adaptive = false;  // AIMD instead of the fixed cap
+  int adaptive_initial = 16;
+  int adaptive_min = 1;
+  int adaptive_max = 256;
+  double queue_target_s = 0.5;  // server queue time above which the limit shrinks
+  RetryPolicy retry{7, 2.0, 30.0, 10, 5.0, true};
+  double timeout_s = 600;  // per request
+};
+
+struct SampleResult {
+  Completion completion;
+  std::optional<Error> error;
+};
+
+struct SamplerStats {
+  std::uint64_t requests = 0;  // attempts sent
+  std::uint64_t retries = 0;
+  std::uint64_t rate_limited = 0;
+  double limit = 0;  // current concurrency limit
+  std::size_t in_flight = 0;
+};
+
+class Sampler;
+
+class SampleBatch : public Cancellable, public std::enable_shared_from_this<SampleBatch> {
+ public:
+  bool done() const { return remaining_ == 0; }
+  bool wait(double timeout_s = -1);  // pumps the loop; throws Interrupted
+
+  int prompt_count() const { return prompt_count_; }
+  int n() const { return n_; }
+  // Slot prompt * n + sample; valid once done().
+  const std::vector<SampleResult>& results() const { return results_; }
+  // In raise mode: the first error (the rest of the batch was cancelled).
+  const std::optional<Error>& failure() const { return failure_; }
+  const SamplingParams& params() const { return params_; }
+
+  void cancel_all(const char* code) override;
+
+ private:
+  friend class Sampler;
+  struct Item {
+    int attempts = 0;
+    int transient_failures = 0;
+    int not_ready_failures = 0;
+    bool final = false;
+    net::RequestId in_flight = 0;
+    TimerId timer = 0;
+  };
+  void finish_item(std::size_t index);
+
+  std::shared_ptr<Sampler> sampler_;
+  std::vector<Prompt> prompts_;
+  SamplingParams params_;
+  int prompt_count_ = 0;
+  int n_ = 1;
+  bool raise_on_error_ = true;
+  std::string id_prefix_;
+  std::vector<Item> items_;
+  std::vector<SampleResult> results_;
+  std::size_t remaining_ = 0;
+  std::optional<Error> failure_;
+};
+
+class Sampler : public std::enable_shared_from_this<Sampler> {
+ public:
+  static std::shared_ptr<Sampler> create(std::shared_ptr<const Connection> conn,
+                                         SamplerOptions options);
+  Sampler(std::shared_ptr<const Connection> conn, SamplerOptions options);
+
+  // Starts the batch; raise_on_error = the first permanent failure cancels the
+  // rest and is reported by failure().
+  std::shared_ptr<SampleBatch> submit(std::vector<Prompt> prompts, SamplingParams params, int n,
+                                      bool raise_on_error);
+  SamplerStats stats() const;
+  const SamplerOptions& options() const { return options_; }
+
+ private:
+  friend class SampleBatch;
+  struct Pending {
+    std::shared_ptr<SampleBatch> batch;
+    std::size_t index;
+  };
+  void dispatch();
+  void send(const std::shared_ptr<SampleBatch>& batch, std::size_t index);
+  void on_done(const std::shared_ptr<SampleBatch>& batch, std::size_t index,
+               net::Response* response, const Error* error);
+  void fail_item(const std::shared_ptr<SampleBatch>& batch, std::size_t index, Error error);
+  void note_success(const net::Response& response);
+  void note_overload();
+  std::size_t cap() const;
+  std::string describe(const SampleBatch& batch, std::size_t index) const;
+
+  std::shared_ptr<const Connection> conn_;
+  SamplerOptions options_;
+  std::deque<Pending> queue_;
+  std::size_t in_flight_ = 0;
+  double limit_ = 0;
+  double last_decrease_ = 0;
+  SamplerStats stats_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace flare::fireworks
