@@ -221,7 +221,8 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
     InflightGuard guard{cp, serving};
     auto event = [&](const nlohmann::json& j) {
       std::lock_guard lock(st->mu);
-      st->events.push_back("data: " + j.dump() + "\n\n");
+      st->events.push_back(
+          "data: " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n");
       st->cv.notify_one();
     };
     try {
