@@ -194,3 +194,15 @@ describe("flare.http errors", function()
     assert.error_matches(function() http.request("http://x") end, "expected an options table")
   end)
 end)
+
+describe("interrupts", function()
+  it("SIGINT during a request raises an interrupted error", function()
+    os.execute("(sleep 0.3; kill -INT " .. ffi.C.getpid() .. ") >/dev/null 2>&1 &")
+    local err = assert.error_matches(function()
+      http.request{url = base .. "/slow?ms=5000", timeout_s = 10}
+    end, "interrupted")
+    assert.equal("interrupted", err.code)
+    -- The client still works afterwards.
+    assert.equal("hello", http.request{url = base .. "/hello"}.body)
+  end)
+end)
