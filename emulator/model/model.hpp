@@ -82,6 +82,9 @@ class Model {
   struct Cache;  // the KV cache of one sequence
   std::unique_ptr<Cache, void (*)(Cache*)> new_cache() const;
   static int cache_length(const Cache&);
+  // A copy of `cache` (same sequence so far), e.g. to sample several choices
+  // after one prompt prefill. Throws std::invalid_argument for another model's cache.
+  std::unique_ptr<Cache, void (*)(Cache*)> copy_cache(const Cache& cache) const;
 
   // Appends `tokens` to the sequence. Writes logits for every new position
   // (tokens.size() x vocab) into logits_all when not null, and the logits of the
