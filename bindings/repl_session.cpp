@@ -7,6 +7,10 @@
 #include <filesystem>
 #include <lua.hpp>
 
+extern "C" {
+#include <luajit.h>
+}
+
 #include "error_boundary.hpp"
 #include "runtime/interrupt.hpp"
 
@@ -86,7 +90,8 @@ void ReplSession::print_error(int idx) {
   const char* red = color_ ? "\x1b[31m" : "";
   const char* reset = color_ ? "\x1b[0m" : "";
   if (error_code(L_, idx) == "interrupted") {
-    std::fprintf(stderr, "%sinterrupted%s\n", red, reset);
+    // On a new line: the terminal has just echoed ^C.
+    std::fprintf(stderr, "\n%sinterrupted%s\n", red, reset);
     return;
   }
   std::string text = describe_error(L_, idx);
@@ -114,6 +119,10 @@ void ReplSession::print_values(int first, int count) {
 }
 
 ReplSession::Outcome ReplSession::execute(int base) {
+  // Typed code stays in the interpreter, where the interrupt hook runs: a
+  // JIT-compiled `while true do end` could not be stopped by Ctrl-C. Library
+  // code it calls keeps the JIT.
+  luaJIT_setmode(L_, -1, LUAJIT_MODE_ALLFUNC | LUAJIT_MODE_OFF);
   lua_pushcfunction(L_, traceback_handler);
   lua_insert(L_, base + 1);
   int status = lua_pcall(L_, 0, LUA_MULTRET, base + 1);

@@ -214,6 +214,10 @@ function M.complete(line, env)
   local target = resolve(head, env)
   if target == nil then return #line + 1, {} end
   local names = starting_with(field_names(target, sep == ":"), word)
+  if #names == 1 then
+    local ok, value = pcall(function() return target[names[1]] end)
+    if ok and type(value) == "function" then names[1] = names[1] .. "(" end
+  end
   return #line - #word + 1, names
 end
 
