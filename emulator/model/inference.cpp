@@ -68,6 +68,12 @@ int Model::cache_length(const Cache& c) {
   return c.len;
 }
 
+std::unique_ptr<Model::Cache, void (*)(Model::Cache*)> Model::copy_cache(const Cache& c) const {
+  if (c.owner != impl_.get())
+    throw std::invalid_argument("copy_cache: the cache was created by another model");
+  return {new Cache(c), &delete_cache};
+}
+
 namespace {
 
 struct Row {

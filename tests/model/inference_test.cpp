@@ -88,6 +88,28 @@ TEST_CASE("logits do not depend on prefill, token-by-token or batched decode") {
   }
 }
 
+TEST_CASE("a copied cache continues like the original, independently") {
+  const Config c = *builtin("tiny-gpt");
+  const Model model(c, model_test::spread_weights(c, 0.1, 6));
+  const auto toks = sample_tokens(10, 4);
+  auto original = model.new_cache();
+  model.prefill(*original, std::span<const int>(toks.data(), 6), nullptr, nullptr);
+  auto copy = model.copy_cache(*original);
+  CHECK(Model::cache_length(*copy) == 6);
+  std::vector<float> a(c.vocab), b(c.vocab), other(c.vocab);
+  model.prefill(*original, std::span<const int>(toks.data() + 6, 4), nullptr, a.data());
+  CHECK(Model::cache_length(*copy) == 6);
+  model.prefill(*copy, std::span<const int>(toks.data() + 6, 4), nullptr, b.data());
+  CHECK(a == b);
+  const int different = 'z';
+  auto third = model.copy_cache(*original);
+  model.prefill(*third, std::span<const int>(&different, 1), nullptr, other.data());
+  CHECK(max_abs_diff(a.data(), other.data(), c.vocab) > 0);
+  const Model another(c, model_test::spread_weights(c, 0.1, 6));
+  CHECK_THROWS_WITH_AS(another.copy_cache(*original), doctest::Contains("another model"),
+                       std::invalid_argument);
+}
+
 TEST_CASE("concurrent callers with their own caches get the same logits") {
   const Config c = *builtin("tiny-gpt");
   const Model model(c, model_test::spread_weights(c, 0.1, 4));
