@@ -74,6 +74,12 @@ describe("flare.repl.pretty objects", function()
   it("summarises a __name object by its scalar fields", function()
     local future = setmetatable({ id = 7, state = "running", payload = { 1, 2 } }, { __name = "Future" })
     assert.equal('<Future id=7 state="running">', pretty.format(future))
+    local info = setmetatable({ base_model = "tiny", deployment_id = "d1", state = "READY", min_replica_count = 0,
+      max_replica_count = 1, zone = "local" }, { __name = "DeploymentInfo" })
+    assert.equal('<DeploymentInfo deployment_id="d1" state="READY" base_model="tiny" max_replica_count=1 ...>',
+      pretty.format(info))
+    local listed = setmetatable({ a = 1, b = 2, c = 3 }, { __name = "Pick", __fields = { "c", "a" } })
+    assert.equal("<Pick c=3 a=1>", pretty.format(listed))
   end)
 
   it("survives a failing __tostring", function()

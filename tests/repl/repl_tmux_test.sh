@@ -216,6 +216,19 @@ case "$SCENARIO" in
     wait_for '^EXITED-0$' "the exit after :quit"
     ;;
 
+  color)
+    start "$FLARE" repl
+    line '= {"s", 1}'
+    wait_for '^\{"s", 1\}$' "the value"
+    "${T[@]}" capture-pane -e -p -t "$SESSION" | grep -q $'\e\\[32m"s"' || fail "no colour on a terminal"
+    key C-d
+    wait_for '^EXITED-0$' "the exit"
+    start env NO_COLOR=1 "$FLARE" repl
+    line '= {"s", 1}'
+    wait_for '^\{"s", 1\}$' "the value"
+    if "${T[@]}" capture-pane -e -p -t "$SESSION" | grep -q $'\e\\['; then fail "colour despite NO_COLOR"; fi
+    ;;
+
   *)
     echo "unknown scenario $SCENARIO"
     exit 2

@@ -11,7 +11,8 @@
 -- otherwise; a table met again inside itself prints as <cycle>. A value whose
 -- metatable has __repr (a function returning a string), __tostring, or a
 -- __name prints as one line: that is how DeploymentInfo, futures and error
--- tables show up.
+-- tables show up. A __name summary lists up to four scalar fields: those named
+-- in the metatable's __fields, else ids and names first, then state.
 local M = {}
 
 local colors = {
@@ -92,6 +93,26 @@ local function one_line(s)
   return s
 end
 
+-- Fields of a __name object worth a summary: the metatable's __fields list
+-- when it has one, else ids and names first, then state, then the rest.
+local function summary_keys(v, mt)
+  local listed = rawget(mt, "__fields")
+  if type(listed) == "table" then return listed end
+  local function rank(k)
+    if type(k) ~= "string" then return 9 end
+    if k == "id" or k:match("_id$") or k == "name" then return 1 end
+    if k == "state" or k == "status" then return 2 end
+    return 3
+  end
+  local keys = M.sorted_keys(v)
+  table.sort(keys, function(a, b)
+    local ra, rb = rank(a), rank(b)
+    if ra ~= rb then return ra < rb end
+    return tostring(a) < tostring(b)
+  end)
+  return keys
+end
+
 -- The summary of an object-like value, or nil for plain tables and scalars.
 function M.summary(v)
   local t = type(v)
@@ -111,7 +132,7 @@ function M.summary(v)
   if type(name) == "string" then
     if t ~= "table" then return "<" .. name .. ">" end
     local parts, n = {}, 0
-    for _, k in ipairs(M.sorted_keys(v)) do
+    for _, k in ipairs(summary_keys(v, mt)) do
       local val = rawget(v, k)
       local vt = type(val)
       if is_identifier(k) and (vt == "string" or vt == "number" or vt == "boolean") then
