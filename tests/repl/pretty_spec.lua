@@ -50,6 +50,18 @@ describe("flare.repl.pretty tables", function()
     assert.equal("{1, 2, 3, ... (7 more)}", pretty.format(t, { max_items = 3 }))
   end)
 
+  it("bounds the whole output, not only each table", function()
+    local grid = {}
+    for i = 1, 30 do
+      grid[i] = {}
+      for j = 1, 30 do grid[i][j] = j end
+    end
+    local text = pretty.format(grid, { max_total = 50 })
+    local _, numbers = text:gsub("%d+", "")
+    assert.truthy(numbers < 80, "about 50 entries shown, got " .. numbers)
+    assert.matches("more%)", text)
+  end)
+
   it("marks cycles but prints shared tables each time", function()
     local t = { name = "loop" }
     t.self = t

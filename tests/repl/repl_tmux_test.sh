@@ -182,7 +182,8 @@ case "$SCENARIO" in
     key C-d
     wait_for '^EXITED-0$' "the first session's end"
     test -s "$XDG_STATE_HOME/flare/history" || fail "no history file at $XDG_STATE_HOME/flare/history"
-    start "$FLARE" repl
+    # `flare` alone on a terminal is the REPL too.
+    start "$FLARE"
     key Up
     wait_for '^flare> = "first session"$' "the last line of the previous session"
     key Up
@@ -214,6 +215,38 @@ case "$SCENARIO" in
     wait_for "unknown command ':nope'" "the unknown command error"
     line ':quit'
     wait_for '^EXITED-0$' "the exit after :quit"
+    ;;
+
+  deployments)
+    # Against the local emulator (in process): ids complete after get(",
+    # and Ctrl-C stops wait_for_ready's HTTP polling.
+    if ! "$FLARE" -e 'assert(flare.connect)' > /dev/null 2>&1; then
+      echo "SKIP: this build has no client (flare.connect)"
+      exit 77
+    fi
+    start "$FLARE" repl
+    line 'fw = flare.connect{quiet = true, provision_delay_s = 600, state_dir = os.getenv("HOME") .. "/em"}'
+    wait_prompt 60
+    line 'for _, id in ipairs{"probe-alpha", "probe-beta"} do fw.deployments:create_or_get{deployment_id = id, base_model = "accounts/local/models/tiny-gpt", min_replica_count = 0, max_replica_count = 1} end'
+    wait_prompt 60
+    if screen | grep -q "error\|stdin:"; then fail "could not create deployments"; fi
+    type_text 'info = fw.deployments:get("probe-'
+    key Tab
+    wait_for '^probe-alpha +probe-beta$' "both deployment ids listed"
+    type_text 'b'
+    key Tab
+    wait_for '^flare> info = fw\.deployments:get\("probe-beta$' "the completed id"
+    line '")'
+    wait_prompt 30
+    line 'info.deployment_id'
+    wait_for '^"probe-beta"$' "the deployment fetched by the completed id"
+    line 'fw.deployments:wait_for_ready("probe-alpha", {timeout_s = 600, poll_interval_s = 1, quiet = true})'
+    sleep 1
+    key C-c
+    wait_for '^interrupted$' "the interrupted wait" 10
+    wait_prompt 10
+    line 'info.state ~= nil'
+    wait_for '^true$' "the session after the interrupted wait"
     ;;
 
   color)

@@ -5,7 +5,8 @@
 --   pretty.summary(value) -> one-line summary of an object, or nil
 --
 -- opts: color (ANSI colours, default false), max_depth (default 4),
--- max_items (entries shown per table, default 40), width (default 100).
+-- max_items (entries shown per table, default 40), max_total (entries shown in
+-- all, default 1000), width (default 100).
 --
 -- Tables print as constructors, on one line when they fit and indented
 -- otherwise; a table met again inside itself prints as <cycle>. A value whose
@@ -190,13 +191,15 @@ local function format_table(t, opts, depth, ancestors, indent)
   local items, multiline = {}, false
   local shown = 0
   for i = 1, n do
-    if shown >= opts.max_items then break end
+    if shown >= opts.max_items or opts.remaining <= 0 then break end
     shown = shown + 1
+    opts.remaining = opts.remaining - 1
     items[#items + 1] = format_value(rawget(t, i), opts, depth + 1, ancestors, inner)
   end
   for _, k in ipairs(keys) do
-    if shown >= opts.max_items then break end
+    if shown >= opts.max_items or opts.remaining <= 0 then break end
     shown = shown + 1
+    opts.remaining = opts.remaining - 1
     items[#items + 1] = format_key(k, opts) .. " = " ..
       format_value(rawget(t, k), opts, depth + 1, ancestors, inner)
   end
@@ -229,17 +232,21 @@ local function with_defaults(opts)
     max_depth = opts.max_depth or 4,
     max_items = opts.max_items or 40,
     width = opts.width or 100,
+    max_total = opts.max_total or 1000,
   }
 end
 
 function M.format(v, opts)
-  return format_value(v, with_defaults(opts), 0, {}, "")
+  opts = with_defaults(opts)
+  opts.remaining = opts.max_total
+  return format_value(v, opts, 0, {}, "")
 end
 
 function M.format_values(opts, n, ...)
   opts = with_defaults(opts)
   local out = {}
   for i = 1, n do
+    opts.remaining = opts.max_total
     out[i] = format_value((select(i, ...)), opts, 0, {}, "")
   end
   return table.concat(out, "\n")
