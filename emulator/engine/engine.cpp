@@ -18,7 +18,6 @@
 #include <thread>
 
 #include "emulator/engine/choice_builder.hpp"
-#include "emulator/engine/kv_copy.hpp"
 #include "emulator/engine/rng.hpp"
 #include "emulator/engine/sampling.hpp"
 #include "emulator/engine/validate.hpp"
@@ -28,6 +27,7 @@ namespace flare::engine {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using CachePtr = std::unique_ptr<model::Model::Cache, void (*)(model::Model::Cache*)>;
 
 double seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -36,7 +36,7 @@ double seconds(Clock::time_point a, Clock::time_point b) {
 struct Request;
 
 struct Sequence {
-  Request* req;
+  std::shared_ptr<Request> req;  // the cycle with Request::seqs is cut by complete()
   int index;
   Rng rng;
   ChoiceBuilder builder;
@@ -84,35 +84,41 @@ struct Engine::Impl {
 
   std::mutex mu;  // guards everything below
   std::condition_variable work_cv;
-  std::deque<Request*> pending;  // waiting for prefill
-  std::deque<Sequence*> ready;   // waiting for a decode step
-  int decoding = 0;              // sequences inside a decode step right now
+  std::deque<std::shared_ptr<Request>> pending;  // waiting for prefill
+  std::deque<Sequence*> ready;                   // waiting for a decode step
+  int decoding = 0;                              // sequences inside a decode step right now
   bool stopping = false;
   std::vector<std::thread> workers;
 
   void worker_loop();
-  void prefill(Request& r, TokenDistribution& dist);
+  // Requests whose callers must be woken. Workers wake them after a step,
+  // holding no lock: a woken caller that takes the CPU then stalls nobody.
+  using Wakeups = std::vector<std::shared_ptr<Request>>;
+
+  void prefill(const std::shared_ptr<Request>& r, TokenDistribution& dist, Wakeups& wake);
   void decode_step(std::vector<Sequence*>& batch, std::vector<float>& logits,
-                   TokenDistribution& dist);
+                   TokenDistribution& dist, Wakeups& wake);
   // Samples the next token of `s` from `logits`; true when the choice finished.
-  bool advance(Sequence& s, std::span<const float> logits, TokenDistribution& dist);
-  void finish(Sequence& s);
-  void fail(Request& r, std::exception_ptr e, int sequences);
-  void requeue(std::vector<Sequence*>& seqs);
+  bool advance(Sequence& s, std::span<const float> logits, TokenDistribution& dist, Wakeups& wake);
+  void finish(Sequence& s, Wakeups& wake);
+  void fail(const std::shared_ptr<Request>& r, std::exception_ptr e, int sequences, Wakeups& wake);
+  // Returns sequences to the pool; `stepped` of them leave the decoding count.
+  void requeue(std::vector<Sequence*>& seqs, int stepped);
 };
 
 void Engine::Impl::worker_loop() {
   TokenDistribution dist;
   std::vector<float> logits;
   std::vector<Sequence*> batch;
+  Wakeups wake;
   for (;;) {
-    Request* to_prefill = nullptr;
+    std::shared_ptr<Request> to_prefill;
     batch.clear();
     {
       std::unique_lock lk(mu);
       work_cv.wait(lk, [&] { return stopping || !pending.empty() || !ready.empty(); });
       if (!pending.empty()) {
-        to_prefill = pending.front();
+        to_prefill = std::move(pending.front());
         pending.pop_front();
       } else if (!ready.empty()) {
         // An even share of all decoding sequences per worker keeps every core
@@ -134,19 +140,24 @@ void Engine::Impl::worker_loop() {
       }
     }
     if (to_prefill) {
-      prefill(*to_prefill, dist);
+      prefill(to_prefill, dist, wake);
+      to_prefill.reset();
     } else {
-      decode_step(batch, logits, dist);
+      decode_step(batch, logits, dist, wake);
     }
+    for (auto& r : wake) r->cv.notify_one();
+    wake.clear();
   }
 }
 
-void Engine::Impl::prefill(Request& r, TokenDistribution& dist) {
+void Engine::Impl::prefill(const std::shared_ptr<Request>& req, TokenDistribution& dist,
+                           Wakeups& wake) {
+  Request& r = *req;
   r.prefill_start = Clock::now();
   const int n = r.params.n;
   const bool generate = r.params.max_tokens > 0;
   std::vector<float> logits_last;
-  std::vector<Sequence*> seqs;  // r.seqs must not be touched after the last finish()
+  std::vector<Sequence*> seqs;
   try {
     const model::Model& m = *r.model;
     const int vocab = m.config().vocab;
@@ -162,14 +173,14 @@ void Engine::Impl::prefill(Request& r, TokenDistribution& dist) {
     }
     for (int i = 0; i < n; ++i) {
       auto s = std::make_unique<Sequence>(
-          Sequence{&r, i, choice_stream(r.seed, i), ChoiceBuilder(r.params)});
-      if (generate) s->cache = i + 1 == n ? std::move(first) : copy_cache(m, *first, prompt);
+          Sequence{req, i, choice_stream(r.seed, i), ChoiceBuilder(r.params)});
+      if (generate) s->cache = i + 1 == n ? std::move(first) : m.copy_cache(*first);
       seqs.push_back(s.get());
       r.seqs.push_back(std::move(s));
     }
   } catch (...) {
     r.seqs.clear();
-    fail(r, std::current_exception(), n);
+    fail(req, std::current_exception(), n, wake);
     return;
   }
   r.prefill_end = Clock::now();
@@ -177,28 +188,28 @@ void Engine::Impl::prefill(Request& r, TokenDistribution& dist) {
   for (Sequence* s : seqs) {
     if (!generate) {
       s->builder.finish_empty();
-      finish(*s);
+      finish(*s, wake);
       continue;
     }
     bool done;
     try {
-      done = advance(*s, logits_last, dist);
+      done = advance(*s, logits_last, dist, wake);
     } catch (...) {
       s->cache.reset();
-      fail(r, std::current_exception(), 1);
+      fail(req, std::current_exception(), 1, wake);
       continue;
     }
     if (done) {
-      finish(*s);
+      finish(*s, wake);
     } else {
       cont.push_back(s);
     }
   }
-  requeue(cont);
+  requeue(cont, 0);
 }
 
 void Engine::Impl::decode_step(std::vector<Sequence*>& batch, std::vector<float>& logits,
-                               TokenDistribution& dist) {
+                               TokenDistribution& dist, Wakeups& wake) {
   const model::Model& m = *batch.front()->req->model;
   const int vocab = m.config().vocab;
   std::vector<model::Model::Cache*> caches;
@@ -219,36 +230,33 @@ void Engine::Impl::decode_step(std::vector<Sequence*>& batch, std::vector<float>
     Sequence& s = *batch[b];
     if (error) {
       s.cache.reset();
-      fail(*s.req, error, 1);
+      fail(s.req, error, 1, wake);
       continue;
     }
     if (s.req->cancelled.load(std::memory_order_relaxed)) {
       s.cache.reset();
-      fail(*s.req, nullptr, 1);
+      fail(s.req, nullptr, 1, wake);
       continue;
     }
     bool done;
     try {
-      done = advance(s, std::span<const float>(logits.data() + b * vocab, vocab), dist);
+      done = advance(s, std::span<const float>(logits.data() + b * vocab, vocab), dist, wake);
     } catch (...) {
       s.cache.reset();
-      fail(*s.req, std::current_exception(), 1);
+      fail(s.req, std::current_exception(), 1, wake);
       continue;
     }
     if (done) {
-      finish(s);
+      finish(s, wake);
     } else {
       cont.push_back(&s);
     }
   }
-  {
-    std::lock_guard lk(mu);
-    decoding -= int(batch.size());
-  }
-  requeue(cont);
+  requeue(cont, int(batch.size()));
 }
 
-bool Engine::Impl::advance(Sequence& s, std::span<const float> logits, TokenDistribution& dist) {
+bool Engine::Impl::advance(Sequence& s, std::span<const float> logits, TokenDistribution& dist,
+                           Wakeups& wake) {
   Request& r = *s.req;
   const SampledToken tok = sample_token(dist, logits, r.sampling, s.rng);
   const int id = tok.token;
@@ -257,32 +265,41 @@ bool Engine::Impl::advance(Sequence& s, std::span<const float> logits, TokenDist
   if (r.streaming) {
     std::lock_guard lk(r.mu);
     r.events.push_back({s.index, std::move(step.token), std::move(step.released)});
-    r.cv.notify_one();
+    if (wake.empty() || wake.back() != s.req) wake.push_back(s.req);
   }
   return step.finished;
 }
 
-void Engine::Impl::finish(Sequence& s) {
+void Engine::Impl::finish(Sequence& s, Wakeups& wake) {
   s.cache.reset();
-  Request& r = *s.req;
-  std::lock_guard lk(r.mu);
-  if (--r.unfinished == 0) r.cv.notify_one();
+  std::shared_ptr<Request> r = s.req;  // s dies with the request once its caller returns
+  bool last;
+  {
+    std::lock_guard lk(r->mu);
+    last = --r->unfinished == 0;
+  }
+  if (last) wake.push_back(std::move(r));
 }
 
-void Engine::Impl::fail(Request& r, std::exception_ptr e, int sequences) {
-  std::lock_guard lk(r.mu);
-  if (e && !r.error) r.error = e;
-  r.unfinished -= sequences;
-  if (r.unfinished == 0) r.cv.notify_one();
+void Engine::Impl::fail(const std::shared_ptr<Request>& r, std::exception_ptr e, int sequences,
+                        Wakeups& wake) {
+  bool last;
+  {
+    std::lock_guard lk(r->mu);
+    if (e && !r->error) r->error = e;
+    r->unfinished -= sequences;
+    last = r->unfinished == 0;
+  }
+  if (last) wake.push_back(r);
 }
 
-void Engine::Impl::requeue(std::vector<Sequence*>& seqs) {
-  if (seqs.empty()) return;
+void Engine::Impl::requeue(std::vector<Sequence*>& seqs, int stepped) {
   {
     std::lock_guard lk(mu);
+    decoding -= stepped;
     for (Sequence* s : seqs) ready.push_back(s);
   }
-  work_cv.notify_all();
+  if (!seqs.empty()) work_cv.notify_all();
 }
 
 Engine::Engine(int threads) : impl_(std::make_unique<Impl>()) {
@@ -318,7 +335,8 @@ std::string Engine::snapshot_identity() const {
 
 Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
                         const TokenCallback& on_token) {
-  Request r;
+  auto req = std::make_shared<Request>();
+  Request& r = *req;
   {
     std::lock_guard lk(impl_->model_mu);
     r.model = impl_->model;
@@ -336,7 +354,7 @@ Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
   {
     std::lock_guard lk(impl_->mu);
     if (impl_->stopping) throw std::runtime_error("the engine is shutting down");
-    impl_->pending.push_back(&r);
+    impl_->pending.push_back(req);
   }
   impl_->work_cv.notify_one();
 
@@ -363,14 +381,17 @@ Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
     if (r.unfinished == 0) break;
   }
   lk.unlock();
+  // Cut the Request <-> Sequence ownership cycle once nothing else runs for it.
+  std::vector<std::unique_ptr<Sequence>> seqs = std::move(r.seqs);
+  r.seqs.clear();
   if (callback_error) std::rethrow_exception(callback_error);
   if (r.error) std::rethrow_exception(r.error);
 
   Result res;
   res.prompt_tokens = prompt;
   res.snapshot_identity = r.identity;
-  res.choices.reserve(r.seqs.size());
-  for (auto& s : r.seqs) {
+  res.choices.reserve(seqs.size());
+  for (auto& s : seqs) {
     res.choices.push_back(s->builder.take());
     Choice& c = res.choices.back();
     res.completion_tokens += int(c.tokens.size());
