@@ -173,7 +173,7 @@ struct HttpClient::Impl {
 
     bool has_body =
         !r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH";
-    if (r.method == "GET") {
+    if (r.method == "GET" && r.body.empty()) {
       curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else if (r.method == "HEAD") {
       curl_easy_setopt(e, CURLOPT_NOBODY, 1L);

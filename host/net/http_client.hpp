@@ -4,6 +4,8 @@
 // loop, so all requests in flight progress together. Completion callbacks run
 // from inside that pump, never from inside a libcurl callback.
 //
+// HTTP/1.1 only, keep-alive connections are reused, redirects are not
+// followed, proxies come from the usual environment variables (libcurl's).
 // Not thread-safe: use a client from one thread (shared_client() belongs to the
 // thread that runs Lua).
 #include <cstdint>

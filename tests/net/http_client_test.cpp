@@ -86,6 +86,39 @@ TEST_CASE("methods, request body and request headers reach the server") {
   }
 }
 
+TEST_CASE("HEAD gets headers only, and GET may carry a body") {
+  TestServer server;
+  HttpClient client;
+  Request head = get(server.url("/hello"));
+  head.method = "HEAD";
+  auto h = perform(client, head);
+  REQUIRE(h.response);
+  CHECK(h.response->status == 200);
+  CHECK(h.response->body.empty());
+  CHECK(*h.response->headers.find("x-test") == "yes");
+
+  Request with_body = get(server.url("/echo"));
+  with_body.body = "query";
+  auto g = perform(client, with_body);
+  REQUIRE(g.response);
+  CHECK(*g.response->headers.find("x-method") == "GET");
+  CHECK(*g.response->headers.find("x-content-length") == "5");
+}
+
+TEST_CASE("a callback that throws does not break the client") {
+  TestServer server;
+  HttpClient client;
+  RequestId id = client.submit(get(server.url("/hello")), [](Response*, const flare::Error*) {
+    throw std::runtime_error("from the callback");
+  });
+  CHECK_THROWS_WITH_AS(client.wait(id), "from the callback", std::runtime_error);
+  CHECK_FALSE(client.in_flight(id));
+  CHECK(client.in_flight_count() == 0);
+  auto out = perform(client, get(server.url("/hello")));
+  REQUIRE(out.response);
+  CHECK(out.response->body == "hello");
+}
+
 TEST_CASE("a large body arrives intact in both directions") {
   TestServer server;
   HttpClient client;

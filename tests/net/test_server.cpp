@@ -44,6 +44,7 @@ TestServer::TestServer() {
   auto echo = [](const httplib::Request& req, httplib::Response& res) {
     res.set_header("X-Method", req.method);
     res.set_header("X-Seen-Header", req.get_header_value("X-Probe"));
+    res.set_header("X-Content-Length", req.get_header_value("Content-Length"));
     res.set_content(req.body, "application/octet-stream");
   };
   server_.Post("/echo", echo);

@@ -1,8 +1,9 @@
 #pragma once
 // A real HTTP server on a free loopback port for client tests.
 //   GET  /hello        "hello", header X-Test: yes
-//   ANY  /echo         body echoed back; X-Method and X-Seen-Header (value of
-//                      the request's X-Probe header) in the response
+//   ANY  /echo         body echoed back (httplib drops GET bodies); X-Method,
+//                      X-Seen-Header (the request's X-Probe) and X-Content-Length
+//                      in the response
 //   GET  /slow?ms=N    answers after N ms (returns early when the server stops)
 //   GET  /gather?n=N   holds each request until N are in the handler together
 //                      (or 3 s passed), then answers
