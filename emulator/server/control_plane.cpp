@@ -1,6 +1,7 @@
 #include "emulator/server/control_plane.hpp"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 #include "emulator/server/trainer_jobs.hpp"
@@ -249,7 +250,13 @@ void ControlPlane::run() {
   std::unique_lock lock(wake_mu_);
   while (!stopping_) {
     lock.unlock();
-    tick();
+    try {
+      tick();
+    } catch (const std::exception& e) {
+      // A failed write (disk full, ...) must not end the state machine; the
+      // next pass retries from the in-memory state.
+      std::fprintf(stderr, "flare emulator: state machine: %s\n", e.what());
+    }
     lock.lock();
     wake_.wait_for(lock, std::chrono::milliseconds(20), [this] { return stopping_; });
   }

@@ -121,15 +121,6 @@ std::vector<double> Server::served_logprobs(const std::string& id, const std::ve
                       {"echo", true},
                       {"logprobs", true},
                       {"temperature", 0}});
-  if (r.status != 200) {
-    // Some engines need at least one generated token; take one and drop it.
-    r = complete({{"model", "accounts/local/deployments/" + id},
-                  {"prompt", tokens},
-                  {"max_tokens", 1},
-                  {"echo", true},
-                  {"logprobs", true},
-                  {"temperature", 0}});
-  }
   REQUIRE_MESSAGE(r.status == 200, r.body);
   auto content = r.json()["choices"][0]["logprobs"]["content"];
   REQUIRE(content.size() >= tokens.size());
