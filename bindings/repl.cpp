@@ -48,7 +48,11 @@ ReplOptions default_repl_options() {
 }
 
 int run_repl(Host& host, const ReplOptions& options) {
-  std::setlocale(LC_CTYPE, "");
+  // libedit drops bytes it cannot decode: without a multibyte locale, typed
+  // UTF-8 (names, prompts in other languages) would vanish.
+  if (std::setlocale(LC_CTYPE, "") == nullptr || MB_CUR_MAX == 1) {
+    std::setlocale(LC_CTYPE, "C.UTF-8");
+  }
   ReplSession session(host.state(), options.color);
   const char* dim = options.color ? "\x1b[2m" : "";
   const char* reset = options.color ? "\x1b[0m" : "";

@@ -128,7 +128,10 @@ case "$SCENARIO" in
     ;;
 
   pretty)
-    start "$FLARE" repl
+    # Without a locale in the environment typed UTF-8 must survive too.
+    start env -u LANG -u LC_ALL -u LC_CTYPE "$FLARE" repl
+    line '= "héllo ✓"'
+    wait_for '^"héllo ✓"$' "the UTF-8 string"
     line '= {name = "run", steps = {1, 2, 3}, opts = {lr = 0.5, nested = {deep = {deeper = {deepest = {x = 1}}}}}}'
     wait_for '^\{name = "run", opts = \{lr = 0\.5, nested = \{deep = \{deeper = \{\.\.\. 1 item\}\}\}\}, steps = \{1, 2, 3\}\}$' "the nested table"
     line 't = {1} ; t.self = t'
