@@ -58,6 +58,7 @@ return {
       { "flare.report.load(run_dir)", "a run's config, metric series and checkpoints" },
       { "flare.report.write_html(run, path)", "a self-contained HTML report with a plot per metric" },
       { "flare.report.term_chart(series, opts)", "a compact Unicode chart of one metric for the terminal" },
+      { "flare.report.term_summary(run, opts)", "the main metric's chart and a sparkline per other metric" },
     },
   },
   {
