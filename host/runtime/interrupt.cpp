@@ -17,6 +17,7 @@ namespace {
 std::atomic<int> g_pending{0};
 std::atomic<int> g_count{0};
 std::atomic<int> g_last{0};
+constexpr unsigned kTermGraceSeconds = 5;
 int g_pipe[2] = {-1, -1};
 std::atomic<void (*)(int)> g_callback{nullptr};
 
@@ -30,12 +31,24 @@ void on_signal(int signo) {
   }
   g_last.store(signo);
   g_pending.store(signo);
+  // Code that never reaches a check (a loop compiled to machine code) would
+  // ignore a single SIGTERM forever: if it is still unconsumed after a grace
+  // period, the alarm ends the process.
+  if (signo == SIGTERM) alarm(kTermGraceSeconds);
   if (g_pipe[1] >= 0) {
     char c = 1;
     ssize_t r = write(g_pipe[1], &c, 1);
     (void)r;
   }
   if (auto cb = g_callback.load()) cb(signo);
+}
+
+void on_alarm(int) {
+  if (g_pending.load() != 0) {
+    signal(SIGTERM, SIG_DFL);
+    raise(SIGTERM);
+    _exit(128 + SIGTERM);
+  }
 }
 
 void ensure_pipe() {
@@ -57,16 +70,28 @@ void install_handlers() {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  struct sigaction alarm_sa {};
+  alarm_sa.sa_handler = on_alarm;
+  sigemptyset(&alarm_sa.sa_mask);
+  sigaction(SIGALRM, &alarm_sa, nullptr);
 }
 
-void set_signal_callback(void (*cb)(int)) { g_callback.store(cb); }
+void set_signal_callback(void (*cb)(int)) {
+  g_callback.store(cb);
+}
 
-bool pending() { return g_pending.load() != 0; }
-int signal_number() { return g_pending.load(); }
-int last_signal() { return g_last.load(); }
+bool pending() {
+  return g_pending.load() != 0;
+}
+int signal_number() {
+  return g_pending.load();
+}
+int last_signal() {
+  return g_last.load();
+}
 
 void clear() {
-  g_pending.store(0);
+  if (g_pending.exchange(0) == SIGTERM) alarm(0);
   if (g_pipe[0] >= 0) {
     char buf[64];
     while (read(g_pipe[0], buf, sizeof buf) > 0) {
@@ -86,10 +111,16 @@ int wake_fd() {
   return g_pipe[0];
 }
 
-int count() { return g_count.load(); }
-void reset_count() { g_count.store(0); }
+int count() {
+  return g_count.load();
+}
+void reset_count() {
+  g_count.store(0);
+}
 
-void raise_for_test(int signo) { on_signal(signo); }
+void raise_for_test(int signo) {
+  on_signal(signo);
+}
 
 void sleep_interruptible(double seconds) {
   using clock = std::chrono::steady_clock;
@@ -98,7 +129,9 @@ void sleep_interruptible(double seconds) {
     check();
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
     if (left.count() <= 0) return;
-    struct pollfd p {wake_fd(), POLLIN, 0};
+    struct pollfd p {
+      wake_fd(), POLLIN, 0
+    };
     poll(&p, 1, static_cast<int>(left.count() > 1000 ? 1000 : left.count()));
   }
 }
