@@ -70,7 +70,9 @@ bool EventLoop::run_until(const std::function<bool()>& done, double timeout_s) {
     double wait = std::min(deadline, next_due()) - t;
     const double due = next_due();
     try {
-      http_.run_until([&] { return done() || now() >= due; },
+      // A timer set by a completion callback may be due before `due`: stop
+      // pumping then, so the wait is recomputed.
+      http_.run_until([&] { return done() || next_due() < due || now() >= due; },
                       std::max(0.0, std::min(wait, 3600.0)));
     } catch (const Interrupted&) {
       cancel_tracked();

@@ -5,6 +5,9 @@
 
 namespace flare::fireworks {
 
+// A server may ask for a long pause; beyond this a caller is better off failing.
+constexpr double kMaxRetryAfterS = 300;
+
 RetryClass classify(int status, bool transport_retryable, bool retry_not_ready) {
   if (status == 0) return transport_retryable ? RetryClass::Transient : RetryClass::Permanent;
   if (status == 404 || status == 425)
@@ -36,7 +39,7 @@ bool may_retry(const RetryPolicy& policy, RetryClass cls, int failures) {
 
 double retry_delay(const RetryPolicy& policy, RetryClass cls, int failures, double retry_after_s,
                    std::mt19937_64& rng) {
-  if (retry_after_s >= 0) return std::min(retry_after_s, policy.backoff_max_s);
+  if (retry_after_s >= 0) return std::min(retry_after_s, kMaxRetryAfterS);
   if (cls == RetryClass::NotReady) return policy.not_ready_interval_s;
   double exp = policy.backoff_initial_s * std::pow(2.0, std::max(0, failures - 1));
   double cap = std::min(exp, policy.backoff_max_s);

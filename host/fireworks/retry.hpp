@@ -21,7 +21,7 @@ enum class RetryClass { Permanent, NotReady, Transient };
 RetryClass classify(int status, bool transport_retryable, bool retry_not_ready);
 
 // Delay before attempt `failures + 1`, after `failures` failed attempts of the
-// class. Retry-After (>= 0) replaces the backoff, capped at backoff_max_s.
+// class. Retry-After (>= 0) replaces the backoff (capped at 300 s).
 double retry_delay(const RetryPolicy& policy, RetryClass cls, int failures, double retry_after_s,
                    std::mt19937_64& rng);
 

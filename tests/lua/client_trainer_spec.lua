@@ -1,0 +1,200 @@
+-- The trainer client and WeightSyncer's base/delta chain against the emulator.
+local fx = require("client_fixture")
+
+describe("trainer client", function()
+  local fw, info, trainer
+  before_each(function()
+    fw = fx.fw()
+    if not trainer then
+      info = fx.ready_deployment("train")
+      trainer = fw:trainer{base_model = fx.BASE_MODEL, hot_load_deployment_id = info.deployment_id,
+        poll_interval_s = 0.05}
+    end
+  end)
+
+  it("trains: forward_backward lowers the loss after optim_step", function()
+    local datum = {tokens = {10, 20, 30, 40}, target_tokens = {20, 30, 40, 50}}
+    local first = trainer:forward_backward({datum}, "cross_entropy")
+    assert.equal(1, #first.loss_fn_outputs)
+    assert.equal(4, #first.loss_fn_outputs[1].logprobs)
+    local step = trainer:optim_step{learning_rate = 1e-2}
+    assert.equal(1, step.step)
+    for _ = 1, 3 do
+      trainer:forward_backward({datum})
+      trainer:optim_step{learning_rate = 1e-2}
+    end
+    local later = trainer:forward({datum})
+    assert.truthy(later.metrics.loss < first.metrics.loss)
+  end)
+
+  it("accepts the protocol's datum form and returns futures", function()
+    local d = {model_input = {chunks = {{type = "encoded_text", tokens = {1, 2, 3}}}},
+      loss_fn_inputs = {target_tokens = {2, 3, 4}, weights = {1, 1, 1}}}
+    local f = trainer:forward_backward_async({d}, "cross_entropy")
+    local out = f:wait()
+    assert.truthy(f:done())
+    assert.equal(3, #out.loss_fn_outputs[1].logprobs)
+    local g = trainer:optim_step_async{}
+    assert.truthy(g:wait().step >= 1)
+  end)
+
+  it("saves and loads trainer state", function()
+    local saved = trainer:save_state("ckpt-a")
+    trainer:forward_backward({{tokens = {1, 2}, target_tokens = {2, 3}}})
+    local moved = trainer:optim_step{}
+    local loaded = trainer:load_state("ckpt-a")
+    assert.equal(saved.step, loaded.step)
+    assert.truthy(moved.step > loaded.step)
+    local ok, e = pcall(trainer.load_state, trainer, "never-saved")
+    assert.falsy(ok)
+    assert.equal("not_found", e.code)
+  end)
+
+  it("validates its arguments", function()
+    assert.error_matches(function() fw:trainer{} end, "base_model")
+    assert.error_matches(function() fw:trainer{base_model = fx.BASE_MODEL, learning_rat = 1} end,
+      "did you mean 'learning_rate'")
+    assert.error_matches(function() fw:trainer{base_model = fx.BASE_MODEL, learning_rate = -1} end, "learning_rate must be > 0")
+    assert.error_matches(function() trainer:save_weights_for_sampler("x", {checkpoint_type = "full"}) end,
+      "checkpoint_type")
+    assert.error_matches(function() trainer:optim_step{lr = 1} end, "unknown option 'lr'")
+    assert.error_matches(function() trainer:forward_backward({{tokens = {1}}}) end, "target_tokens")
+  end)
+
+  it("attaches to an existing job and reports a failed creation", function()
+    local again = fw:trainer{base_model = fx.BASE_MODEL, job_id = trainer.job_id, poll_interval_s = 0.05}
+    assert.truthy(again.attached)
+    local ok, e = pcall(fw.trainer, fw, {base_model = "accounts/local/models/no-such-model", poll_interval_s = 0.05})
+    assert.falsy(ok)
+    assert.equal("invalid_argument", e.code)
+    assert.truthy(e.message:find("no-such-model", 1, true))
+  end)
+end)
+
+describe("weight_syncer", function()
+  local fw, info, trainer
+
+  local function fresh()
+    fw = fx.fw()
+    info = fx.ready_deployment("sync")
+    trainer = fw:trainer{base_model = fx.BASE_MODEL, hot_load_deployment_id = info.deployment_id,
+      poll_interval_s = 0.05}
+  end
+
+  local function syncer(extra)
+    local o = {policy_client = trainer, deploy_mgr = fw.deployments, deployment_id = info.deployment_id,
+      base_model = fx.BASE_MODEL, poll_interval_s = 0.05, warmup_retry_interval_s = 0.05, quiet = true}
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return flare.weight_syncer(o)
+  end
+
+  local function train_step()
+    trainer:forward_backward({{tokens = {3, 4, 5}, target_tokens = {4, 5, 6}}})
+    trainer:optim_step{learning_rate = 1e-3}
+  end
+
+  -- Records the hotload requests the syncer makes.
+  local function recording(mgr)
+    local calls = {}
+    local proxy = setmetatable({}, {__index = function(_, k)
+      local v = mgr[k]
+      if type(v) ~= "function" then return v end
+      return function(_, ...)
+        if k == "hotload" then calls[#calls + 1] = (...) end
+        return v(mgr, ...)
+      end
+    end})
+    return proxy, calls
+  end
+
+  it("sends a base first, then deltas against it, with session-scoped names", function()
+    fresh()
+    local mgr, calls = recording(fw.deployments)
+    local sy = syncer{deploy_mgr = mgr}
+    assert.matches("^%x%x%x%x%x%x%x%x$", sy.session_id)
+    train_step()
+    local s1 = sy:save_and_hotload("step-1")
+    assert.equal("step-1-" .. sy.session_id, s1)
+    train_step()
+    sy:save_and_hotload("step-2")
+    train_step()
+    local s3 = sy:save_and_hotload("step-3")
+    assert.is_nil(calls[1].incremental_snapshot_metadata)
+    assert.same({previous_snapshot_identity = s1, compression_format = "flare-delta-v1", checksum_format = "alder32"},
+      calls[2].incremental_snapshot_metadata)
+    assert.equal(s1, calls[3].incremental_snapshot_metadata.previous_snapshot_identity)
+    assert.equal(s3, sy:check_deployment_state())
+    assert.equal(s1, sy.base_identity)
+    for _, k in ipairs({"save_s", "hotload_s", "warmup_s", "total_s"}) do
+      assert.equal("number", type(sy.last_timing[k]))
+    end
+    assert.truthy(sy.last_timing.total_s >= sy.last_timing.hotload_s)
+    -- The deployment serves what the trainer has: its samples name the snapshot.
+    local s = fw:sampler{deployment = info}
+    assert.equal(s3, s:sample{prompts = {"hi"}, max_tokens = 1}[1][1].snapshot_identity)
+    -- reset_delta_chain: the next save is a base again.
+    sy:reset_delta_chain()
+    train_step()
+    local s4 = sy:save_and_hotload("step-4")
+    assert.is_nil(calls[4].incremental_snapshot_metadata)
+    assert.equal(s4, sy.base_identity)
+    assert.is_true(sy:wait_for_hotload_ready{poll_interval_s = 0.05})
+    trainer:close()
+  end)
+
+  it("starts with a base when the deployment serves another session's snapshot", function()
+    fresh()
+    local first = syncer()
+    first:save_and_hotload("a")
+    local mgr, calls = recording(fw.deployments)
+    local second = syncer{deploy_mgr = mgr, first_checkpoint_type = "delta"}
+    assert.truthy(second.session_id ~= first.session_id)
+    local snap = second:save_and_hotload("b")
+    assert.is_nil(calls[1].incremental_snapshot_metadata)
+    assert.equal(snap, second:check_deployment_state())
+    trainer:close()
+  end)
+
+  it("saves every snapshot as a base when lora_rank > 0", function()
+    fresh()
+    local mgr, calls = recording(fw.deployments)
+    local sy = syncer{deploy_mgr = mgr, lora_rank = 8, warmup_after_hotload = false}
+    sy:save_and_hotload("l1")
+    sy:save_and_hotload("l2")
+    assert.is_nil(calls[1].incremental_snapshot_metadata)
+    assert.is_nil(calls[2].incremental_snapshot_metadata)
+    assert.equal(0, sy.last_timing.warmup_s)
+    trainer:close()
+  end)
+
+  it("save_only saves without syncing; hotload reports failure as false", function()
+    fresh()
+    local sy = syncer()
+    local before = sy:check_deployment_state()
+    local snap = sy:save_only("only")
+    assert.equal(before, sy:check_deployment_state())
+    assert.is_true(sy:hotload(snap, "base"))
+    assert.equal(snap, sy:check_deployment_state())
+    assert.is_false(sy:hotload("not-saved-" .. sy.session_id, "base"))
+    assert.is_false(syncer():hotload("whatever", "delta"), "a delta needs a base first")
+    trainer:close()
+  end)
+
+  it("uses arc_v2 against the cloud and validates its options", function()
+    fresh()
+    local cloud_like = setmetatable({fw = {backend = "cloud"}}, {__index = fw.deployments})
+    local sy = flare.weight_syncer{policy_client = trainer, deploy_mgr = cloud_like, deployment_id = "x",
+      base_model = fx.BASE_MODEL}
+    assert.equal("arc_v2", sy.compression_format)
+    assert.equal(600, sy.hotload_timeout)
+    assert.equal("base", sy.first_checkpoint_type)
+    assert.equal(true, sy.warmup_after_hotload)
+    assert.equal(10, sy.warmup_max_retries)
+    assert.equal(true, sy.reset_prompt_cache)
+    assert.equal(0, sy.lora_rank)
+    assert.error_matches(function() flare.weight_syncer{deploy_mgr = fw.deployments} end, "policy_client")
+    assert.error_matches(function() syncer{first_checkpoint_type = "full"} end, "checkpoint_type")
+    assert.error_matches(function() syncer{hotload_timout = 1} end, "did you mean 'hotload_timeout'")
+    trainer:close()
+  end)
+end)
