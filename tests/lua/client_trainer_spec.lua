@@ -100,7 +100,7 @@ describe("weight_syncer", function()
       local v = mgr[k]
       if type(v) ~= "function" then return v end
       return function(_, ...)
-        if k == "hotload" then calls[#calls + 1] = (...) end
+        if k == "hotload_and_wait" then calls[#calls + 1] = (...) end
         return v(mgr, ...)
       end
     end})

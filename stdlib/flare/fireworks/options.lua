@@ -27,6 +27,11 @@ local function distance(a, b)
 end
 
 function M.did_you_mean(name, candidates)
+  -- A shortened name ("timeout" for "timeout_seconds", "max_replicas") first.
+  local stem = name:gsub("s$", "")
+  for _, c in ipairs(candidates) do
+    if #stem >= 4 and c:sub(1, #stem) == stem then return c end
+  end
   local best, best_d
   for _, c in ipairs(candidates) do
     local d = distance(name, c)
