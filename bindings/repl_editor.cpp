@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <cwchar>
@@ -45,11 +46,39 @@ char* prompt_text(EditLine* el) {
   return impl_of(el)->prompt.data();
 }
 
+std::atomic<bool> g_resized{false};
+std::atomic<bool> g_continued{false};
+
+void on_terminal_signal(int signo) {
+  if (signo == SIGWINCH) g_resized.store(true);
+  if (signo == SIGCONT) g_continued.store(true);
+}
+
+void install_terminal_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_terminal_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: poll() in read_char must return
+  sigaction(SIGWINCH, &sa, nullptr);
+  sigaction(SIGCONT, &sa, nullptr);
+}
+
 // Reads one character for libedit, waiting on the terminal and on the
 // interrupt self-pipe together so that Ctrl-C is seen at once.
 int read_char(EditLine* el, wchar_t* out) {
   LineEditor::Impl* self = impl_of(el);
   for (;;) {
+    if (g_resized.exchange(false)) {
+      el_resize(el);
+      el_set(el, EL_REFRESH);
+    }
+    if (g_continued.exchange(false)) {
+      // Back from Ctrl-Z: the shell has put the terminal in its own mode.
+      // libedit still believes it is in raw mode, so leave it first.
+      el_set(el, EL_PREP_TERM, 0);
+      el_set(el, EL_PREP_TERM, 1);
+      el_set(el, EL_REFRESH);
+    }
     if (flare::interrupt::pending()) {
       if (flare::interrupt::signal_number() == SIGTERM) self->terminated = true;
       flare::interrupt::clear();
@@ -149,7 +178,10 @@ LineEditor::LineEditor(const std::string& program, const std::string& history_pa
   impl_->el = el_init(program.c_str(), stdin, stdout, stderr);
   el_set(impl_->el, EL_CLIENTDATA, impl_.get());
   el_set(impl_->el, EL_EDITOR, "emacs");
-  el_set(impl_->el, EL_SIGNAL, 1);  // restores the terminal on suspend, follows resizes
+  // No EL_SIGNAL: its SIGINT handler leaves the terminal in cooked mode when
+  // Ctrl-C lands outside a read (during completion). Resizes and resuming
+  // after Ctrl-Z are handled in read_char instead.
+  install_terminal_signal_handlers();
   el_set(impl_->el, EL_HIST, history, impl_->hist);
   el_set(impl_->el, EL_PROMPT_ESC, prompt_text, '\1');
   el_set(impl_->el, EL_GETCFN, read_char);
