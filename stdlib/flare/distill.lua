@@ -19,6 +19,7 @@
 --
 --   distill.sft_datum(sample) / distill.sft_datums(samples): cross_entropy datums
 --   (weight 1 on completion tokens only).
+--   distill.text_sample(prompt, completion, eos = 257): a sample of a byte-level model.
 --   distill.dedupe_filter{ngram = 8, overlap = 0.5}: a filter object with :accept(text).
 local M = {}
 
@@ -238,6 +239,16 @@ function M.rejection_sample(o)
   end
   stats.acceptance_rate = stats.samples > 0 and stats.accepted / stats.samples or 0
   return {samples = accepted, stats = stats}
+end
+
+-- A sample from text for a byte-level model (the emulator's tiny models): prompt
+-- bytes, then completion bytes and the end-of-sequence token (default 257).
+function M.text_sample(prompt, completion, eos)
+  local p, t = {}, {}
+  for i = 1, #prompt do p[i] = prompt:byte(i) end
+  for i = 1, #completion do t[i] = completion:byte(i) end
+  t[#t + 1] = eos or 257
+  return {prompt = prompt, completion = completion, prompt_tokens = p, tokens = t}
 end
 
 -- A cross-entropy datum: the loss covers the completion tokens only.

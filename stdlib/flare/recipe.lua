@@ -10,7 +10,7 @@
 -- $FLARE_RUNS_DIR), --help.
 --
 --   run.config          resolved config          run.dry_run / run.resumed   booleans
---   run.dir             runs/<name>/<timestamp>/ (nil on a dry run)
+--   run.dir             runs/<name>/<timestamp>/ (nil on a dry run); run.id = <timestamp>
 --   run.start_step      1, or the step after the last checkpoint when resuming
 --   run.state           the `state` of the last checkpoint (nil when starting fresh)
 --   run:log{step =, ...}        appends to metrics.jsonl, prints a line, draws progress
@@ -19,6 +19,8 @@
 --   run:steps()                 iterator over run.start_step .. config.steps
 --   run:plan(lines)             prints the plan; returns run.dry_run
 --   run:on_exit(fn)             same as flare.defer(fn)
+--   run:connect(opts)           flare.connect(), or the emulator named by $FLARE_EMULATOR_URL /
+--                               $FLARE_EMULATOR_STATE_DIR (refused on a dry run)
 local cleanup = require("flare.cleanup")
 
 local M = {}
@@ -221,6 +223,7 @@ function M.new(o)
     self.dir = dir
     fs().write_file_atomic(dir .. "/config.json", json().encode(meta, {sort_keys = true, pretty = true}) .. "\n")
   end
+  self.id = self.dir:match("([^/]+)/*$")
   if self.resumed then
     io.stdout:write("resuming ", self.dir, " at step ", self.start_step, "\n")
   end
@@ -314,6 +317,28 @@ function Run:steps()
     end
     return step
   end
+end
+
+-- flare.connect() for recipes: $FLARE_EMULATOR_URL (+ $FLARE_EMULATOR_API_KEY) attaches to a
+-- running `flare serve`; $FLARE_EMULATOR_STATE_DIR keeps the in-process emulator's state
+-- (deployments, buckets, trainer states) across runs, which --resume needs locally;
+-- otherwise the FIREWORKS_* environment decides (see flare.connect).
+function M.connect(opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local url, dir = os.getenv("FLARE_EMULATOR_URL"), os.getenv("FLARE_EMULATOR_STATE_DIR")
+  if url and url ~= "" then
+    o.backend, o.base_url = "emulator", url
+    o.api_key = o.api_key or os.getenv("FLARE_EMULATOR_API_KEY")
+  elseif dir and dir ~= "" then
+    o.backend, o.state_dir = "emulator", dir
+  end
+  return flare.connect(o)
+end
+
+function Run:connect(opts)
+  if self.dry_run then error("run:connect: a dry run makes no remote call", 2) end
+  return M.connect(opts)
 end
 
 function Run:on_exit(fn, name)

@@ -2,7 +2,8 @@
 -- need no data set.
 --
 --   local task = flare.tasks.get("addition", {seed = 0})   -- or tasks.addition{seed = 0}
---   local problems = task:sample(8)       -- {{id =, prompt =, answer =, ...}, ...}
+--   local problems = task:sample(8)       -- {{id =, prompt =, answer =, ...}, ...}; answer is a
+--                                         -- correct completion (tostring it) for supervised warm-up
 --   task:reward(problem, text)            -- 0..1
 --   task:verify(problem, text)            -- true when the answer is fully correct
 --
@@ -158,7 +159,13 @@ local vowel = {a = true, e = true, i = true, o = true, u = true}
 M.vowels = new_task("vowels", {prompt_len = 3, length = 4},
   function(rng, o)
     local s = rng:letters(o.prompt_len)
-    return {prompt = s .. ":", input = s}
+    -- A reference answer (for supervised warm-up): one vowel per position, from the prompt.
+    local answer = {}
+    for i = 1, o.length do
+      local k = (s:byte((i - 1) % #s + 1) + i) % 5 + 1
+      answer[i] = ("aeiou"):sub(k, k)
+    end
+    return {prompt = s .. ":", input = s, answer = table.concat(answer)}
   end,
   function(_, text, o)
     local n = 0
@@ -170,6 +177,34 @@ M.vowels = new_task("vowels", {prompt_len = 3, length = 4},
   function(_, text) return #text > 0 and text:find("[^aeiou]") == nil end)
 
 M.names = {"addition", "reverse", "sort", "countdown", "vowels"}
+
+-- Samples n completions for each problem and scores them:
+--   tasks.evaluate(sampler, task, problems, {n = 8, k = 1, max_tokens = 16, temperature = 1.0})
+--   -> {reward_mean =, correct_rate =, pass_at_k =, k =, problems =, samples =}
+function M.evaluate(sampler, task, problems, o)
+  o = o or {}
+  local n, k = o.n or 8, o.k or 1
+  if k > n then error("tasks.evaluate: k (" .. k .. ") must not exceed n (" .. n .. ")", 2) end
+  local prompts = {}
+  for i, p in ipairs(problems) do prompts[i] = p.prompt end
+  local groups = sampler:sample{prompts = prompts, n = n, max_tokens = o.max_tokens or 16,
+    temperature = o.temperature or 1.0, seed = o.seed}
+  local pass_at_k = require("flare.grpo").pass_at_k
+  local reward, correct, pass, samples = 0, 0, 0, 0
+  for i, group in ipairs(groups) do
+    local c = 0
+    for _, s in ipairs(group.completions or group) do
+      reward = reward + task:reward(problems[i], s.text)
+      if task:verify(problems[i], s.text) then c = c + 1 end
+      samples = samples + 1
+    end
+    correct = correct + c
+    pass = pass + pass_at_k(n, c, k)
+  end
+  return {reward_mean = samples > 0 and reward / samples or 0,
+    correct_rate = samples > 0 and correct / samples or 0,
+    pass_at_k = #problems > 0 and pass / #problems or 0, k = k, problems = #problems, samples = samples}
+end
 
 function M.get(name, opts)
   local make = M[name]

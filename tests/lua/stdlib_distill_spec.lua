@@ -112,6 +112,13 @@ describe("distill.sft_datum", function()
     assert.same({0, 0, 1, 1}, d.loss_fn_inputs.weights)
   end)
 
+  it("makes byte-level samples from text, ending in EOS", function()
+    local s = distill.text_sample("ab:", "e")
+    assert.same({97, 98, 58}, s.prompt_tokens)
+    assert.same({101, 257}, s.tokens)
+    assert.same({0, 0, 1, 1}, distill.sft_datum(s).loss_fn_inputs.weights)
+  end)
+
   it("formats stats with a histogram", function()
     local lines = distill.format_stats{prompts = 2, samples = 4, accepted = 1, truncated = 0, rejected = 3,
       duplicates = 0, acceptance_rate = 0.25, completion_tokens = 8, accepted_tokens = 2, solved_prompts = 1,

@@ -32,6 +32,16 @@ describe("tasks", function()
     end
   end)
 
+  it("give every problem a reference answer that verifies", function()
+    for _, name in ipairs(tasks.names) do
+      local t = tasks.get(name, {seed = 11})
+      for _, p in ipairs(t:sample(10)) do
+        assert.truthy(t:verify(p, tostring(p.answer)), name .. ": " .. p.prompt .. " " .. tostring(p.answer))
+        assert.equal(1, t:reward(p, tostring(p.answer)), name)
+      end
+    end
+  end)
+
   it("addition rewards the right sum only", function()
     local t = tasks.addition{seed = 1}
     local p = t:sample(1)[1]

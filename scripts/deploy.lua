@@ -1,0 +1,50 @@
+-- Deployments from the command line.
+--
+--   flare run scripts/deploy.lua --action=create --id=my-dep [--base-model=...]  # create and wait
+--   flare run scripts/deploy.lua --action=status --id=my-dep
+--   flare run scripts/deploy.lua --action=sample --id=my-dep --prompt="abc:" --n=4
+--   flare run scripts/deploy.lua --action=scale-to-zero --id=my-dep
+--   flare run scripts/deploy.lua --action=delete --id=my-dep
+local run = flare.recipe{name = "deploy", config = {
+  action = "status", id = "flare-dev", base_model = "accounts/local/models/tiny-gpt",
+  prompt = "hello", n = 1, max_tokens = 16, temperature = 1.0, timeout_s = 600,
+}}
+local c = run.config
+local actions = {create = true, status = true, sample = true, ["scale-to-zero"] = true, delete = true}
+if not actions[c.action] then
+  flare.error{code = "config", message = "--action must be create, status, sample, scale-to-zero or delete"}
+end
+if run:plan{c.action .. " deployment " .. c.id} then return end
+
+local fw = run:connect()
+local mgr = fw.deployments
+
+local function show(info)
+  if not info then
+    print(c.id .. ": not found")
+    return
+  end
+  print(string.format("%s  state %s  replicas %s..%s  serving %s", info.deployment_id, tostring(info.state),
+    tostring(info.min_replica_count), tostring(info.max_replica_count), tostring(info.current_snapshot or "-")))
+end
+
+if c.action == "create" then
+  mgr:create_or_get{deployment_id = c.id, base_model = c.base_model, min_replica_count = 0,
+    max_replica_count = 1}
+  show(mgr:wait_for_ready(c.id, {timeout_s = c.timeout_s}) or mgr:get(c.id))
+elseif c.action == "status" then
+  show(mgr:get(c.id))
+elseif c.action == "sample" then
+  local info = mgr:get(c.id) or flare.error{code = "not_found", message = "no deployment " .. c.id}
+  local groups = fw:sampler{deployment = info}:sample{prompts = {c.prompt}, n = c.n,
+    max_tokens = c.max_tokens, temperature = c.temperature}
+  for i, s in ipairs(groups[1]) do
+    print(string.format("[%d] %q (%s, %d tokens)", i, s.text, s.finish_reason, #s.tokens))
+  end
+elseif c.action == "scale-to-zero" then
+  mgr:scale_to_zero(c.id)
+  show(mgr:get(c.id))
+elseif c.action == "delete" then
+  mgr:delete(c.id)
+  print(c.id .. ": deleted")
+end
