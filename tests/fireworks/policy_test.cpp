@@ -83,7 +83,7 @@ TEST_CASE("errors carry Retry-After, request ids and the scaling-up hint") {
 
 TEST_CASE("connections normalise URLs and pick the protocol's headers") {
   Connection c;
-  c.api_key = "k";
+  c.api_key = std::string(1, 'k');
   c.base_url = "http://127.0.0.1:8000//";
   c.normalise();
   CHECK(c.base_url == "http://127.0.0.1:8000");
