@@ -151,70 +151,86 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::vector<Row> rows;
-  // In-process baseline: the same engine, weights and workload, no HTTP.
-  {
-    const model::Config cfg = *model::builtin("tiny-gpt");
-    engine::Engine e(0);
-    e.set_model(std::make_shared<const model::Model>(cfg, model::init_weights(cfg)), "base");
-    for (int c : kLevels)
-      rows.push_back({"completion tokens/s (max_tokens " + std::to_string(opt.max_tokens) + ")", c,
-                      std::nullopt, engine_load(e, c, opt.seconds, opt.max_tokens), false});
-    rows.push_back({"1-token completions, requests/s", kWrkConnections, std::nullopt,
-                    engine_load(e, kWrkConnections, opt.wrk_seconds, 1), true});
-  }
+  // The in-process engine (same weights, same workload, no HTTP) and the server
+  // run side by side; each level measures one right after the other, so a
+  // change in the machine's load between levels affects both alike.
+  const model::Config cfg = *model::builtin("tiny-gpt");
+  engine::Engine local(0);
+  local.set_model(std::make_shared<const model::Model>(cfg, model::init_weights(cfg)), "base");
 
   std::string http_note;
+  std::unique_ptr<bench::FlareServer> srv;
+  std::string name;
   if (opt.in_process_only) {
     http_note = "HTTP part skipped (--in-process-only)";
   } else if (access(opt.flare_exe.c_str(), X_OK) != 0) {
     http_note = "HTTP part skipped: no executable at " + opt.flare_exe + " (build target flare)";
   } else {
     try {
-      bench::FlareServer srv(opt.flare_exe, random_key());
-      const std::string name =
-          srv.create_deployment("bench-serve", "accounts/local/models/tiny-gpt");
-      std::string error;
-      for (size_t k = 0; k < std::size(kLevels); ++k)
-        rows[k].http = http_load(srv, name, kLevels[k], opt.seconds, opt.max_tokens, &error);
-      const auto w = bench::run_wrk(srv.base_url() + "/inference/v1/completions", srv.api_key(),
+      srv = std::make_unique<bench::FlareServer>(opt.flare_exe, random_key());
+      name = srv->create_deployment("bench-serve", "accounts/local/models/tiny-gpt");
+    } catch (const std::exception& ex) {
+      http_note = std::string("HTTP part failed: ") + ex.what();
+      srv.reset();
+    }
+  }
+
+  std::vector<Row> rows;
+  std::string error;
+  for (int c : kLevels) {
+    Row row{"completion tokens/s (max_tokens " + std::to_string(opt.max_tokens) + ")", c,
+            std::nullopt, engine_load(local, c, opt.seconds, opt.max_tokens), false};
+    if (srv) row.http = http_load(*srv, name, c, opt.seconds, opt.max_tokens, &error);
+    rows.push_back(row);
+  }
+  Row one{"1-token completions, requests/s", kWrkConnections, std::nullopt,
+          engine_load(local, kWrkConnections, opt.wrk_seconds, 1), true};
+  if (srv) {
+    try {
+      const auto w = bench::run_wrk(srv->base_url() + "/inference/v1/completions", srv->api_key(),
                                     completion_body(name, 1, std::nullopt).dump(), kWrkConnections,
-                                    2, opt.wrk_seconds, srv.pid());
+                                    2, opt.wrk_seconds, srv->pid());
       bench::LoadResult as_load;
       as_load.requests = w.requests - w.non_2xx;
       as_load.failures = w.non_2xx + w.socket_errors;
       as_load.seconds = w.requests_per_second > 0 ? w.requests / w.requests_per_second : 0;
       as_load.cpu_seconds = w.cpu_seconds * (as_load.seconds / w.seconds);
-      rows.back().http = as_load;
-      rows.back().non_2xx = w.non_2xx;
-      if (!error.empty()) http_note = "first failed request: " + error;
+      one.http = as_load;
     } catch (const std::exception& ex) {
-      http_note = std::string("HTTP part failed: ") + ex.what();
+      http_note = std::string("wrk failed: ") + ex.what();
     }
   }
+  rows.push_back(one);
+  if (!error.empty()) http_note = "first failed request: " + error;
 
   std::printf(
       "\n## bench/serve — tiny-gpt, %u hardware threads, prompt %zu tokens, temperature 1\n\n",
       std::thread::hardware_concurrency(), std::strlen(kPrompt));
   std::printf(
       "| workload | concurrency | flare serve (HTTP) | engine in-process | HTTP / in-process | "
-      "server cores busy | engine cores busy | failed (HTTP) |\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+      "server cores busy | engine cores busy | HTTP / in-process per CPU-second | failed (HTTP) "
+      "|\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Row& r : rows) {
     auto rate = [&](const bench::LoadResult& l) {
       return r.requests_per_second ? l.requests_per_second() : l.tokens_per_second();
     };
     const double local = rate(r.local);
-    std::string http = "n/a", ratio = "n/a", server_cores = "n/a", failed = "n/a";
+    std::string http = "n/a", ratio = "n/a", server_cores = "n/a", failed = "n/a", per_cpu = "n/a";
     if (r.http) {
       http = fmt(rate(*r.http));
       ratio = local > 0 ? fmt(rate(*r.http) / local, "%.2fx") : "n/a";
       server_cores = fmt(r.http->cores_busy(), "%.2f");
       failed = std::to_string(r.http->failures);
+      // Work per CPU-second does not depend on how much CPU a shared machine lent us.
+      const double http_eff = r.http->cores_busy() > 0 ? rate(*r.http) / r.http->cores_busy() : 0;
+      const double local_eff = r.local.cores_busy() > 0 ? local / r.local.cores_busy() : 0;
+      if (local_eff > 0 && http_eff > 0) per_cpu = fmt(http_eff / local_eff, "%.2fx");
     }
-    std::printf("| %s | %d | %s | %s | %s | %s | %s | %s |\n", r.workload.c_str(), r.concurrency,
-                http.c_str(), fmt(local).c_str(), ratio.c_str(), server_cores.c_str(),
-                fmt(r.local.cores_busy(), "%.2f").c_str(), failed.c_str());
+    std::printf("| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", r.workload.c_str(),
+                r.concurrency, http.c_str(), fmt(local).c_str(), ratio.c_str(),
+                server_cores.c_str(), fmt(r.local.cores_busy(), "%.2f").c_str(), per_cpu.c_str(),
+                failed.c_str());
   }
   std::printf(
       "\n%d s per level (wrk: %d s, %d connections, 2 threads; in-process: %d closed-loop "
