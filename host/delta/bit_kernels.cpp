@@ -79,6 +79,31 @@ uint64_t change_masks_t(const std::byte* a, const std::byte* b, size_t elements,
   return total;
 }
 
+// 16-bit floats: exponent fields fit int16, so the loop vectorizes with SSE2.
+unsigned max_exponent_16(const std::byte* data, size_t n, ExponentField f) {
+  const int16_t all = static_cast<int16_t>((1 << f.bits) - 1);
+  int16_t top = 0;
+  for (size_t i = 0; i < n; ++i) {
+    int16_t e = static_cast<int16_t>((load<uint16_t>(data + 2 * i) >> f.shift) & all);
+    e = e == all ? 0 : e;
+    top = e > top ? e : top;
+  }
+  return static_cast<unsigned>(top);
+}
+
+void exponent_classes_16(const std::byte* data, size_t n, ExponentField f, unsigned top,
+                         unsigned width_shift, unsigned classes, uint8_t* cls) {
+  const int16_t all = static_cast<int16_t>((1 << f.bits) - 1);
+  const int16_t t = static_cast<int16_t>(top), last = static_cast<int16_t>(classes - 1);
+  for (size_t i = 0; i < n; ++i) {
+    int16_t e = static_cast<int16_t>((load<uint16_t>(data + 2 * i) >> f.shift) & all);
+    int16_t d = static_cast<int16_t>(t - e);
+    d = d < 0 ? 0 : d;
+    d = static_cast<int16_t>(d >> width_shift);
+    cls[i] = static_cast<uint8_t>(d > last ? last : d);
+  }
+}
+
 template <typename T>
 unsigned max_exponent_t(const std::byte* data, size_t n, ExponentField f) {
   const T all = static_cast<T>((T{1} << f.bits) - 1);
@@ -123,6 +148,7 @@ uint64_t change_masks(const std::byte* a, const std::byte* b, size_t elements, s
 
 unsigned max_exponent(const std::byte* data, size_t elements, size_t esize, ExponentField f) {
   if (f.bits == 0) return 0;
+  if (esize == 2) return max_exponent_16(data, elements, f);
   switch (esize) {
     case 1:
       return max_exponent_t<uint8_t>(data, elements, f);
@@ -137,6 +163,9 @@ unsigned max_exponent(const std::byte* data, size_t elements, size_t esize, Expo
 
 void exponent_classes(const std::byte* data, size_t elements, size_t esize, ExponentField f,
                       unsigned top, unsigned width, unsigned classes, uint8_t* cls) {
+  if (esize == 2 && (width & (width - 1)) == 0)
+    return exponent_classes_16(data, elements, f, top, static_cast<unsigned>(__builtin_ctz(width)),
+                               classes, cls);
   switch (esize) {
     case 1:
       return exponent_classes_t<uint8_t>(data, elements, f, top, width, classes, cls);
@@ -147,17 +176,6 @@ void exponent_classes(const std::byte* data, size_t elements, size_t esize, Expo
     default:
       return exponent_classes_t<uint64_t>(data, elements, f, top, width, classes, cls);
   }
-}
-
-uint64_t class_mask64(const uint8_t* cls, uint8_t k) {
-  const __m128i key = _mm_set1_epi8(static_cast<char>(k));
-  uint64_t m = 0;
-  for (int q = 0; q < 4; ++q) {
-    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cls) + q);
-    m |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, key))))
-         << (16 * q);
-  }
-  return m;
 }
 
 }  // namespace flare::delta

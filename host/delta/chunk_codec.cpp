@@ -133,17 +133,46 @@ T unzigzag_add(T base, T z) {
 }
 
 thread_local std::vector<uint64_t> t_masks;
-thread_local std::vector<uint8_t> t_classes;
 
 struct ClassSetup {
   unsigned classes = 1, width = 1, top = 0;
 };
 
-// Fills t_classes for `base` (padded with 0xff to a multiple of 64).
-void compute_classes(DType dtype, std::span<const std::byte> base, size_t n, const ClassSetup& s) {
-  t_classes.assign((n + 63) / 64 * 64, 0xff);
-  exponent_classes(base.data(), n, dtype_size(dtype), exponent_field(dtype), s.top, s.width,
-                   s.classes, t_classes.data());
+// Elements are visited in blocks small enough for the base, next and class
+// bytes of a block to stay in L1 while every class walks over it; walking the
+// whole chunk once per class would miss the cache at every changed element.
+constexpr size_t kBlockWords = 32;
+constexpr size_t kBlock = kBlockWords * 64;
+
+// Class bytes of elements [begin, begin + count) of `base` into cls, padded
+// with 0xff (no class) to a whole number of words.
+void block_classes(DType dtype, std::span<const std::byte> base, size_t begin, size_t count,
+                   const ClassSetup& s, uint8_t* cls) {
+  const size_t es = dtype_size(dtype);
+  exponent_classes(base.data() + begin * es, count, es, exponent_field(dtype), s.top, s.width,
+                   s.classes, cls);
+  std::memset(cls + count, 0xff, (count + 63) / 64 * 64 - count);
+}
+
+// Bits needed to number `classes` classes.
+inline unsigned plane_count(unsigned classes) {
+  unsigned nb = 0;
+  while ((1u << nb) < classes) ++nb;
+  return nb;
+}
+
+// Class planes of every word of a block (see class_planes64).
+struct BlockPlanes {
+  uint64_t p[kBlockWords][6];
+  void fill(const uint8_t* cls, size_t words, unsigned nb) {
+    for (size_t w = 0; w < words; ++w) class_planes64(cls + 64 * w, nb, p[w]);
+  }
+};
+
+// Mask of the valid elements of word w of a chunk of n elements.
+inline uint64_t valid_mask(size_t w, size_t n) {
+  const size_t rest = n - w * 64;
+  return rest >= 64 ? ~uint64_t{0} : (uint64_t{1} << rest) - 1;
 }
 
 // --- sparse: u8 classes, u8 width, u16 top, varint count per class, then per
@@ -159,33 +188,53 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
     s.classes = std::min(p.classes, 64u);
     s.width = std::clamp(p.class_width, 1u, 255u);
     s.top = max_exponent(base.data(), n, sizeof(T), f);
-    compute_classes(dtype, base, n, s);
   }
   const size_t words = (n + 63) / 64;
   const uint64_t* masks = t_masks.data();
   std::vector<std::vector<std::byte>> gaps(s.classes), planes(s.classes * sizeof(T));
-  std::vector<uint64_t> counts(s.classes, 0);
-  for (unsigned k = 0; k < s.classes; ++k) {
-    uint64_t seen = 0, next_rank = 0;
-    auto& g = gaps[k];
-    for (size_t w = 0; w < words; ++w) {
-      uint64_t member =
-          s.classes == 1 ? ~uint64_t{0} : class_mask64(&t_classes[w * 64], static_cast<uint8_t>(k));
-      uint64_t hits = member & masks[w];
-      while (hits) {
-        unsigned b = static_cast<unsigned>(__builtin_ctzll(hits));
-        hits &= hits - 1;
-        uint64_t rank =
-            seen + static_cast<uint64_t>(__builtin_popcountll(member & ((uint64_t{1} << b) - 1)));
-        put_varint(g, rank - next_rank);
-        next_rank = rank + 1;
-        size_t i = w * 64 + b;
-        T z = zigzag(load<T>(next.data() + i * sizeof(T)), load<T>(base.data() + i * sizeof(T)));
-        for (size_t q = 0; q < sizeof(T); ++q)
-          planes[k * sizeof(T) + q].push_back(static_cast<std::byte>((z >> (8 * q)) & 0xff));
-        ++counts[k];
+  std::vector<uint64_t> counts(s.classes, 0), seen(s.classes, 0), next_rank(s.classes, 0);
+  const unsigned nb = plane_count(s.classes);
+  uint8_t cls[kBlock];
+  BlockPlanes planes_of;
+  for (size_t w0 = 0; w0 < words; w0 += kBlockWords) {
+    const size_t w1 = std::min(words, w0 + kBlockWords);
+    // The changed elements of this block are read at random below: fetch the
+    // next block's lines ahead so those reads hit the cache.
+    for (size_t off = w1 * 64 * sizeof(T); off < std::min(n, w1 * 64 + kBlock) * sizeof(T);
+         off += 64) {
+      __builtin_prefetch(next.data() + off);
+      __builtin_prefetch(base.data() + off);
+    }
+    bool any = false;
+    for (size_t w = w0; w < w1; ++w) any |= masks[w] != 0;
+    if (!any && s.classes == 1) continue;
+    if (s.classes > 1) {
+      block_classes(dtype, base, w0 * 64, std::min(n - w0 * 64, kBlock), s, cls);
+      planes_of.fill(cls, w1 - w0, nb);
+    }
+    for (unsigned k = 0; k < s.classes; ++k) {
+      auto& g = gaps[k];
+      for (size_t w = w0; w < w1; ++w) {
+        uint64_t member = s.classes == 1 ? ~uint64_t{0} : class_member(planes_of.p[w - w0], nb, k);
+        if (w + 1 == words) member &= valid_mask(w, n);
+        uint64_t hits = member & masks[w];
+        while (hits) {
+          const unsigned b = static_cast<unsigned>(__builtin_ctzll(hits));
+          hits &= hits - 1;
+          const uint64_t rank =
+              seen[k] +
+              static_cast<uint64_t>(__builtin_popcountll(member & ((uint64_t{1} << b) - 1)));
+          put_varint(g, rank - next_rank[k]);
+          next_rank[k] = rank + 1;
+          const size_t i = w * 64 + b;
+          const T z =
+              zigzag(load<T>(next.data() + i * sizeof(T)), load<T>(base.data() + i * sizeof(T)));
+          for (size_t q = 0; q < sizeof(T); ++q)
+            planes[k * sizeof(T) + q].push_back(static_cast<std::byte>((z >> (8 * q)) & 0xff));
+          ++counts[k];
+        }
+        seen[k] += static_cast<uint64_t>(__builtin_popcountll(member));
       }
-      seen += static_cast<uint64_t>(__builtin_popcountll(member));
     }
   }
   std::vector<std::byte> out;
@@ -202,6 +251,14 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   return out;
 }
 
+// Decoding state of one class: its decoded streams and the next change.
+struct ClassCursor {
+  uint64_t count = 0, done = 0, target = 0, seen = 0;
+  size_t gap_pos = 0;
+  std::vector<std::byte> gaps;
+  std::vector<std::byte> planes[8];
+};
+
 template <typename T>
 uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<const std::byte> base,
                        std::span<std::byte> out, size_t n) {
@@ -217,61 +274,77 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   if (s.top >= (1u << std::max(f.bits, 1u)))
     corrupt("sparse chunk has invalid top exponent " + std::to_string(s.top));
   size_t pos = 4;
-  std::vector<uint64_t> counts(s.classes);
+  thread_local std::vector<ClassCursor> cursors;
+  if (cursors.size() < s.classes) cursors.resize(s.classes);
   uint64_t total = 0;
-  for (auto& c : counts) {
+  for (unsigned k = 0; k < s.classes; ++k) {
     auto v = get_varint(in, pos);
     if (!v) corrupt("sparse chunk class counts are truncated");
     if (*v > n - total) corrupt("sparse chunk claims more changes than elements");
-    c = *v;
-    total += c;
+    cursors[k].count = *v;
+    total += *v;
   }
-  if (s.classes > 1) compute_classes(dtype, base, n, s);
-  std::memcpy(out.data(), base.data(), n * sizeof(T));
-  thread_local std::vector<std::byte> gap_buf, plane_buf[8];
-  const size_t words = (n + 63) / 64;
+  auto next_gap = [&](ClassCursor& c) -> uint64_t {
+    auto g = get_varint(c.gaps, c.gap_pos);
+    if (!g || *g >= n) corrupt("gap stream is corrupt");
+    return *g;
+  };
   for (unsigned k = 0; k < s.classes; ++k) {
-    const uint64_t count = counts[k];
-    if (!count) continue;
-    get_stream(in, pos, count * 10, gap_buf, "gap");
+    ClassCursor& c = cursors[k];
+    c.done = c.seen = 0;
+    c.gap_pos = 0;
+    if (!c.count) continue;
+    get_stream(in, pos, c.count * 10, c.gaps, "gap");
     for (size_t q = 0; q < sizeof(T); ++q) {
-      get_stream(in, pos, count, plane_buf[q], "value plane");
-      if (plane_buf[q].size() != count) corrupt("value plane has the wrong length");
+      get_stream(in, pos, c.count, c.planes[q], "value plane");
+      if (c.planes[q].size() != c.count) corrupt("value plane has the wrong length");
     }
-    size_t gpos = 0;
-    uint64_t done = 0, seen = 0;
-    auto next_target = [&]() -> uint64_t {
-      auto g = get_varint(gap_buf, gpos);
-      if (!g || *g >= n) corrupt("gap stream is corrupt");
-      return *g;
-    };
-    uint64_t target = next_target();  // rank within the class of the next change
-    for (size_t w = 0; w < words && done < count; ++w) {
-      uint64_t member =
-          s.classes == 1
-              ? (w + 1 < words || n % 64 == 0 ? ~uint64_t{0} : (uint64_t{1} << (n % 64)) - 1)
-              : class_mask64(&t_classes[w * 64], static_cast<uint8_t>(k));
-      const uint64_t pop = static_cast<uint64_t>(__builtin_popcountll(member));
-      uint64_t consumed = 0;  // members of this word already skipped
-      while (done < count && target < seen + pop) {
-        for (uint64_t skip = target - seen - consumed; skip; --skip) member &= member - 1;
-        consumed = target - seen;
-        const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(member));
-        member &= member - 1;
-        ++consumed;
-        T z = 0;
-        for (size_t q = 0; q < sizeof(T); ++q)
-          z |= static_cast<T>(std::to_integer<T>(plane_buf[q][done]) << (8 * q));
-        store<T>(out.data() + i * sizeof(T), unzigzag_add(load<T>(base.data() + i * sizeof(T)), z));
-        if (++done < count) target = target + 1 + next_target();
-      }
-      seen += pop;
-    }
-    if (done != count) corrupt("gap stream points past the end of the chunk");
-    if (gpos != gap_buf.size()) corrupt("gap stream has trailing bytes");
+    c.target = next_gap(c);
   }
   if (pos != in.size())
     corrupt("sparse chunk has " + std::to_string(in.size() - pos) + " trailing bytes");
+
+  const size_t words = (n + 63) / 64;
+  const unsigned nb = plane_count(s.classes);
+  uint8_t cls[kBlock];
+  BlockPlanes planes_of;
+  for (size_t w0 = 0; w0 < words; w0 += kBlockWords) {
+    const size_t w1 = std::min(words, w0 + kBlockWords);
+    const size_t begin = w0 * 64, count = std::min(n - begin, kBlock);
+    std::memcpy(out.data() + begin * sizeof(T), base.data() + begin * sizeof(T), count * sizeof(T));
+    if (s.classes > 1) {
+      block_classes(dtype, base, begin, count, s, cls);
+      planes_of.fill(cls, w1 - w0, nb);
+    }
+    for (unsigned k = 0; k < s.classes; ++k) {
+      ClassCursor& c = cursors[k];
+      if (c.done == c.count) continue;
+      for (size_t w = w0; w < w1 && c.done < c.count; ++w) {
+        uint64_t member = s.classes == 1 ? ~uint64_t{0} : class_member(planes_of.p[w - w0], nb, k);
+        if (w + 1 == words) member &= valid_mask(w, n);
+        const uint64_t pop = static_cast<uint64_t>(__builtin_popcountll(member));
+        uint64_t consumed = 0;  // members of this word already dropped from `member`
+        while (c.done < c.count && c.target < c.seen + pop) {
+          for (uint64_t skip = c.target - c.seen - consumed; skip; --skip) member &= member - 1;
+          consumed = c.target - c.seen + 1;
+          const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(member));
+          member &= member - 1;
+          T z = 0;
+          for (size_t q = 0; q < sizeof(T); ++q)
+            z |= static_cast<T>(std::to_integer<T>(c.planes[q][c.done]) << (8 * q));
+          store<T>(out.data() + i * sizeof(T),
+                   unzigzag_add(load<T>(base.data() + i * sizeof(T)), z));
+          if (++c.done < c.count) c.target = c.target + 1 + next_gap(c);
+        }
+        c.seen += pop;
+      }
+    }
+  }
+  for (unsigned k = 0; k < s.classes; ++k) {
+    if (cursors[k].done != cursors[k].count) corrupt("gap stream points past the end of the chunk");
+    if (cursors[k].count && cursors[k].gap_pos != cursors[k].gaps.size())
+      corrupt("gap stream has trailing bytes");
+  }
   return total;
 }
 

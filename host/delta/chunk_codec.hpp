@@ -14,8 +14,8 @@ namespace flare::delta {
 
 struct ChunkParams {
   int zstd_level = 3;
-  unsigned classes = 12;     // exponent classes for sparse positions (1 = no context)
-  unsigned class_width = 1;  // exponent values per class
+  unsigned classes = 6;      // exponent classes for sparse positions (1 = no context)
+  unsigned class_width = 2;  // exponent values per class
 };
 
 struct EncodedChunk {

@@ -113,6 +113,12 @@ Encoded encode_core(std::span<const TensorView> base_in, std::span<const TensorV
 
   ChunkParams params;
   params.zstd_level = opts.zstd_level;
+  if (opts.context_classes < 1 || opts.context_classes > 64)
+    throw Error("invalid_argument", "context_classes must be in [1, 64]");
+  params.classes = opts.context_classes;
+  if (opts.class_width < 1 || opts.class_width > 255)
+    throw Error("invalid_argument", "class_width must be in [1, 255]");
+  params.class_width = opts.class_width;
   std::vector<std::vector<std::byte>> payloads(jobs.size());
   std::vector<uint32_t> payload_adlers(jobs.size());
   parallel_for(jobs.size(), opts.threads, [&](size_t j) {

@@ -30,6 +30,11 @@ struct EncodeOptions {
   unsigned threads = 0;               // 0 = all cores
   uint64_t chunk_elements = 1 << 20;  // elements per independently coded chunk
   std::string base_identity;          // recorded in the delta (e.g. the base snapshot's name)
+  // Exponent classes used as context for sparse chunks (1..64; 1 = no context)
+  // and exponent values per class: more classes code training steps smaller,
+  // fewer decode faster.
+  unsigned context_classes = 6;
+  unsigned class_width = 2;
 };
 
 struct ApplyOptions {

@@ -223,3 +223,31 @@ TEST_CASE("files: encode, inspect, apply and verify") {
       doctest::Contains("verify:"), flare::Error);
   CHECK(dir.file_count() == 4);  // no temporary files left behind
 }
+
+TEST_CASE("every exponent-class setting round-trips; context makes training steps smaller") {
+  auto [a, b] = bf16_step(1 << 17, 1e-6, 21);
+  Tensor f32 = random_tensor("w", DType::F32, {5000}, 22), f32b = perturb(f32, 0.3, 23);
+  size_t without_context = 0, with_context = 0;
+  for (unsigned k : {1u, 2u, 6u, 12u, 64u}) {
+    for (unsigned w : {1u, 2u, 3u}) {
+      CAPTURE(k);
+      CAPTURE(w);
+      EncodeOptions o;
+      o.context_classes = k;
+      o.class_width = w;
+      auto d = encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, o);
+      check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, d).tensors, {b});
+      auto d32 =
+          encode(std::vector<TensorView>{f32.view()}, std::vector<TensorView>{f32b.view()}, {}, o);
+      check_same(flare::delta::apply(std::vector<TensorView>{f32.view()}, d32).tensors, {f32b});
+      if (k == 1 && w == 1) without_context = d.size();
+      if (k == 6 && w == 2) with_context = d.size();
+    }
+  }
+  CHECK(with_context < without_context);
+  EncodeOptions bad;
+  bad.context_classes = 0;
+  CHECK_THROWS_WITH_AS(
+      encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, bad),
+      doctest::Contains("context_classes must be in [1, 64]"), flare::Error);
+}
