@@ -125,6 +125,7 @@ function M:_probe(id)
     accept = {400, 404, 408, 425, 429, 500, 502, 503, 504}, timeout_s = 30,
     what = "probe deployment " .. self:_name(id),
   })
+  if not ok and type(r) == "table" and r.code == "interrupted" then error(r, 0) end
   return ok and r.status == 200
 end
 
