@@ -78,6 +78,16 @@ describe("flare.repl.pretty objects", function()
     assert.equal("{DeploymentInfo(d1, READY)}", pretty.format({ info }))
   end)
 
+  it("summarises a DeploymentInfo table on one line, also inside lists", function()
+    local info = { deployment_id = "demo", state = "READY", base_model = "accounts/local/models/tiny-gpt",
+      inference_model = "accounts/local/deployments/demo", min_replica_count = 0, max_replica_count = 1,
+      hot_load_bucket_url = "file:///b/" }
+    local line = "<DeploymentInfo demo READY base=accounts/local/models/tiny-gpt replicas=0..1>"
+    assert.equal(line, pretty.format(info))
+    assert.equal("{" .. line .. ", " .. line .. "}", pretty.format({ info, info }, { width = 200 }))
+    assert.equal('{deployment_id = "x", state = "READY"}', pretty.format({ deployment_id = "x", state = "READY" }))
+  end)
+
   it("prefers __repr to __tostring", function()
     local v = setmetatable({}, { __repr = function() return "repr" end, __tostring = function() return "str" end })
     assert.equal("repr", pretty.format(v))

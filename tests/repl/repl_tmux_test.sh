@@ -241,8 +241,9 @@ case "$SCENARIO" in
     wait_for '^flare> info = fw\.deployments:get\("probe-beta$' "the completed id"
     line '")'
     wait_prompt 30
-    line 'info.deployment_id'
-    wait_for '^"probe-beta"$' "the deployment fetched by the completed id"
+    line 'info'
+    wait_for '^<DeploymentInfo probe-beta [A-Z_]+ base=accounts/local/models/tiny-gpt replicas=0\.\.1>$' \
+      "the one-line DeploymentInfo of the deployment fetched by the completed id"
     line 'fw.deployments:wait_for_ready("probe-alpha", {timeout_s = 600, poll_interval_s = 1, quiet = true})'
     sleep 1
     key C-c

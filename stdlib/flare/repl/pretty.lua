@@ -13,7 +13,8 @@
 -- metatable has __repr (a function returning a string), __tostring, or a
 -- __name prints as one line: that is how DeploymentInfo, futures and error
 -- tables show up. A __name summary lists up to four scalar fields: those named
--- in the metatable's __fields, else ids and names first, then state.
+-- in the metatable's __fields, else ids and names first, then state. Plain
+-- tables of a known shape (DeploymentInfo) go through M.summarizers.
 local M = {}
 
 local colors = {
@@ -114,11 +115,38 @@ local function summary_keys(v, mt)
   return keys
 end
 
+-- Plain tables recognised by their shape: functions(v) -> one-line string or
+-- nil, tried in order. Modules may add their own.
+M.summarizers = {
+  -- DeploymentInfo from fw.deployments:get/list/create_or_get.
+  function(v)
+    local id, state = rawget(v, "deployment_id"), rawget(v, "state")
+    if type(id) ~= "string" or type(state) ~= "string" or rawget(v, "inference_model") == nil then
+      return nil
+    end
+    local parts = { "DeploymentInfo " .. id .. " " .. state }
+    local base = rawget(v, "base_model")
+    if type(base) == "string" then parts[#parts + 1] = "base=" .. base end
+    local lo, hi = rawget(v, "min_replica_count"), rawget(v, "max_replica_count")
+    if type(lo) == "number" and type(hi) == "number" then
+      parts[#parts + 1] = string.format("replicas=%d..%d", lo, hi)
+    end
+    return "<" .. table.concat(parts, " ") .. ">"
+  end,
+}
+
 -- The summary of an object-like value, or nil for plain tables and scalars.
 function M.summary(v)
   local t = type(v)
   if t ~= "table" and t ~= "userdata" then return nil end
   local mt = getmetatable(v)
+  if t == "table" and mt == nil then
+    for _, summarize in ipairs(M.summarizers) do
+      local ok, s = pcall(summarize, v)
+      if ok and type(s) == "string" then return s end
+    end
+    return nil
+  end
   if type(mt) ~= "table" then return nil end
   local repr = rawget(mt, "__repr")
   if type(repr) == "function" then
