@@ -4,6 +4,7 @@
 // Run (about two minutes on 2 cores, needs ~8 GB of RAM and of /tmp):
 //   cmake --build build-delta --target bench_delta && build-delta/bench/delta/bench_delta
 // Options: --params N (default 268435456), --dir DIR (default /tmp), --quick (32M params).
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -11,6 +12,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -27,6 +29,13 @@ namespace fs = std::filesystem;
 using namespace flare;
 
 namespace {
+
+double cpu_seconds() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
 
 double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -61,7 +70,7 @@ size_t zstd_patch_from(const std::string& base, const std::string& next, const s
 
 // Runs apply_files in a fresh process so its peak RSS is its own.
 struct ChildApply {
-  double seconds = 0;
+  double seconds = 0, cpu = 0;
   long max_rss_kb = 0;
 };
 ChildApply apply_in_child(const std::string& base, const std::string& delta,
@@ -85,14 +94,14 @@ ChildApply apply_in_child(const std::string& base, const std::string& delta,
   if (n <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     throw std::runtime_error("apply child failed");
   ChildApply r;
-  std::sscanf(buf, "%lf %ld", &r.seconds, &r.max_rss_kb);
+  std::sscanf(buf, "%lf %lf %ld", &r.seconds, &r.cpu, &r.max_rss_kb);
   return r;
 }
 
 int apply_child(const char* base, const char* delta, const char* out) {
-  double t0 = now();
+  double t0 = now(), c0 = cpu_seconds();
   delta::apply_files(base, delta, out);
-  double t = now() - t0;
+  double t = now() - t0, c = cpu_seconds() - c0;
   // VmHWM belongs to this address space; ru_maxrss would carry the forking parent's peak.
   long hwm_kb = 0;
   if (FILE* f = std::fopen("/proc/self/status", "r")) {
@@ -101,7 +110,7 @@ int apply_child(const char* base, const char* delta, const char* out) {
       if (std::sscanf(line, "VmHWM: %ld kB", &hwm_kb) == 1) break;
     std::fclose(f);
   }
-  std::printf("%.6f %ld\n", t, hwm_kb);
+  std::printf("%.6f %.6f %ld\n", t, c, hwm_kb);
   return 0;
 }
 
@@ -145,9 +154,9 @@ void run_scenario(const Scenario& s, const std::vector<float>& master,
   stepped = {};
   const double next_bytes = static_cast<double>(fs::file_size(next));
 
-  double t0 = now();
+  double t0 = now(), c0 = cpu_seconds();
   delta::DeltaInfo info = delta::encode_files(base, next, diff);
-  double enc_s = now() - t0;
+  double enc_s = now() - t0, enc_cpu = cpu_seconds() - c0;
   ChildApply ap = apply_in_child(base, diff, out);
   if (slurp(out) != slurp(next))
     throw std::runtime_error("apply output differs from the new checkpoint");
@@ -169,10 +178,12 @@ void run_scenario(const Scenario& s, const std::vector<float>& master,
   size_t pf = zstd_patch_from(base, next, patch);
   const double fsize = static_cast<double>(fs::file_size(diff));
   std::printf(
-      "| %s | %.2f%% | **%.1f×** | %.2f | %.2f | %.0f MB | %.2f× | %.2f× | %.1f× | %.2f |\n",
+      "| %s | %.2f%% | **%.1f×** | %.2f (%.2f) | %.2f (%.2f) | %.0f MB | %.2f× | %.2f× | %.1f× | "
+      "%.2f |\n",
       s.label, 100.0 * changed / elements, next_bytes / fsize, next_bytes / enc_s / 1e9,
-      next_bytes / ap.seconds / 1e9, ap.max_rss_kb / 1024.0, next_bytes / z, next_bytes / pf,
-      next_bytes / xz, next_bytes / z_s / 1e9);
+      next_bytes / enc_cpu / 1e9, next_bytes / ap.seconds / 1e9, next_bytes / ap.cpu / 1e9,
+      ap.max_rss_kb / 1024.0, next_bytes / z, next_bytes / pf, next_bytes / xz,
+      next_bytes / z_s / 1e9);
   std::fflush(stdout);
   for (const auto& p : {base, next, diff, out}) fs::remove(p);
 }
@@ -240,6 +251,9 @@ int main(int argc, char** argv) {
   std::printf(
       "synthetic checkpoint: %llu parameters in %zu tensors, Gaussian sigma 0.02 (fp32 master)\n\n",
       static_cast<unsigned long long>(total), layout.size());
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) < 1) load[0] = -1;
+  std::printf("load average at start: %.2f; in parentheses: GB per CPU-second used\n\n", load[0]);
   std::printf(
       "| checkpoint pair | changed | flare ratio | flare encode GB/s | flare apply+verify GB/s | "
       "apply peak RSS | zstd -3 | zstd -3 --patch-from | dense XOR + zstd -3 | zstd -3 GB/s |\n");
