@@ -31,7 +31,7 @@ end
 if c.action == "create" then
   mgr:create_or_get{deployment_id = c.id, base_model = c.base_model, min_replica_count = 0,
     max_replica_count = 1}
-  show(mgr:wait_for_ready(c.id, {timeout_s = c.timeout_s}) or mgr:get(c.id))
+  show(mgr:wait_for_ready(c.id, {timeout_s = c.timeout_s, poll_interval_s = fw.backend == "emulator" and 0.25 or nil}))
 elseif c.action == "status" then
   show(mgr:get(c.id))
 elseif c.action == "sample" then
