@@ -5,6 +5,8 @@
 --   flare run scripts/grpo.lua --steps=100 --task=addition --group-size=16 --max-tokens=8
 --   flare run scripts/grpo.lua --async               # sample step k+1 while step k trains
 --   flare run scripts/grpo.lua --resume              # continue the last run after its last checkpoint
+-- Resuming needs the emulator's state to outlive the process: set FLARE_EMULATOR_STATE_DIR
+-- (or FLARE_EMULATOR_URL for a running `flare serve`).
 local grpo = flare.grpo
 
 local run = flare.recipe{name = "grpo", config = {

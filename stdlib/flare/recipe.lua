@@ -273,7 +273,7 @@ function Run:progress_text(step)
   local rate = self.steps_done > 0 and self.steps_done / elapsed or 0
   if not total then return string.format("step %d  %.2f step/s", step, rate) end
   local width = 24
-  local done = math.min(width, math.floor(width * step / total))
+  local done = math.max(0, math.min(width, math.floor(width * step / total)))
   local eta = rate > 0 and (total - step) / rate or 0
   return string.format("[%s%s] %d/%d %.2f step/s ETA %s", string.rep("#", done),
     string.rep("-", width - done), step, total, rate, fmt_duration(eta))
@@ -310,6 +310,9 @@ function Run:steps()
   local step = self.start_step - 1
   local last = self.total_steps or math.huge
   return function()
+    if step == self.start_step - 1 then
+      self.started, self.steps_done = flare.clock(), 0  -- rate and ETA count loop time only
+    end
     step = step + 1
     if step > last then
       if self.is_tty then io.stderr:write("\r\27[K") end
