@@ -111,13 +111,16 @@ void Engine::Impl::worker_loop() {
   std::vector<float> logits;
   std::vector<Sequence*> batch;
   Wakeups wake;
+  bool prefilled_last = false;
   for (;;) {
     std::shared_ptr<Request> to_prefill;
     batch.clear();
     {
       std::unique_lock lk(mu);
       work_cv.wait(lk, [&] { return stopping || !pending.empty() || !ready.empty(); });
-      if (!pending.empty()) {
+      // New requests first (they join the next step), but never two prefills
+      // in a row while sequences wait for a step: arrivals cannot starve decoding.
+      if (!pending.empty() && (!prefilled_last || ready.empty())) {
         to_prefill = std::move(pending.front());
         pending.pop_front();
       } else if (!ready.empty()) {
@@ -139,6 +142,7 @@ void Engine::Impl::worker_loop() {
         return;  // stopping and nothing left to do
       }
     }
+    prefilled_last = static_cast<bool>(to_prefill);
     if (to_prefill) {
       prefill(to_prefill, dist, wake);
       to_prefill.reset();
