@@ -123,3 +123,13 @@ describe("flare", function()
     assert.matches("flare: interrupted\n130\n$", text)
   end)
 end)
+
+describe("flare.wait_all", function()
+  it("returns the results of several futures in order", function()
+    local function future(v) return {wait = function() return v end} end
+    assert.same({1, "two", 3}, flare.wait_all({future(1), future("two"), future(3)}))
+  end)
+  it("names a bad handle", function()
+    assert.error_matches(function() flare.wait_all({42}) end, "handles%[1%] is a number")
+  end)
+end)
