@@ -121,8 +121,9 @@ void Emulator::start() {
 
   m.server = std::make_unique<httplib::Server>();
   m.server->new_task_queue = [] { return new httplib::ThreadPool(128); };
+  m.server->set_tcp_nodelay(true);  // else each keep-alive answer waits for a delayed ACK
   m.server->set_keep_alive_max_count(10000);
-  m.server->set_keep_alive_timeout(30);
+  m.server->set_keep_alive_timeout(5);  // stop() waits this long for an idle client connection
   m.server->set_read_timeout(60);
   m.server->set_write_timeout(60);
   m.server->set_payload_max_length(512ull << 20);
