@@ -16,7 +16,8 @@ using namespace flare::delta;
 namespace {
 
 uint32_t zadler(const std::byte* p, size_t n) {
-  return static_cast<uint32_t>(::adler32(1, reinterpret_cast<const Bytef*>(p), static_cast<uInt>(n)));
+  return static_cast<uint32_t>(
+      ::adler32(1, reinterpret_cast<const Bytef*>(p), static_cast<uInt>(n)));
 }
 void put(std::vector<std::byte>& b, size_t at, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) b[at + i] = static_cast<std::byte>((v >> (8 * i)) & 0xff);

@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (g.tensors().size() != tensors.size() || g.metadata() != meta) std::abort();
     for (const auto& t : tensors) {
       const TensorView& u = g.at(t.name);
-      if (u.dtype != t.dtype || u.shape != t.shape || !std::equal(u.data.begin(), u.data.end(), t.data.begin(), t.data.end()))
+      if (u.dtype != t.dtype || u.shape != t.shape ||
+          !std::equal(u.data.begin(), u.data.end(), t.data.begin(), t.data.end()))
         std::abort();
     }
   } catch (const std::exception&) {

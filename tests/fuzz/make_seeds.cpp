@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < nexts.size(); ++i)
     write(dir + "/delta/seed" + std::to_string(i) + ".delta",
           encode(fuzz::views_of(base), fuzz::views_of(nexts[i]), {{"step", std::to_string(i)}}, o));
-  write(dir + "/safetensors/base.safetensors", serialize_safetensors(fuzz::views_of(base), {{"k", "v"}}));
+  write(dir + "/safetensors/base.safetensors",
+        serialize_safetensors(fuzz::views_of(base), {{"k", "v"}}));
   write(dir + "/safetensors/next.safetensors", serialize_safetensors(fuzz::views_of(nexts[2])));
   write(dir + "/safetensors/empty.safetensors", serialize_safetensors({}));
   return 0;

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (-fsanitize=fuzzer,address,undefined)
 # into build-fuzz/ and runs each for a bounded time (FUZZ_SECONDS each, default
-# 25; under 60 s in all). Exits non-zero when a target finds a crash.
+# 22; under 60 s in all). Exits non-zero when a target finds a crash.
 #   bash tests/fuzz/run.sh            build + run
 #   bash tests/fuzz/run.sh --seeds    also regenerate the committed seed corpus
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$root/build-fuzz"
-seconds="${FUZZ_SECONDS:-25}"
+seconds="${FUZZ_SECONDS:-22}"
 mkdir -p "$out/obj"
 CXX="${FUZZ_CXX:-clang++}"
 flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
