@@ -83,6 +83,7 @@ int l_connection(lua_State* L) {
   conn->hotload_api_url = opt_string(L, 1, "hotload_api_url", who).value_or("");
   if (auto v = opt_number(L, 1, "timeout_s", who)) conn->timeout_s = *v;
   if (auto v = opt_number(L, 1, "connect_timeout_s", who)) conn->connect_timeout_s = *v;
+  if (auto v = opt_bool(L, 1, "verify_ssl", who)) conn->verify_ssl = *v ? 1 : 0;
   lua_getfield(L, 1, "additional_headers");
   if (lua_istable(L, -1)) {
     lua_pushnil(L);

@@ -81,6 +81,10 @@ void Connection::add_headers(net::Headers& headers, Plane plane, bool json_body)
   for (const auto& [name, value] : additional_headers) headers.add(name, value);
 }
 
+bool Connection::verify_tls(Plane plane) const {
+  return verify_ssl < 0 ? default_verify_ssl(url_of(plane)) : verify_ssl != 0;
+}
+
 bool default_verify_ssl(std::string_view url) {
   if (!url.starts_with("https://")) return false;
   return !is_ip_literal(host_of(url));

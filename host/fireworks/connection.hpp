@@ -26,6 +26,7 @@ struct Connection {
   std::vector<std::pair<std::string, std::string>> additional_headers;
   double timeout_s = 60;
   double connect_timeout_s = 10;
+  int verify_ssl = -1;  // -1 = the protocol's default for each URL (default_verify_ssl), else 0/1
 
   // Strips trailing slashes and fills the defaulted URLs; throws flare::Error
   // "invalid_argument" naming the field when a URL is not http(s)://host.
@@ -33,6 +34,7 @@ struct Connection {
   const std::string& url_of(Plane plane) const;
   // The protocol's headers for `plane`, then additional_headers.
   void add_headers(net::Headers& headers, Plane plane, bool json_body) const;
+  bool verify_tls(Plane plane) const;
 };
 
 // TLS verification default: on for https URLs whose host is a name; off for

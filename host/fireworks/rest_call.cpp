@@ -37,6 +37,7 @@ void RestCall::send() {
   r.timeout_s = request_.timeout_s > 0 ? request_.timeout_s : conn_->timeout_s;
   r.connect_timeout_s = conn_->connect_timeout_s;
   conn_->add_headers(r.headers, request_.plane, !request_.body.empty());
+  r.verify_tls = conn_->verify_tls(request_.plane);
   for (const auto& [name, value] : request_.headers) r.headers.add(name, value);
   r.headers.add("x-request-id", request_id_);
   auto keep = shared_from_this();

@@ -128,6 +128,7 @@ void Sampler::send(const std::shared_ptr<SampleBatch>& batch, std::size_t index)
   r.timeout_s = options_.timeout_s;
   r.connect_timeout_s = conn_->connect_timeout_s;
   conn_->add_headers(r.headers, Plane::Inference, true);
+  r.verify_tls = conn_->verify_tls(Plane::Inference);
   r.headers.add("x-request-id", batch->id_prefix_ + std::to_string(index));
   ++item.attempts;
   ++stats_.requests;

@@ -170,6 +170,8 @@ struct HttpClient::Impl {
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, to_ms(r.timeout_s));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_ms(r.connect_timeout_s));
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, r.verify_tls ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, r.verify_tls ? 2L : 0L);
 
     bool has_body =
         !r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH";

@@ -39,6 +39,7 @@ struct Request {
   std::string body;
   double timeout_s = 60;          // whole transfer; 0 = no limit
   double connect_timeout_s = 10;  // 0 = libcurl's default
+  bool verify_tls = true;         // check the server's certificate and host name (https)
 };
 
 struct Response {

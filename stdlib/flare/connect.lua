@@ -122,7 +122,7 @@ local function connect(opts)
   end
   local conn = native.connection{api_key = key or "", base_url = base, inference_url = inference,
     hotload_api_url = hotload, additional_headers = opts.additional_headers, timeout_s = opts.timeout_s,
-    connect_timeout_s = opts.connect_timeout_s}
+    connect_timeout_s = opts.connect_timeout_s, verify_ssl = opts.verify_ssl}
   local verify = opts.verify_ssl
   if verify == nil then verify = native.default_verify_ssl(base) end
   local fw = setmetatable({

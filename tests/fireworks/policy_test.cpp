@@ -102,3 +102,17 @@ TEST_CASE("connections normalise URLs and pick the protocol's headers") {
   CHECK_FALSE(default_verify_ssl("https://127.0.0.1"));
   CHECK_FALSE(default_verify_ssl("http://api.fireworks.ai"));
 }
+
+TEST_CASE("TLS verification follows each plane's URL unless verify_ssl overrides it") {
+  Connection c;
+  c.base_url = "https://api.fireworks.ai";
+  c.inference_url = "http://127.0.0.1:8080";
+  c.normalise();
+  CHECK(c.verify_tls(Plane::Control));
+  CHECK_FALSE(c.verify_tls(Plane::Inference));
+  CHECK(c.verify_tls(Plane::Hotload));
+  c.verify_ssl = 0;
+  CHECK_FALSE(c.verify_tls(Plane::Control));
+  c.verify_ssl = 1;
+  CHECK(c.verify_tls(Plane::Inference));
+}
