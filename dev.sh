@@ -53,7 +53,7 @@ run_tests() {
   (cd build && ctest --output-on-failure -j"$JOBS" --timeout 600) 2>&1 | tee "$log_dir/release.txt" || status=1
 
   echo "== ctest (AddressSanitizer + UBSan: unit tests of the core libraries)"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLARE_SANITIZE=ON >/dev/null
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-O1 -DFLARE_SANITIZE=ON >/dev/null
   cmake --build build-asan -j"$JOBS" --target unit_tests
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -L unit -LE slow -j"$JOBS" --timeout 900) 2>&1 | tee "$log_dir/asan.txt" || status=1
