@@ -81,8 +81,7 @@ int l_error(lua_State* L) {
   lua_getfield(L, 1, "request_id");
   std::string request_id = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
   lua_pop(L, 5);
-  push_error_table(L, flare::Error(code, message, status, retryable, request_id));
-  return lua_error(L);
+  throw flare::Error(code, message, status, retryable, request_id);  // the boundary raises it
 }
 
 // flare.__index: registered C modules and stdlib modules load on first use.
