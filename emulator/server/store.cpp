@@ -57,6 +57,26 @@ class Stmt {
   sqlite3_stmt* st_ = nullptr;
 };
 
+// Columns 0..7 of both tables, in this order.
+constexpr const char* kResourceColumns =
+    "id, spec, state, message, create_time, update_time, deadline, bucket_dir";
+
+void read_resource(Stmt& st, ResourceRow& r) {
+  r.id = st.text(0);
+  r.spec = st.text(1);
+  r.state = st.text(2);
+  r.message = st.text(3);
+  r.create_time = st.real(4);
+  r.update_time = st.real(5);
+  r.deadline = st.real(6);
+  r.bucket_dir = st.text(7);
+}
+
+void bind_resource(Stmt& st, const ResourceRow& r) {
+  st.bind(1, r.id).bind(2, r.spec).bind(3, r.state).bind(4, r.message);
+  st.bind(5, r.create_time).bind(6, r.update_time).bind(7, r.deadline).bind(8, r.bucket_dir);
+}
+
 }  // namespace
 
 Store::Store(const std::string& path) {
@@ -104,20 +124,13 @@ void Store::set_meta(const std::string& key, const std::string& value) {
 
 std::vector<DeploymentRow> Store::deployments() {
   std::lock_guard lock(mu_);
-  Stmt st(db_,
-          "SELECT id, spec, state, message, create_time, update_time, deadline, bucket_dir, "
-          "snapshot, base_snapshot, snapshot_file, base_file FROM deployments ORDER BY id");
+  Stmt st(db_, (std::string("SELECT ") + kResourceColumns +
+                ", snapshot, base_snapshot, snapshot_file, base_file FROM deployments ORDER BY id")
+                   .c_str());
   std::vector<DeploymentRow> out;
   while (st.step()) {
     DeploymentRow r;
-    r.id = st.text(0);
-    r.spec = st.text(1);
-    r.state = st.text(2);
-    r.message = st.text(3);
-    r.create_time = st.real(4);
-    r.update_time = st.real(5);
-    r.deadline = st.real(6);
-    r.bucket_dir = st.text(7);
+    read_resource(st, r);
     r.snapshot = st.text(8);
     r.base_snapshot = st.text(9);
     r.snapshot_file = st.text(10);
@@ -129,12 +142,11 @@ std::vector<DeploymentRow> Store::deployments() {
 
 void Store::put(const DeploymentRow& r) {
   std::lock_guard lock(mu_);
-  Stmt st(db_,
-          "INSERT OR REPLACE INTO deployments(id, spec, state, message, create_time, "
-          "update_time, deadline, bucket_dir, snapshot, base_snapshot, snapshot_file, base_file) "
-          "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  st.bind(1, r.id).bind(2, r.spec).bind(3, r.state).bind(4, r.message);
-  st.bind(5, r.create_time).bind(6, r.update_time).bind(7, r.deadline).bind(8, r.bucket_dir);
+  Stmt st(db_, (std::string("INSERT OR REPLACE INTO deployments(") + kResourceColumns +
+                ", snapshot, base_snapshot, snapshot_file, base_file) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                   .c_str());
+  bind_resource(st, r);
   st.bind(9, r.snapshot).bind(10, r.base_snapshot).bind(11, r.snapshot_file).bind(12, r.base_file);
   st.step();
 }
@@ -149,19 +161,12 @@ void Store::erase_deployment(const std::string& id) {
 std::vector<TrainerJobRow> Store::trainer_jobs() {
   std::lock_guard lock(mu_);
   Stmt st(db_,
-          "SELECT id, spec, state, message, create_time, update_time, deadline, bucket_dir, "
-          "last_base FROM trainer_jobs ORDER BY id");
+          (std::string("SELECT ") + kResourceColumns + ", last_base FROM trainer_jobs ORDER BY id")
+              .c_str());
   std::vector<TrainerJobRow> out;
   while (st.step()) {
     TrainerJobRow r;
-    r.id = st.text(0);
-    r.spec = st.text(1);
-    r.state = st.text(2);
-    r.message = st.text(3);
-    r.create_time = st.real(4);
-    r.update_time = st.real(5);
-    r.deadline = st.real(6);
-    r.bucket_dir = st.text(7);
+    read_resource(st, r);
     r.last_base = st.text(8);
     out.push_back(std::move(r));
   }
@@ -170,11 +175,10 @@ std::vector<TrainerJobRow> Store::trainer_jobs() {
 
 void Store::put(const TrainerJobRow& r) {
   std::lock_guard lock(mu_);
-  Stmt st(db_,
-          "INSERT OR REPLACE INTO trainer_jobs(id, spec, state, message, create_time, "
-          "update_time, deadline, bucket_dir, last_base) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
-  st.bind(1, r.id).bind(2, r.spec).bind(3, r.state).bind(4, r.message);
-  st.bind(5, r.create_time).bind(6, r.update_time).bind(7, r.deadline).bind(8, r.bucket_dir);
+  Stmt st(db_, (std::string("INSERT OR REPLACE INTO trainer_jobs(") + kResourceColumns +
+                ", last_base) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                   .c_str());
+  bind_resource(st, r);
   st.bind(9, r.last_base);
   st.step();
 }

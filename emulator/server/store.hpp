@@ -11,30 +11,26 @@ struct sqlite3;
 
 namespace flare::emulator {
 
-struct DeploymentRow {
+// The columns deployments and trainer jobs share.
+struct ResourceRow {
   std::string id;
   std::string spec;  // JSON object of the camelCase fields the client set
   std::string state;
   std::string message;
   double create_time = 0;
   double update_time = 0;
-  double deadline = 0;  // when the current CREATING / DELETING phase ends
+  double deadline = 0;  // when the current phase (CREATING, DELETING, ...) ends
   std::string bucket_dir;
+};
+
+struct DeploymentRow : ResourceRow {
   std::string snapshot;       // identity the replica serves
   std::string base_snapshot;  // the full snapshot the serving chain starts from
   std::string snapshot_file;  // full checkpoint of `snapshot` (replica dir)
   std::string base_file;      // full checkpoint of `base_snapshot` (replica dir)
 };
 
-struct TrainerJobRow {
-  std::string id;
-  std::string spec;
-  std::string state;
-  std::string message;
-  double create_time = 0;
-  double update_time = 0;
-  double deadline = 0;
-  std::string bucket_dir;
+struct TrainerJobRow : ResourceRow {
   std::string last_base;  // the last base snapshot this trainer saved
 };
 
