@@ -25,13 +25,7 @@ local function is_finite(v)
   return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
+local read_file = require("flare.fs").read_file  -- data, or nil when it cannot be read
 
 local function read_jsonl(path)
   local text = read_file(path)
