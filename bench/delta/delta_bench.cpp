@@ -30,6 +30,8 @@ using namespace flare;
 
 namespace {
 
+bool keep_files = false;  // --keep: leave the last scenario's files for profiling
+
 double cpu_seconds() {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
@@ -185,7 +187,8 @@ void run_scenario(const Scenario& s, const std::vector<float>& master,
       ap.max_rss_kb / 1024.0, next_bytes / z, next_bytes / pf, next_bytes / xz,
       next_bytes / z_s / 1e9);
   std::fflush(stdout);
-  for (const auto& p : {base, next, diff, out}) fs::remove(p);
+  if (!keep_files)
+    for (const auto& p : {base, next, diff, out}) fs::remove(p);
 }
 
 void adler_table() {
@@ -225,6 +228,12 @@ void adler_table() {
 int main(int argc, char** argv) {
   if (argc == 5 && std::string(argv[1]) == "--apply-child")
     return apply_child(argv[2], argv[3], argv[4]);
+  if (argc == 5 && std::string(argv[1]) == "--encode-child") {  // for profiling
+    double t0 = now();
+    delta::encode_files(argv[2], argv[3], argv[4]);
+    std::printf("%.6f\n", now() - t0);
+    return 0;
+  }
   uint64_t params = uint64_t{1} << 28;
   std::string dir = "/tmp";
   int only = -1;
@@ -236,6 +245,8 @@ int main(int argc, char** argv) {
       dir = argv[++i];
     else if (a == "--quick")
       params = uint64_t{1} << 25;
+    else if (a == "--keep")
+      keep_files = true;
     else if (a == "--only" && i + 1 < argc)
       only = std::stoi(argv[++i]);
     else {

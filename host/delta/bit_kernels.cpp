@@ -91,19 +91,6 @@ unsigned max_exponent_16(const std::byte* data, size_t n, ExponentField f) {
   return static_cast<unsigned>(top);
 }
 
-void exponent_classes_16(const std::byte* data, size_t n, ExponentField f, unsigned top,
-                         unsigned width_shift, unsigned classes, uint8_t* cls) {
-  const int16_t all = static_cast<int16_t>((1 << f.bits) - 1);
-  const int16_t t = static_cast<int16_t>(top), last = static_cast<int16_t>(classes - 1);
-  for (size_t i = 0; i < n; ++i) {
-    int16_t e = static_cast<int16_t>((load<uint16_t>(data + 2 * i) >> f.shift) & all);
-    int16_t d = static_cast<int16_t>(t - e);
-    d = d < 0 ? 0 : d;
-    d = static_cast<int16_t>(d >> width_shift);
-    cls[i] = static_cast<uint8_t>(d > last ? last : d);
-  }
-}
-
 template <typename T>
 unsigned max_exponent_t(const std::byte* data, size_t n, ExponentField f) {
   const T all = static_cast<T>((T{1} << f.bits) - 1);
@@ -113,21 +100,6 @@ unsigned max_exponent_t(const std::byte* data, size_t n, ExponentField f) {
     if (e != all && e > top) top = e;
   }
   return static_cast<unsigned>(top);
-}
-
-template <typename T>
-void exponent_classes_t(const std::byte* data, size_t n, ExponentField f, unsigned top,
-                        unsigned width, unsigned classes, uint8_t* cls) {
-  // A lookup table from exponent to class keeps the per-element work to a
-  // shift, a mask and a load (exponent fields are at most 11 bits wide).
-  uint8_t table[2048];
-  const unsigned count = 1u << f.bits;
-  for (unsigned e = 0; e < count; ++e) {
-    unsigned c = e > top ? 0 : (top - e) / width;
-    table[e] = static_cast<uint8_t>(std::min(c, classes - 1));
-  }
-  const T mask = static_cast<T>(count - 1);
-  for (size_t i = 0; i < n; ++i) cls[i] = table[(load<T>(data + i * sizeof(T)) >> f.shift) & mask];
 }
 
 }  // namespace
@@ -158,23 +130,6 @@ unsigned max_exponent(const std::byte* data, size_t elements, size_t esize, Expo
       return max_exponent_t<uint32_t>(data, elements, f);
     default:
       return max_exponent_t<uint64_t>(data, elements, f);
-  }
-}
-
-void exponent_classes(const std::byte* data, size_t elements, size_t esize, ExponentField f,
-                      unsigned top, unsigned width, unsigned classes, uint8_t* cls) {
-  if (esize == 2 && (width & (width - 1)) == 0)
-    return exponent_classes_16(data, elements, f, top, static_cast<unsigned>(__builtin_ctz(width)),
-                               classes, cls);
-  switch (esize) {
-    case 1:
-      return exponent_classes_t<uint8_t>(data, elements, f, top, width, classes, cls);
-    case 2:
-      return exponent_classes_t<uint16_t>(data, elements, f, top, width, classes, cls);
-    case 4:
-      return exponent_classes_t<uint32_t>(data, elements, f, top, width, classes, cls);
-    default:
-      return exponent_classes_t<uint64_t>(data, elements, f, top, width, classes, cls);
   }
 }
 

@@ -1,13 +1,13 @@
 #pragma once
 // Word-at-a-time scans used by the chunk codec: which elements differ between
-// two arrays, the exponent class of every element, and which elements of a
-// class array equal a given class. Masks hold one bit per element, 64 elements
-// per word, bit j of word w = element 64*w + j.
+// two arrays, the largest exponent of an array, and the exponent-class masks of
+// 64 elements. Masks hold one bit per element, 64 elements per word, bit j of
+// word w = element 64*w + j.
 #include <emmintrin.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <span>
+#include <cstring>
 
 namespace flare::delta {
 
@@ -26,41 +26,79 @@ struct ExponentField {
 // Largest exponent field value below all-ones (Inf/NaN) among the elements, or 0.
 unsigned max_exponent(const std::byte* data, size_t elements, size_t esize, ExponentField f);
 
-// cls[i] = class of element i: top - exponent, divided by `width`, clamped to
-// [0, classes-1]; exponents above top (Inf/NaN) are class 0.
-void exponent_classes(const std::byte* data, size_t elements, size_t esize, ExponentField f,
-                      unsigned top, unsigned width, unsigned classes, uint8_t* cls);
-
-// Mask of the 64 class bytes at `cls` equal to k.
-inline uint64_t class_mask64(const uint8_t* cls, uint8_t k) {
-  const __m128i key = _mm_set1_epi8(static_cast<char>(k));
-  uint64_t m = 0;
-  for (int q = 0; q < 4; ++q) {
-    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cls) + q);
-    m |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, key))))
-         << (16 * q);
+// Exponent fields (at most 11 bits) of the 64 elements of T at p, as 16-bit lanes.
+template <typename T>
+inline void exponents64(const std::byte* p, ExponentField f, __m128i* e) {
+  const __m128i sh = _mm_cvtsi32_si128(static_cast<int>(f.shift));
+  auto ld = [&](int i) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + i); };
+  if constexpr (sizeof(T) == 2) {
+    const __m128i mask = _mm_set1_epi16(static_cast<int16_t>((1 << f.bits) - 1));
+    for (int q = 0; q < 8; ++q) e[q] = _mm_and_si128(_mm_srl_epi16(ld(q), sh), mask);
+  } else if constexpr (sizeof(T) == 4) {
+    const __m128i mask = _mm_set1_epi32((1 << f.bits) - 1);
+    for (int q = 0; q < 8; ++q)
+      e[q] = _mm_packs_epi32(_mm_and_si128(_mm_srl_epi32(ld(2 * q), sh), mask),
+                             _mm_and_si128(_mm_srl_epi32(ld(2 * q + 1), sh), mask));
+  } else if constexpr (sizeof(T) == 1) {
+    const __m128i mask = _mm_set1_epi16(static_cast<int16_t>((1 << f.bits) - 1));
+    for (int q = 0; q < 4; ++q) {
+      const __m128i v = ld(q), zero = _mm_setzero_si128();
+      e[2 * q] = _mm_and_si128(_mm_srl_epi16(_mm_unpacklo_epi8(v, zero), sh), mask);
+      e[2 * q + 1] = _mm_and_si128(_mm_srl_epi16(_mm_unpackhi_epi8(v, zero), sh), mask);
+    }
+  } else {
+    alignas(16) int16_t x[64];
+    for (int j = 0; j < 64; ++j) {
+      T v;
+      std::memcpy(&v, p + j * sizeof(T), sizeof(T));
+      x[j] = static_cast<int16_t>((v >> f.shift) & ((T{1} << f.bits) - 1));
+    }
+    for (int q = 0; q < 8; ++q) e[q] = _mm_load_si128(reinterpret_cast<const __m128i*>(x) + q);
   }
-  return m;
 }
 
-// Bit planes of 64 class bytes: bit j of planes[b] = bit b of cls[j], for b < nb.
-inline void class_planes64(const uint8_t* cls, unsigned nb, uint64_t* planes) {
-  for (unsigned b = 0; b < nb; ++b) planes[b] = 0;
-  for (int q = 0; q < 4; ++q) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(cls) + q);
-    for (unsigned b = 0; b < nb; ++b) {
-      // Shifting 16-bit lanes left by 7-b brings bit b of both bytes to their top bit.
-      const __m128i t = _mm_sll_epi16(v, _mm_cvtsi32_si128(static_cast<int>(7 - b)));
-      planes[b] |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(t))) << (16 * q);
+// out[t] bit j = e[j] <= thr[t], for t < count (signed 16-bit compares).
+inline void le_masks64(const __m128i* e, const int16_t* thr, unsigned count, uint64_t* out) {
+  for (unsigned t = 0; t < count; ++t) {
+    const __m128i key = _mm_set1_epi16(thr[t]);
+    uint64_t gt = 0;
+    for (int q = 0; q < 4; ++q) {
+      const __m128i g =
+          _mm_packs_epi16(_mm_cmpgt_epi16(e[2 * q], key), _mm_cmpgt_epi16(e[2 * q + 1], key));
+      gt |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(g))) << (16 * q);
+    }
+    out[t] = ~gt;
+  }
+}
+
+// kSelectInByte[r][x]: position of the r-th (from 0) set bit of byte x (8 when none).
+struct SelectTable {
+  uint8_t pos[8][256];
+  constexpr SelectTable() : pos() {
+    for (unsigned x = 0; x < 256; ++x) {
+      for (unsigned r = 0; r < 8; ++r) pos[r][x] = 8;
+      for (unsigned b = 0, c = 0; b < 8; ++b)
+        if ((x >> b) & 1) pos[c++][x] = static_cast<uint8_t>(b);
     }
   }
-}
+};
+inline constexpr SelectTable kSelectInByte{};
 
-// Mask of the elements of class k, from the planes of class_planes64.
-inline uint64_t class_member(const uint64_t* planes, unsigned nb, unsigned k) {
-  uint64_t m = ~uint64_t{0};
-  for (unsigned b = 0; b < nb; ++b) m &= ((k >> b) & 1) ? planes[b] : ~planes[b];
-  return m;
+// Position of the r-th (from 0) set bit of x; x must have more than r bits set.
+// Branch-free: byte popcounts, their prefix sums, the byte that holds the bit,
+// then a table (the changed elements of a word are found at random ranks, so a
+// loop here would mispredict on almost every call).
+inline unsigned select64(uint64_t x, unsigned r) {
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  uint64_t s = x - ((x >> 1) & 0x5555555555555555ull);
+  s = (s & 0x3333333333333333ull) + ((s >> 2) & 0x3333333333333333ull);
+  s = (s + (s >> 4)) & 0x0f0f0f0f0f0f0f0full;
+  const uint64_t prefix = s * kOnes;  // byte i: set bits in bytes 0..i
+  // Bytes whose prefix is <= r come before the byte that holds the bit.
+  const uint64_t le = ((r * kOnes) | kHigh) - prefix;
+  const unsigned byte = static_cast<unsigned>(__builtin_popcountll(le & kHigh));
+  const unsigned before = static_cast<unsigned>(((prefix << 8) >> (8 * byte)) & 0xff);
+  return 8 * byte + kSelectInByte.pos[r - before][(x >> (8 * byte)) & 0xff];
 }
 
 }  // namespace flare::delta

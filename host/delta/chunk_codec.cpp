@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "delta/adler32.hpp"
 #include "delta/bit_kernels.hpp"
 #include "delta/varint.hpp"
 
@@ -134,39 +135,13 @@ T unzigzag_add(T base, T z) {
 
 thread_local std::vector<uint64_t> t_masks;
 
+// Chunks are read in blocks of kBlock elements: a block of base and next is
+// checksummed, compared and patched while it is in the core's cache, so every
+// byte of a chunk comes from memory once.
+constexpr size_t kBlock = 8192;
+
 struct ClassSetup {
   unsigned classes = 1, width = 1, top = 0;
-};
-
-// Elements are visited in blocks small enough for the base, next and class
-// bytes of a block to stay in L1 while every class walks over it; walking the
-// whole chunk once per class would miss the cache at every changed element.
-constexpr size_t kBlockWords = 32;
-constexpr size_t kBlock = kBlockWords * 64;
-
-// Class bytes of elements [begin, begin + count) of `base` into cls, padded
-// with 0xff (no class) to a whole number of words.
-void block_classes(DType dtype, std::span<const std::byte> base, size_t begin, size_t count,
-                   const ClassSetup& s, uint8_t* cls) {
-  const size_t es = dtype_size(dtype);
-  exponent_classes(base.data() + begin * es, count, es, exponent_field(dtype), s.top, s.width,
-                   s.classes, cls);
-  std::memset(cls + count, 0xff, (count + 63) / 64 * 64 - count);
-}
-
-// Bits needed to number `classes` classes.
-inline unsigned plane_count(unsigned classes) {
-  unsigned nb = 0;
-  while ((1u << nb) < classes) ++nb;
-  return nb;
-}
-
-// Class planes of every word of a block (see class_planes64).
-struct BlockPlanes {
-  uint64_t p[kBlockWords][6];
-  void fill(const uint8_t* cls, size_t words, unsigned nb) {
-    for (size_t w = 0; w < words; ++w) class_planes64(cls + 64 * w, nb, p[w]);
-  }
 };
 
 // Mask of the valid elements of word w of a chunk of n elements.
@@ -175,74 +150,103 @@ inline uint64_t valid_mask(size_t w, size_t n) {
   return rest >= 64 ? ~uint64_t{0} : (uint64_t{1} << rest) - 1;
 }
 
+// Exponent classes of 64 elements at a time. The class is monotone in the
+// exponent, so "class >= k" is "exponent <= top - k * width": K - 1 compares
+// give nested masks, and class k's members are those of >= k minus >= k + 1.
+template <typename T>
+class ClassMasks {
+ public:
+  ClassMasks(ExponentField f, const ClassSetup& s, std::span<const std::byte> base, size_t n)
+      : f_(f), k_(s.classes), base_(base.data()), n_(n) {
+    for (unsigned k = 1; k < k_; ++k)
+      thr_[k - 1] = static_cast<int16_t>(static_cast<int>(s.top) - static_cast<int>(k * s.width));
+  }
+  unsigned classes() const { return k_; }
+  // member[k] = elements of class k in word w; ge[k - 1] = elements of class >= k.
+  void word(size_t w, uint64_t* member, uint64_t* ge) const {
+    const uint64_t valid = valid_mask(w, n_);
+    if (k_ == 1) {
+      member[0] = valid;
+      return;
+    }
+    const std::byte* p = base_ + w * 64 * sizeof(T);
+    T pad[64];
+    if (valid != ~uint64_t{0}) {  // the chunk's last, partial word
+      std::memset(pad, 0, sizeof pad);
+      std::memcpy(pad, p, (n_ - w * 64) * sizeof(T));
+      p = reinterpret_cast<const std::byte*>(pad);
+    }
+    __m128i e[8];
+    exponents64<T>(p, f_, e);
+    le_masks64(e, thr_, k_ - 1, ge);
+    uint64_t prev = valid;  // members of class >= k
+    for (unsigned k = 0; k + 1 < k_; ++k) {
+      member[k] = prev & ~ge[k];
+      prev = ge[k] & valid;
+    }
+    member[k_ - 1] = prev;
+  }
+
+ private:
+  ExponentField f_;
+  unsigned k_;
+  int16_t thr_[64] = {};
+  const std::byte* base_;
+  size_t n_;
+};
+
 // --- sparse: u8 classes, u8 width, u16 top, varint count per class, then per
 // class with changes: gap stream, then one stream per byte plane of the values.
 
 template <typename T>
 std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> base,
                                      std::span<const std::byte> next, size_t n,
-                                     const ChunkParams& p) {
+                                     const ChunkParams& p, unsigned top) {
   const ExponentField f = exponent_field(dtype);
   ClassSetup s;
   if (f.bits && p.classes > 1) {
     s.classes = std::min(p.classes, 64u);
     s.width = std::clamp(p.class_width, 1u, 255u);
-    s.top = max_exponent(base.data(), n, sizeof(T), f);
+    s.top = top;
   }
+  const ClassMasks<T> cm(f, s, base, n);
   const size_t words = (n + 63) / 64;
   const uint64_t* masks = t_masks.data();
-  std::vector<std::vector<std::byte>> gaps(s.classes), planes(s.classes * sizeof(T));
-  std::vector<uint64_t> counts(s.classes, 0), seen(s.classes, 0), next_rank(s.classes, 0);
-  const unsigned nb = plane_count(s.classes);
-  uint8_t cls[kBlock];
-  BlockPlanes planes_of;
-  for (size_t w0 = 0; w0 < words; w0 += kBlockWords) {
-    const size_t w1 = std::min(words, w0 + kBlockWords);
-    // The changed elements of this block are read at random below: fetch the
-    // next block's lines ahead so those reads hit the cache.
-    for (size_t off = w1 * 64 * sizeof(T); off < std::min(n, w1 * 64 + kBlock) * sizeof(T);
-         off += 64) {
-      __builtin_prefetch(next.data() + off);
-      __builtin_prefetch(base.data() + off);
+  thread_local std::vector<std::vector<std::byte>> gaps, planes;
+  if (gaps.size() < s.classes) gaps.resize(s.classes);
+  if (planes.size() < s.classes * sizeof(T)) planes.resize(s.classes * sizeof(T));
+  for (unsigned k = 0; k < s.classes; ++k) {
+    gaps[k].clear();
+    for (size_t q = 0; q < sizeof(T); ++q) planes[k * sizeof(T) + q].clear();
+  }
+  uint64_t seen[64] = {}, next_rank[64] = {}, counts[64] = {}, member[64], ge[64];
+  for (size_t w = 0; w < words; ++w) {
+    cm.word(w, member, ge);
+    for (uint64_t hits = masks[w]; hits; hits &= hits - 1) {
+      const unsigned b = static_cast<unsigned>(__builtin_ctzll(hits));
+      const uint64_t bit = uint64_t{1} << b;
+      unsigned k = 0;  // the class: how many of the nested masks hold the bit
+      for (unsigned t = 0; t + 1 < s.classes; ++t) k += static_cast<unsigned>((ge[t] >> b) & 1);
+      const uint64_t rank =
+          seen[k] + static_cast<uint64_t>(__builtin_popcountll(member[k] & (bit - 1)));
+      put_varint(gaps[k], rank - next_rank[k]);
+      next_rank[k] = rank + 1;
+      const size_t i = w * 64 + b;
+      const T z =
+          zigzag(load<T>(next.data() + i * sizeof(T)), load<T>(base.data() + i * sizeof(T)));
+      for (size_t q = 0; q < sizeof(T); ++q)
+        planes[k * sizeof(T) + q].push_back(static_cast<std::byte>((z >> (8 * q)) & 0xff));
+      ++counts[k];
     }
-    bool any = false;
-    for (size_t w = w0; w < w1; ++w) any |= masks[w] != 0;
-    if (!any && s.classes == 1) continue;
-    if (s.classes > 1) {
-      block_classes(dtype, base, w0 * 64, std::min(n - w0 * 64, kBlock), s, cls);
-      planes_of.fill(cls, w1 - w0, nb);
-    }
-    for (unsigned k = 0; k < s.classes; ++k) {
-      auto& g = gaps[k];
-      for (size_t w = w0; w < w1; ++w) {
-        uint64_t member = s.classes == 1 ? ~uint64_t{0} : class_member(planes_of.p[w - w0], nb, k);
-        if (w + 1 == words) member &= valid_mask(w, n);
-        uint64_t hits = member & masks[w];
-        while (hits) {
-          const unsigned b = static_cast<unsigned>(__builtin_ctzll(hits));
-          hits &= hits - 1;
-          const uint64_t rank =
-              seen[k] +
-              static_cast<uint64_t>(__builtin_popcountll(member & ((uint64_t{1} << b) - 1)));
-          put_varint(g, rank - next_rank[k]);
-          next_rank[k] = rank + 1;
-          const size_t i = w * 64 + b;
-          const T z =
-              zigzag(load<T>(next.data() + i * sizeof(T)), load<T>(base.data() + i * sizeof(T)));
-          for (size_t q = 0; q < sizeof(T); ++q)
-            planes[k * sizeof(T) + q].push_back(static_cast<std::byte>((z >> (8 * q)) & 0xff));
-          ++counts[k];
-        }
-        seen[k] += static_cast<uint64_t>(__builtin_popcountll(member));
-      }
-    }
+    for (unsigned k = 0; k < s.classes; ++k)
+      seen[k] += static_cast<uint64_t>(__builtin_popcountll(member[k]));
   }
   std::vector<std::byte> out;
   out.push_back(static_cast<std::byte>(s.classes));
   out.push_back(static_cast<std::byte>(s.width));
   out.push_back(static_cast<std::byte>(s.top & 0xff));
   out.push_back(static_cast<std::byte>(s.top >> 8));
-  for (uint64_t c : counts) put_varint(out, c);
+  for (unsigned k = 0; k < s.classes; ++k) put_varint(out, counts[k]);
   for (unsigned k = 0; k < s.classes; ++k) {
     if (!counts[k]) continue;
     put_stream(out, gaps[k], p.zstd_level);
@@ -251,17 +255,34 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   return out;
 }
 
-// Decoding state of one class: its decoded streams and the next change.
-struct ClassCursor {
-  uint64_t count = 0, done = 0, target = 0, seen = 0;
-  size_t gap_pos = 0;
+// Decoded streams of one class.
+struct ClassStreams {
   std::vector<std::byte> gaps;
   std::vector<std::byte> planes[8];
 };
 
+// Copies base to out block by block and lets patch(begin, end) change the
+// elements of words [begin, end) while the block is in cache; with `sums`, the
+// Adler-32s of both blocks are taken right after.
+template <typename T, typename Patch>
+void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out, size_t n,
+                       ChunkSums* sums, Patch&& patch) {
+  for (size_t begin = 0; begin < n; begin += kBlock) {
+    const size_t count = std::min(kBlock, n - begin);
+    const auto b = base.subspan(begin * sizeof(T), count * sizeof(T));
+    const auto o = out.subspan(begin * sizeof(T), count * sizeof(T));
+    std::memcpy(o.data(), b.data(), b.size());
+    patch(begin / 64, (begin + count + 63) / 64);
+    if (sums) {
+      sums->base = adler32(b, sums->base);
+      sums->out = adler32(o, sums->out);
+    }
+  }
+}
+
 template <typename T>
 uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<const std::byte> base,
-                       std::span<std::byte> out, size_t n) {
+                       std::span<std::byte> out, size_t n, ChunkSums* sums) {
   if (in.size() < 4) corrupt("sparse chunk header is truncated");
   ClassSetup s;
   s.classes = std::to_integer<unsigned>(in[0]);
@@ -274,77 +295,76 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   if (s.top >= (1u << std::max(f.bits, 1u)))
     corrupt("sparse chunk has invalid top exponent " + std::to_string(s.top));
   size_t pos = 4;
-  thread_local std::vector<ClassCursor> cursors;
-  if (cursors.size() < s.classes) cursors.resize(s.classes);
-  uint64_t total = 0;
+  thread_local std::vector<ClassStreams> streams;
+  thread_local std::vector<uint64_t> ranks;  // every class's changed element numbers
+  if (streams.size() < s.classes) streams.resize(s.classes);
+  uint64_t count[64], total = 0;
   for (unsigned k = 0; k < s.classes; ++k) {
     auto v = get_varint(in, pos);
     if (!v) corrupt("sparse chunk class counts are truncated");
     if (*v > n - total) corrupt("sparse chunk claims more changes than elements");
-    cursors[k].count = *v;
+    count[k] = *v;
     total += *v;
   }
-  auto next_gap = [&](ClassCursor& c) -> uint64_t {
-    auto g = get_varint(c.gaps, c.gap_pos);
-    if (!g || *g >= n) corrupt("gap stream is corrupt");
-    return *g;
-  };
-  for (unsigned k = 0; k < s.classes; ++k) {
-    ClassCursor& c = cursors[k];
-    c.done = c.seen = 0;
-    c.gap_pos = 0;
-    if (!c.count) continue;
-    get_stream(in, pos, c.count * 10, c.gaps, "gap");
+  // The gaps become element numbers within the class, checked to lie in the chunk.
+  ranks.resize(total);
+  const std::byte* value[64][8];
+  uint64_t first[64], at = 0;  // first[k]: index of class k's first rank in `ranks`
+  for (unsigned k = 0; k < s.classes; at += count[k], ++k) {
+    first[k] = at;
+    if (!count[k]) continue;
+    ClassStreams& c = streams[k];
+    get_stream(in, pos, count[k] * 10, c.gaps, "gap");
     for (size_t q = 0; q < sizeof(T); ++q) {
-      get_stream(in, pos, c.count, c.planes[q], "value plane");
-      if (c.planes[q].size() != c.count) corrupt("value plane has the wrong length");
+      get_stream(in, pos, count[k], c.planes[q], "value plane");
+      if (c.planes[q].size() != count[k]) corrupt("value plane has the wrong length");
+      value[k][q] = c.planes[q].data();
     }
-    c.target = next_gap(c);
+    size_t gp = 0;
+    uint64_t r = 0;
+    for (uint64_t j = 0; j < count[k]; ++j) {
+      auto g = get_varint(c.gaps, gp);
+      if (!g || *g >= n) corrupt("gap stream is corrupt");
+      r = j == 0 ? *g : r + 1 + *g;
+      if (r >= n) corrupt("gap stream points past the end of the chunk");
+      ranks[at + j] = r;
+    }
+    if (gp != c.gaps.size()) corrupt("gap stream has trailing bytes");
   }
   if (pos != in.size())
     corrupt("sparse chunk has " + std::to_string(in.size() - pos) + " trailing bytes");
 
-  const size_t words = (n + 63) / 64;
-  const unsigned nb = plane_count(s.classes);
-  uint8_t cls[kBlock];
-  BlockPlanes planes_of;
-  for (size_t w0 = 0; w0 < words; w0 += kBlockWords) {
-    const size_t w1 = std::min(words, w0 + kBlockWords);
-    const size_t begin = w0 * 64, count = std::min(n - begin, kBlock);
-    std::memcpy(out.data() + begin * sizeof(T), base.data() + begin * sizeof(T), count * sizeof(T));
-    if (s.classes > 1) {
-      block_classes(dtype, base, begin, count, s, cls);
-      planes_of.fill(cls, w1 - w0, nb);
-    }
-    for (unsigned k = 0; k < s.classes; ++k) {
-      ClassCursor& c = cursors[k];
-      if (c.done == c.count) continue;
-      for (size_t w = w0; w < w1 && c.done < c.count; ++w) {
-        uint64_t member = s.classes == 1 ? ~uint64_t{0} : class_member(planes_of.p[w - w0], nb, k);
-        if (w + 1 == words) member &= valid_mask(w, n);
-        const uint64_t pop = static_cast<uint64_t>(__builtin_popcountll(member));
-        uint64_t consumed = 0;  // members of this word already dropped from `member`
-        while (c.done < c.count && c.target < c.seen + pop) {
-          for (uint64_t skip = c.target - c.seen - consumed; skip; --skip) member &= member - 1;
-          consumed = c.target - c.seen + 1;
-          const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(member));
-          member &= member - 1;
+  const ClassMasks<T> cm(f, s, base, n);
+  uint64_t seen[64] = {}, done[64] = {}, target[64], member[64], ge[64];
+  for (unsigned k = 0; k < s.classes; ++k) target[k] = count[k] ? ranks[first[k]] : ~uint64_t{0};
+  copy_patch_blocks<T>(base, out, n, sums, [&](size_t w0, size_t w1) {
+    for (size_t w = w0; w < w1; ++w) {
+      cm.word(w, member, ge);
+      // The classes with a change in this word, then their changes: one
+      // data-dependent loop per word rather than one per class.
+      uint64_t pop[64], active = 0;
+      for (unsigned k = 0; k < s.classes; ++k) {
+        pop[k] = static_cast<uint64_t>(__builtin_popcountll(member[k]));
+        active |= static_cast<uint64_t>(target[k] - seen[k] < pop[k]) << k;  // target >= seen
+      }
+      for (; active; active &= active - 1) {
+        const unsigned k = static_cast<unsigned>(__builtin_ctzll(active));
+        do {
+          const size_t i = w * 64 + select64(member[k], static_cast<unsigned>(target[k] - seen[k]));
+          const uint64_t d = done[k]++;
           T z = 0;
           for (size_t q = 0; q < sizeof(T); ++q)
-            z |= static_cast<T>(std::to_integer<T>(c.planes[q][c.done]) << (8 * q));
+            z |= static_cast<T>(static_cast<T>(std::to_integer<T>(value[k][q][d])) << (8 * q));
           store<T>(out.data() + i * sizeof(T),
                    unzigzag_add(load<T>(base.data() + i * sizeof(T)), z));
-          if (++c.done < c.count) c.target = c.target + 1 + next_gap(c);
-        }
-        c.seen += pop;
+          target[k] = done[k] < count[k] ? ranks[first[k] + done[k]] : ~uint64_t{0};
+        } while (target[k] - seen[k] < pop[k]);
       }
+      for (unsigned k = 0; k < s.classes; ++k) seen[k] += pop[k];
     }
-  }
-  for (unsigned k = 0; k < s.classes; ++k) {
-    if (cursors[k].done != cursors[k].count) corrupt("gap stream points past the end of the chunk");
-    if (cursors[k].count && cursors[k].gap_pos != cursors[k].gaps.size())
-      corrupt("gap stream has trailing bytes");
-  }
+  });
+  for (unsigned k = 0; k < s.classes; ++k)
+    if (done[k] != count[k]) corrupt("gap stream points past the end of the chunk");
   return total;
 }
 
@@ -392,6 +412,7 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   best.encoding = ChunkEncoding::Raw;
   best.changed = n;
   if (base.empty()) {
+    best.next_adler32 = adler32(next);
     std::vector<std::byte> full = encode_planes<T, false>(base, next, n, p.zstd_level);
     if (full.size() < next.size()) {
       best.encoding = ChunkEncoding::Full;
@@ -401,8 +422,22 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     }
     return best;
   }
+  // One pass over the chunk in cache-sized blocks: both checksums, the change
+  // masks and the top exponent.
+  const ExponentField f = exponent_field(dtype);
+  const bool want_top = f.bits > 0 && p.classes > 1;
   t_masks.resize((n + 63) / 64);
-  const uint64_t changed = change_masks(base.data(), next.data(), n, sizeof(T), t_masks.data());
+  uint64_t changed = 0;
+  unsigned top = 0;
+  for (size_t begin = 0; begin < n; begin += kBlock) {
+    const size_t count = std::min(kBlock, n - begin);
+    const auto b = base.subspan(begin * sizeof(T), count * sizeof(T));
+    const auto x = next.subspan(begin * sizeof(T), count * sizeof(T));
+    best.base_adler32 = adler32(b, best.base_adler32);
+    best.next_adler32 = adler32(x, best.next_adler32);
+    changed += change_masks(b.data(), x.data(), count, sizeof(T), t_masks.data() + begin / 64);
+    if (want_top) top = std::max(top, max_exponent(b.data(), count, sizeof(T), f));
+  }
   best.changed = changed;
   if (changed == 0) {
     best.encoding = ChunkEncoding::Same;
@@ -413,9 +448,9 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   // Wide floats change almost everywhere, but how far they move depends on
   // their exponent, so the class-conditioned value planes of the sparse form
   // still beat the dense form there.
-  const bool wide_float = sizeof(T) >= 4 && exponent_field(dtype).bits > 0;
+  const bool wide_float = sizeof(T) >= 4 && f.bits > 0;
   if (density <= 0.35 || wide_float) {
-    auto sparse = encode_sparse<T>(dtype, base, next, n, p);
+    auto sparse = encode_sparse<T>(dtype, base, next, n, p, top);
     if (sparse.size() < best_size) {
       best_size = sparse.size();
       best.encoding = ChunkEncoding::Sparse;
@@ -436,29 +471,46 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
 
 template <typename T>
 uint64_t decode_typed(DType dtype, ChunkEncoding e, std::span<const std::byte> in,
-                      std::span<const std::byte> base, std::span<std::byte> out) {
+                      std::span<const std::byte> base, std::span<std::byte> out, ChunkSums* sums) {
   const size_t n = out.size() / sizeof(T);
+  auto sum_both = [&] {
+    if (!sums) return;
+    if (!base.empty()) sums->base = adler32(base);
+    sums->out = adler32(out);
+  };
   switch (e) {
     case ChunkEncoding::Same:
       if (!in.empty()) corrupt("unchanged chunk carries payload bytes");
-      std::memcpy(out.data(), base.data(), out.size());
+      if (!sums) {
+        std::memcpy(out.data(), base.data(), out.size());
+        return 0;
+      }
+      for (size_t at = 0; at < out.size(); at += kBlock * sizeof(T)) {  // out = base: one sum
+        const size_t len = std::min(kBlock * sizeof(T), out.size() - at);
+        std::memcpy(out.data() + at, base.data() + at, len);
+        sums->base = adler32(base.subspan(at, len), sums->base);
+      }
+      sums->out = sums->base;
       return 0;
     case ChunkEncoding::Raw:
       if (in.size() != out.size())
         corrupt("raw chunk has " + std::to_string(in.size()) + " bytes, expected " +
                 std::to_string(out.size()));
       std::memcpy(out.data(), in.data(), out.size());
+      sum_both();
       return n;
     case ChunkEncoding::Full:
       decode_planes<T, false>(in, base, out, n);
+      sum_both();
       return n;
     case ChunkEncoding::Dense: {
       decode_planes<T, true>(in, base, out, n);
+      sum_both();
       t_masks.resize((n + 63) / 64);
       return change_masks(base.data(), out.data(), n, sizeof(T), t_masks.data());
     }
     case ChunkEncoding::Sparse:
-      return decode_sparse<T>(dtype, in, base, out, n);
+      return decode_sparse<T>(dtype, in, base, out, n, sums);
   }
   corrupt("unknown chunk encoding");
 }
@@ -480,20 +532,20 @@ EncodedChunk encode_chunk(DType dtype, std::span<const std::byte> base,
 }
 
 uint64_t decode_chunk(DType dtype, ChunkEncoding encoding, std::span<const std::byte> payload,
-                      std::span<const std::byte> base, std::span<std::byte> out) {
+                      std::span<const std::byte> base, std::span<std::byte> out, ChunkSums* sums) {
   const bool needs_base = encoding == ChunkEncoding::Same || encoding == ChunkEncoding::Sparse ||
                           encoding == ChunkEncoding::Dense;
   if (needs_base && base.size() != out.size())
     corrupt(std::string(encoding_name(encoding)) + " chunk needs a base of the same size");
   switch (dtype_size(dtype)) {
     case 1:
-      return decode_typed<uint8_t>(dtype, encoding, payload, base, out);
+      return decode_typed<uint8_t>(dtype, encoding, payload, base, out, sums);
     case 2:
-      return decode_typed<uint16_t>(dtype, encoding, payload, base, out);
+      return decode_typed<uint16_t>(dtype, encoding, payload, base, out, sums);
     case 4:
-      return decode_typed<uint32_t>(dtype, encoding, payload, base, out);
+      return decode_typed<uint32_t>(dtype, encoding, payload, base, out, sums);
     default:
-      return decode_typed<uint64_t>(dtype, encoding, payload, base, out);
+      return decode_typed<uint64_t>(dtype, encoding, payload, base, out, sums);
   }
 }
 

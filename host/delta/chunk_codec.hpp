@@ -21,18 +21,28 @@ struct ChunkParams {
 struct EncodedChunk {
   ChunkEncoding encoding = ChunkEncoding::Same;
   std::vector<std::byte> payload;
-  uint64_t changed = 0;  // elements whose bit pattern differs from base
+  uint64_t changed = 0;       // elements whose bit pattern differs from base
+  uint32_t base_adler32 = 1;  // Adler-32 of base (1 when there is none)
+  uint32_t next_adler32 = 1;  // Adler-32 of next
 };
 
 // `base` is empty when next has no base of the same dtype and shape (then the
-// chunk is stored whole: raw or full).
+// chunk is stored whole: raw or full). The chunk is read in cache-sized blocks
+// that are checksummed, compared and scanned while they are in cache.
 EncodedChunk encode_chunk(DType dtype, std::span<const std::byte> base,
                           std::span<const std::byte> next, const ChunkParams& params);
 
+// Adler-32s of a decoded chunk's base and output.
+struct ChunkSums {
+  uint32_t base = 1, out = 1;
+};
+
 // Writes the chunk's reconstructed bytes into `out` (same size as the chunk;
 // `base` as given to encode_chunk). Returns the number of changed elements the
-// payload describes (the element count for raw/full chunks).
+// payload describes (the element count for raw/full chunks). With `sums`, also
+// the Adler-32s of base and out, taken block by block while they are in cache.
 uint64_t decode_chunk(DType dtype, ChunkEncoding encoding, std::span<const std::byte> payload,
-                      std::span<const std::byte> base, std::span<std::byte> out);
+                      std::span<const std::byte> base, std::span<std::byte> out,
+                      ChunkSums* sums = nullptr);
 
 }  // namespace flare::delta

@@ -128,12 +128,11 @@ Encoded encode_core(std::span<const TensorView> base_in, std::span<const TensorV
     auto next_chunk = chunk_of(nt->data, jobs[j].chunk, chunk_bytes);
     std::span<const std::byte> base_chunk;
     ChunkRecord& rec = r.chunks[jobs[j].chunk];
-    if (r.chunked_base()) {
+    if (r.chunked_base())
       base_chunk = chunk_of(base_of[jobs[j].tensor]->data, jobs[j].chunk, chunk_bytes);
-      rec.base_adler32 = adler32(base_chunk);
-    }
-    rec.adler32 = adler32(next_chunk);
     EncodedChunk ec = encode_chunk(r.dtype, base_chunk, next_chunk, params);
+    if (r.chunked_base()) rec.base_adler32 = ec.base_adler32;
+    rec.adler32 = ec.next_adler32;
     rec.encoding = ec.encoding;
     rec.changed = ec.changed;
     rec.length = ec.payload.size();
@@ -266,32 +265,36 @@ void apply_core(const ParsedDelta& d, std::span<const TensorView> base_in, const
     const uint64_t len = std::min(chunk_bytes, t.next_bytes() - begin);
     const std::string where = "tensor '" + t.name + "' chunk " + std::to_string(jobs[j].chunk);
     std::span<const std::byte> base_chunk;
-    if (t.chunked_base()) {
-      base_chunk = base.at(t.name)->data.subspan(begin, len);
-      uint32_t got = adler32(base_chunk);
-      if (got != rec.base_adler32)
+    if (t.chunked_base()) base_chunk = base.at(t.name)->data.subspan(begin, len);
+    auto check_base = [&](uint32_t got) {
+      if (t.chunked_base() && got != rec.base_adler32)
         base_mismatch(where + ": base Adler-32 " + hex32(got) + " differs from the delta's " +
                       hex32(rec.base_adler32));
-    }
+    };
     std::span<std::byte> out = sink.buffer(jobs[j].tensor, jobs[j].chunk, len);
+    // The decoder sums base and output block by block while they are in cache;
+    // a wrong base is reported as such even when it made the decoding fail.
     uint64_t changed;
+    ChunkSums sums;
     try {
       changed = decode_chunk(t.dtype, rec.encoding, d.payload.subspan(rec.offset, rec.length),
-                             base_chunk, out);
+                             base_chunk, out, &sums);
     } catch (const Error&) {
       throw;
     } catch (const std::exception& ex) {
+      check_base(adler32(base_chunk));
       throw Error(
           "invalid_delta",
           "delta: " + where + " (" + std::string(encoding_name(rec.encoding)) + "): " + ex.what());
     }
+    check_base(sums.base);
     const bool counted = rec.encoding == ChunkEncoding::Same ||
                          rec.encoding == ChunkEncoding::Sparse ||
                          rec.encoding == ChunkEncoding::Dense;
     if (counted && changed != rec.changed)
       throw Error("invalid_delta", "delta: " + where + " changes " + std::to_string(changed) +
                                        " elements, its record says " + std::to_string(rec.changed));
-    uint32_t got = adler32(out);
+    const uint32_t got = sums.out;
     if (got != rec.adler32)
       throw Error("checksum_mismatch", "delta: " + where + ": reconstructed Adler-32 " +
                                            hex32(got) + " differs from the recorded " +
