@@ -5,8 +5,6 @@
 //   em:base_url(), em:api_key(), em:account_id(), em:state_dir(), em:stop()
 //   tostring(em) names the URL and the key redacted. Collected or closed
 //   emulators stop; a temporary state dir is removed.
-#include "emulator/server/emulator.hpp"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -14,6 +12,7 @@
 #include <lua.hpp>
 #include <memory>
 
+#include "emulator/server/loaded_emulator.hpp"
 #include "fireworks/redact.hpp"
 #include "fireworks_args.hpp"
 #include "module.hpp"
@@ -25,8 +24,9 @@ namespace {
 
 const char* const kMeta = "flare.emulator.Emulator";
 
-flare::emulator::Emulator& check(lua_State* L) {
-  auto* p = static_cast<std::unique_ptr<flare::emulator::Emulator>*>(luaL_checkudata(L, 1, kMeta));
+flare::emulator::LoadedEmulator& check(lua_State* L) {
+  auto* p =
+      static_cast<std::unique_ptr<flare::emulator::LoadedEmulator>*>(luaL_checkudata(L, 1, kMeta));
   if (!*p) throw flare::Error("invalid_argument", "the emulator was stopped");
   return **p;
 }
@@ -44,20 +44,15 @@ int l_start(lua_State* L) {
   if (auto v = opt_number(L, 1, "provision_delay_s", who)) o.provision_delay_s = *v;
   if (auto v = opt_number(L, 1, "idle_timeout_s", who)) o.idle_timeout_s = *v;
   if (auto v = opt_bool(L, 1, "log_requests", who)) o.log_requests = *v;
-  auto* mem = static_cast<std::unique_ptr<flare::emulator::Emulator>*>(
-      lua_newuserdata(L, sizeof(std::unique_ptr<flare::emulator::Emulator>)));
-  new (mem) std::unique_ptr<flare::emulator::Emulator>();
+  auto* mem = static_cast<std::unique_ptr<flare::emulator::LoadedEmulator>*>(
+      lua_newuserdata(L, sizeof(std::unique_ptr<flare::emulator::LoadedEmulator>)));
+  new (mem) std::unique_ptr<flare::emulator::LoadedEmulator>();
   luaL_getmetatable(L, kMeta);
   lua_setmetatable(L, -2);
   try {
-    *mem = std::make_unique<flare::emulator::Emulator>(o);
-    (*mem)->start();
-  } catch (const std::invalid_argument& e) {
-    throw flare::Error("invalid_argument", std::string("flare.emulator.start: ") + e.what());
-  } catch (const flare::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw flare::Error("emulator_failed", std::string("flare.emulator.start: ") + e.what());
+    *mem = std::make_unique<flare::emulator::LoadedEmulator>(o);
+  } catch (const flare::Error& e) {
+    throw flare::Error(e.code, std::string("flare.emulator.start: ") + e.what());
   }
   return 1;
 }
@@ -99,26 +94,28 @@ void shut_client_connections(int server_port) {
   }
 }
 
-void stop(std::unique_ptr<flare::emulator::Emulator>& em) {
+void stop(std::unique_ptr<flare::emulator::LoadedEmulator>& em) {
   if (!em) return;
   shut_client_connections(em->port());
   em.reset();
 }
 
 int l_stop(lua_State* L) {
-  stop(*static_cast<std::unique_ptr<flare::emulator::Emulator>*>(luaL_checkudata(L, 1, kMeta)));
+  stop(*static_cast<std::unique_ptr<flare::emulator::LoadedEmulator>*>(
+      luaL_checkudata(L, 1, kMeta)));
   return 0;
 }
 
 int l_gc(lua_State* L) {
-  auto* p = static_cast<std::unique_ptr<flare::emulator::Emulator>*>(lua_touserdata(L, 1));
+  auto* p = static_cast<std::unique_ptr<flare::emulator::LoadedEmulator>*>(lua_touserdata(L, 1));
   stop(*p);
   p->~unique_ptr();
   return 0;
 }
 
 int l_tostring(lua_State* L) {
-  auto* p = static_cast<std::unique_ptr<flare::emulator::Emulator>*>(luaL_checkudata(L, 1, kMeta));
+  auto* p =
+      static_cast<std::unique_ptr<flare::emulator::LoadedEmulator>*>(luaL_checkudata(L, 1, kMeta));
   if (!*p) return push_string(L, "flare.emulator(stopped)");
   return push_string(L, "flare.emulator(" + (*p)->base_url() + ", key " +
                             flare::fireworks::redact_key((*p)->api_key()) + ")");

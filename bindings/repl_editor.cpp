@@ -15,12 +15,59 @@
 #include <filesystem>
 
 #include "runtime/interrupt.hpp"
+#include "runtime/shared_library.hpp"
 
 namespace flare::lua {
 
 // The character our input function hands libedit when Ctrl-C arrives; it is
 // bound to flare-cancel (a literal Ctrl-C, with ISIG off, lands there too).
 constexpr wchar_t kCancelChar = 3;
+
+namespace {
+
+// libedit's functions, resolved when the first REPL starts: scripts do not
+// pay for loading it (see runtime/shared_library.hpp).
+struct LibEdit {
+  decltype(&::el_init) el_init;
+  decltype(&::el_end) el_end;
+  decltype(&::el_set) el_set;
+  decltype(&::el_get) el_get;
+  decltype(&::el_gets) el_gets;
+  decltype(&::el_push) el_push;
+  decltype(&::el_line) el_line;
+  decltype(&::el_insertstr) el_insertstr;
+  decltype(&::el_resize) el_resize;
+  decltype(&::el_source) el_source;
+  decltype(&::history_init) history_init;
+  decltype(&::history_end) history_end;
+  decltype(&::history) history;
+};
+
+const LibEdit& editline() {
+  static const LibEdit api = [] {
+    static SharedLibrary lib({"libedit.so.2"}, "the REPL's line editor (libedit)");
+    LibEdit e{};
+#define FLARE_EDIT_FN(name) e.name = lib.function<std::remove_pointer_t<decltype(e.name)>>(#name)
+    FLARE_EDIT_FN(el_init);
+    FLARE_EDIT_FN(el_end);
+    FLARE_EDIT_FN(el_set);
+    FLARE_EDIT_FN(el_get);
+    FLARE_EDIT_FN(el_gets);
+    FLARE_EDIT_FN(el_push);
+    FLARE_EDIT_FN(el_line);
+    FLARE_EDIT_FN(el_insertstr);
+    FLARE_EDIT_FN(el_resize);
+    FLARE_EDIT_FN(el_source);
+    FLARE_EDIT_FN(history_init);
+    FLARE_EDIT_FN(history_end);
+    FLARE_EDIT_FN(history);
+#undef FLARE_EDIT_FN
+    return e;
+  }();
+  return api;
+}
+
+}  // namespace
 
 struct LineEditor::Impl {
   EditLine* el = nullptr;
@@ -38,7 +85,7 @@ namespace {
 
 LineEditor::Impl* impl_of(EditLine* el) {
   void* data = nullptr;
-  el_get(el, EL_CLIENTDATA, &data);
+  editline().el_get(el, EL_CLIENTDATA, &data);
   return static_cast<LineEditor::Impl*>(data);
 }
 
@@ -69,15 +116,15 @@ int read_char(EditLine* el, wchar_t* out) {
   LineEditor::Impl* self = impl_of(el);
   for (;;) {
     if (g_resized.exchange(false)) {
-      el_resize(el);
-      el_set(el, EL_REFRESH);
+      editline().el_resize(el);
+      editline().el_set(el, EL_REFRESH);
     }
     if (g_continued.exchange(false)) {
       // Back from Ctrl-Z: the shell has put the terminal in its own mode.
       // libedit still believes it is in raw mode, so leave it first.
-      el_set(el, EL_PREP_TERM, 0);
-      el_set(el, EL_PREP_TERM, 1);
-      el_set(el, EL_REFRESH);
+      editline().el_set(el, EL_PREP_TERM, 0);
+      editline().el_set(el, EL_PREP_TERM, 1);
+      editline().el_set(el, EL_REFRESH);
     }
     if (flare::interrupt::pending()) {
       if (flare::interrupt::signal_number() == SIGTERM) self->terminated = true;
@@ -114,7 +161,7 @@ int read_char(EditLine* el, wchar_t* out) {
 
 unsigned char cancel_line(EditLine* el, int) {
   impl_of(el)->cancelled = true;
-  el_push(el, "\n");  // ends the line through ed-newline, which leaves the display tidy
+  editline().el_push(el, "\n");  // ends the line through ed-newline, which leaves the display tidy
   return CC_NORM;
 }
 
@@ -127,14 +174,14 @@ int terminal_width() {
 unsigned char complete_word(EditLine* el, int) {
   LineEditor::Impl* self = impl_of(el);
   if (!self->completer) return CC_ERROR;
-  const LineInfo* li = el_line(el);
+  const LineInfo* li = editline().el_line(el);
   std::string before(li->buffer, li->cursor);
   Completion c = self->completer(before);
   if (c.candidates.empty() || c.start > before.size()) return CC_ERROR;
   std::string typed = before.substr(c.start);
   std::string common = common_prefix(c.candidates);
   if (common.size() > typed.size() && common.compare(0, typed.size(), typed) == 0) {
-    el_insertstr(el, common.c_str() + typed.size());
+    editline().el_insertstr(el, common.c_str() + typed.size());
     return CC_REFRESH;
   }
   if (c.candidates.size() == 1) return CC_REFRESH;
@@ -170,32 +217,34 @@ std::string mark_escapes(const std::string& prompt) {
 LineEditor::LineEditor(const std::string& program, const std::string& history_path)
     : impl_(std::make_unique<Impl>()) {
   impl_->history_path = history_path;
-  impl_->hist = history_init();
-  history(impl_->hist, &impl_->ev, H_SETSIZE, 1000);
-  history(impl_->hist, &impl_->ev, H_SETUNIQUE, 1);
-  if (!history_path.empty()) history(impl_->hist, &impl_->ev, H_LOAD, history_path.c_str());
+  impl_->hist = editline().history_init();
+  editline().history(impl_->hist, &impl_->ev, H_SETSIZE, 1000);
+  editline().history(impl_->hist, &impl_->ev, H_SETUNIQUE, 1);
+  if (!history_path.empty())
+    editline().history(impl_->hist, &impl_->ev, H_LOAD, history_path.c_str());
 
-  impl_->el = el_init(program.c_str(), stdin, stdout, stderr);
-  el_set(impl_->el, EL_CLIENTDATA, impl_.get());
-  el_set(impl_->el, EL_EDITOR, "emacs");
+  impl_->el = editline().el_init(program.c_str(), stdin, stdout, stderr);
+  editline().el_set(impl_->el, EL_CLIENTDATA, impl_.get());
+  editline().el_set(impl_->el, EL_EDITOR, "emacs");
   // No EL_SIGNAL: its SIGINT handler leaves the terminal in cooked mode when
   // Ctrl-C lands outside a read (during completion). Resizes and resuming
   // after Ctrl-Z are handled in read_char instead.
   install_terminal_signal_handlers();
-  el_set(impl_->el, EL_HIST, history, impl_->hist);
-  el_set(impl_->el, EL_PROMPT_ESC, prompt_text, '\1');
-  el_set(impl_->el, EL_GETCFN, read_char);
-  el_source(impl_->el, nullptr);  // the user's ~/.editrc (e.g. vi mode)
-  el_set(impl_->el, EL_ADDFN, "flare-complete", "complete the word before the cursor",
-         complete_word);
-  el_set(impl_->el, EL_ADDFN, "flare-cancel", "discard the line being typed", cancel_line);
-  el_set(impl_->el, EL_BIND, "^I", "flare-complete", nullptr);
-  el_set(impl_->el, EL_BIND, "^C", "flare-cancel", nullptr);
+  editline().el_set(impl_->el, EL_HIST, editline().history, impl_->hist);
+  editline().el_set(impl_->el, EL_PROMPT_ESC, prompt_text, '\1');
+  editline().el_set(impl_->el, EL_GETCFN, read_char);
+  editline().el_source(impl_->el, nullptr);  // the user's ~/.editrc (e.g. vi mode)
+  editline().el_set(impl_->el, EL_ADDFN, "flare-complete", "complete the word before the cursor",
+                    complete_word);
+  editline().el_set(impl_->el, EL_ADDFN, "flare-cancel", "discard the line being typed",
+                    cancel_line);
+  editline().el_set(impl_->el, EL_BIND, "^I", "flare-complete", nullptr);
+  editline().el_set(impl_->el, EL_BIND, "^C", "flare-cancel", nullptr);
 }
 
 LineEditor::~LineEditor() {
-  el_end(impl_->el);
-  history_end(impl_->hist);
+  editline().el_end(impl_->el);
+  editline().history_end(impl_->hist);
 }
 
 LineEditor::Result LineEditor::read(const std::string& prompt) {
@@ -203,7 +252,7 @@ LineEditor::Result LineEditor::read(const std::string& prompt) {
   impl_->cancelled = false;
   impl_->mb = std::mbstate_t{};
   int count = 0;
-  const char* line = el_gets(impl_->el, &count);
+  const char* line = editline().el_gets(impl_->el, &count);
   if (impl_->terminated) return {Status::terminated, ""};
   if (impl_->cancelled) {
     impl_->cancelled = false;
@@ -217,11 +266,11 @@ LineEditor::Result LineEditor::read(const std::string& prompt) {
 
 bool LineEditor::add_history(const std::string& line) {
   if (line.find_first_not_of(" \t") == std::string::npos) return true;
-  history(impl_->hist, &impl_->ev, H_ENTER, line.c_str());
+  editline().history(impl_->hist, &impl_->ev, H_ENTER, line.c_str());
   if (impl_->history_path.empty()) return true;
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(impl_->history_path).parent_path(), ec);
-  return history(impl_->hist, &impl_->ev, H_SAVE, impl_->history_path.c_str()) >= 0;
+  return editline().history(impl_->hist, &impl_->ev, H_SAVE, impl_->history_path.c_str()) >= 0;
 }
 
 void LineEditor::set_completer(Completer c) {

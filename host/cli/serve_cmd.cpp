@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string>
 
-#include "emulator/server/emulator.hpp"
+#include "emulator/server/loaded_emulator.hpp"
 #include "runtime/interrupt.hpp"
 #include "subcommand.hpp"
 
@@ -97,8 +97,7 @@ int serve_main(int argc, char** argv) {
 
   flare::interrupt::install_handlers();
   try {
-    flare::emulator::Emulator emu(opt);
-    emu.start();
+    flare::emulator::LoadedEmulator emu(opt);
     std::printf("flare emulator listening on %s (account %s)\n", emu.base_url().c_str(),
                 emu.account_id().c_str());
     std::printf("state dir: %s\n", emu.state_dir().c_str());

@@ -1,11 +1,11 @@
 // flare version: the versions of flare and of the libraries it runs on.
-#include <curl/curl.h>
 #include <luajit.h>
-#include <sqlite3.h>
 #include <zstd.h>
 
 #include <cstdio>
 
+#include "emulator/server/loaded_emulator.hpp"
+#include "net/libcurl.hpp"
 #include "subcommand.hpp"
 
 #ifndef FLARE_VERSION
@@ -17,9 +17,9 @@ namespace {
 int version_main(int, char**) {
   std::printf("flare %s\n", FLARE_VERSION);
   std::printf("%s\n", LUAJIT_VERSION);
-  std::printf("libcurl %s\n", curl_version_info(CURLVERSION_NOW)->version);
+  std::printf("libcurl %s\n", flare::net::libcurl().version_info(CURLVERSION_NOW)->version);
   std::printf("zstd %s\n", ZSTD_versionString());
-  std::printf("SQLite %s\n", sqlite3_libversion());
+  std::printf("SQLite %s\n", flare::emulator::sqlite_version().c_str());
   return 0;
 }
 

@@ -1,13 +1,12 @@
 #include "net/http_client.hpp"
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <deque>
 #include <limits>
 
+#include "net/libcurl.hpp"
 #include "net/request_check.hpp"
 #include "runtime/interrupt.hpp"
 
@@ -130,16 +129,16 @@ struct HttpClient::Impl {
       t->easy = free_easy.back();
       free_easy.pop_back();
     } else {
-      t->easy = curl_easy_init();
+      t->easy = libcurl().easy_init();
       if (!t->easy) throw Error("out_of_memory", "curl_easy_init failed");
     }
     return t;
   }
 
   void release(Transfer* t) {
-    curl_slist_free_all(t->header_list);
+    libcurl().slist_free_all(t->header_list);
     t->header_list = nullptr;
-    curl_easy_reset(t->easy);
+    libcurl().easy_reset(t->easy);
     free_easy.push_back(t->easy);
     t->easy = nullptr;
     t->on_done = nullptr;
@@ -156,35 +155,35 @@ struct HttpClient::Impl {
   void configure(Transfer* t) {
     CURL* e = t->easy;
     const Request& r = t->request;
-    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-    curl_easy_setopt(e, CURLOPT_URL, r.url.c_str());
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error_buffer);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, to_ms(r.timeout_s));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_ms(r.connect_timeout_s));
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, r.verify_tls ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, r.verify_tls ? 2L : 0L);
+    libcurl().easy_setopt(e, CURLOPT_PRIVATE, t);
+    libcurl().easy_setopt(e, CURLOPT_URL, r.url.c_str());
+    libcurl().easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    libcurl().easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    libcurl().easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    libcurl().easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    libcurl().easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    libcurl().easy_setopt(e, CURLOPT_ERRORBUFFER, t->error_buffer);
+    libcurl().easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    libcurl().easy_setopt(e, CURLOPT_WRITEDATA, t);
+    libcurl().easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    libcurl().easy_setopt(e, CURLOPT_HEADERDATA, t);
+    libcurl().easy_setopt(e, CURLOPT_TIMEOUT_MS, to_ms(r.timeout_s));
+    libcurl().easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_ms(r.connect_timeout_s));
+    libcurl().easy_setopt(e, CURLOPT_SSL_VERIFYPEER, r.verify_tls ? 1L : 0L);
+    libcurl().easy_setopt(e, CURLOPT_SSL_VERIFYHOST, r.verify_tls ? 2L : 0L);
 
     bool has_body =
         !r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH";
     if (r.method == "GET" && r.body.empty()) {
-      curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+      libcurl().easy_setopt(e, CURLOPT_HTTPGET, 1L);
     } else if (r.method == "HEAD") {
-      curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+      libcurl().easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (r.method != "POST") {
-      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+      libcurl().easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
     }
     if (has_body && r.method != "HEAD") {
-      curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
-      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+      libcurl().easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
+      libcurl().easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
     }
 
     std::string line;
@@ -202,23 +201,23 @@ struct HttpClient::Impl {
       if (!r.headers.find("Content-Type"))
         append_header(t, "Content-Type: application/octet-stream");
     }
-    if (t->header_list) curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->header_list);
+    if (t->header_list) libcurl().easy_setopt(e, CURLOPT_HTTPHEADER, t->header_list);
   }
 
   static void append_header(Transfer* t, const char* line) {
-    curl_slist* list = curl_slist_append(t->header_list, line);
+    curl_slist* list = libcurl().slist_append(t->header_list, line);
     if (!list) throw Error("out_of_memory", "curl_slist_append failed");
     t->header_list = list;
   }
 
   void collect_finished() {
     int left = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+    while (CURLMsg* msg = libcurl().multi_info_read(multi, &left)) {
       if (msg->msg != CURLMSG_DONE) continue;
       Transfer* t = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
+      libcurl().easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
       t->result = msg->data.result;
-      curl_multi_remove_handle(multi, t->easy);
+      libcurl().multi_remove_handle(multi, t->easy);
       t->state = State::Finished;
       finished.push_back(t);
     }
@@ -239,11 +238,12 @@ struct HttpClient::Impl {
       return;
     }
     long connects = 0;
-    curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
+    libcurl().easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
     stats.connections += static_cast<std::uint64_t>(connects);
     if (t->result != CURLE_OK) {
       auto failure = classify_curl_code(t->result);
-      std::string detail = t->error_buffer[0] ? t->error_buffer : curl_easy_strerror(t->result);
+      std::string detail =
+          t->error_buffer[0] ? t->error_buffer : libcurl().easy_strerror(t->result);
       std::string message = describe_request(t->request.method, t->request.url) + ": " +
                             failure.code + " (" + detail + ")";
       if (t->result == CURLE_OPERATION_TIMEDOUT && t->request.timeout_s > 0) {
@@ -255,9 +255,9 @@ struct HttpClient::Impl {
       return;
     }
     long status = 0;
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    libcurl().easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_off_t total_us = 0;
-    curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+    libcurl().easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
     t->response.status = static_cast<int>(status);
     t->response.total_s = static_cast<double>(total_us) / 1e6;
     on_done(&t->response, nullptr);
@@ -275,7 +275,7 @@ struct HttpClient::Impl {
     Transfer* t = lookup(id);
     if (!t) return;
     if (t->state == State::Running) {
-      curl_multi_remove_handle(multi, t->easy);
+      libcurl().multi_remove_handle(multi, t->easy);
     } else {
       finished.erase(std::find(finished.begin(), finished.end(), t));
     }
@@ -285,32 +285,33 @@ struct HttpClient::Impl {
 
   void perform_and_poll(int max_wait_ms) {
     int running = 0;
-    curl_multi_perform(multi, &running);
+    libcurl().multi_perform(multi, &running);
     collect_finished();
     if (!finished.empty()) return;
     curl_waitfd wake{flare::interrupt::wake_fd(), CURL_WAIT_POLLIN, 0};
-    curl_multi_poll(multi, &wake, 1, max_wait_ms, nullptr);
+    libcurl().multi_poll(multi, &wake, 1, max_wait_ms, nullptr);
   }
 };
 
 HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>()) {
-  static const bool curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+  static const bool curl_ready = libcurl().global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
   if (!curl_ready) throw Error("transport_failed", "curl_global_init failed");
-  impl_->multi = curl_multi_init();
+  impl_->multi = libcurl().multi_init();
   if (!impl_->multi) throw Error("out_of_memory", "curl_multi_init failed");
-  curl_multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, options.max_host_connections);
-  curl_multi_setopt(impl_->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, options.max_total_connections);
-  curl_multi_setopt(impl_->multi, CURLMOPT_MAXCONNECTS, options.max_idle_connections);
+  libcurl().multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, options.max_host_connections);
+  libcurl().multi_setopt(impl_->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                         options.max_total_connections);
+  libcurl().multi_setopt(impl_->multi, CURLMOPT_MAXCONNECTS, options.max_idle_connections);
 }
 
 HttpClient::~HttpClient() {
   for (auto& slot : impl_->slots) {
-    if (slot->state == State::Running) curl_multi_remove_handle(impl_->multi, slot->easy);
-    if (slot->easy) curl_easy_cleanup(slot->easy);
-    curl_slist_free_all(slot->header_list);
+    if (slot->state == State::Running) libcurl().multi_remove_handle(impl_->multi, slot->easy);
+    if (slot->easy) libcurl().easy_cleanup(slot->easy);
+    libcurl().slist_free_all(slot->header_list);
   }
-  for (CURL* e : impl_->free_easy) curl_easy_cleanup(e);
-  curl_multi_cleanup(impl_->multi);
+  for (CURL* e : impl_->free_easy) libcurl().easy_cleanup(e);
+  libcurl().multi_cleanup(impl_->multi);
 }
 
 RequestId HttpClient::submit(Request request, DoneCallback on_done) {
@@ -325,10 +326,10 @@ RequestId HttpClient::submit(Request request, DoneCallback on_done) {
   t->response.total_s = 0;
   try {
     impl_->configure(t);
-    CURLMcode rc = curl_multi_add_handle(impl_->multi, t->easy);
+    CURLMcode rc = libcurl().multi_add_handle(impl_->multi, t->easy);
     if (rc != CURLM_OK)
       throw Error("transport_failed", describe_request(t->request.method, t->request.url) + ": " +
-                                          curl_multi_strerror(rc));
+                                          libcurl().multi_strerror(rc));
   } catch (...) {
     t->state = State::Delivering;
     impl_->release(t);

@@ -124,6 +124,46 @@ describe("flare", function()
   end)
 end)
 
+describe("libraries opened on first use", function()
+  local function loaded(code)
+    local _, text = run("-e " .. sh_quote(code .. [[
+      for line in io.lines("/proc/self/maps") do
+        for _, lib in ipairs({"libcurl", "libflare-emulator", "libsqlite3", "libedit"}) do
+          if line:find(lib, 1, true) and not seen[lib] then seen[lib] = true; io.write(lib, " ") end
+        end
+      end]]))
+    return text
+  end
+
+  it("maps no HTTP, emulator or line-editor library for a plain script", function()
+    assert.equal("", loaded("seen = {}"))
+  end)
+  it("opens libcurl for the first HTTP request", function()
+    local text = loaded("seen = {}; pcall(flare.http.request, {url = 'http://127.0.0.1:1/'})")
+    assert.matches("libcurl", text)
+    assert.equal(nil, text:find("emulator", 1, true))
+  end)
+  it("opens the emulator module when an emulator starts", function()
+    local text = loaded("seen = {}; local em = flare.emulator.start{}")
+    assert.matches("libflare%-emulator", text)
+    assert.matches("libsqlite3", text)
+  end)
+  it("names the emulator module when it is missing", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir .. " && cp " .. sh_quote(exe) .. " " .. dir .. "/flare")
+    local out = os.tmpname()
+    local ok, _, code = os.execute(dir .. "/flare -e 'flare.emulator.start{}' >" .. out .. " 2>&1")
+    if type(ok) == "number" then code = ok / 256 end
+    local text = io.open(out):read("*a")
+    os.remove(out)
+    os.execute("rm -rf " .. dir)
+    assert.equal(1, code)
+    assert.matches("local emulator needs a shared library that could not be loaded", text)
+    assert.matches("libflare%-emulator%.so", text)
+  end)
+end)
+
 describe("flare.wait_all", function()
   it("returns the results of several futures in order", function()
     local function future(v) return {wait = function() return v end} end
