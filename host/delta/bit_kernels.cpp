@@ -1,6 +1,6 @@
 #include "delta/bit_kernels.hpp"
 
-#include <emmintrin.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
@@ -102,7 +102,62 @@ unsigned max_exponent_t(const std::byte* data, size_t n, ExponentField f) {
   return static_cast<unsigned>(top);
 }
 
+template <typename T>
+void le_masks_sse2(const std::byte* data, size_t words, ExponentField f, const int16_t* thr,
+                   unsigned count, uint64_t* ge) {
+  for (size_t w = 0; w < words; ++w) {
+    __m128i e[8];
+    exponents64<T>(data + w * 64 * sizeof(T), f, e);
+    le_masks64(e, thr, count, ge + w * count);
+  }
+}
+
+// 16-bit elements, 64 per word in four AVX2 registers. The lanes are paired
+// across registers first so that packing the compare results keeps element order.
+__attribute__((target("avx2"))) void le_masks_avx2_16(const std::byte* data, size_t words,
+                                                      ExponentField f, const int16_t* thr,
+                                                      unsigned count, uint64_t* ge) {
+  const __m128i sh = _mm_cvtsi32_si128(static_cast<int>(f.shift));
+  const __m256i mask = _mm256_set1_epi16(static_cast<int16_t>((1 << f.bits) - 1));
+  for (size_t w = 0; w < words; ++w) {
+    const __m256i* p = reinterpret_cast<const __m256i*>(data + w * 128);
+    __m256i a[4];
+    for (int i = 0; i < 4; ++i)
+      a[i] = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256(p + i), sh), mask);
+    const __m256i x0 = _mm256_permute2x128_si256(a[0], a[1], 0x20);
+    const __m256i x1 = _mm256_permute2x128_si256(a[0], a[1], 0x31);
+    const __m256i x2 = _mm256_permute2x128_si256(a[2], a[3], 0x20);
+    const __m256i x3 = _mm256_permute2x128_si256(a[2], a[3], 0x31);
+    for (unsigned t = 0; t < count; ++t) {
+      const __m256i key = _mm256_set1_epi16(thr[t]);
+      const __m256i g0 =
+          _mm256_packs_epi16(_mm256_cmpgt_epi16(x0, key), _mm256_cmpgt_epi16(x1, key));
+      const __m256i g1 =
+          _mm256_packs_epi16(_mm256_cmpgt_epi16(x2, key), _mm256_cmpgt_epi16(x3, key));
+      ge[w * count + t] =
+          ~(static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(g0))) |
+            static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(g1))) << 32);
+    }
+  }
+}
+
 }  // namespace
+
+void le_masks(const std::byte* data, size_t words, size_t esize, ExponentField f,
+              const int16_t* thr, unsigned count, uint64_t* ge) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  switch (esize) {
+    case 1:
+      return le_masks_sse2<uint8_t>(data, words, f, thr, count, ge);
+    case 2:
+      if (avx2) return le_masks_avx2_16(data, words, f, thr, count, ge);
+      return le_masks_sse2<uint16_t>(data, words, f, thr, count, ge);
+    case 4:
+      return le_masks_sse2<uint32_t>(data, words, f, thr, count, ge);
+    default:
+      return le_masks_sse2<uint64_t>(data, words, f, thr, count, ge);
+  }
+}
 
 uint64_t change_masks(const std::byte* a, const std::byte* b, size_t elements, size_t esize,
                       uint64_t* out) {

@@ -71,6 +71,11 @@ inline void le_masks64(const __m128i* e, const int16_t* thr, unsigned count, uin
   }
 }
 
+// ge[w * count + t] bit j = (exponent of element 64w + j of `data`) <= thr[t],
+// for `words` whole words and t < count (at most 63). Uses AVX2 when the CPU has it.
+void le_masks(const std::byte* data, size_t words, size_t esize, ExponentField f,
+              const int16_t* thr, unsigned count, uint64_t* ge);
+
 // kSelectInByte[r][x]: position of the r-th (from 0) set bit of byte x (8 when none).
 struct SelectTable {
   uint8_t pos[8][256];

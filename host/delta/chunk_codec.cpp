@@ -150,9 +150,11 @@ inline uint64_t valid_mask(size_t w, size_t n) {
   return rest >= 64 ? ~uint64_t{0} : (uint64_t{1} << rest) - 1;
 }
 
-// Exponent classes of 64 elements at a time. The class is monotone in the
+// Exponent classes, a block of words at a time. The class is monotone in the
 // exponent, so "class >= k" is "exponent <= top - k * width": K - 1 compares
 // give nested masks, and class k's members are those of >= k minus >= k + 1.
+constexpr size_t kBlockWords = kBlock / 64;
+
 template <typename T>
 class ClassMasks {
  public:
@@ -160,31 +162,38 @@ class ClassMasks {
       : f_(f), k_(s.classes), base_(base.data()), n_(n) {
     for (unsigned k = 1; k < k_; ++k)
       thr_[k - 1] = static_cast<int16_t>(static_cast<int>(s.top) - static_cast<int>(k * s.width));
+    if (k_ > 1) ge_.resize(kBlockWords * (k_ - 1));
   }
-  unsigned classes() const { return k_; }
-  // member[k] = elements of class k in word w; ge[k - 1] = elements of class >= k.
-  void word(size_t w, uint64_t* member, uint64_t* ge) const {
+  // Computes the masks of words [w0, w1), at most kBlockWords of them.
+  void fill(size_t w0, size_t w1) {
+    w0_ = w0;
+    if (k_ == 1) return;
+    const size_t full = std::min(w1, n_ / 64);
+    if (full > w0)
+      le_masks(base_ + w0 * 64 * sizeof(T), full - w0, sizeof(T), f_, thr_, k_ - 1, ge_.data());
+    if (w1 > full && w1 > w0) {  // the chunk's last, partial word, padded
+      T pad[64] = {};
+      std::memcpy(pad, base_ + full * 64 * sizeof(T), (n_ - full * 64) * sizeof(T));
+      le_masks(reinterpret_cast<const std::byte*>(pad), 1, sizeof(T), f_, thr_, k_ - 1,
+               ge_.data() + (full - w0) * (k_ - 1));
+    }
+  }
+  // member[k] = elements of class k in word w (filled before); returns the
+  // masks of class >= k (k = 1..K-1) for the word.
+  const uint64_t* word(size_t w, uint64_t* member) const {
     const uint64_t valid = valid_mask(w, n_);
     if (k_ == 1) {
       member[0] = valid;
-      return;
+      return nullptr;
     }
-    const std::byte* p = base_ + w * 64 * sizeof(T);
-    T pad[64];
-    if (valid != ~uint64_t{0}) {  // the chunk's last, partial word
-      std::memset(pad, 0, sizeof pad);
-      std::memcpy(pad, p, (n_ - w * 64) * sizeof(T));
-      p = reinterpret_cast<const std::byte*>(pad);
-    }
-    __m128i e[8];
-    exponents64<T>(p, f_, e);
-    le_masks64(e, thr_, k_ - 1, ge);
+    const uint64_t* ge = ge_.data() + (w - w0_) * (k_ - 1);
     uint64_t prev = valid;  // members of class >= k
     for (unsigned k = 0; k + 1 < k_; ++k) {
       member[k] = prev & ~ge[k];
       prev = ge[k] & valid;
     }
     member[k_ - 1] = prev;
+    return ge;
   }
 
  private:
@@ -193,6 +202,8 @@ class ClassMasks {
   int16_t thr_[64] = {};
   const std::byte* base_;
   size_t n_;
+  size_t w0_ = 0;
+  std::vector<uint64_t> ge_;
 };
 
 // --- sparse: u8 classes, u8 width, u16 top, varint count per class, then per
@@ -209,19 +220,29 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
     s.width = std::clamp(p.class_width, 1u, 255u);
     s.top = top;
   }
-  const ClassMasks<T> cm(f, s, base, n);
+  ClassMasks<T> cm(f, s, base, n);
   const size_t words = (n + 63) / 64;
   const uint64_t* masks = t_masks.data();
-  thread_local std::vector<std::vector<std::byte>> gaps, planes;
+  thread_local std::vector<std::vector<std::byte>> t_gaps, t_planes;
+  auto& gaps = t_gaps;
+  auto& planes = t_planes;
   if (gaps.size() < s.classes) gaps.resize(s.classes);
   if (planes.size() < s.classes * sizeof(T)) planes.resize(s.classes * sizeof(T));
   for (unsigned k = 0; k < s.classes; ++k) {
     gaps[k].clear();
     for (size_t q = 0; q < sizeof(T); ++q) planes[k * sizeof(T) + q].clear();
   }
-  uint64_t seen[64] = {}, next_rank[64] = {}, counts[64] = {}, member[64], ge[64];
+  uint64_t seen[64] = {}, next_rank[64] = {}, counts[64] = {}, member[64];
   for (size_t w = 0; w < words; ++w) {
-    cm.word(w, member, ge);
+    if (w % kBlockWords == 0) {
+      cm.fill(w, std::min(words, w + kBlockWords));
+      // Changed elements of next are read at random: fetch the next block's
+      // lines ahead (the first pass has left them in the last-level cache).
+      const size_t end = std::min(n, (w + 2 * kBlockWords) * 64) * sizeof(T);
+      for (size_t off = (w + kBlockWords) * 64 * sizeof(T); off < end; off += 64)
+        __builtin_prefetch(next.data() + off);
+    }
+    const uint64_t* ge = cm.word(w, member);
     for (uint64_t hits = masks[w]; hits; hits &= hits - 1) {
       const unsigned b = static_cast<unsigned>(__builtin_ctzll(hits));
       const uint64_t bit = uint64_t{1} << b;
@@ -334,12 +355,14 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   if (pos != in.size())
     corrupt("sparse chunk has " + std::to_string(in.size() - pos) + " trailing bytes");
 
-  const ClassMasks<T> cm(f, s, base, n);
-  uint64_t seen[64] = {}, done[64] = {}, target[64], member[64], ge[64];
-  for (unsigned k = 0; k < s.classes; ++k) target[k] = count[k] ? ranks[first[k]] : ~uint64_t{0};
+  ClassMasks<T> cm(f, s, base, n);
+  uint64_t seen[64] = {}, done[64] = {}, target[64], member[64];
+  const uint64_t* rank = ranks.data();  // not the thread_local itself: stores to out may alias it
+  for (unsigned k = 0; k < s.classes; ++k) target[k] = count[k] ? rank[first[k]] : ~uint64_t{0};
   copy_patch_blocks<T>(base, out, n, sums, [&](size_t w0, size_t w1) {
+    cm.fill(w0, w1);
     for (size_t w = w0; w < w1; ++w) {
-      cm.word(w, member, ge);
+      cm.word(w, member);
       // The classes with a change in this word, then their changes: one
       // data-dependent loop per word rather than one per class.
       uint64_t pop[64], active = 0;
@@ -357,7 +380,7 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
             z |= static_cast<T>(static_cast<T>(std::to_integer<T>(value[k][q][d])) << (8 * q));
           store<T>(out.data() + i * sizeof(T),
                    unzigzag_add(load<T>(base.data() + i * sizeof(T)), z));
-          target[k] = done[k] < count[k] ? ranks[first[k] + done[k]] : ~uint64_t{0};
+          target[k] = done[k] < count[k] ? rank[first[k] + done[k]] : ~uint64_t{0};
         } while (target[k] - seen[k] < pop[k]);
       }
       for (unsigned k = 0; k < s.classes; ++k) seen[k] += pop[k];
