@@ -1,7 +1,10 @@
 #include "fireworks/completion_codec.hpp"
 
 #include <charconv>
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <system_error>
 
 #include "runtime/error.hpp"
 
@@ -73,6 +76,356 @@ LogprobEntry read_entry(const json& e, bool want_top) {
     }
   }
   return out;
+}
+
+// --- fast path ------------------------------------------------------------------------------
+// The common response (no logprobs asked for) read straight from the text,
+// without building a DOM. Anything it does not expect -- including every
+// malformed body -- makes it give up, and the DOM path below then parses the
+// body and words the error.
+class Scanner {
+ public:
+  explicit Scanner(std::string_view s) : p_(s.data()), end_(s.data() + s.size()) {}
+
+  void ws() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+  bool eat(char c) {
+    ws();
+    if (p_ < end_ && *p_ == c) {
+      ++p_;
+      return true;
+    }
+    return false;
+  }
+  bool peek(char c) {
+    ws();
+    return p_ < end_ && *p_ == c;
+  }
+  bool at_end() {
+    ws();
+    return p_ == end_;
+  }
+
+  // A JSON string into out (decoded, UTF-8 checked).
+  bool string(std::string& out) {
+    out.clear();
+    if (!eat('"')) return false;
+    for (;;) {
+      const char* run = p_;
+      while (p_ < end_ && *p_ != '"' && *p_ != '\\' && static_cast<unsigned char>(*p_) >= 0x20 &&
+             static_cast<unsigned char>(*p_) < 0x80)
+        ++p_;
+      out.append(run, p_);
+      if (p_ == end_) return false;
+      unsigned char c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        ++p_;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c >= 0x80) {
+        if (!utf8(out)) return false;
+        continue;
+      }
+      // Backslash escape.
+      if (++p_ == end_) return false;
+      char e = *p_++;
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out.push_back(e);
+          break;
+        case 'b':
+          out.push_back('\b');
+          break;
+        case 'f':
+          out.push_back('\f');
+          break;
+        case 'n':
+          out.push_back('\n');
+          break;
+        case 'r':
+          out.push_back('\r');
+          break;
+        case 't':
+          out.push_back('\t');
+          break;
+        case 'u': {
+          std::uint32_t cp = 0;
+          if (!hex4(cp)) return false;
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            std::uint32_t lo = 0;
+            if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return false;
+            p_ += 2;
+            if (!hex4(lo) || lo < 0xDC00 || lo > 0xDFFF) return false;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            return false;
+          }
+          put_utf8(out, cp);
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+  }
+
+  // An integer that fits in int64 (no fraction, no exponent).
+  bool integer(std::int64_t& v) {
+    ws();
+    const char* start = p_;
+    if (p_ < end_ && *p_ == '-') ++p_;
+    if (p_ == end_ || *p_ < '0' || *p_ > '9') return false;
+    auto r = std::from_chars(start, end_, v);
+    if (r.ec != std::errc()) return false;
+    p_ = r.ptr;
+    return p_ == end_ || (*p_ != '.' && *p_ != 'e' && *p_ != 'E');
+  }
+
+  bool ids(std::vector<int>& out) {
+    out.clear();
+    if (!eat('[')) return false;
+    if (eat(']')) return true;
+    do {
+      std::int64_t v = 0;
+      if (!integer(v) || v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
+        return false;
+      out.push_back(static_cast<int>(v));
+    } while (eat(','));
+    return eat(']');
+  }
+
+  // Skips any JSON value.
+  bool skip(int depth = 0) {
+    ws();
+    if (p_ == end_ || depth > 64) return false;
+    char c = *p_;
+    if (c == '"') return string(scratch_);
+    if (c == '{' || c == '[') {
+      char close = c == '{' ? '}' : ']';
+      ++p_;
+      if (eat(close)) return true;
+      do {
+        if (c == '{') {
+          if (!string(scratch_) || !eat(':')) return false;
+        }
+        if (!skip(depth + 1)) return false;
+      } while (eat(','));
+      return eat(close);
+    }
+    if (literal("true") || literal("false") || literal("null")) return true;
+    // A number.
+    const char* start = p_;
+    if (p_ < end_ && *p_ == '-') ++p_;
+    while (p_ < end_ && ((*p_ >= '0' && *p_ <= '9') || *p_ == '.' || *p_ == 'e' || *p_ == 'E' ||
+                         *p_ == '+' || *p_ == '-'))
+      ++p_;
+    double d = 0;
+    return p_ > start && std::from_chars(start, p_, d).ptr == p_;
+  }
+
+  bool literal(std::string_view word) {
+    ws();
+    if (static_cast<std::size_t>(end_ - p_) < word.size() ||
+        std::string_view(p_, word.size()) != word)
+      return false;
+    p_ += word.size();
+    return true;
+  }
+
+ private:
+  bool hex4(std::uint32_t& v) {
+    if (end_ - p_ < 4) return false;
+    v = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = *p_++;
+      v <<= 4;
+      if (c >= '0' && c <= '9') {
+        v |= static_cast<std::uint32_t>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        v |= static_cast<std::uint32_t>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        v |= static_cast<std::uint32_t>(c - 'A' + 10);
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  static void put_utf8(std::string& out, std::uint32_t cp) {
+    if (cp < 0x80) {
+      out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+      out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+  }
+
+  // One well-formed UTF-8 sequence (as the DOM parser requires), copied to out.
+  bool utf8(std::string& out) {
+    auto b = [&](std::ptrdiff_t i) { return static_cast<unsigned char>(p_[i]); };
+    auto cont = [&](std::ptrdiff_t i) { return i < end_ - p_ && (b(i) & 0xC0) == 0x80; };
+    unsigned char c = b(0);
+    int len = 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (!cont(1) || (c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F)) return false;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (!cont(1) || (c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) > 0x8F)) return false;
+    } else {
+      return false;
+    }
+    for (int i = 1; i < len; ++i)
+      if (!cont(i)) return false;
+    out.append(p_, p_ + len);
+    p_ += len;
+    return true;
+  }
+
+  const char* p_;
+  const char* end_;
+  std::string scratch_;
+};
+
+bool fast_raw_output(Scanner& s, Completion& out) {
+  if (!s.peek('{')) return s.skip();  // not an object: ignored, as by the DOM path
+  s.eat('{');
+  if (s.eat('}')) return true;
+  std::string key;
+  do {
+    if (!s.string(key) || !s.eat(':')) return false;
+    if (key == "completion_token_ids") {
+      if (!s.ids(out.tokens)) return false;
+    } else if (key == "prompt_token_ids") {
+      if (!s.ids(out.prompt_tokens)) return false;
+    } else if (!s.skip()) {
+      return false;
+    }
+  } while (s.eat(','));
+  return s.eat('}');
+}
+
+bool fast_choice(Scanner& s, Completion& out, bool& have_text) {
+  if (!s.eat('{')) return false;
+  if (s.eat('}')) return false;  // no text: the DOM path words the error
+  std::string key;
+  do {
+    if (!s.string(key) || !s.eat(':')) return false;
+    if (key == "text") {
+      if (!s.string(out.text)) return false;
+      have_text = true;
+    } else if (key == "finish_reason") {
+      if (s.peek('"')) {
+        if (!s.string(out.finish_reason)) return false;
+      } else if (!s.skip()) {
+        return false;
+      }
+    } else if (key == "raw_output") {
+      out.tokens.clear();
+      out.prompt_tokens.clear();
+      if (!fast_raw_output(s, out)) return false;
+    } else if (!s.skip()) {
+      return false;
+    }
+  } while (s.eat(','));
+  return s.eat('}') && have_text;
+}
+
+bool fast_usage(Scanner& s, std::optional<std::int64_t>& prompt_tokens,
+                std::optional<std::int64_t>& completion_tokens) {
+  if (!s.peek('{')) return s.skip();
+  s.eat('{');
+  if (s.eat('}')) return true;
+  std::string key;
+  do {
+    if (!s.string(key) || !s.eat(':')) return false;
+    std::optional<std::int64_t>* target = key == "prompt_tokens"       ? &prompt_tokens
+                                          : key == "completion_tokens" ? &completion_tokens
+                                                                       : nullptr;
+    // Integers only; anything else is ignored, as by the DOM path.
+    if (!target || s.peek('"') || s.peek('{') || s.peek('[') || s.peek('t') || s.peek('f') ||
+        s.peek('n')) {
+      if (!s.skip()) return false;
+      continue;
+    }
+    Scanner probe = s;
+    std::int64_t v = 0;
+    if (probe.integer(v)) {
+      s = probe;
+      *target = v;
+    } else if (!s.skip()) {
+      return false;
+    }
+  } while (s.eat(','));
+  return s.eat('}');
+}
+
+// Fills out (text, finish_reason, token ids, counts, snapshot) for a response
+// without logprobs; false = let the DOM path handle this body.
+bool parse_fast(std::string_view body, const Prompt& prompt, const SamplingParams& params,
+                const std::string* snapshot_header, Completion& out) {
+  Scanner s(body);
+  if (!s.eat('{')) return false;
+  bool have_choice = false, have_text = false;
+  std::optional<std::int64_t> completion_tokens, prompt_tokens;
+  std::string key, model;
+  bool have_model = false;
+  if (!s.eat('}')) {
+    do {
+      if (!s.string(key) || !s.eat(':')) return false;
+      if (key == "choices") {
+        if (have_choice || !s.eat('[')) return false;
+        if (!fast_choice(s, out, have_text)) return false;
+        while (s.eat(','))
+          if (!s.skip()) return false;
+        if (!s.eat(']')) return false;
+        have_choice = true;
+      } else if (key == "model") {
+        if (s.peek('"')) {
+          if (!s.string(model)) return false;
+          have_model = true;
+        } else if (!s.skip()) {
+          return false;
+        }
+      } else if (key == "usage") {
+        if (!fast_usage(s, prompt_tokens, completion_tokens)) return false;
+      } else if (!s.skip()) {
+        return false;
+      }
+    } while (s.eat(','));
+    if (!s.eat('}')) return false;
+  }
+  if (!s.at_end() || !have_choice || !have_text) return false;
+  (void)prompt_tokens;  // only needed to split echoed logprobs
+  if (out.prompt_tokens.empty() && !prompt.is_text) out.prompt_tokens = prompt.tokens;
+  if (completion_tokens) out.completion_token_count = *completion_tokens;
+  if (params.echo && prompt.is_text && out.text.starts_with(prompt.text))
+    out.text.erase(0, prompt.text.size());
+  if (out.completion_token_count == 0)
+    out.completion_token_count = static_cast<std::int64_t>(out.tokens.size());
+  if (snapshot_header && !snapshot_header->empty()) {
+    out.snapshot_identity = *snapshot_header;
+  } else if (have_model) {
+    auto at = model.rfind('@');
+    if (at != std::string::npos) out.snapshot_identity = model.substr(at + 1);
+  }
+  return true;
 }
 
 }  // namespace
@@ -164,6 +517,10 @@ void write_completion_body(std::string& out, std::string_view model, const Promp
 
 Completion parse_completion(std::string_view body, const Prompt& prompt,
                             const SamplingParams& params, const std::string* snapshot_header) {
+  if (!params.logprobs) {
+    Completion fast;
+    if (parse_fast(body, prompt, params, snapshot_header, fast)) return fast;
+  }
   json doc = json::parse(body.begin(), body.end(), nullptr, false);
   if (doc.is_discarded())
     bad("the body is not valid JSON (" + std::to_string(body.size()) + " bytes; truncated?)");

@@ -1,6 +1,7 @@
 #include "fireworks/sampler.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -58,6 +59,9 @@ std::shared_ptr<Sampler> Sampler::create(std::shared_ptr<const Connection> conn,
 
 Sampler::Sampler(std::shared_ptr<const Connection> conn, SamplerOptions options)
     : conn_(std::move(conn)), options_(std::move(options)), rng_(std::random_device{}()) {
+  url_ = conn_->inference_url + "/inference/v1/completions";
+  conn_->add_headers(base_headers_, Plane::Inference, true);
+  verify_tls_ = conn_->verify_tls(Plane::Inference);
   if (options_.concurrency < 1) throw Error("invalid_argument", "concurrency must be >= 1");
   if (options_.adaptive_min < 1 || options_.adaptive_max < options_.adaptive_min)
     throw Error("invalid_argument", "adaptive concurrency bounds must satisfy 1 <= min <= max");
@@ -119,24 +123,38 @@ void Sampler::send(const std::shared_ptr<SampleBatch>& batch, std::size_t index)
   std::optional<std::int64_t> seed;
   if (batch->params_.seed)
     seed = *batch->params_.seed + static_cast<std::int64_t>(index % batch->n_);
-  net::Request r;
-  r.method = "POST";
-  r.url = conn_->inference_url;
-  r.url += "/inference/v1/completions";
-  r.body.reserve(192 + (prompt.is_text ? prompt.text.size() : prompt.tokens.size() * 6));
-  write_completion_body(r.body, options_.model, prompt, batch->params_, seed);
-  r.timeout_s = options_.timeout_s;
-  r.connect_timeout_s = conn_->connect_timeout_s;
-  conn_->add_headers(r.headers, Plane::Inference, true);
-  r.verify_tls = conn_->verify_tls(Plane::Inference);
-  r.headers.add("x-request-id", batch->id_prefix_ + std::to_string(index));
+  // The request is written into the client's reused storage: once warm, no
+  // string of it allocates (the headers that never change are copied from
+  // base_headers_ into strings that keep their capacity).
+  auto fill = [&](net::Request& r) {
+    r.method.assign("POST");
+    r.url.assign(url_);
+    r.body.clear();
+    write_completion_body(r.body, options_.model, prompt, batch->params_, seed);
+    r.timeout_s = options_.timeout_s;
+    r.connect_timeout_s = conn_->connect_timeout_s;
+    r.verify_tls = verify_tls_;
+    auto& items = r.headers.items;
+    const auto& base = base_headers_.items;
+    items.resize(base.size() + 1);
+    for (std::size_t i = 0; i < base.size(); ++i) {
+      items[i].first.assign(base[i].first);
+      items[i].second.assign(base[i].second);
+    }
+    items.back().first.assign("x-request-id");
+    std::string& rid = items.back().second;
+    rid.assign(batch->id_prefix_);
+    char digits[24];
+    auto end = std::to_chars(digits, digits + sizeof digits, index).ptr;
+    rid.append(digits, end);
+  };
   ++item.attempts;
   ++stats_.requests;
   ++in_flight_;
   auto self = shared_from_this();
   try {
-    item.in_flight = EventLoop::instance().http().submit(
-        std::move(r), [self, batch, index](net::Response* res, const Error* err) {
+    item.in_flight = EventLoop::instance().http().submit_with(
+        fill, [self, batch, index](net::Response* res, const Error* err) {
           self->on_done(batch, index, res, err);
         });
   } catch (const Error& e) {

@@ -118,6 +118,9 @@ class Sampler : public std::enable_shared_from_this<Sampler> {
 
   std::shared_ptr<const Connection> conn_;
   SamplerOptions options_;
+  std::string url_;            // the completions URL
+  net::Headers base_headers_;  // the headers of every request but x-request-id
+  bool verify_tls_ = true;
   std::deque<Pending> queue_;
   std::size_t in_flight_ = 0;
   double limit_ = 0;

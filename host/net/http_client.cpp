@@ -1,6 +1,10 @@
 #include "net/http_client.hpp"
 
+#include <sys/epoll.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -36,12 +40,29 @@ std::string_view trim(std::string_view s) {
 
 enum class State { Free, Running, Finished, Delivering };
 
+// The options a transfer sets beyond the ones every transfer shares: when the
+// next request on the same easy handle has the same mode, only the URL, the
+// body and the header list are set again.
+struct Mode {
+  std::string method;
+  bool has_body = false;
+  long timeout_ms = -1;
+  long connect_timeout_ms = -1;
+  bool verify_tls = true;
+  bool operator==(const Mode&) const = default;
+};
+
 struct Transfer {
   RequestId id = 0;
   std::uint32_t index = 0;  // position in HttpClient::Impl::slots
   State state = State::Free;
-  CURL* easy = nullptr;
-  curl_slist* header_list = nullptr;
+  CURL* easy = nullptr;  // owned by the slot for its whole life
+  bool configured = false;
+  Mode mode;                             // what `easy` is configured for
+  std::string configured_url;            // the URL last set on `easy`
+  std::string header_text;               // header lines, each ending in '\0'
+  std::vector<curl_slist> header_nodes;  // list over header_text (not libcurl's allocations)
+  std::size_t header_count = 0;          // response headers of the current response
   CURLcode result = CURLE_OK;
   Request request;
   Response response;
@@ -60,7 +81,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
   std::string_view line(data, size * n);
   if (line.starts_with("HTTP/")) {
     // A new response begins (after 100 Continue or a redirect): forget the old headers.
-    t->response.headers.items.clear();
+    t->header_count = 0;
     return line.size();
   }
   auto colon = line.find(':');
@@ -75,7 +96,15 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
     }
     if (length < (std::size_t{1} << 32)) t->response.body.reserve(length);
   }
-  t->response.headers.add(std::string(name), std::string(value));
+  // Assign into the strings of earlier responses: they keep their capacity.
+  auto& items = t->response.headers.items;
+  if (t->header_count < items.size()) {
+    items[t->header_count].first.assign(name);
+    items[t->header_count].second.assign(value);
+  } else {
+    items.emplace_back(std::string(name), std::string(value));
+  }
+  ++t->header_count;
   return line.size();
 }
 
@@ -88,6 +117,8 @@ long to_ms(double seconds) {
   return static_cast<long>(ms);
 }
 
+using steady = std::chrono::steady_clock;
+
 }  // namespace
 
 const std::string* Headers::find(std::string_view name) const {
@@ -98,9 +129,18 @@ const std::string* Headers::find(std::string_view name) const {
 
 struct HttpClient::Impl {
   CURLM* multi = nullptr;
+  int epoll_fd = -1;
+  int wake_fd = -1;
+  // Per file descriptor: the events registered in epoll_fd (0 = none) and
+  // whether libcurl currently wants them. A socket libcurl stops watching
+  // (an idle keep-alive connection) stays registered until it reports an
+  // event, so reusing the connection costs no epoll_ctl.
+  std::vector<std::uint32_t> registered;
+  std::vector<bool> wanted;
+  bool timer_armed = false;
+  steady::time_point timer_due;
   std::vector<std::unique_ptr<Transfer>> slots;
   std::vector<std::uint32_t> free_slots;
-  std::vector<CURL*> free_easy;
   std::deque<Transfer*> finished;  // done in libcurl, callback not yet run
   std::uint64_t next_sequence = 1;
   std::size_t active = 0;
@@ -120,43 +160,36 @@ struct HttpClient::Impl {
       free_slots.pop_back();
     } else {
       index = static_cast<std::uint32_t>(slots.size());
-      slots.push_back(std::make_unique<Transfer>());
-      slots.back()->index = index;
+      auto t = std::make_unique<Transfer>();
+      t->index = index;
+      t->easy = libcurl().easy_init();
+      if (!t->easy) throw Error("out_of_memory", "curl_easy_init failed");
+      slots.push_back(std::move(t));
     }
     Transfer* t = slots[index].get();
     t->id = (next_sequence++ << 32) | index;
-    if (!free_easy.empty()) {
-      t->easy = free_easy.back();
-      free_easy.pop_back();
-    } else {
-      t->easy = libcurl().easy_init();
-      if (!t->easy) throw Error("out_of_memory", "curl_easy_init failed");
-    }
     return t;
   }
 
   void release(Transfer* t) {
-    libcurl().slist_free_all(t->header_list);
-    t->header_list = nullptr;
-    libcurl().easy_reset(t->easy);
-    free_easy.push_back(t->easy);
-    t->easy = nullptr;
     t->on_done = nullptr;
-    t->request.headers.items.clear();
+    // Strings are cleared, not freed: the next request in this slot reuses them.
     t->request.body.clear();
-    t->response.headers.items.clear();
     t->response.body.clear();
+    t->header_count = 0;
     t->state = State::Free;
     t->id = 0;
     free_slots.push_back(t->index);
     --active;
   }
 
-  void configure(Transfer* t) {
+  // The options every transfer shares; set once per easy handle (and after a reset).
+  void configure_common(Transfer* t) {
     CURL* e = t->easy;
-    const Request& r = t->request;
+    // Sockets leave the epoll set before libcurl closes them (see `registered`).
+    libcurl().easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::on_close_socket);
+    libcurl().easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
     libcurl().easy_setopt(e, CURLOPT_PRIVATE, t);
-    libcurl().easy_setopt(e, CURLOPT_URL, r.url.c_str());
     libcurl().easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     libcurl().easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     libcurl().easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
@@ -167,47 +200,147 @@ struct HttpClient::Impl {
     libcurl().easy_setopt(e, CURLOPT_WRITEDATA, t);
     libcurl().easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     libcurl().easy_setopt(e, CURLOPT_HEADERDATA, t);
-    libcurl().easy_setopt(e, CURLOPT_TIMEOUT_MS, to_ms(r.timeout_s));
-    libcurl().easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_ms(r.connect_timeout_s));
-    libcurl().easy_setopt(e, CURLOPT_SSL_VERIFYPEER, r.verify_tls ? 1L : 0L);
-    libcurl().easy_setopt(e, CURLOPT_SSL_VERIFYHOST, r.verify_tls ? 2L : 0L);
+  }
 
-    bool has_body =
-        !r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH";
-    if (r.method == "GET" && r.body.empty()) {
-      libcurl().easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else if (r.method == "HEAD") {
-      libcurl().easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (r.method != "POST") {
-      libcurl().easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+  void configure(Transfer* t) {
+    CURL* e = t->easy;
+    const Request& r = t->request;
+    Mode mode{r.method,
+              !r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH",
+              to_ms(r.timeout_s), to_ms(r.connect_timeout_s), r.verify_tls};
+    if (!t->configured || !(mode == t->mode)) {
+      // A different kind of request: start from libcurl's defaults, as a new handle would.
+      if (t->configured) libcurl().easy_reset(e);
+      configure_common(t);
+      libcurl().easy_setopt(e, CURLOPT_TIMEOUT_MS, mode.timeout_ms);
+      libcurl().easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, mode.connect_timeout_ms);
+      libcurl().easy_setopt(e, CURLOPT_SSL_VERIFYPEER, r.verify_tls ? 1L : 0L);
+      libcurl().easy_setopt(e, CURLOPT_SSL_VERIFYHOST, r.verify_tls ? 2L : 0L);
+      if (r.method == "GET" && r.body.empty()) {
+        libcurl().easy_setopt(e, CURLOPT_HTTPGET, 1L);
+      } else if (r.method == "HEAD") {
+        libcurl().easy_setopt(e, CURLOPT_NOBODY, 1L);
+      } else if (r.method != "POST") {
+        libcurl().easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+      }
+      t->mode = std::move(mode);
+      t->configured = true;
+      t->configured_url.clear();
     }
-    if (has_body && r.method != "HEAD") {
+    if (t->configured_url != r.url) {
+      libcurl().easy_setopt(e, CURLOPT_URL, r.url.c_str());  // libcurl copies it
+      t->configured_url = r.url;
+    }
+    if (t->mode.has_body && r.method != "HEAD") {
       libcurl().easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
       libcurl().easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
     }
 
-    std::string line;
+    // The header list lives in the transfer's own buffers (reused, no
+    // allocation once warm); libcurl only reads it while the transfer runs.
+    std::string& text = t->header_text;
+    text.clear();
+    std::size_t lines = 0;
     for (const auto& [name, value] : r.headers.items) {
-      line.assign(name);
+      text.append(name);
       // "Name;" is libcurl's way to send a header with an empty value.
-      line.append(value.empty() ? ";" : ": ");
-      line.append(value);
-      append_header(t, line.c_str());
+      text.append(value.empty() ? ";" : ": ");
+      text.append(value);
+      text.push_back('\0');
+      ++lines;
     }
-    if (has_body) {
+    if (t->mode.has_body) {
       // A round trip for "Expect: 100-continue" only costs latency on APIs we talk to.
-      append_header(t, "Expect:");
+      text.append("Expect:", 8);
+      ++lines;
       // libcurl would label the body as a form; raw bytes are the honest default.
-      if (!r.headers.find("Content-Type"))
-        append_header(t, "Content-Type: application/octet-stream");
+      if (!r.headers.find("Content-Type")) {
+        static constexpr char kType[] = "Content-Type: application/octet-stream";
+        text.append(kType, sizeof kType);
+        ++lines;
+      }
     }
-    if (t->header_list) libcurl().easy_setopt(e, CURLOPT_HTTPHEADER, t->header_list);
+    t->header_nodes.resize(lines);
+    char* p = text.data();
+    for (std::size_t i = 0; i < lines; ++i) {
+      t->header_nodes[i].data = p;
+      t->header_nodes[i].next = i + 1 < lines ? &t->header_nodes[i + 1] : nullptr;
+      p += std::strlen(p) + 1;
+    }
+    libcurl().easy_setopt(e, CURLOPT_HTTPHEADER, lines ? t->header_nodes.data() : nullptr);
   }
 
-  static void append_header(Transfer* t, const char* line) {
-    curl_slist* list = libcurl().slist_append(t->header_list, line);
-    if (!list) throw Error("out_of_memory", "curl_slist_append failed");
-    t->header_list = list;
+  // --- the epoll loop ---------------------------------------------------------------------
+
+  void watch(int fd, std::uint32_t events) {
+    if (fd < 0) return;
+    auto i = static_cast<std::size_t>(fd);
+    if (i >= registered.size()) {
+      registered.resize(i + 1, 0);
+      wanted.resize(i + 1, false);
+    }
+    wanted[i] = events != 0;
+    if (events == 0 || registered[i] == events) return;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    // The descriptor may have been closed (and reopened) since it was
+    // registered, which removed it from the set: fall back to ADD.
+    if (registered[i] == 0 || epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev) != 0) {
+      if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
+        epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+    }
+    registered[i] = events;
+  }
+
+  void unwatch(int fd) {
+    auto i = static_cast<std::size_t>(fd);
+    if (i < registered.size() && registered[i] != 0) {
+      epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+      registered[i] = 0;
+      wanted[i] = false;
+    }
+  }
+
+  static int on_socket(CURL*, curl_socket_t fd, int what, void* user, void*) {
+    auto* self = static_cast<Impl*>(user);
+    if (what == CURL_POLL_REMOVE) {
+      // Lazily: keep it registered (see `registered`), only note libcurl is not interested.
+      auto i = static_cast<std::size_t>(fd);
+      if (i < self->wanted.size()) self->wanted[i] = false;
+      return 0;
+    }
+    std::uint32_t events = 0;
+    if (what & CURL_POLL_IN) events |= EPOLLIN;
+    if (what & CURL_POLL_OUT) events |= EPOLLOUT;
+    self->watch(fd, events);
+    return 0;
+  }
+
+  static int on_close_socket(void* user, curl_socket_t fd) {
+    static_cast<Impl*>(user)->unwatch(fd);
+    return close(fd);
+  }
+
+  static int on_timer(CURLM*, long timeout_ms, void* user) {
+    auto* self = static_cast<Impl*>(user);
+    if (timeout_ms < 0) {
+      self->timer_armed = false;
+    } else {
+      self->timer_armed = true;
+      self->timer_due = steady::now() + std::chrono::milliseconds(timeout_ms);
+    }
+    return 0;
+  }
+
+  void socket_action(curl_socket_t fd, int mask) {
+    int running = 0;
+    libcurl().multi_socket_action(multi, fd, mask, &running);
+  }
+
+  void run_timeouts() {
+    timer_armed = false;
+    socket_action(CURL_SOCKET_TIMEOUT, 0);
   }
 
   void collect_finished() {
@@ -260,6 +393,7 @@ struct HttpClient::Impl {
     libcurl().easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
     t->response.status = static_cast<int>(status);
     t->response.total_s = static_cast<double>(total_us) / 1e6;
+    t->response.headers.items.resize(t->header_count);
     on_done(&t->response, nullptr);
   }
 
@@ -283,36 +417,85 @@ struct HttpClient::Impl {
     deliver(t, &error);
   }
 
-  void perform_and_poll(int max_wait_ms) {
-    int running = 0;
-    libcurl().multi_perform(multi, &running);
+  // Lets libcurl act on what is due or ready, waiting at most max_wait_ms for
+  // a socket, a libcurl timeout or the interrupt pipe.
+  void pump(int max_wait_ms) {
+    if (timer_armed && steady::now() >= timer_due) run_timeouts();
     collect_finished();
     if (!finished.empty()) return;
-    curl_waitfd wake{flare::interrupt::wake_fd(), CURL_WAIT_POLLIN, 0};
-    libcurl().multi_poll(multi, &wake, 1, max_wait_ms, nullptr);
+    int wait_ms = max_wait_ms;
+    if (timer_armed) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(timer_due - steady::now()).count();
+      wait_ms = static_cast<int>(std::clamp<long long>(left, 0, max_wait_ms));
+    }
+    epoll_event events[64];
+    int n = epoll_wait(epoll_fd, events, 64, wait_ms);
+    for (int k = 0; k < n; ++k) {
+      int fd = events[k].data.fd;
+      if (fd == wake_fd) continue;  // the caller sees the pending interrupt
+      auto i = static_cast<std::size_t>(fd);
+      if (i >= wanted.size() || !wanted[i]) {
+        unwatch(fd);  // an idle connection closed or spoke: libcurl looks at it when reused
+        continue;
+      }
+      std::uint32_t e = events[k].events;
+      int mask = 0;
+      if (e & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) mask |= CURL_CSELECT_IN;
+      if (e & EPOLLOUT) mask |= CURL_CSELECT_OUT;
+      if (e & EPOLLERR) mask |= CURL_CSELECT_ERR;
+      socket_action(fd, mask);
+    }
+    if (timer_armed && steady::now() >= timer_due) run_timeouts();
+    collect_finished();
   }
 };
 
 HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>()) {
   static const bool curl_ready = libcurl().global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
   if (!curl_ready) throw Error("transport_failed", "curl_global_init failed");
+  impl_->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (impl_->epoll_fd < 0)
+    throw Error("transport_failed", std::string("epoll_create1 failed: ") + std::strerror(errno));
+  impl_->wake_fd = flare::interrupt::wake_fd();
+  epoll_event wake{};
+  wake.events = EPOLLIN;
+  wake.data.fd = impl_->wake_fd;
+  epoll_ctl(impl_->epoll_fd, EPOLL_CTL_ADD, impl_->wake_fd, &wake);
   impl_->multi = libcurl().multi_init();
-  if (!impl_->multi) throw Error("out_of_memory", "curl_multi_init failed");
+  if (!impl_->multi) {
+    close(impl_->epoll_fd);
+    throw Error("out_of_memory", "curl_multi_init failed");
+  }
   libcurl().multi_setopt(impl_->multi, CURLMOPT_MAX_HOST_CONNECTIONS, options.max_host_connections);
   libcurl().multi_setopt(impl_->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
                          options.max_total_connections);
   libcurl().multi_setopt(impl_->multi, CURLMOPT_MAXCONNECTS, options.max_idle_connections);
+  libcurl().multi_setopt(impl_->multi, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket);
+  libcurl().multi_setopt(impl_->multi, CURLMOPT_SOCKETDATA, impl_.get());
+  libcurl().multi_setopt(impl_->multi, CURLMOPT_TIMERFUNCTION, &Impl::on_timer);
+  libcurl().multi_setopt(impl_->multi, CURLMOPT_TIMERDATA, impl_.get());
 }
 
 HttpClient::~HttpClient() {
   for (auto& slot : impl_->slots) {
     if (slot->state == State::Running) libcurl().multi_remove_handle(impl_->multi, slot->easy);
     if (slot->easy) libcurl().easy_cleanup(slot->easy);
-    libcurl().slist_free_all(slot->header_list);
   }
-  for (CURL* e : impl_->free_easy) libcurl().easy_cleanup(e);
   libcurl().multi_cleanup(impl_->multi);
+  close(impl_->epoll_fd);
 }
+
+namespace {
+
+void reset_for_submit(Transfer* t) {
+  t->error_buffer[0] = '\0';
+  t->result = CURLE_OK;
+  t->response.status = 0;
+  t->response.total_s = 0;
+  t->header_count = 0;
+}
+
+}  // namespace
 
 RequestId HttpClient::submit(Request request, DoneCallback on_done) {
   check_request(request);
@@ -320,10 +503,27 @@ RequestId HttpClient::submit(Request request, DoneCallback on_done) {
   ++impl_->active;
   t->request = std::move(request);
   t->on_done = std::move(on_done);
-  t->error_buffer[0] = '\0';
-  t->result = CURLE_OK;
-  t->response.status = 0;
-  t->response.total_s = 0;
+  return start(t);
+}
+
+RequestId HttpClient::submit_with(FunctionRef<void(Request&)> fill, DoneCallback on_done) {
+  Transfer* t = impl_->acquire();
+  ++impl_->active;
+  try {
+    fill(t->request);
+    check_request(t->request);
+  } catch (...) {
+    t->state = State::Delivering;
+    impl_->release(t);
+    throw;
+  }
+  t->on_done = std::move(on_done);
+  return start(t);
+}
+
+RequestId HttpClient::start(void* transfer) {
+  auto* t = static_cast<Transfer*>(transfer);
+  reset_for_submit(t);
   try {
     impl_->configure(t);
     CURLMcode rc = libcurl().multi_add_handle(impl_->multi, t->easy);
@@ -359,7 +559,7 @@ bool HttpClient::run_until(const std::function<bool()>& done, double timeout_s,
       if (left.count() <= 0) return false;
       wait_ms = static_cast<int>(std::min<long long>(left.count(), kMaxPollMs));
     }
-    impl_->perform_and_poll(wait_ms);
+    impl_->pump(wait_ms);
   }
 }
 

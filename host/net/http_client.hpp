@@ -2,7 +2,10 @@
 // HTTP/1.1 client on one libcurl multi handle. One event loop drives every
 // transfer in the process: whoever waits (wait, wait_all, run_until) pumps the
 // loop, so all requests in flight progress together. Completion callbacks run
-// from inside that pump, never from inside a libcurl callback.
+// from inside that pump, never from inside a libcurl callback. The loop is
+// curl_multi_socket_action on an epoll set: each pump only touches the
+// connections that are ready, and easy handles, header lists and response
+// header strings are reused from one request to the next.
 //
 // HTTP/1.1 only, keep-alive connections are reused, redirects are not
 // followed, proxies come from the usual environment variables (libcurl's).
@@ -14,6 +17,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -56,6 +60,25 @@ using RequestId = std::uint64_t;
 // callback may move from *response and may submit or cancel other requests.
 using DoneCallback = std::function<void(Response* response, const Error* error)>;
 
+// A non-owning reference to a callable, valid for the duration of one call.
+template <class Signature>
+class FunctionRef;
+template <class R, class... Args>
+class FunctionRef<R(Args...)> {
+ public:
+  template <class F>
+  FunctionRef(F&& f)  // NOLINT(google-explicit-constructor): used like a std::function
+      : object_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* o, Args... args) -> R {
+          return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<Args>(args)...);
+        }) {}
+  R operator()(Args... args) const { return call_(object_, std::forward<Args>(args)...); }
+
+ private:
+  void* object_;
+  R (*call_)(void*, Args...);
+};
+
 struct ClientOptions {
   long max_host_connections = 0;    // per host:port; 0 = no limit
   long max_total_connections = 0;   // 0 = no limit
@@ -77,6 +100,11 @@ class HttpClient {
   // Validates the request (throws flare::Error "bad_url"/"bad_request" before
   // anything is sent) and starts it. The id stays valid until `on_done` ran.
   RequestId submit(Request request, DoneCallback on_done);
+  // The same, but `fill` writes the request into storage the client reuses, so
+  // that its strings keep their capacity from one request to the next (no
+  // allocation per request on a hot path). `fill` receives the request last
+  // written into that storage, or a default one: it must set every field.
+  RequestId submit_with(FunctionRef<void(Request&)> fill, DoneCallback on_done);
 
   // Pump the loop until `id` finished (its callback ran). Unknown or finished
   // ids return at once. On SIGINT: cancels `id` and throws flare::Interrupted.
@@ -98,6 +126,7 @@ class HttpClient {
 
  private:
   struct Impl;
+  RequestId start(void* transfer);
   std::unique_ptr<Impl> impl_;
 };
 
