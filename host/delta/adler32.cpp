@@ -9,11 +9,26 @@
 #include <vector>
 
 #include "delta/thread_pool.hpp"
+#include "runtime/shared_library.hpp"
 
 namespace flare::delta {
 
+namespace {
+
+// ISA-L is opened when the first checksum is taken (runtime/shared_library.hpp):
+// scripts that never touch a checkpoint do not map it.
+decltype(&::isal_adler32) isal() {
+  static const auto fn = [] {
+    static SharedLibrary lib({"libisal.so.2"}, "Adler-32 (ISA-L)");
+    return lib.function<decltype(::isal_adler32)>("isal_adler32");
+  }();
+  return fn;
+}
+
+}  // namespace
+
 uint32_t adler32(std::span<const std::byte> data, uint32_t seed) {
-  return isal_adler32(seed, reinterpret_cast<const unsigned char*>(data.data()), data.size());
+  return isal()(seed, reinterpret_cast<const unsigned char*>(data.data()), data.size());
 }
 
 uint32_t adler32_combine(uint32_t adler_a, uint32_t adler_b, uint64_t length_b) {
