@@ -128,14 +128,14 @@ describe("libraries opened on first use", function()
   local function loaded(code)
     local _, text = run("-e " .. sh_quote(code .. [[
       for line in io.lines("/proc/self/maps") do
-        for _, lib in ipairs({"libcurl", "libflare-emulator", "libsqlite3", "libedit"}) do
+        for _, lib in ipairs({"libcurl", "libflare-emulator", "libsqlite3", "libedit", "libisal"}) do
           if line:find(lib, 1, true) and not seen[lib] then seen[lib] = true; io.write(lib, " ") end
         end
       end]]))
     return text
   end
 
-  it("maps no HTTP, emulator or line-editor library for a plain script", function()
+  it("maps no HTTP, emulator, line-editor or checksum library for a plain script", function()
     assert.equal("", loaded("seen = {}"))
   end)
   it("opens libcurl for the first HTTP request", function()
