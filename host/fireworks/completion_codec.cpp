@@ -110,13 +110,19 @@ class Scanner {
   // A JSON string into out (decoded, UTF-8 checked).
   bool string(std::string& out) {
     out.clear();
+    return read_string(&out);
+  }
+  // The same without keeping the text.
+  bool skip_string() { return read_string(nullptr); }
+
+  bool read_string(std::string* out) {
     if (!eat('"')) return false;
     for (;;) {
       const char* run = p_;
       while (p_ < end_ && *p_ != '"' && *p_ != '\\' && static_cast<unsigned char>(*p_) >= 0x20 &&
              static_cast<unsigned char>(*p_) < 0x80)
         ++p_;
-      out.append(run, p_);
+      if (out) out->append(run, p_);
       if (p_ == end_) return false;
       unsigned char c = static_cast<unsigned char>(*p_);
       if (c == '"') {
@@ -135,22 +141,22 @@ class Scanner {
         case '"':
         case '\\':
         case '/':
-          out.push_back(e);
+          if (out) out->push_back(e);
           break;
         case 'b':
-          out.push_back('\b');
+          if (out) out->push_back('\b');
           break;
         case 'f':
-          out.push_back('\f');
+          if (out) out->push_back('\f');
           break;
         case 'n':
-          out.push_back('\n');
+          if (out) out->push_back('\n');
           break;
         case 'r':
-          out.push_back('\r');
+          if (out) out->push_back('\r');
           break;
         case 't':
-          out.push_back('\t');
+          if (out) out->push_back('\t');
           break;
         case 'u': {
           std::uint32_t cp = 0;
@@ -164,7 +170,7 @@ class Scanner {
           } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
             return false;
           }
-          put_utf8(out, cp);
+          if (out) put_utf8(*out, cp);
           break;
         }
         default:
@@ -203,14 +209,14 @@ class Scanner {
     ws();
     if (p_ == end_ || depth > 64) return false;
     char c = *p_;
-    if (c == '"') return string(scratch_);
+    if (c == '"') return skip_string();
     if (c == '{' || c == '[') {
       char close = c == '{' ? '}' : ']';
       ++p_;
       if (eat(close)) return true;
       do {
         if (c == '{') {
-          if (!string(scratch_) || !eat(':')) return false;
+          if (!skip_string() || !eat(':')) return false;
         }
         if (!skip(depth + 1)) return false;
       } while (eat(','));
@@ -275,7 +281,7 @@ class Scanner {
   }
 
   // One well-formed UTF-8 sequence (as the DOM parser requires), copied to out.
-  bool utf8(std::string& out) {
+  bool utf8(std::string* out) {
     auto b = [&](std::ptrdiff_t i) { return static_cast<unsigned char>(p_[i]); };
     auto cont = [&](std::ptrdiff_t i) { return i < end_ - p_ && (b(i) & 0xC0) == 0x80; };
     unsigned char c = b(0);
@@ -293,14 +299,13 @@ class Scanner {
     }
     for (int i = 1; i < len; ++i)
       if (!cont(i)) return false;
-    out.append(p_, p_ + len);
+    if (out) out->append(p_, p_ + len);
     p_ += len;
     return true;
   }
 
   const char* p_;
   const char* end_;
-  std::string scratch_;
 };
 
 bool fast_raw_output(Scanner& s, Completion& out) {
@@ -396,7 +401,7 @@ bool parse_fast(std::string_view body, const Prompt& prompt, const SamplingParam
           if (!s.skip()) return false;
         if (!s.eat(']')) return false;
         have_choice = true;
-      } else if (key == "model") {
+      } else if (key == "model" && !(snapshot_header && !snapshot_header->empty())) {
         if (s.peek('"')) {
           if (!s.string(model)) return false;
           have_model = true;

@@ -2,15 +2,24 @@
 
 #include <curl/curl.h>
 
+#include <array>
 #include <cctype>
 
 namespace flare::net {
 namespace {
 
+// RFC 9110 tchar, as a table (checked for every byte of every header name).
+constexpr auto kTokenChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
 bool is_token_char(unsigned char c) {
-  // RFC 9110 tchar
-  return std::isalnum(c) ||
-         std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+  return kTokenChars[c];
 }
 
 bool has_line_break(std::string_view s) {
@@ -54,9 +63,14 @@ void check_request(const Request& r) {
   auto colon = r.url.find("://");
   if (colon == std::string::npos || colon == 0)
     fail(r, "bad_url", "url has no scheme (expected http:// or https://)");
-  std::string scheme = r.url.substr(0, colon);
-  for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (scheme != "http" && scheme != "https")
+  std::string_view url = r.url;
+  bool known = url.starts_with("http://") || url.starts_with("https://");
+  std::string scheme;
+  if (!known) {  // the scheme is case-insensitive
+    scheme = r.url.substr(0, colon);
+    for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  if (!known && scheme != "http" && scheme != "https")
     fail(r, "bad_url", "bad scheme \"" + printable(scheme) + "\" (expected http or https)");
   if (colon + 3 >= r.url.size() || r.url[colon + 3] == '/') fail(r, "bad_url", "url has no host");
 
