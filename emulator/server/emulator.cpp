@@ -1,6 +1,9 @@
 #include "emulator/server/emulator.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +49,25 @@ std::string load_or_create_key(const std::string& path) {
   ::close(fd);
   if (!ok) throw std::runtime_error("cannot write the API key file " + path);
   return key;
+}
+
+// cpp-httplib as Debian builds it listens with a backlog of 5: a burst of
+// clients connecting at once overflows it, and each dropped SYN is retried
+// by the client only after 1 s, then 3 s. Listening again on the bound
+// socket (found by its port) raises the backlog to the system's maximum.
+void widen_listen_backlog(int port) {
+  for (int fd = 0; fd < 4096; ++fd) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    int bound = -1;
+    if (addr.ss_family == AF_INET) bound = ntohs(reinterpret_cast<sockaddr_in&>(addr).sin_port);
+    if (addr.ss_family == AF_INET6) bound = ntohs(reinterpret_cast<sockaddr_in6&>(addr).sin6_port);
+    if (bound == port) ::listen(fd, SOMAXCONN);
+  }
 }
 
 }  // namespace
@@ -155,6 +177,7 @@ void Emulator::start() {
     throw std::runtime_error("cannot listen on " + m.opt.host + ":" + std::to_string(m.opt.port));
   }
   m.port = bound;
+  widen_listen_backlog(bound);
   m.env = std::make_unique<RouteEnv>(RouteEnv{*m.cp, m.faults, base_url()});
   m.router = std::make_unique<Router>(*m.server, m.api_key, m.faults, m.opt.log_requests);
   add_deployment_routes(*m.router, *m.env);
