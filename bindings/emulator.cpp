@@ -23,10 +23,10 @@ using namespace flare::lua::fwargs;
 namespace {
 
 const char* const kMeta = "flare.emulator.Emulator";
+using Handle = std::unique_ptr<flare::emulator::LoadedEmulator>;  // empty once stopped
 
 flare::emulator::LoadedEmulator& check(lua_State* L) {
-  auto* p =
-      static_cast<std::unique_ptr<flare::emulator::LoadedEmulator>*>(luaL_checkudata(L, 1, kMeta));
+  auto* p = static_cast<Handle*>(luaL_checkudata(L, 1, kMeta));
   if (!*p) throw flare::Error("invalid_argument", "the emulator was stopped");
   return **p;
 }
@@ -44,9 +44,8 @@ int l_start(lua_State* L) {
   if (auto v = opt_number(L, 1, "provision_delay_s", who)) o.provision_delay_s = *v;
   if (auto v = opt_number(L, 1, "idle_timeout_s", who)) o.idle_timeout_s = *v;
   if (auto v = opt_bool(L, 1, "log_requests", who)) o.log_requests = *v;
-  auto* mem = static_cast<std::unique_ptr<flare::emulator::LoadedEmulator>*>(
-      lua_newuserdata(L, sizeof(std::unique_ptr<flare::emulator::LoadedEmulator>)));
-  new (mem) std::unique_ptr<flare::emulator::LoadedEmulator>();
+  auto* mem = static_cast<Handle*>(lua_newuserdata(L, sizeof(Handle)));
+  new (mem) Handle();
   luaL_getmetatable(L, kMeta);
   lua_setmetatable(L, -2);
   try {
@@ -94,28 +93,26 @@ void shut_client_connections(int server_port) {
   }
 }
 
-void stop(std::unique_ptr<flare::emulator::LoadedEmulator>& em) {
+void stop(Handle& em) {
   if (!em) return;
   shut_client_connections(em->port());
   em.reset();
 }
 
 int l_stop(lua_State* L) {
-  stop(*static_cast<std::unique_ptr<flare::emulator::LoadedEmulator>*>(
-      luaL_checkudata(L, 1, kMeta)));
+  stop(*static_cast<Handle*>(luaL_checkudata(L, 1, kMeta)));
   return 0;
 }
 
 int l_gc(lua_State* L) {
-  auto* p = static_cast<std::unique_ptr<flare::emulator::LoadedEmulator>*>(lua_touserdata(L, 1));
+  auto* p = static_cast<Handle*>(lua_touserdata(L, 1));
   stop(*p);
   p->~unique_ptr();
   return 0;
 }
 
 int l_tostring(lua_State* L) {
-  auto* p =
-      static_cast<std::unique_ptr<flare::emulator::LoadedEmulator>*>(luaL_checkudata(L, 1, kMeta));
+  auto* p = static_cast<Handle*>(luaL_checkudata(L, 1, kMeta));
   if (!*p) return push_string(L, "flare.emulator(stopped)");
   return push_string(L, "flare.emulator(" + (*p)->base_url() + ", key " +
                             flare::fireworks::redact_key((*p)->api_key()) + ")");
