@@ -26,6 +26,11 @@ struct ExponentField {
 // Largest exponent field value below all-ones (Inf/NaN) among the elements, or 0.
 unsigned max_exponent(const std::byte* data, size_t elements, size_t esize, ExponentField f);
 
+// change_masks, and in the same pass over `a`: top = max(top, max_exponent(a, ...))
+// (top is left alone when f.bits is 0).
+uint64_t change_masks_top(const std::byte* a, const std::byte* b, size_t elements, size_t esize,
+                          ExponentField f, uint64_t* out, unsigned& top);
+
 // Exponent fields (at most 11 bits) of the 64 elements of T at p, as 16-bit lanes.
 template <typename T>
 inline void exponents64(const std::byte* p, ExponentField f, __m128i* e) {

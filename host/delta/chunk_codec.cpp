@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -178,6 +179,9 @@ class ClassMasks {
                ge_.data() + (full - w0) * (k_ - 1));
     }
   }
+  // Masks of class >= k (k = 1..K-1) of word w (filled before; bits past the
+  // chunk's end are not cleared).
+  const uint64_t* ge(size_t w) const { return ge_.data() + (w - w0_) * (k_ - 1); }
   // member[k] = elements of class k in word w (filled before); returns the
   // masks of class >= k (k = 1..K-1) for the word.
   const uint64_t* word(size_t w, uint64_t* member) const {
@@ -206,13 +210,44 @@ class ClassMasks {
   std::vector<uint64_t> ge_;
 };
 
+// Appends v (< 2^28) as an LEB128 varint at p, writing 4 bytes whatever its
+// length (the buffer has 3 bytes of slack); returns the length.
+inline size_t put_varint28(std::byte* p, uint32_t v) {
+  const uint32_t len = 1 + (v >= (1u << 7)) + (v >= (1u << 14)) + (v >= (1u << 21));
+  const uint32_t bytes = (v & 0x7f) | ((v << 1) & 0x7f00) | ((v << 2) & 0x7f0000) |
+                         ((v << 3) & 0x7f000000);
+  const uint32_t cont = 0x808080u & ((uint32_t{1} << (8 * (len - 1))) - 1);
+  const uint32_t word = bytes | cont;
+  std::memcpy(p, &word, 4);
+  return len;
+}
+
+// Grows a thread-local scratch buffer without zero-filling it.
+template <typename U>
+U* scratch(std::unique_ptr<U[]>& buf, size_t& cap, size_t need) {
+  if (need > cap) {
+    cap = std::max(need, cap + cap / 2);
+    buf.reset(new U[cap]);
+  }
+  return buf.get();
+}
+
 // --- sparse: u8 classes, u8 width, u16 top, varint count per class, then per
 // class with changes: gap stream, then one stream per byte plane of the values.
-
+//
+// Two steps. The first walks the chunk's words once: the nested class masks
+// "class >= t" of a block of words come from K - 1 compares of the base
+// exponents, their running popcounts give every class's element count before
+// the word, and each changed element gets its class from a table of its base
+// exponent and its number within the class from two popcounts (members of
+// class k are "class >= k" minus "class >= k + 1"). It records (number, class)
+// and z per changed element. The second scatters them into the gap and
+// byte-plane buffers of their classes, sized once from the class counts.
 template <typename T>
 std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> base,
-                                     std::span<const std::byte> next, size_t n,
+                                     std::span<const std::byte> next, size_t n, uint64_t changed,
                                      const ChunkParams& p, unsigned top) {
+  constexpr size_t B = sizeof(T);
   const ExponentField f = exponent_field(dtype);
   ClassSetup s;
   if (f.bits && p.classes > 1) {
@@ -220,58 +255,101 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
     s.width = std::clamp(p.class_width, 1u, 255u);
     s.top = top;
   }
+  const unsigned K = s.classes;
+  // Class of each exponent value (the same rule as the masks: class 0 above top).
+  thread_local uint8_t cls[2048];
+  const unsigned emask = f.bits ? (1u << f.bits) - 1 : 0;
+  if (K > 1)
+    for (unsigned e = 0; e <= emask; ++e)
+      cls[e] = static_cast<uint8_t>(e > s.top ? 0 : std::min(K - 1, (s.top - e) / s.width));
   ClassMasks<T> cm(f, s, base, n);
   const size_t words = (n + 63) / 64;
   const uint64_t* masks = t_masks.data();
-  thread_local std::vector<std::vector<std::byte>> t_gaps, t_planes;
-  auto& gaps = t_gaps;
-  auto& planes = t_planes;
-  if (gaps.size() < s.classes) gaps.resize(s.classes);
-  if (planes.size() < s.classes * sizeof(T)) planes.resize(s.classes * sizeof(T));
-  for (unsigned k = 0; k < s.classes; ++k) {
-    gaps[k].clear();
-    for (size_t q = 0; q < sizeof(T); ++q) planes[k * sizeof(T) + q].clear();
-  }
-  uint64_t seen[64] = {}, next_rank[64] = {}, counts[64] = {}, member[64];
+
+  thread_local std::unique_ptr<uint32_t[]> t_rk;
+  thread_local std::unique_ptr<T[]> t_z;
+  thread_local size_t rk_cap = 0, z_cap = 0;
+  uint32_t* rk = scratch(t_rk, rk_cap, changed);  // number within the class | class << 26
+  T* zs = scratch(t_z, z_cap, changed);
+  uint64_t counts[65] = {};
+  // cg[t]: elements of class >= t in the words before the current one (cg[K] = 0).
+  uint64_t cg[65] = {};
+  uint64_t g[66];  // masks of class >= t for the current word, g[0] = all, g[K] = none
+  g[0] = ~uint64_t{0};
+  g[K] = 0;
+  size_t m = 0;
+  const std::byte* bp = base.data();
+  const std::byte* np = next.data();
   for (size_t w = 0; w < words; ++w) {
     if (w % kBlockWords == 0) {
       cm.fill(w, std::min(words, w + kBlockWords));
       // Changed elements of next are read at random: fetch the next block's
       // lines ahead (the first pass has left them in the last-level cache).
-      const size_t end = std::min(n, (w + 2 * kBlockWords) * 64) * sizeof(T);
-      for (size_t off = (w + kBlockWords) * 64 * sizeof(T); off < end; off += 64)
-        __builtin_prefetch(next.data() + off);
+      const size_t end = std::min(n, (w + 2 * kBlockWords) * 64) * B;
+      for (size_t off = (w + kBlockWords) * 64 * B; off < end; off += 64)
+        __builtin_prefetch(np + off);
     }
-    const uint64_t* ge = cm.word(w, member);
+    const uint64_t* ge = cm.ge(w);
+    for (unsigned t = 1; t < K; ++t) g[t] = ge[t - 1];
     for (uint64_t hits = masks[w]; hits; hits &= hits - 1) {
       const unsigned b = static_cast<unsigned>(__builtin_ctzll(hits));
-      const uint64_t bit = uint64_t{1} << b;
-      unsigned k = 0;  // the class: how many of the nested masks hold the bit
-      for (unsigned t = 0; t + 1 < s.classes; ++t) k += static_cast<unsigned>((ge[t] >> b) & 1);
-      const uint64_t rank =
-          seen[k] + static_cast<uint64_t>(__builtin_popcountll(member[k] & (bit - 1)));
-      put_varint(gaps[k], rank - next_rank[k]);
-      next_rank[k] = rank + 1;
+      const uint64_t below = (uint64_t{1} << b) - 1;
       const size_t i = w * 64 + b;
-      const T z =
-          zigzag(load<T>(next.data() + i * sizeof(T)), load<T>(base.data() + i * sizeof(T)));
-      for (size_t q = 0; q < sizeof(T); ++q)
-        planes[k * sizeof(T) + q].push_back(static_cast<std::byte>((z >> (8 * q)) & 0xff));
+      const T bv = load<T>(bp + i * B);
+      const unsigned k = K > 1 ? cls[static_cast<unsigned>(bv >> f.shift) & emask] : 0;
+      const uint64_t rank = (cg[k] + static_cast<uint64_t>(__builtin_popcountll(g[k] & below))) -
+                            (cg[k + 1] + static_cast<uint64_t>(__builtin_popcountll(g[k + 1] & below)));
+      rk[m] = static_cast<uint32_t>(rank) | (k << 26);
+      zs[m] = zigzag(load<T>(np + i * B), bv);
+      ++m;
       ++counts[k];
     }
-    for (unsigned k = 0; k < s.classes; ++k)
-      seen[k] += static_cast<uint64_t>(__builtin_popcountll(member[k]));
+    cg[0] += 64;
+    for (unsigned t = 1; t < K; ++t) cg[t] += static_cast<uint64_t>(__builtin_popcountll(g[t]));
   }
+
+  // Buffers of every class: gaps (at most 4 bytes each, plus 3 of slack), then
+  // the byte planes.
+  thread_local std::unique_ptr<std::byte[]> t_buf;
+  thread_local size_t buf_cap = 0;
+  std::byte* buf = scratch(t_buf, buf_cap, m * (4 + B) + 4);
+  std::byte* gap_at[64];
+  std::byte* gap_begin[64];
+  std::byte* plane[64];
+  size_t at = 0;
+  for (unsigned k = 0; k < K; ++k) {
+    gap_begin[k] = gap_at[k] = buf + at;
+    at += counts[k] * 4;
+  }
+  at += 4;  // slack of the last gap buffer's 4-byte stores
+  for (unsigned k = 0; k < K; ++k) {
+    plane[k] = buf + at;
+    at += counts[k] * B;
+  }
+  uint32_t next_rank[64] = {}, done[64] = {};
+  for (size_t j = 0; j < m; ++j) {
+    const unsigned k = rk[j] >> 26;
+    const uint32_t rank = rk[j] & ((1u << 26) - 1);
+    gap_at[k] += put_varint28(gap_at[k], rank - next_rank[k]);
+    next_rank[k] = rank + 1;
+    const T z = zs[j];
+    const uint32_t d = done[k]++;
+    for (size_t q = 0; q < B; ++q)
+      plane[k][q * counts[k] + d] = static_cast<std::byte>((z >> (8 * q)) & 0xff);
+  }
+
   std::vector<std::byte> out;
+  out.reserve(4 + 10 * K + m * (B + 1) / 2 + 64);
   out.push_back(static_cast<std::byte>(s.classes));
   out.push_back(static_cast<std::byte>(s.width));
   out.push_back(static_cast<std::byte>(s.top & 0xff));
   out.push_back(static_cast<std::byte>(s.top >> 8));
-  for (unsigned k = 0; k < s.classes; ++k) put_varint(out, counts[k]);
-  for (unsigned k = 0; k < s.classes; ++k) {
+  for (unsigned k = 0; k < K; ++k) put_varint(out, counts[k]);
+  for (unsigned k = 0; k < K; ++k) {
     if (!counts[k]) continue;
-    put_stream(out, gaps[k], p.zstd_level);
-    for (size_t q = 0; q < sizeof(T); ++q) put_stream(out, planes[k * sizeof(T) + q], p.zstd_level);
+    put_stream(out, {gap_begin[k], static_cast<size_t>(gap_at[k] - gap_begin[k])}, p.zstd_level);
+    for (size_t q = 0; q < B; ++q)
+      put_stream(out, {plane[k] + q * counts[k], counts[k]}, p.zstd_level);
   }
   return out;
 }
@@ -458,8 +536,8 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     const auto x = next.subspan(begin * sizeof(T), count * sizeof(T));
     best.base_adler32 = adler32(b, best.base_adler32);
     best.next_adler32 = adler32(x, best.next_adler32);
-    changed += change_masks(b.data(), x.data(), count, sizeof(T), t_masks.data() + begin / 64);
-    if (want_top) top = std::max(top, max_exponent(b.data(), count, sizeof(T), f));
+    changed += change_masks_top(b.data(), x.data(), count, sizeof(T), want_top ? f : ExponentField{},
+                                t_masks.data() + begin / 64, top);
   }
   best.changed = changed;
   if (changed == 0) {
@@ -473,7 +551,7 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   // still beat the dense form there.
   const bool wide_float = sizeof(T) >= 4 && f.bits > 0;
   if (density <= 0.35 || wide_float) {
-    auto sparse = encode_sparse<T>(dtype, base, next, n, p, top);
+    auto sparse = encode_sparse<T>(dtype, base, next, n, changed, p, top);
     if (sparse.size() < best_size) {
       best_size = sparse.size();
       best.encoding = ChunkEncoding::Sparse;
