@@ -243,10 +243,11 @@ U* scratch(std::unique_ptr<U[]>& buf, size_t& cap, size_t need) {
 // class k are "class >= k" minus "class >= k + 1"). It records (number, class)
 // and z per changed element. The second scatters them into the gap and
 // byte-plane buffers of their classes, sized once from the class counts.
+// zs: z of the changed elements in position order (taken by the first pass).
 template <typename T>
-std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> base,
-                                     std::span<const std::byte> next, size_t n, uint64_t changed,
-                                     const ChunkParams& p, unsigned top) {
+std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> base, const T* zs,
+                                     size_t n, uint64_t changed, const ChunkParams& p,
+                                     unsigned top) {
   constexpr size_t B = sizeof(T);
   const ExponentField f = exponent_field(dtype);
   ClassSetup s;
@@ -257,7 +258,7 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   }
   const unsigned K = s.classes;
   // Class of each exponent value (the same rule as the masks: class 0 above top).
-  thread_local uint8_t cls[2048];
+  uint8_t cls[2048];
   const unsigned emask = f.bits ? (1u << f.bits) - 1 : 0;
   if (K > 1)
     for (unsigned e = 0; e <= emask; ++e)
@@ -267,10 +268,8 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   const uint64_t* masks = t_masks.data();
 
   thread_local std::unique_ptr<uint32_t[]> t_rk;
-  thread_local std::unique_ptr<T[]> t_z;
-  thread_local size_t rk_cap = 0, z_cap = 0;
+  thread_local size_t rk_cap = 0;
   uint32_t* rk = scratch(t_rk, rk_cap, changed);  // number within the class | class << 26
-  T* zs = scratch(t_z, z_cap, changed);
   uint64_t counts[65] = {};
   // cg[t]: elements of class >= t in the words before the current one (cg[K] = 0).
   uint64_t cg[65] = {};
@@ -279,16 +278,8 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   g[K] = 0;
   size_t m = 0;
   const std::byte* bp = base.data();
-  const std::byte* np = next.data();
   for (size_t w = 0; w < words; ++w) {
-    if (w % kBlockWords == 0) {
-      cm.fill(w, std::min(words, w + kBlockWords));
-      // Changed elements of next are read at random: fetch the next block's
-      // lines ahead (the first pass has left them in the last-level cache).
-      const size_t end = std::min(n, (w + 2 * kBlockWords) * 64) * B;
-      for (size_t off = (w + kBlockWords) * 64 * B; off < end; off += 64)
-        __builtin_prefetch(np + off);
-    }
+    if (w % kBlockWords == 0) cm.fill(w, std::min(words, w + kBlockWords));
     const uint64_t* ge = cm.ge(w);
     for (unsigned t = 1; t < K; ++t) g[t] = ge[t - 1];
     for (uint64_t hits = masks[w]; hits; hits &= hits - 1) {
@@ -299,9 +290,7 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
       const unsigned k = K > 1 ? cls[static_cast<unsigned>(bv >> f.shift) & emask] : 0;
       const uint64_t rank = (cg[k] + static_cast<uint64_t>(__builtin_popcountll(g[k] & below))) -
                             (cg[k + 1] + static_cast<uint64_t>(__builtin_popcountll(g[k + 1] & below)));
-      rk[m] = static_cast<uint32_t>(rank) | (k << 26);
-      zs[m] = zigzag(load<T>(np + i * B), bv);
-      ++m;
+      rk[m++] = static_cast<uint32_t>(rank) | (k << 26);
       ++counts[k];
     }
     cg[0] += 64;
@@ -528,6 +517,9 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   const ExponentField f = exponent_field(dtype);
   const bool want_top = f.bits > 0 && p.classes > 1;
   t_masks.resize((n + 63) / 64);
+  thread_local std::unique_ptr<T[]> t_z;  // z of the changed elements, in position order
+  thread_local size_t z_cap = 0;
+  T* zs = scratch(t_z, z_cap, n);
   uint64_t changed = 0;
   unsigned top = 0;
   for (size_t begin = 0; begin < n; begin += kBlock) {
@@ -536,8 +528,19 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     const auto x = next.subspan(begin * sizeof(T), count * sizeof(T));
     best.base_adler32 = adler32(b, best.base_adler32);
     best.next_adler32 = adler32(x, best.next_adler32);
-    changed += change_masks_top(b.data(), x.data(), count, sizeof(T), want_top ? f : ExponentField{},
-                                t_masks.data() + begin / 64, top);
+    uint64_t* mk = t_masks.data() + begin / 64;
+    const uint64_t c = change_masks_top(b.data(), x.data(), count, sizeof(T),
+                                        want_top ? f : ExponentField{}, mk, top);
+    // z of the block's changed elements while both blocks are in cache.
+    if (c) {
+      T* z = zs + changed;
+      for (size_t w = 0; w < (count + 63) / 64; ++w)
+        for (uint64_t hits = mk[w]; hits; hits &= hits - 1) {
+          const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(hits));
+          *z++ = zigzag(load<T>(x.data() + i * sizeof(T)), load<T>(b.data() + i * sizeof(T)));
+        }
+    }
+    changed += c;
   }
   best.changed = changed;
   if (changed == 0) {
@@ -551,7 +554,7 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   // still beat the dense form there.
   const bool wide_float = sizeof(T) >= 4 && f.bits > 0;
   if (density <= 0.35 || wide_float) {
-    auto sparse = encode_sparse<T>(dtype, base, next, n, changed, p, top);
+    auto sparse = encode_sparse<T>(dtype, base, t_z.get(), n, changed, p, top);
     if (sparse.size() < best_size) {
       best_size = sparse.size();
       best.encoding = ChunkEncoding::Sparse;
