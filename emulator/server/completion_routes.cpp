@@ -1,5 +1,7 @@
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <future>
 #include <random>
@@ -132,9 +134,94 @@ nlohmann::json choice_json(const Parsed& p, const engine::Result& r, size_t i) {
 
 std::string random_id() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "cmpl-%016llx", static_cast<unsigned long long>(rng()));
-  return buf;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id = "cmpl-0000000000000000";
+  std::uint64_t v = rng();
+  for (int i = 20; i >= 5; --i, v >>= 4) id[static_cast<std::size_t>(i)] = kHex[v & 15];
+  return id;
+}
+
+// --- the non-streaming response, written as text --------------------------------------
+// The same bytes send_json would produce from the DOM (keys in sorted order,
+// invalid UTF-8 replaced by U+FFFD), without building the DOM.
+
+void append_int(std::string& out, long long v) {
+  char buf[24];
+  out.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+}
+
+void append_json_text(std::string& out, const std::string& s) {
+  bool plain = true;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) {
+    out.push_back('"');
+    out.append(s);
+    out.push_back('"');
+    return;
+  }
+  out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void append_ids(std::string& out, const std::vector<int>& ids) {
+  out.push_back('[');
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i) out.push_back(',');
+    append_int(out, ids[i]);
+  }
+  out.push_back(']');
+}
+
+void append_choice(std::string& out, const Parsed& p, const engine::Result& r, size_t i) {
+  if (p.params.logprobs) {  // the rarer, larger answer: through the DOM
+    out += choice_json(p, r, i).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return;
+  }
+  const engine::Choice& c = r.choices[i];
+  out += "{\"finish_reason\":";
+  append_json_text(out, c.finish_reason);
+  out += ",\"index\":";
+  append_int(out, static_cast<long long>(i));
+  out += ",\"logprobs\":null";
+  if (p.raw_output) {
+    out += ",\"raw_output\":{\"completion_token_ids\":";
+    append_ids(out, c.tokens);
+    out += ",\"prompt_token_ids\":";
+    append_ids(out, r.prompt_tokens);
+    out.push_back('}');
+  }
+  out += ",\"text\":";
+  append_json_text(out, p.params.echo ? model::decode_tokens(r.prompt_tokens) + c.text : c.text);
+  out.push_back('}');
+}
+
+std::string completion_json(const Parsed& p, const engine::Result& r, const std::string& model) {
+  std::string out;
+  out.reserve(256 + r.choices.size() * 160);
+  out += "{\"choices\":[";
+  for (size_t i = 0; i < r.choices.size(); ++i) {
+    if (i) out.push_back(',');
+    append_choice(out, p, r, i);
+  }
+  out += "],\"created\":";
+  append_int(out, static_cast<long long>(now_s()));
+  out += ",\"id\":\"";
+  out += random_id();
+  out += "\",\"model\":";
+  append_json_text(out, model);
+  long long prompt = static_cast<long long>(r.prompt_tokens.size());
+  out += ",\"object\":\"text_completion\",\"usage\":{\"completion_tokens\":";
+  append_int(out, r.completion_tokens);
+  out += ",\"prompt_tokens\":";
+  append_int(out, prompt);
+  out += ",\"total_tokens\":";
+  append_int(out, prompt + r.completion_tokens);
+  out += "}}";
+  return out;
 }
 
 // Checks the replica can serve and marks one request in flight; throws the
@@ -187,7 +274,9 @@ struct InflightGuard {
 
 void set_timing_headers(httplib::Response& res, const engine::Result& r, double seconds) {
   res.set_header("fireworks-snapshot-identity", r.snapshot_identity);
-  res.set_header("fireworks-server-processing-time", std::to_string(seconds));
+  char buf[48];  // "%f", as std::to_string(double) writes it, without printf
+  auto end = std::to_chars(buf, buf + sizeof buf, seconds, std::chars_format::fixed, 6).ptr;
+  res.set_header("fireworks-server-processing-time", std::string(buf, end));
   res.set_header("fireworks-prompt-tokens", std::to_string(r.prompt_tokens.size()));
   res.set_header("fireworks-cached-prompt-tokens", "0");
 }
@@ -296,17 +385,12 @@ void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res
   }
   InflightGuard guard{env.cp, serving};
   engine::Result r = serving->engine->complete(p.prompt, p.params);
-  nlohmann::json choices = nlohmann::json::array();
-  for (size_t i = 0; i < r.choices.size(); ++i) choices.push_back(choice_json(p, r, i));
-  nlohmann::json out = {{"id", random_id()},
-                        {"object", "text_completion"},
-                        {"created", static_cast<long>(now_s())},
-                        {"model", base_model + "@" + r.snapshot_identity},
-                        {"choices", choices},
-                        {"usage", usage_json(r)}};
+  std::string out = completion_json(p, r, base_model + "@" + r.snapshot_identity);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   set_timing_headers(res, r, secs);
-  send_json(res, 200, out);
+  res.status = 200;
+  res.body = std::move(out);
+  res.set_header("Content-Type", "application/json");
 }
 
 }  // namespace

@@ -39,15 +39,20 @@ void reset_connection(const httplib::Request& req) {
 }
 
 bool authorized(const httplib::Request& req, Auth auth, const std::string& key) {
-  bool api_key = req.get_header_value("X-Api-Key") == key;
-  bool bearer = req.get_header_value("Authorization") == "Bearer " + key;
+  // Only the header the route accepts is looked up (each lookup compares
+  // header names case-insensitively, a character at a time).
+  auto api_key = [&] { return req.get_header_value("X-Api-Key") == key; };
+  auto bearer = [&] {
+    std::string v = req.get_header_value("Authorization");
+    return v.size() == key.size() + 7 && v.starts_with("Bearer ") && v.ends_with(key);
+  };
   switch (auth) {
     case Auth::ApiKey:
-      return api_key;
+      return api_key();
     case Auth::Bearer:
-      return bearer;
+      return bearer();
     case Auth::Any:
-      return api_key || bearer;
+      return api_key() || bearer();
   }
   return false;
 }
@@ -92,8 +97,8 @@ Router::Handler Router::wrap(Auth auth, Handler h) {
   return [this, auth, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
     auto t0 = std::chrono::steady_clock::now();
     t_truncate = false;
-    if (req.has_header("x-request-id"))
-      res.set_header("x-request-id", req.get_header_value("x-request-id"));
+    if (auto rid = req.headers.find("x-request-id"); rid != req.headers.end())
+      res.set_header("x-request-id", rid->second);
     try {
       std::optional<FaultHit> fault;
       if (req.path.rfind("/admin/", 0) != 0) fault = faults_.draw(req.path);

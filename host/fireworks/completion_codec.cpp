@@ -114,6 +114,26 @@ class Scanner {
   }
   // The same without keeping the text.
   bool skip_string() { return read_string(nullptr); }
+  // An object key: a view into the body when it has no escapes (the usual
+  // case), else decoded into scratch.
+  bool key(std::string& scratch, std::string_view& out) {
+    ws();
+    if (p_ < end_ && *p_ == '"') {
+      const char* start = p_ + 1;
+      const char* q = start;
+      while (q < end_ && *q != '"' && *q != '\\' && static_cast<unsigned char>(*q) >= 0x20 &&
+             static_cast<unsigned char>(*q) < 0x80)
+        ++q;
+      if (q < end_ && *q == '"') {
+        out = std::string_view(start, static_cast<std::size_t>(q - start));
+        p_ = q + 1;
+        return eat(':');
+      }
+    }
+    if (!string(scratch)) return false;
+    out = scratch;
+    return eat(':');
+  }
 
   bool read_string(std::string* out) {
     if (!eat('"')) return false;
@@ -312,9 +332,10 @@ bool fast_raw_output(Scanner& s, Completion& out) {
   if (!s.peek('{')) return s.skip();  // not an object: ignored, as by the DOM path
   s.eat('{');
   if (s.eat('}')) return true;
-  std::string key;
+  std::string scratch;
+  std::string_view key;
   do {
-    if (!s.string(key) || !s.eat(':')) return false;
+    if (!s.key(scratch, key)) return false;
     if (key == "completion_token_ids") {
       if (!s.ids(out.tokens)) return false;
     } else if (key == "prompt_token_ids") {
@@ -329,9 +350,10 @@ bool fast_raw_output(Scanner& s, Completion& out) {
 bool fast_choice(Scanner& s, Completion& out, bool& have_text) {
   if (!s.eat('{')) return false;
   if (s.eat('}')) return false;  // no text: the DOM path words the error
-  std::string key;
+  std::string scratch;
+  std::string_view key;
   do {
-    if (!s.string(key) || !s.eat(':')) return false;
+    if (!s.key(scratch, key)) return false;
     if (key == "text") {
       if (!s.string(out.text)) return false;
       have_text = true;
@@ -357,9 +379,10 @@ bool fast_usage(Scanner& s, std::optional<std::int64_t>& prompt_tokens,
   if (!s.peek('{')) return s.skip();
   s.eat('{');
   if (s.eat('}')) return true;
-  std::string key;
+  std::string scratch;
+  std::string_view key;
   do {
-    if (!s.string(key) || !s.eat(':')) return false;
+    if (!s.key(scratch, key)) return false;
     std::optional<std::int64_t>* target = key == "prompt_tokens"       ? &prompt_tokens
                                           : key == "completion_tokens" ? &completion_tokens
                                                                        : nullptr;
@@ -389,11 +412,12 @@ bool parse_fast(std::string_view body, const Prompt& prompt, const SamplingParam
   if (!s.eat('{')) return false;
   bool have_choice = false, have_text = false;
   std::optional<std::int64_t> completion_tokens, prompt_tokens;
-  std::string key, model;
+  std::string scratch, model;
+  std::string_view key;
   bool have_model = false;
   if (!s.eat('}')) {
     do {
-      if (!s.string(key) || !s.eat(':')) return false;
+      if (!s.key(scratch, key)) return false;
       if (key == "choices") {
         if (have_choice || !s.eat('[')) return false;
         if (!fast_choice(s, out, have_text)) return false;
@@ -470,21 +494,27 @@ void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
-void write_completion_body(std::string& out, std::string_view model, const Prompt& prompt,
-                           const SamplingParams& p, std::optional<std::int64_t> seed) {
+void write_completion_head(std::string& out, std::string_view model) {
   out += "{\"model\":";
   append_json_string(out, model);
   out += ",\"prompt\":";
+}
+
+void append_prompt_json(std::string& out, const Prompt& prompt) {
   if (prompt.is_text) {
     append_json_string(out, prompt.text);
-  } else {
-    out.push_back('[');
-    for (std::size_t i = 0; i < prompt.tokens.size(); ++i) {
-      if (i) out.push_back(',');
-      append_int(out, prompt.tokens[i]);
-    }
-    out.push_back(']');
+    return;
   }
+  out.push_back('[');
+  for (std::size_t i = 0; i < prompt.tokens.size(); ++i) {
+    if (i) out.push_back(',');
+    append_int(out, prompt.tokens[i]);
+  }
+  out.push_back(']');
+}
+
+void write_completion_tail(std::string& out, const SamplingParams& p,
+                           std::optional<std::int64_t> seed) {
   out += ",\"n\":1,\"max_tokens\":";
   append_int(out, p.max_tokens);
   out += ",\"temperature\":";
@@ -518,6 +548,13 @@ void write_completion_body(std::string& out, std::string_view model, const Promp
     append_int(out, p.prompt_cache_max_len);
   }
   out += ",\"raw_output\":true,\"stream\":false}";
+}
+
+void write_completion_body(std::string& out, std::string_view model, const Prompt& prompt,
+                           const SamplingParams& p, std::optional<std::int64_t> seed) {
+  write_completion_head(out, model);
+  append_prompt_json(out, prompt);
+  write_completion_tail(out, p, seed);
 }
 
 Completion parse_completion(std::string_view body, const Prompt& prompt,

@@ -50,6 +50,12 @@ struct Completion {
 // Appends the JSON body of one n=1 request to `out`.
 void write_completion_body(std::string& out, std::string_view model, const Prompt& prompt,
                            const SamplingParams& params, std::optional<std::int64_t> seed);
+// The same body in three parts (head + prompt + tail), so that a batch writes
+// the parts every request shares once.
+void write_completion_head(std::string& out, std::string_view model);
+void append_prompt_json(std::string& out, const Prompt& prompt);
+void write_completion_tail(std::string& out, const SamplingParams& params,
+                           std::optional<std::int64_t> seed);
 
 // Parses a 200 response. `snapshot_header` is the fireworks-snapshot-identity
 // header when present (else the snapshot is read from "model" after '@').

@@ -98,6 +98,8 @@ std::shared_ptr<SampleBatch> Sampler::submit(std::vector<Prompt> prompts, Sampli
   batch->n_ = n;
   batch->raise_on_error_ = raise_on_error;
   batch->id_prefix_ = new_request_id() + "-";
+  write_completion_head(batch->body_head_, options_.model);
+  write_completion_tail(batch->body_tail_, batch->params_, std::nullopt);
   std::size_t total = batch->prompts_.size() * static_cast<std::size_t>(n);
   batch->items_.resize(total);
   batch->results_.resize(total);
@@ -129,8 +131,13 @@ void Sampler::send(const std::shared_ptr<SampleBatch>& batch, std::size_t index)
   auto fill = [&](net::Request& r) {
     r.method.assign("POST");
     r.url.assign(url_);
-    r.body.clear();
-    write_completion_body(r.body, options_.model, prompt, batch->params_, seed);
+    r.body.assign(batch->body_head_);
+    append_prompt_json(r.body, prompt);
+    if (seed) {
+      write_completion_tail(r.body, batch->params_, seed);
+    } else {
+      r.body.append(batch->body_tail_);
+    }
     r.timeout_s = options_.timeout_s;
     r.connect_timeout_s = conn_->connect_timeout_s;
     r.verify_tls = verify_tls_;

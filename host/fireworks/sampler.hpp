@@ -81,6 +81,8 @@ class SampleBatch : public Cancellable, public std::enable_shared_from_this<Samp
   int n_ = 1;
   bool raise_on_error_ = true;
   std::string id_prefix_;
+  std::string body_head_;  // the request body before the prompt
+  std::string body_tail_;  // and after it, when no seed varies per sample
   std::vector<Item> items_;
   std::vector<SampleResult> results_;
   std::size_t remaining_ = 0;
