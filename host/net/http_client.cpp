@@ -352,6 +352,9 @@ struct HttpClient::Impl {
   steady::time_point direct_next_due = steady::time_point::min();  // see direct_timeouts
   bool direct_enabled = true;      // false: every request goes through libcurl
   bool connection_limits = false;  // max_host/max_total set: libcurl enforces them
+  // A proxy variable was set when the client was made: libcurl applies it
+  // (and no_proxy). flare never changes its environment while it runs.
+  bool proxy_env = false;
   long max_idle = 256;
 
   static bool proxy_configured() {
@@ -367,7 +370,8 @@ struct HttpClient::Impl {
   // header that changes the framing. Fills t->key and t->addr.
   bool direct_eligible(Transfer* t) {
     const Request& r = t->request;
-    if (!direct_enabled || connection_limits || r.method == "HEAD" || r.method == "CONNECT")
+    if (!direct_enabled || proxy_env || connection_limits || r.method == "HEAD" ||
+        r.method == "CONNECT")
       return false;
     std::string_view url = r.url;
     if (!url.starts_with("http://")) return false;
@@ -1199,6 +1203,7 @@ HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>()) 
   const char* no_direct = std::getenv("FLARE_HTTP_LIBCURL");
   impl_->direct_enabled = !(no_direct && *no_direct && std::strcmp(no_direct, "0") != 0);
   impl_->connection_limits = options.max_host_connections > 0 || options.max_total_connections > 0;
+  impl_->proxy_env = Impl::proxy_configured();
   impl_->max_idle = options.max_idle_connections;
   impl_->multi = libcurl().multi_init();
   if (!impl_->multi) {
