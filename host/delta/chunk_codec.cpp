@@ -235,19 +235,61 @@ U* scratch(std::unique_ptr<U[]>& buf, size_t& cap, size_t need) {
 // --- sparse: u8 classes, u8 width, u16 top, varint count per class, then per
 // class with changes: gap stream, then one stream per byte plane of the values.
 //
-// Two steps. The first walks the chunk's words once: the nested class masks
-// "class >= t" of a block of words come from K - 1 compares of the base
-// exponents, their running popcounts give every class's element count before
-// the word, and each changed element gets its class from a table of its base
-// exponent and its number within the class from two popcounts (members of
-// class k are "class >= k" minus "class >= k + 1"). It records (number, class)
-// and z per changed element. The second scatters them into the gap and
-// byte-plane buffers of their classes, sized once from the class counts.
-// zs: z of the changed elements in position order (taken by the first pass).
+// The first pass (encode_typed) lists the changed elements: positions, z and
+// base exponent, and a histogram of the exponents.
 template <typename T>
-std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> base, const T* zs,
-                                     size_t n, uint64_t changed, const ChunkParams& p,
-                                     unsigned top) {
+struct ChangedElements {
+  std::unique_ptr<uint32_t[]> pos;  // chunk positions, ascending (64 entries of slack)
+  std::unique_ptr<T[]> z;
+  std::unique_ptr<uint16_t[]> e;  // exponent field of the base element
+  size_t cap = 0;
+  uint32_t hist[2048];  // changed elements per base exponent value
+};
+template <typename T>
+ChangedElements<T>& changed_scratch(size_t n) {
+  thread_local ChangedElements<T> c;
+  if (c.cap < n) {
+    c.cap = n;
+    c.pos.reset(new uint32_t[n + 64]);
+    c.z.reset(new T[n]);
+    c.e.reset(new uint16_t[n]);
+  }
+  return c;
+}
+
+// Appends the positions (offset + 64 w + bit) of the set bits of masks[0..words)
+// to out, which needs 64 entries of slack. Eight positions are written per
+// word whatever its count (the next word overwrites the surplus), so a word
+// with at most 8 set bits costs no branch.
+inline void flatten_bits(const uint64_t* masks, size_t words, uint32_t offset, uint32_t* out) {
+  for (size_t w = 0; w < words; ++w, offset += 64) {
+    uint64_t m = masks[w];
+    const unsigned cnt = static_cast<unsigned>(__builtin_popcountll(m));
+    constexpr uint64_t kTop = uint64_t{1} << 63;  // keeps ctz defined when m runs out
+    for (unsigned u = 0; u < 8; ++u) {
+      out[u] = offset + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
+      m &= m - 1;
+    }
+    for (unsigned at = 8; at < cnt; at += 8)  // rare on sparse chunks
+      for (unsigned u = 0; u < 8; ++u) {
+        out[at + u] = offset + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
+        m &= m - 1;
+      }
+    out += cnt;
+  }
+}
+
+// A block of words at a time: the nested class masks "class >= t" come from
+// K - 1 compares of the base exponents, and their running popcounts give every
+// class's element count before each word. Then a flat loop over the block's
+// changed elements: the class from a table of the base exponent, the number
+// within the class from two popcounts (members of class k are "class >= k"
+// minus "class >= k + 1"), and the gap and value bytes go straight into the
+// class's buffers, sized once from the class counts (from the histogram).
+template <typename T>
+std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> base,
+                                     const ChangedElements<T>& ch, size_t n, uint64_t changed,
+                                     const ChunkParams& p, unsigned top) {
   constexpr size_t B = sizeof(T);
   const ExponentField f = exponent_field(dtype);
   ClassSetup s;
@@ -257,51 +299,24 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
     s.top = top;
   }
   const unsigned K = s.classes;
+  uint64_t counts[64] = {};
   // Class of each exponent value (the same rule as the masks: class 0 above top).
   uint8_t cls[2048];
   const unsigned emask = f.bits ? (1u << f.bits) - 1 : 0;
-  if (K > 1)
-    for (unsigned e = 0; e <= emask; ++e)
+  if (K > 1) {
+    for (unsigned e = 0; e <= emask; ++e) {
       cls[e] = static_cast<uint8_t>(e > s.top ? 0 : std::min(K - 1, (s.top - e) / s.width));
-  ClassMasks<T> cm(f, s, base, n);
-  const size_t words = (n + 63) / 64;
-  const uint64_t* masks = t_masks.data();
-
-  thread_local std::unique_ptr<uint32_t[]> t_rk;
-  thread_local size_t rk_cap = 0;
-  uint32_t* rk = scratch(t_rk, rk_cap, changed);  // number within the class | class << 26
-  uint64_t counts[65] = {};
-  // cg[t]: elements of class >= t in the words before the current one (cg[K] = 0).
-  uint64_t cg[65] = {};
-  uint64_t g[66];  // masks of class >= t for the current word, g[0] = all, g[K] = none
-  g[0] = ~uint64_t{0};
-  g[K] = 0;
-  size_t m = 0;
-  const std::byte* bp = base.data();
-  for (size_t w = 0; w < words; ++w) {
-    if (w % kBlockWords == 0) cm.fill(w, std::min(words, w + kBlockWords));
-    const uint64_t* ge = cm.ge(w);
-    for (unsigned t = 1; t < K; ++t) g[t] = ge[t - 1];
-    for (uint64_t hits = masks[w]; hits; hits &= hits - 1) {
-      const unsigned b = static_cast<unsigned>(__builtin_ctzll(hits));
-      const uint64_t below = (uint64_t{1} << b) - 1;
-      const size_t i = w * 64 + b;
-      const T bv = load<T>(bp + i * B);
-      const unsigned k = K > 1 ? cls[static_cast<unsigned>(bv >> f.shift) & emask] : 0;
-      const uint64_t rank = (cg[k] + static_cast<uint64_t>(__builtin_popcountll(g[k] & below))) -
-                            (cg[k + 1] + static_cast<uint64_t>(__builtin_popcountll(g[k + 1] & below)));
-      rk[m++] = static_cast<uint32_t>(rank) | (k << 26);
-      ++counts[k];
+      counts[cls[e]] += ch.hist[e];
     }
-    cg[0] += 64;
-    for (unsigned t = 1; t < K; ++t) cg[t] += static_cast<uint64_t>(__builtin_popcountll(g[t]));
+  } else {
+    counts[0] = changed;
   }
 
-  // Buffers of every class: gaps (at most 4 bytes each, plus 3 of slack), then
-  // the byte planes.
+  // Buffers of every class: gaps (at most 4 bytes each: numbers are below
+  // 2^24), then the byte planes.
   thread_local std::unique_ptr<std::byte[]> t_buf;
   thread_local size_t buf_cap = 0;
-  std::byte* buf = scratch(t_buf, buf_cap, m * (4 + B) + 4);
+  std::byte* buf = scratch(t_buf, buf_cap, changed * (4 + B));
   std::byte* gap_at[64];
   std::byte* gap_begin[64];
   std::byte* plane[64];
@@ -310,25 +325,80 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
     gap_begin[k] = gap_at[k] = buf + at;
     at += counts[k] * 4;
   }
-  at += 4;  // slack of the last gap buffer's 4-byte stores
   for (unsigned k = 0; k < K; ++k) {
     plane[k] = buf + at;
     at += counts[k] * B;
   }
-  uint32_t next_rank[64] = {}, done[64] = {};
-  for (size_t j = 0; j < m; ++j) {
-    const unsigned k = rk[j] >> 26;
-    const uint32_t rank = rk[j] & ((1u << 26) - 1);
-    gap_at[k] += put_varint28(gap_at[k], rank - next_rank[k]);
+  uint64_t next_rank[64] = {};
+  auto put = [&](unsigned k, uint64_t rank, T z) {
+    gap_at[k] += put_varint28(gap_at[k], static_cast<uint32_t>(rank - next_rank[k]));
     next_rank[k] = rank + 1;
-    const T z = zs[j];
-    const uint32_t d = done[k]++;
-    for (size_t q = 0; q < B; ++q)
-      plane[k][q * counts[k] + d] = static_cast<std::byte>((z >> (8 * q)) & 0xff);
+    std::byte* v = plane[k]++;
+    for (size_t q = 0; q < B; ++q) v[q * counts[k]] = static_cast<std::byte>((z >> (8 * q)) & 0xff);
+  };
+  const uint32_t* pos = ch.pos.get();
+  const T* zs = ch.z.get();
+  if (K == 1) {
+    for (uint64_t j = 0; j < changed; ++j) put(0, pos[j], zs[j]);
+  } else {
+    ClassMasks<T> cm(f, s, base, n);
+    const size_t words = (n + 63) / 64;
+    const size_t S = K + 1;  // per word: masks of class >= 0..K, counts before the word
+    thread_local std::vector<uint64_t> t_g;
+    thread_local std::vector<uint32_t> t_c;
+    t_g.resize(kBlockWords * S);
+    t_c.resize(kBlockWords * S);
+    uint64_t* G = t_g.data();
+    uint32_t* C = t_c.data();
+    uint32_t cg[65] = {};  // elements of class >= t before the current word (cg[K] = 0)
+    const uint16_t* es = ch.e.get();
+    uint64_t j = 0;
+    for (size_t w0 = 0; w0 < words; w0 += kBlockWords) {
+      const size_t w1 = std::min(words, w0 + kBlockWords);
+      const uint32_t end = static_cast<uint32_t>(std::min<size_t>(n, w1 * 64));
+      if (j == changed || pos[j] >= end) {  // no change here: the counts only
+        cm.fill(w0, w1);
+        for (size_t w = w0; w < w1; ++w) {
+          const uint64_t* ge = cm.ge(w);
+          cg[0] += 64;
+          for (unsigned t = 1; t < K; ++t)
+            cg[t] += static_cast<uint32_t>(__builtin_popcountll(ge[t - 1]));
+        }
+        continue;
+      }
+      cm.fill(w0, w1);
+      for (size_t w = w0; w < w1; ++w) {
+        const uint64_t* ge = cm.ge(w);
+        uint64_t* g = G + (w - w0) * S;
+        uint32_t* c = C + (w - w0) * S;
+        g[0] = ~uint64_t{0};
+        g[K] = 0;
+        c[0] = cg[0];
+        c[K] = 0;
+        cg[0] += 64;
+        for (unsigned t = 1; t < K; ++t) {
+          g[t] = ge[t - 1];
+          c[t] = cg[t];
+          cg[t] += static_cast<uint32_t>(__builtin_popcountll(ge[t - 1]));
+        }
+      }
+      for (; j < changed && pos[j] < end; ++j) {
+        const uint32_t i = pos[j];
+        const size_t off = (i / 64 - w0) * S;
+        const uint64_t below = (uint64_t{1} << (i % 64)) - 1;
+        const unsigned k = cls[es[j]];
+        const uint64_t* g = G + off;
+        const uint32_t* c = C + off;
+        const uint64_t rank =
+            (c[k] + static_cast<uint64_t>(__builtin_popcountll(g[k] & below))) -
+            (c[k + 1] + static_cast<uint64_t>(__builtin_popcountll(g[k + 1] & below)));
+        put(k, rank, zs[j]);
+      }
+    }
   }
 
   std::vector<std::byte> out;
-  out.reserve(4 + 10 * K + m * (B + 1) / 2 + 64);
+  out.reserve(4 + 10 * K + changed * (B + 1) / 2 + 64);
   out.push_back(static_cast<std::byte>(s.classes));
   out.push_back(static_cast<std::byte>(s.width));
   out.push_back(static_cast<std::byte>(s.top & 0xff));
@@ -337,8 +407,8 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   for (unsigned k = 0; k < K; ++k) {
     if (!counts[k]) continue;
     put_stream(out, {gap_begin[k], static_cast<size_t>(gap_at[k] - gap_begin[k])}, p.zstd_level);
-    for (size_t q = 0; q < B; ++q)
-      put_stream(out, {plane[k] + q * counts[k], counts[k]}, p.zstd_level);
+    std::byte* p0 = plane[k] - counts[k];  // advanced by one per element above
+    for (size_t q = 0; q < B; ++q) put_stream(out, {p0 + q * counts[k], counts[k]}, p.zstd_level);
   }
   return out;
 }
@@ -513,13 +583,14 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     return best;
   }
   // One pass over the chunk in cache-sized blocks: both checksums, the change
-  // masks and the top exponent.
+  // masks, the top exponent, and z and the base exponent of every changed element.
   const ExponentField f = exponent_field(dtype);
   const bool want_top = f.bits > 0 && p.classes > 1;
   t_masks.resize((n + 63) / 64);
-  thread_local std::unique_ptr<T[]> t_z;  // z of the changed elements, in position order
-  thread_local size_t z_cap = 0;
-  T* zs = scratch(t_z, z_cap, n);
+  ChangedElements<T>& ch = changed_scratch<T>(n);
+  uint32_t* hist = ch.hist;
+  const unsigned emask = f.bits ? (1u << f.bits) - 1 : 0;
+  if (want_top) std::fill_n(hist, emask + 1, 0u);
   uint64_t changed = 0;
   unsigned top = 0;
   for (size_t begin = 0; begin < n; begin += kBlock) {
@@ -531,14 +602,27 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     uint64_t* mk = t_masks.data() + begin / 64;
     const uint64_t c = change_masks_top(b.data(), x.data(), count, sizeof(T),
                                         want_top ? f : ExponentField{}, mk, top);
-    // z of the block's changed elements while both blocks are in cache.
-    if (c) {
-      T* z = zs + changed;
-      for (size_t w = 0; w < (count + 63) / 64; ++w)
-        for (uint64_t hits = mk[w]; hits; hits &= hits - 1) {
-          const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(hits));
-          *z++ = zigzag(load<T>(x.data() + i * sizeof(T)), load<T>(b.data() + i * sizeof(T)));
-        }
+    if (!c) continue;
+    // Positions, z and base exponents of the block's changed elements while
+    // both blocks are in cache; flat loops, no branch per word or element.
+    uint32_t* pos = ch.pos.get() + changed;
+    flatten_bits(mk, (count + 63) / 64, static_cast<uint32_t>(begin), pos);
+    T* z = ch.z.get() + changed;
+    uint16_t* e = ch.e.get() + changed;
+    const std::byte* bb = base.data();
+    const std::byte* xb = next.data();
+    if (want_top) {
+      for (uint64_t j = 0; j < c; ++j) {
+        const T bv = load<T>(bb + size_t{pos[j]} * sizeof(T));
+        z[j] = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)), bv);
+        const unsigned ex = static_cast<unsigned>(bv >> f.shift) & emask;
+        e[j] = static_cast<uint16_t>(ex);
+        ++hist[ex];
+      }
+    } else {
+      for (uint64_t j = 0; j < c; ++j)
+        z[j] = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)),
+                      load<T>(bb + size_t{pos[j]} * sizeof(T)));
     }
     changed += c;
   }
@@ -554,7 +638,7 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   // still beat the dense form there.
   const bool wide_float = sizeof(T) >= 4 && f.bits > 0;
   if (density <= 0.35 || wide_float) {
-    auto sparse = encode_sparse<T>(dtype, base, t_z.get(), n, changed, p, top);
+    auto sparse = encode_sparse<T>(dtype, base, ch, n, changed, p, top);
     if (sparse.size() < best_size) {
       best_size = sparse.size();
       best.encoding = ChunkEncoding::Sparse;
