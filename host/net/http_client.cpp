@@ -376,7 +376,11 @@ struct HttpClient::Impl {
     std::string_view url = r.url;
     if (!url.starts_with("http://")) return false;
     url.remove_prefix(7);
-    auto authority_end = url.find_first_of("/?#");
+    std::size_t authority_end = 0;  // (find_first_of would call memchr per character)
+    while (authority_end < url.size() && url[authority_end] != '/' && url[authority_end] != '?' &&
+           url[authority_end] != '#')
+      ++authority_end;
+    if (authority_end == url.size()) authority_end = std::string_view::npos;
     std::string_view authority = url.substr(0, authority_end);
     std::string_view path =
         authority_end == std::string_view::npos ? "" : url.substr(authority_end);

@@ -23,7 +23,10 @@ bool is_token_char(unsigned char c) {
 }
 
 bool has_line_break(std::string_view s) {
-  return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+  // A plain loop: find_first_of would call memchr once per character.
+  for (char c : s)
+    if (c == '\r' || c == '\n' || c == '\0') return true;
+  return false;
 }
 
 std::string printable(std::string_view s) {
