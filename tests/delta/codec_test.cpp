@@ -80,6 +80,23 @@ TEST_CASE("every dtype round-trips bit-exactly at every density") {
   }
 }
 
+TEST_CASE("sparse chunks with unchanged blocks, crowded words and a changed last element") {
+  // Chunks of several 8192-element blocks: some blocks without a change, words
+  // with more than 8 changes, a change in the chunk's last (partial) word.
+  auto [a, b] = bf16_step(3 * 8192 + 100, 1e-6, 31);
+  for (size_t i = 8192; i < 2 * 8192; ++i) std::memcpy(&b.data[2 * i], &a.data[2 * i], 2);
+  for (size_t i = 2 * 8192; i < 2 * 8192 + 64; i += 3) b.data[2 * i] ^= std::byte{1};
+  b.data[b.data.size() - 2] ^= std::byte{1};
+  for (unsigned k : {1u, 6u, 64u}) {
+    CAPTURE(k);
+    EncodeOptions o;
+    o.context_classes = k;
+    auto d = encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, o);
+    CHECK(inspect(d).tensors[0].encoding == "sparse");
+    check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, d).tensors, {b});
+  }
+}
+
 TEST_CASE("-0/+0 and NaN payloads keep their exact bit patterns") {
   const uint32_t patterns[] = {0x00000000, 0x80000000, 0x7fc00000, 0x7fc00001, 0xffc00123,
                                0x7f800001, 0x7f800000, 0xff800000, 0x00000001, 0x80000001};
