@@ -112,31 +112,41 @@ void le_masks_sse2(const std::byte* data, size_t words, ExponentField f, const i
   }
 }
 
-// 16-bit elements, 64 per word in four AVX2 registers. The lanes are paired
-// across registers first so that packing the compare results keeps element order.
+// 16-bit elements, 64 per word: the exponents (at most 8 bits for 16-bit
+// floats) packed to bytes in two AVX2 registers, in element order, then one
+// signed byte compare per register and threshold (exponent and threshold
+// biased by 0x80).
 __attribute__((target("avx2"))) void le_masks_avx2_16(const std::byte* data, size_t words,
                                                       ExponentField f, const int16_t* thr,
                                                       unsigned count, uint64_t* ge) {
   const __m128i sh = _mm_cvtsi32_si128(static_cast<int>(f.shift));
   const __m256i mask = _mm256_set1_epi16(static_cast<int16_t>((1 << f.bits) - 1));
+  const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256i key[63];
+  bool none[63];
+  for (unsigned t = 0; t < count; ++t) {
+    none[t] = thr[t] < 0;  // no exponent is <= a negative threshold
+    const int k = std::min<int>(thr[t], 255);
+    key[t] = _mm256_set1_epi8(static_cast<char>(static_cast<uint8_t>(k) ^ 0x80));
+  }
   for (size_t w = 0; w < words; ++w) {
     const __m256i* p = reinterpret_cast<const __m256i*>(data + w * 128);
     __m256i a[4];
     for (int i = 0; i < 4; ++i)
       a[i] = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256(p + i), sh), mask);
-    const __m256i x0 = _mm256_permute2x128_si256(a[0], a[1], 0x20);
-    const __m256i x1 = _mm256_permute2x128_si256(a[0], a[1], 0x31);
-    const __m256i x2 = _mm256_permute2x128_si256(a[2], a[3], 0x20);
-    const __m256i x3 = _mm256_permute2x128_si256(a[2], a[3], 0x31);
+    // packus interleaves the 128-bit lanes; 0xD8 restores element order.
+    const __m256i e0 =
+        _mm256_xor_si256(_mm256_permute4x64_epi64(_mm256_packus_epi16(a[0], a[1]), 0xD8), bias);
+    const __m256i e1 =
+        _mm256_xor_si256(_mm256_permute4x64_epi64(_mm256_packus_epi16(a[2], a[3]), 0xD8), bias);
     for (unsigned t = 0; t < count; ++t) {
-      const __m256i key = _mm256_set1_epi16(thr[t]);
-      const __m256i g0 =
-          _mm256_packs_epi16(_mm256_cmpgt_epi16(x0, key), _mm256_cmpgt_epi16(x1, key));
-      const __m256i g1 =
-          _mm256_packs_epi16(_mm256_cmpgt_epi16(x2, key), _mm256_cmpgt_epi16(x3, key));
-      ge[w * count + t] =
-          ~(static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(g0))) |
-            static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(g1))) << 32);
+      const uint64_t gt =
+          static_cast<uint64_t>(
+              static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpgt_epi8(e0, key[t])))) |
+          static_cast<uint64_t>(
+              static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpgt_epi8(e1, key[t]))))
+              << 32;
+      ge[w * count + t] = none[t] ? 0 : ~gt;
     }
   }
 }
