@@ -279,6 +279,33 @@ inline void flatten_bits(const uint64_t* masks, size_t words, uint32_t offset, u
   }
 }
 
+// For each of `words` words with masks ge (K - 1 per word) of class >= 1..K-1:
+// G gets the masks of class >= 0..K (all, ge..., none) and C the running
+// counts cg of class >= 0..K before the word; cg advances past the words.
+// KC: K known at compile time (0: use k).
+template <unsigned KC>
+inline void class_prefix(const uint64_t* ge, size_t words, unsigned k, bool counts_only,
+                         uint32_t* cg, uint64_t* G, uint32_t* C) {
+  const unsigned K = KC ? KC : k;
+  const size_t S = K + 1;
+  uint32_t acc[65];
+  for (unsigned t = 0; t < K; ++t) acc[t] = cg[t];
+  for (size_t w = 0; w < words; ++w, ge += K - 1) {
+    if (!counts_only) {
+      uint64_t* g = G + w * S;
+      uint32_t* c = C + w * S;
+      g[0] = ~uint64_t{0};
+      g[K] = 0;
+      c[K] = 0;
+      for (unsigned t = 0; t < K; ++t) c[t] = acc[t];
+      for (unsigned t = 1; t < K; ++t) g[t] = ge[t - 1];
+    }
+    acc[0] += 64;
+    for (unsigned t = 1; t < K; ++t) acc[t] += static_cast<uint32_t>(__builtin_popcountll(ge[t - 1]));
+  }
+  for (unsigned t = 0; t < K; ++t) cg[t] = acc[t];
+}
+
 // A block of words at a time: the nested class masks "class >= t" come from
 // K - 1 compares of the base exponents, and their running popcounts give every
 // class's element count before each word. Then a flat loop over the block's
@@ -356,32 +383,13 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
     for (size_t w0 = 0; w0 < words; w0 += kBlockWords) {
       const size_t w1 = std::min(words, w0 + kBlockWords);
       const uint32_t end = static_cast<uint32_t>(std::min<size_t>(n, w1 * 64));
-      if (j == changed || pos[j] >= end) {  // no change here: the counts only
-        cm.fill(w0, w1);
-        for (size_t w = w0; w < w1; ++w) {
-          const uint64_t* ge = cm.ge(w);
-          cg[0] += 64;
-          for (unsigned t = 1; t < K; ++t)
-            cg[t] += static_cast<uint32_t>(__builtin_popcountll(ge[t - 1]));
-        }
-        continue;
-      }
       cm.fill(w0, w1);
-      for (size_t w = w0; w < w1; ++w) {
-        const uint64_t* ge = cm.ge(w);
-        uint64_t* g = G + (w - w0) * S;
-        uint32_t* c = C + (w - w0) * S;
-        g[0] = ~uint64_t{0};
-        g[K] = 0;
-        c[0] = cg[0];
-        c[K] = 0;
-        cg[0] += 64;
-        for (unsigned t = 1; t < K; ++t) {
-          g[t] = ge[t - 1];
-          c[t] = cg[t];
-          cg[t] += static_cast<uint32_t>(__builtin_popcountll(ge[t - 1]));
-        }
-      }
+      const bool counts_only = j == changed || pos[j] >= end;  // no change in the block
+      if (K == 6)  // the default: counters in registers
+        class_prefix<6>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
+      else
+        class_prefix<0>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
+      if (counts_only) continue;
       for (; j < changed && pos[j] < end; ++j) {
         const uint32_t i = pos[j];
         const size_t off = (i / 64 - w0) * S;
