@@ -2,6 +2,10 @@
 # bench/sampler: one-token completions against one `flare serve`, in one run:
 # flare's DeploymentSampler, a Python aiohttp client and wrk, same body, same
 # concurrency. Prints requests/s and the client's CPU seconds per 1000 requests.
+# The flare client runs twice: as flare runs it (plain http:// to an IP address
+# goes through flare's own HTTP/1.1 reader) and with FLARE_HTTP_LIBCURL=1 (every
+# request through libcurl, as https:// and proxied requests go); the ratios
+# compare the first.
 # usage: bench/sampler/run.sh [BUILD_DIR] [REQUESTS] [CONCURRENCY]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,19 +37,21 @@ for _ in $(seq 100); do
 done
 
 flare_out=$("$flare" run "$here/flare_client.lua" "$base" "$key" "$model" "$requests" "$concurrency")
+curl_out=$(FLARE_HTTP_LIBCURL=1 "$flare" run "$here/flare_client.lua" "$base" "$key" "$model" "$requests" "$concurrency")
 py_out=$($python "$here/aiohttp_client.py" "$base" "$key" "$model" "$requests" "$concurrency")
 wrk_secs=$(awk -v r="$requests" 'BEGIN { printf "%d", (r / 2000 < 5) ? 5 : r / 2000 }')
 wrk_out=$(BENCH_KEY=$key BENCH_MODEL=$model /usr/bin/time -f 'CPU %U %S' wrk -t1 -c"$concurrency" \
   -d"${wrk_secs}s" -s "$here/wrk_post.lua" "$base/inference/v1/completions" 2>&1)
 
-$python - "$flare_out" "$py_out" "$wrk_out" "$concurrency" "$(nproc)" <<'PY'
+$python - "$flare_out" "$py_out" "$wrk_out" "$concurrency" "$(nproc)" "$curl_out" <<'PY'
 import re, sys
-flare, py, wrk, conc, cores = sys.argv[1:6]
+flare, py, wrk, conc, cores, via_curl = sys.argv[1:7]
 def parse(line):
     n, wall, cpu, err = line.split()
     return int(n), float(wall), float(cpu), int(err)
 rows = []
-for name, line in (("flare sampler", flare), ("python aiohttp", py)):
+for name, line in (("flare sampler", flare), ("flare sampler via libcurl", via_curl),
+                   ("python aiohttp", py)):
     n, wall, cpu, err = parse(line)
     rows.append((name, n, n / wall, cpu * 1000 / n, err))
 total = int(re.search(r"(\d+) requests in", wrk).group(1))
@@ -58,8 +64,8 @@ print("| client | requests | requests/s | client CPU s / 1000 req | µs CPU / re
 print("|---|---|---|---|---|---|")
 for name, n, r, c, e in rows:
     print(f"| {name} | {n} | {r:,.0f} | {c:.3f} | {c * 1000:.1f} | {e} |")
-fl, pyr, wr = rows[0][2], rows[1][2], rows[2][2]
+fl, pyr, wr = rows[0][2], rows[2][2], rows[3][2]
 print(f"\nflare / python throughput: {fl / pyr:.2f}x (goal >= 3x); flare / wrk: {fl / wr:.0%} (goal >= 70%);"
       f" flare client CPU per request: {rows[0][3] * 1000:.1f} µs (goal <= 30 µs); "
-      f"python CPU per request / flare's: {rows[1][3] / rows[0][3]:.1f}x")
+      f"python CPU per request / flare's: {rows[2][3] / rows[0][3]:.1f}x")
 PY
