@@ -5,7 +5,10 @@
 // from inside that pump, never from inside a libcurl callback. The loop is
 // curl_multi_socket_action on an epoll set: each pump only touches the
 // connections that are ready, and easy handles, header lists and response
-// header strings are reused from one request to the next.
+// header strings are reused from one request to the next. Plain http:// to an
+// IP address (no proxy variable, no connection limit, not HEAD) skips libcurl:
+// flare's own HTTP/1.1 keep-alive reader on the same epoll set, one send and
+// one recv per request, the same error codes. FLARE_HTTP_LIBCURL=1 turns it off.
 //
 // HTTP/1.1 only, keep-alive connections are reused, redirects are not
 // followed, proxies come from the usual environment variables (libcurl's).
