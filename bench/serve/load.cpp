@@ -19,6 +19,7 @@ LoadResult run_closed_loop(int concurrency, double duration_s,
   using Clock = std::chrono::steady_clock;
   std::atomic<long> requests{0}, tokens{0}, failures{0};
   const double cpu0 = cpu_now();
+  const double machine0 = machine_cpu_seconds();
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::duration<double>(duration_s);
   std::vector<std::thread> clients;
@@ -39,6 +40,7 @@ LoadResult run_closed_loop(int concurrency, double duration_s,
   LoadResult r;
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   r.cpu_seconds = cpu_now() - cpu0;
+  r.machine_seconds = machine_cpu_seconds() - machine0;
   r.requests = requests;
   r.completion_tokens = tokens;
   r.failures = failures;
@@ -66,6 +68,17 @@ double process_cpu_seconds(int pid) {
     if (i == 15) stime = std::stod(field);
   }
   return (utime + stime) / double(sysconf(_SC_CLK_TCK));
+}
+
+double machine_cpu_seconds() {
+  std::ifstream in("/proc/stat");
+  std::string label;
+  in >> label;  // "cpu": user nice system idle iowait irq softirq steal ...
+  double busy = 0;
+  long long v;
+  for (int i = 0; i < 8 && in >> v; ++i)
+    if (i != 3 && i != 4) busy += double(v);  // all but idle and iowait
+  return busy / double(sysconf(_SC_CLK_TCK));
 }
 
 }  // namespace flare::bench

@@ -195,6 +195,7 @@ int main(int argc, char** argv) {
       as_load.failures = w.non_2xx + w.socket_errors;
       as_load.seconds = w.requests_per_second > 0 ? w.requests / w.requests_per_second : 0;
       as_load.cpu_seconds = w.cpu_seconds * (as_load.seconds / w.seconds);
+      as_load.machine_seconds = w.machine_seconds * (as_load.seconds / w.seconds);
       one.http = as_load;
     } catch (const std::exception& ex) {
       http_note = std::string("wrk failed: ") + ex.what();
@@ -208,29 +209,31 @@ int main(int argc, char** argv) {
       std::thread::hardware_concurrency(), std::strlen(kPrompt));
   std::printf(
       "| workload | concurrency | flare serve (HTTP) | engine in-process | HTTP / in-process | "
-      "server cores busy | engine cores busy | HTTP / in-process per CPU-second | failed (HTTP) "
-      "|\n");
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "server cores busy | machine cores busy (HTTP) | engine cores busy | HTTP / in-process per "
+      "CPU-second | failed (HTTP) |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Row& r : rows) {
     auto rate = [&](const bench::LoadResult& l) {
       return r.requests_per_second ? l.requests_per_second() : l.tokens_per_second();
     };
     const double local = rate(r.local);
-    std::string http = "n/a", ratio = "n/a", server_cores = "n/a", failed = "n/a", per_cpu = "n/a";
+    std::string http = "n/a", ratio = "n/a", server_cores = "n/a", machine_cores = "n/a",
+                failed = "n/a", per_cpu = "n/a";
     if (r.http) {
       http = fmt(rate(*r.http));
       ratio = local > 0 ? fmt(rate(*r.http) / local, "%.2fx") : "n/a";
       server_cores = fmt(r.http->cores_busy(), "%.2f");
+      machine_cores = fmt(r.http->machine_cores_busy(), "%.2f");
       failed = std::to_string(r.http->failures);
       // Work per CPU-second does not depend on how much CPU a shared machine lent us.
       const double http_eff = r.http->cores_busy() > 0 ? rate(*r.http) / r.http->cores_busy() : 0;
       const double local_eff = r.local.cores_busy() > 0 ? local / r.local.cores_busy() : 0;
       if (local_eff > 0 && http_eff > 0) per_cpu = fmt(http_eff / local_eff, "%.2fx");
     }
-    std::printf("| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", r.workload.c_str(),
+    std::printf("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.workload.c_str(),
                 r.concurrency, http.c_str(), fmt(local).c_str(), ratio.c_str(),
-                server_cores.c_str(), fmt(r.local.cores_busy(), "%.2f").c_str(), per_cpu.c_str(),
-                failed.c_str());
+                server_cores.c_str(), machine_cores.c_str(),
+                fmt(r.local.cores_busy(), "%.2f").c_str(), per_cpu.c_str(), failed.c_str());
   }
   std::printf(
       "\n%d s per level (wrk: %d s, %d connections, 2 threads; in-process: %d closed-loop "

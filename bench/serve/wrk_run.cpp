@@ -47,6 +47,7 @@ WrkResult run_wrk(const std::string& url, const std::string& bearer, const std::
                           " 2>&1";
   WrkResult r;
   const double cpu0 = process_cpu_seconds(server_pid);
+  const double machine0 = machine_cpu_seconds();
   const auto t0 = std::chrono::steady_clock::now();
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error("cannot run wrk");
@@ -56,6 +57,7 @@ WrkResult run_wrk(const std::string& url, const std::string& bearer, const std::
   const int rc = pclose(p);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.cpu_seconds = process_cpu_seconds(server_pid) - cpu0;
+  r.machine_seconds = machine_cpu_seconds() - machine0;
   std::filesystem::remove(script);
   if (rc != 0) throw std::runtime_error("wrk failed:\n" + r.raw);
 

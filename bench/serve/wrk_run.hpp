@@ -10,7 +10,8 @@ struct WrkResult {
   long requests = 0;
   long non_2xx = 0;
   long socket_errors = 0;
-  double cpu_seconds = 0;  // CPU time of the server process during the run
+  double cpu_seconds = 0;      // CPU time of the server process during the run
+  double machine_seconds = 0;  // CPU time of the whole machine during the run
   double seconds = 0;
   std::string raw;  // wrk's output, for diagnosis
 };
