@@ -118,8 +118,12 @@ struct DirectConn {
   bool keep_alive = true;
   bool http10 = false;
   bool got_bytes = false;
-  bool interim = false;  // inside a 1xx response
+  bool interim = false;        // inside a 1xx response
+  std::size_t head_bytes = 0;  // status line and headers of the current response
 };
+
+// Response heads larger than this are refused (libcurl's limit is about the same).
+constexpr std::size_t kMaxHeadBytes = 300 * 1024;
 
 std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
@@ -464,12 +468,12 @@ struct HttpClient::Impl {
       out.append("\r\n");
     }
     if (has_body) {
+      if (!r.headers.find("Content-Type")) out.append("Content-Type: application/octet-stream\r\n");
       char digits[24];
       auto end = std::to_chars(digits, digits + sizeof digits, r.body.size()).ptr;
       out.append("Content-Length: ");
       out.append(digits, end);
       out.append("\r\n");
-      if (!r.headers.find("Content-Type")) out.append("Content-Type: application/octet-stream\r\n");
     }
     out.append("\r\n");
     if (has_body) out.append(r.body);
@@ -513,14 +517,17 @@ struct HttpClient::Impl {
     auto now = steady::now();
     std::vector<DirectConn*> list = h.opening;
     for (DirectConn* c : list) {
-      if (c->connecting || c->out_off < c->out.size()) continue;
+      if (c->connecting || c->out_off == 0) continue;
       int unacked = 0;
-      if (ioctl(c->fd, SIOCOUTQ, &unacked) == 0 && unacked == 0) {
+      if (ioctl(c->fd, SIOCOUTQ, &unacked) != 0) continue;
+      if (static_cast<std::size_t>(unacked) < c->out_off) {
+        // Some of the request was acknowledged: the server has the connection
+        // (it may read the rest late: never send such a request again).
         settle(c);
-      } else if (restart_stuck && now - c->sent_at > kStuckAfter && c->t &&
-                 c->t->reconnects < kMaxReconnects && !c->got_bytes) {
-        // Never acknowledged: the server dropped the handshake, and has not
-        // seen the request. Send it again on a new connection.
+      } else if (restart_stuck && c->out_off == c->out.size() && now - c->sent_at > kStuckAfter &&
+                 c->t && c->t->reconnects < kMaxReconnects && !c->got_bytes) {
+        // Not one byte acknowledged: the server dropped the handshake, and has
+        // not seen the request. Send it again on a new connection.
         Transfer* t = c->t;
         ++t->reconnects;
         t->conn = nullptr;
@@ -754,7 +761,9 @@ struct HttpClient::Impl {
       std::string_view line;
       switch (c->phase) {
         case Phase::Status: {
-          if (!take_line(c, line)) return keep_input(c);
+          if (!take_line(c, line)) return head_fits(c, 0) && keep_input(c);
+          c->head_bytes = 0;
+          if (!head_fits(c, line.size() + 2)) return false;
           // "HTTP/1.1 200 OK"
           if (line.size() < 12 || !line.starts_with("HTTP/1.") || line[8] != ' ' || line[9] < '1' ||
               line[9] > '5' || line[10] < '0' || line[10] > '9' || line[11] < '0' ||
@@ -775,10 +784,15 @@ struct HttpClient::Impl {
           break;
         }
         case Phase::Headers: {
-          if (!take_line(c, line)) return keep_input(c);
+          if (!take_line(c, line)) return head_fits(c, 0) && keep_input(c);
+          if (!head_fits(c, line.size() + 2)) return false;
           if (!line.empty()) {
             auto colon = line.find(':');
-            if (colon == std::string_view::npos) break;  // as libcurl: ignored
+            if (colon == std::string_view::npos) {  // as libcurl
+              c->keep_alive = false;
+              direct_fail(t, CURLE_WEIRD_SERVER_REPLY, "Header without colon");
+              return false;
+            }
             auto name = trim(line.substr(0, colon));
             auto value = trim(line.substr(colon + 1));
             if (iequals(name, "content-length")) {
@@ -880,6 +894,19 @@ struct HttpClient::Impl {
         }
       }
     }
+  }
+
+  // Counts a `line` of the response head (0: none complete, then the
+  // incomplete line waiting in the input counts); false (the transfer
+  // failed) once the head is over kMaxHeadBytes.
+  bool head_fits(DirectConn* c, std::size_t line) {
+    c->head_bytes += line;
+    std::size_t pending = line ? 0 : c->in.size() - c->in_off;
+    if (c->head_bytes + pending <= kMaxHeadBytes) return true;
+    c->keep_alive = false;
+    direct_fail(c->t, CURLE_WEIRD_SERVER_REPLY,
+                "response headers larger than " + std::to_string(kMaxHeadBytes / 1024) + " KB");
+    return false;
   }
 
   // Drops the parsed prefix of the input buffer; always true (keep reading).

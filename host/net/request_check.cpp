@@ -97,8 +97,11 @@ TransportFailure classify_curl_code(int curl_code) {
     case CURLE_COULDNT_RESOLVE_PROXY:
       return {"resolve_failed", true};
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
       return {"bad_url", false};
+    // check_request admits http and https only: at transfer time this is a
+    // reply that is not HTTP ("Received HTTP/0.9 when not allowed").
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      return {"transport_failed", false};
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
