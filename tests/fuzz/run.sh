@@ -12,12 +12,13 @@ mkdir -p "$out/obj"
 CXX="${FUZZ_CXX:-clang++}"
 flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
        -fno-sanitize-recover=undefined -I"$root/host" -I"$root/tests/fuzz")
-libs=(-lzstd -lisal -lz -lpthread)
+libs=(-lzstd -lz -lpthread -ldl)
 
-# Library objects, rebuilt when their source or any delta header is newer.
+# Library objects (the delta codec and the runtime it opens ISA-L with), rebuilt
+# when their source or any header of either directory is newer.
 objs=()
-newest_header=$(ls -t "$root"/host/delta/*.hpp "$root"/host/runtime/error.hpp | head -1)
-for src in "$root"/host/delta/*.cpp; do
+newest_header=$(ls -t "$root"/host/delta/*.hpp "$root"/host/runtime/*.hpp | head -1)
+for src in "$root"/host/delta/*.cpp "$root"/host/runtime/shared_library.cpp; do
   obj="$out/obj/$(basename "${src%.cpp}").o"
   if [[ ! -f "$obj" || "$src" -nt "$obj" || "$newest_header" -nt "$obj" ]]; then
     "$CXX" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
@@ -25,10 +26,12 @@ for src in "$root"/host/delta/*.cpp; do
   objs+=("$obj")
 done
 
+newest_obj=$(ls -t "${objs[@]}" | head -1)
+
 build() {  # build NAME [extra flags...]
   local name=$1; shift
   local src="$root/tests/fuzz/$name.cpp" bin="$out/$name"
-  if [[ ! -x "$bin" || "$src" -nt "$bin" || "$root/tests/fuzz/fuzz_fixture.hpp" -nt "$bin" || "${objs[0]}" -nt "$bin" ]]; then
+  if [[ ! -x "$bin" || "$src" -nt "$bin" || "$root/tests/fuzz/fuzz_fixture.hpp" -nt "$bin" || "$newest_obj" -nt "$bin" ]]; then
     "$CXX" "${flags[@]}" "$@" "$src" "${objs[@]}" "${libs[@]}" -o "$bin"
   fi
 }
