@@ -6,7 +6,8 @@
 //                        additional_headers={name=value}, timeout_s=60, connect_timeout_s=10}
 //     conn:request{method=, plane="control"|"inference"|"hotload"|"trainer", path=, body=,
 //                  headers=, timeout_s=, what=, retries=3, backoff_s=1, accept={404, ...}}
-//        -> {status=, body=<decoded JSON or nil>, text=, request_id=, retry_after=}
+//        -> {status=, body=<decoded JSON or nil>, text=, request_id=, retry_after=,
+//            headers={<lower-case name> = value}}
 //        (raises a structured error on transport failure or a status >= 300 not in accept)
 //     conn:submit{...same...} -> future with :wait([timeout_s]), :done(), :cancel()
 //     conn:sampler{model=, concurrency=64, adaptive=false, adaptive_initial=16, adaptive_min=1,
@@ -22,6 +23,7 @@
 //   fireworks.default_verify_ssl(url)
 #include <unistd.h>
 
+#include <cctype>
 #include <lua.hpp>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -167,9 +169,17 @@ int finish_request(lua_State* L, const Future& f) {
   for (int s : f.accept) accepted = accepted || s == res.status;
   if (!accepted)
     throw fw::error_from_response(res, call.what(), call.connection().api_key, call.request_id());
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, res.status);
   lua_setfield(L, -2, "status");
+  lua_createtable(L, 0, static_cast<int>(res.headers.items.size()));
+  for (const auto& [name, value] : res.headers.items) {
+    std::string lower = name;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    lua_pushlstring(L, value.data(), value.size());
+    lua_setfield(L, -2, lower.c_str());
+  }
+  lua_setfield(L, -2, "headers");
   if (!res.body.empty()) {
     auto doc = nlohmann::json::parse(res.body, nullptr, false);
     if (!doc.is_discarded()) {

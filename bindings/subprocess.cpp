@@ -146,6 +146,12 @@ void Child::kill_group(int signo) {
   }
 }
 
+bool Child::running() {
+  if (reaped_) return false;
+  pump(0);
+  return !try_reap(false);
+}
+
 bool Child::try_reap(bool block) {
   if (reaped_) return true;
   int st = 0;

@@ -36,7 +36,9 @@ class Child {
   Child& operator=(const Child&) = delete;
 
   pid_t pid() const { return pid_; }
-  bool running() const { return !reaped_; }
+  // False once the child has exited (it is reaped then); reads what it wrote so far, so a
+  // child polled this way does not block on a full pipe.
+  bool running();
   // Sends a signal to the whole process group.
   void kill_group(int signo);
   // Waits for exit; timeout_s < 0 waits forever. On timeout the group gets SIGKILL.

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <set>
 
+#include "delta/codec.hpp"
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/routes.hpp"
@@ -266,6 +267,9 @@ void add_deployment_routes(Router& r, RouteEnv& env) {
   r.get("/v1/accounts", Auth::ApiKey, [&env](const httplib::Request& req, httplib::Response& res) {
     if (req.has_param("pageSize"))
       get_int({{"pageSize", req.get_param_value("pageSize")}}, "pageSize", 0);
+    // Lets a client given only a URL and a key (a standalone `flare serve`) know which delta
+    // format this server's hotload accepts; the cloud sends no such header.
+    res.set_header("x-flare-delta-format", std::string(delta::kFormatName));
     send_json(res, 200,
               {{"accounts",
                 {{{"name", "accounts/" + env.cp.account},

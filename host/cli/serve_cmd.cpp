@@ -106,6 +106,11 @@ int serve_main(int argc, char** argv) {
     } else {
       std::printf("API key: the one given with --api-key\n");
     }
+    // The key itself is never printed: the line reads it from its file.
+    std::printf("clients: FIREWORKS_BASE_URL=%s FIREWORKS_API_KEY=%s flare run SCRIPT\n",
+                emu.base_url().c_str(),
+                emu.api_key_path().empty() ? "<your --api-key>"
+                                           : ("$(cat " + emu.api_key_path() + ")").c_str());
     std::fflush(stdout);
     while (!flare::interrupt::pending()) {
       pollfd p{flare::interrupt::wake_fd(), POLLIN, 0};

@@ -12,7 +12,8 @@
 --   fw.deployments                  DeploymentManager (flare.fireworks.deployments)
 --   fw:trainer{...}                 trainer client (flare.fireworks.trainer)
 --   fw:sampler{...}                 DeploymentSampler (flare.fireworks.sampler)
---   fw.base_url, fw.inference_url, fw.hotload_api_url, fw.account_id, fw.backend,
+--   fw.base_url, fw.inference_url, fw.hotload_api_url, fw.account_id, fw.backend ("emulator" also
+--   for a `flare serve` reached by URL: its account lookup names its delta format, fw.delta_format),
 --   fw.verify_ssl, fw.additional_headers, fw.timeout_s, fw.api_key (never printed:
 --   tostring(fw) and every error show it redacted), fw.emulator (in-process emulator or nil)
 --   fw:set_faults(spec)             emulator only: the fault injection rules (see `flare serve --help`)
@@ -90,7 +91,7 @@ local function resolve_account(fw)
   end
   local id = tostring(accounts[1].name or ""):match("^accounts/(.+)$")
   if not id then options.raise("account_lookup_failed", "connect: unexpected account name in GET /v1/accounts") end
-  return id
+  return id, (r.headers or {})["x-flare-delta-format"]
 end
 
 local function connect(opts)
@@ -131,7 +132,15 @@ local function connect(opts)
     additional_headers = opts.additional_headers or {}, verify_ssl = verify, timeout_s = opts.timeout_s or 60,
     quiet = opts.quiet or false, emulator = emulator,
   }, Fw)
-  fw.account_id = opts.account_id or (emulator and emulator:account_id()) or resolve_account(fw)
+  if emulator then
+    fw.account_id = emulator:account_id()
+  elseif opts.account_id then
+    fw.account_id = opts.account_id
+  else
+    -- A `flare serve` reached by URL says so on the account lookup: deltas then use its format.
+    fw.account_id, fw.delta_format = resolve_account(fw)
+    if fw.delta_format and not opts.backend then fw.backend = "emulator" end
+  end
   fw.deployments = require("flare.fireworks.deployments").new(fw)
   return fw
 end

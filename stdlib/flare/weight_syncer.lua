@@ -1,7 +1,8 @@
 -- flare.weight_syncer{...}: keeps a deployment serving the trainer's latest weights.
 --   local syncer = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
 --       deployment_id = id, base_model = "...", hotload_timeout = 600, first_checkpoint_type = "base",
---       compression_format = ("arc_v2" on the cloud, flare's own format on the emulator),
+--       compression_format = ("arc_v2" on the cloud, flare's own format on the emulator, also
+--       on a `flare serve` reached through FIREWORKS_BASE_URL),
 --       warmup_after_hotload = true, warmup_max_retries = 10, reset_prompt_cache = true, lora_rank = 0,
 --       poll_interval_s = 5, warmup_retry_interval_s = 10, quiet = nil}
 --   syncer:save_and_hotload(name [, checkpoint_type]) -> snapshot name "<name>-<8 hex session id>", or raises
@@ -44,7 +45,7 @@ local function new(opts)
   check_type(opts.first_checkpoint_type, "weight_syncer")
   if opts.lora_rank and opts.lora_rank < 0 then options.raise("invalid_argument", "weight_syncer: lora_rank must be >= 0") end
   local fw = opts.deploy_mgr.fw
-  local default_format = fw and fw.backend == "emulator" and EMULATOR_FORMAT or "arc_v2"
+  local default_format = fw and (fw.delta_format or (fw.backend == "emulator" and EMULATOR_FORMAT)) or "arc_v2"
   return setmetatable({
     policy_client = opts.policy_client, deploy_mgr = opts.deploy_mgr, deployment_id = opts.deployment_id,
     base_model = opts.base_model, hotload_timeout = opts.hotload_timeout or 600,

@@ -26,10 +26,23 @@ describe("flare.connect", function()
   it("resolves the account from the key and strips trailing slashes", function()
     local em = fx.fw().emulator
     local fw = flare.connect{api_key = em:api_key(), base_url = em:base_url() .. "///", quiet = true}
-    assert.equal("cloud", fw.backend)
     assert.equal("local", fw.account_id)
     assert.equal(em:base_url(), fw.base_url)
     assert.same({}, fw.deployments:list() and {} or nil)
+  end)
+
+  it("knows an emulator reached by URL from its account lookup, unless told the backend", function()
+    local em = fx.fw().emulator
+    local fw = flare.connect{api_key = em:api_key(), base_url = em:base_url(), quiet = true}
+    assert.equal("emulator", fw.backend)
+    assert.equal("flare-delta-v1", fw.delta_format)
+    local sy = flare.weight_syncer{policy_client = {}, deploy_mgr = fw.deployments, deployment_id = "x",
+      base_model = fx.BASE_MODEL}
+    assert.equal("flare-delta-v1", sy.compression_format)
+    local forced = flare.connect{api_key = em:api_key(), base_url = em:base_url(), backend = "cloud", quiet = true}
+    assert.equal("cloud", forced.backend)
+    assert.is_nil(flare.connect{api_key = em:api_key(), base_url = em:base_url(), account_id = "local",
+      quiet = true}.delta_format, "no lookup, no format")
   end)
 
   it("never shows the key: tostring, errors of a wrong key", function()
@@ -66,7 +79,7 @@ describe("flare.connect", function()
     local p = io.popen(cmd)
     local out = p:read("*a")
     p:close()
-    assert.equal("cloud\tlocal\t" .. em:base_url() .. "\t" .. em:base_url() .. "\n", out)
+    assert.equal("emulator\tlocal\t" .. em:base_url() .. "\t" .. em:base_url() .. "\n", out)
   end)
 
   it("applies the TLS verification rule", function()

@@ -69,4 +69,14 @@ describe("flare.proc.spawn", function()
     assert.equal("got-term\n", r.stdout)
     assert.error_matches(function() c:wait() end, "already waited")
   end)
+
+  it("stops reporting running once the child has exited, keeping its output", function()
+    local c = proc.spawn{argv = {"sh", "-c", "echo done; exit 3"}}
+    local deadline = flare.clock() + 10
+    while c:running() and flare.clock() < deadline do flare.sleep(0.02) end
+    assert.falsy(c:running())
+    local r = c:wait{timeout_s = 5}
+    assert.equal(3, r.status)
+    assert.equal("done\n", r.stdout)
+  end)
 end)

@@ -21,8 +21,10 @@ end
 function M.remove(env) fs.remove(env.dir, {recursive = true}) end
 
 local function child_env(env)
-  return {FLARE_EMULATOR_STATE_DIR = env.state, FLARE_RUNS_DIR = env.runs, FLARE_EMULATOR_URL = "",
+  local e = {FLARE_EMULATOR_STATE_DIR = env.state, FLARE_RUNS_DIR = env.runs, FLARE_EMULATOR_URL = "",
     FIREWORKS_API_KEY = "", FIREWORKS_BASE_URL = ""}
+  for k, v in pairs(env.extra_env or {}) do e[k] = v end
+  return e
 end
 
 local function argv_for(script, args)
@@ -32,7 +34,8 @@ local function argv_for(script, args)
   return argv
 end
 
--- Runs a recipe to completion; returns the proc result.
+-- Runs a recipe to completion; returns the proc result. env.extra_env adds to (or overrides)
+-- the child's environment.
 function M.run(env, script, args, timeout_s)
   return proc.run{argv = argv_for(script, args), env = child_env(env), cwd = env.dir,
     timeout_s = timeout_s or 240}
