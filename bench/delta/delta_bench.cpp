@@ -116,6 +116,47 @@ int apply_child(const char* base, const char* delta, const char* out) {
   return 0;
 }
 
+// apply_into of a delta onto a mapped base, into output buffers kept across
+// applies (a serving process's standby weights), beside memcpy of the base's
+// tensors into the same buffers: best of `reps` each, wall and CPU seconds.
+struct MemoryApply {
+  double apply_s = 1e9, apply_cpu = 1e9, copy_s = 1e9;
+};
+MemoryApply apply_in_memory(const std::string& base_path, const std::string& delta_path,
+                            const std::string& next_path, int reps) {
+  auto base = delta::SafetensorsFile::open(base_path);
+  const std::vector<std::byte> diff = slurp(delta_path);
+  std::vector<delta::Tensor> bufs;
+  for (const auto& t : delta::inspect(diff).tensors)
+    if (t.change != delta::TensorChange::Removed)
+      bufs.push_back({t.name, t.dtype, t.shape, std::vector<std::byte>(t.bytes)});
+  std::vector<delta::OutputTensor> out;
+  for (auto& t : bufs) out.push_back({t.name, t.dtype, t.shape, t.data});
+  MemoryApply r;
+  for (int i = 0; i < reps; ++i) {
+    double t0 = now(), c0 = cpu_seconds();
+    delta::apply_into(base.tensors(), diff, out);
+    r.apply_s = std::min(r.apply_s, now() - t0);
+    r.apply_cpu = std::min(r.apply_cpu, cpu_seconds() - c0);
+  }
+  auto next = delta::SafetensorsFile::open(next_path);
+  for (const auto& t : bufs) {
+    auto want = next.at(t.name).data;
+    if (!std::equal(want.begin(), want.end(), t.data.begin()))
+      throw std::runtime_error("apply_into output differs from the new checkpoint: " + t.name);
+  }
+  for (int i = 0; i < reps; ++i) {
+    double t0 = now();
+    delta::parallel_for(bufs.size(), 0, [&](size_t k) {
+      auto src = base.at(bufs[k].name).data;
+      if (src.size() == bufs[k].data.size())
+        std::memcpy(bufs[k].data.data(), src.data(), src.size());
+    });
+    r.copy_s = std::min(r.copy_s, now() - t0);
+  }
+  return r;
+}
+
 struct Scenario {
   const char* label;
   bool bf16;
@@ -162,6 +203,8 @@ void run_scenario(const Scenario& s, const std::vector<float>& master,
   ChildApply ap = apply_in_child(base, diff, out);
   if (slurp(out) != slurp(next))
     throw std::runtime_error("apply output differs from the new checkpoint");
+  fs::remove(out);
+  MemoryApply mem = apply_in_memory(base, diff, next, 3);
   uint64_t changed = 0, elements = 0;
   for (const auto& t : info.tensors) {
     changed += t.changed_elements;
@@ -191,12 +234,14 @@ void run_scenario(const Scenario& s, const std::vector<float>& master,
   size_t pf = zstd_patch_from(base, next, patch);
   const double fsize = static_cast<double>(fs::file_size(diff));
   std::printf(
-      "| %s | %.2f%% | **%.1f×** | %.2f (%.2f) | %.2f (%.2f) | %.2f | %.0f MB | %.2f× | %.2f× | "
-      "%.1f× | %.2f |\n",
+      "| %s | %.2f%% | **%.1f×** | %.2f (%.2f) | %.2f (%.2f) | %.2f | %.0f MB | %.2f (%.2f) | %.2f "
+      "| "
+      "%.2f× | %.2f× | %.1f× | %.2f |\n",
       s.label, 100.0 * changed / elements, next_bytes / fsize, next_bytes / enc_s / 1e9,
       next_bytes / enc_cpu / 1e9, next_bytes / ap.seconds / 1e9, next_bytes / ap.cpu / 1e9,
-      next_bytes / write_s / 1e9, ap.max_rss_kb / 1024.0, next_bytes / z, next_bytes / pf,
-      next_bytes / xz, next_bytes / z_s / 1e9);
+      next_bytes / write_s / 1e9, ap.max_rss_kb / 1024.0, next_bytes / mem.apply_s / 1e9,
+      next_bytes / mem.apply_cpu / 1e9, next_bytes / mem.copy_s / 1e9, next_bytes / z,
+      next_bytes / pf, next_bytes / xz, next_bytes / z_s / 1e9);
   std::fflush(stdout);
   if (!keep_files)
     for (const auto& p : {base, next, diff, out}) fs::remove(p);
@@ -263,6 +308,16 @@ int main(int argc, char** argv) {
     std::printf("%.6f\n", now() - t0);
     return 0;
   }
+  if (argc == 6 && std::string(argv[1]) == "--apply-memory-repeat") {  // BASE DELTA NEXT
+    MemoryApply m = apply_in_memory(argv[3], argv[4], argv[5], std::stoi(argv[2]));
+    const double bytes = static_cast<double>(fs::file_size(argv[5]));
+    std::printf(
+        "apply_into best wall %.3f s (%.2f GB/s), best CPU %.3f s (%.2f GB per CPU-second); "
+        "memcpy %.2f GB/s\n",
+        m.apply_s, bytes / m.apply_s / 1e9, m.apply_cpu, bytes / m.apply_cpu / 1e9,
+        bytes / m.copy_s / 1e9);
+    return 0;
+  }
   if (argc == 6 && std::string(argv[1]) == "--encode-repeat") {  // best of N encodes, one process
     double best_wall = 1e9, best_cpu = 1e9;
     for (int r = 0, reps = std::stoi(argv[2]); r < reps; ++r) {
@@ -308,10 +363,10 @@ int main(int argc, char** argv) {
   if (getloadavg(load, 3) < 1) load[0] = -1;
   std::printf("load average at start: %.2f; in parentheses: GB per CPU-second used\n\n", load[0]);
   std::printf(
-      "| checkpoint pair | changed | flare ratio | flare encode GB/s | flare apply+verify GB/s | "
-      "new-file write GB/s | apply peak RSS | zstd -3 | zstd -3 --patch-from | dense XOR + zstd "
-      "-3 | zstd -3 GB/s |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+      "| checkpoint pair | changed | flare ratio | flare encode GB/s | flare apply+verify GB/s "
+      "(file) | new-file write GB/s | apply peak RSS | flare apply+verify GB/s (in memory) | "
+      "memcpy GB/s | zstd -3 | zstd -3 --patch-from | dense XOR + zstd -3 | zstd -3 GB/s |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const Scenario scenarios[] = {{"bf16, lr 3e-7", true, 3e-7},
                                 {"bf16, lr 1e-6", true, 1e-6},
                                 {"bf16, lr 1e-5", true, 1e-5},

@@ -315,27 +315,40 @@ std::vector<TensorView> next_layout(const DeltaHeader& h, std::vector<size_t>* r
   return views;
 }
 
-struct MemorySink : Sink {
-  std::vector<Tensor> tensors;
-  std::vector<long> slot;  // record index -> tensors index
-  uint64_t chunk_elements;
+// Writes into caller-owned buffers, checked against next's layout up front.
+struct CallerSink : Sink {
   const DeltaHeader& h;
-  explicit MemorySink(const DeltaHeader& header)
-      : chunk_elements(header.chunk_elements), h(header) {
-    std::vector<std::pair<std::string, size_t>> order;
-    slot.assign(h.tensors.size(), -1);
-    for (size_t i = 0; i < h.tensors.size(); ++i)
-      if (h.tensors[i].has_next()) order.emplace_back(h.tensors[i].name, i);
-    std::sort(order.begin(), order.end());
-    for (auto& [name, i] : order) {
-      slot[i] = static_cast<long>(tensors.size());
-      tensors.push_back({name, h.tensors[i].dtype, h.tensors[i].shape,
-                         std::vector<std::byte>(h.tensors[i].next_bytes())});
+  std::vector<std::span<std::byte>> dest;  // per record; empty for removed tensors
+  CallerSink(const DeltaHeader& header, std::span<const OutputTensor> out) : h(header) {
+    std::map<std::string_view, const OutputTensor*> by_name;
+    for (const auto& o : out)
+      if (!by_name.emplace(o.name, &o).second)
+        throw Error("invalid_argument", "apply_into: output tensor '" + o.name + "' given twice");
+    dest.resize(h.tensors.size());
+    for (size_t i = 0; i < h.tensors.size(); ++i) {
+      const TensorRecord& t = h.tensors[i];
+      if (!t.has_next()) continue;
+      auto it = by_name.find(t.name);
+      if (it == by_name.end())
+        throw Error("invalid_argument", "apply_into: no output buffer for tensor '" + t.name + "'");
+      const OutputTensor& o = *it->second;
+      if (o.dtype != t.dtype || o.shape != t.shape)
+        throw Error("invalid_argument", "apply_into: output tensor '" + t.name +
+                                            "' has a different dtype or shape than the delta's");
+      if (o.data.size() != t.next_bytes())
+        throw Error("invalid_argument", "apply_into: output tensor '" + t.name + "' has " +
+                                            std::to_string(o.data.size()) + " bytes, needs " +
+                                            std::to_string(t.next_bytes()));
+      by_name.erase(it);
+      dest[i] = o.data;
     }
+    if (!by_name.empty())
+      throw Error("invalid_argument", "apply_into: the delta has no tensor '" +
+                                          std::string(by_name.begin()->first) + "'");
   }
   std::span<std::byte> buffer(size_t tensor, uint64_t chunk, uint64_t bytes) override {
-    const uint64_t chunk_bytes = chunk_elements * dtype_size(h.tensors[tensor].dtype);
-    return std::span(tensors[slot[tensor]].data).subspan(chunk * chunk_bytes, bytes);
+    const uint64_t chunk_bytes = h.chunk_elements * dtype_size(h.tensors[tensor].dtype);
+    return dest[tensor].subspan(chunk * chunk_bytes, bytes);
   }
   void done(size_t, uint64_t, std::span<const std::byte>) override {}
 };
@@ -414,9 +427,25 @@ std::vector<std::byte> encode(std::span<const TensorView> base, std::span<const 
 Checkpoint apply(std::span<const TensorView> base, std::span<const std::byte> delta,
                  const ApplyOptions& opts) {
   ParsedDelta d = parse_delta(delta);
-  MemorySink sink(d.header);
+  Checkpoint next{{}, d.header.metadata};
+  for (const auto& t : d.header.tensors)
+    if (t.has_next())
+      next.tensors.push_back({t.name, t.dtype, t.shape, std::vector<std::byte>(t.next_bytes())});
+  std::sort(next.tensors.begin(), next.tensors.end(),
+            [](const Tensor& a, const Tensor& b) { return a.name < b.name; });
+  std::vector<OutputTensor> out;
+  for (auto& t : next.tensors) out.push_back({t.name, t.dtype, t.shape, t.data});
+  CallerSink sink(d.header, out);
   apply_core(d, base, opts, sink, {});
-  return {std::move(sink.tensors), d.header.metadata};
+  return next;
+}
+
+Metadata apply_into(std::span<const TensorView> base, std::span<const std::byte> delta,
+                    std::span<const OutputTensor> out, const ApplyOptions& opts) {
+  ParsedDelta d = parse_delta(delta);
+  CallerSink sink(d.header, out);
+  apply_core(d, base, opts, sink, {});
+  return d.header.metadata;
 }
 
 DeltaInfo inspect(std::span<const std::byte> delta) {

@@ -117,6 +117,22 @@ struct Checkpoint {
 Checkpoint apply(std::span<const TensorView> base, std::span<const std::byte> delta,
                  const ApplyOptions& opts = {});
 
+// A caller-owned buffer for one reconstructed tensor.
+struct OutputTensor {
+  std::string name;
+  DType dtype = DType::U8;
+  Shape shape;
+  std::span<std::byte> data;
+};
+
+// Reconstructs next into caller-owned buffers, one per tensor of next (any order), each with
+// next's name, dtype and shape (inspect() lists them). Buffers kept across applies (a serving
+// process's standby copy of the weights) skip the page faults of fresh memory. Every tensor is
+// verified as it is written; on error the buffers hold partial data and must not be used.
+// Returns next's metadata.
+Metadata apply_into(std::span<const TensorView> base, std::span<const std::byte> delta,
+                    std::span<const OutputTensor> out, const ApplyOptions& opts = {});
+
 DeltaInfo inspect(std::span<const std::byte> delta);
 
 }  // namespace flare::delta

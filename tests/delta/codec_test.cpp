@@ -268,3 +268,48 @@ TEST_CASE("every exponent-class setting round-trips; context makes training step
       encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, bad),
       doctest::Contains("context_classes must be in [1, 64]"), flare::Error);
 }
+
+TEST_CASE("apply_into reconstructs into caller-owned buffers that are reused across applies") {
+  auto [a, b] = bf16_step(3 << 20, 1e-6, 21);  // several chunks, sparse
+  Tensor bias = random_tensor("bias", DType::F32, {300}, 22);
+  Tensor bias2 = perturb(bias, 0.3, 23);
+  std::vector<Tensor> base = {a, bias};
+  auto to_b = encode(views(base), views(std::vector<Tensor>{b, bias2}), {{"step", "1"}});
+  auto to_a = encode(views(base), views(base));
+  // One set of buffers, filled with garbage first, then reused for two deltas.
+  std::vector<Tensor> bufs = {random_tensor("w", DType::BF16, {3 << 20}, 24),
+                              random_tensor("bias", DType::F32, {300}, 25)};
+  std::vector<OutputTensor> out;
+  for (auto& t : bufs) out.push_back({t.name, t.dtype, t.shape, t.data});
+  CHECK(apply_into(views(base), to_b, out) == Metadata{{"step", "1"}});
+  CHECK((bufs[0].data == b.data));
+  CHECK((bufs[1].data == bias2.data));
+  apply_into(views(base), to_a, out);
+  CHECK((bufs[0].data == a.data));
+  CHECK((bufs[1].data == bias.data));
+
+  auto error_of = [&](std::vector<OutputTensor> o) {
+    try {
+      apply_into(views(base), to_b, o);
+    } catch (const flare::Error& e) {
+      return e.code + ": " + e.what();
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of({out[0]}).find("no output buffer for tensor 'bias'") != std::string::npos);
+  CHECK(error_of({out[0], out[1], out[1]}).find("'bias' given twice") != std::string::npos);
+  auto extra = out;
+  extra.push_back({"other", DType::U8, {1}, bufs[1].data});
+  CHECK(error_of(extra).find("the delta has no tensor 'other'") != std::string::npos);
+  auto short_buf = out;
+  short_buf[1].data = short_buf[1].data.first(8);
+  CHECK(error_of(short_buf).find("'bias' has 8 bytes, needs 1200") != std::string::npos);
+  auto retyped = out;
+  retyped[1].dtype = DType::I32;
+  CHECK(error_of(retyped).find("different dtype or shape") != std::string::npos);
+  // A corrupt delta is refused; the caller's buffers are then not to be used, the base is intact.
+  auto bad = to_b;
+  bad[bad.size() - 5] ^= std::byte{0x5a};
+  CHECK_THROWS(apply_into(views(base), bad, out));
+  CHECK((base[0].data == a.data));
+}
