@@ -63,7 +63,8 @@ size_t zstd3(std::span<const std::byte> data, double* seconds = nullptr) {
 
 // `zstd -3 --patch-from=base next` with the zstd program.
 size_t zstd_patch_from(const std::string& base, const std::string& next, const std::string& out) {
-  std::string cmd = "zstd -3 -q -f --patch-from='" + base + "' '" + next + "' -o '" + out + "'";
+  std::string cmd =
+      "zstd -3 -q -f --patch-from='" + base + "' '" + next + "' -o '" + out + "' 2>/dev/null";
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("failed: " + cmd);
   size_t n = fs::file_size(out);
   fs::remove(out);
