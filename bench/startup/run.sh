@@ -12,6 +12,10 @@ runs=${2:-40}
 python=$(python3 -c 'import sys; print(sys.executable)')
 work=${FLARE_BENCH_DIR:-${TMPDIR:-/tmp}/flare-bench-startup}
 mkdir -p "$work"
+command -v hyperfine >/dev/null || {
+  echo "bench/startup needs hyperfine (Debian package): apt-get install hyperfine" >&2
+  exit 2
+}
 
 hyperfine -N --style none --warmup 5 --runs "$runs" --export-json "$work/startup.json" \
   "$flare run $here/empty.lua" \
