@@ -33,6 +33,8 @@ ExponentField exponent_field(DType d) {
       return {3, 4};
     case DType::F8_E5M2:
       return {2, 5};
+    case DType::F8_E8M0:  // a scale: all eight bits are the exponent
+      return {0, 8};
     default:
       return {0, 0};
   }

@@ -17,9 +17,10 @@
 namespace flare::delta {
 namespace {
 
-constexpr std::string_view kDTypeNames[] = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2",
-                                            "I64", "I32", "I16", "I8",   "U8",      "BOOL"};
-constexpr size_t kDTypeSizes[] = {8, 4, 2, 2, 1, 1, 8, 4, 2, 1, 1, 1};
+constexpr std::string_view kDTypeNames[] = {"F64", "F32", "F16", "BF16",   "F8_E4M3", "F8_E5M2",
+                                            "I64", "I32", "I16", "I8",     "U8",      "BOOL",
+                                            "U64", "U32", "U16", "F8_E8M0"};
+constexpr size_t kDTypeSizes[] = {8, 4, 2, 2, 1, 1, 8, 4, 2, 1, 1, 1, 8, 4, 2, 1};
 
 [[noreturn]] void invalid(const std::string& what) {
   throw Error("invalid_safetensors", "safetensors: " + what);

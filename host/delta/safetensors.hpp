@@ -18,7 +18,24 @@
 
 namespace flare::delta {
 
-enum class DType : uint8_t { F64, F32, F16, BF16, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U8, BOOL };
+enum class DType : uint8_t {
+  F64,
+  F32,
+  F16,
+  BF16,
+  F8_E4M3,
+  F8_E5M2,
+  I64,
+  I32,
+  I16,
+  I8,
+  U8,
+  BOOL,
+  U64,
+  U32,
+  U16,
+  F8_E8M0
+};
 
 size_t dtype_size(DType d);                                // bytes per element
 std::string_view dtype_name(DType d);                      // "BF16", ...

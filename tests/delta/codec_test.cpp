@@ -62,7 +62,8 @@ std::pair<Tensor, Tensor> bf16_step(size_t n, double lr, uint64_t seed) {
 TEST_CASE("every dtype round-trips bit-exactly at every density") {
   const DType all[] = {DType::F64,     DType::F32,     DType::F16, DType::BF16,
                        DType::F8_E4M3, DType::F8_E5M2, DType::I64, DType::I32,
-                       DType::I16,     DType::I8,      DType::U8,  DType::BOOL};
+                       DType::I16,     DType::I8,      DType::U8,  DType::BOOL,
+                       DType::U64,     DType::U32,     DType::U16, DType::F8_E8M0};
   uint64_t seed = 100;
   for (DType d : all) {
     for (double fraction : {0.0, 0.001, 0.03, 0.2, 0.6, 1.0}) {

@@ -40,7 +40,8 @@ TEST_CASE("every dtype round-trips through serialize and parse, bit for bit") {
   std::vector<Tensor> ts;
   const DType all[] = {DType::F64,     DType::F32,     DType::F16, DType::BF16,
                        DType::F8_E4M3, DType::F8_E5M2, DType::I64, DType::I32,
-                       DType::I16,     DType::I8,      DType::U8,  DType::BOOL};
+                       DType::I16,     DType::I8,      DType::U8,  DType::BOOL,
+                       DType::U64,     DType::U32,     DType::U16, DType::F8_E8M0};
   uint64_t seed = 1;
   for (DType d : all)
     ts.push_back(random_tensor("t_" + std::string(dtype_name(d)), d, {3, 5}, seed++));
