@@ -42,7 +42,8 @@ end
 function M:finish(status)
   if self.quiet then return end
   if status then
-    self.last = nil
+    -- The live line shows the final elapsed time; a log gets the status only if it is new.
+    if self.live then self.last = nil end
     self:update(status)
   end
   if self.live then
