@@ -3,10 +3,13 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -102,7 +105,32 @@ struct Emulator::Impl {
   std::unique_ptr<RouteEnv> env;
   std::thread listener;
   bool running = false;
+  int lock_fd = -1;  // flock on <state dir>/lock while running
 };
+
+namespace {
+
+// One emulator per state dir: two would each keep their own view of the same
+// database and buckets. The lock dies with the process, so a crash leaves none.
+int lock_state_dir(const std::string& dir) {
+  const std::string path = dir + "/lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+    ::close(fd);
+    std::string who = n > 0 ? " (pid " + std::string(pid, static_cast<size_t>(n)) + ")" : "";
+    throw std::runtime_error("state dir " + dir + " is in use by another flare emulator" + who +
+                             "; stop that one or use another state dir");
+  }
+  // The pid is only for the message above; the lock holds without it.
+  const std::string pid = std::to_string(::getpid());
+  if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, pid.data(), pid.size(), 0);
+  return fd;
+}
+
+}  // namespace
 
 Emulator::Emulator(Options opt) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
@@ -126,6 +154,7 @@ Emulator::Emulator(Options opt) : impl_(std::make_unique<Impl>()) {
 
 Emulator::~Emulator() {
   stop();
+  if (impl_->lock_fd >= 0) ::close(impl_->lock_fd);
   if (impl_->temp_state) {
     std::error_code ec;
     fs::remove_all(impl_->opt.state_dir, ec);
@@ -135,6 +164,7 @@ Emulator::~Emulator() {
 void Emulator::start() {
   Impl& m = *impl_;
   if (m.running) return;
+  if (m.lock_fd < 0) m.lock_fd = lock_state_dir(m.opt.state_dir);
   m.store = std::make_unique<Store>(m.opt.state_dir + "/state.db");
   if (!m.store->meta("account")) m.store->set_meta("account", kAccount);
   m.cp =
@@ -206,6 +236,8 @@ void Emulator::stop() {
   m.env.reset();
   m.cp.reset();
   m.store.reset();
+  ::close(m.lock_fd);  // closing the file releases the lock
+  m.lock_fd = -1;
 }
 
 int Emulator::port() const {

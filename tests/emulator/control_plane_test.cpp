@@ -1,6 +1,7 @@
 // Accounts, auth, deployments CRUD, the state machine and persistence.
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -148,6 +149,30 @@ TEST_CASE("PATCH changes only the masked fields") {
   CHECK(s.control("PATCH", "/v1/accounts/local/deployments/none?updateMask=description",
                   {{"description", "x"}})
             .status == 404);
+}
+
+TEST_CASE("one emulator per state dir; the next may start once it has stopped") {
+  std::string dir = flare::test::make_temp_dir();
+  {
+    Server s(0.05, dir);
+    s.create_ready("only-one", {{"minReplicaCount", 1}});
+    flare::emulator::Options opt;
+    opt.state_dir = dir;
+    flare::emulator::Emulator second(opt);
+    std::string error = "no error";
+    try {
+      second.start();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    CHECK(error.find("is in use by another flare emulator (pid " + std::to_string(::getpid())) !=
+          std::string::npos);
+    // The first one is untouched by the attempt.
+    CHECK(s.control("GET", "/v1/accounts/local/deployments/only-one").json()["state"] == "READY");
+    s.restart();  // stop releases the lock, start takes it again
+    CHECK(s.control("GET", "/v1/accounts/local/deployments/only-one").status == 200);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("a restart restores every deployment and the snapshot it served") {
