@@ -110,7 +110,7 @@ int serve_main(int argc, char** argv) {
     std::printf("clients: FIREWORKS_BASE_URL=%s FIREWORKS_API_KEY=%s flare run SCRIPT\n",
                 emu.base_url().c_str(),
                 emu.api_key_path().empty() ? "<your --api-key>"
-                                           : ("$(cat " + emu.api_key_path() + ")").c_str());
+                                           : ("\"$(cat '" + emu.api_key_path() + "')\"").c_str());
     std::fflush(stdout);
     while (!flare::interrupt::pending()) {
       pollfd p{flare::interrupt::wake_fd(), POLLIN, 0};
