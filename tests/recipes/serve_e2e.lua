@@ -36,7 +36,8 @@ describe("flare serve reached through FIREWORKS_BASE_URL", function()
 
   it("runs the GRPO recipe with delta hotloads and stops cleanly", function()
     local url, key, out = start_server()
-    env.extra_env = {FIREWORKS_BASE_URL = url, FIREWORKS_API_KEY = key}
+    -- No state dir of its own: the recipe would start an in-process emulator on it instead.
+    env.extra_env = {FIREWORKS_BASE_URL = url, FIREWORKS_API_KEY = key, FLARE_EMULATOR_STATE_DIR = ""}
     -- base_every=2: steps 1 and 3 hotload deltas, step 2 a base.
     local r = e2e.run(env, "grpo.lua", {"--steps=3", "--group-size=4", "--base-every=2"})
     assert.equal(0, r.status, r.stderr)
@@ -44,6 +45,16 @@ describe("flare serve reached through FIREWORKS_BASE_URL", function()
     assert.falsy((r.stdout .. r.stderr):find(key, 1, true), "the key was printed")
     local checkpoints = e2e.jsonl(e2e.run_dir(env, "grpo") .. "/checkpoints.jsonl")
     assert.equal(3, #checkpoints)
+    -- The snapshots landed in the server's bucket, the delta of step 1 among them.
+    local bucket = env.dir .. "/buckets/deployment-grpo-tiny"
+    assert.truthy(fs.is_dir(bucket), "no bucket of grpo-tiny in the server's state dir")
+    local step1
+    for _, name in ipairs(fs.list_dir(bucket)) do
+      if name:match("^step%-1%-%x+$") then step1 = name end
+    end
+    assert.truthy(step1, "no step-1 snapshot in " .. bucket)
+    assert.truthy(fs.exists(bucket .. "/" .. step1 .. "/model.delta"), "step 1 was not a delta")
+    assert.falsy(fs.exists(env.state), "an in-process emulator was started")
     local serve_text = fs.read_file(out)
     assert.matches("FIREWORKS_BASE_URL=" .. url:gsub("%p", "%%%0"), serve_text)
     assert.falsy(serve_text:find(key, 1, true), "flare serve printed the key")
