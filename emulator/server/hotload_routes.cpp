@@ -1,7 +1,11 @@
+#include <cstring>
+#include <fstream>
 #include <set>
 
 #include "delta/codec.hpp"
+#include "delta/delta_format.hpp"
 #include "emulator/server/api_error.hpp"
+#include "emulator/server/bucket.hpp"
 #include "emulator/server/replica.hpp"
 #include "emulator/server/routes.hpp"
 
@@ -43,6 +47,19 @@ std::string bucket_from_header(const httplib::Request& req, const std::string& f
   return dir;
 }
 
+// Whether the delta snapshot `identity` in `bucket` is a flare delta (by its magic).
+// A bad identity is left for start_hotload to reject with its own message.
+bool is_flare_delta(const std::string& bucket, const std::string& identity) {
+  try {
+    check_snapshot_name(identity);
+  } catch (const std::exception&) {
+    return true;
+  }
+  std::ifstream f(delta_path(bucket, identity), std::ios::binary);
+  char magic[sizeof delta::kMagic] = {};
+  return f.read(magic, sizeof magic) && std::memcmp(magic, delta::kMagic, sizeof magic) == 0;
+}
+
 void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   ControlPlane& cp = env.cp;
   nlohmann::json body = parse_body(req);
@@ -52,6 +69,7 @@ void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res)
     if (!fields.count(k)) bad_request("unknown field '" + k + "'");
   }
   HotloadRequest hr;
+  bool arc_v2_label = false;
   hr.identity = get_string(body, "identity", "");
   if (hr.identity.empty()) bad_request("field 'identity' is required");
   get_bool(body, "reset_prompt_cache", true);  // accepted; there is no prompt cache to reset
@@ -69,7 +87,9 @@ void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res)
       bad_request("field 'incremental_snapshot_metadata.previous_snapshot_identity' is required");
     }
     std::string format = get_string(*meta, "compression_format", "");
-    if (format != delta::kFormatName) {
+    if (format == "arc_v2") {
+      arc_v2_label = true;  // checked against the snapshot's file below
+    } else if (format != delta::kFormatName) {
       bad_request("incremental_snapshot_metadata.compression_format '" + format +
                   "' is not supported (supported: " + std::string(delta::kFormatName) + ")");
     }
@@ -102,6 +122,18 @@ void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res)
         std::max(1.0, cp.opt.provision_delay_s));
   }
   hr.bucket_dir = bucket_from_header(req, d.row.bucket_dir);
+  // The Fireworks SDK labels every delta "arc_v2", the only name the cloud takes. The
+  // emulator does not implement arc_v2 (its layout is not public); it accepts the label
+  // for a delta its own trainer wrote, whose file names its real format in its magic.
+  if (arc_v2_label && !is_flare_delta(hr.bucket_dir, hr.identity)) {
+    bad_request(
+        "incremental_snapshot_metadata.compression_format 'arc_v2' is not supported "
+        "(supported: " +
+        std::string(delta::kFormatName) +
+        "; a delta labelled arc_v2 "
+        "is accepted only when its file is a " +
+        std::string(delta::kFormatName) + " delta, as the emulator's trainer writes)");
+  }
   d.serving->last_used = now_s();
   start_hotload(cp, d, hr);
   send_json(res, 200,

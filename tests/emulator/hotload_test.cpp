@@ -201,6 +201,38 @@ TEST_CASE(
   CHECK(s.served_logprobs("hl", kProbe) == before_lp);
 }
 
+TEST_CASE("the SDK's arc_v2 label is taken for a flare delta in the bucket, and only for one") {
+  Server s;
+  s.create_ready("hl", {{"minReplicaCount", 1}});
+  std::string bucket = s.bucket_dir("hl");
+  auto w1 = weights_with_seed(11);
+  put_base(bucket, "base-1", w1);
+  REQUIRE(s.hotload("hl", {{"identity", "base-1"}}).status == 200);
+  REQUIRE(s.wait_hotload("hl", "base-1")["current_snapshot_identity"] == "base-1");
+  auto arc = [](const std::string& previous) {
+    return nlohmann::json{{"previous_snapshot_identity", previous},
+                          {"compression_format", "arc_v2"},
+                          {"checksum_format", "alder32"}};
+  };
+  // Not a flare delta (here: any other bytes): refused before anything is loaded.
+  std::filesystem::create_directories(bucket + "/other-1");
+  std::ofstream(bucket + "/other-1/model.delta") << "ARCV2...not flare's layout";
+  Reply other =
+      s.hotload("hl", {{"identity", "other-1"}, {"incremental_snapshot_metadata", arc("base-1")}});
+  CHECK(other.status == 400);
+  CHECK(other.json()["error"]["message"].get<std::string>().find("'arc_v2' is not supported") !=
+        std::string::npos);
+  CHECK(s.hotload_status("hl").json()["replicas"][0]["current_snapshot_identity"] == "base-1");
+  // A flare delta labelled arc_v2, as the SDK sends it: loaded and verified as usual.
+  auto w2 = nudged(w1, 0.05f);
+  put_delta(bucket, "step-1", w1, w2, "base-1");
+  Reply ok =
+      s.hotload("hl", {{"identity", "step-1"}, {"incremental_snapshot_metadata", arc("base-1")}});
+  REQUIRE_MESSAGE(ok.status == 200, ok.body);
+  CHECK(s.wait_hotload("hl", "step-1")["current_snapshot_identity"] == "step-1");
+  check_close(s.served_logprobs("hl", kProbe), local_logprobs(w2), 1e-5);
+}
+
 TEST_CASE("hotload request errors") {
   Server s;
   s.create_ready("hl", {{"minReplicaCount", 1}});
