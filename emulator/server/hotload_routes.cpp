@@ -48,7 +48,7 @@ std::string bucket_from_header(const httplib::Request& req, const std::string& f
 }
 
 // Whether the delta snapshot `identity` in `bucket` is a flare delta (by its magic).
-// A bad identity is left for start_hotload to reject with its own message.
+// A bad identity or a missing file is left for start_hotload to report as such.
 bool is_flare_delta(const std::string& bucket, const std::string& identity) {
   try {
     check_snapshot_name(identity);
@@ -56,6 +56,7 @@ bool is_flare_delta(const std::string& bucket, const std::string& identity) {
     return true;
   }
   std::ifstream f(delta_path(bucket, identity), std::ios::binary);
+  if (!f) return true;
   char magic[sizeof delta::kMagic] = {};
   return f.read(magic, sizeof magic) && std::memcmp(magic, delta::kMagic, sizeof magic) == 0;
 }

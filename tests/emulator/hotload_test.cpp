@@ -223,6 +223,10 @@ TEST_CASE("the SDK's arc_v2 label is taken for a flare delta in the bucket, and 
   CHECK(other.json()["error"]["message"].get<std::string>().find("'arc_v2' is not supported") !=
         std::string::npos);
   CHECK(s.hotload_status("hl").json()["replicas"][0]["current_snapshot_identity"] == "base-1");
+  Reply missing = s.hotload(
+      "hl", {{"identity", "nothing-1"}, {"incremental_snapshot_metadata", arc("base-1")}});
+  CHECK(missing.status == 400);
+  CHECK(missing.json()["error"]["message"].get<std::string>().find("arc_v2") == std::string::npos);
   // A flare delta labelled arc_v2, as the SDK sends it: loaded and verified as usual.
   auto w2 = nudged(w1, 0.05f);
   put_delta(bucket, "step-1", w1, w2, "base-1");
