@@ -246,7 +246,7 @@ TEST_CASE("hotload request errors") {
   Reply fmt = s.hotload("hl", {{"identity", "b"},
                                {"incremental_snapshot_metadata",
                                 {{"previous_snapshot_identity", "accounts/local/models/tiny-gpt"},
-                                 {"compression_format", "arc_v2"}}}});
+                                 {"compression_format", "xor_one_to_one_zstd"}}}});
   CHECK(fmt.status == 400);
   CHECK(fmt.json()["error"]["message"].get<std::string>().find(
             std::string(flare::delta::kFormatName)) != std::string::npos);
