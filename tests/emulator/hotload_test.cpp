@@ -75,10 +75,18 @@ void check_close(const std::vector<double>& a, const std::vector<double>& b, dou
   for (size_t i = 0; i < a.size(); ++i) CHECK(std::abs(a[i] - b[i]) <= tol);
 }
 
-nlohmann::json delta_meta(const std::string& previous) {
+nlohmann::json delta_meta(const std::string& previous,
+                          const std::string& format = std::string(flare::delta::kFormatName)) {
   return {{"previous_snapshot_identity", previous},
-          {"compression_format", std::string(flare::delta::kFormatName)},
+          {"compression_format", format},
           {"checksum_format", "alder32"}};
+}
+
+// Puts base snapshot `name` of `w` in deployment `id`'s bucket and waits until it serves.
+void serve_base(Server& s, const std::string& id, const std::string& name, const fm::Weights& w) {
+  put_base(s.bucket_dir(id), name, w);
+  REQUIRE(s.hotload(id, {{"identity", name}}).status == 200);
+  REQUIRE(s.wait_hotload(id, name)["current_snapshot_identity"] == name);
 }
 
 }  // namespace
@@ -142,9 +150,7 @@ TEST_CASE(
   s.create_ready("hl", {{"minReplicaCount", 1}});
   std::string bucket = s.bucket_dir("hl");
   auto w1 = weights_with_seed(11);
-  put_base(bucket, "base-a", w1);
-  REQUIRE(s.hotload("hl", {{"identity", "base-a"}}).status == 200);
-  REQUIRE(s.wait_hotload("hl", "base-a")["current_snapshot_identity"] == "base-a");
+  serve_base(s, "hl", "base-a", w1);
   nlohmann::json probe = {{"model", "accounts/local/deployments/hl"},
                           {"prompt", "seed me"},
                           {"max_tokens", 8},
@@ -206,14 +212,8 @@ TEST_CASE("the SDK's arc_v2 label is taken for a flare delta in the bucket, and 
   s.create_ready("hl", {{"minReplicaCount", 1}});
   std::string bucket = s.bucket_dir("hl");
   auto w1 = weights_with_seed(11);
-  put_base(bucket, "base-1", w1);
-  REQUIRE(s.hotload("hl", {{"identity", "base-1"}}).status == 200);
-  REQUIRE(s.wait_hotload("hl", "base-1")["current_snapshot_identity"] == "base-1");
-  auto arc = [](const std::string& previous) {
-    return nlohmann::json{{"previous_snapshot_identity", previous},
-                          {"compression_format", "arc_v2"},
-                          {"checksum_format", "alder32"}};
-  };
+  serve_base(s, "hl", "base-1", w1);
+  auto arc = [](const std::string& previous) { return delta_meta(previous, "arc_v2"); };
   // Not a flare delta (here: any other bytes): refused before anything is loaded.
   std::filesystem::create_directories(bucket + "/other-1");
   std::ofstream(bucket + "/other-1/model.delta") << "ARCV2...not flare's layout";
