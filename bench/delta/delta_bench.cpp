@@ -235,9 +235,8 @@ void run_scenario(const Scenario& s, const std::vector<float>& master,
   size_t pf = zstd_patch_from(base, next, patch);
   const double fsize = static_cast<double>(fs::file_size(diff));
   std::printf(
-      "| %s | %.2f%% | **%.1f×** | %.2f (%.2f) | %.2f (%.2f) | %.2f | %.0f MB | %.2f (%.2f) | %.2f "
-      "| "
-      "%.2f× | %.2f× | %.1f× | %.2f |\n",
+      "| %s | %.2f%% | **%.1f×** | %.2f (%.2f) | %.2f (%.2f) | %.2f | %.0f MB | %.2f (%.2f) | "
+      "%.2f | %.2f× | %.2f× | %.1f× | %.2f |\n",
       s.label, 100.0 * changed / elements, next_bytes / fsize, next_bytes / enc_s / 1e9,
       next_bytes / enc_cpu / 1e9, next_bytes / ap.seconds / 1e9, next_bytes / ap.cpu / 1e9,
       next_bytes / write_s / 1e9, ap.max_rss_kb / 1024.0, next_bytes / mem.apply_s / 1e9,

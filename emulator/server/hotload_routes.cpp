@@ -127,13 +127,14 @@ void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res)
   // emulator does not implement arc_v2 (its layout is not public); it accepts the label
   // for a delta its own trainer wrote, whose file names its real format in its magic.
   if (arc_v2_label && !is_flare_delta(hr.bucket_dir, hr.identity)) {
+    const std::string flare_format(delta::kFormatName);
     bad_request(
         "incremental_snapshot_metadata.compression_format 'arc_v2' is not supported "
         "(supported: " +
-        std::string(delta::kFormatName) +
-        "; a delta labelled arc_v2 "
-        "is accepted only when its file is a " +
-        std::string(delta::kFormatName) + " delta, as the emulator's trainer writes)");
+        flare_format +
+        "; a delta labelled arc_v2 is accepted only when "
+        "its file is a " +
+        flare_format + " delta, as the emulator's trainer writes)");
   }
   d.serving->last_used = now_s();
   start_hotload(cp, d, hr);

@@ -27,6 +27,14 @@ local function child_env(env)
   return e
 end
 
+-- Path of the flare executable running this test (for children that need it by name).
+function M.flare_exe()
+  local p = io.popen("readlink /proc/" .. fs.getpid() .. "/exe")
+  local exe = p:read("*l")
+  p:close()
+  return exe
+end
+
 local function argv_for(script, args)
   local path = script:find("/") and script or (M.root .. "/scripts/" .. script)
   local argv = {"/proc/self/exe", "run", path}

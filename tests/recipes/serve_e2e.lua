@@ -7,17 +7,10 @@ local proc = require("flare.proc")
 
 local env, server
 
-local function flare_exe()
-  local p = io.popen("readlink /proc/" .. fs.getpid() .. "/exe")
-  local exe = p:read("*l")
-  p:close()
-  return exe
-end
-
 local function start_server()
   local out = env.dir .. "/serve.out"
   server = proc.spawn{argv = {"/bin/sh", "-c", 'exec "$0" serve --port 0 --state-dir "$1" ' ..
-    '--provision-delay 0.1 > "$1/serve.out"', flare_exe(), env.dir}}
+    '--provision-delay 0.1 > "$1/serve.out"', e2e.flare_exe(), env.dir}}
   local url, key_path
   e2e.wait_until("flare serve to print its URL", function()
     local text = fs.read_file(out) or ""
