@@ -151,6 +151,32 @@ __attribute__((target("avx2"))) void le_masks_avx2_16(const std::byte* data, siz
   }
 }
 
+// The same with AVX-512BW: the 64 exponents as bytes of one register, then one
+// unsigned byte compare into a mask register per threshold.
+__attribute__((target("avx512f,avx512bw"))) void le_masks_avx512_16(const std::byte* data,
+                                                                    size_t words, ExponentField f,
+                                                                    const int16_t* thr,
+                                                                    unsigned count, uint64_t* ge) {
+  const __m512i mask = _mm512_set1_epi16(static_cast<int16_t>((1 << f.bits) - 1));
+  // packus interleaves a and b by 64-bit quarters of each 128-bit lane; this restores the order.
+  const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+  __m512i key[63];
+  uint64_t keep[63];  // all ones, or zero for a negative threshold (no exponent is below it)
+  for (unsigned t = 0; t < count; ++t) {
+    keep[t] = thr[t] < 0 ? 0 : ~uint64_t{0};
+    key[t] = _mm512_set1_epi8(static_cast<char>(std::clamp<int>(thr[t], 0, 255)));
+  }
+  for (size_t w = 0; w < words; ++w) {
+    const std::byte* p = data + w * 128;
+    const __m512i a = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(p), f.shift), mask);
+    const __m512i b =
+        _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(p + 64), f.shift), mask);
+    const __m512i e = _mm512_maskz_permutexvar_epi64(0xff, order, _mm512_packus_epi16(a, b));
+    for (unsigned t = 0; t < count; ++t)
+      ge[w * count + t] = _cvtmask64_u64(_mm512_cmple_epu8_mask(e, key[t])) & keep[t];
+  }
+}
+
 // 16-bit elements: change masks and the largest exponent below all-ones of a,
 // 64 elements (four AVX2 registers of each array) at a time.
 __attribute__((target("avx2"))) uint64_t change_masks_top_avx2_16(const std::byte* a,
@@ -198,16 +224,76 @@ __attribute__((target("avx2"))) uint64_t change_masks_top_avx2_16(const std::byt
   return total;
 }
 
+// The 64 bits of `bitmap` from bit s on.
+inline uint64_t bits_from(const uint64_t* bitmap, uint64_t s) {
+  const uint64_t* p = bitmap + (s >> 6);
+  const unsigned sh = static_cast<unsigned>(s & 63);
+  return (p[0] >> sh) | ((p[1] << 1) << (63 - sh));  // two shifts keep sh == 0 defined
+}
+
+// Software pdep: the low bits of src onto the set bits of mask, lowest first.
+inline uint64_t pdep_portable(uint64_t src, uint64_t mask) {
+  uint64_t out = 0;
+  for (; mask && src; src >>= 1, mask &= mask - 1)
+    if (src & 1) out |= mask & (~mask + 1);
+  return out;
+}
+
+// The words' class masks: lo or hi absent reads as all ones or none.
+struct ClassWords {
+  const uint64_t* lo;
+  const uint64_t* hi;
+  size_t lo_stride, hi_stride;
+  ClassWords(const uint64_t* l, const uint64_t* h, size_t stride)
+      : lo(l ? l : &kOnes),
+        hi(h ? h : &kNone),
+        lo_stride(l ? stride : 0),
+        hi_stride(h ? stride : 0) {}
+  uint64_t operator[](size_t w) const { return lo[w * lo_stride] & ~hi[w * hi_stride]; }
+  static constexpr uint64_t kOnes = ~uint64_t{0}, kNone = 0;
+};
+
+__attribute__((target("bmi2"))) uint64_t deposit_bmi2(ClassWords m, size_t words,
+                                                      const uint64_t* bitmap, uint64_t seen,
+                                                      uint64_t* chg) {
+  for (size_t w = 0; w < words; ++w) {
+    const uint64_t mw = m[w];
+    chg[w] |= _pdep_u64(bits_from(bitmap, seen), mw);  // takes the low popcount(mw) bits
+    seen += static_cast<uint64_t>(__builtin_popcountll(mw));
+  }
+  return seen;
+}
+
+uint64_t deposit_portable(ClassWords m, size_t words, const uint64_t* bitmap, uint64_t seen,
+                          uint64_t* chg) {
+  for (size_t w = 0; w < words; ++w) {
+    const uint64_t mw = m[w];
+    chg[w] |= pdep_portable(bits_from(bitmap, seen), mw);
+    seen += static_cast<uint64_t>(__builtin_popcountll(mw));
+  }
+  return seen;
+}
+
 }  // namespace
 
+Isa best_isa() {
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("bmi2")) return Isa::Avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2")) return Isa::Avx2;
+    return Isa::Portable;
+  }();
+  return isa;
+}
+
 void le_masks(const std::byte* data, size_t words, size_t esize, ExponentField f,
-              const int16_t* thr, unsigned count, uint64_t* ge) {
-  static const bool avx2 = __builtin_cpu_supports("avx2");
+              const int16_t* thr, unsigned count, uint64_t* ge, Isa isa) {
   switch (esize) {
     case 1:
       return le_masks_sse2<uint8_t>(data, words, f, thr, count, ge);
     case 2:
-      if (avx2) return le_masks_avx2_16(data, words, f, thr, count, ge);
+      if (isa == Isa::Avx512) return le_masks_avx512_16(data, words, f, thr, count, ge);
+      if (isa == Isa::Avx2) return le_masks_avx2_16(data, words, f, thr, count, ge);
       return le_masks_sse2<uint16_t>(data, words, f, thr, count, ge);
     case 4:
       return le_masks_sse2<uint32_t>(data, words, f, thr, count, ge);
@@ -218,8 +304,8 @@ void le_masks(const std::byte* data, size_t words, size_t esize, ExponentField f
 
 uint64_t change_masks_top(const std::byte* a, const std::byte* b, size_t elements, size_t esize,
                           ExponentField f, uint64_t* out, unsigned& top) {
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (esize == 2 && avx2) return change_masks_top_avx2_16(a, b, elements, f, out, top);
+  if (esize == 2 && best_isa() != Isa::Portable)
+    return change_masks_top_avx2_16(a, b, elements, f, out, top);
   const uint64_t total = change_masks(a, b, elements, esize, out);
   if (f.bits) top = std::max(top, max_exponent(a, elements, esize, f));
   return total;
@@ -252,6 +338,13 @@ unsigned max_exponent(const std::byte* data, size_t elements, size_t esize, Expo
     default:
       return max_exponent_t<uint64_t>(data, elements, f);
   }
+}
+
+uint64_t deposit_class_bits(const uint64_t* lo, const uint64_t* hi, size_t stride, size_t words,
+                            const uint64_t* bitmap, uint64_t seen, uint64_t* chg, Isa isa) {
+  const ClassWords m(lo, hi, stride);
+  if (isa != Isa::Portable) return deposit_bmi2(m, words, bitmap, seen, chg);
+  return deposit_portable(m, words, bitmap, seen, chg);
 }
 
 }  // namespace flare::delta

@@ -5,6 +5,7 @@
 // word w = element 64*w + j.
 #include <emmintrin.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -76,39 +77,43 @@ inline void le_masks64(const __m128i* e, const int16_t* thr, unsigned count, uin
   }
 }
 
+// Instruction sets the kernels below have a path for; every path gives the
+// same result (the tests compare them).
+enum class Isa { Portable, Avx2, Avx512 };
+Isa best_isa();  // the widest this CPU runs (Avx2 includes BMI2)
+
 // ge[w * count + t] bit j = (exponent of element 64w + j of `data`) <= thr[t],
-// for `words` whole words and t < count (at most 63). Uses AVX2 when the CPU has it.
+// for `words` whole words and t < count (at most 63).
 void le_masks(const std::byte* data, size_t words, size_t esize, ExponentField f,
-              const int16_t* thr, unsigned count, uint64_t* ge);
+              const int16_t* thr, unsigned count, uint64_t* ge, Isa isa = best_isa());
 
-// kSelectInByte[r][x]: position of the r-th (from 0) set bit of byte x (8 when none).
-struct SelectTable {
-  uint8_t pos[8][256];
-  constexpr SelectTable() : pos() {
-    for (unsigned x = 0; x < 256; ++x) {
-      for (unsigned r = 0; r < 8; ++r) pos[r][x] = 8;
-      for (unsigned b = 0, c = 0; b < 8; ++b)
-        if ((x >> b) & 1) pos[c++][x] = static_cast<uint8_t>(b);
-    }
-  }
-};
-inline constexpr SelectTable kSelectInByte{};
+// Maps one exponent class's changed element numbers to positions, a block of
+// words at a time. For word w the class's members are
+// m_w = (lo ? lo[w * stride] : ~0) & ~(hi ? hi[w * stride] : 0) (lo, hi: the
+// nested "class >= k" and "class >= k + 1" masks); the next popcount(m_w) bits
+// of `bitmap` from bit `seen` (bit r set: the class's element r changed) are
+// deposited onto m_w and ORed into chg[w]. Returns `seen` advanced past the
+// words' members. `bitmap` must be readable one word past the last bit read.
+// With BMI2 (pdep), no branch depends on the data.
+uint64_t deposit_class_bits(const uint64_t* lo, const uint64_t* hi, size_t stride, size_t words,
+                            const uint64_t* bitmap, uint64_t seen, uint64_t* chg,
+                            Isa isa = best_isa());
 
-// Position of the r-th (from 0) set bit of x; x must have more than r bits set.
-// Branch-free: byte popcounts, their prefix sums, the byte that holds the bit,
-// then a table (the changed elements of a word are found at random ranks, so a
-// loop here would mispredict on almost every call).
-inline unsigned select64(uint64_t x, unsigned r) {
-  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
-  uint64_t s = x - ((x >> 1) & 0x5555555555555555ull);
-  s = (s & 0x3333333333333333ull) + ((s >> 2) & 0x3333333333333333ull);
-  s = (s + (s >> 4)) & 0x0f0f0f0f0f0f0f0full;
-  const uint64_t prefix = s * kOnes;  // byte i: set bits in bytes 0..i
-  // Bytes whose prefix is <= r come before the byte that holds the bit.
-  const uint64_t le = ((r * kOnes) | kHigh) - prefix;
-  const unsigned byte = static_cast<unsigned>(__builtin_popcountll(le & kHigh));
-  const unsigned before = static_cast<unsigned>(((prefix << 8) >> (8 * byte)) & 0xff);
-  return 8 * byte + kSelectInByte.pos[r - before][(x >> (8 * byte)) & 0xff];
+// memcpy with non-temporal stores where dst is 16-byte aligned: the copy goes
+// to memory without first reading dst's lines into the cache. Call
+// stream_fence() before another thread may read dst.
+inline void stream_copy(std::byte* dst, const std::byte* src, size_t len) {
+  const size_t head = std::min(len, (16 - reinterpret_cast<uintptr_t>(dst) % 16) % 16);
+  std::memcpy(dst, src, head);
+  size_t at = head;
+  for (; at + 64 <= len; at += 64)
+    for (int q = 0; q < 4; ++q)
+      _mm_stream_si128(reinterpret_cast<__m128i*>(dst + at) + q,
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + at) + q));
+  std::memcpy(dst + at, src + at, len - at);
+}
+inline void stream_fence() {
+  _mm_sfence();
 }
 
 }  // namespace flare::delta

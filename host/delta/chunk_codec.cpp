@@ -184,23 +184,6 @@ class ClassMasks {
   // Masks of class >= k (k = 1..K-1) of word w (filled before; bits past the
   // chunk's end are not cleared).
   const uint64_t* ge(size_t w) const { return ge_.data() + (w - w0_) * (k_ - 1); }
-  // member[k] = elements of class k in word w (filled before); returns the
-  // masks of class >= k (k = 1..K-1) for the word.
-  const uint64_t* word(size_t w, uint64_t* member) const {
-    const uint64_t valid = valid_mask(w, n_);
-    if (k_ == 1) {
-      member[0] = valid;
-      return nullptr;
-    }
-    const uint64_t* ge = ge_.data() + (w - w0_) * (k_ - 1);
-    uint64_t prev = valid;  // members of class >= k
-    for (unsigned k = 0; k + 1 < k_; ++k) {
-      member[k] = prev & ~ge[k];
-      prev = ge[k] & valid;
-    }
-    member[k_ - 1] = prev;
-    return ge;
-  }
 
  private:
   ExponentField f_;
@@ -216,8 +199,8 @@ class ClassMasks {
 // length (the buffer has 3 bytes of slack); returns the length.
 inline size_t put_varint28(std::byte* p, uint32_t v) {
   const uint32_t len = 1 + (v >= (1u << 7)) + (v >= (1u << 14)) + (v >= (1u << 21));
-  const uint32_t bytes = (v & 0x7f) | ((v << 1) & 0x7f00) | ((v << 2) & 0x7f0000) |
-                         ((v << 3) & 0x7f000000);
+  const uint32_t bytes =
+      (v & 0x7f) | ((v << 1) & 0x7f00) | ((v << 2) & 0x7f0000) | ((v << 3) & 0x7f000000);
   const uint32_t cont = 0x808080u & ((uint32_t{1} << (8 * (len - 1))) - 1);
   const uint32_t word = bytes | cont;
   std::memcpy(p, &word, 4);
@@ -260,10 +243,11 @@ ChangedElements<T>& changed_scratch(size_t n) {
 }
 
 // Appends the positions (offset + 64 w + bit) of the set bits of masks[0..words)
-// to out, which needs 64 entries of slack. Eight positions are written per
-// word whatever its count (the next word overwrites the surplus), so a word
-// with at most 8 set bits costs no branch.
-inline void flatten_bits(const uint64_t* masks, size_t words, uint32_t offset, uint32_t* out) {
+// to out, which needs 64 entries of slack, and returns their number. Eight positions are written
+// per word whatever its count (the next word overwrites the surplus), so a word with at most 8 set
+// bits costs no branch.
+inline size_t flatten_bits(const uint64_t* masks, size_t words, uint32_t offset, uint32_t* out) {
+  const uint32_t* begin = out;
   for (size_t w = 0; w < words; ++w, offset += 64) {
     uint64_t m = masks[w];
     const unsigned cnt = static_cast<unsigned>(__builtin_popcountll(m));
@@ -279,6 +263,7 @@ inline void flatten_bits(const uint64_t* masks, size_t words, uint32_t offset, u
       }
     out += cnt;
   }
+  return static_cast<size_t>(out - begin);
 }
 
 // For each of `words` words with masks ge (K - 1 per word) of class >= 1..K-1:
@@ -303,7 +288,8 @@ inline void class_prefix(const uint64_t* ge, size_t words, unsigned k, bool coun
       for (unsigned t = 1; t < K; ++t) g[t] = ge[t - 1];
     }
     acc[0] += 64;
-    for (unsigned t = 1; t < K; ++t) acc[t] += static_cast<uint32_t>(__builtin_popcountll(ge[t - 1]));
+    for (unsigned t = 1; t < K; ++t)
+      acc[t] += static_cast<uint32_t>(__builtin_popcountll(ge[t - 1]));
   }
   for (unsigned t = 0; t < K; ++t) cg[t] = acc[t];
 }
@@ -387,7 +373,7 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
       const uint32_t end = static_cast<uint32_t>(std::min<size_t>(n, w1 * 64));
       cm.fill(w0, w1);
       const bool counts_only = j == changed || pos[j] >= end;  // no change in the block
-      if (K == 6)  // the default: counters in registers
+      if (K == 6)                                              // the default: counters in registers
         class_prefix<6>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
       else
         class_prefix<0>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
@@ -429,23 +415,26 @@ struct ClassStreams {
   std::vector<std::byte> planes[8];
 };
 
-// Copies base to out block by block and lets patch(begin, end) change the
-// elements of words [begin, end) while the block is in cache; with `sums`, the
-// Adler-32s of both blocks are taken right after.
+// Builds out block by block in a cache-resident staging block: base copied
+// in, patch(w0, w1, block) changes the elements of words [w0, w1) (element
+// 64 * w0 + j at block + j * sizeof(T)), both Adler-32s are taken (with
+// `sums`), and the block is streamed to out, so out's lines are never read.
 template <typename T, typename Patch>
 void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out, size_t n,
                        ChunkSums* sums, Patch&& patch) {
+  alignas(64) static thread_local std::byte staging[kBlock * sizeof(T)];
   for (size_t begin = 0; begin < n; begin += kBlock) {
     const size_t count = std::min(kBlock, n - begin);
     const auto b = base.subspan(begin * sizeof(T), count * sizeof(T));
-    const auto o = out.subspan(begin * sizeof(T), count * sizeof(T));
-    std::memcpy(o.data(), b.data(), b.size());
-    patch(begin / 64, (begin + count + 63) / 64);
+    std::memcpy(staging, b.data(), b.size());
+    patch(begin / 64, (begin + count + 63) / 64, staging);
     if (sums) {
       sums->base = adler32(b, sums->base);
-      sums->out = adler32(o, sums->out);
+      sums->out = adler32({staging, b.size()}, sums->out);
     }
+    stream_copy(out.data() + begin * sizeof(T), staging, b.size());
   }
+  stream_fence();
 }
 
 template <typename T>
@@ -502,37 +491,66 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   if (pos != in.size())
     corrupt("sparse chunk has " + std::to_string(in.size() - pos) + " trailing bytes");
 
+  // Each class's changed element numbers as a bitmap, padded so that a block
+  // may read a class's bits past its last one.
+  thread_local std::vector<uint64_t> t_bitmaps;
+  size_t bitmap_at[64];
+  uint64_t last[64];  // last changed element number of each class
+  size_t words = 0;
+  for (unsigned k = 0; k < s.classes; ++k) {
+    bitmap_at[k] = words;
+    if (!count[k]) continue;
+    last[k] = ranks[first[k] + count[k] - 1];
+    words += last[k] / 64 + kBlockWords + 2;
+  }
+  t_bitmaps.assign(words, 0);
+  uint64_t* bitmaps = t_bitmaps.data();  // local copies: stores to out may alias the thread_locals
+  const uint64_t* rank = ranks.data();
+  for (unsigned k = 0; k < s.classes; ++k) {
+    uint64_t* bm = bitmaps + bitmap_at[k];
+    for (uint64_t j = first[k], e = first[k] + count[k]; j < e; ++j)
+      bm[rank[j] / 64] |= uint64_t{1} << (rank[j] % 64);
+  }
+  // Class of each exponent value, as the masks have it (class 0 above top).
+  const unsigned emask = f.bits ? (1u << f.bits) - 1 : 0;
+  uint8_t cls[2048] = {};
+  if (s.classes > 1)
+    for (unsigned e = 0; e <= emask; ++e)
+      cls[e] = static_cast<uint8_t>(e > s.top ? 0 : std::min(s.classes - 1, (s.top - e) / s.width));
+
+  // Per block: every class's changed elements deposited onto its members give
+  // the block's change masks; then one flat loop patches the changed elements,
+  // each taking the next value of its class (from its base exponent).
   ClassMasks<T> cm(f, s, base, n);
-  uint64_t seen[64] = {}, done[64] = {}, target[64], member[64];
-  const uint64_t* rank = ranks.data();  // not the thread_local itself: stores to out may alias it
-  for (unsigned k = 0; k < s.classes; ++k) target[k] = count[k] ? rank[first[k]] : ~uint64_t{0};
-  copy_patch_blocks<T>(base, out, n, sums, [&](size_t w0, size_t w1) {
+  thread_local std::unique_ptr<uint32_t[]> t_pos(new uint32_t[kBlock + 64]);
+  uint32_t* changed_at = t_pos.get();
+  uint64_t seen[64], done[64] = {};
+  for (unsigned k = 0; k < s.classes; ++k) seen[k] = count[k] ? 0 : ~uint64_t{0};
+  copy_patch_blocks<T>(base, out, n, sums, [&](size_t w0, size_t w1, std::byte* block) {
     cm.fill(w0, w1);
-    for (size_t w = w0; w < w1; ++w) {
-      cm.word(w, member);
-      // The classes with a change in this word, then their changes: one
-      // data-dependent loop per word rather than one per class.
-      uint64_t pop[64], active = 0;
-      for (unsigned k = 0; k < s.classes; ++k) {
-        pop[k] = static_cast<uint64_t>(__builtin_popcountll(member[k]));
-        active |= static_cast<uint64_t>(target[k] - seen[k] < pop[k]) << k;  // target >= seen
-      }
-      for (; active; active &= active - 1) {
-        const unsigned k = static_cast<unsigned>(__builtin_ctzll(active));
-        do {
-          const size_t i = w * 64 + select64(member[k], static_cast<unsigned>(target[k] - seen[k]));
-          const uint64_t d = done[k]++;
-          T z = 0;
-          for (size_t q = 0; q < sizeof(T); ++q)
-            z |= static_cast<T>(static_cast<T>(std::to_integer<T>(value[k][q][d])) << (8 * q));
-          store<T>(out.data() + i * sizeof(T),
-                   unzigzag_add(load<T>(base.data() + i * sizeof(T)), z));
-          target[k] = done[k] < count[k] ? rank[first[k] + done[k]] : ~uint64_t{0};
-        } while (target[k] - seen[k] < pop[k]);
-      }
-      for (unsigned k = 0; k < s.classes; ++k) seen[k] += pop[k];
+    const size_t nw = w1 - w0;
+    uint64_t chg[kBlockWords] = {};
+    const uint64_t* ge = s.classes > 1 ? cm.ge(w0) : nullptr;
+    const unsigned K = s.classes;
+    for (unsigned k = 0; k < K; ++k) {
+      if (seen[k] > last[k] || !count[k]) continue;  // no change left in the class
+      seen[k] = deposit_class_bits(k ? ge + k - 1 : nullptr, k + 1 < K ? ge + k : nullptr, K - 1,
+                                   nw, bitmaps + bitmap_at[k], seen[k], chg);
+    }
+    chg[nw - 1] &= valid_mask(w1 - 1, n);
+    const size_t changes = flatten_bits(chg, nw, static_cast<uint32_t>(w0 * 64), changed_at);
+    for (size_t j = 0; j < changes; ++j) {
+      const size_t i = changed_at[j];
+      const T b = load<T>(base.data() + i * sizeof(T));
+      const unsigned k = cls[static_cast<unsigned>(b >> f.shift) & emask];
+      const uint64_t d = done[k]++;
+      T z = 0;
+      for (size_t q = 0; q < sizeof(T); ++q)
+        z |= static_cast<T>(static_cast<T>(std::to_integer<T>(value[k][q][d])) << (8 * q));
+      store<T>(block + (i - w0 * 64) * sizeof(T), unzigzag_add(b, z));
     }
   });
+  // A changed element number past its class's members was never deposited.
   for (unsigned k = 0; k < s.classes; ++k)
     if (done[k] != count[k]) corrupt("gap stream points past the end of the chunk");
   return total;

@@ -1,0 +1,118 @@
+#include "delta/bit_kernels.hpp"
+
+#include <doctest/doctest.h>
+
+#include <random>
+#include <vector>
+
+#include "helpers.hpp"
+
+using namespace flare::delta;
+
+namespace {
+
+// The instruction-set paths this CPU can run, narrowest first.
+std::vector<Isa> runnable_isas() {
+  std::vector<Isa> out{Isa::Portable};
+  if (best_isa() != Isa::Portable) out.push_back(Isa::Avx2);
+  if (best_isa() == Isa::Avx512) out.push_back(Isa::Avx512);
+  return out;
+}
+
+template <typename T>
+unsigned exponent_of(const std::byte* p, ExponentField f) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return static_cast<unsigned>((v >> f.shift) & ((T{1} << f.bits) - 1));
+}
+
+template <typename T>
+void check_le_masks(ExponentField f, uint64_t seed) {
+  const size_t words = 37;
+  auto data = testing::random_bytes(words * 64 * sizeof(T), seed);
+  // Thresholds below every exponent, inside the range, and above it.
+  const int16_t thr[] = {
+      -1, 0, 1, 3, static_cast<int16_t>((1 << f.bits) / 2), static_cast<int16_t>((1 << f.bits) - 2),
+      300};
+  const unsigned count = sizeof(thr) / sizeof(thr[0]);
+  std::vector<uint64_t> want(words * count, 0);
+  for (size_t w = 0; w < words; ++w)
+    for (unsigned t = 0; t < count; ++t)
+      for (unsigned j = 0; j < 64; ++j) {
+        const int e = static_cast<int>(exponent_of<T>(data.data() + (w * 64 + j) * sizeof(T), f));
+        if (e <= thr[t]) want[w * count + t] |= uint64_t{1} << j;
+      }
+  for (Isa isa : runnable_isas()) {
+    std::vector<uint64_t> got(words * count, 0xdead);
+    le_masks(data.data(), words, sizeof(T), f, thr, count, got.data(), isa);
+    CHECK_MESSAGE(got == want, "isa ", static_cast<int>(isa), ", element size ", sizeof(T));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("le_masks: every instruction-set path agrees with a per-element reference") {
+  check_le_masks<uint16_t>({7, 8}, 1);   // bf16
+  check_le_masks<uint16_t>({10, 5}, 2);  // f16
+  check_le_masks<uint32_t>({23, 8}, 3);  // f32
+  check_le_masks<uint8_t>({3, 4}, 4);    // f8 e4m3
+  check_le_masks<uint64_t>({52, 11}, 5);
+}
+
+namespace {
+// Per word, the members' bits in order, each set when the member's number
+// (counted on from seen) is set in the bitmap; seen is advanced.
+std::vector<uint64_t> deposit_reference(const std::vector<uint64_t>& members,
+                                        const std::vector<uint64_t>& bitmap, uint64_t& seen) {
+  std::vector<uint64_t> out(members.size(), 0);
+  for (size_t w = 0; w < members.size(); ++w)
+    for (unsigned j = 0; j < 64; ++j)
+      if ((members[w] >> j) & 1) {
+        if ((bitmap[seen / 64] >> (seen % 64)) & 1) out[w] |= uint64_t{1} << j;
+        ++seen;
+      }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("deposit_class_bits puts a class's changed element numbers onto its members") {
+  std::mt19937_64 rng(7);
+  const size_t words = 130;
+  for (int round = 0; round < 20; ++round) {
+    // Nested masks "class >= k" (lo) and "class >= k + 1" (hi), interleaved
+    // with a stride as the codec stores them; densities vary by round.
+    std::vector<uint64_t> lo(words), hi(words), ge(2 * words);
+    const unsigned thin = round % 4;
+    for (size_t w = 0; w < words; ++w) {
+      uint64_t a = rng();
+      for (unsigned q = 0; q < thin; ++q) a &= rng();
+      lo[w] = ge[2 * w] = a;
+      hi[w] = ge[2 * w + 1] = a & rng();
+    }
+    std::vector<uint64_t> bitmap(2 * words + 2);
+    for (auto& x : bitmap) x = rng() & rng();
+    const uint64_t seen0 = rng() % 50;
+
+    struct Case {
+      const uint64_t* lo;
+      const uint64_t* hi;
+      std::vector<uint64_t> members;
+    };
+    std::vector<uint64_t> between(words), above(words), all(words, ~uint64_t{0});
+    for (size_t w = 0; w < words; ++w) between[w] = lo[w] & ~hi[w], above[w] = ~hi[w];
+    const Case cases[] = {{ge.data(), ge.data() + 1, between},
+                          {nullptr, ge.data() + 1, above},  // no lo: every element
+                          {ge.data(), nullptr, lo},         // no hi: none above
+                          {nullptr, nullptr, all}};
+    for (const Case& c : cases) {
+      uint64_t want_seen = seen0;
+      const auto want = deposit_reference(c.members, bitmap, want_seen);
+      for (Isa isa : runnable_isas()) {
+        std::vector<uint64_t> got(words, 0);
+        CHECK(deposit_class_bits(c.lo, c.hi, 2, words, bitmap.data(), seen0, got.data(), isa) ==
+              want_seen);
+        CHECK_MESSAGE(got == want, "isa ", static_cast<int>(isa));
+      }
+    }
+  }
+}
