@@ -437,6 +437,28 @@ void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out
   stream_fence();
 }
 
+// Patches the changed elements at[0..count) (chunk positions, ascending, from
+// element `first` on) of a block: each takes the next value of its class,
+// which its base element's exponent gives. Not inlined: inside the decoder's
+// loops the compiler kept this loop's operands on the stack.
+template <typename T>
+[[gnu::noinline]] void patch_changes(const uint32_t* at, size_t count,
+                                     const std::byte* __restrict base, std::byte* __restrict block,
+                                     size_t first, unsigned shift, unsigned emask,
+                                     const uint8_t* cls, const std::byte* const (*value)[8],
+                                     uint64_t* done) {
+  for (size_t j = 0; j < count; ++j) {
+    const size_t i = at[j] - first;
+    const T b = load<T>(base + i * sizeof(T));
+    const unsigned k = cls[static_cast<unsigned>(b >> shift) & emask];
+    const uint64_t d = done[k]++;
+    T z = 0;
+    for (size_t q = 0; q < sizeof(T); ++q)
+      z |= static_cast<T>(static_cast<T>(std::to_integer<T>(value[k][q][d])) << (8 * q));
+    store<T>(block + i * sizeof(T), unzigzag_add(b, z));
+  }
+}
+
 template <typename T>
 uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<const std::byte> base,
                        std::span<std::byte> out, size_t n, ChunkSums* sums) {
@@ -539,16 +561,8 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
     }
     chg[nw - 1] &= valid_mask(w1 - 1, n);
     const size_t changes = flatten_bits(chg, nw, static_cast<uint32_t>(w0 * 64), changed_at);
-    for (size_t j = 0; j < changes; ++j) {
-      const size_t i = changed_at[j];
-      const T b = load<T>(base.data() + i * sizeof(T));
-      const unsigned k = cls[static_cast<unsigned>(b >> f.shift) & emask];
-      const uint64_t d = done[k]++;
-      T z = 0;
-      for (size_t q = 0; q < sizeof(T); ++q)
-        z |= static_cast<T>(static_cast<T>(std::to_integer<T>(value[k][q][d])) << (8 * q));
-      store<T>(block + (i - w0 * 64) * sizeof(T), unzigzag_add(b, z));
-    }
+    patch_changes<T>(changed_at, changes, base.data() + w0 * 64 * sizeof(T), block, w0 * 64,
+                     f.shift, emask, cls, value, done);
   });
   // A changed element number past its class's members was never deposited.
   for (unsigned k = 0; k < s.classes; ++k)
