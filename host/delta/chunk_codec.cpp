@@ -415,13 +415,21 @@ struct ClassStreams {
   std::vector<std::byte> planes[8];
 };
 
+// Copies len bytes to out as `use` asks (stream_fence() after the last).
+inline void copy_out(std::byte* out, const std::byte* src, size_t len, OutputUse use) {
+  if (use == OutputUse::Kept)
+    stream_copy(out, src, len);
+  else
+    std::memcpy(out, src, len);
+}
+
 // Builds out block by block in a cache-resident staging block: base copied
 // in, patch(w0, w1, block) changes the elements of words [w0, w1) (element
 // 64 * w0 + j at block + j * sizeof(T)), both Adler-32s are taken (with
-// `sums`), and the block is streamed to out, so out's lines are never read.
+// `sums`), and the block is copied to out.
 template <typename T, typename Patch>
 void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out, size_t n,
-                       ChunkSums* sums, Patch&& patch) {
+                       ChunkSums* sums, OutputUse use, Patch&& patch) {
   alignas(64) static thread_local std::byte staging[kBlock * sizeof(T)];
   for (size_t begin = 0; begin < n; begin += kBlock) {
     const size_t count = std::min(kBlock, n - begin);
@@ -432,7 +440,7 @@ void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out
       sums->base = adler32(b, sums->base);
       sums->out = adler32({staging, b.size()}, sums->out);
     }
-    stream_copy(out.data() + begin * sizeof(T), staging, b.size());
+    copy_out(out.data() + begin * sizeof(T), staging, b.size(), use);
   }
   stream_fence();
 }
@@ -461,7 +469,7 @@ template <typename T>
 
 template <typename T>
 uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<const std::byte> base,
-                       std::span<std::byte> out, size_t n, ChunkSums* sums) {
+                       std::span<std::byte> out, size_t n, ChunkSums* sums, OutputUse use) {
   if (in.size() < 4) corrupt("sparse chunk header is truncated");
   ClassSetup s;
   s.classes = std::to_integer<unsigned>(in[0]);
@@ -548,7 +556,7 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   uint32_t* changed_at = t_pos.get();
   uint64_t seen[64], done[64] = {};
   for (unsigned k = 0; k < s.classes; ++k) seen[k] = count[k] ? 0 : ~uint64_t{0};
-  copy_patch_blocks<T>(base, out, n, sums, [&](size_t w0, size_t w1, std::byte* block) {
+  copy_patch_blocks<T>(base, out, n, sums, use, [&](size_t w0, size_t w1, std::byte* block) {
     cm.fill(w0, w1);
     const size_t nw = w1 - w0;
     uint64_t chg[kBlockWords] = {};
@@ -701,7 +709,8 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
 
 template <typename T>
 uint64_t decode_typed(DType dtype, ChunkEncoding e, std::span<const std::byte> in,
-                      std::span<const std::byte> base, std::span<std::byte> out, ChunkSums* sums) {
+                      std::span<const std::byte> base, std::span<std::byte> out, ChunkSums* sums,
+                      OutputUse use) {
   const size_t n = out.size() / sizeof(T);
   auto sum_both = [&] {
     if (!sums) return;
@@ -717,9 +726,10 @@ uint64_t decode_typed(DType dtype, ChunkEncoding e, std::span<const std::byte> i
       }
       for (size_t at = 0; at < out.size(); at += kBlock * sizeof(T)) {  // out = base: one sum
         const size_t len = std::min(kBlock * sizeof(T), out.size() - at);
-        std::memcpy(out.data() + at, base.data() + at, len);
+        copy_out(out.data() + at, base.data() + at, len, use);
         sums->base = adler32(base.subspan(at, len), sums->base);
       }
+      stream_fence();
       sums->out = sums->base;
       return 0;
     case ChunkEncoding::Raw:
@@ -740,7 +750,7 @@ uint64_t decode_typed(DType dtype, ChunkEncoding e, std::span<const std::byte> i
       return change_masks(base.data(), out.data(), n, sizeof(T), t_masks.data());
     }
     case ChunkEncoding::Sparse:
-      return decode_sparse<T>(dtype, in, base, out, n, sums);
+      return decode_sparse<T>(dtype, in, base, out, n, sums, use);
   }
   corrupt("unknown chunk encoding");
 }
@@ -762,20 +772,21 @@ EncodedChunk encode_chunk(DType dtype, std::span<const std::byte> base,
 }
 
 uint64_t decode_chunk(DType dtype, ChunkEncoding encoding, std::span<const std::byte> payload,
-                      std::span<const std::byte> base, std::span<std::byte> out, ChunkSums* sums) {
+                      std::span<const std::byte> base, std::span<std::byte> out, ChunkSums* sums,
+                      OutputUse use) {
   const bool needs_base = encoding == ChunkEncoding::Same || encoding == ChunkEncoding::Sparse ||
                           encoding == ChunkEncoding::Dense;
   if (needs_base && base.size() != out.size())
     corrupt(std::string(encoding_name(encoding)) + " chunk needs a base of the same size");
   switch (dtype_size(dtype)) {
     case 1:
-      return decode_typed<uint8_t>(dtype, encoding, payload, base, out, sums);
+      return decode_typed<uint8_t>(dtype, encoding, payload, base, out, sums, use);
     case 2:
-      return decode_typed<uint16_t>(dtype, encoding, payload, base, out, sums);
+      return decode_typed<uint16_t>(dtype, encoding, payload, base, out, sums, use);
     case 4:
-      return decode_typed<uint32_t>(dtype, encoding, payload, base, out, sums);
+      return decode_typed<uint32_t>(dtype, encoding, payload, base, out, sums, use);
     default:
-      return decode_typed<uint64_t>(dtype, encoding, payload, base, out, sums);
+      return decode_typed<uint64_t>(dtype, encoding, payload, base, out, sums, use);
   }
 }
 

@@ -37,12 +37,18 @@ struct ChunkSums {
   uint32_t base = 1, out = 1;
 };
 
+// What becomes of a decoded chunk: Kept where it is (a serving process's
+// weights; written with non-temporal stores, which skip reading out's lines
+// into the cache) or Reread right away (copied to a file, compared; ordinary
+// stores leave it in the cache for that).
+enum class OutputUse { Kept, Reread };
+
 // Writes the chunk's reconstructed bytes into `out` (same size as the chunk;
 // `base` as given to encode_chunk). Returns the number of changed elements the
 // payload describes (the element count for raw/full chunks). With `sums`, also
 // the Adler-32s of base and out, taken block by block while they are in cache.
 uint64_t decode_chunk(DType dtype, ChunkEncoding encoding, std::span<const std::byte> payload,
                       std::span<const std::byte> base, std::span<std::byte> out,
-                      ChunkSums* sums = nullptr);
+                      ChunkSums* sums = nullptr, OutputUse use = OutputUse::Reread);
 
 }  // namespace flare::delta

@@ -202,6 +202,8 @@ struct Sink {
   virtual std::span<std::byte> buffer(size_t tensor, uint64_t chunk, uint64_t bytes) = 0;
   // Called once the chunk in `buffer` has been verified.
   virtual void done(size_t tensor, uint64_t chunk, std::span<const std::byte> bytes) = 0;
+  // Whether buffers are the chunks' final place, or read again by done().
+  virtual OutputUse use() const { return OutputUse::Reread; }
 };
 
 [[noreturn]] void base_mismatch(const std::string& what) {
@@ -278,7 +280,7 @@ void apply_core(const ParsedDelta& d, std::span<const TensorView> base_in, const
     ChunkSums sums;
     try {
       changed = decode_chunk(t.dtype, rec.encoding, d.payload.subspan(rec.offset, rec.length),
-                             base_chunk, out, &sums);
+                             base_chunk, out, &sums, sink.use());
     } catch (const Error&) {
       throw;
     } catch (const std::exception& ex) {
@@ -351,6 +353,7 @@ struct CallerSink : Sink {
     return dest[tensor].subspan(chunk * chunk_bytes, bytes);
   }
   void done(size_t, uint64_t, std::span<const std::byte>) override {}
+  OutputUse use() const override { return OutputUse::Kept; }
 };
 
 // Writes verified chunks straight into their place in the output file.
