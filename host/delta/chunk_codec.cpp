@@ -423,38 +423,58 @@ inline void copy_out(std::byte* out, const std::byte* src, size_t len, OutputUse
     std::memcpy(out, src, len);
 }
 
+// How patching changed a block's Adler-32 sums (see patched_adler32).
+struct SumChange {
+  int64_t a = 0, b = 0;
+};
+
+// Adler-32 of a block of len bytes whose sum was `adler` before bytes at
+// offsets j changed by d_j: A = 1 + sum of bytes and B = len + sum of
+// (len - j) * byte_j, so A moves by the sum of d_j and B by the sum of
+// (len - j) * d_j.
+inline uint32_t patched_adler32(uint32_t adler, SumChange c) {
+  constexpr int64_t kMod = 65521;
+  auto mod = [](int64_t v) { return static_cast<uint32_t>(((v % kMod) + kMod) % kMod); };
+  const uint32_t a = mod(static_cast<int64_t>(adler & 0xffff) + c.a);
+  const uint32_t b = mod(static_cast<int64_t>(adler >> 16) + c.b);
+  return a | (b << 16);
+}
+
 // Builds out block by block in a cache-resident staging block: base copied
-// in, patch(w0, w1, block) changes the elements of words [w0, w1) (element
-// 64 * w0 + j at block + j * sizeof(T)), both Adler-32s are taken (with
-// `sums`), and the block is copied to out.
+// in and summed, patch(w0, w1, block) changes the elements of words [w0, w1)
+// (element 64 * w0 + j at block + j * sizeof(T)) and returns how that moved
+// the sums, and the block is copied to out. The output's Adler-32 is the
+// staging block's, patched: the same sum as reading the block again.
 template <typename T, typename Patch>
 void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out, size_t n,
                        ChunkSums* sums, OutputUse use, Patch&& patch) {
   alignas(64) static thread_local std::byte staging[kBlock * sizeof(T)];
   for (size_t begin = 0; begin < n; begin += kBlock) {
     const size_t count = std::min(kBlock, n - begin);
-    const auto b = base.subspan(begin * sizeof(T), count * sizeof(T));
-    std::memcpy(staging, b.data(), b.size());
-    patch(begin / 64, (begin + count + 63) / 64, staging);
+    const size_t len = count * sizeof(T);
+    std::memcpy(staging, base.data() + begin * sizeof(T), len);
+    const uint32_t block_sum = sums ? adler32({staging, len}) : 1;
+    const SumChange change = patch(begin / 64, (begin + count + 63) / 64, staging);
     if (sums) {
-      sums->base = adler32(b, sums->base);
-      sums->out = adler32({staging, b.size()}, sums->out);
+      sums->base = adler32_combine(sums->base, block_sum, len);
+      sums->out = adler32_combine(sums->out, patched_adler32(block_sum, change), len);
     }
-    copy_out(out.data() + begin * sizeof(T), staging, b.size(), use);
+    copy_out(out.data() + begin * sizeof(T), staging, len, use);
   }
   stream_fence();
 }
 
 // Patches the changed elements at[0..count) (chunk positions, ascending, from
-// element `first` on) of a block: each takes the next value of its class,
-// which its base element's exponent gives. Not inlined: inside the decoder's
-// loops the compiler kept this loop's operands on the stack.
+// element `first` on) of a block of `len` bytes: each takes the next value of
+// its class, which its base element's exponent gives. Not inlined: inside the
+// decoder's loops the compiler kept this loop's operands on the stack.
 template <typename T>
-[[gnu::noinline]] void patch_changes(const uint32_t* at, size_t count,
-                                     const std::byte* __restrict base, std::byte* __restrict block,
-                                     size_t first, unsigned shift, unsigned emask,
-                                     const uint8_t* cls, const std::byte* const (*value)[8],
-                                     uint64_t* done) {
+[[gnu::noinline]] SumChange patch_changes(const uint32_t* at, size_t count,
+                                          const std::byte* __restrict base,
+                                          std::byte* __restrict block, size_t first, size_t len,
+                                          unsigned shift, unsigned emask, const uint8_t* cls,
+                                          const std::byte* const (*value)[8], uint64_t* done) {
+  SumChange c;
   for (size_t j = 0; j < count; ++j) {
     const size_t i = at[j] - first;
     const T b = load<T>(base + i * sizeof(T));
@@ -463,8 +483,17 @@ template <typename T>
     T z = 0;
     for (size_t q = 0; q < sizeof(T); ++q)
       z |= static_cast<T>(static_cast<T>(std::to_integer<T>(value[k][q][d])) << (8 * q));
-    store<T>(block + i * sizeof(T), unzigzag_add(b, z));
+    const T v = unzigzag_add(b, z);
+    store<T>(block + i * sizeof(T), v);
+    const int64_t weight = static_cast<int64_t>(len - i * sizeof(T));
+    for (size_t q = 0; q < sizeof(T); ++q) {
+      const int64_t delta =
+          static_cast<int64_t>((v >> (8 * q)) & 0xff) - static_cast<int64_t>((b >> (8 * q)) & 0xff);
+      c.a += delta;
+      c.b += (weight - static_cast<int64_t>(q)) * delta;
+    }
   }
+  return c;
 }
 
 template <typename T>
@@ -569,8 +598,9 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
     }
     chg[nw - 1] &= valid_mask(w1 - 1, n);
     const size_t changes = flatten_bits(chg, nw, static_cast<uint32_t>(w0 * 64), changed_at);
-    patch_changes<T>(changed_at, changes, base.data() + w0 * 64 * sizeof(T), block, w0 * 64,
-                     f.shift, emask, cls, value, done);
+    return patch_changes<T>(changed_at, changes, base.data() + w0 * 64 * sizeof(T), block, w0 * 64,
+                            (std::min(n, w1 * 64) - w0 * 64) * sizeof(T), f.shift, emask, cls,
+                            value, done);
   });
   // A changed element number past its class's members was never deposited.
   for (unsigned k = 0; k < s.classes; ++k)
