@@ -442,19 +442,20 @@ inline uint32_t patched_adler32(uint32_t adler, SumChange c) {
 
 // Builds out block by block in a cache-resident staging block: base copied
 // in and summed, patch(w0, w1, block) changes the elements of words [w0, w1)
-// (element 64 * w0 + j at block + j * sizeof(T)) and returns how that moved
+// (element 64 * w0 + j at block[j]) and returns how that moved
 // the sums, and the block is copied to out. The output's Adler-32 is the
 // staging block's, patched: the same sum as reading the block again.
 template <typename T, typename Patch>
 void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out, size_t n,
                        ChunkSums* sums, OutputUse use, Patch&& patch) {
-  alignas(64) static thread_local std::byte staging[kBlock * sizeof(T)];
+  alignas(64) static thread_local T block[kBlock];
+  std::byte* staging = reinterpret_cast<std::byte*>(block);
   for (size_t begin = 0; begin < n; begin += kBlock) {
     const size_t count = std::min(kBlock, n - begin);
     const size_t len = count * sizeof(T);
     std::memcpy(staging, base.data() + begin * sizeof(T), len);
     const uint32_t block_sum = sums ? adler32({staging, len}) : 1;
-    const SumChange change = patch(begin / 64, (begin + count + 63) / 64, staging);
+    const SumChange change = patch(begin / 64, (begin + count + 63) / 64, block);
     if (sums) {
       sums->base = adler32_combine(sums->base, block_sum, len);
       sums->out = adler32_combine(sums->out, patched_adler32(block_sum, change), len);
@@ -466,15 +467,16 @@ void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out
 
 // Patches the changed elements at[0..count) (chunk positions, ascending, from
 // element `first` on) of a block of `len` bytes: each takes the next value of
-// its class, which its base element's exponent gives. Not inlined: inside the
-// decoder's loops the compiler kept this loop's operands on the stack.
+// its class, which its base element's exponent gives. Returns what that did
+// to the block's Adler-32 sums (a second loop, so that the first keeps its
+// operands in registers). Not inlined: inside the decoder's loops the compiler
+// kept this loop's operands on the stack.
 template <typename T>
 [[gnu::noinline]] SumChange patch_changes(const uint32_t* at, size_t count,
-                                          const std::byte* __restrict base,
-                                          std::byte* __restrict block, size_t first, size_t len,
-                                          unsigned shift, unsigned emask, const uint8_t* cls,
-                                          const std::byte* const (*value)[8], uint64_t* done) {
-  SumChange c;
+                                          const std::byte* __restrict base, T* __restrict block,
+                                          size_t first, size_t len, unsigned shift, unsigned emask,
+                                          const uint8_t* cls, const std::byte* const (*value)[8],
+                                          uint64_t* done) {
   for (size_t j = 0; j < count; ++j) {
     const size_t i = at[j] - first;
     const T b = load<T>(base + i * sizeof(T));
@@ -483,17 +485,24 @@ template <typename T>
     T z = 0;
     for (size_t q = 0; q < sizeof(T); ++q)
       z |= static_cast<T>(static_cast<T>(std::to_integer<T>(value[k][q][d])) << (8 * q));
-    const T v = unzigzag_add(b, z);
-    store<T>(block + i * sizeof(T), v);
-    const int64_t weight = static_cast<int64_t>(len - i * sizeof(T));
-    for (size_t q = 0; q < sizeof(T); ++q) {
-      const int64_t delta =
-          static_cast<int64_t>((v >> (8 * q)) & 0xff) - static_cast<int64_t>((b >> (8 * q)) & 0xff);
-      c.a += delta;
-      c.b += (weight - static_cast<int64_t>(q)) * delta;
-    }
+    block[i] = unzigzag_add(b, z);
   }
-  return c;
+  // Byte q of element i sits at offset i * sizeof(T) + q of the block.
+  int64_t sum_d = 0, sum_wd = 0;
+  for (size_t j = 0; j < count; ++j) {
+    const size_t i = at[j] - first;
+    const T b = load<T>(base + i * sizeof(T)), v = block[i];
+    int64_t d = 0, qd = 0;
+    for (size_t q = 0; q < sizeof(T); ++q) {
+      const int64_t dq =
+          static_cast<int64_t>((v >> (8 * q)) & 0xff) - static_cast<int64_t>((b >> (8 * q)) & 0xff);
+      d += dq;
+      qd += static_cast<int64_t>(q) * dq;
+    }
+    sum_d += d;
+    sum_wd += static_cast<int64_t>(len - i * sizeof(T)) * d - qd;
+  }
+  return {sum_d, sum_wd};
 }
 
 template <typename T>
@@ -585,7 +594,7 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   uint32_t* changed_at = t_pos.get();
   uint64_t seen[64], done[64] = {};
   for (unsigned k = 0; k < s.classes; ++k) seen[k] = count[k] ? 0 : ~uint64_t{0};
-  copy_patch_blocks<T>(base, out, n, sums, use, [&](size_t w0, size_t w1, std::byte* block) {
+  copy_patch_blocks<T>(base, out, n, sums, use, [&](size_t w0, size_t w1, T* block) {
     cm.fill(w0, w1);
     const size_t nw = w1 - w0;
     uint64_t chg[kBlockWords] = {};
