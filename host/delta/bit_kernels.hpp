@@ -80,7 +80,7 @@ inline void le_masks64(const __m128i* e, const int16_t* thr, unsigned count, uin
 // Instruction sets the kernels below have a path for; every path gives the
 // same result (the tests compare them).
 enum class Isa { Portable, Avx2, Avx512 };
-Isa best_isa();  // the widest this CPU runs (Avx2 includes BMI2)
+Isa best_isa();  // the widest this CPU runs (Avx2 includes BMI2, Avx512 BW and VBMI2)
 
 // ge[w * count + t] bit j = (exponent of element 64w + j of `data`) <= thr[t],
 // for `words` whole words and t < count (at most 63).
@@ -98,6 +98,13 @@ void le_masks(const std::byte* data, size_t words, size_t esize, ExponentField f
 uint64_t deposit_class_bits(const uint64_t* lo, const uint64_t* hi, size_t stride, size_t words,
                             const uint64_t* bitmap, uint64_t seen, uint64_t* chg,
                             Isa isa = best_isa());
+
+// Appends the positions (offset + 64 w + bit) of the set bits of
+// masks[0..words) to out, which needs 64 entries of slack, and returns their
+// number. A word's positions are written in one go whatever its count (the
+// next word overwrites the surplus), so a sparse word costs no branch.
+size_t flatten_bits(const uint64_t* masks, size_t words, uint32_t offset, uint32_t* out,
+                    Isa isa = best_isa());
 
 // memcpy with non-temporal stores where dst is 16-byte aligned: the copy goes
 // to memory without first reading dst's lines into the cache. Call

@@ -242,30 +242,6 @@ ChangedElements<T>& changed_scratch(size_t n) {
   return c;
 }
 
-// Appends the positions (offset + 64 w + bit) of the set bits of masks[0..words)
-// to out, which needs 64 entries of slack, and returns their number. Eight positions are written
-// per word whatever its count (the next word overwrites the surplus), so a word with at most 8 set
-// bits costs no branch.
-inline size_t flatten_bits(const uint64_t* masks, size_t words, uint32_t offset, uint32_t* out) {
-  const uint32_t* begin = out;
-  for (size_t w = 0; w < words; ++w, offset += 64) {
-    uint64_t m = masks[w];
-    const unsigned cnt = static_cast<unsigned>(__builtin_popcountll(m));
-    constexpr uint64_t kTop = uint64_t{1} << 63;  // keeps ctz defined when m runs out
-    for (unsigned u = 0; u < 8; ++u) {
-      out[u] = offset + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
-      m &= m - 1;
-    }
-    for (unsigned at = 8; at < cnt; at += 8)  // rare on sparse chunks
-      for (unsigned u = 0; u < 8; ++u) {
-        out[at + u] = offset + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
-        m &= m - 1;
-      }
-    out += cnt;
-  }
-  return static_cast<size_t>(out - begin);
-}
-
 // For each of `words` words with masks ge (K - 1 per word) of class >= 1..K-1:
 // G gets the masks of class >= 0..K (all, ge..., none) and C the running
 // counts cg of class >= 0..K before the word; cg advances past the words.

@@ -116,3 +116,40 @@ TEST_CASE("deposit_class_bits puts a class's changed element numbers onto its me
     }
   }
 }
+
+TEST_CASE("flatten_bits lists the set bits' positions on every instruction-set path") {
+  std::mt19937_64 rng(9);
+  const size_t words = 200;
+  std::vector<uint64_t> masks(words);
+  for (size_t w = 0; w < words; ++w) {
+    // Empty, sparse, half and full words, and everything between.
+    switch (w % 5) {
+      case 0:
+        masks[w] = 0;
+        break;
+      case 1:
+        masks[w] = rng() & rng() & rng();
+        break;
+      case 2:
+        masks[w] = rng();
+        break;
+      case 3:
+        masks[w] = ~uint64_t{0};
+        break;
+      default:
+        masks[w] = rng() | rng();
+        break;
+    }
+  }
+  const uint32_t offset = 1000;
+  std::vector<uint32_t> want;
+  for (size_t w = 0; w < words; ++w)
+    for (unsigned j = 0; j < 64; ++j)
+      if ((masks[w] >> j) & 1) want.push_back(offset + static_cast<uint32_t>(64 * w + j));
+  for (Isa isa : runnable_isas()) {
+    std::vector<uint32_t> got(words * 64 + 64, 0);
+    const size_t n = flatten_bits(masks.data(), words, offset, got.data(), isa);
+    got.resize(n);
+    CHECK_MESSAGE(got == want, "isa ", static_cast<int>(isa));
+  }
+}
