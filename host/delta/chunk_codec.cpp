@@ -416,27 +416,32 @@ inline uint32_t patched_adler32(uint32_t adler, SumChange c) {
   return a | (b << 16);
 }
 
-// Builds out block by block in a cache-resident staging block: base copied
-// in and summed, patch(w0, w1, block) changes the elements of words [w0, w1)
-// (element 64 * w0 + j at block[j]) and returns how that moved
-// the sums, and the block is copied to out. The output's Adler-32 is the
-// staging block's, patched: the same sum as reading the block again.
+// Builds out block by block: base copied in and summed, patch(w0, w1, block)
+// changes the elements of words [w0, w1) (element 64 * w0 + j at block[j])
+// and returns how that moved the sums. The output's Adler-32 is the copied
+// base block's, patched: the same sum as reading the block again. A kept
+// output is built in a cache-resident staging block and streamed out; one
+// reread at once is built in place (its lines stay in the cache for that).
 template <typename T, typename Patch>
 void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out, size_t n,
                        ChunkSums* sums, OutputUse use, Patch&& patch) {
-  alignas(64) static thread_local T block[kBlock];
-  std::byte* staging = reinterpret_cast<std::byte*>(block);
+  alignas(64) static thread_local T staging[kBlock];
+  const bool in_place =
+      use == OutputUse::Reread && reinterpret_cast<uintptr_t>(out.data()) % alignof(T) == 0;
   for (size_t begin = 0; begin < n; begin += kBlock) {
     const size_t count = std::min(kBlock, n - begin);
     const size_t len = count * sizeof(T);
-    std::memcpy(staging, base.data() + begin * sizeof(T), len);
-    const uint32_t block_sum = sums ? adler32({staging, len}) : 1;
+    std::byte* dst = out.data() + begin * sizeof(T);
+    T* block = in_place ? reinterpret_cast<T*>(dst) : staging;
+    std::byte* bytes = reinterpret_cast<std::byte*>(block);
+    std::memcpy(bytes, base.data() + begin * sizeof(T), len);
+    const uint32_t block_sum = sums ? adler32({bytes, len}) : 1;
     const SumChange change = patch(begin / 64, (begin + count + 63) / 64, block);
     if (sums) {
       sums->base = adler32_combine(sums->base, block_sum, len);
       sums->out = adler32_combine(sums->out, patched_adler32(block_sum, change), len);
     }
-    copy_out(out.data() + begin * sizeof(T), staging, len, use);
+    if (!in_place) copy_out(dst, bytes, len, use);
   }
   stream_fence();
 }

@@ -372,7 +372,7 @@ struct FileSink : Sink {
       tensor_offset[index[k]] = offsets[k];
       total += h.tensors[index[k]].next_bytes();
     }
-    file.truncate(total);
+    file.reserve(total);
     file.write_at(0, head);
   }
   static std::vector<std::byte> safetensors_header_for(const std::vector<TensorView>& views,

@@ -70,7 +70,9 @@ void AtomicFile::write_at(uint64_t offset, std::span<const std::byte> bytes) {
   }
 }
 
-void AtomicFile::truncate(uint64_t size) {
+void AtomicFile::reserve(uint64_t size) {
+  if (::fallocate(fd_.get(), 0, 0, static_cast<off_t>(size)) == 0) return;
+  if (errno != EOPNOTSUPP && errno != ENOSYS) throw_io("cannot allocate " + temp_);
   if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) throw_io("cannot size " + temp_);
 }
 

@@ -43,7 +43,10 @@ class AtomicFile {
   AtomicFile& operator=(const AtomicFile&) = delete;
 
   void write_at(uint64_t offset, std::span<const std::byte> bytes);  // thread-safe (pwrite)
-  void truncate(uint64_t size);
+  // Sizes the file with its blocks allocated up front: writing into allocated
+  // blocks is much cheaper than into a hole (ext4, xfs), and a full disk shows
+  // here rather than midway. A plain resize where the filesystem cannot.
+  void reserve(uint64_t size);
   void commit();
   const std::string& temp_path() const { return temp_; }
 
