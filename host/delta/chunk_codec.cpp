@@ -349,7 +349,8 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
       const uint32_t end = static_cast<uint32_t>(std::min<size_t>(n, w1 * 64));
       cm.fill(w0, w1);
       const bool counts_only = j == changed || pos[j] >= end;  // no change in the block
-      if (K == 6)                                              // the default: counters in registers
+      // K = 6, the default, keeps the counters in registers.
+      if (K == 6)
         class_prefix<6>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
       else
         class_prefix<0>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
@@ -573,8 +574,7 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   ClassMasks<T> cm(f, s, base, n);
   thread_local std::unique_ptr<uint32_t[]> t_pos(new uint32_t[kBlock + 64]);
   uint32_t* changed_at = t_pos.get();
-  uint64_t seen[64], done[64] = {};
-  for (unsigned k = 0; k < s.classes; ++k) seen[k] = count[k] ? 0 : ~uint64_t{0};
+  uint64_t seen[64] = {}, done[64] = {};
   copy_patch_blocks<T>(base, out, n, sums, use, [&](size_t w0, size_t w1, T* block) {
     cm.fill(w0, w1);
     const size_t nw = w1 - w0;
@@ -582,7 +582,7 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
     const uint64_t* ge = s.classes > 1 ? cm.ge(w0) : nullptr;
     const unsigned K = s.classes;
     for (unsigned k = 0; k < K; ++k) {
-      if (seen[k] > last[k] || !count[k]) continue;  // no change left in the class
+      if (!count[k] || seen[k] > last[k]) continue;  // no change left in the class
       seen[k] = deposit_class_bits(k ? ge + k - 1 : nullptr, k + 1 < K ? ge + k : nullptr, K - 1,
                                    nw, bitmaps + bitmap_at[k], seen[k], chg);
     }
