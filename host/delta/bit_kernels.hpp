@@ -1,8 +1,9 @@
 #pragma once
-// Word-at-a-time scans used by the chunk codec: which elements differ between
-// two arrays, the largest exponent of an array, and the exponent-class masks of
-// 64 elements. Masks hold one bit per element, 64 elements per word, bit j of
-// word w = element 64*w + j.
+// Word-at-a-time kernels used by the chunk codec: which elements differ between
+// two arrays, the largest exponent of an array, the exponent-class masks of 64
+// elements, a class's changed elements deposited onto its members, the
+// positions of a mask's set bits, and a cache-bypassing copy. Masks hold one
+// bit per element, 64 elements per word, bit j of word w = element 64*w + j.
 #include <emmintrin.h>
 
 #include <algorithm>
