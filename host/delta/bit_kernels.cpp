@@ -274,6 +274,27 @@ uint64_t deposit_portable(ClassWords m, size_t words, const uint64_t* bitmap, ui
   return seen;
 }
 
+template <unsigned K>
+__attribute__((target("bmi2"))) void deposit_all_bmi2(const uint64_t* ge, size_t words,
+                                                      const uint64_t* const* bitmaps,
+                                                      uint64_t* seen_io, const bool* live,
+                                                      uint64_t* chg) {
+  uint64_t seen[K], step[K];  // step: all ones for a live class, else zero
+  for (unsigned k = 0; k < K; ++k) seen[k] = seen_io[k], step[k] = live[k] ? ~uint64_t{0} : 0;
+  for (size_t w = 0; w < words; ++w, ge += K - 1) {
+    uint64_t above = ~uint64_t{0}, acc = 0;  // above: members of class >= k
+    for (unsigned k = 0; k < K; ++k) {
+      const uint64_t next = k + 1 < K ? ge[k] : 0;
+      const uint64_t m = above & ~next;
+      above = next;
+      acc |= _pdep_u64(bits_from(bitmaps[k], seen[k]), m);
+      seen[k] += static_cast<uint64_t>(__builtin_popcountll(m)) & step[k];
+    }
+    chg[w] |= acc;
+  }
+  for (unsigned k = 0; k < K; ++k) seen_io[k] = seen[k];
+}
+
 // Eight positions per word from a ctz loop, more only for denser words.
 size_t flatten_portable(const uint64_t* masks, size_t words, uint32_t offset, uint32_t* out) {
   const uint32_t* begin = out;
@@ -402,6 +423,26 @@ uint64_t deposit_class_bits(const uint64_t* lo, const uint64_t* hi, size_t strid
 size_t flatten_bits(const uint64_t* masks, size_t words, uint32_t offset, uint32_t* out, Isa isa) {
   if (isa == Isa::Avx512) return flatten_avx512(masks, words, offset, out);
   return flatten_portable(masks, words, offset, out);
+}
+
+bool deposit_all_classes(const uint64_t* ge, unsigned classes, size_t words,
+                         const uint64_t* const* bitmaps, uint64_t* seen, const bool* live,
+                         uint64_t* chg, Isa isa) {
+  if (isa == Isa::Portable) return false;
+  using Fn =
+      void (*)(const uint64_t*, size_t, const uint64_t* const*, uint64_t*, const bool*, uint64_t*);
+  static constexpr Fn kByClasses[] = {nullptr,
+                                      nullptr,
+                                      deposit_all_bmi2<2>,
+                                      deposit_all_bmi2<3>,
+                                      deposit_all_bmi2<4>,
+                                      deposit_all_bmi2<5>,
+                                      deposit_all_bmi2<6>,
+                                      deposit_all_bmi2<7>,
+                                      deposit_all_bmi2<8>};
+  if (classes < 2 || classes > 8) return false;
+  kByClasses[classes](ge, words, bitmaps, seen, live, chg);
+  return true;
 }
 
 }  // namespace flare::delta

@@ -100,6 +100,16 @@ uint64_t deposit_class_bits(const uint64_t* lo, const uint64_t* hi, size_t strid
                             const uint64_t* bitmap, uint64_t seen, uint64_t* chg,
                             Isa isa = best_isa());
 
+// deposit_class_bits for every class of a block in one walk over its words,
+// for 2 to 8 classes (ge: the K - 1 masks "class >= 1..K-1" of each word,
+// as le_masks writes them). Class k reads bitmaps[k] from seen[k] on and
+// advances seen[k] only where live[k] is set; a class that is not live must
+// have zero bits at seen[k] (its bitmap ended, or it has none). Returns false,
+// doing nothing, for another number of classes or without BMI2.
+bool deposit_all_classes(const uint64_t* ge, unsigned classes, size_t words,
+                         const uint64_t* const* bitmaps, uint64_t* seen, const bool* live,
+                         uint64_t* chg, Isa isa = best_isa());
+
 // Appends the positions (offset + 64 w + bit) of the set bits of
 // masks[0..words) to out, which needs 64 entries of slack, and returns their
 // number. A word's positions are written in one go whatever its count (the

@@ -581,11 +581,18 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
     uint64_t chg[kBlockWords] = {};
     const uint64_t* ge = s.classes > 1 ? cm.ge(w0) : nullptr;
     const unsigned K = s.classes;
+    bool live[64];  // the class has changes left
+    const uint64_t* class_bits[64];
+    static constexpr uint64_t kNoBits[2] = {0, 0};  // read by classes without changes
     for (unsigned k = 0; k < K; ++k) {
-      if (!count[k] || seen[k] > last[k]) continue;  // no change left in the class
-      seen[k] = deposit_class_bits(k ? ge + k - 1 : nullptr, k + 1 < K ? ge + k : nullptr, K - 1,
-                                   nw, bitmaps + bitmap_at[k], seen[k], chg);
+      live[k] = count[k] && seen[k] <= last[k];
+      class_bits[k] = count[k] ? bitmaps + bitmap_at[k] : kNoBits;
     }
+    if (!deposit_all_classes(ge, K, nw, class_bits, seen, live, chg))
+      for (unsigned k = 0; k < K; ++k)
+        if (live[k])
+          seen[k] = deposit_class_bits(k ? ge + k - 1 : nullptr, k + 1 < K ? ge + k : nullptr,
+                                       K - 1, nw, class_bits[k], seen[k], chg);
     chg[nw - 1] &= valid_mask(w1 - 1, n);
     const size_t changes = flatten_bits(chg, nw, static_cast<uint32_t>(w0 * 64), changed_at);
     return patch_changes<T>(changed_at, changes, base.data() + w0 * 64 * sizeof(T), block, w0 * 64,

@@ -153,3 +153,47 @@ TEST_CASE("flatten_bits lists the set bits' positions on every instruction-set p
     CHECK_MESSAGE(got == want, "isa ", static_cast<int>(isa));
   }
 }
+
+TEST_CASE("deposit_all_classes matches one deposit_class_bits per class") {
+  std::mt19937_64 rng(11);
+  const size_t words = 70;
+  for (unsigned K = 2; K <= 8; ++K) {
+    // Nested masks "class >= 1..K-1" per word, as le_masks writes them.
+    std::vector<uint64_t> ge(words * (K - 1));
+    for (size_t w = 0; w < words; ++w) {
+      uint64_t m = rng() | rng();
+      for (unsigned t = 0; t + 1 < K; ++t) ge[w * (K - 1) + t] = m &= rng() | rng();
+    }
+    // Class 1 has no changes (its bitmap is all zeros and it is not live).
+    std::vector<std::vector<uint64_t>> bitmaps(K, std::vector<uint64_t>(words + 2));
+    std::vector<const uint64_t*> bits(K);
+    std::vector<uint64_t> seen0(K);
+    bool live[8];
+    for (unsigned k = 0; k < K; ++k) {
+      live[k] = k != 1;
+      if (live[k])
+        for (auto& x : bitmaps[k]) x = rng() & rng();
+      bits[k] = bitmaps[k].data();
+      seen0[k] = live[k] ? rng() % 40 : 5;
+    }
+    std::vector<uint64_t> want(words, 0), want_seen = seen0;
+    for (unsigned k = 0; k < K; ++k)
+      if (live[k])
+        want_seen[k] =
+            deposit_class_bits(k ? ge.data() + k - 1 : nullptr, k + 1 < K ? ge.data() + k : nullptr,
+                               K - 1, words, bits[k], seen0[k], want.data(), Isa::Portable);
+    if (best_isa() == Isa::Portable) {
+      CHECK_FALSE(
+          deposit_all_classes(ge.data(), K, words, bits.data(), seen0.data(), live, want.data()));
+      continue;
+    }
+    std::vector<uint64_t> got(words, 0), seen = seen0;
+    REQUIRE(deposit_all_classes(ge.data(), K, words, bits.data(), seen.data(), live, got.data()));
+    CHECK_MESSAGE(got == want, K, " classes");
+    CHECK(seen == want_seen);
+  }
+  uint64_t seen[9] = {}, chg[1] = {};
+  const uint64_t* none[9] = {};
+  bool live[9] = {};
+  CHECK_FALSE(deposit_all_classes(nullptr, 9, 0, none, seen, live, chg));
+}
