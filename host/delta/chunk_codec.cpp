@@ -503,7 +503,6 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
     corrupt("sparse chunk has invalid top exponent " + std::to_string(s.top));
   size_t pos = 4;
   thread_local std::vector<ClassStreams> streams;
-  thread_local std::vector<uint64_t> ranks;  // every class's changed element numbers
   if (streams.size() < s.classes) streams.resize(s.classes);
   uint64_t count[64], total = 0;
   for (unsigned k = 0; k < s.classes; ++k) {
@@ -513,12 +512,18 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
     count[k] = *v;
     total += *v;
   }
-  // The gaps become element numbers within the class, checked to lie in the chunk.
-  ranks.resize(total);
+  // Each class's changed element numbers (bit r: the class's element r
+  // changed) as a bitmap, set straight from its gaps and checked to lie in the
+  // chunk. A bitmap is cleared 64 words ahead of the bits being set, and past
+  // its last bit far enough for a block to read on.
+  const size_t stride = n / 64 + kBlockWords + 2 + 64;
+  thread_local std::unique_ptr<uint64_t[]> t_bitmaps;
+  thread_local size_t bitmaps_cap = 0;
+  // A local copy: stores to out may alias the thread_locals.
+  uint64_t* bitmaps = scratch(t_bitmaps, bitmaps_cap, stride * s.classes);
   const std::byte* value[64][8];
-  uint64_t first[64], at = 0;  // first[k]: index of class k's first rank in `ranks`
-  for (unsigned k = 0; k < s.classes; at += count[k], ++k) {
-    first[k] = at;
+  uint64_t last[64];  // last changed element number of each class
+  for (unsigned k = 0; k < s.classes; ++k) {
     if (!count[k]) continue;
     ClassStreams& c = streams[k];
     get_stream(in, pos, count[k] * 10, c.gaps, "gap");
@@ -527,6 +532,8 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
       if (c.planes[q].size() != count[k]) corrupt("value plane has the wrong length");
       value[k][q] = c.planes[q].data();
     }
+    uint64_t* bm = bitmaps + k * stride;
+    size_t cleared = 0;  // words [0, cleared) of bm are zero
     size_t gp = 0;
     uint64_t r = 0;
     for (uint64_t j = 0; j < count[k]; ++j) {
@@ -534,33 +541,21 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
       if (!g || *g >= n) corrupt("gap stream is corrupt");
       r = j == 0 ? *g : r + 1 + *g;
       if (r >= n) corrupt("gap stream points past the end of the chunk");
-      ranks[at + j] = r;
+      const size_t w = r / 64;
+      if (w >= cleared) {
+        std::fill(bm + cleared, bm + w + 64, uint64_t{0});
+        cleared = w + 64;
+      }
+      bm[w] |= uint64_t{1} << (r % 64);
     }
     if (gp != c.gaps.size()) corrupt("gap stream has trailing bytes");
+    last[k] = r;
+    const size_t readable = r / 64 + kBlockWords + 2;
+    if (readable > cleared) std::fill(bm + cleared, bm + readable, uint64_t{0});
   }
   if (pos != in.size())
     corrupt("sparse chunk has " + std::to_string(in.size() - pos) + " trailing bytes");
 
-  // Each class's changed element numbers as a bitmap, padded so that a block
-  // may read a class's bits past its last one.
-  thread_local std::vector<uint64_t> t_bitmaps;
-  size_t bitmap_at[64];
-  uint64_t last[64];  // last changed element number of each class
-  size_t words = 0;
-  for (unsigned k = 0; k < s.classes; ++k) {
-    bitmap_at[k] = words;
-    if (!count[k]) continue;
-    last[k] = ranks[first[k] + count[k] - 1];
-    words += last[k] / 64 + kBlockWords + 2;
-  }
-  t_bitmaps.assign(words, 0);
-  uint64_t* bitmaps = t_bitmaps.data();  // local copies: stores to out may alias the thread_locals
-  const uint64_t* rank = ranks.data();
-  for (unsigned k = 0; k < s.classes; ++k) {
-    uint64_t* bm = bitmaps + bitmap_at[k];
-    for (uint64_t j = first[k], e = first[k] + count[k]; j < e; ++j)
-      bm[rank[j] / 64] |= uint64_t{1} << (rank[j] % 64);
-  }
   // Class of each exponent value, as the masks have it (class 0 above top).
   const unsigned emask = f.bits ? (1u << f.bits) - 1 : 0;
   uint8_t cls[2048] = {};
@@ -586,7 +581,7 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
     static constexpr uint64_t kNoBits[2] = {0, 0};  // read by classes without changes
     for (unsigned k = 0; k < K; ++k) {
       live[k] = count[k] && seen[k] <= last[k];
-      class_bits[k] = count[k] ? bitmaps + bitmap_at[k] : kNoBits;
+      class_bits[k] = count[k] ? bitmaps + k * stride : kNoBits;
     }
     if (!deposit_all_classes(ge, K, nw, class_bits, seen, live, chg))
       for (unsigned k = 0; k < K; ++k)
