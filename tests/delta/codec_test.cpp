@@ -314,3 +314,51 @@ TEST_CASE("apply_into reconstructs into caller-owned buffers that are reused acr
   CHECK_THROWS(apply_into(views(base), bad, out));
   CHECK((base[0].data == a.data));
 }
+
+TEST_CASE("tensors at odd addresses (another writer's unaligned offsets) encode and apply") {
+  // Other writers may put a 3-byte tensor first, leaving every later one
+  // misaligned in the mapped file; the codec must not assume alignment.
+  std::vector<Tensor> base, next;
+  base.push_back(random_tensor("tag", DType::U8, {3}, 30));
+  next.push_back(perturb(base[0], 0.5, 31));
+  {
+    auto [a, b] = bf16_step(200'000, 1e-6, 32);  // sparse
+    base.push_back(a);
+    next.push_back(b);
+  }
+  for (auto [dtype, fraction] :
+       {std::pair{DType::F32, 0.02}, {DType::F64, 0.5}, {DType::F16, 0.9}}) {
+    Tensor t = random_tensor("t" + std::string(dtype_name(dtype)), dtype, {70'001}, 33);
+    base.push_back(t);
+    next.push_back(perturb(t, fraction, 34));
+  }
+  // Copies of the tensors packed back to back from an odd address.
+  auto packed = [](const std::vector<Tensor>& ts, std::vector<std::byte>& store) {
+    size_t total = 1;
+    for (const auto& t : ts) total += t.data.size();
+    store.assign(total, std::byte{0});
+    std::vector<TensorView> v;
+    size_t at = 1;
+    for (const auto& t : ts) {
+      std::memcpy(store.data() + at, t.data.data(), t.data.size());
+      v.push_back({t.name, t.dtype, t.shape, std::span(store).subspan(at, t.data.size())});
+      at += t.data.size();
+    }
+    return v;
+  };
+  std::vector<std::byte> base_store, next_store, out_store;
+  auto base_v = packed(base, base_store), next_v = packed(next, next_store);
+  auto d = encode(base_v, next_v);
+  check_same(flare::delta::apply(base_v, d).tensors, next);
+
+  auto garbage = packed(base, out_store);  // odd-addressed output buffers
+  std::vector<OutputTensor> out;
+  for (const auto& v : garbage)
+    out.push_back({v.name, v.dtype, v.shape,
+                   std::span(out_store).subspan(
+                       static_cast<size_t>(v.data.data() - out_store.data()), v.data.size())});
+  apply_into(base_v, d, out);
+  for (size_t i = 0; i < next.size(); ++i)
+    CHECK(std::equal(out[i].data.begin(), out[i].data.end(), next[i].data.begin(),
+                     next[i].data.end()));
+}
