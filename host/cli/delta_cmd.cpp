@@ -8,10 +8,13 @@
 
 #include "delta/codec.hpp"
 #include "subcommand.hpp"
+#include "terminal_text.hpp"
 
 namespace {
 
 using namespace flare::delta;
+using flare::cli::display_width;
+using flare::cli::printable;
 
 constexpr const char* kUsage =
     "usage: flare delta encode BASE NEW OUT [--level N] [--threads N] [--chunk-elements N]\n"
@@ -125,17 +128,29 @@ nlohmann::json to_json(const DeltaInfo& info) {
 
 void print_table(const DeltaInfo& info) {
   std::printf("%s, base '%s' (digest %08x), %zu metadata keys\n", info.format.c_str(),
-              info.base_identity.c_str(), info.base_digest, info.metadata.size());
-  size_t w = 6;
-  for (const auto& t : info.tensors) w = std::max(w, t.name.size());
-  std::printf("%-*s  %-9s  %-8s  %-7s  %-16s  %12s  %8s  %10s\n", static_cast<int>(w), "tensor",
-              "change", "encoding", "dtype", "shape", "changed", "density", "stored");
+              printable(info.base_identity).c_str(), info.base_digest, info.metadata.size());
+  // Names and shapes padded by the columns they take, whatever their script.
+  std::vector<std::string> names, shapes;
+  size_t name_w = 6, shape_w = 5;
   for (const auto& t : info.tensors) {
+    names.push_back(printable(t.name));
+    shapes.push_back(shape_text(t.shape));
+    name_w = std::max(name_w, display_width(names.back()));
+    shape_w = std::max(shape_w, shapes.back().size());
+  }
+  auto padded = [](const std::string& s, size_t w) {
+    return s + std::string(w - std::min(w, display_width(s)), ' ');
+  };
+  std::printf("%s  %-9s  %-8s  %-7s  %s  %12s  %8s  %10s\n", padded("tensor", name_w).c_str(),
+              "change", "encoding", "dtype", padded("shape", shape_w).c_str(), "changed", "density",
+              "stored");
+  for (size_t i = 0; i < info.tensors.size(); ++i) {
+    const auto& t = info.tensors[i];
     char density[16];
     std::snprintf(density, sizeof density, "%.3f%%", 100.0 * t.density);
-    std::printf("%-*s  %-9s  %-8s  %-7s  %-16s  %12llu  %8s  %10s\n", static_cast<int>(w),
-                t.name.c_str(), std::string(change_name(t.change)).c_str(), t.encoding.c_str(),
-                std::string(dtype_name(t.dtype)).c_str(), shape_text(t.shape).c_str(),
+    std::printf("%s  %-9s  %-8s  %-7s  %s  %12llu  %8s  %10s\n", padded(names[i], name_w).c_str(),
+                std::string(change_name(t.change)).c_str(), t.encoding.c_str(),
+                std::string(dtype_name(t.dtype)).c_str(), padded(shapes[i], shape_w).c_str(),
                 static_cast<unsigned long long>(t.changed_elements), density,
                 human_bytes(t.stored_bytes).c_str());
   }

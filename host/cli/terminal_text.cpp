@@ -1,0 +1,66 @@
+#include "terminal_text.hpp"
+
+#include <cstdint>
+#include <cstdio>
+
+namespace flare::cli {
+namespace {
+
+// Decodes the code point at s[i] (valid UTF-8) and advances i past it.
+uint32_t next_code_point(std::string_view s, size_t& i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  const size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+  uint32_t cp = len == 1 ? c : c & (0x7F >> len);
+  for (size_t k = 1; k < len && i + k < s.size(); ++k)
+    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  i += len;
+  return cp;
+}
+
+bool in(uint32_t cp, uint32_t lo, uint32_t hi) {
+  return cp >= lo && cp <= hi;
+}
+
+unsigned columns(uint32_t cp) {
+  if (in(cp, 0x0300, 0x036F) || in(cp, 0x1AB0, 0x1AFF) || in(cp, 0x1DC0, 0x1DFF) ||
+      in(cp, 0x200B, 0x200F) || in(cp, 0x20D0, 0x20FF) || in(cp, 0xFE00, 0xFE0F) ||
+      in(cp, 0xFE20, 0xFE2F))
+    return 0;
+  if (in(cp, 0x1100, 0x115F) || in(cp, 0x2E80, 0x303E) || in(cp, 0x3041, 0x33FF) ||
+      in(cp, 0x3400, 0x4DBF) || in(cp, 0x4E00, 0x9FFF) || in(cp, 0xA000, 0xA4CF) ||
+      in(cp, 0xAC00, 0xD7A3) || in(cp, 0xF900, 0xFAFF) || in(cp, 0xFE30, 0xFE4F) ||
+      in(cp, 0xFF00, 0xFF60) || in(cp, 0xFFE0, 0xFFE6) || in(cp, 0x1F300, 0x1F64F) ||
+      in(cp, 0x1F900, 0x1F9FF) || in(cp, 0x20000, 0x3FFFD))
+    return 2;
+  return 1;
+}
+
+}  // namespace
+
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const size_t at = i;
+    const uint32_t cp = next_code_point(s, i);
+    char esc[8];
+    if (cp < 0x20 || cp == 0x7F) {
+      std::snprintf(esc, sizeof esc, "\\x%02X", static_cast<unsigned>(cp));
+      out += esc;
+    } else if (in(cp, 0x80, 0x9F)) {
+      std::snprintf(esc, sizeof esc, "\\u%04X", static_cast<unsigned>(cp));
+      out += esc;
+    } else {
+      out.append(s.substr(at, i - at));
+    }
+  }
+  return out;
+}
+
+size_t display_width(std::string_view s) {
+  size_t w = 0;
+  for (size_t i = 0; i < s.size();) w += columns(next_code_point(s, i));
+  return w;
+}
+
+}  // namespace flare::cli
