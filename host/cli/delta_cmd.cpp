@@ -219,10 +219,10 @@ int delta_main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "flare delta: %s\n%s", e.what(), kUsage);
+    std::fprintf(stderr, "flare delta: %s\n%s", printable(e.what()).c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "flare delta: %s\n", e.what());
+    std::fprintf(stderr, "flare delta: %s\n", printable(e.what()).c_str());
     return 1;
   }
 }

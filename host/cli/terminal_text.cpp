@@ -3,16 +3,23 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "utf8_check.hpp"
+
 namespace flare::cli {
 namespace {
 
-// Decodes the code point at s[i] (valid UTF-8) and advances i past it.
-uint32_t next_code_point(std::string_view s, size_t& i) {
+// Decodes the code point at s[i] and advances i past it; a byte that does not
+// start a well-formed sequence is returned as itself (0x80..0xFF).
+uint32_t next_code_point(std::string_view s, size_t& i, bool* malformed = nullptr) {
+  const size_t len = utf8_sequence_length(s, i);
   const auto c = static_cast<unsigned char>(s[i]);
-  const size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-  uint32_t cp = len == 1 ? c : c & (0x7F >> len);
-  for (size_t k = 1; k < len && i + k < s.size(); ++k)
-    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  if (malformed) *malformed = len == 0;
+  if (len <= 1) {
+    ++i;
+    return c;
+  }
+  uint32_t cp = c & (0x7F >> len);
+  for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
   i += len;
   return cp;
 }
@@ -42,9 +49,10 @@ std::string printable(std::string_view s) {
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
     const size_t at = i;
-    const uint32_t cp = next_code_point(s, i);
+    bool malformed = false;
+    const uint32_t cp = next_code_point(s, i, &malformed);
     char esc[8];
-    if (cp < 0x20 || cp == 0x7F) {
+    if (malformed || cp < 0x20 || cp == 0x7F) {
       std::snprintf(esc, sizeof esc, "\\x%02X", static_cast<unsigned>(cp));
       out += esc;
     } else if (in(cp, 0x80, 0x9F)) {

@@ -7,8 +7,9 @@
 
 namespace flare::cli {
 
-// `s` (valid UTF-8) with control characters (C0, DEL, C1) written as \xNN or
-// \u00NN, so a name cannot move the cursor or recolour the terminal.
+// `s` with control characters (C0, DEL, C1) written as \xNN or \u00NN, and
+// bytes that are not well-formed UTF-8 as \xNN, so a name cannot move the
+// cursor or recolour the terminal.
 std::string printable(std::string_view s);
 
 // Columns a terminal gives valid UTF-8 without control characters: East Asian

@@ -6,7 +6,8 @@ offsets, scalars, empty tensors, non-ASCII and control characters in names),
 and an independent reader applies the reference implementation's checks to
 what flare writes (tensors contiguous from offset 0, nothing after the last,
 sizes matching shapes). The CLI's encode, inspect (table and --json), apply and
-verify run on them, then bad inputs. Usage: safetensors_cli.py FLARE_EXECUTABLE
+verify run on them, then bad inputs (each a one-line error, with control
+characters in names escaped, and no file left behind). Usage: safetensors_cli.py FLARE_EXECUTABLE
 """
 import json
 import os
@@ -173,7 +174,11 @@ with tempfile.TemporaryDirectory() as tmp:
     open(p("empty.delta"), "wb").write(b"")
     raw = open(p("base.safetensors"), "rb").read()
     open(p("trailing.safetensors"), "wb").write(raw + b"\0\0\0")
+    other = dict(base)
+    other["esc\x1b[31mred"] = ("U8", [2], b"zy")
+    write(p("other.safetensors"), other, {"format": "pt"}, order)
     cases = [
+        ("a base whose tensor differs", p("other.safetensors"), p("d.delta"), "esc\\x1B[31mred"),
         ("a flipped byte", p("base.safetensors"), p("flipped.delta"), ""),
         ("a truncated delta", p("base.safetensors"), p("short.delta"), ""),
         ("an empty delta", p("base.safetensors"), p("empty.delta"), ""),
@@ -186,7 +191,7 @@ with tempfile.TemporaryDirectory() as tmp:
         after = set(os.listdir(tmp))
         message = r.stderr.strip().splitlines()[0] if r.stderr.strip() else ""
         check(r.returncode == 1 and message.startswith("flare delta: ") and needle in message
-              and after == before, f"apply with {what}: {message}")
+              and "\x1b" not in r.stderr and after == before, f"apply with {what}: {message}")
 
 print(f"{failures} failed")
 sys.exit(1 if failures else 0)
