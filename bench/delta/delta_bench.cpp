@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -101,6 +102,21 @@ ChildRun run_in_child(const char* mode, const std::string& a, const std::string&
   ChildRun r;
   std::sscanf(buf, "%lf %lf %ld", &r.seconds, &r.cpu, &r.max_rss_kb);
   return r;
+}
+
+// Best wall time of three run_in_child runs (with that run's CPU time) and the
+// largest peak RSS; after(r) runs after run r.
+ChildRun best_of_3_in_child(const char* mode, const std::string& a, const std::string& b,
+                            const std::string& out, const std::function<void(int)>& after = {}) {
+  ChildRun best;
+  best.seconds = 1e9;
+  for (int r = 0; r < 3; ++r) {
+    ChildRun one = run_in_child(mode, a, b, out);
+    if (after) after(r);
+    if (one.seconds < best.seconds) best.seconds = one.seconds, best.cpu = one.cpu;
+    best.max_rss_kb = std::max(best.max_rss_kb, one.max_rss_kb);
+  }
+  return best;
 }
 
 template <typename Fn>
@@ -203,23 +219,13 @@ void run_scenario(const Scenario& s, const std::vector<float>& master,
 
   // Best of three encodes and of three applies to a file, each in a fresh
   // process (peak RSS: the largest of the three applies).
-  ChildRun enc;
-  enc.seconds = 1e9;
-  for (int r = 0; r < 3; ++r) {
-    ChildRun one = run_in_child("--encode-child", base, next, diff);
-    if (one.seconds < enc.seconds) enc.seconds = one.seconds, enc.cpu = one.cpu;
-  }
+  const ChildRun enc = best_of_3_in_child("--encode-child", base, next, diff);
   const delta::DeltaInfo info = delta::inspect_file(diff);
-  ChildRun ap;
-  ap.seconds = 1e9;
-  for (int r = 0; r < 3; ++r) {
-    ChildRun one = run_in_child("--apply-child", base, diff, out);
+  const ChildRun ap = best_of_3_in_child("--apply-child", base, diff, out, [&](int r) {
     if (r == 0 && slurp(out) != slurp(next))
       throw std::runtime_error("apply output differs from the new checkpoint");
     fs::remove(out);
-    if (one.seconds < ap.seconds) ap.seconds = one.seconds, ap.cpu = one.cpu;
-    ap.max_rss_kb = std::max(ap.max_rss_kb, one.max_rss_kb);
-  }
+  });
   MemoryApply mem = apply_in_memory(base, diff, next, 10);
   uint64_t changed = 0, elements = 0;
   for (const auto& t : info.tensors) {
