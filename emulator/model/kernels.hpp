@@ -144,15 +144,14 @@ T rmsnorm_row(const T* __restrict x, const T* __restrict g, int d, T eps, T* __r
   return inv;
 }
 
-// Given dy for y = rmsnorm(x)·g: dx += ..., dg += ...
+// Given dy for y = rmsnorm(x)·g: dx += ..., dg += ... (dg skipped when null).
 template <class T>
 void rmsnorm_row_backward(const T* __restrict x, const T* __restrict g, int d, T inv,
                           const T* __restrict dy, T* __restrict dx, T* __restrict dg) {
   T dot = 0;
-  for (int i = 0; i < d; ++i) {
-    dg[i] += dy[i] * x[i] * inv;
-    dot += dy[i] * g[i] * x[i];
-  }
+  for (int i = 0; i < d; ++i) dot += dy[i] * g[i] * x[i];
+  if (dg)
+    for (int i = 0; i < d; ++i) dg[i] += dy[i] * x[i] * inv;
   const T c = dot * inv * inv * inv / T(d);
   for (int i = 0; i < d; ++i) dx[i] += dy[i] * g[i] * inv - x[i] * c;
 }
