@@ -68,8 +68,12 @@ class Engine {
   explicit Engine(int threads = 0);  // 0 = hardware threads
   ~Engine();
 
-  // Atomically replaces the serving model. nullptr = no weights loaded.
-  void set_model(std::shared_ptr<const model::Model> m, std::string snapshot_identity);
+  // Atomically replaces the serving model. nullptr = no weights loaded. With an
+  // adapter, every request runs through base + adapter (applied per sequence at
+  // run time, model::Model::new_cache; the model batches sequences of different
+  // adapters in one forward).
+  void set_model(std::shared_ptr<const model::Model> m, std::string snapshot_identity,
+                 std::shared_ptr<const model::Adapter> adapter = nullptr);
   std::shared_ptr<const model::Model> model() const;
   std::string snapshot_identity() const;
 

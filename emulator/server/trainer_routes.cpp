@@ -16,6 +16,7 @@ struct JobHandle {
   std::string id;
   std::string bucket_dir;
   std::string last_base;
+  std::string base_model;
   std::shared_ptr<TrainerRuntime> rt;
 };
 
@@ -32,7 +33,8 @@ JobHandle running_job(ControlPlane& cp, const httplib::Request& req) {
                    "trainer job " + id + " is " + it->second.row.state + ", not RUNNING",
                    std::max(1.0, cp.opt.provision_delay_s));
   }
-  return {id, it->second.row.bucket_dir, it->second.row.last_base, it->second.rt};
+  return {id, it->second.row.bucket_dir, it->second.row.last_base,
+          it->second.spec["trainingConfig"].value("baseModel", ""), it->second.rt};
 }
 
 // A list of numbers given either as a plain array or as Tinker's TensorData {data: [...]}.
@@ -233,11 +235,33 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
   if (path.empty()) bad_request("field 'path' is required");
   std::string name = snapshot_name_of(path);
   std::string type = get_string(body, "checkpoint_type", "base");
-  if (type != "base" && type != "delta")
-    bad_request("checkpoint_type '" + type + "' must be 'base' or 'delta'");
+  if (type != "base" && type != "delta" && type != "merged_base")
+    bad_request("checkpoint_type '" + type + "' must be 'base', 'delta' or 'merged_base'");
 
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
+  const model::LoraConfig& lora = job.rt->trainer->lora();
+  if (type == "merged_base" && lora.rank == 0)
+    bad_request("checkpoint_type 'merged_base' folds a LoRA adapter into the base; trainer job " +
+                job.id + " trains full weights (loraRank 0): use 'base'");
+  if (lora.rank > 0) {
+    // An adapter is standalone: 'base' and 'delta' both save the whole PEFT adapter
+    // (never a delta chain); 'merged_base' saves the base with the adapter folded in.
+    fs::create_directories(snapshot_dir(job.bucket_dir, name));
+    if (type == "merged_base") {
+      write_checkpoint(base_path(job.bucket_dir, name),
+                       to_checkpoint(job.rt->trainer->merged_weights()));
+    } else {
+      write_peft_adapter(snapshot_dir(job.bucket_dir, name), job.base_model, lora.rank, lora.alpha,
+                         job.rt->trainer->adapter_weights());
+    }
+    send_json(res, 200,
+              {{"path", name},
+               {"snapshot_name", name},
+               {"checkpoint_type", type == "merged_base" ? "merged_base" : "base"},
+               {"lora_rank", lora.rank}});
+    return;
+  }
   auto next = std::make_shared<const Checkpoint>(to_checkpoint(job.rt->trainer->sampler_weights()));
   fs::create_directories(snapshot_dir(job.bucket_dir, name));
   nlohmann::json out = {{"path", name}, {"snapshot_name", name}, {"checkpoint_type", type}};
