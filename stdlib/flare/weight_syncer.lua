@@ -32,8 +32,9 @@ local spec = {
 local EMULATOR_FORMAT = "flare-delta-v1"
 
 local function check_type(kind, who)
-  if kind ~= nil and kind ~= "base" and kind ~= "delta" then
-    options.raise("invalid_argument", who .. ": checkpoint_type must be \"base\" or \"delta\", got " .. tostring(kind))
+  if kind ~= nil and kind ~= "base" and kind ~= "delta" and kind ~= "merged_base" then
+    options.raise("invalid_argument", who .. ": checkpoint_type must be \"base\", \"delta\" or \"merged_base\", got "
+      .. tostring(kind))
   end
 end
 
@@ -100,6 +101,7 @@ end
 
 -- The checkpoint type of the next save.
 function Syncer:_next_type(requested)
+  if requested == "merged_base" then return requested end  -- an explicit fold of a LoRA adapter
   if self.lora_rank > 0 then return "base" end
   if not self.first_done then
     local kind = requested or self.first_checkpoint_type
@@ -139,7 +141,7 @@ function Syncer:hotload(snapshot, checkpoint_type)
   check_type(checkpoint_type, "hotload")
   local kind = checkpoint_type or "base"
   local meta
-  if kind == "delta" then
+  if kind == "delta" and self.lora_rank == 0 then
     if not self.base_identity then return false end
     meta = {previous_snapshot_identity = self.base_identity, compression_format = self.compression_format,
       checksum_format = "alder32"}

@@ -1,5 +1,5 @@
 -- flare.fireworks.trainer: a trainer job (rlorTrainerJobs) and its Tinker-shaped API.
---   local t = fw:trainer{base_model = (required), lora_rank = 0, learning_rate = 1e-4,
+--   local t = fw:trainer{base_model = (required), lora_rank = 0, lora_alpha = 32, learning_rate = 1e-4,
 --       hot_load_deployment_id = nil, job_id = "flare-<8 hex>", display_name = nil,
 --       max_context_length = nil, timeout_s = 900, poll_interval_s = 5, quiet = nil}
 --     creates the job (or attaches to an existing one with that job_id) and waits until it is
@@ -11,7 +11,11 @@
 --   t:forward(datums, loss_fn, config)  -- no gradient
 --   t:optim_step{learning_rate = <trainer's>, beta1 = 0.9, beta2 = 0.95, eps = 1e-12,
 --       weight_decay = 0, grad_clip_norm = 0}  -> {grad_norm =, step =, metrics =}
---   t:save_weights_for_sampler(name, {checkpoint_type = "base" | "delta"}) -> {path =, snapshot_name =, ...}
+--   lora_rank > 0 trains a LoRA adapter (rank 1 to 64) on every projection, the base frozen;
+--   lora_alpha (the SDK's default 32) scales it by lora_alpha / lora_rank.
+--   t:save_weights_for_sampler(name, {checkpoint_type = "base" | "delta" | "merged_base"})
+--       -> {path =, snapshot_name =, ...}; with LoRA, "base" and "delta" both save the whole
+--       adapter (a PEFT folder), "merged_base" the base with the adapter folded in
 --   t:save_state(name), t:load_state(name)
 --   t:close()  deletes the job
 --   Each call X also has X_async(...) returning a future (see flare.fireworks.future).
@@ -23,9 +27,10 @@ local future = require("flare.fireworks.future")
 local M = {}
 M.__index = M
 local raise = options.raise
+local DEFAULT_LORA_ALPHA = 32  -- the SDK's create_training_client default
 
 local spec = {
-  base_model = "string", lora_rank = "integer", learning_rate = "number", hot_load_deployment_id = "string",
+  base_model = "string", lora_rank = "integer", lora_alpha = "number", learning_rate = "number", hot_load_deployment_id = "string",
   job_id = "string", display_name = "string", max_context_length = "integer", timeout_s = "number",
   poll_interval_s = "number", quiet = "boolean",
 }
@@ -42,12 +47,19 @@ function M.new(fw, opts)
   if opts.lora_rank and opts.lora_rank < 0 then
     raise("invalid_argument", "trainer: lora_rank must be >= 0, got " .. opts.lora_rank)
   end
+  if opts.lora_alpha and opts.lora_alpha <= 0 then
+    raise("invalid_argument", "trainer: lora_alpha must be > 0, got " .. opts.lora_alpha)
+  end
   local self = setmetatable({fw = fw, base_model = opts.base_model, lora_rank = opts.lora_rank or 0,
     learning_rate = opts.learning_rate or 1e-4, job_id = opts.job_id or ("flare-" .. options.random_hex(8)),
     hot_load_deployment_id = opts.hot_load_deployment_id}, M)
   self.name = "accounts/" .. fw.account_id .. "/rlorTrainerJobs/" .. self.job_id
   self.gateway = "/training/v1/rlorTrainerJobs/" .. fw.account_id .. "/" .. self.job_id .. "/api/v1/"
   local training = {baseModel = self.base_model, loraRank = self.lora_rank, learningRate = self.learning_rate}
+  if self.lora_rank > 0 then  -- the SDK's default alpha; ignored for full-weight training
+    self.lora_alpha = opts.lora_alpha or DEFAULT_LORA_ALPHA
+    training.loraAlpha = self.lora_alpha
+  end
   if opts.max_context_length then training.maxContextLength = opts.max_context_length end
   local body = {serviceMode = true, trainingConfig = training}
   if opts.hot_load_deployment_id then body.hotLoadDeploymentId = opts.hot_load_deployment_id end
@@ -155,8 +167,9 @@ function M:save_weights_for_sampler_async(name, opts)
   end
   opts = options.check(opts, {checkpoint_type = "string"}, "save_weights_for_sampler")
   local kind = opts.checkpoint_type or "base"
-  if kind ~= "base" and kind ~= "delta" then
-    raise("invalid_argument", "save_weights_for_sampler: checkpoint_type must be \"base\" or \"delta\", got " .. kind)
+  if kind ~= "base" and kind ~= "delta" and kind ~= "merged_base" then
+    raise("invalid_argument",
+      "save_weights_for_sampler: checkpoint_type must be \"base\", \"delta\" or \"merged_base\", got " .. kind)
   end
   return self:_submit("save_weights_for_sampler", {path = name, checkpoint_type = kind})
 end
