@@ -124,6 +124,16 @@ void matmul(const T* x, int rows, int in, const T* wt, int out, T* y, bool accum
   matmul_generic(x, rows, in, wt, out, y, accumulate);
 }
 
+// y[r, o] = dot(x[r, :], w[o, :]) with w stored [out, in]: for narrow outputs
+// (a LoRA rank), where matmul's column tiles would leave only its scalar tail.
+// Each element is one dot() in its fixed order, whatever the row count.
+template <class T>
+void matmul_narrow(const T* x, int rows, int in, const T* w, int out, T* y) {
+  for (int r = 0; r < rows; ++r)
+    for (int o = 0; o < out; ++o)
+      y[size_t(r) * out + o] = dot(x + size_t(r) * in, w + size_t(o) * in, in);
+}
+
 // dw[o, k] += Σ_r dy[r, o] · x[r, k]  (the weight gradient of y = x·Wᵀ, W [out, in]),
 // computed as the product dyᵀ · x; `scratch` holds dyᵀ.
 template <class T>

@@ -12,7 +12,8 @@ namespace flare::model::detail {
 // Target indices into LoraLayout::layers[i] (the order of kLoraTargetNames).
 enum LoraTarget { kQ, kK, kV, kO, kGate, kUp, kDown };
 
-// An adapter's parameters: `w` in LoraLayout order, `wt` their transposes.
+// An adapter's parameters: `w` in LoraLayout order, `wt` their transposes
+// (the products use A, B and Bᵀ).
 template <class T>
 struct LoraNet {
   const LoraLayout* lay;
@@ -26,20 +27,29 @@ struct LoraNet {
 template <class T>
 void lora_forward(const LoraNet<T>& lora, const LoraModule& m, const T* x, int rows, T* us, T* y) {
   const int r = lora.lay->rank;
-  matmul(x, rows, m.in, lora.wt + m.a, r, us);
+  matmul_narrow(x, rows, m.in, lora.w + m.a, r, us);
   for (size_t i = 0; i < size_t(rows) * r; ++i) us[i] *= lora.scale;
   matmul(us, rows, r, lora.wt + m.b, m.out, y, true);
 }
 
 // Given dy for the lora_forward that produced `us` from x: adds ∂L/∂A and
 // ∂L/∂B into `grad` (LoraLayout offsets; skipped when null) and ∂L/∂x into dx.
+// `dus`, `scratch` and `tmp` are work space.
 template <class T>
 void lora_backward(const LoraNet<T>& lora, const LoraModule& m, const T* x, const T* us,
                    const T* dy, int rows, T* dx, T* grad, std::vector<T>& dus,
-                   std::vector<T>& scratch) {
+                   std::vector<T>& scratch, std::vector<T>& tmp) {
   const int r = lora.lay->rank;
-  if (grad) matmul_weight_grad(dy, rows, m.out, us, r, grad + m.b, scratch);
-  matmul(dy, rows, m.out, lora.w + m.b, r, dus.data());
+  if (grad) {  // dB [out, r] += dyᵀ us, computed as its transpose usᵀ dy [r, out] (wide rows)
+    scratch.resize(size_t(r) * rows);
+    transpose(us, size_t(rows), size_t(r), scratch.data());
+    tmp.resize(size_t(r) * m.out);
+    matmul(scratch.data(), r, rows, dy, m.out, tmp.data());
+    T* db = grad + m.b;
+    for (int k = 0; k < r; ++k)
+      for (int o = 0; o < m.out; ++o) db[size_t(o) * r + k] += tmp[size_t(k) * m.out + o];
+  }
+  matmul_narrow(dy, rows, m.out, lora.wt + m.b, r, dus.data());
   for (size_t i = 0; i < size_t(rows) * r; ++i) dus[i] *= lora.scale;
   if (grad) matmul_weight_grad(dus.data(), rows, r, x, m.in, grad + m.a, scratch);
   matmul(dus.data(), rows, r, lora.w + m.a, m.in, dx, true);

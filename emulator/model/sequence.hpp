@@ -41,7 +41,7 @@ struct SeqWork {
   std::vector<LayerActs<T>> layers;
   std::vector<T> x_out, inv_f, h_f, logp;  // logp: [n, vocab] log-softmax
   // backward scratch
-  std::vector<T> dx, dh, dq, dk, dv, dctx, dgate, dup, dact, dlogits, drow, tscratch, dus;
+  std::vector<T> dx, dh, dq, dk, dv, dctx, dgate, dup, dact, dlogits, drow, tscratch, dus, ltmp;
 
   void resize(const Config& c, int len, int lora_rank = 0) {
     n = len;
@@ -189,7 +189,7 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     // Target t's low-rank term: dy -> dA, dB, and dx += dy B A scale.
     auto adapt_back = [&](int t, const T* x, const T* dy, T* dx) {
       lora_backward(*lora, lora->lay->layers[li][t], x, a.us(t, n, r), dy, n, dx, lora_grad, ws.dus,
-                    ws.tscratch);
+                    ws.tscratch, ws.ltmp);
     };
     // MLP: x_out = x_mid + act · Wdᵀ, act = silu(gate) * up.
     matmul(ws.dx.data(), n, d, w + o.down, f, ws.dact.data());
