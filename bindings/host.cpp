@@ -199,6 +199,10 @@ void push_args(lua_State* L, const std::vector<std::string>& args, const std::st
 
 }  // namespace
 
+const char* luajit_version() {
+  return LUAJIT_VERSION;
+}
+
 std::string stdlib_dir() {
   if (const char* env = std::getenv("FLARE_STDLIB")) return env;
   std::error_code ec;

@@ -23,9 +23,9 @@
 
 #include "delta/adler32.hpp"
 #include "delta/codec.hpp"
-#include "delta/file_io.hpp"
 #include "delta/safetensors.hpp"
-#include "delta/thread_pool.hpp"
+#include "runtime/file_io.hpp"
+#include "runtime/thread_pool.hpp"
 #include "synthetic.hpp"
 
 namespace fs = std::filesystem;

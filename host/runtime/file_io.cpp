@@ -1,4 +1,4 @@
-#include "delta/file_io.hpp"
+#include "runtime/file_io.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,4 +1,4 @@
-#include "delta/thread_pool.hpp"
+#include "runtime/thread_pool.hpp"
 
 #include <atomic>
 #include <condition_variable>
