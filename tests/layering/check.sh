@@ -12,7 +12,8 @@ set -uo pipefail
 root="$(cd "${1:-$(dirname "$0")/../..}" && pwd)"
 cd "$root" || exit 2
 
-lua_headers='lua\.h|lauxlib\.h|lualib\.h|luajit\.h|lua\.hpp|luaconf\.h'
+lua_header_re='(^|/)(lua\.h|lauxlib\.h|lualib\.h|luajit\.h|lua\.hpp|luaconf\.h)$'
+include_re='^[[:space:]]*#[[:space:]]*include[[:space:]]*([<"])([^>"]+)[>"]'
 violations=0
 report() {  # FILE:LINE MESSAGE
   echo "layering: $1: $2"
@@ -34,7 +35,8 @@ resolve() {  # FILE INCLUDE -> the source path it names, or nothing (a system he
   dir=$(dirname "$1")
   for candidate in "$dir/$2" "$2" "host/$2" "bindings/$2" "app/$2"; do
     if [[ -f "$candidate" ]]; then
-      realpath -m --relative-to="$root" "$candidate"
+      candidate=$(realpath -m "$candidate")
+      echo "${candidate#"$root"/}"
       return
     fi
   done
@@ -54,17 +56,18 @@ while IFS= read -r file; do
   checked=$((checked + 1))
   layer=$(layer_of "$file")
   while IFS=: read -r line text; do
-    header=$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]([^>"]+)[>"].*/\1/' <<<"$text")
-    if [[ "$layer" != bindings ]] && grep -qE "(^|/)($lua_headers)\$" <<<"$header"; then
+    [[ "$text" =~ $include_re ]] || continue
+    quote=${BASH_REMATCH[1]} header=${BASH_REMATCH[2]}
+    if [[ "$layer" != bindings && "$header" =~ $lua_header_re ]]; then
       report "$file:$line" "$layer/ includes the Lua header <$header>; only bindings/ may use the Lua C API"
       continue
     fi
-    [[ "$text" == *'"'* ]] || continue
+    [[ "$quote" == '"' ]] || continue
     target=$(resolve "$file" "$header")
     [[ -n "$target" ]] || continue
     target_layer=$(layer_of "$target")
     if forbidden "$layer" "$target_layer"; then
-      report "$file:$line" "$layer/ includes \"$header\" ($target), a $target_layer/ header"
+      report "$file:$line" "$layer/ includes \"$header\" ($target), a header of $target_layer/"
     fi
   done < <(grep -nE '^[[:space:]]*#[[:space:]]*include' "$file")
 done < <(find app bindings emulator host -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.c' -o -name '*.h' \) 2>/dev/null | sort)
