@@ -110,7 +110,8 @@ function M.parse_args(args, defaults)
       out.help = true
     elseif defaults[name] ~= nil then
       out.overrides[name] = convert(key, value, defaults[name])
-    elseif value == true and key:sub(1, 3) == "no-" and type(defaults[key:sub(4):gsub("-", "_")]) == "boolean" then
+    elseif value == true and key:sub(1, 3) == "no-" and
+      type(defaults[key:sub(4):gsub("-", "_")]) == "boolean" then
       out.overrides[(key:sub(4):gsub("-", "_"))] = false
     else
       config_error("unknown option --" .. key .. suggestion(name, defaults))
@@ -153,8 +154,10 @@ local function print_help(o, defaults)
   for _, k in ipairs(sorted_keys(defaults)) do
     lines[#lines + 1] = string.format("  --%-24s %s", k:gsub("_", "-"), tostring(defaults[k]))
   end
-  lines[#lines + 1] = "  --dry-run                  validate, print the config and the plan, create nothing"
-  lines[#lines + 1] = "  --resume[=DIR]             continue the latest run (or DIR) after its last checkpoint"
+  lines[#lines + 1] =
+    "  --dry-run                  validate, print the config and the plan, create nothing"
+  lines[#lines + 1] =
+    "  --resume[=DIR]             continue the latest run (or DIR) after its last checkpoint"
   lines[#lines + 1] = "  --runs-dir=DIR             where runs are written (default: runs)"
   io.stdout:write(table.concat(lines, "\n"), "\n")
 end
@@ -201,7 +204,8 @@ function M.new(o)
   self.total_steps = o.steps_key ~= false and tonumber(config[o.steps_key or "steps"]) or nil
 
   local script = args[0] or (arg and arg[0])
-  local meta = {name = o.name, config = config, seed = config.seed or 0, flare_version = flare.version,
+  local meta = {name = o.name, config = config, seed = config.seed or 0,
+    flare_version = flare.version,
     script = script, created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), args = {unpack(args)}}
   if script and fs().exists(script) then meta.script_sha256 = fs().sha256_file(script) end
   self.meta = meta
@@ -221,7 +225,8 @@ function M.new(o)
     end
     fs().mkdir_p(dir)
     self.dir = dir
-    fs().write_file_atomic(dir .. "/config.json", json().encode(meta, {sort_keys = true, pretty = true}) .. "\n")
+    fs().write_file_atomic(dir .. "/config.json", json().encode(meta,
+      {sort_keys = true, pretty = true}) .. "\n")
   end
   self.id = self.dir:match("([^/]+)/*$")
   if self.resumed then
@@ -285,11 +290,13 @@ function Run:log(metrics)
   if type(metrics) ~= "table" then error("run:log: expected a table", 2) end
   local r = {time = flare.time()}
   for k, v in pairs(metrics) do r[k] = v end
-  if self.dir and not self.dry_run then fs().append_line(self.dir .. "/metrics.jsonl", encode(r)) end
+  if self.dir and not self.dry_run then fs().append_line(self.dir .. "/metrics.jsonl",
+    encode(r)) end
   if metrics.step then self.steps_done = self.steps_done + 1 end
   local parts = {}
   if metrics.step then
-    parts[1] = "step " .. format_value(metrics.step) .. (self.total_steps and ("/" .. self.total_steps) or "")
+    parts[1] = "step " .. format_value(metrics.step) .. (self.total_steps and ("/" ..
+      self.total_steps) or "")
   end
   for _, k in ipairs(sorted_keys(metrics)) do
     local v = metrics[k]

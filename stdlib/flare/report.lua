@@ -72,7 +72,8 @@ local function stats(values)
   table.sort(sorted)
   return {
     count = #sorted, total = sum, mean = #sorted > 0 and sum / #sorted or nil,
-    min = sorted[1], max = sorted[#sorted], p50 = quantile(sorted, 0.5), p90 = quantile(sorted, 0.9),
+    min = sorted[1], max = sorted[#sorted], p50 = quantile(sorted, 0.5),
+      p90 = quantile(sorted, 0.9),
     last = values[#values], first = values[1],
   }
 end
@@ -123,13 +124,15 @@ local function build_timings(rows, series, names)
     t.step_interval = stats(gaps)
   end
   for _, n in ipairs(names) do
-    if is_duration(n) then t.durations[#t.durations + 1] = { name = n, stats = stats(series[n].values) } end
+    if is_duration(n) then t.durations[#t.durations + 1] = { name = n,
+      stats = stats(series[n].values) } end
   end
   return t
 end
 
 function M.load(dir)
-  if type(dir) ~= "string" or dir == "" then error("flare.report.load: a run directory is required", 2) end
+  if type(dir) ~= "string" or
+    dir == "" then error("flare.report.load: a run directory is required", 2) end
   dir = dir:gsub("/+$", "")
   local config_text = read_file(dir .. "/config.json")
   local rows = read_jsonl(dir .. "/metrics.jsonl")
@@ -212,11 +215,13 @@ M.nice_ticks = nice_ticks
 -- ---------------------------------------------------------------------------
 -- HTML
 
-local palette = { "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf" }
+local palette = { "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+  "#e377c2", "#17becf" }
 M.palette = palette
 
 local function esc(s)
-  return (tostring(s):gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }))
+  return (tostring(s):gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+    ['"'] = "&quot;", ["'"] = "&#39;" }))
 end
 
 local function svg_plot(name, s, color)
@@ -230,26 +235,35 @@ local function svg_plot(name, s, color)
   local function py(y) return mt + (1 - (y - ylo) / (yhi - ylo)) * ph end
   local out = {}
   local function add(...) for i = 1, select("#", ...) do out[#out + 1] = select(i, ...) end end
-  add(string.format('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s">',
+  add(string.format('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" ' ..
+    'height="%d" role="img" aria-label="%s">',
     W, H, W, H, esc(name)))
-  add(string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="#fff" stroke="#ccc"/>', ml, mt, pw, ph))
+  add(string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="#fff" stroke="#ccc"/>', ml,
+    mt, pw, ph))
   for _, t in ipairs(nice_ticks(ylo, yhi, 5)) do
     local y = py(t)
-    add(string.format('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#eee"/>', ml, ml + pw, y, y))
-    add(string.format('<text x="%d" y="%.1f" text-anchor="end" class="tick">%s</text>', ml - 6, y + 4, esc(fmt(t))))
+    add(string.format('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#eee"/>', ml,
+      ml + pw, y, y))
+    add(string.format('<text x="%d" y="%.1f" text-anchor="end" class="tick">%s</text>', ml - 6,
+      y + 4, esc(fmt(t))))
   end
   for _, t in ipairs(nice_ticks(xlo, xhi, 6)) do
     local x = px(t)
-    add(string.format('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#eee"/>', x, x, mt, mt + ph))
-    add(string.format('<text x="%.1f" y="%d" text-anchor="middle" class="tick">%s</text>', x, mt + ph + 16, esc(fmt(t))))
+    add(string.format('<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#eee"/>', x, x,
+      mt, mt + ph))
+    add(string.format('<text x="%.1f" y="%d" text-anchor="middle" class="tick">%s</text>', x,
+      mt + ph + 16, esc(fmt(t))))
   end
-  add(string.format('<text x="%d" y="%d" text-anchor="middle" class="axis">step</text>', ml + pw / 2, H - 4))
+  add(string.format('<text x="%d" y="%d" text-anchor="middle" class="axis">step</text>',
+    ml + pw / 2, H - 4))
   if #s.values == 1 then
-    add(string.format('<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>', px(s.steps[1]), py(s.values[1]), color))
+    add(string.format('<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>', px(s.steps[1]),
+      py(s.values[1]), color))
   else
     local pts = {}
     for i = 1, #s.values do pts[i] = string.format("%.1f,%.1f", px(s.steps[i]), py(s.values[i])) end
-    add(string.format('<polyline fill="none" stroke="%s" stroke-width="2.5" stroke-linejoin="round" points="%s"/>',
+    add(string.format('<polyline fill="none" stroke="%s" stroke-width="2.5" ' ..
+      'stroke-linejoin="round" points="%s"/>',
       color, table.concat(pts, " ")))
   end
   add("</svg>")
@@ -258,13 +272,17 @@ end
 M.svg_plot = svg_plot
 
 local style = [[
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;background:#fafafa}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;
+background:#fafafa}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px}
-.meta{color:#666;margin:0}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:14px}
+.meta{color:#666;margin:0}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:14px}
 figure{margin:0;background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px}
-figcaption{font-weight:600;margin-bottom:2px}figcaption span{font-weight:400;color:#666;margin-left:8px}
+figcaption{font-weight:600;margin-bottom:2px}
+figcaption span{font-weight:400;color:#666;margin-left:8px}
 svg text{font:11px system-ui,sans-serif;fill:#555}
-table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
+table{border-collapse:collapse;background:#fff}
+td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 pre{background:#fff;border:1px solid #ddd;padding:10px;overflow:auto;max-height:480px}
 ]]
@@ -318,10 +336,12 @@ function M.render_html(run)
   local out = {}
   local function add(s) out[#out + 1] = s end
   add('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">')
-  add("<title>flare report: " .. esc(run.name) .. "</title><style>" .. style .. "</style></head><body>")
+  add("<title>flare report: " .. esc(run.name) .. "</title><style>" .. style ..
+    "</style></head><body>")
   add("<header><h1>" .. esc(run.name) .. "</h1><p class=\"meta\">" .. esc(run.dir))
   for _, k in ipairs({ "created_at", "flare_version", "seed", "script_sha256" }) do
-    if cfg[k] ~= nil and type(cfg[k]) ~= "table" then add(" &middot; " .. esc(k) .. " " .. esc(cfg[k])) end
+    if cfg[k] ~= nil and type(cfg[k]) ~= "table" then add(" &middot; " .. esc(k) .. " " ..
+      esc(cfg[k])) end
   end
   add("</p></header>")
 
@@ -348,7 +368,8 @@ function M.render_html(run)
     for i, name in ipairs(run.metric_names) do
       local s = run.series[name]
       local st = stats(s.values)
-      add("<figure><figcaption>" .. esc(name) .. "<span>last " .. esc(fmt(st.last)) .. " &middot; min " ..
+      add("<figure><figcaption>" .. esc(name) .. "<span>last " .. esc(fmt(st.last)) ..
+        " &middot; min " ..
         esc(fmt(st.min)) .. " &middot; max " .. esc(fmt(st.max)) .. " &middot; " .. #s.values ..
         " points</span></figcaption>")
       add(svg_plot(name, s, palette[(i - 1) % #palette + 1]))
@@ -361,11 +382,13 @@ function M.render_html(run)
   local trows = {}
   if run.timings.step_interval then
     local st = run.timings.step_interval
-    trows[#trows + 1] = { "between metrics lines (s)", fmt(st.mean), fmt(st.p50), fmt(st.p90), fmt(st.max), fmt(st.total) }
+    trows[#trows + 1] = { "between metrics lines (s)", fmt(st.mean), fmt(st.p50), fmt(st.p90),
+      fmt(st.max), fmt(st.total) }
   end
   for _, d in ipairs(run.timings.durations) do
     local st = d.stats
-    trows[#trows + 1] = { d.name, fmt(st.mean), fmt(st.p50), fmt(st.p90), fmt(st.max), fmt(st.total) }
+    trows[#trows + 1] = { d.name, fmt(st.mean), fmt(st.p50), fmt(st.p90), fmt(st.max),
+      fmt(st.total) }
   end
   if #trows == 0 then
     add("<p>No timings recorded (metrics ending in _s, _seconds or _ms, or a time field).</p>")
@@ -376,12 +399,15 @@ function M.render_html(run)
   if #run.checkpoints > 0 then
     local keys, rows = checkpoint_rows(run.checkpoints)
     add("<h2>Checkpoints</h2>")
-    if #run.checkpoints > #rows then add("<p>The last " .. #rows .. " of " .. #run.checkpoints .. ".</p>") end
+    if #run.checkpoints > #rows then add("<p>The last " .. #rows .. " of " .. #run.checkpoints ..
+      ".</p>") end
     add(table_html(keys, rows))
   end
 
-  add("<h2>Config</h2><pre>" .. esc(json().encode(cfg, { pretty = true, sort_keys = true })) .. "</pre>")
-  add("<footer><p class=\"meta\">flare report &middot; flare " .. esc(rawget(_G, "flare") and flare.version or "?") ..
+  add("<h2>Config</h2><pre>" .. esc(json().encode(cfg,
+    { pretty = true, sort_keys = true })) .. "</pre>")
+  add("<footer><p class=\"meta\">flare report &middot; flare " ..
+    esc(rawget(_G, "flare") and flare.version or "?") ..
     " &middot; " .. esc(os.date("!%Y-%m-%d %H:%M:%S UTC")) .. "</p></footer></body></html>\n")
   return table.concat(out, "\n")
 end
@@ -415,7 +441,8 @@ local dot_bits = { [0] = { [0] = 0x01, 0x02, 0x04, 0x40 }, [1] = { [0] = 0x08, 0
 
 local function normalize_series(series)
   local steps, values = {}, {}
-  if type(series) ~= "table" then error("term_chart: expected {steps=, values=} or a list of numbers", 3) end
+  if type(series) ~= "table" then
+    error("term_chart: expected {steps=, values=} or a list of numbers", 3) end
   local src_steps, src_values = series.steps, series.values
   if src_values == nil then src_values = series end
   for i, v in ipairs(src_values) do
@@ -436,7 +463,8 @@ function M.term_chart(series, opts)
   local title = opts.title
   if #values == 0 then return (title and title .. "\n" or "") .. "(no data)" end
   local st = stats(values)
-  local head = (title or "") .. (title and "  " or "") .. "last " .. fmt(st.last) .. "  min " .. fmt(st.min) ..
+  local head = (title or "") .. (title and "  " or "") .. "last " .. fmt(st.last) .. "  min " ..
+    fmt(st.min) ..
     "  max " .. fmt(st.max) .. "  (" .. #values .. (#values == 1 and " point)" or " points)")
   local cols, rows = width * 2, height * 4
   local xlo, xhi = padded_range(range_of(steps))
@@ -458,7 +486,8 @@ function M.term_chart(series, opts)
   for i = 2, #values do
     local c, r = to_dot(i)
     local n = math.max(math.abs(c - pc), math.abs(r - pr), 1)
-    for k = 1, n do plot(math.floor(pc + (c - pc) * k / n + 0.5), math.floor(pr + (r - pr) * k / n + 0.5)) end
+    for k = 1, n do plot(math.floor(pc + (c - pc) * k / n + 0.5),
+      math.floor(pr + (r - pr) * k / n + 0.5)) end
     pc, pr = c, r
   end
   local top, bottom = fmt(yhi), fmt(ylo)
@@ -469,13 +498,16 @@ function M.term_chart(series, opts)
   for row = 0, height - 1 do
     local label = row == 0 and top or (row == height - 1 and bottom or "")
     local chars = {}
-    for c = 0, width - 1 do chars[#chars + 1] = utf8_char(0x2800 + (cells[row * width + c] or 0)) end
-    lines[#lines + 1] = string.rep(" ", label_w - #label) .. label .. (label ~= "" and " ┤" or " │") .. on ..
+    for c = 0, width - 1 do chars[#chars + 1] =
+      utf8_char(0x2800 + (cells[row * width + c] or 0)) end
+    lines[#lines + 1] = string.rep(" ", label_w - #label) ..
+      label .. (label ~= "" and " ┤" or " │") .. on ..
       table.concat(chars) .. off
   end
   lines[#lines + 1] = string.rep(" ", label_w + 1) .. "└" .. string.rep("─", width)
   local left, right = "step " .. fmt(steps[1]), fmt(steps[#steps])
-  lines[#lines + 1] = string.rep(" ", label_w + 2) .. left .. string.rep(" ", math.max(1, width - #left - #right)) .. right
+  lines[#lines + 1] = string.rep(" ", label_w + 2) .. left ..
+    string.rep(" ", math.max(1, width - #left - #right)) .. right
   return table.concat(lines, "\n")
 end
 
@@ -505,14 +537,16 @@ end
 
 function M.term_summary(run, opts)
   opts = opts or {}
-  local lines = { "run " .. run.name .. " (" .. run.dir .. ")  " .. #run.rows .. " metrics lines, wall time " ..
+  local lines = { "run " .. run.name .. " (" .. run.dir .. ")  " .. #run.rows ..
+    " metrics lines, wall time " ..
     fmt_duration(run.timings.wall_s) }
   if not run.main_metric then
     lines[#lines + 1] = "no numeric metrics yet"
     return table.concat(lines, "\n")
   end
   lines[#lines + 1] = ""
-  lines[#lines + 1] = M.term_chart(run.series[run.main_metric], { title = run.main_metric, width = opts.width,
+  lines[#lines + 1] = M.term_chart(run.series[run.main_metric],
+    { title = run.main_metric, width = opts.width,
     height = opts.height, color = opts.color })
   if #run.metric_names > 1 then
     lines[#lines + 1] = ""

@@ -15,9 +15,9 @@ end
 local real_stdout = io.stdout
 local function quiet(fn)
   local sink = io.open("/dev/null", "w")
-  io.stdout = sink
+  io.stdout = sink  -- luacheck: ignore 122
   local ok, err = pcall(fn)
-  io.stdout = real_stdout
+  io.stdout = real_stdout  -- luacheck: ignore 122
   sink:close()
   if not ok then error(err, 0) end
 end
@@ -29,9 +29,11 @@ describe("flare.recipe config", function()
   after_each(function() fs.remove(root, {recursive = true}) end)
 
   it("types values by their defaults", function()
-    local p = recipe.parse_args({"--steps=3", "--lr=5e-3", "--task=addition", "--async", "--group-size=4"},
+    local p = recipe.parse_args({"--steps=3", "--lr=5e-3", "--task=addition", "--async",
+      "--group-size=4"},
       defaults)
-    assert.same({steps = 3, lr = 5e-3, task = "addition", async = true, group_size = 4}, p.overrides)
+    assert.same({steps = 3, lr = 5e-3, task = "addition", async = true, group_size = 4},
+      p.overrides)
     p = recipe.parse_args({"--no-async", "--async=false"}, defaults)
     assert.equal(false, p.overrides.async)
   end)
@@ -39,13 +41,18 @@ describe("flare.recipe config", function()
   it("rejects unknown keys with a did-you-mean and bad values naming the key", function()
     assert.error_matches(function() recipe.parse_args({"--step=3"}, defaults) end,
       "unknown option %-%-step %(did you mean %-%-steps%?%)")
-    assert.error_matches(function() recipe.parse_args({"--dryrun"}, defaults) end, "did you mean %-%-dry%-run")
-    assert.error_matches(function() recipe.parse_args({"--zzzzzz=1"}, defaults) end, "unknown option %-%-zzzzzz$")
+    assert.error_matches(function() recipe.parse_args({"--dryrun"}, defaults) end,
+      "did you mean %-%-dry%-run")
+    assert.error_matches(function() recipe.parse_args({"--zzzzzz=1"}, defaults) end,
+      "unknown option %-%-zzzzzz$")
     assert.error_matches(function() recipe.parse_args({"--steps=ten"}, defaults) end,
       "%-%-steps expects a number, got 'ten'")
-    assert.error_matches(function() recipe.parse_args({"--async=maybe"}, defaults) end, "expects true or false")
-    assert.error_matches(function() recipe.parse_args({"--task"}, defaults) end, "%-%-task expects a value")
-    assert.error_matches(function() recipe.parse_args({"steps=3"}, defaults) end, "unexpected argument 'steps=3'")
+    assert.error_matches(function() recipe.parse_args({"--async=maybe"}, defaults) end,
+      "expects true or false")
+    assert.error_matches(function() recipe.parse_args({"--task"}, defaults) end,
+      "%-%-task expects a value")
+    assert.error_matches(function() recipe.parse_args({"steps=3"}, defaults) end,
+      "unexpected argument 'steps=3'")
     local err = assert.error_matches(function() recipe.parse_args({"--step=3"}, defaults) end, "")
     assert.equal("config", err.code)
   end)

@@ -42,7 +42,8 @@ describe("flare.repl.complete names", function()
     local all = words("flare.", _G)
     local has = {}
     for _, n in ipairs(all) do has[n] = true end
-    assert.truthy(has.sleep and has.version and has.json and has.report, "flare functions and modules")
+    assert.truthy(has.sleep and has.version and has.json and has.report,
+      "flare functions and modules")
   end)
 
   it("offers nothing inside numbers or after non-names", function()
@@ -83,7 +84,8 @@ describe("flare.repl.complete deployment ids", function()
   before_each(function() calls = 0 end)
 
   it("offers ids from deployments:list() after get(\"", function()
-    local fw = { deployments = manager({ { deployment_id = "research-a" }, { deployment_id = "research-b" },
+    local fw = { deployments = manager({ { deployment_id = "research-a" },
+      { deployment_id = "research-b" },
       { name = "accounts/me/deployments/other" } }) }
     local list, start = words('info = fw.deployments:get("res', { fw = fw })
     assert.same({ "research-a", "research-b" }, list)

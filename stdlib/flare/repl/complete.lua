@@ -52,7 +52,8 @@ local function modules_under(dir, prefix, depth, out)
     if name == "init" and prefix ~= "" then out[#out + 1] = prefix:sub(1, -2) end
   end
   for _, d in ipairs(dirs) do
-    if d:match("^[%w_%-]+$") then modules_under(dir .. "/" .. d, prefix .. d .. ".", depth + 1, out) end
+    if d:match("^[%w_%-]+$") then modules_under(dir .. "/" .. d, prefix .. d .. ".",
+      depth + 1, out) end
   end
 end
 
@@ -186,7 +187,8 @@ function M.complete(line, env)
   if req_start then return req_start, starting_with(M.module_names(), req_word) end
 
   -- <expr>.deployments:get("id-pre
-  local mgr_path, id_start, id_word = line:match("([%a_][%w_%.]*)%s*:%s*get%s*%(%s*[\"']()([^\"']*)$")
+  local mgr_path, id_start,
+    id_word = line:match("([%a_][%w_%.]*)%s*:%s*get%s*%(%s*[\"']()([^\"']*)$")
   if mgr_path then
     local manager = resolve(mgr_path, env)
     if mgr_path:match("deployments$") and type(manager) == "table" then
