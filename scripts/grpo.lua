@@ -10,7 +10,7 @@
 -- (or FLARE_EMULATOR_URL for a running `flare serve`).
 local grpo = flare.grpo
 
-local run = flare.recipe{name = "grpo", config = {
+local run = flare.recipe{name = "grpo", main_metric = "reward", config = {
   steps = 40, task = "vowels", seed = 0,
   prompts_per_step = 2, group_size = 8,            -- completions per prompt
   max_tokens = 4, temperature = 1.0,

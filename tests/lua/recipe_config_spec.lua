@@ -124,6 +124,27 @@ describe("flare.recipe config", function()
     assert.same({3, 4, 5, 6, 7}, steps)
   end)
 
+  it("drops a torn last line when resuming, so later lines stay readable", function()
+    local first = new_run({})
+    first:checkpoint{step = 1, state = {a = 1}}
+    local f = io.open(first.dir .. "/checkpoints.jsonl", "a")
+    f:write("{\"step\": 2, \"sta")
+    f:close()
+    local run
+    quiet(function() run = new_run({"--resume"}) end)
+    run:checkpoint{step = 2, state = {a = 2}}
+    local all = recipe.read_jsonl(run.dir .. "/checkpoints.jsonl")
+    assert.equal(2, #all)
+    assert.same({a = 2}, all[2].state)
+  end)
+
+  it("writes the metric it names for the report into config.json", function()
+    local run = new_run({}, {main_metric = "reward"})
+    local meta = json.decode(fs.read_file(run.dir .. "/config.json"))
+    assert.equal("reward", meta.main_metric)
+    assert.error_matches(function() new_run({}, {main_metric = 3}) end, "main_metric")
+  end)
+
   it("fails to resume when there is no earlier run", function()
     assert.error_matches(function() new_run({"--resume"}) end, "no earlier run of 'spec'")
   end)

@@ -74,6 +74,37 @@ describe("flare.report.load", function()
     assert.same({ "alpha", "zeta" }, run.metric_names)
   end)
 
+  it("charts the recipe's reward first, not the alphabetically first metric", function()
+    dir = make_dir()
+    write(dir .. "/metrics.jsonl", '{"step": 1, "groups_kept": 4, "reward": 0.2, "kl": 0}\n' ..
+      '{"step": 2, "groups_kept": 3, "reward": 0.5, "kl": 0.1}\n')
+    local run = report.load(dir)
+    assert.equal("reward", run.main_metric)
+    assert.same({ "reward", "groups_kept", "kl" }, run.metric_names)
+    local text = report.term_summary(run, { width = 20, height = 3 })
+    assert.matches("\nreward  last 0%.5", text)
+  end)
+
+  it("charts the metric config.json names as main_metric", function()
+    dir = make_run(4)
+    local config = json.decode(read(dir .. "/config.json"))
+    config.main_metric = "kl"
+    write(dir .. "/config.json", json.encode(config))
+    local run = report.load(dir)
+    assert.equal("kl", run.main_metric)
+    assert.same({ "kl", "reward_mean", "sync_s" }, run.metric_names)
+    config.main_metric = "not_logged"
+    write(dir .. "/config.json", json.encode(config))
+    assert.equal("reward_mean", report.load(dir).main_metric, "falls back when it is absent")
+  end)
+
+  it("skips a torn last line, as a run killed mid-write leaves", function()
+    dir = make_dir()
+    write(dir .. "/metrics.jsonl", '{"step": 1, "kl": 0.1}\n{"step": 2, "kl": 0.2}\n{"step": 3, "k')
+    local run = report.load(dir)
+    assert.same({ 0.1, 0.2 }, run.series.kl.values)
+  end)
+
   it("uses the line number when a line has no step", function()
     dir = make_dir()
     write(dir .. "/metrics.jsonl", '{"loss": 3}\n\n{"loss": 2}\n')

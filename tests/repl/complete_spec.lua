@@ -38,7 +38,7 @@ describe("flare.repl.complete names", function()
 
   it("offers the lazily loaded flare modules", function()
     local list = words("flare.js", _G)
-    assert.same({ "json" }, list)
+    assert.same({ "json", "jsonl" }, list)
     local all = words("flare.", _G)
     local has = {}
     for _, n in ipairs(all) do has[n] = true end
