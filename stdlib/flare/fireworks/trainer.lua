@@ -1,7 +1,8 @@
 -- flare.fireworks.trainer: a trainer job (rlorTrainerJobs) and its Tinker-shaped API.
 --   local t = fw:trainer{base_model = (required), lora_rank = 0, lora_alpha = 32,
---       learning_rate = 1e-4, hot_load_deployment_id = nil, job_id = "flare-<8 hex>", display_name = nil,
---       max_context_length = nil, timeout_s = 900, poll_interval_s = 5, quiet = nil}
+--       learning_rate = 1e-4, hot_load_deployment_id = nil, job_id = "flare-<8 hex>",
+--       display_name = nil, max_context_length = nil, timeout_s = 900, poll_interval_s = 5,
+--       quiet = nil}
 --     creates the job (or attaches to an existing one with that job_id) and waits until it is
 --     RUNNING and GET <trainer>/api/v1/healthz answers 200.
 --   t:forward_backward(datums, loss_fn = "cross_entropy", config = nil)
