@@ -218,6 +218,10 @@ void Engine::Impl::decode_step(std::vector<Sequence*>& batch, std::vector<float>
                                TokenDistribution& dist, Wakeups& wake) {
   const model::Model& m = *batch.front()->req->model;
   const int vocab = m.config().vocab;
+  // Rows of one adapter side by side: the model adds each adapter's term once per run of rows.
+  std::stable_sort(batch.begin(), batch.end(), [](const Sequence* a, const Sequence* b) {
+    return std::less<const model::Adapter*>()(a->req->adapter.get(), b->req->adapter.get());
+  });
   std::vector<model::Model::Cache*> caches;
   std::vector<int> tokens;
   for (Sequence* s : batch) {
@@ -342,13 +346,14 @@ std::string Engine::snapshot_identity() const {
 }
 
 Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
-                        const TokenCallback& on_token) {
+                        const TokenCallback& on_token,
+                        std::shared_ptr<const model::Adapter> adapter) {
   auto req = std::make_shared<Request>();
   Request& r = *req;
   {
     std::lock_guard lk(impl_->model_mu);
     r.model = impl_->model;
-    r.adapter = impl_->adapter;
+    r.adapter = adapter ? std::move(adapter) : impl_->adapter;
     r.identity = impl_->identity;
   }
   if (!r.model) throw std::runtime_error("no model loaded: nothing can serve completions yet");

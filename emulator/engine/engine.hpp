@@ -79,8 +79,12 @@ class Engine {
 
   // Blocking; concurrent callers are batched together. Throws std::invalid_argument
   // (naming the field) on bad parameters, std::runtime_error when no model is loaded.
+  // `adapter`, when given, is this request's LoRA adapter instead of the engine's
+  // (set_model); requests with different adapters share decode steps, each
+  // sequence's rows adding its own adapter's term.
   Result complete(const std::vector<int>& prompt, const SamplingParams& p,
-                  const TokenCallback& on_token = nullptr);
+                  const TokenCallback& on_token = nullptr,
+                  std::shared_ptr<const model::Adapter> adapter = nullptr);
 
  private:
   struct Impl;
