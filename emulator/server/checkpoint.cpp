@@ -181,7 +181,8 @@ void write_peft_adapter(const std::string& dir, const std::string& base_model, i
   write_text_atomically(dir + "/" + kAdapterConfigFile, config.dump(2) + "\n");
 }
 
-PeftAdapter read_peft_adapter(const model::Config& cfg, const std::string& dir) {
+PeftAdapter read_peft_adapter(const model::Config& cfg, const std::string& dir,
+                              const std::function<void(const std::string&)>& check_base) {
   const std::string config_path = dir + "/" + kAdapterConfigFile;
   auto fail = [&](const std::string& what) {
     throw std::invalid_argument(std::string(kAdapterConfigFile) + ": " + what);
@@ -209,6 +210,7 @@ PeftAdapter read_peft_adapter(const model::Config& cfg, const std::string& dir) 
   if (!(a.alpha > 0) || !std::isfinite(a.alpha)) fail("field 'lora_alpha' must be > 0");
   a.rslora = c.value("use_rslora", false);
   a.base_model = c.value("base_model_name_or_path", "");
+  if (check_base) check_base(a.base_model);
   for (const char* flag : {"use_dora", "fan_in_fan_out"})
     if (c.value(flag, false))
       fail(std::string("field '") + flag + "' is true, which is not supported");

@@ -1,6 +1,7 @@
 #pragma once
 // Model weights <-> bf16 safetensors checkpoints (what a bucket snapshot and a
 // replica's serving copy hold).
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,8 +43,11 @@ void write_peft_adapter(const std::string& dir, const std::string& base_model, i
                         double alpha, const model::Weights& lora);
 // Reads a PEFT folder written by flare or another tool, for a model of `cfg`.
 // Throws std::invalid_argument naming the file and field or tensor when it is
-// not a LoRA adapter flare can serve on that model.
-PeftAdapter read_peft_adapter(const model::Config& cfg, const std::string& dir);
+// not a LoRA adapter flare can serve on that model. `check_base`, when given,
+// sees base_model_name_or_path before any tensor is read (and may throw).
+PeftAdapter read_peft_adapter(
+    const model::Config& cfg, const std::string& dir,
+    const std::function<void(const std::string& base_model)>& check_base = nullptr);
 bool is_peft_adapter_dir(const std::string& dir);
 
 }  // namespace flare::emulator

@@ -126,12 +126,12 @@ void run_load(ControlPlane* cp, std::string id, std::shared_ptr<Serving> serving
 
 std::shared_ptr<const model::Adapter> load_adapter(const model::Config& cfg,
                                                    const std::string& dir) {
-  PeftAdapter peft = read_peft_adapter(cfg, dir);
-  const model::Config* named =
-      peft.base_model.empty() ? nullptr : resolve_base_model(peft.base_model);
-  if (named && named->name != cfg.name)
-    throw std::invalid_argument("the adapter was trained on base model '" + peft.base_model +
-                                "', this deployment serves '" + cfg.name + "'");
+  PeftAdapter peft = read_peft_adapter(cfg, dir, [&](const std::string& base_model) {
+    const model::Config* named = base_model.empty() ? nullptr : resolve_base_model(base_model);
+    if (named && named->name != cfg.name)
+      throw std::invalid_argument("the adapter was trained on base model '" + base_model +
+                                  "', this deployment serves '" + cfg.name + "'");
+  });
   return std::make_shared<const model::Adapter>(cfg, peft.weights, peft.scale());
 }
 

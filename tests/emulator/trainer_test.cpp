@@ -286,6 +286,24 @@ TEST_CASE("LoRA trainer: step 0 is the base, adapters save as PEFT folders and s
                            {"compression_format", std::string(flare::delta::kFormatName)}}}});
   CHECK(bad.status == 400);
 
+  // An adapter of another base model is refused, naming both; the deployment keeps serving.
+  s.create_ready("lora-m",
+                 {{"baseModel", "accounts/local/models/tiny-gpt-m"}, {"minReplicaCount", 1}});
+  std::filesystem::copy(s.bucket_dir("lora") + "/ad-base-abcd1234",
+                        s.bucket_dir("lora-m") + "/ad-base-abcd1234",
+                        std::filesystem::copy_options::recursive);
+  Reply other =
+      http("POST", s.url("/hot_load/v1/models/hot_load"),
+           nlohmann::json{{"identity", "ad-base-abcd1234"}}.dump(),
+           {s.bearer_header(), "fireworks-deployment: accounts/local/deployments/lora-m"});
+  REQUIRE_MESSAGE(other.status == 200, other.body);
+  auto refused = s.wait_hotload("lora-m", "ad-base-abcd1234");
+  CHECK(refused["loading_state"]["stage"] == "error");
+  CHECK(refused["loading_state"]["message"].get<std::string>().find(
+            "the adapter was trained on base model 'accounts/local/models/tiny-gpt', this "
+            "deployment serves 'tiny-gpt-m'") != std::string::npos);
+  CHECK(refused["loaded_adapters"].empty());
+
   // The restarted emulator serves the same adapter.
   s.restart();
   s.wait_state("lora", "READY");
