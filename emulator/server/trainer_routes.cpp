@@ -1,6 +1,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <span>
 
 #include "delta/codec.hpp"
 #include "emulator/server/api_error.hpp"
@@ -15,7 +16,7 @@ namespace {
 struct JobHandle {
   std::string id;
   std::string bucket_dir;
-  std::string last_base;
+  std::string last_snapshot;  // the trainer's previous sampler snapshot
   std::shared_ptr<TrainerRuntime> rt;
 };
 
@@ -226,6 +227,31 @@ void write_bytes_atomically(const std::string& path, const std::vector<std::byte
   fs::rename(tmp, path);
 }
 
+// Full weights of sampler snapshot `name` in `bucket`: a base file as it is, a delta rebuilt on
+// the snapshot it names as its previous one (a trainer restarted since it wrote the chain).
+std::shared_ptr<const Checkpoint> snapshot_weights(const std::string& bucket,
+                                                   const std::string& name, int depth = 0) {
+  if (fs::is_regular_file(base_path(bucket, name))) {
+    return std::make_shared<const Checkpoint>(read_checkpoint(base_path(bucket, name)));
+  }
+  std::string file = delta_path(bucket, name);
+  if (depth > 10000 || !fs::is_regular_file(file)) {
+    throw ApiError(409, "FAILED_PRECONDITION",
+                   "the trainer's previous sampler snapshot '" + name +
+                       "' is no longer in the bucket; save a base first");
+  }
+  std::string previous = delta::inspect_file(file).base_identity;
+  auto prev = snapshot_weights(bucket, previous, depth + 1);
+  std::ifstream in(file, std::ios::binary);
+  std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(raw.data()), raw.size());
+  return std::make_shared<const Checkpoint>(delta::apply(views(*prev), bytes).tensors);
+}
+
+// Sampler snapshots chain as the Fireworks SDK's WeightSyncer expects: a delta is written
+// against this trainer's previous sampler snapshot (base, merged_base or delta), which is
+// what the deployment serves when every snapshot is hotloaded in turn. merged_base (a LoRA
+// folded into the full weights) is a full base; this trainer holds full weights only.
 void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   JobHandle job = running_job(env.cp, req);
   nlohmann::json body = parse_body(req);
@@ -233,41 +259,43 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
   if (path.empty()) bad_request("field 'path' is required");
   std::string name = snapshot_name_of(path);
   std::string type = get_string(body, "checkpoint_type", "base");
-  if (type != "base" && type != "delta")
-    bad_request("checkpoint_type '" + type + "' must be 'base' or 'delta'");
+  if (type != "base" && type != "delta" && type != "merged_base")
+    bad_request("checkpoint_type '" + type + "' must be 'base', 'delta' or 'merged_base'");
 
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
   auto next = std::make_shared<const Checkpoint>(to_checkpoint(job.rt->trainer->sampler_weights()));
-  fs::create_directories(snapshot_dir(job.bucket_dir, name));
   nlohmann::json out = {{"path", name}, {"snapshot_name", name}, {"checkpoint_type", type}};
-  if (type == "base") {
-    write_checkpoint(base_path(job.bucket_dir, name), *next);
-    job.rt->last_base = next;
-    std::lock_guard cp_lock(env.cp.mu);
-    auto it = env.cp.jobs.find(job.id);
-    if (it != env.cp.jobs.end()) {
-      it->second.row.last_base = name;
-      it->second.row.update_time = now_s();
-      env.cp.save(it->second);
-    }
-  } else {
-    if (job.last_base.empty()) {
+  if (type == "delta") {
+    if (job.last_snapshot.empty()) {
       bad_request(
-          "checkpoint_type 'delta' needs a previous base snapshot from this trainer; save a base "
-          "first");
+          "checkpoint_type 'delta' needs a previous sampler snapshot from this trainer; save a "
+          "base first");
     }
-    if (!job.rt->last_base) {
-      job.rt->last_base = std::make_shared<const Checkpoint>(
-          read_checkpoint(base_path(job.bucket_dir, job.last_base)));
+    if (!job.rt->last_snapshot) {
+      job.rt->last_snapshot = snapshot_weights(job.bucket_dir, job.last_snapshot);
     }
     delta::EncodeOptions opts;
-    opts.base_identity = job.last_base;
-    auto bytes = delta::encode(views(*job.rt->last_base), views(*next), {{"format", "pt"}}, opts);
+    opts.base_identity = job.last_snapshot;
+    auto bytes =
+        delta::encode(views(*job.rt->last_snapshot), views(*next), {{"format", "pt"}}, opts);
+    fs::create_directories(snapshot_dir(job.bucket_dir, name));
     write_bytes_atomically(delta_path(job.bucket_dir, name), bytes);
-    out["previous_snapshot_identity"] = job.last_base;
+    out["previous_snapshot_identity"] = job.last_snapshot;
     out["compression_format"] = std::string(delta::kFormatName);
+    // "alder32" (sic) is the protocol's own spelling of Adler-32, as the SDK sends it.
     out["checksum_format"] = "alder32";
+  } else {
+    fs::create_directories(snapshot_dir(job.bucket_dir, name));
+    write_checkpoint(base_path(job.bucket_dir, name), *next);
+  }
+  job.rt->last_snapshot = next;
+  std::lock_guard cp_lock(env.cp.mu);
+  auto it = env.cp.jobs.find(job.id);
+  if (it != env.cp.jobs.end()) {
+    it->second.row.last_base = name;  // the column holds the last sampler snapshot of any type
+    it->second.row.update_time = now_s();
+    env.cp.save(it->second);
   }
   send_json(res, 200, out);
 }
