@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -319,18 +320,50 @@ void save_state(RouteEnv& env, const httplib::Request& req, httplib::Response& r
   send_json(res, 200, {{"path", name}, {"step", job.rt->trainer->step()}});
 }
 
+// The SDK's resolve_checkpoint_path(name, source_job_id) gives "cross_job://<job>/<name>": the
+// state another trainer job of the account saved.
+constexpr std::string_view kCrossJob = "cross_job://";
+
 void load_state(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   JobHandle job = running_job(env.cp, req);
   nlohmann::json body = parse_body(req);
-  std::string name = snapshot_name_of(get_string(body, "path", ""));
-  std::string file = state_path(env.cp, job.id, name);
+  std::string path = get_string(body, "path", "");
+  std::string source = job.id;
+  if (path.rfind(kCrossJob, 0) == 0) {
+    std::string ref = path.substr(kCrossJob.size());
+    size_t slash = ref.find('/');
+    source = ref.substr(0, slash);
+    bool ok = slash != std::string::npos && !source.empty();
+    for (char c : source)
+      ok = ok && (std::islower(static_cast<unsigned char>(c)) ||
+                  std::isdigit(static_cast<unsigned char>(c)) || c == '-');
+    if (!ok) bad_request("path '" + path + "' must look like 'cross_job://<job id>/<checkpoint>'");
+    path = ref.substr(slash + 1);
+  }
+  std::string name = snapshot_name_of(path);
+  std::string file = env.cp.state_dir + "/trainer_states/" + source + "/" + name + ".state";
   std::ifstream in(file, std::ios::binary);
-  if (!in) not_found("no saved state '" + name + "' for trainer job " + job.id);
+  if (!in) not_found("no saved state '" + name + "' for trainer job " + source);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
   job.rt->trainer->load_state(bytes);
   send_json(res, 200, {{"path", name}, {"step", job.rt->trainer->step()}});
+}
+
+// The SDK's list_checkpoints: the names save_state saved, sorted.
+void list_checkpoints(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
+  JobHandle job = running_job(env.cp, req);
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(env.cp.state_dir + "/trainer_states/" + job.id, ec)) {
+    std::string f = e.path().filename().string();
+    if (f.size() > 6 && f.compare(f.size() - 6, 6, ".state") == 0) {
+      names.push_back(f.substr(0, f.size() - 6));
+    }
+  }
+  std::sort(names.begin(), names.end());
+  send_json(res, 200, {{"checkpoints", names}});
 }
 
 }  // namespace
@@ -358,6 +391,10 @@ void add_trainer_routes(Router& r, RouteEnv& env) {
   r.post(
       prefix + "save_state", Auth::Any,
       [&env](const httplib::Request& req, httplib::Response& res) { save_state(env, req, res); });
+  r.get(prefix + "list_checkpoints", Auth::Any,
+        [&env](const httplib::Request& req, httplib::Response& res) {
+          list_checkpoints(env, req, res);
+        });
   r.post(
       prefix + "load_state", Auth::Any,
       [&env](const httplib::Request& req, httplib::Response& res) { load_state(env, req, res); });
