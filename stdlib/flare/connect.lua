@@ -71,7 +71,7 @@ function Fw:_quiet(opts)
 end
 
 function Fw:poll_interval(kind)
-  local v = rawget(self, "poll_intervals")[kind]
+  local v = self.poll_intervals[kind]
   if not v then options.raise("invalid_argument", "poll_interval: unknown kind '" .. tostring(kind) .. "'") end
   return v
 end
