@@ -144,6 +144,34 @@ describe("weight_syncer", function()
     trainer:close()
   end)
 
+  it("10 deltas in a row: each pinned to the one before, each served as the trainer has it", function()
+    fresh()
+    local mgr, calls = recording(fw.deployments)
+    local sy = syncer{deploy_mgr = mgr, warmup_after_hotload = false}
+    local sampler = fw:sampler{deployment = info}
+    local seq = {256, 104, 101, 108, 108, 111, 32, 119, 111}
+    local inputs, targets = {unpack(seq, 1, #seq - 1)}, {unpack(seq, 2)}
+    local previous = sy:save_and_hotload("step-0")
+    for k = 1, 10 do
+      trainer:forward_backward({{tokens = inputs, target_tokens = targets}})
+      trainer:optim_step{learning_rate = 1e-2}
+      local snap = sy:save_and_hotload("step-" .. k)
+      local meta = calls[k + 1].incremental_snapshot_metadata
+      assert.equal(previous, meta and meta.previous_snapshot_identity, "step " .. k)
+      assert.equal(snap, sy.base_identity)
+      local served = sampler:sample{prompts = {seq}, max_tokens = 1, echo = true, logprobs = true,
+        temperature = 0}[1][1]
+      assert.equal(snap, served.snapshot_identity)
+      local trained = trainer:forward({{tokens = inputs, target_tokens = targets}}).loss_fn_outputs[1].logprobs
+      for i, lp in ipairs(trained) do
+        assert.truthy(math.abs(served.prompt_logprobs[i + 1] - lp) < 1e-4,
+          string.format("step %d token %d: served %g, trainer %g", k, i, served.prompt_logprobs[i + 1], lp))
+      end
+      previous = snap
+    end
+    trainer:close()
+  end)
+
   it("starts with a base when the deployment serves another session's snapshot", function()
     fresh()
     local first = syncer()
