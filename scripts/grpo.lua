@@ -81,7 +81,7 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
     trainer:save_state(state)
     run:checkpoint{step = step, snapshot = snapshot, state = {trainer_state = state}}
     local m = grpo.metrics{groups = groups, rewards = rewards, k = 1, datums = datums,
-      outputs = out.loss_fn_outputs, sync_s = syncer.last_timing.total_s}
+      outputs = out.loss_fn_outputs, sync_s = syncer.last_timing.total_time_s}
     curve[#curve + 1] = m.reward_mean
     run:log{step = step, reward = m.reward_mean, ["pass@1"] = m["pass@1"], groups_kept = kept.kept_groups,
       truncated = m.truncation_rate, kl = m.kl_sampler_trainer, sync_s = m.sync_s,

@@ -14,7 +14,8 @@
 --   syncer:check_deployment_state()                    -> the snapshot the deployment serves, or nil
 --   syncer:wait_for_hotload_ready{timeout_s = 300, poll_interval_s = } -> true once a replica is up
 --   syncer:reset_delta_chain()                         next save is a full base again
---   syncer.last_timing = {save_s, hotload_s, warmup_s, total_s}; syncer.session_id; syncer.base_identity
+--   syncer.last_timing = {save_time_s, hotload_time_s, warmup_time_s, total_time_s} (the SDK's keys) of the
+--   last call; syncer.session_id; syncer.base_identity
 -- checkpoint_type is "base", "delta" or "merged_base" (a LoRA folded into full weights, loaded as a base).
 -- The chain, as the SDK's: the first save is a base; each later save is a delta made by the trainer against
 -- its previous sampler snapshot, and hotloaded with incremental_snapshot_metadata.previous_snapshot_identity
@@ -46,6 +47,10 @@ local function check_type(kind, who)
   end
 end
 
+local function no_timing()
+  return {save_time_s = 0, hotload_time_s = 0, warmup_time_s = 0, total_time_s = 0}
+end
+
 local function new(opts)
   options.check(opts, spec, "weight_syncer")
   if opts.policy_client == nil then options.raise("invalid_argument", "weight_syncer: 'policy_client' is required") end
@@ -69,7 +74,7 @@ local function new(opts)
     base_identity = nil,     -- the snapshot hotloaded last: the next delta's previous snapshot
     last_saved = nil,        -- the trainer's previous sampler snapshot: what its next delta is made against
     deployment_checked = false,
-    last_timing = {save_s = 0, hotload_s = 0, warmup_s = 0, total_s = 0},
+    last_timing = no_timing(),
   }, Syncer)
 end
 
@@ -164,7 +169,7 @@ function Syncer:_save(name, kind)
   local snapshot = name .. "-" .. self.session_id
   local t0 = flare.clock()
   self.policy_client:save_weights_for_sampler(snapshot, {checkpoint_type = kind})
-  self.last_timing.save_s = flare.clock() - t0
+  self.last_timing.save_time_s = flare.clock() - t0
   self.base_saved = true
   self.last_saved = snapshot
   return snapshot
@@ -172,7 +177,7 @@ end
 
 function Syncer:save_only(name, checkpoint_type)
   check_type(checkpoint_type, "save_only")
-  self.last_timing = {save_s = 0, hotload_s = 0, warmup_s = 0, total_s = 0}
+  self.last_timing = no_timing()
   local ok, snapshot = pcall(self._save, self, name, self:_next_type(checkpoint_type))
   if ok then return snapshot end
   reraise_interrupt(snapshot)
@@ -187,7 +192,7 @@ function Syncer:_warmup()
   local tw = flare.clock()
   local ok, err = pcall(self.deploy_mgr.warmup, self.deploy_mgr, self.deploy_mgr:_name(self.deployment_id),
     {max_retries = self.warmup_max_retries, retry_interval_s = self.warmup_retry_interval_s})
-  self.last_timing.warmup_s = flare.clock() - tw
+  self.last_timing.warmup_time_s = flare.clock() - tw
   if not ok then
     reraise_interrupt(err)
     self.last_warmup_error = err
@@ -213,7 +218,7 @@ function Syncer:_do_hotload(snapshot, kind)
     deployment_id = self.deployment_id, base_model = self.base_model, snapshot_identity = snapshot,
     incremental_snapshot_metadata = meta, timeout_seconds = self.hotload_timeout,
     reset_prompt_cache = self.reset_prompt_cache, poll_interval_s = self.poll_interval_s, quiet = self.quiet})
-  self.last_timing.hotload_s = flare.clock() - t0
+  self.last_timing.hotload_time_s = flare.clock() - t0
   if not ok then
     reraise_interrupt(err)
     self.last_error = self.deploy_mgr.last_hotload_error_message or err
@@ -226,7 +231,7 @@ end
 
 function Syncer:hotload(snapshot, checkpoint_type)
   check_type(checkpoint_type, "hotload")
-  self.last_timing = {save_s = 0, hotload_s = 0, warmup_s = 0, total_s = 0}
+  self.last_timing = no_timing()
   if not self:_hotload_enabled() then return false end
   return self:_do_hotload(snapshot, checkpoint_type or "base")
 end
@@ -234,18 +239,18 @@ end
 function Syncer:save_and_hotload(name, checkpoint_type)
   check_type(checkpoint_type, "save_and_hotload")
   local t0 = flare.clock()
-  self.last_timing = {save_s = 0, hotload_s = 0, warmup_s = 0, total_s = 0}
+  self.last_timing = no_timing()
   local kind = self:_next_type(checkpoint_type)
   local snapshot = self:_save(name, kind)
   if self:_hotload_enabled() and not self:_do_hotload(snapshot, kind) then
-    self.last_timing.total_s = flare.clock() - t0
+    self.last_timing.total_time_s = flare.clock() - t0
     local why = self.last_error
     options.raise(type(why) == "table" and why.code or "hotload_failed", "save_and_hotload: hotload of " .. kind ..
       " snapshot " .. snapshot .. " onto " .. self.deployment_id .. " failed: " ..
       (type(why) == "table" and tostring(why.message) or tostring(why)) .. "; the next save will be a base",
       {status = type(why) == "table" and why.status or nil, retryable = type(why) == "table" and why.retryable or false})
   end
-  self.last_timing.total_s = flare.clock() - t0
+  self.last_timing.total_time_s = flare.clock() - t0
   return snapshot
 end
 

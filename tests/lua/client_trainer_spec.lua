@@ -127,10 +127,10 @@ describe("weight_syncer", function()
     assert.equal(s2, calls[3].incremental_snapshot_metadata.previous_snapshot_identity)
     assert.equal(s3, sy:check_deployment_state())
     assert.equal(s3, sy.base_identity)
-    for _, k in ipairs({"save_s", "hotload_s", "warmup_s", "total_s"}) do
+    for _, k in ipairs({"save_time_s", "hotload_time_s", "warmup_time_s", "total_time_s"}) do
       assert.equal("number", type(sy.last_timing[k]))
     end
-    assert.truthy(sy.last_timing.total_s >= sy.last_timing.hotload_s)
+    assert.truthy(sy.last_timing.total_time_s >= sy.last_timing.hotload_time_s)
     -- The deployment serves what the trainer has: its samples name the snapshot.
     local s = fw:sampler{deployment = info}
     assert.equal(s3, s:sample{prompts = {"hi"}, max_tokens = 1}[1][1].snapshot_identity)
@@ -193,7 +193,7 @@ describe("weight_syncer", function()
     sy:save_and_hotload("l2")
     assert.is_nil(calls[1].incremental_snapshot_metadata)
     assert.is_nil(calls[2].incremental_snapshot_metadata)
-    assert.equal(0, sy.last_timing.warmup_s)
+    assert.equal(0, sy.last_timing.warmup_time_s)
     trainer:close()
   end)
 
