@@ -128,11 +128,12 @@ function M:create_or_get(config, opts)
 end
 
 -- A tiny completion: 200 means the deployment serves (it may before the control plane says READY).
+-- The SDK's probe: prompt [1, 2], 4 tokens, greedy, 10 s (WARMUP_PROBE_TIMEOUT_S).
 function M:_probe(id)
   local ok, r = pcall(self.fw.request, self.fw, {
     method = "POST", plane = "inference", path = "/inference/v1/completions", retries = 1,
-    body = {model = self:_name(id), prompt = {1, 2}, max_tokens = 1, temperature = 0},
-    accept = {400, 404, 408, 425, 429, 500, 502, 503, 504}, timeout_s = 30,
+    body = {model = self:_name(id), prompt = {1, 2}, max_tokens = 4, temperature = 0},
+    accept = {400, 404, 408, 425, 429, 500, 502, 503, 504}, timeout_s = 10,
     what = "probe deployment " .. self:_name(id),
   })
   if not ok and type(r) == "table" and r.code == "interrupted" then error(r, 0) end
@@ -398,7 +399,7 @@ function M:warmup(model, opts)
   local last
   for attempt = 1, tries do
     local ok, r = pcall(self.fw.request, self.fw, {method = "POST", plane = "inference",
-      path = "/inference/v1/completions", retries = 1, timeout_s = 60,
+      path = "/inference/v1/completions", retries = 1, timeout_s = 30,
       body = {model = model, prompt = {1, 2}, max_tokens = 4, temperature = 0}, what = "warm up " .. model})
     if ok then return true end
     last = r
