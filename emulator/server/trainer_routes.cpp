@@ -229,24 +229,39 @@ void write_bytes_atomically(const std::string& path, const std::vector<std::byte
 }
 
 // Full weights of sampler snapshot `name` in `bucket`: a base file as it is, a delta rebuilt on
-// the snapshot it names as its previous one (a trainer restarted since it wrote the chain).
+// the snapshots it chains back to (for a trainer restarted since it wrote the chain).
 std::shared_ptr<const Checkpoint> snapshot_weights(const std::string& bucket,
-                                                   const std::string& name, int depth = 0) {
-  if (fs::is_regular_file(base_path(bucket, name))) {
-    return std::make_shared<const Checkpoint>(read_checkpoint(base_path(bucket, name)));
-  }
-  std::string file = delta_path(bucket, name);
-  if (depth > 10000 || !fs::is_regular_file(file)) {
+                                                   const std::string& name) {
+  auto gone = [&](const std::string& why) {
     throw ApiError(409, "FAILED_PRECONDITION",
                    "the trainer's previous sampler snapshot '" + name +
-                       "' is no longer in the bucket; save a base first");
+                       "' cannot be rebuilt from the bucket (" + why + "); save a base first");
+  };
+  std::vector<std::string> deltas;  // newest first
+  std::set<std::string> seen;
+  std::string at = name;
+  while (!fs::is_regular_file(base_path(bucket, at))) {
+    if (!fs::is_regular_file(delta_path(bucket, at))) gone("'" + at + "' is not in it");
+    if (!seen.insert(at).second) gone("the deltas from '" + at + "' form a loop");
+    deltas.push_back(at);
+    try {
+      at = delta::inspect_file(delta_path(bucket, at)).base_identity;
+    } catch (const std::exception& e) {
+      gone(std::string("delta '") + deltas.back() + "': " + e.what());
+    }
   }
-  std::string previous = delta::inspect_file(file).base_identity;
-  auto prev = snapshot_weights(bucket, previous, depth + 1);
-  std::ifstream in(file, std::ios::binary);
-  std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(raw.data()), raw.size());
-  return std::make_shared<const Checkpoint>(delta::apply(views(*prev), bytes).tensors);
+  auto weights = std::make_shared<const Checkpoint>(read_checkpoint(base_path(bucket, at)));
+  for (auto it = deltas.rbegin(); it != deltas.rend(); ++it) {
+    std::ifstream in(delta_path(bucket, *it), std::ios::binary);
+    std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    try {
+      weights = std::make_shared<const Checkpoint>(
+          delta::apply(views(*weights), std::as_bytes(std::span<const char>(raw))).tensors);
+    } catch (const std::exception& e) {
+      gone(std::string("delta '") + *it + "': " + e.what());
+    }
+  }
+  return weights;
 }
 
 // Sampler snapshots chain as the Fireworks SDK's WeightSyncer expects: a delta is written
