@@ -348,3 +348,38 @@ TEST_CASE(
   REQUIRE(s.wait_hotload("chain", "merged")["current_snapshot_identity"] == "merged");
   check_same_bits(served_weights(s, "chain"), trainer_weights(job, "check"));
 }
+
+TEST_CASE("after a restart, a delta whose previous snapshot left the bucket asks for a base") {
+  Server s;
+  REQUIRE(create_job(s, "gone-t",
+                     {{"trainingConfig", {{"baseModel", "accounts/local/models/tiny-gpt"}}}})
+              .status == 200);
+  wait_running(s, "gone-t");
+  Job job{s, "gone-t"};
+  REQUIRE(
+      job.call("save_weights_for_sampler", {{"path", "g-0"}, {"checkpoint_type", "base"}}).status ==
+      200);
+  train_step(job, 1e-2);
+  REQUIRE(job.call("save_weights_for_sampler", {{"path", "g-1"}, {"checkpoint_type", "delta"}})
+              .status == 200);
+  std::string bucket =
+      s.control("GET", "/v1/accounts/local/rlorTrainerJobs/gone-t").json()["hotLoadBucketUrl"];
+  bucket = bucket.substr(7);
+  CHECK(
+      s.control("GET", "/v1/accounts/local/rlorTrainerJobs/gone-t").json()["lastSamplerSnapshot"] ==
+      "g-1");
+  s.restart();
+  wait_running(s, "gone-t");
+  std::filesystem::remove_all(bucket + "/g-0");
+  Reply r = job.call("save_weights_for_sampler", {{"path", "g-2"}, {"checkpoint_type", "delta"}});
+  CHECK(r.status == 409);
+  std::string why = r.json()["error"]["message"];
+  CHECK(why.find("'g-1'") != std::string::npos);
+  CHECK(why.find("'g-0' is not in it") != std::string::npos);
+  CHECK(why.find("save a base first") != std::string::npos);
+  CHECK(
+      job.call("save_weights_for_sampler", {{"path", "g-2"}, {"checkpoint_type", "base"}}).status ==
+      200);
+  CHECK(job.call("save_weights_for_sampler", {{"path", "g-3"}, {"checkpoint_type", "delta"}})
+            .status == 200);
+}
