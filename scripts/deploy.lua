@@ -10,9 +10,11 @@ local run = flare.recipe{name = "deploy", config = {
   prompt = "hello", n = 1, max_tokens = 16, temperature = 1.0, timeout_s = 600,
 }}
 local c = run.config
-local actions = {create = true, status = true, sample = true, ["scale-to-zero"] = true, delete = true}
+local actions = {create = true, status = true, sample = true, ["scale-to-zero"] = true,
+  delete = true}
 if not actions[c.action] then
-  flare.error{code = "config", message = "--action must be create, status, sample, scale-to-zero or delete"}
+  flare.error{code = "config",
+    message = "--action must be create, status, sample, scale-to-zero or delete"}
 end
 if run:plan{c.action .. " deployment " .. c.id} then return end
 
@@ -34,8 +36,9 @@ local function show(info)
     print(c.id .. ": not found")
     return
   end
-  print(string.format("%s  state %s  replicas %s..%s  serving %s", info.deployment_id, tostring(info.state),
-    tostring(info.min_replica_count), tostring(info.max_replica_count), serving(info)))
+  print(string.format("%s  state %s  replicas %s..%s  serving %s", info.deployment_id,
+    tostring(info.state), tostring(info.min_replica_count), tostring(info.max_replica_count),
+    serving(info)))
 end
 
 if c.action == "create" then

@@ -1,8 +1,6 @@
 #include <cstring>
 #include <fstream>
 #include <set>
-#include <span>
-#include <vector>
 
 #include "delta/codec.hpp"
 #include "delta/delta_format.hpp"
@@ -10,6 +8,7 @@
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/replica.hpp"
 #include "emulator/server/routes.hpp"
+#include "runtime/file_io.hpp"
 
 namespace flare::emulator {
 namespace {
@@ -68,11 +67,7 @@ bool is_flare_delta(const std::string& bucket, const std::string& identity) {
 std::string recorded_previous(const std::string& bucket, const std::string& identity) {
   try {
     check_snapshot_name(identity);
-    std::ifstream f(delta_path(bucket, identity), std::ios::binary);
-    if (!f) return "";
-    std::vector<char> raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    auto bytes = std::as_bytes(std::span<const char>(raw.data(), raw.size()));
-    return delta::parse_delta(bytes).header.base_identity;
+    return delta::parse_delta(read_file(delta_path(bucket, identity))).header.base_identity;
   } catch (const std::exception&) {
     return "";
   }

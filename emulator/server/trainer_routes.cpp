@@ -8,6 +8,7 @@
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/routes.hpp"
+#include "runtime/file_io.hpp"
 
 namespace fs = std::filesystem;
 
@@ -217,17 +218,6 @@ std::string snapshot_name_of(const std::string& path) {
   return name;
 }
 
-void write_bytes_atomically(const std::string& path, const std::vector<std::byte>& bytes) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()),
-              static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error("cannot write " + tmp);
-  }
-  fs::rename(tmp, path);
-}
-
 // Full weights of sampler snapshot `name` in `bucket`: a base file as it is, a delta rebuilt on
 // the snapshots it chains back to (for a trainer restarted since it wrote the chain).
 std::shared_ptr<const Checkpoint> snapshot_weights(const std::string& bucket,
@@ -252,11 +242,9 @@ std::shared_ptr<const Checkpoint> snapshot_weights(const std::string& bucket,
   }
   auto weights = std::make_shared<const Checkpoint>(read_checkpoint(base_path(bucket, at)));
   for (auto it = deltas.rbegin(); it != deltas.rend(); ++it) {
-    std::ifstream in(delta_path(bucket, *it), std::ios::binary);
-    std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     try {
       weights = std::make_shared<const Checkpoint>(
-          delta::apply(views(*weights), std::as_bytes(std::span<const char>(raw))).tensors);
+          delta::apply(views(*weights), read_file(delta_path(bucket, *it))).tensors);
     } catch (const std::exception& e) {
       gone(std::string("delta '") + *it + "': " + e.what());
     }
@@ -296,7 +284,7 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
     auto bytes =
         delta::encode(views(*job.rt->last_snapshot), views(*next), {{"format", "pt"}}, opts);
     fs::create_directories(snapshot_dir(job.bucket_dir, name));
-    write_bytes_atomically(delta_path(job.bucket_dir, name), bytes);
+    write_file_atomic(delta_path(job.bucket_dir, name), bytes);
     out["previous_snapshot_identity"] = job.last_snapshot;
     out["compression_format"] = std::string(delta::kFormatName);
     // "alder32" (sic) is the protocol's own spelling of Adler-32, as the SDK sends it.
@@ -328,10 +316,7 @@ void save_state(RouteEnv& env, const httplib::Request& req, httplib::Response& r
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
   std::string bytes = job.rt->trainer->save_state();
-  write_bytes_atomically(
-      state_path(env.cp, job.id, name),
-      std::vector<std::byte>(reinterpret_cast<const std::byte*>(bytes.data()),
-                             reinterpret_cast<const std::byte*>(bytes.data()) + bytes.size()));
+  write_file_atomic(state_path(env.cp, job.id, name), std::as_bytes(std::span(bytes)));
   send_json(res, 200, {{"path", name}, {"step", job.rt->trainer->step()}});
 }
 

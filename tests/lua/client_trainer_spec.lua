@@ -54,17 +54,21 @@ describe("trainer client", function()
     assert.error_matches(function() fw:trainer{} end, "base_model")
     assert.error_matches(function() fw:trainer{base_model = fx.BASE_MODEL, learning_rat = 1} end,
       "did you mean 'learning_rate'")
-    assert.error_matches(function() fw:trainer{base_model = fx.BASE_MODEL, learning_rate = -1} end, "learning_rate must be > 0")
-    assert.error_matches(function() trainer:save_weights_for_sampler("x", {checkpoint_type = "full"}) end,
+    assert.error_matches(function() fw:trainer{base_model = fx.BASE_MODEL, learning_rate = -1} end,
+      "learning_rate must be > 0")
+    assert.error_matches(function() trainer:save_weights_for_sampler("x",
+      {checkpoint_type = "full"}) end,
       "checkpoint_type")
     assert.error_matches(function() trainer:optim_step{lr = 1} end, "unknown option 'lr'")
     assert.error_matches(function() trainer:forward_backward({{tokens = {1}}}) end, "target_tokens")
   end)
 
   it("attaches to an existing job and reports a failed creation", function()
-    local again = fw:trainer{base_model = fx.BASE_MODEL, job_id = trainer.job_id, poll_interval_s = 0.05}
+    local again = fw:trainer{base_model = fx.BASE_MODEL, job_id = trainer.job_id,
+      poll_interval_s = 0.05}
     assert.truthy(again.attached)
-    local ok, e = pcall(fw.trainer, fw, {base_model = "accounts/local/models/no-such-model", poll_interval_s = 0.05})
+    local ok, e = pcall(fw.trainer, fw, {base_model = "accounts/local/models/no-such-model",
+      poll_interval_s = 0.05})
     assert.falsy(ok)
     assert.equal("invalid_argument", e.code)
     assert.truthy(e.message:find("no-such-model", 1, true))
@@ -82,8 +86,10 @@ describe("weight_syncer", function()
   end
 
   local function syncer(extra)
-    local o = {policy_client = trainer, deploy_mgr = fw.deployments, deployment_id = info.deployment_id,
-      base_model = fx.BASE_MODEL, poll_interval_s = 0.05, warmup_retry_interval_s = 0.05, quiet = true}
+    local o = {policy_client = trainer, deploy_mgr = fw.deployments,
+      deployment_id = info.deployment_id,
+      base_model = fx.BASE_MODEL, poll_interval_s = 0.05, warmup_retry_interval_s = 0.05,
+        quiet = true}
     for k, v in pairs(extra or {}) do o[k] = v end
     return flare.weight_syncer(o)
   end
@@ -122,7 +128,8 @@ describe("weight_syncer", function()
     train_step()
     local s3 = sy:save_and_hotload("step-3")
     assert.is_nil(calls[1].incremental_snapshot_metadata)
-    assert.same({previous_snapshot_identity = s1, compression_format = "flare-delta-v1", checksum_format = "alder32"},
+    assert.same({previous_snapshot_identity = s1, compression_format = "flare-delta-v1",
+      checksum_format = "alder32"},
       calls[2].incremental_snapshot_metadata)
     assert.equal(s2, calls[3].incremental_snapshot_metadata.previous_snapshot_identity)
     assert.equal(s3, sy:check_deployment_state())
@@ -144,7 +151,7 @@ describe("weight_syncer", function()
     trainer:close()
   end)
 
-  it("10 deltas in a row: each pinned to the one before, each served as the trainer has it", function()
+  it("10 deltas in a row: each pinned to the one before, served as the trainer has it", function()
     fresh()
     local mgr, calls = recording(fw.deployments)
     local sy = syncer{deploy_mgr = mgr, warmup_after_hotload = false}
@@ -162,10 +169,12 @@ describe("weight_syncer", function()
       local served = sampler:sample{prompts = {seq}, max_tokens = 1, echo = true, logprobs = true,
         temperature = 0}[1][1]
       assert.equal(snap, served.snapshot_identity)
-      local trained = trainer:forward({{tokens = inputs, target_tokens = targets}}).loss_fn_outputs[1].logprobs
+      local fwd = trainer:forward({{tokens = inputs, target_tokens = targets}})
+      local trained = fwd.loss_fn_outputs[1].logprobs
       for i, lp in ipairs(trained) do
         assert.truthy(math.abs(served.prompt_logprobs[i + 1] - lp) < 1e-4,
-          string.format("step %d token %d: served %g, trainer %g", k, i, served.prompt_logprobs[i + 1], lp))
+          string.format("step %d token %d: served %g, trainer %g", k, i,
+            served.prompt_logprobs[i + 1], lp))
       end
       previous = snap
     end
@@ -225,7 +234,8 @@ describe("weight_syncer", function()
     sy:save_only("never-hotloaded")
     train_step()
     local s2 = sy:save_and_hotload("s2")
-    assert.is_nil(calls[2].incremental_snapshot_metadata, "the delta would be against never-hotloaded")
+    assert.is_nil(calls[2].incremental_snapshot_metadata,
+      "the delta would be against never-hotloaded")
     assert.equal(s2, sy.base_identity)
     train_step()
     local s3 = sy:save_and_hotload("s3")
@@ -240,8 +250,13 @@ describe("weight_syncer", function()
     local kinds = {}
     local client = setmetatable({}, {__index = function(_, k)
       local v = trainer[k]
-      if k ~= "save_weights_for_sampler" then return type(v) == "function" and function(_, ...) return v(trainer, ...) end or v end
-      return function(_, name, o) kinds[#kinds + 1] = o.checkpoint_type; return v(trainer, name, o) end
+      if type(v) ~= "function" then return v end
+      return function(_, ...)
+        if k == "save_weights_for_sampler" then
+          kinds[#kinds + 1] = select(2, ...).checkpoint_type
+        end
+        return v(trainer, ...)
+      end
     end})
     local sy = flare.weight_syncer{policy_client = client, quiet = true}
     assert.equal(fx.BASE_MODEL, sy.base_model)
@@ -255,7 +270,7 @@ describe("weight_syncer", function()
     trainer:close()
   end)
 
-  it("save_only returns nil when the save fails; a failed warmup is not fatal (as the SDK)", function()
+  it("save_only returns nil when a save fails; a failed warmup is not fatal (the SDK's)", function()
     fresh()
     local failing = setmetatable({save_weights_for_sampler = function()
       flare.error{code = "unavailable", message = "trainer went away", status = 503}
@@ -294,12 +309,14 @@ describe("weight_syncer", function()
   it("uses arc_v2 against the cloud and validates its options", function()
     fresh()
     local cloud_like = setmetatable({fw = {backend = "cloud"}}, {__index = fw.deployments})
-    local sy = flare.weight_syncer{policy_client = trainer, deploy_mgr = cloud_like, deployment_id = "x",
+    local sy = flare.weight_syncer{policy_client = trainer, deploy_mgr = cloud_like,
+      deployment_id = "x",
       base_model = fx.BASE_MODEL}
     assert.equal("arc_v2", sy.compression_format)
     assert.equal(5, sy.poll_interval_s)
     assert.equal(10, sy.warmup_retry_interval_s)
-    local local_sy = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments, deployment_id = "x"}
+    local local_sy = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
+      deployment_id = "x"}
     assert.equal(fw:poll_interval("hotload"), local_sy.poll_interval_s)
     assert.equal(fw:poll_interval("warmup"), local_sy.warmup_retry_interval_s)
     assert.equal(600, sy.hotload_timeout)
@@ -308,9 +325,11 @@ describe("weight_syncer", function()
     assert.equal(10, sy.warmup_max_retries)
     assert.equal(true, sy.reset_prompt_cache)
     assert.equal(0, sy.lora_rank)
-    assert.error_matches(function() flare.weight_syncer{deploy_mgr = fw.deployments} end, "policy_client")
+    assert.error_matches(function() flare.weight_syncer{deploy_mgr = fw.deployments} end,
+      "policy_client")
     assert.error_matches(function() syncer{first_checkpoint_type = "full"} end, "checkpoint_type")
-    assert.error_matches(function() syncer{hotload_timout = 1} end, "did you mean 'hotload_timeout'")
+    assert.error_matches(function() syncer{hotload_timout = 1} end,
+      "did you mean 'hotload_timeout'")
     trainer:close()
   end)
 end)
