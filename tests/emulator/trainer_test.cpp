@@ -383,3 +383,42 @@ TEST_CASE("after a restart, a delta whose previous snapshot left the bucket asks
   CHECK(job.call("save_weights_for_sampler", {{"path", "g-3"}, {"checkpoint_type", "delta"}})
             .status == 200);
 }
+
+// The SDK's reattach_trainer: PATCH hotLoadTrainerJob, then wait for a fresh replica.
+TEST_CASE("PATCH hotLoadTrainerJob moves a deployment to the trainer's bucket on a fresh replica") {
+  Server s;
+  s.create_ready("re", {{"minReplicaCount", 1}});
+  REQUIRE(create_job(s, "re-a",
+                     {{"trainingConfig", {{"baseModel", "accounts/local/models/tiny-gpt"}}},
+                      {"hotLoadDeploymentId", "re"}})
+              .status == 200);
+  REQUIRE(
+      create_job(s, "re-b", {{"trainingConfig", {{"baseModel", "accounts/local/models/tiny-gpt"}}}})
+          .status == 200);
+  wait_running(s, "re-a");
+  wait_running(s, "re-b");
+  Job a{s, "re-a"};
+  REQUIRE(a.call("save_weights_for_sampler", {{"path", "a-0"}}).status == 200);
+  REQUIRE(s.hotload("re", {{"identity", "a-0"}}).status == 200);
+  REQUIRE(s.wait_hotload("re", "a-0")["current_snapshot_identity"] == "a-0");
+
+  std::string patch = "/v1/accounts/local/deployments/re?updateMask=hot_load_trainer_job";
+  Reply bad = s.control("PATCH", patch, {{"hotLoadTrainerJob", "re-b"}});
+  CHECK(bad.status == 400);
+  CHECK(bad.json()["error"]["message"].get<std::string>().find("hotLoadTrainerJob") !=
+        std::string::npos);
+  Reply ok =
+      s.control("PATCH", patch, {{"hotLoadTrainerJob", "accounts/local/rlorTrainerJobs/re-b"}});
+  REQUIRE_MESSAGE(ok.status == 200, ok.body);
+  auto b_job = s.control("GET", "/v1/accounts/local/rlorTrainerJobs/re-b").json();
+  CHECK(ok.json()["hotLoadTrainerJob"] == "accounts/local/rlorTrainerJobs/re-b");
+  CHECK(ok.json()["hotLoadBucketUrl"] == b_job["hotLoadBucketUrl"]);
+  // The fresh replica serves the base model; a snapshot of the new trainer loads from its bucket.
+  auto rep = s.wait_hotload("re", "accounts/local/models/tiny-gpt");
+  CHECK(rep["current_snapshot_identity"] == "accounts/local/models/tiny-gpt");
+  Job b{s, "re-b"};
+  REQUIRE(b.call("save_weights_for_sampler", {{"path", "b-0"}}).status == 200);
+  REQUIRE(s.hotload("re", {{"identity", "b-0"}}).status == 200);
+  CHECK(s.wait_hotload("re", "b-0")["current_snapshot_identity"] == "b-0");
+  CHECK(s.hotload("re", {{"identity", "a-0"}}).status == 400);  // not in this bucket
+}
