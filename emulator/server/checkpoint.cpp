@@ -191,7 +191,20 @@ PeftAdapter read_peft_adapter(const model::Config& cfg, const std::string& dir,
   if (!in) throw std::invalid_argument("no " + std::string(kAdapterConfigFile) + " in " + dir);
   nlohmann::json c = nlohmann::json::parse(in, nullptr, false);
   if (!c.is_object()) fail("not a JSON object");
-  if (c.value("peft_type", "") != "LORA")
+  // Optional fields of the right type or null; another tool's file may hold anything.
+  auto text = [&](const char* f, const std::string& fallback) {
+    auto it = c.find(f);
+    if (it == c.end() || it->is_null()) return fallback;
+    if (!it->is_string()) fail(std::string("field '") + f + "' must be a string");
+    return it->get<std::string>();
+  };
+  auto flag = [&](const char* f) {
+    auto it = c.find(f);
+    if (it == c.end() || it->is_null()) return false;
+    if (!it->is_boolean()) fail(std::string("field '") + f + "' must be true or false");
+    return it->get<bool>();
+  };
+  if (c.value("peft_type", nlohmann::json()) != "LORA")
     fail("field 'peft_type' must be \"LORA\", got " +
          c.value("peft_type", nlohmann::json()).dump());
   if (c.contains("task_type") && !c["task_type"].is_null() && c["task_type"] != "CAUSAL_LM")
@@ -208,13 +221,12 @@ PeftAdapter read_peft_adapter(const model::Config& cfg, const std::string& dir,
     a.alpha = c["lora_alpha"].get<double>();
   }
   if (!(a.alpha > 0) || !std::isfinite(a.alpha)) fail("field 'lora_alpha' must be > 0");
-  a.rslora = c.value("use_rslora", false);
-  a.base_model = c.value("base_model_name_or_path", "");
+  a.rslora = flag("use_rslora");
+  a.base_model = text("base_model_name_or_path", "");
   if (check_base) check_base(a.base_model);
-  for (const char* flag : {"use_dora", "fan_in_fan_out"})
-    if (c.value(flag, false))
-      fail(std::string("field '") + flag + "' is true, which is not supported");
-  if (c.value("bias", "none") != "none") fail("field 'bias' must be \"none\"");
+  for (const char* f : {"use_dora", "fan_in_fan_out"})
+    if (flag(f)) fail(std::string("field '") + f + "' is true, which is not supported");
+  if (text("bias", "none") != "none") fail("field 'bias' must be \"none\"");
   for (const char* f : {"rank_pattern", "alpha_pattern"})
     if (c.contains(f) && !c[f].is_null() && !c[f].empty())
       fail(std::string("field '") + f + "' is not supported (one rank and alpha for every module)");
