@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "lua_support.hpp"
 #include "module.hpp"
 #include "sha256.hpp"
 
@@ -33,21 +34,17 @@ std::string sys_error(const std::string& what, const std::string& path) {
   return what + " '" + path + "': " + std::strerror(errno);
 }
 
-std::string check_path(lua_State* L, int idx, const char* fn) {
-  if (lua_type(L, idx) != LUA_TSTRING) {
-    throw std::runtime_error(std::string("fs.") + fn + ": the path must be a string");
-  }
-  size_t len;
-  const char* s = lua_tolstring(L, idx, &len);
-  if (len == 0) throw std::runtime_error(std::string("fs.") + fn + ": the path is empty");
-  return std::string(s, len);
+std::string check_path(lua_State* L, int idx, const char* who) {
+  std::string_view path = check_string(L, idx, who, "path");
+  if (path.empty()) raise_invalid(who, "argument 'path' must not be empty");
+  return std::string(path);
 }
 
-bool opt_flag(lua_State* L, int idx, const char* name) {
-  if (!lua_istable(L, idx)) return false;
-  lua_getfield(L, idx, name);
-  bool v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+// The boolean option `name` of the options table at idx (nil or absent: false).
+bool opt_flag(lua_State* L, int idx, const char* who, const char* name) {
+  Options o(L, idx, who, false);
+  bool v = o.boolean(name, false);
+  o.finish();
   return v;
 }
 
@@ -73,7 +70,7 @@ void fsync_dir_of(const std::string& path) {
 }
 
 int l_mkdir_p(lua_State* L) {
-  std::string path = check_path(L, 1, "mkdir_p");
+  std::string path = check_path(L, 1, "flare.fs.mkdir_p");
   std::error_code ec;
   stdfs::create_directories(path, ec);
   if (ec || !stdfs::is_directory(path)) {
@@ -85,18 +82,18 @@ int l_mkdir_p(lua_State* L) {
 
 int l_exists(lua_State* L) {
   std::error_code ec;
-  lua_pushboolean(L, stdfs::exists(check_path(L, 1, "exists"), ec));
+  lua_pushboolean(L, stdfs::exists(check_path(L, 1, "flare.fs.exists"), ec));
   return 1;
 }
 
 int l_is_dir(lua_State* L) {
   std::error_code ec;
-  lua_pushboolean(L, stdfs::is_directory(check_path(L, 1, "is_dir"), ec));
+  lua_pushboolean(L, stdfs::is_directory(check_path(L, 1, "flare.fs.is_dir"), ec));
   return 1;
 }
 
 int l_list_dir(lua_State* L) {
-  std::string path = check_path(L, 1, "list_dir");
+  std::string path = check_path(L, 1, "flare.fs.list_dir");
   std::error_code ec;
   std::vector<std::string> names;
   for (auto it = stdfs::directory_iterator(path, ec); !ec && it != stdfs::directory_iterator();
@@ -114,7 +111,7 @@ int l_list_dir(lua_State* L) {
 }
 
 int l_read_file(lua_State* L) {
-  std::string path = check_path(L, 1, "read_file");
+  std::string path = check_path(L, 1, "flare.fs.read_file");
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     lua_pushnil(L);
@@ -143,9 +140,10 @@ int l_read_file(lua_State* L) {
 }
 
 int l_write_file_atomic(lua_State* L) {
-  std::string path = check_path(L, 1, "write_file_atomic");
-  size_t len;
-  const char* data = luaL_checklstring(L, 2, &len);
+  std::string path = check_path(L, 1, "flare.fs.write_file_atomic");
+  std::string_view bytes = check_string(L, 2, "flare.fs.write_file_atomic", "data");
+  const char* data = bytes.data();
+  size_t len = bytes.size();
   std::string tmp = path + ".tmp." + std::to_string(getpid());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error("fs.write_file_atomic: " + sys_error("cannot create", tmp));
@@ -168,16 +166,14 @@ int l_write_file_atomic(lua_State* L) {
 }
 
 int l_append_line(lua_State* L) {
-  std::string path = check_path(L, 1, "append_line");
-  size_t len;
-  const char* data = luaL_checklstring(L, 2, &len);
-  std::string line(data, len);
+  std::string path = check_path(L, 1, "flare.fs.append_line");
+  std::string line(check_string(L, 2, "flare.fs.append_line", "line"));
   if (line.find('\n') != std::string::npos) {
-    throw std::runtime_error("fs.append_line: the line contains a newline (byte offset " +
-                             std::to_string(line.find('\n')) + ")");
+    raise_invalid("flare.fs.append_line", "argument 'line' contains a newline (byte offset " +
+                                              std::to_string(line.find('\n')) + ")");
   }
   line += '\n';
-  bool sync = opt_flag(L, 3, "fsync");
+  bool sync = opt_flag(L, 3, "flare.fs.append_line", "fsync");
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error("fs.append_line: " + sys_error("cannot open", path));
   try {
@@ -192,8 +188,8 @@ int l_append_line(lua_State* L) {
 }
 
 int l_remove(lua_State* L) {
-  std::string path = check_path(L, 1, "remove");
-  bool recursive = opt_flag(L, 2, "recursive");
+  std::string path = check_path(L, 1, "flare.fs.remove");
+  bool recursive = opt_flag(L, 2, "flare.fs.remove", "recursive");
   std::error_code ec;
   bool removed;
   if (recursive) {
@@ -207,16 +203,15 @@ int l_remove(lua_State* L) {
 }
 
 int l_sha256(lua_State* L) {
-  size_t len;
-  const char* data = luaL_checklstring(L, 1, &len);
+  std::string_view data = check_string(L, 1, "flare.fs.sha256", "data");
   flare::Sha256 h;
-  h.update(data, len);
+  h.update(data.data(), data.size());
   lua_pushstring(L, h.hex_digest().c_str());
   return 1;
 }
 
 int l_sha256_file(lua_State* L) {
-  std::string path = check_path(L, 1, "sha256_file");
+  std::string path = check_path(L, 1, "flare.fs.sha256_file");
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error("fs.sha256_file: " + sys_error("cannot open", path));
   flare::Sha256 h;
@@ -244,7 +239,8 @@ int l_getpid(lua_State* L) {
 }
 
 int l_isatty(lua_State* L) {
-  lua_pushboolean(L, isatty(static_cast<int>(luaL_checkinteger(L, 1))) == 1);
+  auto fd = check_integer(L, 1, "flare.fs.isatty", "fd", 0);
+  lua_pushboolean(L, isatty(static_cast<int>(fd)) == 1);
   return 1;
 }
 
@@ -273,8 +269,7 @@ int open_fs(lua_State* L) {
       {"cwd", l_cwd},
       {nullptr, nullptr},
   };
-  lua_createtable(L, 0, 16);
-  luaL_register(L, nullptr, fns);
+  push_functions(L, fns);
   return 1;
 }
 

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "runtime/error.hpp"
+
 namespace flare::lua {
 namespace {
 
@@ -131,7 +133,9 @@ class Walker {
 
  private:
   [[noreturn]] void fail(const std::string& what) {
-    throw std::runtime_error(std::string(who_) + ": " + what + " at " + format_path(path_));
+    // A misuse of the caller's argument, raised as raise_invalid does.
+    throw flare::Error("invalid_argument",
+                       std::string(who_) + ": " + what + " at " + format_path(path_));
   }
 
   void check_utf8(std::string_view s, const char* what) {

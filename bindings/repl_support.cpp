@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "lua_support.hpp"
 #include "module.hpp"
 
 namespace flare::lua {
@@ -24,7 +25,7 @@ void push_strings(lua_State* L, const std::vector<std::string>& items) {
 }
 
 int l_list_dir(lua_State* L) {
-  std::string path = luaL_checkstring(L, 1);
+  std::string path(check_string(L, 1, "flare.repl.list_dir", "path"));
   std::vector<std::string> files, dirs;
   std::error_code ec;
   for (auto it = std::filesystem::directory_iterator(path, ec);
@@ -53,8 +54,7 @@ int l_c_modules(lua_State* L) {
 }
 
 int l_is_tty(lua_State* L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
-  if (fd < 0 || fd > 2) luaL_argerror(L, 1, "expected 0, 1 or 2");
+  auto fd = check_integer(L, 1, "flare.repl.is_tty", "fd", 0, 2);
   lua_pushboolean(L, isatty(static_cast<int>(fd)));
   return 1;
 }
@@ -66,8 +66,7 @@ int open_repl(lua_State* L) {
       {"is_tty", l_is_tty},
       {nullptr, nullptr},
   };
-  lua_createtable(L, 0, 3);
-  luaL_register(L, nullptr, fns);
+  push_functions(L, fns);
   return 1;
 }
 
