@@ -21,6 +21,7 @@
 --   run:on_exit(fn)             same as flare.defer(fn)
 --   run:connect(opts)           flare.connect(), or the emulator named by $FLARE_EMULATOR_URL /
 --                               $FLARE_EMULATOR_STATE_DIR
+local checks = require("flare.args")
 local cleanup = require("flare.cleanup")
 
 local M = {}
@@ -160,9 +161,9 @@ local function print_help(o, defaults)
 end
 
 function M.new(o)
-  if type(o) ~= "table" then error("flare.recipe: expected an options table", 2) end
+  if type(o) ~= "table" then checks.invalid("flare.recipe", "argument 'opts' must be a table, got " .. type(o)) end
   if type(o.name) ~= "string" or not o.name:match("^[%w_.-]+$") then
-    error("flare.recipe: name (letters, digits, _ . -) is required", 2)
+    checks.invalid("flare.recipe", "option 'name' is required (letters, digits, _ . -)")
   end
   local defaults = o.config or {}
   local args = o.args or arg or {}
@@ -365,4 +366,15 @@ function M.sparkline(values, lo, hi)
   return table.concat(out)
 end
 
-return setmetatable(M, {__call = function(_, o) return M.new(o) end})
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+local recipe_options = {name = "string", config = "table", args = "table", progress = "boolean",
+  description = "string", runs_dir = "string", steps_key = "string|boolean"}
+checks.checked(M, "flare.recipe", {
+  new = {{"opts", recipe_options}},
+  parse_args = {"args:table", "defaults:table"},
+  read_jsonl = {"path:string"},
+  connect = {"opts:nil|table"},
+  sparkline = {"values:table", "lo:nil|number", "hi:nil|number"},
+})
+return setmetatable(M, {__call = checks.wrap(function(_, o) return M.new(o) end, "flare.recipe",
+  {"recipe:table", {"opts", recipe_options}})})

@@ -535,4 +535,19 @@ function M.cli(opts)
   return "wrote " .. M.write_html(run, opts.out)
 end
 
-return M
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+return require("flare.args").checked(M, "flare.report", {
+  read_jsonl = {"path:string"},
+  main_metric = {"names:table"},
+  stats = {"values:table"},
+  load = {"dir:string"},
+  format_number = {"v:nil|number"},
+  nice_ticks = {"lo:number", "hi:number", "count:nil|number"},
+  svg_plot = {"name:string", "series:table", "color:nil|string"},
+  render_html = {"run:table"},
+  write_html = {"run:table", "path:nil|string"},
+  term_chart = {"series:table", {"opts", {width = "number", height = "number", title = "string", color = "boolean"}}},
+  sparkline = {"values:table", "width:nil|number"},
+  term_summary = {"run:table", {"opts", {width = "number", height = "number", color = "boolean"}}},
+  cli = {{"opts", {dir = "string", out = "string", term = "boolean", color = "boolean"}}},
+})

@@ -38,7 +38,7 @@ local function check_type(kind, who)
 end
 
 local function new(opts)
-  options.check(opts, spec, "weight_syncer")
+  options.check(opts, spec, "flare.weight_syncer")
   for _, k in ipairs({"policy_client", "deploy_mgr", "deployment_id", "base_model"}) do
     if opts[k] == nil then options.raise("invalid_argument", "weight_syncer: '" .. k .. "' is required") end
   end
