@@ -156,13 +156,15 @@ local function new_report()
   local problems = {}
   local r = {}
   function r.add(name, text) problems[#problems + 1] = name .. ": " .. text end
-  -- The structured misuse error of `name` (raised under the name `who`); returns its message or nil.
+  -- The structured misuse error of `name` (raised under the name `who`, when given); returns its
+  -- message or nil.
   function r.misuse(name, what, who, ok, err)
     if ok then return r.add(name, what .. ": no error was raised") end
     if type(err) ~= "table" then return r.add(name, what .. ": raised a " .. type(err) .. ": " .. tostring(err)) end
     if err.code ~= "invalid_argument" then return r.add(name, what .. ": code " .. tostring(err.code)) end
-    if type(err.message) ~= "string" or not err.message:find("^" .. escape(who) .. ": ") then
-      return r.add(name, what .. ": the message does not start with '" .. who .. ": ': " .. tostring(err.message))
+    if type(err.message) ~= "string" or (who and not err.message:find("^" .. escape(who) .. ": ")) then
+      return r.add(name, what .. ": the message does not start with '" .. tostring(who) .. ": ': " ..
+        tostring(err.message))
     end
     if err.retryable ~= false then r.add(name, what .. ": retryable is " .. tostring(err.retryable)) end
     return err.message
@@ -239,4 +241,40 @@ describe("every public flare.* function", function()
     end
     r.check()
   end)
+
+  it("raises invalid_argument naming the class when a C++ object's method gets another self", function()
+    local r = new_report()
+    local conn = flare.fireworks.connection{base_url = "http://127.0.0.1:9", api_key = "misuse-key"}
+    local sampler = conn:sampler{model = "accounts/x/deployments/y"}
+    local child = flare.proc.spawn{argv = {"true"}}
+    local em = flare.emulator.start{provision_delay_s = 0}
+    local objects = {conn = conn, sampler = sampler, batch = sampler:submit{prompts = {}}, child = child,
+      handle = flare.http.submit{url = "http://127.0.0.1:9/", connect_timeout_s = 1},
+      future = conn:submit{path = "/x", retries = 1}, emulator = em}
+    local walked = 0
+    for label, obj in pairs(objects) do
+      local mt = getmetatable(obj)
+      local class = mt and mt.__name
+      if type(class) ~= "string" then r.add(label, "its metatable has no __name") end
+      for name, m in pairs(type(mt.__index) == "table" and mt.__index or {}) do
+        walked = walked + 1
+        local msg = r.misuse(label .. ":" .. name, "wrong self", nil, pcall(m, WRONG))
+        r.expect(label .. ":" .. name, "wrong self", "^[%w_.]+:[%w_]+: argument 'self' must be a " ..
+          escape(tostring(class)) .. ", got thread$", msg)
+      end
+    end
+    assert.truthy(walked >= 20, "only " .. walked .. " methods walked")
+    -- A method's own misuse names the method and the option.
+    r.expect("conn:request", "unknown option", "^conn:request: unknown option 'pth' %(did you mean 'path'%?%)$",
+      r.misuse("conn:request", "unknown option", "conn:request", pcall(conn.request, conn, {pth = "/x"})))
+    r.expect("sampler:submit", "near miss", "^sampler:sample: unknown option 'max_token' %(did you mean 'max_tokens'%?%)$",
+      r.misuse("sampler:submit", "near miss", "sampler:sample", pcall(sampler.submit, sampler, {prompts = {}, max_token = 1})))
+    r.expect("child:wait", "option type", "^child:wait: option 'timeout_s' must be a number, got string$",
+      r.misuse("child:wait", "option type", "child:wait", pcall(child.wait, child, {timeout_s = "1"})))
+    objects.future:cancel()
+    child:wait()
+    em:stop()
+    r.check()
+  end)
 end)
+
