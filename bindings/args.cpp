@@ -233,13 +233,10 @@ int l_invalid(lua_State* L) {
 }
 
 int open_args(lua_State* L) {
-  static const luaL_Reg functions[] = {{"check", l_check},
-                                       {"options", l_options},
-                                       {"did_you_mean", l_did_you_mean},
-                                       {"invalid", l_invalid},
-                                       {"wrap", l_wrap},
-                                       {"checked", l_checked},
-                                       {nullptr, nullptr}};
+  static const luaL_Reg functions[] = {
+      {"check", l_check},     {"options", l_options}, {"did_you_mean", l_did_you_mean},
+      {"invalid", l_invalid}, {"wrap", l_wrap},       {"checked", l_checked},
+      {nullptr, nullptr}};
   push_functions(L, functions);
   return 1;
 }

@@ -19,9 +19,8 @@
 //          -> future; future:wait() -> groups[prompt][sample] = completion table
 //        sampler:stats() -> {requests=, retries=, rate_limited=, limit=, in_flight=}
 //     conn:redact(text), conn:api_key(), tostring(conn) (key redacted)
-//   fireworks.redact_key(key), fireworks.isatty(fd), fireworks.sleep(s) (keeps requests moving),
-//   fireworks.default_verify_ssl(url)
-#include <unistd.h>
+//   fireworks.redact_key(key), fireworks.default_verify_ssl(url)
+// (flare.sleep keeps requests moving; flare.fs.isatty is the terminal check.)
 
 #include <cctype>
 #include <lua.hpp>
@@ -413,18 +412,6 @@ int l_redact_key(lua_State* L) {
   return 1;
 }
 
-int l_isatty(lua_State* L) {
-  auto fd = flare::lua::check_integer(L, 1, "flare.fireworks.isatty", "fd", 0);
-  lua_pushboolean(L, ::isatty(static_cast<int>(fd)) == 1);
-  return 1;
-}
-
-int l_sleep(lua_State* L) {
-  double s = flare::lua::check_number(L, 1, "flare.fireworks.sleep", "seconds");
-  if (s > 0) fw::EventLoop::instance().sleep(s);
-  return 0;
-}
-
 int l_default_verify_ssl(lua_State* L) {
   auto url = flare::lua::check_string(L, 1, "flare.fireworks.default_verify_ssl", "url");
   lua_pushboolean(L, fw::default_verify_ssl(std::string(url)));
@@ -455,8 +442,6 @@ int open_fireworks(lua_State* L) {
 
   static const luaL_Reg functions[] = {{"connection", l_connection},
                                        {"redact_key", l_redact_key},
-                                       {"isatty", l_isatty},
-                                       {"sleep", l_sleep},
                                        {"default_verify_ssl", l_default_verify_ssl},
                                        {nullptr, nullptr}};
   flare::lua::push_functions(L, functions);

@@ -23,7 +23,7 @@
 
 #include "lua_support.hpp"
 #include "module.hpp"
-#include "sha256.hpp"
+#include "runtime/sha256.hpp"
 
 namespace flare::lua {
 namespace {

@@ -12,7 +12,7 @@
 
 #include "lua_support.hpp"
 #include "module.hpp"
-#include "subprocess.hpp"
+#include "runtime/subprocess.hpp"
 
 namespace flare::lua {
 namespace {

@@ -2,8 +2,9 @@
 -- need no data set.
 --
 --   local task = flare.tasks.get("addition", {seed = 0})   -- or tasks.addition{seed = 0}
---   local problems = task:sample(8)       -- {{id =, prompt =, answer =, ...}, ...}; answer is a
---                                         -- correct completion (tostring it) for supervised warm-up
+--   local problems = task:sample(8)       -- {{id =, prompt =, answer =, ...}, ...}; answer
+--                                         -- is a correct completion (tostring it) for
+--                                         -- supervised warm-up
 --   task:reward(problem, text)            -- 0..1
 --   task:verify(problem, text)            -- true when the answer is fully correct
 --
@@ -201,13 +202,15 @@ function M.evaluate(sampler, task, problems, o)
   end
   return {reward_mean = samples > 0 and reward / samples or 0,
     correct_rate = samples > 0 and correct / samples or 0,
-    pass_at_k = #problems > 0 and pass / #problems or 0, k = k, problems = #problems, samples = samples}
+    pass_at_k = #problems > 0 and pass / #problems or 0, k = k, problems = #problems,
+      samples = samples}
 end
 
 function M.get(name, opts)
   local make = M[name]
   if type(make) ~= "function" or name == "rng" or name == "get" then
-    args.invalid("flare.tasks.get", "unknown task '" .. tostring(name) .. "' (tasks: " .. table.concat(M.names, ", ") .. ")")
+    args.invalid("flare.tasks.get", "unknown task '" .. tostring(name) .. "' (tasks: " ..
+      table.concat(M.names, ", ") .. ")")
   end
   return make(opts)
 end
@@ -216,7 +219,8 @@ end
 -- the task constructors check their own options.
 return args.checked(M, "flare.tasks", {
   rng = {"seed:nil|number|string"},
-  evaluate = {"sampler:table", "task:table", "problems:table", {"opts", {n = "integer", k = "integer",
+  evaluate = {"sampler:table", "task:table", "problems:table", {"opts", {n = "integer",
+    k = "integer",
     max_tokens = "integer", temperature = "number", seed = "integer"}}},
   get = {"name:string", "opts:nil|table"},
 })

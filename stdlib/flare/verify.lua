@@ -184,7 +184,8 @@ local function parse_countdown(expr, available)
       if c ~= "*" and c ~= "/" then return v end
       pos = pos + 1
       local r = parse_atom()
-      if c == "*" then v = frac(v[1] * r[1], v[2] * r[2]) else v = frac(v[1] * r[2], v[2] * r[1]) end
+      if c == "*" then v = frac(v[1] * r[1], v[2] * r[2]) else v = frac(v[1] * r[2],
+        v[2] * r[1]) end
     end
   end
   parse_sum = function()
@@ -218,7 +219,8 @@ end
 -- with the whole group at the timeout). Passes when it exits with status 0.
 function M.command(opts)
   if type(opts) ~= "table" or type(opts.argv) ~= "table" then
-    require("flare.args").invalid("flare.verify.command", "option 'argv' is required (a list of strings)")
+    require("flare.args").invalid("flare.verify.command",
+      "option 'argv' is required (a list of strings)")
   end
   local proc = require("flare.proc")
   local r = proc.run{argv = opts.argv, stdin = opts.stdin, timeout_s = opts.timeout_s or 10,
@@ -235,10 +237,12 @@ return require("flare.args").checked(M, "flare.verify", {
   extract_answer = {"text:nil|string"},
   numbers_equal = {"a:nil|string|number", "b:nil|string|number", "tol:nil|number"},
   math_answer = {"text:nil|string", "expected:string|number", {"opts", {tol = "number"}}},
-  exact = {"text:nil|string", "expected:string|number", {"opts", {strip = "boolean", ignore_case = "boolean"}}},
+  exact = {"text:nil|string", "expected:string|number",
+    {"opts", {strip = "boolean", ignore_case = "boolean"}}},
   pattern = {"text:nil|string", "pattern:string"},
   regex = {"text:nil|string", "pattern:string"},
   lcs_ratio = {"a:string", "b:string"},
   countdown = {"expr:nil|string", "numbers:table", "target:number"},
-  command = {{"opts", {argv = "table", stdin = "string", timeout_s = "number", env = "table", cwd = "string"}}},
+  command = {{"opts", {argv = "table", stdin = "string", timeout_s = "number", env = "table",
+    cwd = "string"}}},
 })

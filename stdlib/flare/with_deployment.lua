@@ -28,8 +28,8 @@ local function with_deployment(config, fn, opts)
   opts = opts or {}
   local how = opts.on_exit or "scale_to_zero"
   if not releases[how] then
-    args.invalid("flare.with_deployment",
-      "option 'on_exit' must be \"scale_to_zero\", \"delete\" or \"keep\", got " .. tostring(how))
+    args.invalid("flare.with_deployment", "option 'on_exit' must be \"scale_to_zero\", " ..
+      "\"delete\" or \"keep\", got " .. tostring(how))
   end
   local fw = opts.fw or flare.connect()
   local mgr = fw.deployments
@@ -58,5 +58,6 @@ local function with_deployment(config, fn, opts)
   return unpack(results, 2, table.maxn(results))
 end
 
-return args.wrap(with_deployment, "flare.with_deployment", {"config:table", "fn:function", {"opts",
-  {on_exit = "string", fw = "table", force_recreate = "boolean", timeout_s = "number", poll_interval_s = "number"}}})
+return args.wrap(with_deployment, "flare.with_deployment", {"config:table", "fn:function",
+  {"opts", {on_exit = "string", fw = "table", force_recreate = "boolean", timeout_s = "number",
+    poll_interval_s = "number"}}})
