@@ -134,21 +134,9 @@ void check_function(lua_State* L, int idx, const char* who, const char* name) {
   if (!lua_isfunction(L, idx)) wrong_arg(L, idx, who, name, "a function");
 }
 
-std::optional<std::string_view> opt_string(lua_State* L, int idx, const char* who,
-                                           const char* name) {
-  if (lua_isnoneornil(L, idx)) return std::nullopt;
-  return check_string(L, idx, who, name);
-}
-
 std::optional<double> opt_number(lua_State* L, int idx, const char* who, const char* name) {
   if (lua_isnoneornil(L, idx)) return std::nullopt;
   return check_number(L, idx, who, name);
-}
-
-std::optional<bool> opt_boolean(lua_State* L, int idx, const char* who, const char* name) {
-  if (lua_isnoneornil(L, idx)) return std::nullopt;
-  if (lua_type(L, idx) != LUA_TBOOLEAN) wrong_arg(L, idx, who, name, "a boolean");
-  return lua_toboolean(L, idx) != 0;
 }
 
 std::vector<int> check_int_list(lua_State* L, int idx, const char* who, const char* what_base,

@@ -41,11 +41,8 @@ long long check_integer(lua_State* L, int idx, const char* who, const char* name
                         long long max = std::numeric_limits<int>::max());
 void check_table(lua_State* L, int idx, const char* who, const char* name);
 void check_function(lua_State* L, int idx, const char* who, const char* name);
-// nil or absent gives nullopt; anything else must have the type.
-std::optional<std::string_view> opt_string(lua_State* L, int idx, const char* who,
-                                           const char* name);
+// nil or absent gives nullopt; anything else must be a number.
 std::optional<double> opt_number(lua_State* L, int idx, const char* who, const char* name);
-std::optional<bool> opt_boolean(lua_State* L, int idx, const char* who, const char* name);
 
 // A list of integers in [min, max] (token ids, status codes) at idx; `what`
 // names it in errors, followed by [what_index] when that is > 0 ("prompts[3]").
@@ -66,10 +63,6 @@ std::vector<int> check_int_list(lua_State* L, int idx, const char* who, const ch
 class Options {
  public:
   Options(lua_State* L, int idx, const char* who, bool required = true);
-
-  bool present() const { return idx_ != 0; }
-  int index() const { return idx_; }
-  const char* who() const { return who_; }
 
   std::optional<std::string> opt_string(const char* key);
   std::string string(const char* key, std::string fallback);
