@@ -103,7 +103,7 @@ Future start_request(lua_State* L, const char* who) {
   if (lua_type(L, -1) == LUA_TSTRING) {
     r.body = lua_tostring(L, -1);
   } else if (!lua_isnil(L, -1)) {
-    r.body = flare::lua::to_json(L, lua_gettop(L)).dump();
+    r.body = flare::lua::to_json(L, lua_gettop(L), who).dump();
   }
   lua_pop(L, 1);
   if (auto h = o.string_map("headers")) r.headers = std::move(*h);

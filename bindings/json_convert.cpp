@@ -519,10 +519,10 @@ void push_json(lua_State* L, const nlohmann::json& value) {
   builder.take_result();
 }
 
-nlohmann::json to_json(lua_State* L, int idx) {
+nlohmann::json to_json(lua_State* L, int idx, const char* who) {
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
   DomWriter writer;
-  walk_lua_value(L, idx, writer, false, "to_json");
+  walk_lua_value(L, idx, writer, false, who);
   return std::move(writer.result);
 }
 

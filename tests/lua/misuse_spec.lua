@@ -307,4 +307,29 @@ describe("every public flare.* function", function()
       em:stop()
       r.check()
     end)
+
+  it("raises invalid_argument from the client objects' methods given a wrong-type argument",
+    function()
+      local r = new_report()
+      local fw = flare.connect{quiet = true}
+      -- Constructors (called by fw) and methods that take no argument.
+      local skip = {["deployments:new"] = true, ["deployments:list"] = true,
+        ["sampler:new"] = true, ["sampler:stats"] = true, ["trainer:new"] = true,
+        ["trainer:get"] = true, ["trainer:close"] = true}
+      local objects = {deployments = fw.deployments, sampler = fw:sampler{model = "accounts/x/y"},
+        trainer = fw:trainer{base_model = "accounts/local/models/tiny-gpt", poll_interval_s = 0.05}}
+      local walked = 0
+      for label, obj in pairs(objects) do
+        for name, m in pairs(getmetatable(obj).__index) do
+          if type(m) == "function" and not name:match("^_") and not skip[label .. ":" .. name] then
+            walked = walked + 1
+            local msg = r.misuse(label .. ":" .. name, "wrong type", nil, pcall(m, obj, WRONG))
+            r.expect(label .. ":" .. name, "wrong type", "^[%w_.:]+: ", msg)
+          end
+        end
+      end
+      assert.truthy(walked >= 20, "only " .. walked .. " methods walked")
+      r.check()
+    end)
 end)
+
