@@ -315,7 +315,7 @@ describe("every public flare.* function", function()
       -- Constructors (called by fw) and methods that take no argument.
       local skip = {["deployments:new"] = true, ["deployments:list"] = true,
         ["sampler:new"] = true, ["sampler:stats"] = true, ["trainer:new"] = true,
-        ["trainer:get"] = true, ["trainer:close"] = true}
+        ["trainer:get"] = true, ["trainer:close"] = true, ["trainer:list_checkpoints"] = true}
       local objects = {deployments = fw.deployments, sampler = fw:sampler{model = "accounts/x/y"},
         trainer = fw:trainer{base_model = "accounts/local/models/tiny-gpt", poll_interval_s = 0.05}}
       local walked = 0
