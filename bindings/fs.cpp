@@ -74,7 +74,7 @@ int l_mkdir_p(lua_State* L) {
   std::error_code ec;
   stdfs::create_directories(path, ec);
   if (ec || !stdfs::is_directory(path)) {
-    throw std::runtime_error("fs.mkdir_p: cannot create '" + path +
+    throw std::runtime_error("flare.fs.mkdir_p: cannot create '" + path +
                              "': " + (ec ? ec.message() : "not a directory"));
   }
   return 0;
@@ -100,7 +100,8 @@ int l_list_dir(lua_State* L) {
        it.increment(ec)) {
     names.push_back(it->path().filename().string());
   }
-  if (ec) throw std::runtime_error("fs.list_dir: cannot list '" + path + "': " + ec.message());
+  if (ec)
+    throw std::runtime_error("flare.fs.list_dir: cannot list '" + path + "': " + ec.message());
   std::sort(names.begin(), names.end());
   lua_createtable(L, static_cast<int>(names.size()), 0);
   for (size_t i = 0; i < names.size(); i++) {
@@ -146,20 +147,21 @@ int l_write_file_atomic(lua_State* L) {
   size_t len = bytes.size();
   std::string tmp = path + ".tmp." + std::to_string(getpid());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error("fs.write_file_atomic: " + sys_error("cannot create", tmp));
+  if (fd < 0)
+    throw std::runtime_error("flare.fs.write_file_atomic: " + sys_error("cannot create", tmp));
   try {
     write_all(fd, data, len, tmp);
     if (fsync(fd) != 0) throw std::runtime_error(sys_error("cannot fsync", tmp));
   } catch (const std::exception& e) {
     close(fd);
     unlink(tmp.c_str());
-    throw std::runtime_error(std::string("fs.write_file_atomic: ") + e.what());
+    throw std::runtime_error(std::string("flare.fs.write_file_atomic: ") + e.what());
   }
   close(fd);
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     std::string msg = sys_error("cannot rename onto", path);
     unlink(tmp.c_str());
-    throw std::runtime_error("fs.write_file_atomic: " + msg);
+    throw std::runtime_error("flare.fs.write_file_atomic: " + msg);
   }
   fsync_dir_of(path);
   return 0;
@@ -175,13 +177,13 @@ int l_append_line(lua_State* L) {
   line += '\n';
   bool sync = opt_flag(L, 3, "flare.fs.append_line", "fsync");
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error("fs.append_line: " + sys_error("cannot open", path));
+  if (fd < 0) throw std::runtime_error("flare.fs.append_line: " + sys_error("cannot open", path));
   try {
     write_all(fd, line.data(), line.size(), path);
     if (sync && fsync(fd) != 0) throw std::runtime_error(sys_error("cannot fsync", path));
   } catch (const std::exception& e) {
     close(fd);
-    throw std::runtime_error(std::string("fs.append_line: ") + e.what());
+    throw std::runtime_error(std::string("flare.fs.append_line: ") + e.what());
   }
   close(fd);
   return 0;
@@ -197,7 +199,8 @@ int l_remove(lua_State* L) {
   } else {
     removed = stdfs::remove(path, ec);
   }
-  if (ec) throw std::runtime_error("fs.remove: cannot remove '" + path + "': " + ec.message());
+  if (ec)
+    throw std::runtime_error("flare.fs.remove: cannot remove '" + path + "': " + ec.message());
   lua_pushboolean(L, removed);
   return 1;
 }
@@ -213,7 +216,7 @@ int l_sha256(lua_State* L) {
 int l_sha256_file(lua_State* L) {
   std::string path = check_path(L, 1, "flare.fs.sha256_file");
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("fs.sha256_file: " + sys_error("cannot open", path));
+  if (fd < 0) throw std::runtime_error("flare.fs.sha256_file: " + sys_error("cannot open", path));
   flare::Sha256 h;
   char buf[65536];
   for (;;) {
@@ -225,7 +228,7 @@ int l_sha256_file(lua_State* L) {
     } else if (errno != EINTR) {
       std::string msg = sys_error("cannot read", path);
       close(fd);
-      throw std::runtime_error("fs.sha256_file: " + msg);
+      throw std::runtime_error("flare.fs.sha256_file: " + msg);
     }
   }
   close(fd);
@@ -247,7 +250,7 @@ int l_isatty(lua_State* L) {
 int l_cwd(lua_State* L) {
   std::error_code ec;
   auto p = stdfs::current_path(ec);
-  if (ec) throw std::runtime_error("fs.cwd: " + ec.message());
+  if (ec) throw std::runtime_error("flare.fs.cwd: " + ec.message());
   lua_pushstring(L, p.string().c_str());
   return 1;
 }
