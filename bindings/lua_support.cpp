@@ -350,20 +350,20 @@ std::optional<std::vector<std::pair<std::string, std::string>>> Options::string_
   return out;
 }
 
-bool Options::push_table(const char* key) {
+bool Options::push_typed(const char* key, int type, const char* expected) {
   int t = field(key);
-  if (t == LUA_TTABLE) return true;
-  if (t != LUA_TNIL) wrong_type(key, "a table");
+  if (t == type) return true;
+  if (t != LUA_TNIL) wrong_type(key, expected);
   lua_pop(L_, 1);
   return false;
 }
 
+bool Options::push_table(const char* key) {
+  return push_typed(key, LUA_TTABLE, "a table");
+}
+
 bool Options::push_function(const char* key) {
-  int t = field(key);
-  if (t == LUA_TFUNCTION) return true;
-  if (t != LUA_TNIL) wrong_type(key, "a function");
-  lua_pop(L_, 1);
-  return false;
+  return push_typed(key, LUA_TFUNCTION, "a function");
 }
 
 void Options::push_any(const char* key) {

@@ -100,6 +100,8 @@ class Options {
  private:
   // Pushes the field and records the key; returns its Lua type.
   int field(const char* key);
+  // push_table and push_function: the field of Lua type `type`, or nothing when nil.
+  bool push_typed(const char* key, int type, const char* expected);
   [[noreturn]] void wrong_type(const char* key, const char* expected) const;
 
   lua_State* L_;
