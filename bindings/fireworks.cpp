@@ -10,14 +10,19 @@
 //            headers={<lower-case name> = value}}
 //        (raises a structured error on transport failure or a status >= 300 not in accept)
 //     conn:submit{...same...} -> future with :wait([timeout_s]), :done(), :cancel()
-//     conn:sampler{model=, concurrency=64, adaptive=false, adaptive_initial=16, adaptive_min=1,
-//                  adaptive_max=256, queue_target_s=0.5, timeout_s=600, max_attempts=7,
-//                  backoff_initial_s=2, backoff_max_s=30, not_ready_attempts=10,
+//     conn:sampler{model=, adaptive=true, concurrency=64 (the fixed window when not adaptive),
+//                  initial_window=16, min_window=1, max_window=256, prefill_queue_target=0.5,
+//                  additive_increase=1, multiplicative_decrease=0.5, ema_alpha=0.3,
+//                  adjustment_interval=32, timeout_s=600, max_attempts=7,
+//                  backoff_initial_s=2, backoff_max_s=30, not_ready_retries=10,
 //                  not_ready_interval_s=5}
 //        sampler:submit{prompts=, n=, max_tokens=, temperature=, top_p=, top_k=, stop=, seed=,
-//                       logprobs=, top_logprobs=, echo=, prompt_cache_max_len=, on_error=}
+//                       logprobs=, top_logprobs=, echo=, prompt_cache_max_len=, stream=,
+//                       on_error=}
 //          -> future; future:wait() -> groups[prompt][sample] = completion table
-//        sampler:stats() -> {requests=, retries=, rate_limited=, limit=, in_flight=}
+//        sampler:stats() -> {requests=, retries=, rate_limited=, limit=, in_flight=, warnings=}
+//        sampler:step_completed() -> {window=, requests=, avg_pq=, ..., avg_server_ttft=, ...}
+//        sampler:window_size()
 //     conn:redact(text), conn:api_key(), tostring(conn) (key redacted)
 //   fireworks.redact_key(key), fireworks.isatty(fd), fireworks.sleep(s) (keeps requests moving),
 //   fireworks.default_verify_ssl(url)
@@ -268,23 +273,29 @@ int l_sampler(lua_State* L) {
   if (!model || model->empty())
     throw flare::Error("invalid_argument", "sampler: option 'model' is required");
   o.model = *model;
-  o.concurrency = static_cast<int>(opt_integer(L, 2, "concurrency", who).value_or(o.concurrency));
-  o.adaptive = opt_bool(L, 2, "adaptive", who).value_or(false);
-  o.adaptive_initial =
-      static_cast<int>(opt_integer(L, 2, "adaptive_initial", who).value_or(o.adaptive_initial));
-  o.adaptive_min =
-      static_cast<int>(opt_integer(L, 2, "adaptive_min", who).value_or(o.adaptive_min));
-  o.adaptive_max =
-      static_cast<int>(opt_integer(L, 2, "adaptive_max", who).value_or(o.adaptive_max));
-  o.queue_target_s = opt_number(L, 2, "queue_target_s", who).value_or(o.queue_target_s);
+  fw::ConcurrencyOptions& c = o.concurrency;
+  c.adaptive = opt_bool(L, 2, "adaptive", who).value_or(c.adaptive);
+  c.fixed_window = static_cast<int>(opt_integer(L, 2, "concurrency", who).value_or(c.fixed_window));
+  c.initial_window =
+      static_cast<int>(opt_integer(L, 2, "initial_window", who).value_or(c.initial_window));
+  c.min_window = static_cast<int>(opt_integer(L, 2, "min_window", who).value_or(c.min_window));
+  c.max_window = static_cast<int>(opt_integer(L, 2, "max_window", who).value_or(c.max_window));
+  c.prefill_queue_target =
+      opt_number(L, 2, "prefill_queue_target", who).value_or(c.prefill_queue_target);
+  c.additive_increase = opt_number(L, 2, "additive_increase", who).value_or(c.additive_increase);
+  c.multiplicative_decrease =
+      opt_number(L, 2, "multiplicative_decrease", who).value_or(c.multiplicative_decrease);
+  c.ema_alpha = opt_number(L, 2, "ema_alpha", who).value_or(c.ema_alpha);
+  c.adjustment_interval = static_cast<int>(
+      opt_integer(L, 2, "adjustment_interval", who).value_or(c.adjustment_interval));
   o.timeout_s = opt_number(L, 2, "timeout_s", who).value_or(o.timeout_s);
   o.retry.max_attempts =
       static_cast<int>(opt_integer(L, 2, "max_attempts", who).value_or(o.retry.max_attempts));
   o.retry.backoff_initial_s =
       opt_number(L, 2, "backoff_initial_s", who).value_or(o.retry.backoff_initial_s);
   o.retry.backoff_max_s = opt_number(L, 2, "backoff_max_s", who).value_or(o.retry.backoff_max_s);
-  o.retry.not_ready_attempts = static_cast<int>(
-      opt_integer(L, 2, "not_ready_attempts", who).value_or(o.retry.not_ready_attempts));
+  o.retry.not_ready_retries = static_cast<int>(
+      opt_integer(L, 2, "not_ready_retries", who).value_or(o.retry.not_ready_retries));
   o.retry.not_ready_interval_s =
       opt_number(L, 2, "not_ready_interval_s", who).value_or(o.retry.not_ready_interval_s);
   push_ud(L, fw::Sampler::create(conn, std::move(o)), kSamplerMeta);
@@ -333,6 +344,7 @@ int l_sampler_submit(lua_State* L) {
   p.echo = opt_bool(L, 2, "echo", who).value_or(false);
   p.prompt_cache_max_len =
       static_cast<int>(opt_integer(L, 2, "prompt_cache_max_len", who).value_or(-1));
+  p.stream = opt_bool(L, 2, "stream", who).value_or(false);
   std::string on_error = opt_string(L, 2, "on_error", who).value_or("raise");
   if (on_error != "raise" && on_error != "return") {
     throw flare::Error("invalid_argument",
@@ -361,18 +373,63 @@ void push_ints(lua_State* L, const std::vector<int>& v) {
   }
 }
 
+void push_metrics(lua_State* L, const fw::ServerMetrics& m) {
+  lua_createtable(L, 0, 8);
+  auto num = [&](const char* name, double v) {
+    if (v < 0) return;
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, name);
+  };
+  num("num_concurrent_requests", static_cast<double>(m.num_concurrent_requests));
+  num("prefill_queue_duration", m.prefill_queue_duration);
+  num("generation_queue_duration", m.generation_queue_duration);
+  num("server_ttft", m.server_ttft);
+  num("cached_prompt_tokens", static_cast<double>(m.cached_prompt_tokens));
+  num("prompt_tokens", static_cast<double>(m.prompt_tokens));
+  num("server_processing_time", m.server_processing_time);
+  num("client_ttft", m.client_ttft);
+}
+
+// A SampledCompletion under the SDK's field names (full_tokens, prompt_len,
+// completion_len, inference_logprobs, sampling_logprobs, logprobs_echoed,
+// finish_reason), with flare's own: tokens and prompt_tokens (the two halves
+// of full_tokens), logprobs (= inference_logprobs), snapshot_identity, metrics.
 void push_completion(lua_State* L, const fw::Completion& c, const fw::SamplingParams& p) {
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 16);
   lua_pushlstring(L, c.text.data(), c.text.size());
   lua_setfield(L, -2, "text");
   push_ints(L, c.tokens);
   lua_setfield(L, -2, "tokens");
+  push_ints(L, c.prompt_tokens);
+  lua_setfield(L, -2, "prompt_tokens");
+  const int plen = static_cast<int>(c.prompt_tokens.size());
+  const int clen = static_cast<int>(c.tokens.size());
+  lua_createtable(L, plen + clen, 0);
+  for (int i = 0; i < plen; ++i) {
+    lua_pushinteger(L, c.prompt_tokens[static_cast<size_t>(i)]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  for (int i = 0; i < clen; ++i) {
+    lua_pushinteger(L, c.tokens[static_cast<size_t>(i)]);
+    lua_rawseti(L, -2, plen + i + 1);
+  }
+  lua_setfield(L, -2, "full_tokens");
+  lua_pushinteger(L, plen);
+  lua_setfield(L, -2, "prompt_len");
+  lua_pushinteger(L, clen);
+  lua_setfield(L, -2, "completion_len");
   if (p.logprobs) {
     push_numbers(L, c.logprobs);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "inference_logprobs");
     lua_setfield(L, -2, "logprobs");
-    push_numbers(L, c.sampling_logprobs);
-    lua_setfield(L, -2, "sampling_logprobs");
+    if (c.sampling_source != fw::SamplingLogprobs::Missing) {
+      push_numbers(L, c.sampling_logprobs);
+      lua_setfield(L, -2, "sampling_logprobs");
+    }
   }
+  lua_pushboolean(L, c.logprobs_echoed);
+  lua_setfield(L, -2, "logprobs_echoed");
   if (p.top_logprobs > 0) {
     lua_createtable(L, static_cast<int>(c.top_logprobs.size()), 0);
     for (size_t k = 0; k < c.top_logprobs.size(); ++k) {
@@ -385,16 +442,12 @@ void push_completion(lua_State* L, const fw::Completion& c, const fw::SamplingPa
     }
     lua_setfield(L, -2, "top_logprobs");
   }
-  if (p.echo && !c.prompt_logprobs.empty()) {
-    push_numbers(L, c.prompt_logprobs);
-    lua_setfield(L, -2, "prompt_logprobs");
-  }
   lua_pushlstring(L, c.finish_reason.data(), c.finish_reason.size());
   lua_setfield(L, -2, "finish_reason");
   lua_pushlstring(L, c.snapshot_identity.data(), c.snapshot_identity.size());
   lua_setfield(L, -2, "snapshot_identity");
-  push_ints(L, c.prompt_tokens);
-  lua_setfield(L, -2, "prompt_tokens");
+  push_metrics(L, c.metrics);
+  lua_setfield(L, -2, "metrics");
 }
 
 int l_batch_wait(lua_State* L) {
@@ -438,7 +491,7 @@ int l_batch_cancel(lua_State* L) {
 
 int l_sampler_stats(lua_State* L) {
   auto s = check_ud<fw::Sampler>(L, 1, kSamplerMeta)->stats();
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   lua_pushnumber(L, static_cast<double>(s.requests));
   lua_setfield(L, -2, "requests");
   lua_pushnumber(L, static_cast<double>(s.retries));
@@ -449,6 +502,27 @@ int l_sampler_stats(lua_State* L) {
   lua_setfield(L, -2, "limit");
   lua_pushnumber(L, static_cast<double>(s.in_flight));
   lua_setfield(L, -2, "in_flight");
+  lua_createtable(L, static_cast<int>(s.warnings.size()), 0);
+  for (size_t i = 0; i < s.warnings.size(); ++i) {
+    lua_pushlstring(L, s.warnings[i].data(), s.warnings[i].size());
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  lua_setfield(L, -2, "warnings");
+  return 1;
+}
+
+int l_sampler_step_completed(lua_State* L) {
+  auto summary = check_ud<fw::Sampler>(L, 1, kSamplerMeta)->step_completed();
+  lua_createtable(L, 0, static_cast<int>(summary.size()));
+  for (const auto& [name, value] : summary) {
+    lua_pushnumber(L, value);
+    lua_setfield(L, -2, name.c_str());
+  }
+  return 1;
+}
+
+int l_sampler_window(lua_State* L) {
+  lua_pushinteger(L, check_ud<fw::Sampler>(L, 1, kSamplerMeta)->stats().limit);
   return 1;
 }
 
@@ -506,8 +580,11 @@ int open_fireworks(lua_State* L) {
                                             {"done", l_future_done},
                                             {"cancel", l_future_cancel},
                                             {nullptr, nullptr}};
-  static const luaL_Reg sampler_methods[] = {
-      {"submit", l_sampler_submit}, {"stats", l_sampler_stats}, {nullptr, nullptr}};
+  static const luaL_Reg sampler_methods[] = {{"submit", l_sampler_submit},
+                                             {"stats", l_sampler_stats},
+                                             {"step_completed", l_sampler_step_completed},
+                                             {"window_size", l_sampler_window},
+                                             {nullptr, nullptr}};
   static const luaL_Reg batch_methods[] = {{"wait", l_batch_wait},
                                            {"done", l_batch_done},
                                            {"cancel", l_batch_cancel},
