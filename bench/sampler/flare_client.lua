@@ -1,7 +1,8 @@
 -- flare's DeploymentSampler driving N one-token completions at a fixed concurrency.
--- usage: flare run flare_client.lua BASE_URL API_KEY MODEL REQUESTS CONCURRENCY
+-- usage: flare run flare_client.lua BASE_URL API_KEY MODEL REQUESTS CONCURRENCY [plain|stream]
 -- prints: requests wall_s cpu_s errors
 local base, key, model, requests, concurrency = arg[1], arg[2], arg[3], tonumber(arg[4]), tonumber(arg[5])
+local stream = arg[6] == "stream"
 
 local function cpu_seconds()
   local f = io.open("/proc/self/stat")
@@ -16,7 +17,7 @@ local function cpu_seconds()
 end
 
 local fw = flare.connect{api_key = key, base_url = base, account_id = "local", quiet = true}
-local sampler = fw:sampler{model = model, concurrency = concurrency}
+local sampler = fw:sampler{model = model, concurrency = concurrency, stream = stream}
 local prompts = {}
 for i = 1, requests do prompts[i] = {1, 2} end
 -- Warm the connections up.
