@@ -359,6 +359,8 @@ void append_token_event(std::string& out, const std::string& id, long created,
   out += ",\"object\":\"text_completion\"}\n\n";
 }
 
+constexpr const char* kDone = "data: [DONE]\n\n";
+
 // Streaming: the engine runs on the connection's own thread, inside the
 // content provider, and each token is written to the socket as it is sampled.
 // The headers go out first, so they carry what is known before generation;
@@ -424,20 +426,19 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
         for (auto& m : server_metrics(r, secs)) pm[m.name] = std::move(m.value);
         extra["perf_metrics"] = std::move(pm);
       }
-      write(stream_event(id, created, model, std::move(choices), &extra));
+      // The last chunk and [DONE] in one write: one segment less per answer.
+      write(stream_event(id, created, model, std::move(choices), &extra) + kDone);
     } catch (const std::exception& e) {
       if (!cut && !gone) {
         std::string err =
             "data: " +
             nlohmann::json{{"error", {{"code", "INTERNAL"}, {"message", e.what()}}}}.dump(
                 -1, ' ', false, nlohmann::json::error_handler_t::replace) +
-            "\n\n";
+            "\n\n" + kDone;
         sink.write(err.data(), err.size());
       }
     }
     if (cut || gone) return false;  // closes the connection mid-stream
-    static const std::string done = "data: [DONE]\n\n";
-    sink.write(done.data(), done.size());
     sink.done();
     return true;
   });

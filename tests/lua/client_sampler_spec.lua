@@ -151,10 +151,12 @@ describe("DeploymentSampler", function()
 
   -- Streaming (the SDK's async_completions_stream) gives the same samples as a plain answer,
   -- with the server's perf_metrics and the client's time to first token.
-  it("streams by default, with server metrics per completion and per step", function()
-    local s = fw:sampler{deployment = info, concurrency = 4}
+  it("streams when asked, with server metrics per completion and per step", function()
+    local s = fw:sampler{deployment = info, concurrency = 4, stream = true}
     local streamed = s:sample{prompts = PROMPTS, max_tokens = 5, seed = 5, logprobs = true}
     local plain = s:sample{prompts = PROMPTS, max_tokens = 5, seed = 5, logprobs = true, stream = false}
+    assert.same(signature(plain), signature(fw:sampler{deployment = info}:sample{prompts = PROMPTS,
+      max_tokens = 5, seed = 5}))
     assert.same(signature(plain), signature(streamed))
     for i, g in ipairs(streamed) do
       local m, pm = g[1].metrics, plain[i][1].metrics
@@ -224,8 +226,8 @@ describe("DeploymentSampler", function()
 
   -- libcurl itself resends a request whose reused connection died before any
   -- answer, so resets are not all visible as sampler retries.
-  local function faulted(spec, every_fault_retried)
-    local s = fw:sampler(fx.fast_retry{deployment = info, concurrency = 8, max_attempts = 12})
+  local function faulted(spec, every_fault_retried, stream)
+    local s = fw:sampler(fx.fast_retry{deployment = info, concurrency = 8, max_attempts = 12, stream = stream})
     local reference = signature(s:sample{prompts = PROMPTS, n = 4, max_tokens = 3, seed = 7})
     fw:set_faults(spec)
     local groups = s:sample{prompts = PROMPTS, n = 4, max_tokens = 3, seed = 7}
@@ -251,6 +253,11 @@ describe("DeploymentSampler", function()
 
   it("retries truncated bodies", function()
     faulted("/inference/v1/completions:truncate:rate=0.3:seed=6")
+  end)
+
+  -- The SDK's _SSETruncationError: a stream closed before [DONE] is retried.
+  it("retries streams cut mid-generation", function()
+    faulted("/inference/v1/completions:truncate:rate=0.3:seed=8", true, true)
   end)
 
   it("honours Retry-After", function()
