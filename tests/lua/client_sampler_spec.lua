@@ -62,7 +62,8 @@ describe("DeploymentSampler", function()
   it("supports stop, echo (SDK-aligned P+C-1 logprobs), top_logprobs", function()
     local s = fw:sampler{model = info.inference_model}
     for _, stream in ipairs({true, false}) do
-      local g = s:sample{prompts = {"abc"}, max_tokens = 3, echo = true, logprobs = true, temperature = 0,
+      local g = s:sample{prompts = {"abc"}, max_tokens = 3, echo = true, logprobs = true,
+        temperature = 0,
         stream = stream}
       local c = g[1][1]
       assert.equal(3, #c.tokens)
@@ -71,12 +72,15 @@ describe("DeploymentSampler", function()
       assert.equal(3 + 3 - 1, #c.inference_logprobs)
       assert.equal(3 + 3 - 1, #c.sampling_logprobs)
       assert.truthy(c.logprobs_echoed)
-      local plain = s:sample{prompts = {"abc"}, max_tokens = 3, temperature = 0, logprobs = true}[1][1]
+      local plain = s:sample{prompts = {"abc"}, max_tokens = 3, temperature = 0,
+        logprobs = true}[1][1]
       assert.falsy(plain.logprobs_echoed)
       assert.equal("abc" .. plain.text, c.text)
       assert.same(plain.tokens, c.tokens)
       -- The completion's logprobs are the last C entries of the aligned list.
-      for k = 1, 3 do assert.truthy(math.abs(plain.inference_logprobs[k] - c.inference_logprobs[2 + k]) < 1e-5) end
+      for k = 1, 3 do
+        assert.truthy(math.abs(plain.inference_logprobs[k] - c.inference_logprobs[2 + k]) < 1e-5)
+      end
     end
     local top = s:sample{prompts = {"abc"}, max_tokens = 2, top_logprobs = 3}
     assert.equal(2, #top[1][1].top_logprobs)
@@ -85,7 +89,8 @@ describe("DeploymentSampler", function()
     assert.equal(3, n)
   end)
 
-  -- The SDK's SampledCompletion fields; tokens / prompt_tokens / logprobs stay (the recipes use them).
+  -- The SDK's SampledCompletion fields; tokens / prompt_tokens / logprobs stay (the recipes use
+  -- them).
   it("returns SampledCompletion fields under the SDK's names", function()
     local s = fw:sampler{deployment = info}
     local c = s:sample{prompts = {{7, 8, 9}}, max_tokens = 4, logprobs = true, seed = 3}[1][1]
@@ -104,7 +109,8 @@ describe("DeploymentSampler", function()
   -- whose full_tokens exceed it is dropped.
   it("filters by max_seq_len as the SDK does", function()
     local s = fw:sampler{deployment = info}
-    local g = s:sample{prompts = {{1, 2, 3, 4, 5}, {1, 2}, "ab"}, n = 2, max_tokens = 4, max_seq_len = 5,
+    local g = s:sample{prompts = {{1, 2, 3, 4, 5}, {1, 2}, "ab"}, n = 2, max_tokens = 4,
+      max_seq_len = 5,
       temperature = 0}
     assert.equal(3, #g)
     assert.equal(0, #g[1])  -- 5 >= 5: not sent
@@ -121,11 +127,13 @@ describe("DeploymentSampler", function()
     local free = s:sample{prompts = {"hello"}, max_tokens = 12, temperature = 0}[1][1]
     assert.truthy(#free.tokens >= 2)
     local stop_id = free.tokens[2]
-    local stopped = s:sample{prompts = {"hello"}, max_tokens = 12, temperature = 0, stop = {stop_id}}[1][1]
+    local stopped = s:sample{prompts = {"hello"}, max_tokens = 12, temperature = 0,
+      stop = {stop_id}}[1][1]
     assert.equal("stop", stopped.finish_reason)
     local at = free.text:find(string.char(stop_id), 1, true)
     assert.equal(free.text:sub(1, at - 1), stopped.text)
-    assert.error_matches(function() s:sample{prompts = {"x"}, stop = {1, "a"}} end, "strings or of token ids")
+    assert.error_matches(function() s:sample{prompts = {"x"}, stop = {1, "a"}} end,
+      "strings or of token ids")
     assert.error_matches(function() s:sample{prompts = {"x"}, stop = {256}} end, "no text")
     local decode_calls = 0
     local custom = fw:sampler{deployment = info, tokenizer = {decode = function(_, ids)
@@ -140,7 +148,8 @@ describe("DeploymentSampler", function()
   it("attaches request_context and sampling_context to structured errors", function()
     local s = fw:sampler{model = "accounts/local/deployments/missing-ctx", hotload_max_retries = 0,
       request_context = {run = "r1", step = 4, secret = "dropped"}}
-    local g = s:sample{prompts = {"a"}, max_tokens = 1, on_error = "return", sampling_context = {group = 2}}
+    local g = s:sample{prompts = {"a"}, max_tokens = 1, on_error = "return",
+      sampling_context = {group = 2}}
     local e = g[1][1].error
     assert.same({run = "r1", step = 4, group = 2}, e.context)
     assert.truthy(e.message:find("run=r1 step=4 group=2", 1, true))
@@ -154,7 +163,8 @@ describe("DeploymentSampler", function()
   it("streams when asked, with server metrics per completion and per step", function()
     local s = fw:sampler{deployment = info, concurrency = 4, stream = true}
     local streamed = s:sample{prompts = PROMPTS, max_tokens = 5, seed = 5, logprobs = true}
-    local plain = s:sample{prompts = PROMPTS, max_tokens = 5, seed = 5, logprobs = true, stream = false}
+    local plain = s:sample{prompts = PROMPTS, max_tokens = 5, seed = 5, logprobs = true,
+      stream = false}
     assert.same(signature(plain), signature(fw:sampler{deployment = info}:sample{prompts = PROMPTS,
       max_tokens = 5, seed = 5}))
     assert.same(signature(plain), signature(streamed))
@@ -189,19 +199,24 @@ describe("DeploymentSampler", function()
 
   it("validates options with their names", function()
     local s = fw:sampler{deployment = info}
-    assert.error_matches(function() s:sample{prompts = {"x"}, max_token = 3} end, "did you mean 'max_tokens'")
+    assert.error_matches(function() s:sample{prompts = {"x"}, max_token = 3} end,
+      "did you mean 'max_tokens'")
     assert.error_matches(function() s:sample{prompts = {"x"}, n = 0} end, "n must be >= 1")
-    assert.error_matches(function() s:sample{prompts = {"x"}, temperature = "hot"} end, "temperature.*number")
+    assert.error_matches(function() s:sample{prompts = {"x"}, temperature = "hot"} end,
+      "temperature.*number")
     assert.error_matches(function() s:sample{prompts = {{1, "a"}}} end, "prompts%[1%]%[2%]")
     assert.error_matches(function() s:sample{prompts = {true}} end, "prompts%[1%]")
     assert.error_matches(function() s:sample{} end, "prompts")
     assert.error_matches(function() fw:sampler{} end, "deployment = info or model")
-    assert.error_matches(function() fw:sampler{deployment = info, concurrency = "lots"} end, "adaptive")
-    assert.error_matches(function() fw:sampler{deployment = info, concurency = 3} end, "did you mean 'concurrency'")
+    assert.error_matches(function() fw:sampler{deployment = info, concurrency = "lots"} end,
+      "adaptive")
+    assert.error_matches(function() fw:sampler{deployment = info, concurency = 3} end,
+      "did you mean 'concurrency'")
   end)
 
   it("returns per-item errors or raises, as the caller chose", function()
-    local s = fw:sampler{model = "accounts/local/deployments/does-not-exist", hotload_max_retries = 1,
+    local s = fw:sampler{model = "accounts/local/deployments/does-not-exist",
+      hotload_max_retries = 1,
       hotload_retry_interval = 0.01}
     local g = s:sample{prompts = {"a", "b"}, n = 2, max_tokens = 2, on_error = "return"}
     assert.equal(2, #g)
@@ -227,7 +242,8 @@ describe("DeploymentSampler", function()
   -- libcurl itself resends a request whose reused connection died before any
   -- answer, so resets are not all visible as sampler retries.
   local function faulted(spec, every_fault_retried, stream)
-    local s = fw:sampler(fx.fast_retry{deployment = info, concurrency = 8, max_attempts = 12, stream = stream})
+    local s = fw:sampler(fx.fast_retry{deployment = info, concurrency = 8, max_attempts = 12,
+      stream = stream})
     local reference = signature(s:sample{prompts = PROMPTS, n = 4, max_tokens = 3, seed = 7})
     fw:set_faults(spec)
     local groups = s:sample{prompts = PROMPTS, n = 4, max_tokens = 3, seed = 7}
@@ -288,7 +304,8 @@ describe("DeploymentSampler", function()
     local step = s:step_completed()
     assert.equal(16, step.window)
     assert.equal(0, step.requests)
-    -- 31 fast requests: no adjustment yet; the 32nd adjusts (+ additive increase x headroom, at most 4x).
+    -- 31 fast requests: no adjustment yet; the 32nd adjusts (+ additive increase x headroom, at
+    -- most 4x).
     s:sample{prompts = {"a"}, n = 31, max_tokens = 1}
     assert.equal(16, s:window_size())
     s:sample{prompts = {"a"}, n = 1, max_tokens = 1}
@@ -315,7 +332,8 @@ describe("DeploymentSampler", function()
     assert.truthy(step.ema_pq > 0.005, "the queue was loaded: ema " .. tostring(step.ema_pq))
     assert.truthy(s:window_size() < 64, "window shrank, now " .. s:window_size())
     local shrunk = s:window_size()
-    -- Idle: one request at a time finds no queue; each interval adds up to 4 (headroom capped at 4x).
+    -- Idle: one request at a time finds no queue; each interval adds up to 4 (headroom capped at
+    -- 4x).
     local idle = fw:sampler{deployment = info, concurrency = "adaptive", initial_window = 2,
       adjustment_interval = 8}
     for _ = 1, 4 do idle:sample{prompts = {"i"}, n = 8, max_tokens = 1} end

@@ -1,23 +1,26 @@
 -- flare.fireworks.sampler: DeploymentSampler (fw:sampler{...}), with the Fireworks SDK's names
 -- and defaults.
 --   local s = fw:sampler{deployment = info | model = "accounts/<a>/deployments/<id>",
---       concurrency = "adaptive" (default: the SDK's AdaptiveConcurrencyController) | N (a fixed window),
+--       concurrency = "adaptive" (default: the SDK's AdaptiveConcurrencyController)
+--         | N (a fixed window),
 --       initial_window = 16, min_window = 1, max_window = 256, prefill_queue_target = 0.5,
---       additive_increase = 1, multiplicative_decrease = 0.5, ema_alpha = 0.3, adjustment_interval = 32,
---       stream = false, timeout_s = 600, max_attempts = 7, backoff_initial_s = 2, backoff_max_s = 30,
---       hotload_max_retries = 10, hotload_retry_interval = 5, on_error = "raise",
+--       additive_increase = 1, multiplicative_decrease = 0.5, ema_alpha = 0.3,
+--       adjustment_interval = 32, stream = false, timeout_s = 600, max_attempts = 7,
+--       backoff_initial_s = 2, backoff_max_s = 30, hotload_max_retries = 10,
+--       hotload_retry_interval = 5, on_error = "raise",
 --       tokenizer = {decode = function(self, ids) ... end} (byte-level for the emulator's models),
 --       request_context = {session=, run=, checkpoint=, step=, group=, item=}}
---   s:sample{prompts = {...} (strings or token-id lists), n = 1, max_tokens = 16, temperature = 1.0,
---       top_p = 1.0, top_k = 0, stop = nil (strings, or token ids decoded with the tokenizer),
+--   s:sample{prompts = {...} (strings or token-id lists), n = 1, max_tokens = 16,
+--       temperature = 1.0, top_p = 1.0, top_k = 0,
+--       stop = nil (strings, or token ids decoded with the tokenizer),
 --       seed = nil, logprobs = false, top_logprobs = 0, echo = false, prompt_cache_max_len = nil,
 --       max_seq_len = nil, stream = <sampler's>, sampling_context = nil, on_error = <sampler's>}
---     -> groups in input order: groups[i][j] = a SampledCompletion {text, full_tokens, prompt_len,
---        completion_len, finish_reason, inference_logprobs?, sampling_logprobs?, logprobs_echoed,
---        top_logprobs?, tokens (completion ids), prompt_tokens, logprobs (= inference_logprobs),
---        snapshot_identity, metrics = {prefill_queue_duration, generation_queue_duration,
---        server_ttft, client_ttft, num_concurrent_requests, prompt_tokens, cached_prompt_tokens,
---        server_processing_time}}
+--     -> groups in input order: groups[i][j] = a SampledCompletion {text, full_tokens,
+--        prompt_len, completion_len, finish_reason, inference_logprobs?, sampling_logprobs?,
+--        logprobs_echoed, top_logprobs?, tokens (completion ids), prompt_tokens,
+--        logprobs (= inference_logprobs), snapshot_identity, metrics = {prefill_queue_duration,
+--        generation_queue_duration, server_ttft, client_ttft, num_concurrent_requests,
+--        prompt_tokens, cached_prompt_tokens, server_processing_time}}
 --        or, with on_error = "return", {error = {code, message, status, retryable, request_id,
 --        context?}} for a sample that failed after its retries. With max_seq_len, a prompt of
 --        max_seq_len tokens or more gets no completions and a completion longer than it in all
@@ -40,27 +43,35 @@ M.__index = M
 M.DEFAULT_STREAM = false
 
 local spec = {
-  deployment = "table", model = "string", concurrency = "integer|string", initial_window = "integer",
-  min_window = "integer", max_window = "integer", prefill_queue_target = "number", additive_increase = "number",
+  deployment = "table", model = "string", concurrency = "integer|string",
+    initial_window = "integer",
+  min_window = "integer", max_window = "integer", prefill_queue_target = "number",
+    additive_increase = "number",
   multiplicative_decrease = "number", ema_alpha = "number", adjustment_interval = "integer",
   -- earlier names of the controller's settings
-  adaptive_initial = "integer", adaptive_min = "integer", adaptive_max = "integer", queue_target_s = "number",
+  adaptive_initial = "integer", adaptive_min = "integer", adaptive_max = "integer",
+    queue_target_s = "number",
   stream = "boolean", timeout_s = "number", max_attempts = "integer", backoff_initial_s = "number",
   backoff_max_s = "number", hotload_max_retries = "integer", hotload_retry_interval = "number",
-  not_ready_interval_s = "number", on_error = "string", tokenizer = "table", request_context = "table",
+  not_ready_interval_s = "number", on_error = "string", tokenizer = "table",
+    request_context = "table",
 }
 
 local sample_spec = {
-  prompts = "table", n = "integer", max_tokens = "integer", temperature = "number", top_p = "number",
-  top_k = "integer", stop = "string|table", seed = "integer", logprobs = "boolean", top_logprobs = "integer",
+  prompts = "table", n = "integer", max_tokens = "integer", temperature = "number",
+    top_p = "number",
+  top_k = "integer", stop = "string|table", seed = "integer", logprobs = "boolean",
+    top_logprobs = "integer",
   echo = "boolean", prompt_cache_max_len = "integer", on_error = "string", max_seq_len = "integer",
   stream = "boolean", sampling_context = "table",
 }
 
-local renamed = {adaptive_initial = "initial_window", adaptive_min = "min_window", adaptive_max = "max_window",
+local renamed = {adaptive_initial = "initial_window", adaptive_min = "min_window",
+  adaptive_max = "max_window",
   queue_target_s = "prefill_queue_target", hotload_max_retries = "not_ready_retries",
   hotload_retry_interval = "not_ready_interval_s"}
-local local_only = {deployment = true, model = true, concurrency = true, on_error = true, stream = true,
+local local_only = {deployment = true, model = true, concurrency = true, on_error = true,
+  stream = true,
   tokenizer = true, request_context = true}
 
 -- The emulator's models read bytes: token t < 256 is byte t, the rest are special tokens.
@@ -68,7 +79,9 @@ M.byte_tokenizer = {
   decode = function(_, ids)
     local out = {}
     for i, t in ipairs(ids) do
-      if t < 0 or t >= 258 then error("token id " .. t .. " is outside the vocabulary [0, 258)", 0) end
+      if t < 0 or t >= 258 then
+        error("token id " .. t .. " is outside the vocabulary [0, 258)", 0)
+      end
       out[i] = t < 256 and string.char(t) or ""
     end
     return table.concat(out)
@@ -91,10 +104,12 @@ function M.new(fw, opts)
   if opts.deployment then
     model = opts.deployment.inference_model
     if type(model) ~= "string" then
-      options.raise("invalid_argument", "sampler: 'deployment' must be a DeploymentInfo (with inference_model)")
+      options.raise("invalid_argument",
+        "sampler: 'deployment' must be a DeploymentInfo (with inference_model)")
     end
   end
-  if not model then options.raise("invalid_argument", "sampler: give deployment = info or model = \"...\"") end
+  if not model then options.raise("invalid_argument",
+    "sampler: give deployment = info or model = \"...\"") end
   local native_opts = {model = model, adaptive = true}
   for k, v in pairs(opts) do
     if not local_only[k] then native_opts[renamed[k] or k] = v end
@@ -102,10 +117,12 @@ function M.new(fw, opts)
   if opts.concurrency == nil or opts.concurrency == "adaptive" then
     native_opts.adaptive = true
   elseif type(opts.concurrency) == "string" then
-    options.raise("invalid_argument", "sampler: concurrency must be a number or \"adaptive\", got \"" ..
+    options.raise("invalid_argument",
+      "sampler: concurrency must be a number or \"adaptive\", got \"" ..
       opts.concurrency .. "\"")
   else
-    if opts.concurrency < 1 then options.raise("invalid_argument", "sampler: concurrency must be >= 1") end
+    if opts.concurrency < 1 then options.raise("invalid_argument",
+      "sampler: concurrency must be >= 1") end
     native_opts.adaptive = false
     native_opts.concurrency = opts.concurrency
   end
@@ -120,7 +137,8 @@ function M.new(fw, opts)
   if not tokenizer and fw.backend == "emulator" then tokenizer = M.byte_tokenizer end
   local stream = opts.stream
   if stream == nil then stream = M.DEFAULT_STREAM end
-  return setmetatable({fw = fw, model = model, on_error = on_error, stream = stream, tokenizer = tokenizer,
+  return setmetatable({fw = fw, model = model, on_error = on_error, stream = stream,
+    tokenizer = tokenizer,
     request_context = opts.request_context, native = fw:_native():sampler(native_opts)}, M)
 end
 
@@ -130,13 +148,20 @@ end
 
 local function check_params(p)
   options.check(p, sample_spec, "sample")
-  if type(p.prompts) ~= "table" then options.raise("invalid_argument", "sample: 'prompts' (a list) is required") end
-  if p.n and p.n < 1 then options.raise("invalid_argument", "sample: n must be >= 1, got " .. p.n) end
-  if p.max_tokens and p.max_tokens < 0 then options.raise("invalid_argument", "sample: max_tokens must be >= 0") end
-  if p.temperature and p.temperature < 0 then options.raise("invalid_argument", "sample: temperature must be >= 0") end
-  if p.top_p and (p.top_p <= 0 or p.top_p > 1) then options.raise("invalid_argument", "sample: top_p must be in (0, 1]") end
-  if p.top_k and p.top_k < 0 then options.raise("invalid_argument", "sample: top_k must be >= 0") end
-  if p.max_seq_len and p.max_seq_len < 1 then options.raise("invalid_argument", "sample: max_seq_len must be >= 1") end
+  if type(p.prompts) ~= "table" then options.raise("invalid_argument",
+    "sample: 'prompts' (a list) is required") end
+  if p.n and p.n < 1 then options.raise("invalid_argument",
+    "sample: n must be >= 1, got " .. p.n) end
+  if p.max_tokens and p.max_tokens < 0 then options.raise("invalid_argument",
+    "sample: max_tokens must be >= 0") end
+  if p.temperature and p.temperature < 0 then options.raise("invalid_argument",
+    "sample: temperature must be >= 0") end
+  if p.top_p and (p.top_p <= 0 or p.top_p > 1) then options.raise("invalid_argument",
+    "sample: top_p must be in (0, 1]") end
+  if p.top_k and p.top_k < 0 then options.raise("invalid_argument",
+    "sample: top_k must be >= 0") end
+  if p.max_seq_len and p.max_seq_len < 1 then options.raise("invalid_argument",
+    "sample: max_seq_len must be >= 1") end
 end
 
 -- The SDK's sample_with_prompt_tokens: string stops are sent as they are; token-id stops are
@@ -153,15 +178,18 @@ function M:_stops(stop)
     end
   end
   if strings == #stop then return stop end
-  if ints ~= #stop then options.raise("invalid_argument", "sample: stop must be a list of strings or of token ids") end
+  if ints ~= #stop then options.raise("invalid_argument",
+    "sample: stop must be a list of strings or of token ids") end
   if not self.tokenizer then
-    options.raise("invalid_argument", "sample: a tokenizer is required to turn stop token ids into the " ..
+    options.raise("invalid_argument",
+      "sample: a tokenizer is required to turn stop token ids into the " ..
       "stop strings the completions API takes (fw:sampler{tokenizer = ...})")
   end
   local out = {}
   for i, id in ipairs(stop) do
     local ok, text = pcall(self.tokenizer.decode, self.tokenizer, {id})
-    if not ok then options.raise("invalid_argument", "sample: stop[" .. i .. "]: " .. tostring(text)) end
+    if not ok then options.raise("invalid_argument",
+      "sample: stop[" .. i .. "]: " .. tostring(text)) end
     if type(text) ~= "string" or text == "" then
       options.raise("invalid_argument", "sample: stop[" .. i .. "] (token " .. id ..
         ") has no text in the model's tokenizer, so it cannot be a stop string")
@@ -192,7 +220,8 @@ end
 local function attach_context(err, ctx)
   if type(err) ~= "table" or not ctx then return err end
   err.context = ctx
-  if type(err.message) == "string" then err.message = err.message .. " (" .. context_text(ctx) .. ")" end
+  if type(err.message) == "string" then err.message = err.message .. " (" .. context_text(ctx) ..
+    ")" end
   return err
 end
 
