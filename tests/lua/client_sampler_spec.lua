@@ -342,3 +342,90 @@ describe("DeploymentSampler", function()
     assert.truthy(shrunk >= 1)
   end)
 end)
+
+-- A completions route of an older server: logprob entries without sampling_logprob, and the
+-- metrics as "fireworks-"-prefixed, capitalised headers.
+local LEGACY_SERVER = [[
+import http.server, json, os, socketserver, sys, threading, time
+owner = int(sys.argv[1])
+def watch():
+    start = time.time()
+    while time.time() - start < 120:
+        try:
+            os.kill(owner, 0)
+        except OSError:
+            break
+        time.sleep(0.2)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        choice = {"index": 0, "text": "hi", "finish_reason": "length",
+                  "logprobs": {"content": [{"token": "h", "logprob": -1.5},
+                                           {"token": "i", "logprob": -0.5}]},
+                  "raw_output": {"prompt_token_ids": req["prompt"],
+                                 "completion_token_ids": [104, 105]}}
+        body = json.dumps({"choices": [choice], "model": req["model"],
+                           "usage": {"completion_tokens": 2}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Fireworks-Prefill-Queue-Duration", "0.25")
+        self.send_header("Num-Concurrent-Requests", "3")
+        self.end_headers()
+        self.wfile.write(body)
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+s = S(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+]]
+
+local function start_legacy_server()
+  local ffi = require("ffi")
+  pcall(ffi.cdef, "int getpid(void);")
+  local port_file = os.tmpname()
+  os.execute("python3 -u -c " .. fx.shell_quote(LEGACY_SERVER) .. " " .. ffi.C.getpid() ..
+    " >" .. port_file .. " 2>&1 &")
+  local port
+  for _ = 1, 200 do
+    local f = io.open(port_file)
+    port = f and tonumber(f:read("*l"))
+    if f then f:close() end
+    if port then break end
+    os.execute("sleep 0.05")
+  end
+  os.remove(port_file)
+  assert(port, "the legacy test server did not start")
+  return "http://127.0.0.1:" .. port
+end
+
+-- The SDK's _warn_missing_sampling_logprob_fallback: raw logprobs stand in for a missing
+-- sampling_logprob only under full-distribution sampling, with one warning.
+describe("DeploymentSampler against a server without sampling_logprob", function()
+  it("falls back only at T=1, top_p=1, top_k=0 and warns once each way", function()
+    local base = start_legacy_server()
+    local legacy = flare.connect{api_key = fx.KEY, base_url = base, account_id = "legacy",
+      quiet = true}
+    local s = legacy:sampler{model = "accounts/legacy/deployments/old", concurrency = 2}
+    for _ = 1, 2 do
+      local c = s:sample{prompts = {{1, 2}}, max_tokens = 2, logprobs = true}[1][1]
+      assert.same({-1.5, -0.5}, c.inference_logprobs)
+      assert.same(c.inference_logprobs, c.sampling_logprobs)
+      assert.equal(0.25, c.metrics.prefill_queue_duration)
+      assert.equal(3, c.metrics.num_concurrent_requests)
+    end
+    assert.equal(1, #s:stats().warnings)
+    assert.truthy(s:stats().warnings[1]:find("temperature=1, top_p=1, top_k=0", 1, true))
+    for _ = 1, 2 do
+      local c = s:sample{prompts = {{1, 2}}, max_tokens = 2, logprobs = true,
+        temperature = 0.7}[1][1]
+      assert.same({-1.5, -0.5}, c.inference_logprobs)
+      assert.equal(nil, c.sampling_logprobs)
+    end
+    assert.equal(2, #s:stats().warnings)
+    assert.truthy(s:stats().warnings[2]:find("sampling_logprobs left empty", 1, true))
+  end)
+end)
