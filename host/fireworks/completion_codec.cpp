@@ -689,7 +689,10 @@ Completion parse_completion(std::string_view body, const Prompt& prompt,
                             const SamplingParams& params, const std::string* snapshot_header) {
   const bool snapshot_known = snapshot_header && !snapshot_header->empty();
   Raw raw;
-  if (params.stream) {
+  // A server that ignores stream: true answers with one JSON body.
+  const std::size_t first = body.find_first_not_of(" \t\r\n");
+  const bool streamed = params.stream && first != body.npos && body[first] != '{';
+  if (streamed) {
     if (params.logprobs || !read_stream(body, params, !snapshot_known, true, raw)) {
       raw = Raw();
       read_stream(body, params, !snapshot_known, false, raw);

@@ -194,6 +194,11 @@ TEST_CASE("a stream cut mid-generation is the SDK's retryable SSE truncation") {
     CHECK(std::string(e.what()).find("ended mid-generation") != std::string::npos);
     CHECK(e.retryable);
   }
+  // A server that ignores stream: true and answers with one body is read as such.
+  Completion plain =
+      parse_completion(R"({"choices":[{"text":"h","raw_output":{"completion_token_ids":[104]}}]})",
+                       prompt, p, nullptr);
+  CHECK(plain.tokens == std::vector<int>{104});
   // The request body asks for the stream and the SDK's perf_metrics_in_response.
   std::string req;
   write_completion_body(req, "m", prompt, p, std::nullopt);
