@@ -361,7 +361,7 @@ int Engine::active_requests() const {
 }
 
 Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
-                        const TokenCallback& on_token) {
+                        const TokenCallback& on_token, const std::function<void()>& on_flush) {
   auto req = std::make_shared<Request>();
   Request& r = *req;
   {
@@ -395,9 +395,11 @@ Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
       std::deque<Event> batch;
       batch.swap(r.events);
       if (callback_error) continue;
+      const bool more = r.unfinished > 0;
       lk.unlock();
       try {
         for (const Event& e : batch) on_token(e.index, e.token, e.text);
+        if (more && on_flush) on_flush();
       } catch (...) {
         // The consumer is gone: stop generating, then report its error.
         callback_error = std::current_exception();

@@ -85,8 +85,12 @@ class Engine {
 
   // Blocking; concurrent callers are batched together. Throws std::invalid_argument
   // (naming the field) on bad parameters, std::runtime_error when no model is loaded.
+  // When streaming, on_flush (if given) runs after each run of on_token calls
+  // that leaves the request unfinished: the moment to send what was given so
+  // far. Tokens delivered with the request's end get no flush of their own.
   Result complete(const std::vector<int>& prompt, const SamplingParams& p,
-                  const TokenCallback& on_token = nullptr);
+                  const TokenCallback& on_token = nullptr,
+                  const std::function<void()>& on_flush = nullptr);
 
  private:
   struct Impl;

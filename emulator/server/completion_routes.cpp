@@ -382,7 +382,7 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
     const std::string id = random_id();
     const long created = static_cast<long>(now_s());
     std::string model = base_model + "@" + serving->engine->snapshot_identity();
-    std::string chunk;
+    std::string chunk, pending;
     bool cut = false, gone = false;
     auto write = [&](const std::string& e) {
       if (cut) return;
@@ -405,9 +405,20 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
         } else {
           append_token_event(chunk, id, created, model, p.raw_output, index, tok.token, piece);
         }
-        write(chunk);
+        if (truncate) {
+          write(chunk);  // event by event, so that the injected cut falls mid-stream
+        } else {
+          pending += chunk;
+        }
       };
-      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token);
+      // The events the engine delivered together go out in one write, the ones
+      // that came with the request's end together with the last chunk.
+      auto on_flush = [&] {
+        if (pending.empty()) return;
+        write(pending);
+        pending.clear();
+      };
+      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token, on_flush);
       model = base_model + "@" + r.snapshot_identity;
       nlohmann::json choices = nlohmann::json::array();
       for (size_t i = 0; i < r.choices.size(); ++i) {
@@ -426,8 +437,9 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
         for (auto& m : server_metrics(r, secs)) pm[m.name] = std::move(m.value);
         extra["perf_metrics"] = std::move(pm);
       }
-      // The last chunk and [DONE] in one write: one segment less per answer.
-      write(stream_event(id, created, model, std::move(choices), &extra) + kDone);
+      pending += stream_event(id, created, model, std::move(choices), &extra);
+      pending += kDone;
+      write(pending);
     } catch (const std::exception& e) {
       if (!cut && !gone) {
         std::string err =
