@@ -164,7 +164,7 @@ TEST_CASE("requests with different LoRA adapters share decode steps and each get
   std::vector<std::thread> callers;
   for (int i = 0; i < 24; ++i)
     callers.emplace_back(
-        [&, i] { results[i] = e.complete(prompt, seeded(7, 2, 24), nullptr, adapters[i % 3]); });
+        [&, i] { results[i] = e.complete(prompt, seeded(7, 2, 24), nullptr, nullptr, adapters[i % 3]); });
   for (auto& t : callers) t.join();
   for (int i = 0; i < 24; ++i) CHECK(same_choices(results[i], alone[i % 3]));
   // The engine-wide adapter applies to requests that name none.
