@@ -11,7 +11,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 BUILD_PACKAGES=(g++ make cmake pkg-config luajit libluajit-5.1-dev libcurl4-openssl-dev
   nlohmann-json3-dev libzstd-dev zstd doctest-dev libsqlite3-dev libcpp-httplib-dev libedit-dev
-  libisal-dev zlib1g-dev dpkg-dev)
+  libisal-dev zlib1g-dev dpkg-dev patch)
 TEST_PACKAGES=(clang libclang-rt-14-dev python3 python3-aiohttp wrk tmux chromium)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -34,10 +34,12 @@ install_packages() {
 # static library lands in a per-version cache folder that CMakeLists.txt looks in;
 # nothing is done when it is already there.
 LUAJIT_CACHE=${FLARE_LUAJIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flare/luajit-checkhook}
+LUAJIT_PATCHES=(tools/luajit/*.patch)
 luajit_checkhook() {
-  local version
+  local version stamp
   version=$(dpkg-query -W -f='${source:Version}' libluajit-5.1-dev)
-  if [ -f "$LUAJIT_CACHE/lib/libluajit-5.1.a" ] && [ "$(cat "$LUAJIT_CACHE/version" 2>/dev/null)" = "$version" ]; then
+  stamp="$version $(cat "${LUAJIT_PATCHES[@]}" | sha256sum | cut -c1-16)"
+  if [ -f "$LUAJIT_CACHE/lib/libluajit-5.1.a" ] && [ "$(cat "$LUAJIT_CACHE/version" 2>/dev/null)" = "$stamp" ]; then
     return 0
   fi
   if ! apt-get source --print-uris -qq "luajit=$version" >/dev/null 2>&1; then
@@ -64,6 +66,8 @@ SRC
     rm -rf "$work"; echo "dev.sh: apt-get source luajit=$version failed" >&2; return 1; }
   local src
   src=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name 'luajit-*' | head -1)
+  local p
+  for p in "${LUAJIT_PATCHES[@]}"; do patch -s -d "$src" -p1 <"$p"; done  # see each patch's header
   # Debian's own build (debian/rules: `make amalg PREFIX=/usr MULTILIB=...` with dpkg-buildflags),
   # static, plus the hook check; the luajit binary is kept for bench/interrupt.
   make -C "$src" -j"$JOBS" -s amalg BUILDMODE=static PREFIX=/usr \
@@ -75,7 +79,7 @@ SRC
   cp "$src/src/luajit" "$out/bin/luajit"
   strip --strip-debug "$out/lib/libluajit-5.1.a" "$out/bin/luajit"  # as dh_strip does
   cp "$src"/src/{lua.h,lualib.h,lauxlib.h,luaconf.h,lua.hpp,luajit.h} "$out/include/"
-  echo "$version" >"$out/version"
+  echo "$stamp" >"$out/version"
   rm -rf "$LUAJIT_CACHE" && mv "$out" "$LUAJIT_CACHE"
   rm -rf "$work"
 }
