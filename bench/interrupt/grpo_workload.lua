@@ -23,7 +23,8 @@ local function one_run()
         local tokens, logprobs, prompt_tokens = {}, {}, {}
         for k = 1, #text do tokens[k], logprobs[k] = text:byte(k), -0.01 * k end
         for k = 1, #p.prompt do prompt_tokens[k] = p.prompt:byte(k) end
-        group[i] = {text = text, tokens = tokens, logprobs = logprobs, prompt_tokens = prompt_tokens}
+        group[i] = {text = text, tokens = tokens, logprobs = logprobs,
+          prompt_tokens = prompt_tokens}
         rs[i] = task:reward(p, text)
       end
       groups[g], rewards[g] = group, rs

@@ -49,7 +49,9 @@ int socket(int, int, int);
 int listen(int, int);
 int getsockname(int, void*, unsigned*);
 unsigned short ntohs(unsigned short);
-struct flare_sockaddr_in { unsigned short family; unsigned short port; unsigned addr; char zero[8]; };
+struct flare_sockaddr_in {
+  unsigned short family; unsigned short port; unsigned addr; char zero[8];
+};
 ]=]
 local fd = ffi.C.socket(2, 1, 0)
 assert(fd >= 0 and ffi.C.listen(fd, 16) == 0, "listen failed")

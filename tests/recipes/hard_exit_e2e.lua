@@ -17,7 +17,8 @@ local fw = require("flare.recipe").connect{quiet = true}
 local info = fw.deployments:create_or_get{deployment_id = "kept-busy",
   base_model = "accounts/local/models/tiny-gpt", min_replica_count = 1, max_replica_count = 1}
 assert(info.max_replica_count == 1, "the deployment has a replica")
-local trainer = fw:trainer{base_model = "accounts/local/models/tiny-gpt", job_id = "kept-busy-trainer"}
+local trainer = fw:trainer{base_model = "accounts/local/models/tiny-gpt",
+  job_id = "kept-busy-trainer"}
 assert(trainer:get(), "the trainer job exists")
 flare.defer(function()
   mark("in-cleanup")
@@ -33,7 +34,8 @@ local function start()
   fs.write_file_atomic(path, SCRIPT)
   local c = e2e.spawn(env, path, {env.dir})
   -- (The emulator runs inside the script's process: its state is read once that has ended.)
-  e2e.wait_until("the script's resources", function() return fs.exists(env.dir .. "/ready") end, 120)
+  e2e.wait_until("the script's resources",
+    function() return fs.exists(env.dir .. "/ready") end, 120)
   flare.sleep(0.3)  -- into the compiled loop
   return c
 end
