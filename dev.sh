@@ -39,9 +39,12 @@ luajit_checkhook() {
   local version stamp
   version=$(dpkg-query -W -f='${source:Version}' libluajit-5.1-dev)
   stamp="$version $(cat "${LUAJIT_PATCHES[@]}" | sha256sum | cut -c1-16)"
-  if [ -f "$LUAJIT_CACHE/lib/libluajit-5.1.a" ] && [ "$(cat "$LUAJIT_CACHE/version" 2>/dev/null)" = "$stamp" ]; then
-    return 0
-  fi
+  luajit_cached() { [ -f "$LUAJIT_CACHE/lib/libluajit-5.1.a" ] && [ "$(cat "$LUAJIT_CACHE/version" 2>/dev/null)" = "$stamp" ]; }
+  luajit_cached && return 0
+  mkdir -p "$(dirname "$LUAJIT_CACHE")"
+  exec 9>"$LUAJIT_CACHE.lock"  # one build at a time on a shared cache
+  flock 9
+  if luajit_cached; then exec 9>&-; return 0; fi
   if ! apt-get source --print-uris -qq "luajit=$version" >/dev/null 2>&1; then
     echo "dev.sh: enabling Debian source packages (bookworm deb-src)"
     as_root tee /etc/apt/sources.list.d/flare-deb-src.sources >/dev/null <<'SRC'
@@ -70,18 +73,20 @@ SRC
   for p in "${LUAJIT_PATCHES[@]}"; do patch -s -d "$src" -p1 <"$p"; done  # see each patch's header
   # Debian's own build (debian/rules: `make amalg PREFIX=/usr MULTILIB=...` with dpkg-buildflags),
   # static, plus the hook check; the luajit binary is kept for bench/interrupt.
+  # Debian's headers (libluajit-5.1-dev, the same version) stay the ones flare compiles with.
   make -C "$src" -j"$JOBS" -s amalg BUILDMODE=static PREFIX=/usr \
     MULTILIB="lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)" CFLAGS="$(dpkg-buildflags --get CFLAGS)" \
-    LDFLAGS="$(dpkg-buildflags --get LDFLAGS)" XCFLAGS+=-DLUAJIT_ENABLE_CHECKHOOK Q= E=@: >/dev/null 2>&1
+    LDFLAGS="$(dpkg-buildflags --get LDFLAGS)" XCFLAGS+=-DLUAJIT_ENABLE_CHECKHOOK Q= E=@: \
+    >"$work/make.log" 2>&1 || { tail -20 "$work/make.log" >&2; rm -rf "$work"; return 1; }
   local out="$LUAJIT_CACHE.tmp.$$"
-  mkdir -p "$out/lib" "$out/include" "$out/bin"
+  mkdir -p "$out/lib" "$out/bin"
   cp "$src/src/libluajit.a" "$out/lib/libluajit-5.1.a"
   cp "$src/src/luajit" "$out/bin/luajit"
   strip --strip-debug "$out/lib/libluajit-5.1.a" "$out/bin/luajit"  # as dh_strip does
-  cp "$src"/src/{lua.h,lualib.h,lauxlib.h,luaconf.h,lua.hpp,luajit.h} "$out/include/"
   echo "$stamp" >"$out/version"
   rm -rf "$LUAJIT_CACHE" && mv "$out" "$LUAJIT_CACHE"
   rm -rf "$work"
+  exec 9>&-
 }
 
 build() {
