@@ -13,6 +13,8 @@
 -- FLARE_CLEANUP_LOG=path appends one line per event to path, for audits of
 -- interrupted runs (tests/reliability): "defer N name", "cancel N name",
 -- "run N name", "done N ok|failed|interrupted" (N numbers the cleanups of the process).
+local args = require("flare.args")
+
 local M = {}
 
 local stack = {}
@@ -24,7 +26,7 @@ local function log(event, h, detail)
   if not log_path then return end
   local f = io.open(log_path, "a")
   if not f then return end
-  f:write(event, " ", h.id, " ", detail or h.name or "function", "\n")
+  f:write(event, " ", h.id, " ", detail or (h.name and tostring(h.name)) or "function", "\n")
   f:close()
 end
 
@@ -38,9 +40,8 @@ end
 
 function M.defer(fn, name)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
-    error("defer: expected a function, got " .. type(fn), 2)
+    args.invalid("flare.cleanup.defer", "argument 'fn' must be a function, got " .. type(fn))
   end
-  if name ~= nil and type(name) ~= "string" then error("defer: name must be a string", 2) end
   next_id = next_id + 1
   local h = setmetatable({fn = fn, name = name, id = next_id}, Handle)
   stack[#stack + 1] = h
@@ -101,4 +102,7 @@ function M.run_all(reason)
   return failed
 end
 
-return M
+return args.checked(M, "flare.cleanup", {
+  defer = {"fn:function|table", "name:nil|string"},
+  run_all = {"reason:nil|string"},
+})

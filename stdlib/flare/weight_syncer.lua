@@ -59,7 +59,7 @@ local function no_timing()
 end
 
 local function new(opts)
-  options.check(opts, spec, "weight_syncer")
+  options.check(opts, spec, "flare.weight_syncer")
   if opts.policy_client == nil then
     options.raise("invalid_argument", "weight_syncer: 'policy_client' is required")
   end

@@ -13,6 +13,8 @@ return {
       { "flare.clock()", "monotonic seconds, for measuring durations" },
       { "flare.time()", "wall-clock seconds since the epoch" },
       { "flare.error{code=, message=, status=, retryable=}", "raise a structured error table" },
+      { "flare.args.options(opts, spec, who)",
+        "check an options table as flare's own functions do (invalid_argument, did-you-mean)" },
       { "flare.defer(fn, name)", "run fn(reason) when the script or REPL ends, however it ends" },
       { "flare.cleanup.run_all(reason)", "run the pending cleanups now; returns how many failed" },
     },
