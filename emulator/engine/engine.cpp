@@ -52,6 +52,7 @@ struct Event {
 
 struct Request {
   std::shared_ptr<const model::Model> model;
+  std::shared_ptr<const model::Adapter> adapter;  // every sequence of the request runs through it
   std::string identity;
   std::vector<int> prompt;
   SamplingParams params;
@@ -80,6 +81,7 @@ struct Engine::Impl {
 
   mutable std::mutex model_mu;
   std::shared_ptr<const model::Model> model;
+  std::shared_ptr<const model::Adapter> adapter;
   std::string identity;
 
   std::mutex mu;  // guards everything below
@@ -170,7 +172,7 @@ void Engine::Impl::prefill(const std::shared_ptr<Request>& req, TokenDistributio
     logits_last.resize(vocab);
     if (r.params.echo) logits_all.resize(prompt.size() * size_t(vocab));
 
-    CachePtr first = m.new_cache();
+    CachePtr first = m.new_cache(r.adapter);
     m.prefill(*first, prompt, r.params.echo ? logits_all.data() : nullptr, logits_last.data());
     if (r.params.echo) {
       r.prompt_lp = prompt_logprobs(prompt, logits_all.data(), vocab, r.params.top_logprobs, dist);
@@ -216,6 +218,10 @@ void Engine::Impl::decode_step(std::vector<Sequence*>& batch, std::vector<float>
                                TokenDistribution& dist, Wakeups& wake) {
   const model::Model& m = *batch.front()->req->model;
   const int vocab = m.config().vocab;
+  // Rows of one adapter side by side: the model adds each adapter's term once per run of rows.
+  std::stable_sort(batch.begin(), batch.end(), [](const Sequence* a, const Sequence* b) {
+    return std::less<const model::Adapter*>()(a->req->adapter.get(), b->req->adapter.get());
+  });
   std::vector<model::Model::Cache*> caches;
   std::vector<int> tokens;
   for (Sequence* s : batch) {
@@ -321,9 +327,11 @@ Engine::~Engine() {
   for (auto& t : impl_->workers) t.join();
 }
 
-void Engine::set_model(std::shared_ptr<const model::Model> m, std::string snapshot_identity) {
+void Engine::set_model(std::shared_ptr<const model::Model> m, std::string snapshot_identity,
+                       std::shared_ptr<const model::Adapter> adapter) {
   std::lock_guard lk(impl_->model_mu);
   impl_->model = std::move(m);
+  impl_->adapter = std::move(adapter);
   impl_->identity = std::move(snapshot_identity);
 }
 
@@ -338,12 +346,14 @@ std::string Engine::snapshot_identity() const {
 }
 
 Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
-                        const TokenCallback& on_token) {
+                        const TokenCallback& on_token,
+                        std::shared_ptr<const model::Adapter> adapter) {
   auto req = std::make_shared<Request>();
   Request& r = *req;
   {
     std::lock_guard lk(impl_->model_mu);
     r.model = impl_->model;
+    r.adapter = adapter ? std::move(adapter) : impl_->adapter;
     r.identity = impl_->identity;
   }
   if (!r.model) throw std::runtime_error("no model loaded: nothing can serve completions yet");

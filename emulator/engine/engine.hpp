@@ -68,15 +68,23 @@ class Engine {
   explicit Engine(int threads = 0);  // 0 = hardware threads
   ~Engine();
 
-  // Atomically replaces the serving model. nullptr = no weights loaded.
-  void set_model(std::shared_ptr<const model::Model> m, std::string snapshot_identity);
+  // Atomically replaces the serving model. nullptr = no weights loaded. With an
+  // adapter, every request runs through base + adapter (applied per sequence at
+  // run time, model::Model::new_cache; the model batches sequences of different
+  // adapters in one forward).
+  void set_model(std::shared_ptr<const model::Model> m, std::string snapshot_identity,
+                 std::shared_ptr<const model::Adapter> adapter = nullptr);
   std::shared_ptr<const model::Model> model() const;
   std::string snapshot_identity() const;
 
   // Blocking; concurrent callers are batched together. Throws std::invalid_argument
   // (naming the field) on bad parameters, std::runtime_error when no model is loaded.
+  // `adapter`, when given, is this request's LoRA adapter instead of the engine's
+  // (set_model); requests with different adapters share decode steps, each
+  // sequence's rows adding its own adapter's term.
   Result complete(const std::vector<int>& prompt, const SamplingParams& p,
-                  const TokenCallback& on_token = nullptr);
+                  const TokenCallback& on_token = nullptr,
+                  std::shared_ptr<const model::Adapter> adapter = nullptr);
 
  private:
   struct Impl;
