@@ -16,21 +16,9 @@ local function scratch(name)
   return "/tmp/flare-load-" .. name .. "-" .. fs.getpid() .. "-" .. math.floor(flare.clock() * 1e6)
 end
 
--- A second emulator that lives through the whole test: a request to it runs the client's
--- event loop, which is when the client sees (and closes) its idle keep-alive connections to
--- an emulator that stopped.
+-- A second emulator that lives through the whole test (see stats.settle_client).
 local probe_state = scratch("probe")
 local probe = emulator.start{state_dir = probe_state}
-local function poke_until_settled()
-  local last = -1
-  for _ = 1, 20 do
-    flare.http.request{url = probe:base_url() .. "/v1/accounts",
-      headers = {Authorization = "Bearer " .. probe:api_key()}}
-    local now = stats.fd_count()
-    if now == last then return end
-    last = now
-  end
-end
 
 -- Runs fn(fw) against a fresh in-process emulator, then stops it and lets the client see its
 -- connections close, so that what is open afterwards is what the run left behind.
@@ -43,7 +31,7 @@ local function with_emulator(fn)
   em:stop()
   collectgarbage()
   collectgarbage()
-  poke_until_settled()
+  stats.settle_client(probe)
   fs.remove(state, {recursive = true})
   if not ok then error(err, 0) end
 end

@@ -37,4 +37,19 @@ function M.fd_targets(pid)
   return out
 end
 
+-- A request to `probe` (an in-process emulator that outlives the servers under test) runs the
+-- client's event loop, which is when the client sees, and closes, its idle keep-alive
+-- connections to a server that stopped. Repeats until the count stops changing.
+function M.settle_client(probe)
+  local last = -1
+  for _ = 1, 20 do
+    flare.http.request{url = probe:base_url() .. "/v1/accounts",
+      headers = {Authorization = "Bearer " .. probe:api_key()}}
+    local now = M.fd_count()
+    if now == last then return now end
+    last = now
+  end
+  return last
+end
+
 return M
