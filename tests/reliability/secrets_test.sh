@@ -79,7 +79,8 @@ run() {
   shift
   env FIREWORKS_BASE_URL="${BASE:-$URL_ENV}" FIREWORKS_API_KEY="${CLIENT_KEY:-$KEY}" \
     FLARE_EMULATOR_STATE_DIR= FLARE_EMULATOR_URL= FLARE_RUNS_DIR="$OUT/runs" \
-    FLARE_CLEANUP_LOG="$OUT/cleanup.log" "$FLARE" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
+    FLARE_CLEANUP_LOG="$OUT/cleanup.log" FLARE_HTTP_LIBCURL="${LIBCURL:-0}" \
+    "$FLARE" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
 }
 expect() {  # expect STATUS NAME ARGS...
   local want=$1 name=$2
@@ -112,6 +113,25 @@ BASE=$URL_FILE CLIENT_KEY=$WRONG expect 1 wrong-key-recipe run "$S/deploy.lua" -
   --id=sec-dep
 expect 0 unknown-deployment run "$S/deploy.lua" --action=status --id=sec-nowhere
 expect 1 unknown-deployment-sample run "$S/deploy.lua" --action=sample --id=sec-nowhere
+
+# The same failures through libcurl instead of flare's own HTTP/1 client.
+BASE=$URL_FILE LIBCURL=1 expect 1 failures-libcurl run "$HERE/secrets_failures.lua" "$WRONG"
+# A recipe attached to the running server the recipes' way ($FLARE_EMULATOR_URL and its key).
+FLARE_EMULATOR_URL=$URL_ENV FLARE_EMULATOR_API_KEY=$KEY FLARE_RUNS_DIR="$OUT/runs" \
+  FIREWORKS_API_KEY= FIREWORKS_BASE_URL= FLARE_EMULATOR_STATE_DIR= \
+  "$FLARE" run "$S/grpo.lua" --steps=1 --group-size=4 --deployment-id=sec-attached \
+  > "$OUT/attached.out" 2> "$OUT/attached.err" || fail "grpo attached by FLARE_EMULATOR_URL failed"
+# The in-process emulator generates its own key (stored in its state dir, mode 0600): searched
+# for too, everywhere but that file.
+FLARE_EMULATOR_STATE_DIR=$OUT/inproc FLARE_RUNS_DIR="$OUT/runs" FIREWORKS_API_KEY= \
+  FIREWORKS_BASE_URL= FLARE_EMULATOR_URL= "$FLARE" run "$S/grpo.lua" --steps=1 --group-size=4 \
+  > "$OUT/inproc.out" 2> "$OUT/inproc.err" || fail "grpo on the in-process emulator failed"
+printf 'local fw = flare.connect{quiet = true}\nprint(fw)\nprint(fw.emulator)\n' |
+  FLARE_EMULATOR_STATE_DIR=$OUT/inproc FIREWORKS_API_KEY= FIREWORKS_BASE_URL= "$FLARE" repl \
+  > "$OUT/inproc-repl.out" 2>&1 || fail "the REPL on the in-process emulator failed"
+INPROC_KEY=$(head -n 1 "$OUT/inproc/api_key" 2>/dev/null)
+[ ${#INPROC_KEY} -ge 16 ] || fail "no generated key in the in-process emulator's state dir"
+mv "$OUT/inproc/api_key" "$SECRET/inproc_key"
 
 # The REPL: piped input, then (with tmux) an interactive session.
 REPL_INPUT='fw = flare.connect{quiet = true}
@@ -163,7 +183,7 @@ PIDS=()
 # echoed back) and in the REPL's history: those lines are the user's own input, not flare's.
 files=$(find "$OUT" -type f | wc -l)
 bytes=$(du -sb "$OUT" | cut -f1)
-for secret in "$KEY" "$WRONG"; do
+for secret in "$KEY" "$WRONG" "$INPROC_KEY"; do
   for part in "$secret" "${secret:0:14}" "${secret:8:14}" "${secret:20:14}"; do
     hits=$(grep -rlaF -- "$part" "$OUT" | grep -v -e '/repl-tmux.screen$' -e '/history$')
     if [ -n "$hits" ]; then
