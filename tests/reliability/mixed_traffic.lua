@@ -60,8 +60,8 @@ local samples = {}  -- {t, client_rss, server_rss, server_sockets}
 local server_fds_start, client_hwm, server_hwm
 
 local ok, err = pcall(function()
-  local fw = flare.connect{base_url = url, api_key = (assert(fs.read_file(key_path)):gsub("%s+$", "")),
-    quiet = true}
+  local key = assert(fs.read_file(key_path)):gsub("%s+$", "")
+  local fw = flare.connect{base_url = url, api_key = key, quiet = true}
   local function ready(id)
     fw.deployments:create_or_get{deployment_id = id, base_model = BASE_MODEL,
       min_replica_count = 1, max_replica_count = 1}
@@ -146,10 +146,11 @@ local done = server:wait{timeout_s = 30}
 local client_fds_after = stats.settle_client(probe)
 client_hwm = stats.memory().hwm_mb
 
-print(string.format("mixed traffic for %.1f min: %d sampling requests in %d batches (%.0f req/s, " ..
-  "%d retries, %d failed), %d train steps, %d hotloads (%d deltas), %d control-plane calls " ..
-  "(%d scalings)", (totals.elapsed_s or 0) / 60, totals.requests, totals.batches,
-  totals.requests / math.max(totals.elapsed_s or 1, 1e-9), totals.retries, #failures,
+print(string.format("mixed traffic for %.1f min: %d sampling requests in %d batches " ..
+  "(%.0f req/s, %d retries, %d failed), %d train steps, %d hotloads (%d deltas), " ..
+  "%d control-plane calls (%d scalings)", (totals.elapsed_s or 0) / 60, totals.requests,
+  totals.batches, totals.requests / math.max(totals.elapsed_s or 1, 1e-9), totals.retries,
+  #failures,
   totals.train_steps, totals.hotloads, totals.deltas, totals.cp_calls, totals.scales))
 for _, s in ipairs(samples) do
   print(string.format("  t=%5.0f s  client RSS %.1f MB  server RSS %.1f MB  server sockets %d",
