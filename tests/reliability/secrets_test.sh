@@ -179,13 +179,15 @@ for p in "${PIDS[@]}"; do kill -INT "$p"; done
 for p in "${PIDS[@]}"; do wait "$p"; done
 PIDS=()
 
-# The search. The typed wrong key is on the tmux screen where it was typed (the command line
-# echoed back) and in the REPL's history: those lines are the user's own input, not flare's.
+# The search. The wrong key typed on the terminal is on the tmux screen (the line echoed back)
+# and in the REPL's history: the user's own input, so those two are not searched for it.
 files=$(find "$OUT" -type f | wc -l)
 bytes=$(du -sb "$OUT" | cut -f1)
 for secret in "$KEY" "$WRONG" "$INPROC_KEY"; do
+  typed='^$'
+  [ "$secret" = "$WRONG" ] && typed='/repl-tmux.screen$\|/history$'
   for part in "$secret" "${secret:0:14}" "${secret:8:14}" "${secret:20:14}"; do
-    hits=$(grep -rlaF -- "$part" "$OUT" | grep -v -e '/repl-tmux.screen$' -e '/history$')
+    hits=$(grep -rlaF -- "$part" "$OUT" | grep -v -e "$typed")
     if [ -n "$hits" ]; then
       fail "'${part:0:6}…' of a key found in:"
       echo "$hits" | sed 's/^/    /'
