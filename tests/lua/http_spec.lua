@@ -35,7 +35,8 @@ class H(http.server.BaseHTTPRequestHandler):
             port = probe.getsockname()[1]
             probe.close()
             return self.reply(200, str(port))
-        if u.path == "/hello": return self.reply(200, "hello", [("X-Test", "yes"), ("X-Multi", "a"), ("X-Multi", "b")])
+        if u.path == "/hello": return self.reply(200, "hello",
+          [("X-Test", "yes"), ("X-Multi", "a"), ("X-Multi", "b")])
         if u.path == "/slow":
             time.sleep(int(urllib.parse.parse_qs(u.query)["ms"][0]) / 1000)
             return self.reply(200, "slow")
@@ -43,7 +44,8 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length", 0))
         body = self.rfile.read(n).decode()
-        self.reply(200, json.dumps({"method": self.command, "body": body, "probe": self.headers.get("X-Probe")}))
+        self.reply(200, json.dumps({"method": self.command, "body": body,
+          "probe": self.headers.get("X-Probe")}))
     do_PUT = do_POST
     do_DELETE = do_POST
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):

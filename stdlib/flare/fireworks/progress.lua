@@ -30,7 +30,8 @@ function M:update(status)
     io.stderr:flush()
     self.live = true
   elseif status ~= self.last then
-    io.stderr:write(string.format("%s %s: %s (%.1fs)\n", os.date("!%Y-%m-%dT%H:%M:%SZ"), self.label, status,
+    io.stderr:write(string.format("%s %s: %s (%.1fs)\n", os.date("!%Y-%m-%dT%H:%M:%SZ"),
+      self.label, status,
       self:elapsed()))
     io.stderr:flush()
   end
