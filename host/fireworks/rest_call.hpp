@@ -25,7 +25,12 @@ struct RestRequest {
   std::vector<std::pair<std::string, std::string>> headers;  // extra, e.g. fireworks-model
   double timeout_s = 0;                                      // 0 = the connection's timeout
   std::string what;  // names the operation in error messages
-  RetryPolicy retry{3, 1.0, 10.0, 0, 0, false};
+  RetryPolicy retry{.max_attempts = 3,
+                    .backoff_initial_s = 1.0,
+                    .backoff_max_s = 10.0,
+                    .not_ready_attempts = 0,
+                    .not_ready_interval_s = 0,
+                    .retry_not_ready = false};
 };
 
 class RestCall : public Cancellable, public std::enable_shared_from_this<RestCall> {

@@ -28,7 +28,12 @@ struct SamplerOptions {
   int adaptive_min = 1;
   int adaptive_max = 256;
   double queue_target_s = 0.5;  // server queue time above which the limit shrinks
-  RetryPolicy retry{7, 2.0, 30.0, 10, 5.0, true};
+  RetryPolicy retry{.max_attempts = 7,
+                    .backoff_initial_s = 2.0,
+                    .backoff_max_s = 30.0,
+                    .not_ready_attempts = 10,
+                    .not_ready_interval_s = 5.0,
+                    .retry_not_ready = true};
   double timeout_s = 600;  // per request
 };
 
