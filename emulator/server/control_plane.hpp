@@ -41,6 +41,9 @@ struct Serving {
   int inflight = 0;
   std::shared_ptr<const Checkpoint> current;  // full bf16 weights of row.snapshot
   std::shared_ptr<const Checkpoint> base;     // full bf16 weights of row.base_snapshot
+  // When row.snapshot is a LoRA adapter: the adapter, applied at run time on
+  // top of `current` (the base model's weights).
+  std::shared_ptr<const model::Adapter> adapter;
   LoadingState loading;
   bool loading_busy = false;
   std::thread loader;
@@ -59,7 +62,7 @@ struct TrainerRuntime {
   std::mutex mu;  // one train operation at a time
   const model::Config* cfg = nullptr;
   std::unique_ptr<model::Trainer> trainer;
-  std::shared_ptr<const Checkpoint> last_base;  // weights of row.last_base
+  std::shared_ptr<const Checkpoint> last_snapshot;  // weights of row.last_base
 };
 
 struct TrainerJob {

@@ -28,9 +28,10 @@ struct RestRequest {
   RetryPolicy retry{.max_attempts = 3,
                     .backoff_initial_s = 1.0,
                     .backoff_max_s = 10.0,
-                    .not_ready_attempts = 0,
+                    .not_ready_retries = 0,
                     .not_ready_interval_s = 0,
-                    .retry_not_ready = false};
+                    .retry_not_ready = false,
+                    .retry_after_cap_s = 300};  // Retry-After honoured up to 5 min
 };
 
 class RestCall : public Cancellable, public std::enable_shared_from_this<RestCall> {
