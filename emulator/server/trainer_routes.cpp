@@ -6,6 +6,7 @@
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/routes.hpp"
+#include "runtime/file_io.hpp"
 
 namespace fs = std::filesystem;
 
@@ -215,17 +216,6 @@ std::string snapshot_name_of(const std::string& path) {
   return name;
 }
 
-void write_bytes_atomically(const std::string& path, const std::vector<std::byte>& bytes) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()),
-              static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error("cannot write " + tmp);
-  }
-  fs::rename(tmp, path);
-}
-
 void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   JobHandle job = running_job(env.cp, req);
   nlohmann::json body = parse_body(req);
@@ -264,7 +254,7 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
     delta::EncodeOptions opts;
     opts.base_identity = job.last_base;
     auto bytes = delta::encode(views(*job.rt->last_base), views(*next), {{"format", "pt"}}, opts);
-    write_bytes_atomically(delta_path(job.bucket_dir, name), bytes);
+    write_file_atomic(delta_path(job.bucket_dir, name), bytes);
     out["previous_snapshot_identity"] = job.last_base;
     out["compression_format"] = std::string(delta::kFormatName);
     out["checksum_format"] = "alder32";
@@ -284,10 +274,7 @@ void save_state(RouteEnv& env, const httplib::Request& req, httplib::Response& r
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
   std::string bytes = job.rt->trainer->save_state();
-  write_bytes_atomically(
-      state_path(env.cp, job.id, name),
-      std::vector<std::byte>(reinterpret_cast<const std::byte*>(bytes.data()),
-                             reinterpret_cast<const std::byte*>(bytes.data()) + bytes.size()));
+  write_file_atomic(state_path(env.cp, job.id, name), std::as_bytes(std::span(bytes)));
   send_json(res, 200, {{"path", name}, {"step", job.rt->trainer->step()}});
 }
 

@@ -21,7 +21,6 @@
 -- hotloaded successfully (named in incremental_snapshot_metadata.previous_snapshot_identity).
 -- lora_rank > 0 makes every save a base. If the deployment serves another session's snapshot,
 -- this session's first hotload is a base.
-local native = require("flare.fireworks")
 local options = require("flare.fireworks.options")
 
 local Syncer = {}
@@ -107,7 +106,7 @@ function Syncer:wait_for_hotload_ready(opts)
         string.format("wait_for_hotload_ready: no replica of %s is up after %.0f s",
         self.deployment_id, flare.clock() - started), {retryable = true})
     end
-    native.sleep(interval)
+    flare.sleep(interval)
   end
 end
 

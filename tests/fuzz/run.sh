@@ -49,13 +49,14 @@ link() {
 build_target() {
   case "$1" in
     delta | safetensors)
-      compile "$root"/host/delta/*.cpp "$root"/host/runtime/shared_library.cpp
+      compile "$root"/host/delta/*.cpp "$root"/host/runtime/{shared_library,file_io,thread_pool}.cpp
       link "$1" -lzstd -lz -lpthread -ldl ;;
     json)
-      compile "$root"/bindings/{json,json_convert,module_registry,error_boundary}.cpp
+      compile "$root"/bindings/{json,json_convert,module_registry,error_boundary}.cpp \
+        "$root"/host/text/*.cpp
       link json $(pkg-config --libs luajit) ;;
     completion)
-      compile "$root"/host/fireworks/completion_codec.cpp
+      compile "$root"/host/fireworks/completion_codec.cpp "$root"/host/text/*.cpp
       link completion ;;
     http1)
       compile "$root"/host/net/http1_parser.cpp
@@ -72,7 +73,7 @@ done
 [[ ${#targets[@]} -gt 0 ]] || targets=(delta safetensors json completion http1)
 
 if [[ $regen == 1 ]]; then
-  compile "$root"/host/delta/*.cpp "$root"/host/runtime/shared_library.cpp
+  compile "$root"/host/delta/*.cpp "$root"/host/runtime/{shared_library,file_io,thread_pool}.cpp
   "$CXX" "${flags[@]}" "$root/tests/fuzz/make_seeds.cpp" "${objs[@]}" -lzstd -lz -lpthread -ldl \
     -o "$out/make_seeds"
   "$out/make_seeds" "$root/tests/fuzz/seeds"

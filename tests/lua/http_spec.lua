@@ -114,7 +114,7 @@ describe("flare.http.request", function()
   end)
 end)
 
-describe("flare.http.submit and wait_all", function()
+describe("flare.http.submit and flare.wait_all", function()
   it("runs requests concurrently and returns responses in order", function()
     local handles = {}
     for i = 1, 8 do
@@ -122,7 +122,7 @@ describe("flare.http.submit and wait_all", function()
     end
     handles[9] = http.submit{url = base .. "/slow?ms=50"}
     assert.equal(false, handles[9]:done())
-    local responses = http.wait_all(handles)
+    local responses = flare.wait_all(handles)
     assert.equal(9, #responses)
     for i = 1, 8 do assert.equal(tostring(i), flare.json.decode(responses[i].body).body) end
     assert.equal("slow", responses[9].body)
@@ -136,8 +136,8 @@ describe("flare.http.submit and wait_all", function()
   end)
 
   it("rejects a list item that is not a handle", function()
-    assert.error_matches(function() http.wait_all({http.submit{url = base .. "/hello"}, 5}) end,
-      "item 2 is not a handle")
+    assert.error_matches(function() flare.wait_all({http.submit{url = base .. "/hello"}, 5}) end,
+      "handles%[2%] is a number, not a handle")
   end)
 end)
 
@@ -161,7 +161,7 @@ describe("flare.http errors", function()
   it("raises the transport error from handle:wait and wait_all", function()
     local h = http.submit{url = closed_port_url()}
     assert.error_matches(function() h:wait() end, "connect_failed")
-    assert.error_matches(function() http.wait_all({h}) end, "connect_failed")
+    assert.error_matches(function() flare.wait_all({h}) end, "connect_failed")
   end)
 
   it("refuses a URL whose scheme is not http or https", function()

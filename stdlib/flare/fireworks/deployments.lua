@@ -167,7 +167,7 @@ function M:wait_for_ready(id, opts)
         string.format("wait_for_ready: deployment %s still %s after %.0f s; raise timeout_s or " ..
         "check the deployment", self:_name(id), info.state, p:elapsed()), {retryable = true})
     end
-    native.sleep(interval)
+    flare.sleep(interval)
   end
 end
 
@@ -237,7 +237,7 @@ function M:delete(id, opts)
         self:_name(id), info.state,
         p:elapsed()), {retryable = true})
     end
-    native.sleep(interval)
+    flare.sleep(interval)
   end
 end
 
@@ -337,7 +337,7 @@ function M:hotload_and_wait(a)
         string.format("hotload_and_wait: %s not loaded on %s after %.0f s (last: %s)", target,
         self:_name(a.deployment_id), p:elapsed(), stage), {retryable = true})
     end
-    native.sleep(interval)
+    flare.sleep(interval)
   end
 end
 
@@ -356,7 +356,7 @@ function M:warmup(model, opts)
     if ok then return true end
     last = r
     if type(r) == "table" and r.retryable == false and r.status ~= 404 then error(r, 0) end
-    if attempt < tries then native.sleep(interval) end
+    if attempt < tries then flare.sleep(interval) end
   end
   raise("warmup_failed", "warmup of " .. model .. " failed after " .. tries .. " attempts: " ..
     tostring(last),

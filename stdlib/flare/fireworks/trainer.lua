@@ -16,7 +16,6 @@
 --   t:save_state(name), t:load_state(name)
 --   t:close()  deletes the job
 --   Each call X also has X_async(...) returning a future (see flare.fireworks.future).
-local native = require("flare.fireworks")
 local options = require("flare.fireworks.options")
 local progress = require("flare.fireworks.progress")
 local future = require("flare.fireworks.future")
@@ -110,7 +109,7 @@ function M:_wait_running(timeout, interval, quiet)
         self.name, p:elapsed(),
         state), {retryable = true})
     end
-    native.sleep(interval)
+    flare.sleep(interval)
   end
 end
 

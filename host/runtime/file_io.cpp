@@ -1,4 +1,4 @@
-#include "delta/file_io.hpp"
+#include "runtime/file_io.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,7 +11,7 @@
 
 #include "runtime/error.hpp"
 
-namespace flare::delta {
+namespace flare {
 
 void throw_io(const std::string& what) {
   throw Error("io", what + ": " + std::strerror(errno));
@@ -83,4 +83,10 @@ void AtomicFile::commit() {
   committed_ = true;
 }
 
-}  // namespace flare::delta
+void write_file_atomic(const std::string& path, std::span<const std::byte> bytes) {
+  AtomicFile file(path);
+  file.write_at(0, bytes);
+  file.commit();
+}
+
+}  // namespace flare

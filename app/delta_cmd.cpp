@@ -8,13 +8,14 @@
 
 #include "delta/codec.hpp"
 #include "subcommand.hpp"
-#include "terminal_text.hpp"
+#include "text/escape.hpp"
+#include "text/utf8.hpp"
 
 namespace {
 
 using namespace flare::delta;
-using flare::cli::display_width;
-using flare::cli::printable;
+using flare::text::display_width;
+using flare::text::printable;
 
 constexpr const char* kUsage =
     "usage: flare delta encode BASE NEW OUT [--level N] [--threads N] [--chunk-elements N]\n"
