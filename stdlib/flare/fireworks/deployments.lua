@@ -21,7 +21,6 @@
 --   DeploymentInfo = {deployment_id, name, state, hot_load_bucket_url, hot_load_trainer_job,
 --       deployment_shape_version, inference_model, base_model, min_replica_count,
 --       max_replica_count}
-local native = require("flare.fireworks")
 local options = require("flare.fireworks.options")
 local config_mod = require("flare.fireworks.deployment_config")
 local progress = require("flare.fireworks.progress")
