@@ -24,8 +24,7 @@ const std::set<std::string> kCreateFields = {"baseModel",         "description",
                                              "enableAddons",      "draftModel",
                                              "draftTokenCount",   "ngramSpeculationLength",
                                              "maxContextLength"};
-const std::set<std::string> kImmutableFields = {"baseModel", "hotLoadTrainerJob", "enableHotLoad",
-                                                "hotLoadBucketType"};
+const std::set<std::string> kImmutableFields = {"baseModel", "enableHotLoad", "hotLoadBucketType"};
 const std::set<std::string> kOutputFields = {"name",         "state",      "status",
                                              "createTime",   "updateTime", "hotLoadBucketUrl",
                                              "replicaCount", "deleteTime"};
@@ -155,6 +154,40 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   send_json(res, 200, deployment_json(cp, slot));
 }
 
+// PATCH hotLoadTrainerJob (the SDK's reattach_trainer): the deployment takes the trainer's bucket
+// and its replica is replaced by a fresh one, which serves the base model until a hotload.
+void reattach_trainer(ControlPlane& cp, Deployment& d, const std::string& trainer) {
+  std::string bucket = cp.bucket_dir_for("deployment-" + d.row.id);
+  if (!trainer.empty()) {
+    std::string prefix = "accounts/" + cp.account + "/rlorTrainerJobs/";
+    if (trainer.rfind(prefix, 0) != 0 || trainer.size() == prefix.size()) {
+      bad_request("hotLoadTrainerJob must look like '" + prefix + "<job>', got '" + trainer + "'");
+    }
+    std::string id = trainer.substr(prefix.size());
+    auto jt = cp.jobs.find(id);
+    bucket = jt != cp.jobs.end() ? jt->second.row.bucket_dir : cp.bucket_dir_for("trainer-" + id);
+  }
+  if (d.serving->loading_busy) {
+    throw ApiError(409, "ABORTED",
+                   "a hotload is in progress on deployment " + d.row.id +
+                       "; reattach it when the hotload has finished");
+  }
+  std::filesystem::create_directories(bucket);
+  d.row.bucket_dir = bucket;
+  if (!d.serving->cfg) return;
+  std::vector<std::string> old = {d.row.snapshot_file, d.row.base_file};
+  std::string path;
+  d.serving->current = d.serving->base = cp.initial_checkpoint(*d.serving->cfg, &path);
+  d.row.snapshot = d.row.base_snapshot = d.base_model();
+  d.row.snapshot_file = d.row.base_file = path;
+  d.serving->loading = {};
+  cp.remove_unreferenced(d.row.id, old);
+  if (d.serving->phase != Phase::Down) {
+    cp.scale_down(d);
+    cp.request_scale_up(d);
+  }
+}
+
 void update(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   ControlPlane& cp = env.cp;
   check_account(cp, req.matches[1]);
@@ -199,6 +232,9 @@ void update(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   }
   check_replicas(spec);
   normalise(spec);
+  std::string old_trainer = d.spec.value("hotLoadTrainerJob", std::string());
+  std::string new_trainer = spec.value("hotLoadTrainerJob", std::string());
+  if (new_trainer != old_trainer) reattach_trainer(cp, d, new_trainer);
   d.spec = spec;
   d.row.update_time = now_s();
   if (d.row.state == "READY") {
