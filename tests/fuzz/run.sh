@@ -52,7 +52,7 @@ build_target() {
       compile "$root"/host/delta/*.cpp "$root"/host/runtime/{shared_library,file_io,thread_pool}.cpp
       link "$1" -lzstd -lz -lpthread -ldl ;;
     json)
-      compile "$root"/bindings/{json,json_convert,module_registry,error_boundary}.cpp \
+      compile "$root"/bindings/{json,json_convert,lua_support,module_registry,error_boundary}.cpp \
         "$root"/host/text/*.cpp
       link json $(pkg-config --libs luajit) ;;
     completion)
