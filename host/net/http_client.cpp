@@ -38,6 +38,7 @@ void reset_for_submit(Transfer* t) {
   t->result = CURLE_OK;
   t->response.status = 0;
   t->response.total_s = 0;
+  t->response.first_body_byte_s = -1;
   t->header_count = 0;
 }
 

@@ -54,6 +54,7 @@ struct Response {
   Headers headers;
   std::string body;
   double total_s = 0;
+  double first_body_byte_s = -1;  // start of the request to the first body byte; -1 = no body
 };
 
 using RequestId = std::uint64_t;
