@@ -2,8 +2,8 @@
 //  - parse_completion on any response body, with the options a sampler asks
 //    for taken from the first input byte: it returns or throws flare::Error,
 //    nothing else. A body it accepts reads the same once re-serialized
-//    canonically (this compares the scanner fast path with the DOM parser);
-//    with a `stream` option (server-sent events) the body is parsed as a stream.
+//    canonically (this compares the scanner fast path with the DOM parser),
+//    a plain body as a server-sent event stream (each data: line re-serialized).
 //  - write_completion_body with the rest of the input as a text prompt: the
 //    request is valid JSON carrying that prompt, whenever the prompt is UTF-8.
 #include <cstdint>
@@ -19,17 +19,6 @@ using namespace flare::fireworks;
 using json = nlohmann::json;
 
 namespace {
-
-// SSE responses are parsed when the codec has the option.
-template <class P>
-void set_stream(P& params, bool on) {
-  if constexpr (requires { params.stream = on; }) params.stream = on;
-}
-template <class P>
-bool is_stream(const P& params) {
-  if constexpr (requires { bool(params.stream); }) return params.stream;
-  return false;
-}
 
 // True when an object of the document repeats a key (readers may keep either value).
 bool has_duplicate_keys(std::string_view body) {
@@ -67,12 +56,49 @@ bool same(const Completion& a, const Completion& b) {
       if (x[i] != y[i] && !(x[i] != x[i] && y[i] != y[i])) return false;
     return true;
   };
+  const ServerMetrics &m = a.metrics, &n = b.metrics;
   return a.text == b.text && a.tokens == b.tokens && eq(a.logprobs, b.logprobs) &&
-         eq(a.sampling_logprobs, b.sampling_logprobs) && a.finish_reason == b.finish_reason &&
+         eq(a.sampling_logprobs, b.sampling_logprobs) &&
+         a.top_logprobs.size() == b.top_logprobs.size() && a.logprobs_echoed == b.logprobs_echoed &&
+         a.sampling_source == b.sampling_source && a.finish_reason == b.finish_reason &&
          a.snapshot_identity == b.snapshot_identity && a.prompt_tokens == b.prompt_tokens &&
-         eq(a.prompt_logprobs, b.prompt_logprobs) &&
          a.completion_token_count == b.completion_token_count &&
-         a.top_logprobs.size() == b.top_logprobs.size();
+         a.have_perf_metrics == b.have_perf_metrics &&
+         m.num_concurrent_requests == n.num_concurrent_requests &&
+         m.prefill_queue_duration == n.prefill_queue_duration &&
+         m.generation_queue_duration == n.generation_queue_duration &&
+         m.server_ttft == n.server_ttft && m.cached_prompt_tokens == n.cached_prompt_tokens &&
+         m.prompt_tokens == n.prompt_tokens && m.server_processing_time == n.server_processing_time;
+}
+
+// The body with each JSON document re-serialized canonically (a plain body, or
+// each "data: " line of a stream); "" when a document does not parse or repeats a key.
+std::string canonical(std::string_view body, bool stream, int indent) {
+  auto one = [&](std::string_view text) -> std::string {
+    json doc = json::parse(text.begin(), text.end(), nullptr, false);
+    if (doc.is_discarded() || has_duplicate_keys(text)) return "";
+    return doc.dump(indent);
+  };
+  if (!stream) return one(body);
+  std::string out;
+  std::size_t at = 0;
+  while (at < body.size()) {
+    std::size_t nl = body.find('\n', at);
+    std::size_t stop = nl == std::string_view::npos ? body.size() : nl + 1;
+    std::string_view line = body.substr(at, stop - at), content = line;
+    at = stop;
+    while (!content.empty() && (content.back() == '\n' || content.back() == '\r'))
+      content.remove_suffix(1);
+    if (!content.starts_with("data: ") || content == "data: [DONE]") {
+      out += line;
+      continue;
+    }
+    std::string doc = one(content.substr(6));
+    if (doc.empty()) return "";
+    out += "data: " + doc;
+    out += line.substr(content.size());
+  }
+  return out;
 }
 
 bool parse(std::string_view body, const Prompt& prompt, const SamplingParams& params,
@@ -105,20 +131,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   params.logprobs = flags & 2;
   params.echo = flags & 4;
   params.top_logprobs = flags & 8 ? 2 : 0;
-  set_stream(params, flags & 16);
+  params.stream = flags & 16;
   const std::string header = "snap-1";
   const std::string* snapshot_header = flags & 32 ? &header : nullptr;
 
   Completion first;
-  if (parse(body, prompt, params, snapshot_header, first) && !is_stream(params)) {
-    json doc = json::parse(body.begin(), body.end(), nullptr, false);
-    if (!doc.is_discarded() && !has_duplicate_keys(body)) {
-      std::string canonical = doc.dump(flags & 64 ? 1 : -1);
-      Completion again;
-      if (!parse(canonical, prompt, params, snapshot_header, again) || !same(first, again))
-        std::abort();
-    }
+  if (parse(body, prompt, params, snapshot_header, first)) {
+    std::string again_body = canonical(body, params.stream, flags & 64 && !params.stream ? 1 : -1);
+    Completion again;
+    if (!again_body.empty() &&
+        (!parse(again_body, prompt, params, snapshot_header, again) || !same(first, again)))
+      std::abort();
   }
+
+  // A server metric header of these bytes ("name:value").
+  ServerMetrics metrics;
+  if (auto colon = body.find(':'); colon != std::string_view::npos)
+    set_metric(metrics, body.substr(0, colon), body.substr(colon + 1));
 
   // The request body for a prompt of these bytes.
   Prompt text_prompt;
