@@ -87,6 +87,7 @@ struct ClientOptions {
   long max_host_connections = 0;    // per host:port; 0 = no limit
   long max_total_connections = 0;   // 0 = no limit
   long max_idle_connections = 256;  // size of the keep-alive cache
+  bool interruptible = true;        // waits throw flare::Interrupted on SIGINT/SIGTERM
 };
 
 struct ClientStats {
