@@ -61,8 +61,9 @@ return {
   {
     title = "Experiment scripts",
     entries = {
-      { "flare.recipe{name=, config=}",
-        "a run: command-line config, runs/<name>/<timestamp>/, metrics and checkpoints" },
+      { "flare.recipe{name=, config=, main_metric=}",
+        "a run: command-line config, runs/<name>/<timestamp>/, metrics and checkpoints; " ..
+        "main_metric is the curve flare report charts first" },
       { "run:log{step=, ...}", "append a metrics line to metrics.jsonl" },
       { "run:checkpoint{step=, state=}", "append a checkpoint record (resumable with --resume)" },
       { "flare.grpo.build_datums(groups, rewards, opts)",
