@@ -301,12 +301,15 @@ void complete_batch(RouteEnv& env, const json& body, httplib::Response& res) {
   };
   if (get_bool(body, "stream", false)) {
     auto chain = std::make_shared<StreamChain>();
+    auto id = std::make_shared<std::string>();  // the first prompt's, for every chunk
     for (size_t i = 0; i < prompts.size(); ++i) {
       httplib::Response one;
       complete_one(env, at(i), one);
       if (i == 0) res.headers = one.headers;
-      chain->add(one, EventRelay{[reindex, i](json& j) {
+      chain->add(one, EventRelay{[reindex, i, id](json& j) {
                                    reindex(j["choices"], i);
+                                   if (id->empty()) *id = j.value("id", "");
+                                   j["id"] = *id;
                                    return true;
                                  },
                                  i + 1 == prompts.size()});
@@ -370,7 +373,8 @@ void add_openai_routes(Router& r, RouteEnv& env) {
   r.get("/inference/v1/models/(.+)", Auth::Bearer,
         [&env, started_at](const httplib::Request& req, httplib::Response& res) {
           std::string id = req.matches[1];
-          for (auto& m : models_list(env.cp, started_at)["data"]) {
+          json list = models_list(env.cp, started_at);
+          for (auto& m : list["data"]) {
             if (m["id"] == id) return send_json(res, 200, m);
           }
           not_found("model '" + id + "' not found (GET /inference/v1/models lists them)");
