@@ -38,6 +38,9 @@ local sample_spec = {
 }
 
 function M.new(fw, opts)
+  if type(opts) == "table" and opts.backend == "openai" then  -- any OpenAI-compatible server
+    return require("flare.openai").from_fw(fw, opts)
+  end
   opts = options.check(opts, spec, "sampler")
   local model = opts.model
   if opts.deployment then
