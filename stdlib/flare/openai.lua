@@ -72,6 +72,7 @@ function M.connect(opts)
   return conn
 end
 
+function Conn:sampler(opts) return M.sampler(opts, self) end
 function Conn:trainer() cannot(self, "a trainer") end
 function Conn:hotload() cannot(self, "hotload") end
 function Conn:__tostring() return "flare.openai.connect(" .. self.base_url .. ")" end
@@ -214,7 +215,9 @@ local function read_logprobs(choice)
         tonumber(tostring(t.token):match(TOKEN_ID))
       out.ids[k] = id
       local top = {}
-      for _, a in ipairs(t.top_logprobs or {}) do top[#top + 1] = {token = a.token, logprob = a.logprob} end
+      for _, a in ipairs(t.top_logprobs or {}) do
+        top[#top + 1] = {token = a.token, logprob = a.logprob}
+      end
       out.top[k] = top
     end
   elseif type(lp.token_logprobs) == "table" then  -- the legacy completions shape
@@ -222,7 +225,9 @@ local function read_logprobs(choice)
       out.logprobs[k] = v
       out.ids[k] = tonumber(tostring((lp.tokens or {})[k]):match(TOKEN_ID))
       local top = {}
-      for tok, v2 in pairs((lp.top_logprobs or {})[k] or {}) do top[#top + 1] = {token = tok, logprob = v2} end
+      for tok, v2 in pairs((lp.top_logprobs or {})[k] or {}) do
+        top[#top + 1] = {token = tok, logprob = v2}
+      end
       table.sort(top, function(a, b) return a.logprob > b.logprob end)
       out.top[k] = top
     end
@@ -317,7 +322,8 @@ function Sampler:_run(p)
     in_flight = in_flight - 1
     local err
     if not ok then
-      err = type(r) == "table" and r or {code = "transport", message = tostring(r), retryable = true}
+      err = type(r) == "table" and r or
+        {code = "transport", message = tostring(r), retryable = true}
     elseif r.status ~= 200 then
       err = error_of(r, "POST " .. job.path)
     else

@@ -4,7 +4,8 @@
 local chat = flare.chat
 local json = flare.json
 
-local cases = json.decode(assert(flare.fs.read_file("tests/text/chat_template_fixtures.json"))).cases
+local FIXTURES = "tests/text/chat_template_fixtures.json"
+local cases = json.decode(assert(flare.fs.read_file(FIXTURES))).cases
 
 -- Fixture errors count messages from 0; flare.chat counts them from 1.
 local function lua_indices(message)
@@ -58,7 +59,8 @@ describe("flare.chat", function()
     local ex = chat.split{{role = "user", content = "hi"}, {role = "assistant", content = "yo"}}
     assert.equal("yo" .. chat.stop, ex.completion)
     assert.truthy(error_text(chat.format, "text"):find("must be a list", 1, true))
-    assert.truthy(error_text(chat.format, {{role = "user", content = "a"}}, {add_generation_prompt = 1})
+    local one = {{role = "user", content = "a"}}
+    assert.truthy(error_text(chat.format, one, {add_generation_prompt = 1})
       :find("add_generation_prompt must be a boolean", 1, true))
   end)
 end)
