@@ -52,7 +52,7 @@ return {
         "groups[prompt][sample] completions, many requests in flight" },
       { "sampler:submit{...}", "the same as sample, returning a future: future:wait()" },
       { "flare.openai.sampler{base_url=, model=, api_key=}",
-        "the same sampler for any OpenAI-compatible server (vLLM, SGLang, llama.cpp, flare serve)" },
+        "the sampler for any OpenAI-compatible server (vLLM, SGLang, llama.cpp, flare serve)" },
       { "fw:sampler{backend=\"openai\", model=}",
         "sample the connection's own server through its OpenAI API (/inference/v1)" },
       { "flare.chat.format(messages, {add_generation_prompt=})",
