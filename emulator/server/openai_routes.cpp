@@ -3,12 +3,15 @@
 // the models list, and batches of prompts for completions. Each of them runs
 // single-prompt completions through complete_one and rewrites the answer into
 // OpenAI's shape: the JSON body, or each SSE event of a stream.
+#include <algorithm>
+#include <atomic>
 #include <functional>
-#include <future>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "emulator/server/api_error.hpp"
@@ -20,6 +23,9 @@ namespace {
 
 using json = nlohmann::json;
 namespace chat = text::chat;
+
+constexpr size_t kMaxBatchPrompts = 256;
+constexpr size_t kBatchThreads = 16;
 
 std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -283,6 +289,10 @@ bool is_prompt_batch(const json& body) {
 
 void complete_batch(RouteEnv& env, const json& body, httplib::Response& res) {
   const json& prompts = body["prompt"];
+  if (prompts.size() > kMaxBatchPrompts) {
+    bad_request("field 'prompt' holds " + std::to_string(prompts.size()) +
+                " prompts; a batch takes at most " + std::to_string(kMaxBatchPrompts));
+  }
   for (size_t i = 0; i < prompts.size(); ++i) {
     if (!prompts[i].is_string() && !prompts[i].is_array()) {
       bad_request("prompt[" + std::to_string(i) +
@@ -317,23 +327,26 @@ void complete_batch(RouteEnv& env, const json& body, httplib::Response& res) {
     answer_with_chain(res, std::move(chain));
     return;
   }
-  std::vector<std::future<httplib::Response>> runs;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    runs.push_back(std::async(std::launch::async, [&env, one = at(i)] {
-      httplib::Response r;
-      complete_one(env, one, r);
-      return r;
-    }));
-  }
-  std::vector<httplib::Response> answers;
+  // The prompts run at once on a few threads (the engine batches them); the
+  // first failure is the answer.
+  std::vector<httplib::Response> answers(prompts.size());
+  std::atomic<size_t> next{0};
+  std::mutex failure_mu;
   std::exception_ptr failure;
-  for (auto& f : runs) {
-    try {
-      answers.push_back(f.get());
-    } catch (...) {
-      if (!failure) failure = std::current_exception();
+  auto worker = [&] {
+    for (size_t i; (i = next++) < prompts.size();) {
+      try {
+        complete_one(env, at(i), answers[i]);
+      } catch (...) {
+        std::lock_guard lock(failure_mu);
+        if (!failure) failure = std::current_exception();
+      }
     }
-  }
+  };
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < std::min(prompts.size(), kBatchThreads); ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
   if (failure) std::rethrow_exception(failure);
   json merged = json::parse(answers[0].body);
   json choices = json::array();

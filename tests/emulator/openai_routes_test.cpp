@@ -112,6 +112,10 @@ TEST_CASE("a batch of prompts x n: OpenAI's choice order, each prompt as it runs
   check_error_shape(post(s, "/inference/v1/completions", req), 400, "");
   req["prompt"] = json::array({"ab", json::array({1, 999})});
   CHECK(post(s, "/inference/v1/completions", req).status == 400);
+  req["prompt"] = json(std::vector<std::string>(257, "a"));
+  Reply big = post(s, "/inference/v1/completions", req);
+  check_error_shape(big, 400, "prompt");
+  CHECK(big.json()["error"]["message"].get<std::string>().find("at most 256") != std::string::npos);
 }
 
 TEST_CASE("chat completions run the chat template's prompt and stop at the end of turn") {
