@@ -235,17 +235,20 @@ local function read_logprobs(choice)
   return out
 end
 
+M._read_logprobs = read_logprobs  -- for the spec: the answer forms of other servers
+
 local function complete_list(list, n)
   if #list ~= n then return nil end
   for k = 1, n do if list[k] == nil then return nil end end
   return list
 end
 
+local server_of = setmetatable({}, {__mode = "k"})  -- completion -> base_url, for errors
 local Completion = {}
 Completion.__index = function(c, k)
   if k == "tokens" then
     raise("unsupported", "this completion has no token ids: the server at " ..
-      rawget(c, "_server") .. " returned none (flare serve and Fireworks give them with " ..
+      server_of[c] .. " returned none (flare serve and Fireworks give them with " ..
       "raw_output = true; vLLM with extra_body = {return_tokens_as_token_ids = true, " ..
       "logprobs = 0}); recipes that train on the samples need them")
   end
@@ -259,8 +262,8 @@ function Sampler:_completion(answer, prompt, p, headers)
   if choice.message then text = choice.message.content end
   if text == json.null then text = "" end
   local c = {text = text or "", finish_reason = choice.finish_reason,
-    snapshot_identity = headers["fireworks-snapshot-identity"] or answer.model,
-    _server = self.conn.base_url}
+    snapshot_identity = headers["fireworks-snapshot-identity"] or answer.model}
+  server_of[c] = self.conn.base_url
   local raw = type(choice.raw_output) == "table" and choice.raw_output or nil
   local lp = read_logprobs(choice)
   if lp then

@@ -104,6 +104,25 @@ describe("flare.openai sampler", function()
     assert.truthy(e2.message:find("messages[0].role", 1, true), e2.message)
   end)
 
+  it("reads the legacy completions logprobs other servers answer with", function()
+    -- vLLM's /v1/completions with logprobs = 1 and return_tokens_as_token_ids.
+    local choice = flare.json.decode([[{"text": "hi", "logprobs": {
+      "tokens": ["token_id:104", "token_id:105"], "token_logprobs": [-0.5, -1.25],
+      "top_logprobs": [{"token_id:104": -0.5, "token_id:7": -2.0},
+                       {"token_id:9": -0.75, "token_id:105": -1.25}],
+      "text_offset": [0, 1]}}]])
+    local lp = flare.openai._read_logprobs(choice)
+    assert.same({-0.5, -1.25}, lp.logprobs)
+    assert.same({104, 105}, lp.ids)
+    assert.same({{token = "token_id:9", logprob = -0.75},
+      {token = "token_id:105", logprob = -1.25}}, lp.top[2])
+    -- Plain token strings (no ids): logprobs, but no token ids.
+    local plain = flare.openai._read_logprobs(flare.json.decode(
+      [[{"logprobs": {"tokens": ["h", "i"], "token_logprobs": [-1, -2]}}]]))
+    assert.same({-1, -2}, plain.logprobs)
+    assert.is_nil(plain.ids[1])
+  end)
+
   it("refuses what an OpenAI-compatible server cannot do", function()
     local conn = flare.openai.connect{base_url = url(), api_key = fw.api_key}
     local e1 = message_of(function() conn.deployments:create_or_get{deployment_id = "x"} end)
