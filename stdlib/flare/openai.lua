@@ -1,6 +1,7 @@
 -- flare.openai: sampling from any OpenAI-compatible server (vLLM, SGLang, llama.cpp's
 -- server, flare serve's /inference/v1) with the sampler's calls and result shape.
---   local oa = flare.openai.connect{base_url = "http://127.0.0.1:8000/v1", api_key = nil}
+--   local oa = flare.openai.connect{base_url = "http://127.0.0.1:8000/v1",
+--       api_key = $OPENAI_API_KEY or none}
 --   local s = oa:sampler{model = "...", concurrency = 32, timeout_s = 600, max_attempts = 5,
 --       backoff_initial_s = 0.5, backoff_max_s = 30, on_error = "raise", extra_body = nil}
 --   (or flare.openai.sampler{base_url =, api_key =, model =, ...}, or
@@ -66,7 +67,10 @@ function M.connect(opts)
   opts = options.check(opts, connect_spec, "flare.openai.connect")
   if not opts.base_url then raise("invalid_argument",
     "base_url is required (the server's OpenAI root, e.g. http://127.0.0.1:8000/v1)") end
-  local conn = setmetatable({base_url = opts.base_url:gsub("/+$", ""), api_key = opts.api_key,
+  local env_key = os.getenv("OPENAI_API_KEY")
+  if env_key == "" then env_key = nil end
+  local conn = setmetatable({base_url = opts.base_url:gsub("/+$", ""),
+    api_key = opts.api_key or env_key,
     timeout_s = opts.timeout_s, backend = "openai"}, Conn)
   conn.deployments = no_deployments(conn)
   return conn
