@@ -37,8 +37,11 @@ nlohmann::json error_param(const std::string& message) {
     auto end = message.find('\'', 7);
     if (end != std::string::npos) return message.substr(7, end - 7);
   }
+  // Field names are lower case; "DEPLOYMENT_SCALING_UP: ..." names a state.
   auto colon = message.find(": ");
-  if (colon == std::string::npos || colon == 0) return nullptr;
+  if (colon == std::string::npos || !std::islower(static_cast<unsigned char>(message[0]))) {
+    return nullptr;
+  }
   for (size_t i = 0; i < colon; ++i) {
     char c = message[i];
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '[' &&
