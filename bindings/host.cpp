@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <lua.hpp>
 
 #include "error_boundary.hpp"
+#include "lua_support.hpp"
 #include "module.hpp"
 #include "runtime/interrupt.hpp"
 #if defined(FLARE_HAVE_FIREWORKS)
@@ -29,7 +31,9 @@ namespace {
 lua_State* g_main_state = nullptr;
 
 // Armed from the signal handler so that Lua code that never waits in C (a
-// plain loop) is interrupted too. Removes itself first.
+// plain loop) is interrupted too. Removes itself first. Loops compiled to
+// machine code see it as well: flare links a LuaJIT built with
+// LUAJIT_ENABLE_CHECKHOOK (dev.sh), whose traces leave when a hook is set.
 void interrupt_hook(lua_State* L, lua_Debug*) {
   lua_sethook(L, nullptr, 0, 0);
   if (flare::interrupt::pending()) {
@@ -45,9 +49,23 @@ void on_signal(int) {
   }
 }
 
+// A Lua error outside any protected call: LuaJIT exits after this returns, so
+// the Lua cleanups cannot run; the cloud resources are released from C++.
+int on_panic(lua_State* L) {
+  std::fprintf(stderr, "flare: unprotected Lua error: %s\n", describe_error(L, -1).c_str());
+  flare::interrupt::run_emergency_hook();
+  return 0;
+}
+
+[[noreturn]] void on_terminate() {
+  std::fprintf(stderr, "flare: fatal error (std::terminate)\n");
+  flare::interrupt::run_emergency_hook();
+  std::abort();
+}
+
 int l_sleep(lua_State* L) {
-  double s = luaL_checknumber(L, 1);
-  if (s < 0) luaL_argerror(L, 1, "seconds must be >= 0");
+  double s = check_number(L, 1, "flare.sleep", "seconds");
+  if (!(s >= 0)) raise_invalid("flare.sleep", "argument 'seconds' must be >= 0");
 #if defined(FLARE_HAVE_FIREWORKS)
   // Requests submitted earlier (and their retry timers) keep progressing while
   // the script sleeps.
@@ -74,18 +92,13 @@ int l_time(lua_State* L) {
 
 // flare.error{code=, message=, ...}: raise a structured error from Lua.
 int l_error(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, 1, "code");
-  std::string code = lua_isstring(L, -1) ? lua_tostring(L, -1) : "error";
-  lua_getfield(L, 1, "message");
-  std::string message = lua_isstring(L, -1) ? lua_tostring(L, -1) : code;
-  lua_getfield(L, 1, "status");
-  int status = static_cast<int>(lua_tointeger(L, -1));
-  lua_getfield(L, 1, "retryable");
-  bool retryable = lua_toboolean(L, -1);
-  lua_getfield(L, 1, "request_id");
-  std::string request_id = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
-  lua_pop(L, 5);
+  Options o(L, 1, "flare.error");
+  std::string code = o.string("code", "error");
+  std::string message = o.string("message", code);
+  int status = static_cast<int>(o.integer("status", 0, 0, 999));
+  bool retryable = o.boolean("retryable", false);
+  std::string request_id = o.string("request_id", "");
+  o.finish();
   throw flare::Error(code, message, status, retryable, request_id);  // the boundary raises it
 }
 
@@ -242,7 +255,9 @@ Host::Host(const std::string& script_dir) : L_(luaL_newstate()) {
     g_main_state = L_;
     flare::interrupt::install_handlers();
     flare::interrupt::set_signal_callback(on_signal);
+    std::set_terminate(on_terminate);
   }
+  lua_atpanic(L_, on_panic);
 }
 
 Host::~Host() {

@@ -59,7 +59,7 @@ local function no_timing()
 end
 
 local function new(opts)
-  options.check(opts, spec, "weight_syncer")
+  options.check(opts, spec, "flare.weight_syncer")
   if opts.policy_client == nil then
     options.raise("invalid_argument", "weight_syncer: 'policy_client' is required")
   end
@@ -233,7 +233,7 @@ end
 function Syncer:_do_hotload(snapshot, kind)
   self:_ensure_deployment_checked()
   local meta
-  if kind == "delta" then
+  if kind == "delta" and self.lora_rank == 0 then  -- an adapter is standalone
     if not self.base_identity then
       self.last_error =
         "a delta needs a snapshot of this chain on the deployment; hotload a base first"

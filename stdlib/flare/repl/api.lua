@@ -13,6 +13,8 @@ return {
       { "flare.clock()", "monotonic seconds, for measuring durations" },
       { "flare.time()", "wall-clock seconds since the epoch" },
       { "flare.error{code=, message=, status=, retryable=}", "raise a structured error table" },
+      { "flare.args.options(opts, spec, who)",
+        "check an options table as flare's own functions do (invalid_argument, did-you-mean)" },
       { "flare.defer(fn, name)", "run fn(reason) when the script or REPL ends, however it ends" },
       { "flare.cleanup.run_all(reason)", "run the pending cleanups now; returns how many failed" },
     },
@@ -40,7 +42,8 @@ return {
   {
     title = "Training, weight sync and sampling",
     entries = {
-      { "fw:trainer{base_model=, lora_rank=, learning_rate=}", "a policy trainer client" },
+      { "fw:trainer{base_model=, lora_rank=, lora_alpha=, learning_rate=}",
+        "a policy trainer client (LoRA when lora_rank > 0)" },
       { "flare.weight_syncer{policy_client=, deploy_mgr=, deployment_id=, base_model=}",
         "saves trainer snapshots and hotloads them (base first, deltas after)" },
       { "syncer:save_and_hotload(name)", "save a snapshot and hotload it onto the deployment" },
@@ -51,6 +54,8 @@ return {
       { "sampler:sample{prompts=, n=, max_tokens=, temperature=, logprobs=}",
         "groups[prompt][sample] completions, many requests in flight" },
       { "sampler:submit{...}", "the same as sample, returning a future: future:wait()" },
+      { "sampler:step_completed()",
+        "the step's concurrency window and server metrics; the next step begins" },
       { "flare.openai.sampler{base_url=, model=, api_key=}",
         "the sampler for any OpenAI-compatible server (vLLM, SGLang, llama.cpp, flare serve)" },
       { "fw:sampler{backend=\"openai\", model=}",
