@@ -12,6 +12,7 @@
 #include <string>
 
 #include "json_convert.hpp"
+#include "lua_support.hpp"
 #include "module.hpp"
 #include "text/chat_template.hpp"
 
@@ -21,50 +22,41 @@ namespace {
 namespace chat = text::chat;
 
 nlohmann::json messages_arg(lua_State* L, const char* who) {
-  if (!lua_istable(L, 1)) {
-    throw std::runtime_error(std::string("flare.chat.") + who +
-                             ": messages must be a list of {role, content}, got " +
-                             luaL_typename(L, 1));
-  }
+  check_table(L, 1, who, "messages");
   return to_json(L, 1);
 }
 
-int chat_format(lua_State* L) {
-  nlohmann::json messages = messages_arg(L, "format");
-  bool generation_prompt = true;
-  if (lua_istable(L, 2)) {
-    lua_getfield(L, 2, "add_generation_prompt");
-    if (!lua_isnil(L, -1)) {
-      if (!lua_isboolean(L, -1)) {
-        throw std::runtime_error("flare.chat.format: add_generation_prompt must be a boolean");
-      }
-      generation_prompt = lua_toboolean(L, -1);
-    }
-    lua_pop(L, 1);
-  } else if (!lua_isnoneornil(L, 2)) {
-    throw std::runtime_error("flare.chat.format: options must be a table");
-  }
+// The template's own checks (messages[i].role, ...) raise as misuse too.
+template <typename Fn>
+auto render_or_raise(const char* who, Fn fn) {
   try {
-    std::string text = chat::render(messages, generation_prompt, 1);
-    lua_pushlstring(L, text.data(), text.size());
+    return fn();
   } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(std::string("flare.chat.format: ") + e.what());
+    raise_invalid(who, e.what());
   }
+}
+
+int chat_format(lua_State* L) {
+  const char* who = "flare.chat.format";
+  nlohmann::json messages = messages_arg(L, who);
+  Options o(L, 2, who, false);
+  bool generation_prompt = o.boolean("add_generation_prompt", true);
+  o.finish();
+  std::string text =
+      render_or_raise(who, [&] { return chat::render(messages, generation_prompt, 1); });
+  lua_pushlstring(L, text.data(), text.size());
   return 1;
 }
 
 int chat_split(lua_State* L) {
-  nlohmann::json messages = messages_arg(L, "split");
-  try {
-    chat::Example ex = chat::split(messages, 1);
-    lua_createtable(L, 0, 2);
-    lua_pushlstring(L, ex.prompt.data(), ex.prompt.size());
-    lua_setfield(L, -2, "prompt");
-    lua_pushlstring(L, ex.completion.data(), ex.completion.size());
-    lua_setfield(L, -2, "completion");
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(std::string("flare.chat.split: ") + e.what());
-  }
+  const char* who = "flare.chat.split";
+  nlohmann::json messages = messages_arg(L, who);
+  chat::Example ex = render_or_raise(who, [&] { return chat::split(messages, 1); });
+  lua_createtable(L, 0, 2);
+  lua_pushlstring(L, ex.prompt.data(), ex.prompt.size());
+  lua_setfield(L, -2, "prompt");
+  lua_pushlstring(L, ex.completion.data(), ex.completion.size());
+  lua_setfield(L, -2, "completion");
   return 1;
 }
 

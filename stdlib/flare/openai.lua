@@ -122,7 +122,7 @@ local Sampler = {}
 Sampler.__index = Sampler
 
 function M.sampler(opts, conn)
-  opts = options.check(opts, sampler_spec, "openai sampler")
+  opts = options.check(opts, sampler_spec, "flare.openai.sampler")
   if opts.backend and opts.backend ~= "openai" then
     raise("invalid_argument", "backend must be \"openai\", got \"" .. opts.backend .. "\"")
   end
@@ -140,7 +140,7 @@ function M.sampler(opts, conn)
 end
 
 -- fw:sampler{backend = "openai", ...}: the same server through its OpenAI surface.
-function M.from_fw(fw, opts)
+function M._from_fw(fw, opts)
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   if o.deployment then
@@ -171,7 +171,7 @@ local function check_params(p)
       raise("unsupported", "sample: " .. k .. " is not supported: " .. why)
     end
   end
-  options.check(p, sample_spec, "sample")
+  options.check(p, sample_spec, "sampler:sample")
   if type(p.prompts) ~= "table" then raise("invalid_argument",
     "sample: 'prompts' (a list) is required") end
   if p.n and p.n < 1 then raise("invalid_argument", "sample: n must be >= 1, got " .. p.n) end

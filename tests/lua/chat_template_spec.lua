@@ -58,9 +58,9 @@ describe("flare.chat", function()
     assert.equal("<|end|>", chat.stop)
     local ex = chat.split{{role = "user", content = "hi"}, {role = "assistant", content = "yo"}}
     assert.equal("yo" .. chat.stop, ex.completion)
-    assert.truthy(error_text(chat.format, "text"):find("must be a list", 1, true))
+    assert.truthy(error_text(chat.format, "text"):find("argument 'messages' must be a table", 1, true))
     local one = {{role = "user", content = "a"}}
     assert.truthy(error_text(chat.format, one, {add_generation_prompt = 1})
-      :find("add_generation_prompt must be a boolean", 1, true))
+      :find("option 'add_generation_prompt' must be a boolean", 1, true))
   end)
 end)

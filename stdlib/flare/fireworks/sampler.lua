@@ -100,7 +100,7 @@ end
 
 function M.new(fw, opts)
   if type(opts) == "table" and opts.backend == "openai" then  -- any OpenAI-compatible server
-    return require("flare.openai").from_fw(fw, opts)
+    return require("flare.openai")._from_fw(fw, opts)
   end
   opts = options.check(opts, spec, "sampler")
   local model = opts.model
