@@ -58,7 +58,8 @@ describe("flare.chat", function()
     assert.equal("<|end|>", chat.stop)
     local ex = chat.split{{role = "user", content = "hi"}, {role = "assistant", content = "yo"}}
     assert.equal("yo" .. chat.stop, ex.completion)
-    assert.truthy(error_text(chat.format, "text"):find("argument 'messages' must be a table", 1, true))
+    local wrong = error_text(chat.format, "text")
+    assert.truthy(wrong:find("argument 'messages' must be a table", 1, true), wrong)
     local one = {{role = "user", content = "a"}}
     assert.truthy(error_text(chat.format, one, {add_generation_prompt = 1})
       :find("option 'add_generation_prompt' must be a boolean", 1, true))
