@@ -59,6 +59,7 @@ def one(flare, script, args, faults, timeout_s, keep):
         out = run_recipe(flare, serve, script, args, work, timeout_s)
         status, desc = serve.request("GET", "/admin/v1/faults")
         out["faults"] = desc if status == 200 else {}
+        serve.request("DELETE", "/admin/v1/faults")  # the checks below are not faulted
         status, page = serve.request("GET", "/v1/accounts/local/deployments")
         out["deployments"] = page.get("deployments", []) if status == 200 else None
     finally:
@@ -104,7 +105,7 @@ def main():
                  ["--student-steps=3", "--problems=8", "--eval-problems=4"]
                  if o.distill_small else []))}
     failed = False
-    print("faults: " + faults)
+    print("faults: " + faults, flush=True)
     for name in o.recipes.split(","):
         script, args = plans[name]
         clean = one(o.flare, script, args, "", o.timeout, o.keep)
@@ -119,7 +120,7 @@ def main():
                   clean["seconds"], chaos["seconds"], rule.get("injected", 0),
                   json.dumps(rule.get("injected_by_kind", {}), sort_keys=True),
                   chaos["faults"].get("replayed", 0),
-                  "same metrics" if not problems else "DIFFERENT"))
+                  "same metrics" if not problems else "DIFFERENT"), flush=True)
         for p in problems:
             print("  " + p)
         if not clean["metrics"] or rule.get("injected", 0) == 0:
