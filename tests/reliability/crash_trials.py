@@ -9,7 +9,8 @@ saves trainer state. After each restart on the same state dir:
     (equal to the bucket's file for a base), and the served logprobs equal those measured when
     it was first served;
   - no half-written file sits under a final name (every *.safetensors, model.delta and *.state
-    is complete).
+    is complete), and the restart removed what the kill left that nothing refers to (replica
+    files the database never named, temporary files of trainer states).
 
   tests/reliability/crash_trials.py --flare build/flare --seed 1 --trials 60
 """
@@ -195,8 +196,8 @@ def check_files(flare, state):
     for dirpath, _, files in os.walk(state):
         for f in files:
             p = os.path.join(dirpath, f)
-            if ".tmp" in f:
-                leftovers += 1
+            if ".tmp-" in f:
+                leftovers += "buckets" in os.path.relpath(p, state).split(os.sep)[:1]
                 continue
             if f.endswith(".safetensors"):
                 ok, why = safetensors_complete(p)
@@ -248,6 +249,14 @@ def after_restart(flare, serve, state, book):
             problems.append("%s serves %s with other weights than before the kill" % (DEP, ident))
         book["fingerprint"].setdefault(ident, fp)
     _, rows = check_db(state)
+    # Files a kill left behind that nothing refers to are removed at restart.
+    referenced = {f for row in rows for f in row[4:6]}
+    for sub in ("replicas", "trainer_states"):
+        for dirpath, _, files in os.walk(os.path.join(state, sub)):
+            for f in files:
+                p = os.path.join(dirpath, f)
+                if ".tmp-" in f or (sub == "replicas" and p not in referenced):
+                    problems.append("left behind after the restart: " + os.path.relpath(p, state))
     for (dep, st, snap, _, snap_file, base_file) in rows:
         if dep != DEP:
             continue
