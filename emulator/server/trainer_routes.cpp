@@ -19,6 +19,7 @@ struct JobHandle {
   std::string id;
   std::string bucket_dir;
   std::string last_snapshot;  // the trainer's previous sampler snapshot
+  std::string base_model;
   std::shared_ptr<TrainerRuntime> rt;
 };
 
@@ -35,7 +36,8 @@ JobHandle running_job(ControlPlane& cp, const httplib::Request& req) {
                    "trainer job " + id + " is " + it->second.row.state + ", not RUNNING",
                    std::max(1.0, cp.opt.provision_delay_s));
   }
-  return {id, it->second.row.bucket_dir, it->second.row.last_base, it->second.rt};
+  return {id, it->second.row.bucket_dir, it->second.row.last_base,
+          it->second.spec["trainingConfig"].value("baseModel", ""), it->second.rt};
 }
 
 // A list of numbers given either as a plain array or as Tinker's TensorData {data: [...]}.
@@ -255,7 +257,8 @@ std::shared_ptr<const Checkpoint> snapshot_weights(const std::string& bucket,
 // Sampler snapshots chain as the Fireworks SDK's WeightSyncer expects: a delta is written
 // against this trainer's previous sampler snapshot (base, merged_base or delta), which is
 // what the deployment serves when every snapshot is hotloaded in turn. merged_base (a LoRA
-// folded into the full weights) is a full base; this trainer holds full weights only.
+// folded into the full weights) is a full base, and for a full-weight trainer the same as base.
+// A LoRA trainer's snapshots stand alone (see below) and leave the chain as it is.
 void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   JobHandle job = running_job(env.cp, req);
   nlohmann::json body = parse_body(req);
@@ -268,6 +271,25 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
 
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
+  const model::LoraConfig& lora = job.rt->trainer->lora();
+  if (lora.rank > 0) {
+    // An adapter is standalone: 'base' and 'delta' both save the whole PEFT adapter
+    // (never a delta chain); 'merged_base' saves the base with the adapter folded in.
+    fs::create_directories(snapshot_dir(job.bucket_dir, name));
+    if (type == "merged_base") {
+      write_checkpoint(base_path(job.bucket_dir, name),
+                       to_checkpoint(job.rt->trainer->merged_weights()));
+    } else {
+      write_peft_adapter(snapshot_dir(job.bucket_dir, name), job.base_model, lora.rank, lora.alpha,
+                         job.rt->trainer->adapter_weights());
+    }
+    send_json(res, 200,
+              {{"path", name},
+               {"snapshot_name", name},
+               {"checkpoint_type", type == "merged_base" ? "merged_base" : "base"},
+               {"lora_rank", lora.rank}});
+    return;
+  }
   auto next = std::make_shared<const Checkpoint>(to_checkpoint(job.rt->trainer->sampler_weights()));
   nlohmann::json out = {{"path", name}, {"snapshot_name", name}, {"checkpoint_type", type}};
   if (type == "delta") {
