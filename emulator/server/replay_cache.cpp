@@ -1,5 +1,7 @@
 #include "emulator/server/replay_cache.hpp"
 
+#include <iterator>
+
 namespace flare::emulator {
 
 void ReplayCache::run(const httplib::Request& req, httplib::Response& res, const Handler& h) {
@@ -28,6 +30,12 @@ void ReplayCache::run(const httplib::Request& req, httplib::Response& res, const
   auto forget = [&] {
     std::lock_guard lock(mu_);
     answers_.erase(key);
+    for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
+      if (*it == key) {
+        order_.erase(std::next(it).base());
+        break;
+      }
+    }
     cv_.notify_all();
   };
   try {
@@ -42,9 +50,10 @@ void ReplayCache::run(const httplib::Request& req, httplib::Response& res, const
   a.status = res.status;
   a.body = res.body;
   a.content_type = res.get_header_value("Content-Type");
-  while (order_.size() > capacity_) {
+  while (order_.size() > capacity_) {  // the oldest finished answers go first
     auto old = answers_.find(order_.front());
-    if (old != answers_.end() && old->second.done) answers_.erase(old);
+    if (old != answers_.end() && !old->second.done) break;
+    if (old != answers_.end()) answers_.erase(old);
     order_.pop_front();
   }
   cv_.notify_all();

@@ -341,7 +341,7 @@ def main():
         serve.stop()
     took = time.monotonic() - t_start
     print("crash trials: seed %d, %d trials in %.0f s; killed during %s; operations completed "
-          "%s; %d snapshots saved, %d served and checked; %d temporary files left behind; "
+          "%s; %d snapshots saved, %d served and checked; %d temporary files in buckets; "
           "%d trials with problems" % (
               o.seed, o.trials, took, json.dumps(book["killed_in"], sort_keys=True),
               json.dumps(book["done"], sort_keys=True), len(book["saved"]),
