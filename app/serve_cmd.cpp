@@ -22,7 +22,8 @@ void usage(FILE* out) {
       "Runs flare's local emulator of the Fireworks training API until SIGINT/SIGTERM.\n"
       "Without --api-key a key is generated and stored (mode 0600) in the state dir.\n"
       "--faults takes rules 'PREFIX:KIND[:key=value]...' separated by ';', KIND one of\n"
-      "429, 500, 503, reset, delay, truncate; keys rate, seed, count, retry_after, delay_ms.\n");
+      "429, 500, 503, reset, delay, truncate (or several joined by |, one picked per hit);\n"
+      "keys rate, seed, count, retry_after, delay_ms.\n");
 }
 
 bool parse_number(const char* s, double* out) {
