@@ -43,6 +43,11 @@ local function ready(fw, id)
 end
 
 describe("1000 concurrent sampling requests", function()
+  after_each(function()
+    probe:stop()
+    fs.remove(probe_state, {recursive = true})
+  end)
+
   it("are all answered, leak no descriptor and keep memory bounded", function()
     -- The baseline: the same steps with one request, so that libraries, the emulator's
     -- module and the client are loaded before the count.
@@ -98,8 +103,6 @@ describe("1000 concurrent sampling requests", function()
       error(string.format("%d descriptors before the load, %d after:\n%s", fds_before, fds_after,
         table.concat(stats.fd_targets(), "\n")))
     end
-    probe:stop()
-    fs.remove(probe_state, {recursive = true})
     -- Bounded: 2000 requests fit in far less than a GiB (a leak of each answer would not).
     assert.truthy(mem_after.hwm_mb < 1024, string.format("peak RSS %.0f MB", mem_after.hwm_mb))
   end)
