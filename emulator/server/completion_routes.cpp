@@ -14,7 +14,8 @@ namespace flare::emulator {
 namespace {
 
 struct Parsed {
-  std::string deployment_id;
+  std::string deployment_id;  // empty: the LoRA model `addon_model` picks its engine
+  std::string addon_model;    // "accounts/<a>/models/<m>" before '#', or the whole name
   std::vector<int> prompt;
   engine::SamplingParams params;
   bool raw_output = false;
@@ -37,7 +38,13 @@ Parsed parse_request(const ControlPlane& cp, const nlohmann::json& body) {
   Parsed p;
   std::string model = get_string(body, "model", "");
   if (model.empty()) bad_request("field 'model' is required");
-  p.deployment_id = deployment_of_model(cp, model);
+  std::string models_prefix = "accounts/" + cp.account + "/models/";
+  if (model.find('#') == std::string::npos && model.rfind(models_prefix, 0) == 0) {
+    p.addon_model = model;  // a LoRA addon by its model name alone
+  } else {
+    p.deployment_id = deployment_of_model(cp, model);
+    if (model.find('#') != std::string::npos) p.addon_model = model.substr(0, model.find('#'));
+  }
   auto it = body.find("prompt");
   if (it == body.end() || it->is_null()) bad_request("field 'prompt' is required");
   if (it->is_string()) {
@@ -226,8 +233,45 @@ std::string completion_json(const Parsed& p, const engine::Result& r, const std:
 
 // Checks the replica can serve and marks one request in flight; throws the
 // protocol's error otherwise.
-std::shared_ptr<Serving> admit(ControlPlane& cp, const std::string& id, std::string* base_model) {
+// The deployed model serving `p.addon_model` when it names one of this
+// server's LoRA models (nullptr otherwise: the base model); fills in
+// p.deployment_id when the request named the model alone.
+const DeployedModel* find_addon(ControlPlane& cp, Parsed& p) {
+  std::string prefix = "accounts/" + cp.account + "/models/";
+  if (p.addon_model.rfind(prefix, 0) != 0) return nullptr;
+  std::string model_id = p.addon_model.substr(prefix.size());
+  if (!cp.lora_models.count(model_id)) {
+    if (!p.deployment_id.empty()) return nullptr;  // a base model name before '#'
+    not_found("model '" + p.addon_model + "' not found");
+  }
+  std::vector<const DeployedModel*> on;
+  for (const auto& [id, dm] : cp.deployed_models) {
+    if (dm.model_id == model_id && (p.deployment_id.empty() || dm.deployment_id == p.deployment_id))
+      on.push_back(&dm);
+  }
+  if (on.empty()) {
+    not_found("model '" + p.addon_model + "' is not deployed" +
+              (p.deployment_id.empty() ? std::string() : " on deployment " + p.deployment_id) +
+              "; load it with POST /v1/accounts/" + cp.account + "/deployedModels");
+  }
+  if (on.size() > 1) {
+    bad_request("model '" + p.addon_model +
+                "' is deployed on several engines; name one as '<model>#accounts/" + cp.account +
+                "/deployments/<id>'");
+  }
+  p.deployment_id = on[0]->deployment_id;
+  return on[0];
+}
+
+struct Admitted {
+  std::shared_ptr<Serving> serving;
+  std::shared_ptr<const model::Adapter> adapter;  // a LoRA addon's; nullptr for the engine's own
+};
+
+Admitted admit(ControlPlane& cp, Parsed& p, std::string* base_model) {
   std::lock_guard lock(cp.mu);
+  const DeployedModel* addon = find_addon(cp, p);
+  const std::string& id = p.deployment_id;
   auto it = cp.deployments.find(id);
   std::string name = "accounts/" + cp.account + "/deployments/" + id;
   if (it == cp.deployments.end() || it->second.row.state == "DELETING") {
@@ -256,10 +300,25 @@ std::shared_ptr<Serving> admit(ControlPlane& cp, const std::string& id, std::str
                        " has no replica yet; one is starting, retry shortly",
                    std::max(wait, 1.0));
   }
+  Admitted out{d.serving, nullptr};
+  if (addon) {
+    auto at = s.addons.find(addon->id);
+    if (at == s.addons.end()) {
+      std::string status = addon_status(cp, *addon);
+      if (status == "FAILED")
+        throw ApiError(400, "FAILED_PRECONDITION",
+                       "deployed model " + addon->id + " failed: " + addon->failure);
+      throw ApiError(503, "DEPLOYMENT_SCALING_UP",
+                     "deployed model " + addon->id + " is " + status + "; retry shortly", 0.05);
+    }
+    out.adapter = at->second;
+    *base_model = p.addon_model;
+  } else {
+    *base_model = d.base_model();
+  }
   ++s.inflight;
   s.last_used = now_s();
-  *base_model = d.base_model();
-  return d.serving;
+  return out;
 }
 
 struct InflightGuard {
@@ -297,7 +356,8 @@ struct StreamState {
   bool done = false;
 };
 
-void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parsed p,
+void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving,
+                       std::shared_ptr<const model::Adapter> adapter, Parsed p,
                        std::string base_model, httplib::Response& res) {
   bool truncate = take_truncate_fault();
   std::string snapshot = serving->engine->snapshot_identity();
@@ -306,7 +366,7 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
   auto st = std::make_shared<StreamState>();
   std::string id = random_id();
   long created = static_cast<long>(now_s());
-  auto worker = std::make_shared<std::thread>([&cp, serving, p, st, id, created, base_model] {
+  auto worker = std::make_shared<std::thread>([&cp, serving, adapter, p, st, id, created, base_model] {
     InflightGuard guard{cp, serving};
     auto event = [&](const nlohmann::json& j) {
       std::lock_guard lock(st->mu);
@@ -326,7 +386,7 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
                {"model", base_model + "@" + serving->engine->snapshot_identity()},
                {"choices", {choice}}});
       };
-      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token);
+      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token, adapter);
       nlohmann::json choices = nlohmann::json::array();
       for (size_t i = 0; i < r.choices.size(); ++i) {
         nlohmann::json c = {
@@ -372,7 +432,7 @@ void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res
   auto t0 = std::chrono::steady_clock::now();
   Parsed p = parse_request(env.cp, parse_body(req));
   std::string base_model;
-  auto serving = admit(env.cp, p.deployment_id, &base_model);
+  auto [serving, adapter] = admit(env.cp, p, &base_model);
   try {
     engine::validate_request(p.prompt, p.params, *serving->cfg);
   } catch (...) {
@@ -380,11 +440,11 @@ void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res
     throw;
   }
   if (p.stream) {
-    stream_completion(env.cp, serving, std::move(p), base_model, res);
+    stream_completion(env.cp, serving, adapter, std::move(p), base_model, res);
     return;
   }
   InflightGuard guard{env.cp, serving};
-  engine::Result r = serving->engine->complete(p.prompt, p.params);
+  engine::Result r = serving->engine->complete(p.prompt, p.params, nullptr, adapter);
   std::string out = completion_json(p, r, base_model + "@" + r.snapshot_identity);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   set_timing_headers(res, r, secs);
