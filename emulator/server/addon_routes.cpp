@@ -16,8 +16,8 @@ namespace flare::emulator {
 namespace {
 
 const char* kAddonKind = "HF_PEFT_ADDON";
-const std::set<std::string> kModelFields = {"displayName", "description", "kind", "peftDetails",
-                                            "public",      "contextLength"};
+const std::set<std::string> kModelFields = {"displayName", "description", "kind",
+                                            "peftDetails", "public",      "contextLength"};
 
 std::string models_prefix(const ControlPlane& cp) {
   return "accounts/" + cp.account + "/models/";
@@ -86,20 +86,21 @@ nlohmann::json base_deployed_json(const ControlPlane& cp, const Deployment& d) {
   std::string status = addon_status(cp, pseudo);
   if (status == "REACTIVATING" && d.serving->phase == Phase::Up) status = "DEPLOYED";
   if (d.row.state == "FAILED") pseudo.failure = d.row.message;
-  return {{"name", "accounts/" + cp.account + "/deployedModels/" + base_id(d.row.id)},
-          {"displayName", d.base_model()},
-          {"description", "the engine's base model"},
-          {"createTime", iso_time(d.row.create_time)},
-          {"updateTime", iso_time(d.row.update_time)},
-          {"model", d.base_model()},
-          {"deployment", "accounts/" + cp.account + "/deployments/" + d.row.id},
-          {"default", true},
-          {"serverless", false},
-          {"public", false},
-          {"state", status},
-          {"status", {{"code", status == "FAILED" ? "FAILED_PRECONDITION" : "OK"},
-                      {"message", pseudo.failure}}},
-          {"source", {{"baseModel", true}}}};
+  return {
+      {"name", "accounts/" + cp.account + "/deployedModels/" + base_id(d.row.id)},
+      {"displayName", d.base_model()},
+      {"description", "the engine's base model"},
+      {"createTime", iso_time(d.row.create_time)},
+      {"updateTime", iso_time(d.row.update_time)},
+      {"model", d.base_model()},
+      {"deployment", "accounts/" + cp.account + "/deployments/" + d.row.id},
+      {"default", true},
+      {"serverless", false},
+      {"public", false},
+      {"state", status},
+      {"status",
+       {{"code", status == "FAILED" ? "FAILED_PRECONDITION" : "OK"}, {"message", pseudo.failure}}},
+      {"source", {{"baseModel", true}}}};
 }
 
 LoraModel& find_model(ControlPlane& cp, const std::string& id) {
@@ -285,8 +286,9 @@ void create_deployed(RouteEnv& env, const httplib::Request& req, httplib::Respon
       bad_request("unknown field '" + k + "'");
   }
   if (req.has_param("replaceMergedAddon") && req.get_param_value("replaceMergedAddon") == "true")
-    bad_request("replaceMergedAddon: this server serves addons unmerged on engines "
-                "(enableAddons); hotload a snapshot to replace a deployment's weights");
+    bad_request(
+        "replaceMergedAddon: this server serves addons unmerged on engines "
+        "(enableAddons); hotload a snapshot to replace a deployment's weights");
   std::string model_id = id_in(cp, get_string(body, "model", ""), "models", "model");
   std::string dep_id = id_in(cp, get_string(body, "deployment", ""), "deployments", "deployment");
   std::lock_guard lock(cp.mu);

@@ -12,8 +12,12 @@ std::string LoraModel::base_model() const {
 }
 
 nlohmann::json LoraModel::to_record() const {
-  return {{"spec", spec},       {"state", state},         {"source", source},
-          {"dir", dir},         {"createTime", create_time}, {"updateTime", update_time}};
+  return {{"spec", spec},
+          {"state", state},
+          {"source", source},
+          {"dir", dir},
+          {"createTime", create_time},
+          {"updateTime", update_time}};
 }
 
 LoraModel LoraModel::from_record(const std::string& id, const nlohmann::json& j) {
@@ -29,7 +33,7 @@ LoraModel LoraModel::from_record(const std::string& id, const nlohmann::json& j)
 }
 
 nlohmann::json DeployedModel::to_record() const {
-  return {{"model", model_id},          {"deployment", deployment_id},
+  return {{"model", model_id},           {"deployment", deployment_id},
           {"displayName", display_name}, {"description", description},
           {"createTime", create_time},   {"updateTime", update_time},
           {"loadedOnce", loaded_once},   {"failure", failure}};

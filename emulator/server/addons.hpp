@@ -14,8 +14,8 @@ namespace flare::emulator {
 
 struct LoraModel {
   std::string id;
-  nlohmann::json spec;  // the client's model object (kind, displayName, peftDetails, ...)
-  std::string state;    // UPLOADING (files expected) | READY
+  nlohmann::json spec;    // the client's model object (kind, displayName, peftDetails, ...)
+  std::string state;      // UPLOADING (files expected) | READY
   nlohmann::json source;  // {"trainerJob", "snapshot"} or {"upload": true}
   double create_time = 0;
   double update_time = 0;

@@ -366,7 +366,8 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving,
   auto st = std::make_shared<StreamState>();
   std::string id = random_id();
   long created = static_cast<long>(now_s());
-  auto worker = std::make_shared<std::thread>([&cp, serving, adapter, p, st, id, created, base_model] {
+  auto worker = std::make_shared<std::thread>([&cp, serving, adapter, p, st, id, created,
+                                               base_model] {
     InflightGuard guard{cp, serving};
     auto event = [&](const nlohmann::json& j) {
       std::lock_guard lock(st->mu);

@@ -107,8 +107,8 @@ class ControlPlane {
   void save(const LoraModel& m);
   void save(const DeployedModel& dm);
   void erase(const DeployedModel& dm);  // from memory, the engine and the store
-  void bring_up(Deployment& d);    // builds the model from serving->current
-  void scale_down(Deployment& d);  // drops the model, keeps the snapshot
+  void bring_up(Deployment& d);         // builds the model from serving->current
+  void scale_down(Deployment& d);       // drops the model, keeps the snapshot
   void request_scale_up(Deployment& d);
   std::string replica_dir(const std::string& id) const;
   std::string bucket_dir_for(const std::string& name) const;  // <state>/buckets/<name>
