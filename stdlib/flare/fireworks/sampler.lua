@@ -1,5 +1,6 @@
 -- flare.fireworks.sampler: DeploymentSampler (fw:sampler{...}).
 --   local s = fw:sampler{deployment = info | model = "accounts/<a>/deployments/<id>",
+--       (deployment = engine, model = "<addon>": that LoRA addon on the engine)
 --       concurrency = 64 | "adaptive", adaptive_initial = 16, adaptive_min = 1, adaptive_max = 256,
 --       timeout_s = 600, max_attempts = 7, backoff_initial_s = 2, backoff_max_s = 30,
 --       not_ready_attempts = 10, not_ready_interval_s = 5, on_error = "raise"}
@@ -45,6 +46,9 @@ function M.new(fw, opts)
     if type(model) ~= "string" then
       options.raise("invalid_argument",
         "sampler: 'deployment' must be a DeploymentInfo (with inference_model)")
+    end
+    if opts.model then  -- an addon served by this engine (flare.fireworks.engines)
+      model = require("flare.fireworks.engines").addon_model(fw, opts.model, model)
     end
   end
   if not model then options.raise("invalid_argument",
