@@ -156,15 +156,17 @@ TEST_CASE("requests with different LoRA adapters share decode steps and each get
   e.set_model(m, "snap-a");
   const auto prompt = text_prompt("adapters");
   std::vector<Result> alone;
-  for (const auto& a : adapters) alone.push_back(e.complete(prompt, seeded(7, 2, 24), nullptr, a));
+  for (const auto& a : adapters)
+    alone.push_back(e.complete(prompt, seeded(7, 2, 24), nullptr, nullptr, a));
   CHECK_FALSE(same_choices(alone[0], alone[1]));
   CHECK_FALSE(same_choices(alone[1], alone[2]));
 
   std::vector<Result> results(24);
   std::vector<std::thread> callers;
   for (int i = 0; i < 24; ++i)
-    callers.emplace_back(
-        [&, i] { results[i] = e.complete(prompt, seeded(7, 2, 24), nullptr, adapters[i % 3]); });
+    callers.emplace_back([&, i] {
+      results[i] = e.complete(prompt, seeded(7, 2, 24), nullptr, nullptr, adapters[i % 3]);
+    });
   for (auto& t : callers) t.join();
   for (int i = 0; i < 24; ++i) CHECK(same_choices(results[i], alone[i % 3]));
   // The engine-wide adapter applies to requests that name none.

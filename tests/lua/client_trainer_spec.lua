@@ -171,10 +171,13 @@ describe("weight_syncer", function()
       assert.equal(snap, served.snapshot_identity)
       local fwd = trainer:forward({{tokens = inputs, target_tokens = targets}})
       local trained = fwd.loss_fn_outputs[1].logprobs
+      -- With echo the served logprobs are the SDK's training-aligned list: entry i is the
+      -- logprob of token i + 1, as the trainer's target i.
+      assert.truthy(served.logprobs_echoed)
       for i, lp in ipairs(trained) do
-        assert.truthy(math.abs(served.prompt_logprobs[i + 1] - lp) < 1e-4,
+        assert.truthy(math.abs(served.inference_logprobs[i] - lp) < 1e-4,
           string.format("step %d token %d: served %g, trainer %g", k, i,
-            served.prompt_logprobs[i + 1], lp))
+            served.inference_logprobs[i], lp))
       end
       previous = snap
     end

@@ -80,8 +80,14 @@ function M.new(fw, opts)
     path = "/v1/accounts/" .. fw.account_id .. "/rlorTrainerJobs?rlorTrainerJobId=" .. self.job_id,
     body = body, accept = {409}, what = "create trainer job " .. self.name}
   self.attached = r.status == 409
-  self:_wait_running(opts.timeout_s or 900, opts.poll_interval_s or fw:poll_interval("trainer"),
-    fw:_quiet(opts))
+  -- Stopped while the job starts (Ctrl-C, SIGTERM, a job that fails): the caller has no
+  -- handle to close yet, so a job this call created is deleted here.
+  local ok, err = pcall(self._wait_running, self, opts.timeout_s or 900,
+    opts.poll_interval_s or fw:poll_interval("trainer"), fw:_quiet(opts))
+  if not ok then
+    if not self.attached then pcall(self.close, self) end
+    error(err, 0)
+  end
   return self
 end
 

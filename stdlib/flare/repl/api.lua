@@ -54,6 +54,8 @@ return {
       { "sampler:sample{prompts=, n=, max_tokens=, temperature=, logprobs=}",
         "groups[prompt][sample] completions, many requests in flight" },
       { "sampler:submit{...}", "the same as sample, returning a future: future:wait()" },
+      { "sampler:step_completed()",
+        "the step's concurrency window and server metrics; the next step begins" },
     },
   },
   {
