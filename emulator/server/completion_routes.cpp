@@ -395,11 +395,6 @@ std::string stream_event(const std::string& id, long created, const std::string&
   return "data: " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
 }
 
-<<<<<<< HEAD
-void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving,
-                       std::shared_ptr<const model::Adapter> adapter, Parsed p,
-                       std::string base_model, httplib::Response& res) {
-=======
 // The chunk of one token without logprobs, the common case, written as text:
 // the same bytes as stream_event's dump (keys in sorted order).
 void append_token_event(std::string& out, const std::string& id, long created,
@@ -429,31 +424,18 @@ constexpr const char* kDone = "data: [DONE]\n\n";
 // content provider, and each token is written to the socket as it is sampled.
 // The headers go out first, so they carry what is known before generation;
 // the timings come in the last chunk's perf_metrics when the request asks.
-void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parsed p,
+void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving,
+                       std::shared_ptr<const model::Adapter> adapter, Parsed p,
                        std::string base_model, httplib::Response& res,
                        std::chrono::steady_clock::time_point t0) {
->>>>>>> main
   bool truncate = take_truncate_fault();
   std::string snapshot = serving->engine->snapshot_identity();
   res.set_header("fireworks-snapshot-identity", snapshot);
   res.set_header("prompt-tokens", std::to_string(p.prompt.size()));
   res.set_header("cached-prompt-tokens", "0");
   res.set_header("Cache-Control", "no-cache");
-<<<<<<< HEAD
-  auto st = std::make_shared<StreamState>();
-  std::string id = random_id();
-  long created = static_cast<long>(now_s());
-  auto worker = std::make_shared<std::thread>([&cp, serving, adapter, p, st, id, created,
-                                               base_model] {
-    InflightGuard guard{cp, serving};
-    auto event = [&](const nlohmann::json& j) {
-      std::lock_guard lock(st->mu);
-      st->events.push_back(
-          "data: " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n");
-      st->cv.notify_one();
-=======
   auto guard = std::shared_ptr<InflightGuard>(new InflightGuard{cp, serving});
-  res.set_chunked_content_provider("text/event-stream", [guard, serving, p = std::move(p),
+  res.set_chunked_content_provider("text/event-stream", [guard, serving, adapter, p = std::move(p),
                                                          base_model = std::move(base_model),
                                                          truncate,
                                                          t0](size_t, httplib::DataSink& sink) {
@@ -469,7 +451,6 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
         throw std::runtime_error("the client went away");
       }
       if (truncate) cut = true;  // injected: the stream ends after one event
->>>>>>> main
     };
     try {
       auto on_token = [&](int index, const engine::TokenLogprob& tok, const std::string& piece) {
@@ -490,9 +471,6 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
           pending += chunk;
         }
       };
-<<<<<<< HEAD
-      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token, adapter);
-=======
       // The events the engine delivered together go out in one write, the ones
       // that came with the request's end together with the last chunk.
       auto on_flush = [&] {
@@ -500,9 +478,9 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
         write(pending);
         pending.clear();
       };
-      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token, on_flush);
+      engine::Result r =
+          serving->engine->complete(p.prompt, p.params, on_token, on_flush, adapter);
       model = base_model + "@" + r.snapshot_identity;
->>>>>>> main
       nlohmann::json choices = nlohmann::json::array();
       for (size_t i = 0; i < r.choices.size(); ++i) {
         nlohmann::json c = {
@@ -551,15 +529,11 @@ void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res
     throw;
   }
   if (p.stream) {
-<<<<<<< HEAD
-    stream_completion(env.cp, serving, adapter, std::move(p), base_model, res);
-=======
-    stream_completion(env.cp, serving, std::move(p), base_model, res, t0);
->>>>>>> main
+    stream_completion(env.cp, serving, adapter, std::move(p), base_model, res, t0);
     return;
   }
   InflightGuard guard{env.cp, serving};
-  engine::Result r = serving->engine->complete(p.prompt, p.params, nullptr, adapter);
+  engine::Result r = serving->engine->complete(p.prompt, p.params, nullptr, nullptr, adapter);
   std::string out = completion_json(p, r, base_model + "@" + r.snapshot_identity);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   set_timing_headers(res, r, secs);
