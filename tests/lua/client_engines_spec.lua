@@ -25,7 +25,7 @@ describe("fw.engines", function()
   -- The prompt's logprobs as served.
   local function greedy(s)
     return s:sample{prompts = {"hi there"}, max_tokens = 0, echo = true, logprobs = true,
-      temperature = 0}[1][1].prompt_logprobs
+      temperature = 0}[1][1].logprobs
   end
   local function differ(x, y)
     assert.equal(#x, #y)
@@ -63,7 +63,7 @@ describe("fw.engines", function()
     local c = fw:sampler{deployment = engine, model = a.model:match("[^/]+$")}:sample{
       prompts = {{256, 104, 105, 32, 116, 104, 101, 114, 101}}, max_tokens = 0, echo = true,
       logprobs = true, temperature = 0}[1][1]
-    local served = c.prompt_logprobs
+    local served = c.logprobs
     assert.truthy(math.abs(served[#served] - out.loss_fn_outputs[1].logprobs[8]) <= 1e-3)
 
     fw.engines:undeploy(b)
