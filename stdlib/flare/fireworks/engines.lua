@@ -168,8 +168,10 @@ end
 
 function M:list(engine)
   local eng = engine_id(engine, "list")
-  local r = self.fw:request{path = self:_acct() .. "/deployedModels?filter=deployment%3D%22accounts/"
-    .. self.fw.account_id .. "/deployments/" .. eng .. "%22", what = "list deployments of " .. eng}
+  local filter = "deployment%3D%22accounts/" .. self.fw.account_id .. "/deployments/" .. eng ..
+    "%22"
+  local r = self.fw:request{path = self:_acct() .. "/deployedModels?filter=" .. filter,
+    what = "list deployments of " .. eng}
   local out = {}
   for _, b in ipairs(r.body.deployedModels or {}) do out[#out + 1] = self:_deployed(b) end
   return out
