@@ -478,8 +478,7 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving,
         write(pending);
         pending.clear();
       };
-      engine::Result r =
-          serving->engine->complete(p.prompt, p.params, on_token, on_flush, adapter);
+      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token, on_flush, adapter);
       model = base_model + "@" + r.snapshot_identity;
       nlohmann::json choices = nlohmann::json::array();
       for (size_t i = 0; i < r.choices.size(); ++i) {

@@ -114,10 +114,11 @@ void ControlPlane::save(const DeployedModel& dm) {
 }
 
 void ControlPlane::erase(const DeployedModel& dm) {
+  const std::string id = dm.id;  // dm is the map's element
   auto it = deployments.find(dm.deployment_id);
-  if (it != deployments.end()) it->second.serving->addons.erase(dm.id);
-  store.erase_record(kDeployedModelKind, dm.id);
-  deployed_models.erase(dm.id);
+  if (it != deployments.end()) it->second.serving->addons.erase(id);
+  store.erase_record(kDeployedModelKind, id);
+  deployed_models.erase(id);
 }
 
 void ControlPlane::bring_up(Deployment& d) {

@@ -245,6 +245,16 @@ TEST_CASE("addon lifecycle: Pending, Deployed, Deactivated, Reactivating, restor
   CHECK(wait_status(s, id, "DEPLOYED") == "DEPLOYED");
   CHECK(logprobs(s, "accounts/local/models/a") == served);
 
+  // The model's files gone while the engine is down: the reload fails and says why.
+  fs::remove(s.state_dir + "/lora-models/a/adapter_model.safetensors");
+  s.restart();
+  CHECK(wait_status(s, id, "FAILED") == "FAILED");
+  auto failed = s.control("GET", "/v1/accounts/local/deployedModels/" + id).json();
+  CHECK(failed["status"]["message"].get<std::string>().find("loading the adapter failed") == 0);
+  auto refused = s.complete({{"model", "accounts/local/models/a"}, {"prompt", "ab"}});
+  CHECK(refused.status == 400);
+  CHECK(refused.body.find("failed: loading the adapter failed") != std::string::npos);
+
   REQUIRE(s.control("DELETE", "/v1/accounts/local/deployments/eng").status == 200);
   auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (s.control("GET", "/v1/accounts/local/deployments/eng").status != 404 &&
