@@ -213,6 +213,7 @@ void Emulator::start() {
   add_deployment_routes(*m.router, *m.env);
   add_addon_routes(*m.router, *m.env);
   add_completion_routes(*m.router, *m.env);
+  add_openai_routes(*m.router, *m.env);
   add_hotload_routes(*m.router, *m.env);
   add_trainer_job_routes(*m.router, *m.env);
   add_trainer_routes(*m.router, *m.env);

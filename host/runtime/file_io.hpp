@@ -48,7 +48,9 @@ class AtomicFile {
   // blocks is much cheaper than into a hole (ext4, xfs), and a full disk shows
   // here rather than midway. A plain resize where the filesystem cannot.
   void reserve(uint64_t size);
-  void commit();
+  // durable: the file's data is on disk before the rename and the rename before
+  // commit returns (fsync of the file and of its directory).
+  void commit(bool durable = false);
   const std::string& temp_path() const { return temp_; }
 
  private:
@@ -58,6 +60,7 @@ class AtomicFile {
 };
 
 // Writes `bytes` to a temporary file next to `path` and renames it onto `path`.
-void write_file_atomic(const std::string& path, std::span<const std::byte> bytes);
+void write_file_atomic(const std::string& path, std::span<const std::byte> bytes,
+                       bool durable = false);
 
 }  // namespace flare
