@@ -108,7 +108,9 @@ Future start_request(lua_State* L, const char* who) {
   if (r.path.empty() || r.path[0] != '/') o.invalid("path", "must start with '/'");
   o.push_any("body");
   if (lua_type(L, -1) == LUA_TSTRING) {
-    r.body = lua_tostring(L, -1);
+    size_t n = 0;
+    const char* p = lua_tolstring(L, -1, &n);
+    r.body.assign(p, n);  // binary bodies (an uploaded file) keep their NUL bytes
   } else if (!lua_isnil(L, -1)) {
     r.body = flare::lua::to_json(L, lua_gettop(L), who).dump();
   }

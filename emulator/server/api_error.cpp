@@ -123,4 +123,15 @@ std::string get_string(const nlohmann::json& obj, const char* field, const std::
   return it->get<std::string>();
 }
 
+void check_resource_id(const char* field, const std::string& id) {
+  if (id.empty() || id.size() > 63) bad_request(std::string(field) + " must be 1 to 63 characters");
+  for (char c : id) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '-')) {
+      bad_request(std::string(field) + " '" + id +
+                  "' may contain only lowercase letters, digits and '-'");
+    }
+  }
+}
+
 }  // namespace flare::emulator

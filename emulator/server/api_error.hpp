@@ -33,6 +33,10 @@ void send_error(httplib::Response& res, int status, const std::string& code,
 // empty body is an empty object.
 nlohmann::json parse_body(const httplib::Request& req);
 
+// A resource id as the control plane accepts it: 1 to 63 lowercase letters,
+// digits and '-'; 400 naming `field` otherwise.
+void check_resource_id(const char* field, const std::string& id);
+
 // Typed field access with 400 errors that name the field.
 bool get_bool(const nlohmann::json& obj, const char* field, bool fallback);
 long get_int(const nlohmann::json& obj, const char* field, long fallback);

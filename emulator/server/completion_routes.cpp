@@ -13,7 +13,8 @@ namespace flare::emulator {
 namespace {
 
 struct Parsed {
-  std::string deployment_id;
+  std::string deployment_id;  // empty: the LoRA model `addon_model` picks its engine
+  std::string addon_model;    // "accounts/<a>/models/<m>" before '#', or the whole name
   std::vector<int> prompt;
   engine::SamplingParams params;
   bool raw_output = false;
@@ -37,7 +38,13 @@ Parsed parse_request(const ControlPlane& cp, const nlohmann::json& body) {
   Parsed p;
   std::string model = get_string(body, "model", "");
   if (model.empty()) bad_request("field 'model' is required");
-  p.deployment_id = deployment_of_model(cp, model);
+  std::string models_prefix = "accounts/" + cp.account + "/models/";
+  if (model.find('#') == std::string::npos && model.rfind(models_prefix, 0) == 0) {
+    p.addon_model = model;  // a LoRA addon by its model name alone
+  } else {
+    p.deployment_id = deployment_of_model(cp, model);
+    if (model.find('#') != std::string::npos) p.addon_model = model.substr(0, model.find('#'));
+  }
   auto it = body.find("prompt");
   if (it == body.end() || it->is_null()) bad_request("field 'prompt' is required");
   if (it->is_string()) {
@@ -241,8 +248,45 @@ std::string completion_json(const Parsed& p, const engine::Result& r, const std:
 
 // Checks the replica can serve and marks one request in flight; throws the
 // protocol's error otherwise.
-std::shared_ptr<Serving> admit(ControlPlane& cp, const std::string& id, std::string* base_model) {
+// The deployed model serving `p.addon_model` when it names one of this
+// server's LoRA models (nullptr otherwise: the base model); fills in
+// p.deployment_id when the request named the model alone.
+const DeployedModel* find_addon(ControlPlane& cp, Parsed& p) {
+  std::string prefix = "accounts/" + cp.account + "/models/";
+  if (p.addon_model.rfind(prefix, 0) != 0) return nullptr;
+  std::string model_id = p.addon_model.substr(prefix.size());
+  if (!cp.lora_models.count(model_id)) {
+    if (!p.deployment_id.empty()) return nullptr;  // a base model name before '#'
+    not_found("model '" + p.addon_model + "' not found");
+  }
+  std::vector<const DeployedModel*> on;
+  for (const auto& [id, dm] : cp.deployed_models) {
+    if (dm.model_id == model_id && (p.deployment_id.empty() || dm.deployment_id == p.deployment_id))
+      on.push_back(&dm);
+  }
+  if (on.empty()) {
+    not_found("model '" + p.addon_model + "' is not deployed" +
+              (p.deployment_id.empty() ? std::string() : " on deployment " + p.deployment_id) +
+              "; load it with POST /v1/accounts/" + cp.account + "/deployedModels");
+  }
+  if (on.size() > 1) {
+    bad_request("model '" + p.addon_model +
+                "' is deployed on several engines; name one as '<model>#accounts/" + cp.account +
+                "/deployments/<id>'");
+  }
+  p.deployment_id = on[0]->deployment_id;
+  return on[0];
+}
+
+struct Admitted {
+  std::shared_ptr<Serving> serving;
+  std::shared_ptr<const model::Adapter> adapter;  // a LoRA addon's; nullptr for the engine's own
+};
+
+Admitted admit(ControlPlane& cp, Parsed& p, std::string* base_model) {
   std::lock_guard lock(cp.mu);
+  const DeployedModel* addon = find_addon(cp, p);
+  const std::string& id = p.deployment_id;
   auto it = cp.deployments.find(id);
   std::string name = "accounts/" + cp.account + "/deployments/" + id;
   if (it == cp.deployments.end() || it->second.row.state == "DELETING") {
@@ -271,10 +315,25 @@ std::shared_ptr<Serving> admit(ControlPlane& cp, const std::string& id, std::str
                        " has no replica yet; one is starting, retry shortly",
                    std::max(wait, 1.0));
   }
+  Admitted out{d.serving, nullptr};
+  if (addon) {
+    auto at = s.addons.find(addon->id);
+    if (at == s.addons.end()) {
+      std::string status = addon_status(cp, *addon);
+      if (status == "FAILED")
+        throw ApiError(400, "FAILED_PRECONDITION",
+                       "deployed model " + addon->id + " failed: " + addon->failure);
+      throw ApiError(503, "DEPLOYMENT_SCALING_UP",
+                     "deployed model " + addon->id + " is " + status + "; retry shortly", 0.05);
+    }
+    out.adapter = at->second;
+    *base_model = p.addon_model;
+  } else {
+    *base_model = d.base_model();
+  }
   ++s.inflight;
   s.last_used = now_s();
-  *base_model = d.base_model();
-  return d.serving;
+  return out;
 }
 
 struct InflightGuard {
@@ -366,7 +425,8 @@ constexpr const char* kDone = "data: [DONE]\n\n";
 // content provider, and each token is written to the socket as it is sampled.
 // The headers go out first, so they carry what is known before generation;
 // the timings come in the last chunk's perf_metrics when the request asks.
-void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parsed p,
+void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving,
+                       std::shared_ptr<const model::Adapter> adapter, Parsed p,
                        std::string base_model, httplib::Response& res,
                        std::chrono::steady_clock::time_point t0) {
   bool truncate = take_truncate_fault();
@@ -376,7 +436,7 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
   res.set_header("cached-prompt-tokens", "0");
   res.set_header("Cache-Control", "no-cache");
   auto guard = std::shared_ptr<InflightGuard>(new InflightGuard{cp, serving});
-  res.set_chunked_content_provider("text/event-stream", [guard, serving, p = std::move(p),
+  res.set_chunked_content_provider("text/event-stream", [guard, serving, adapter, p = std::move(p),
                                                          base_model = std::move(base_model),
                                                          truncate,
                                                          t0](size_t, httplib::DataSink& sink) {
@@ -419,7 +479,7 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
         write(pending);
         pending.clear();
       };
-      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token, on_flush);
+      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token, on_flush, adapter);
       model = base_model + "@" + r.snapshot_identity;
       nlohmann::json choices = nlohmann::json::array();
       for (size_t i = 0; i < r.choices.size(); ++i) {
@@ -463,7 +523,7 @@ void complete_one(RouteEnv& env, const nlohmann::json& body, httplib::Response& 
   auto t0 = std::chrono::steady_clock::now();
   Parsed p = parse_request(env.cp, body);
   std::string base_model;
-  auto serving = admit(env.cp, p.deployment_id, &base_model);
+  auto [serving, adapter] = admit(env.cp, p, &base_model);
   try {
     engine::validate_request(p.prompt, p.params, *serving->cfg);
   } catch (...) {
@@ -471,11 +531,11 @@ void complete_one(RouteEnv& env, const nlohmann::json& body, httplib::Response& 
     throw;
   }
   if (p.stream) {
-    stream_completion(env.cp, serving, std::move(p), base_model, res, t0);
+    stream_completion(env.cp, serving, adapter, std::move(p), base_model, res, t0);
     return;
   }
   InflightGuard guard{env.cp, serving};
-  engine::Result r = serving->engine->complete(p.prompt, p.params);
+  engine::Result r = serving->engine->complete(p.prompt, p.params, nullptr, nullptr, adapter);
   std::string out = completion_json(p, r, base_model + "@" + r.snapshot_identity);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   set_timing_headers(res, r, secs);

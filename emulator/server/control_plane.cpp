@@ -45,6 +45,22 @@ long Deployment::max_replicas() const {
 std::string Deployment::base_model() const {
   return spec.value("baseModel", std::string());
 }
+bool Deployment::addons_enabled() const {
+  auto it = spec.find("enableAddons");
+  return it != spec.end() && it->is_boolean() && it->get<bool>();
+}
+double Deployment::scale_to_zero_window(double fallback) const {
+  // A protobuf Duration in JSON: "<seconds>s".
+  auto pol = spec.find("autoscalingPolicy");
+  if (pol == spec.end() || !pol->is_object()) return fallback;
+  auto w = pol->find("scaleToZeroWindow");
+  if (w == pol->end() || !w->is_string()) return fallback;
+  try {
+    return std::stod(w->get<std::string>());
+  } catch (const std::exception&) {
+    return fallback;
+  }
+}
 
 ControlPlane::ControlPlane(Options o, Store& s, std::string acct, std::string dir)
     : opt(std::move(o)), store(s), account(std::move(acct)), state_dir(std::move(dir)) {
@@ -89,6 +105,22 @@ void ControlPlane::save(const TrainerJob& j) {
   store.put(row);
 }
 
+void ControlPlane::save(const LoraModel& m) {
+  store.put_record(kLoraModelKind, m.id, m.to_record().dump());
+}
+
+void ControlPlane::save(const DeployedModel& dm) {
+  store.put_record(kDeployedModelKind, dm.id, dm.to_record().dump());
+}
+
+void ControlPlane::erase(const DeployedModel& dm) {
+  const std::string id = dm.id;  // dm is the map's element
+  auto it = deployments.find(dm.deployment_id);
+  if (it != deployments.end()) it->second.serving->addons.erase(id);
+  store.erase_record(kDeployedModelKind, id);
+  deployed_models.erase(id);
+}
+
 void ControlPlane::bring_up(Deployment& d) {
   Serving& s = *d.serving;
   if (!s.cfg) return;
@@ -107,6 +139,7 @@ void ControlPlane::bring_up(Deployment& d) {
 void ControlPlane::scale_down(Deployment& d) {
   Serving& s = *d.serving;
   if (s.engine) s.engine->set_model(nullptr, "");
+  s.addons.clear();
   s.phase = Phase::Down;
 }
 
@@ -187,6 +220,10 @@ void ControlPlane::restore() {
       save(slot);
     }
   }
+  for (auto& [id, body] : store.records(kLoraModelKind))
+    lora_models[id] = LoraModel::from_record(id, nlohmann::json::parse(body));
+  for (auto& [id, body] : store.records(kDeployedModelKind))
+    deployed_models[id] = DeployedModel::from_record(id, nlohmann::json::parse(body));
   remove_crash_leftovers();
   for (auto& row : store.trainer_jobs()) {
     TrainerJob j;
@@ -227,6 +264,11 @@ void ControlPlane::tick() {
         save(d);
       } else if (d.row.state == "DELETING" && now >= d.row.deadline && s.inflight == 0) {
         store.erase_deployment(d.row.id);
+        for (auto dm = deployed_models.begin(); dm != deployed_models.end();) {
+          auto next = std::next(dm);
+          if (dm->second.deployment_id == d.row.id) erase(dm->second);
+          dm = next;
+        }
         scale_down(d);
         std::error_code ec;
         fs::remove_all(replica_dir(d.row.id), ec);
@@ -246,9 +288,11 @@ void ControlPlane::tick() {
                          std::string("replica failed to start: ") + e.what()};
           }
         } else if (s.phase == Phase::Up && d.min_replicas() == 0 && s.inflight == 0 &&
-                   !s.loading_busy && now - s.last_used >= opt.idle_timeout_s) {
+                   !s.loading_busy &&
+                   now - s.last_used >= d.scale_to_zero_window(opt.idle_timeout_s)) {
           scale_down(d);
         }
+        if (s.phase == Phase::Up) load_addons(*this, d);
       }
       ++it;
     }
@@ -287,8 +331,17 @@ void ControlPlane::run() {
       std::fprintf(stderr, "flare emulator: state machine: %s\n", e.what());
     }
     lock.lock();
-    wake_.wait_for(lock, std::chrono::milliseconds(20), [this] { return stopping_; });
+    wake_.wait_for(lock, std::chrono::milliseconds(20), [this] { return stopping_ || kicked_; });
+    kicked_ = false;
   }
+}
+
+void ControlPlane::kick() {
+  {
+    std::lock_guard lock(wake_mu_);
+    kicked_ = true;
+  }
+  wake_.notify_all();
 }
 
 void ControlPlane::stop() {

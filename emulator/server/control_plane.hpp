@@ -15,6 +15,7 @@
 
 #include "emulator/engine/engine.hpp"
 #include "emulator/model/model.hpp"
+#include "emulator/server/addons.hpp"
 #include "emulator/server/checkpoint.hpp"
 #include "emulator/server/emulator.hpp"
 #include "emulator/server/store.hpp"
@@ -44,6 +45,8 @@ struct Serving {
   // When row.snapshot is a LoRA adapter: the adapter, applied at run time on
   // top of `current` (the base model's weights).
   std::shared_ptr<const model::Adapter> adapter;
+  // An engine (enableAddons): the LoRA addons loaded on the replica, by deployed model id.
+  std::map<std::string, std::shared_ptr<const model::Adapter>> addons;
   LoadingState loading;
   bool loading_busy = false;
   std::thread loader;
@@ -56,6 +59,8 @@ struct Deployment {
   long min_replicas() const;
   long max_replicas() const;
   std::string base_model() const;
+  bool addons_enabled() const;
+  double scale_to_zero_window(double fallback) const;  // autoscalingPolicy.scaleToZeroWindow
 };
 
 struct TrainerRuntime {
@@ -89,6 +94,8 @@ class ControlPlane {
   std::mutex mu;
   std::map<std::string, Deployment> deployments;
   std::map<std::string, TrainerJob> jobs;
+  std::map<std::string, LoraModel> lora_models;
+  std::map<std::string, DeployedModel> deployed_models;
 
   const Options opt;
   Store& store;
@@ -97,8 +104,11 @@ class ControlPlane {
 
   void save(const Deployment& d);
   void save(const TrainerJob& j);
-  void bring_up(Deployment& d);    // builds the model from serving->current
-  void scale_down(Deployment& d);  // drops the model, keeps the snapshot
+  void save(const LoraModel& m);
+  void save(const DeployedModel& dm);
+  void erase(const DeployedModel& dm);  // from memory, the engine and the store
+  void bring_up(Deployment& d);         // builds the model from serving->current
+  void scale_down(Deployment& d);       // drops the model, keeps the snapshot
   void request_scale_up(Deployment& d);
   std::string replica_dir(const std::string& id) const;
   void remove_crash_leftovers();                              // restore() calls it with mu held
@@ -112,6 +122,7 @@ class ControlPlane {
   std::vector<std::shared_ptr<Serving>> retired;
 
   void tick();  // one pass of the state machine (takes mu)
+  void kick();  // runs the next pass now rather than at the next interval (without mu)
 
  private:
   void run();
@@ -120,6 +131,7 @@ class ControlPlane {
   std::mutex wake_mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool kicked_ = false;
 };
 
 }  // namespace flare::emulator

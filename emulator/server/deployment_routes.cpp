@@ -44,13 +44,7 @@ std::string snake_to_camel(const std::string& s) {
 }
 
 void check_id(const std::string& id) {
-  if (id.empty() || id.size() > 63) bad_request("deploymentId must be 1 to 63 characters");
-  for (char c : id) {
-    if (!(std::islower(static_cast<unsigned char>(c)) ||
-          std::isdigit(static_cast<unsigned char>(c)) || c == '-')) {
-      bad_request("deploymentId '" + id + "' may contain only lowercase letters, digits and '-'");
-    }
-  }
+  check_resource_id("deploymentId", id);
 }
 
 void check_replicas(const nlohmann::json& spec) {

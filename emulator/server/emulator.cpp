@@ -213,6 +213,7 @@ void Emulator::start() {
   m.env.reset(new RouteEnv{*m.cp, m.faults, base_url()});
   m.router = std::make_unique<Router>(*m.server, m.api_key, m.faults, m.opt.log_requests);
   add_deployment_routes(*m.router, *m.env);
+  add_addon_routes(*m.router, *m.env);
   add_completion_routes(*m.router, *m.env);
   add_openai_routes(*m.router, *m.env);
   add_hotload_routes(*m.router, *m.env);

@@ -180,14 +180,20 @@ void status(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
     nlohmann::json ls = {{"stage", s.loading.stage},
                          {"target_snapshot_identity", s.loading.target}};
     if (!s.loading.message.empty()) ls["message"] = s.loading.message;
-    replicas.push_back(
-        {{"current_snapshot_identity", d.row.snapshot},
-         {"base_snapshot_identity", d.row.base_snapshot},
-         {"readiness", true},
-         {"loading_state", ls},
-         {"loaded_adapters",
-          s.adapter ? nlohmann::json::array({{{"identity", d.row.snapshot}, {"status", "loaded"}}})
-                    : nlohmann::json::array()}});
+    nlohmann::json adapters = nlohmann::json::array();
+    if (s.adapter) adapters.push_back({{"identity", d.row.snapshot}, {"status", "loaded"}});
+    for (const auto& [id, adapter] : s.addons) {  // an engine's LoRA addons
+      auto dm = cp.deployed_models.find(id);
+      if (dm == cp.deployed_models.end()) continue;
+      adapters.push_back({{"identity", "accounts/" + cp.account + "/models/" + dm->second.model_id},
+                          {"deployed_model", "accounts/" + cp.account + "/deployedModels/" + id},
+                          {"status", "loaded"}});
+    }
+    replicas.push_back({{"current_snapshot_identity", d.row.snapshot},
+                        {"base_snapshot_identity", d.row.base_snapshot},
+                        {"readiness", true},
+                        {"loading_state", ls},
+                        {"loaded_adapters", adapters}});
   }
   send_json(res, 200, {{"replicas", replicas}});
 }

@@ -159,6 +159,9 @@ void Router::post(const std::string& p, Auth a, Handler h) {
 void Router::patch(const std::string& p, Auth a, Handler h) {
   server_.Patch(p, wrap(a, std::move(h)));
 }
+void Router::put(const std::string& p, Auth a, Handler h) {
+  server_.Put(p, wrap(a, std::move(h)));
+}
 void Router::del(const std::string& p, Auth a, Handler h) {
   server_.Delete(p, wrap(a, std::move(h)));
 }

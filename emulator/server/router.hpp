@@ -25,6 +25,7 @@ class Router {
   void get(const std::string& pattern, Auth auth, Handler h);
   void post(const std::string& pattern, Auth auth, Handler h);
   void patch(const std::string& pattern, Auth auth, Handler h);
+  void put(const std::string& pattern, Auth auth, Handler h);
   void del(const std::string& pattern, Auth auth, Handler h);
 
  private:

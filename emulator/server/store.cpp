@@ -18,6 +18,8 @@ CREATE TABLE IF NOT EXISTS trainer_jobs(
   id TEXT PRIMARY KEY, spec TEXT NOT NULL, state TEXT NOT NULL, message TEXT NOT NULL,
   create_time REAL NOT NULL, update_time REAL NOT NULL, deadline REAL NOT NULL,
   bucket_dir TEXT NOT NULL, last_base TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records(
+  kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY(kind, id));
 )sql";
 
 // One prepared statement, finalized on scope exit.
@@ -187,6 +189,29 @@ void Store::erase_trainer_job(const std::string& id) {
   std::lock_guard lock(mu_);
   Stmt st(db_, "DELETE FROM trainer_jobs WHERE id = ?");
   st.bind(1, id);
+  st.step();
+}
+
+std::vector<std::pair<std::string, std::string>> Store::records(const std::string& kind) {
+  std::lock_guard lock(mu_);
+  Stmt st(db_, "SELECT id, body FROM records WHERE kind = ? ORDER BY id");
+  st.bind(1, kind);
+  std::vector<std::pair<std::string, std::string>> out;
+  while (st.step()) out.emplace_back(st.text(0), st.text(1));
+  return out;
+}
+
+void Store::put_record(const std::string& kind, const std::string& id, const std::string& json) {
+  std::lock_guard lock(mu_);
+  Stmt st(db_, "INSERT OR REPLACE INTO records(kind, id, body) VALUES(?, ?, ?)");
+  st.bind(1, kind).bind(2, id).bind(3, json);
+  st.step();
+}
+
+void Store::erase_record(const std::string& kind, const std::string& id) {
+  std::lock_guard lock(mu_);
+  Stmt st(db_, "DELETE FROM records WHERE kind = ? AND id = ?");
+  st.bind(1, kind).bind(2, id);
   st.step();
 }
 

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct sqlite3;
@@ -51,6 +52,11 @@ class Store {
   std::vector<TrainerJobRow> trainer_jobs();
   void put(const TrainerJobRow& row);
   void erase_trainer_job(const std::string& id);
+
+  // Resources kept as one JSON object each (LoRA models, deployed models), by kind.
+  std::vector<std::pair<std::string, std::string>> records(const std::string& kind);  // id, json
+  void put_record(const std::string& kind, const std::string& id, const std::string& json);
+  void erase_record(const std::string& kind, const std::string& id);
 
  private:
   void exec(const char* sql);

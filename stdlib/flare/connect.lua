@@ -13,6 +13,7 @@
 -- The account id is resolved with GET /v1/accounts?pageSize=2 (exactly one account).
 --
 --   fw.deployments                  DeploymentManager (flare.fireworks.deployments)
+--   fw.engines                      engines serving LoRA addons (flare.fireworks.engines)
 --   fw:trainer{...}                 trainer client (flare.fireworks.trainer)
 --   fw:sampler{...}                 DeploymentSampler (flare.fireworks.sampler)
 --   fw.base_url, fw.inference_url, fw.hotload_api_url, fw.account_id, fw.backend ("emulator" also
@@ -187,6 +188,7 @@ local function connect(opts)
   end
   fw.poll_intervals = polls
   fw.deployments = require("flare.fireworks.deployments").new(fw)
+  fw.engines = require("flare.fireworks.engines").new(fw)
   return fw
 end
 

@@ -142,3 +142,26 @@ describe("flare.repl.complete deployment ids", function()
     assert.same({}, (words('fw.deployments:get("', { fw = fw })))
   end)
 end)
+
+describe("flare.repl.complete engine and deployed model names", function()
+  local function fw_with(engines_of)
+    local fw = { deployments = { list = function()
+      return { { deployment_id = "eng-a" }, { deployment_id = "eng-b" }, { deployment_id = "x" } }
+    end } }
+    fw.engines = { fw = fw, list = function(_, engine)
+      if not engines_of[engine] then error({ code = "not_found", message = engine }) end
+      return engines_of[engine]
+    end }
+    return fw
+  end
+
+  it("offers engine ids after engines:deactivate(\" and deployed ids after undeploy(\"", function()
+    local fw = fw_with({ ["eng-a"] = { { id = "base-eng-a" }, { id = "vowels-1a2b" } },
+      ["eng-b"] = { { id = "base-eng-b" }, { id = "sort-9f9f" } } })
+    assert.same({ "eng-a", "eng-b" }, (words('fw.engines:deactivate("eng', { fw = fw })))
+    assert.same({ "eng-a", "eng-b" }, (words("fw.engines:list('e", { fw = fw })))
+    assert.same({ "sort-9f9f" }, (words('fw.engines:undeploy("s', { fw = fw })))
+    assert.same({ "base-eng-a", "base-eng-b" }, (words('fw.engines:get("base', { fw = fw })))
+    assert.same({}, (words('fw.engines:deploy("', { fw = fw })))
+  end)
+end)

@@ -8,7 +8,9 @@
 --   hot_load_trainer_job (nil; "accounts/<acct>/rlorTrainerJobs/<job>" or a job id),
 --   enable_hot_load (true), skip_shape_validation (false), disable_speculative_decoding (false),
 --   extra_args (nil; list of strings, items with spaces split into words),
---   extra_values (nil; table of string = string), annotations (nil; table), for_training (false).
+--   extra_values (nil; table of string = string), annotations (nil; table), for_training (false),
+--   enable_addons (nil; true makes an engine serving LoRA addons, see flare.fireworks.engines),
+--   scale_to_zero_window_s (nil; an idle replica with min_replica_count 0 stops after it).
 --   validate(config) checks everything before any request; body(cfg, account) and
 --   query(cfg) give the create request.
 --   from_training_profile{deployment_id =, base_model =, profile =, <other fields>} -> a config
@@ -27,6 +29,7 @@ M.spec = {
   enable_hot_load = "boolean", skip_shape_validation = "boolean",
     disable_speculative_decoding = "boolean",
   extra_args = "table", extra_values = "table", annotations = "table", for_training = "boolean",
+  enable_addons = "boolean", scale_to_zero_window_s = "number",
 }
 
 M.defaults = {
@@ -124,6 +127,10 @@ function M.body(cfg, account)
   end
   if cfg.extra_values then b.extraValues = cfg.extra_values end
   if cfg.annotations then b.annotations = cfg.annotations end
+  if cfg.enable_addons ~= nil then b.enableAddons = cfg.enable_addons end
+  if cfg.scale_to_zero_window_s then
+    b.autoscalingPolicy = {scaleToZeroWindow = string.format("%gs", cfg.scale_to_zero_window_s)}
+  end
   return b
 end
 

@@ -1,6 +1,7 @@
 -- flare.fireworks.sampler: DeploymentSampler (fw:sampler{...}), with the Fireworks SDK's names
 -- and defaults.
 --   local s = fw:sampler{deployment = info | model = "accounts/<a>/deployments/<id>",
+--       (deployment = engine, model = "<addon>": that LoRA addon on the engine)
 --       concurrency = "adaptive" (default: the SDK's AdaptiveConcurrencyController)
 --         | N (a fixed window),
 --       initial_window = 16, min_window = 1, max_window = 256, prefill_queue_target = 0.5,
@@ -109,6 +110,9 @@ function M.new(fw, opts)
     if type(model) ~= "string" then
       options.raise("invalid_argument",
         "sampler: 'deployment' must be a DeploymentInfo (with inference_model)")
+    end
+    if opts.model then  -- an addon served by this engine (flare.fireworks.engines)
+      model = require("flare.fireworks.engines").addon_model(fw, opts.model, model)
     end
   end
   if not model then options.raise("invalid_argument",

@@ -40,6 +40,25 @@ return {
     },
   },
   {
+    title = "Engines: a base model plus LoRA addons (fw.engines)",
+    entries = {
+      { "fw.engines:create{deployment_id=, base_model=, inactive_timeout_s=, ...}",
+        "a deployment with enable_addons = true (a DeploymentConfig), waited until READY" },
+      { "fw.engines:deploy{engine=, name=, source=}",
+        "load a LoRA addon: source = {trainer = t, snapshot = name} or a PEFT folder path " ..
+          "(uploaded); waits for Deployed" },
+      { "fw.engines:list(engine)", "the base model and each addon: id, status, source, created" },
+      { "fw.engines:undeploy(d)", "unload one addon; the others keep serving" },
+      { "fw.engines:deactivate(engine) / reactivate(engine)",
+        "stop the engine (addons Deactivated, remembered); bring it back (Reactivating -> " ..
+          "Deployed)" },
+      { "fw.engines:wait_for(d_or_engine, status)",
+        "wait for Pending, Deploying, Deployed, Deactivated, Reactivating or Failed" },
+      { "fw:sampler{deployment = engine, model = \"<addon>\"}",
+        "sample from one addon of the engine" },
+    },
+  },
+  {
     title = "Training, weight sync and sampling",
     entries = {
       { "fw:trainer{base_model=, lora_rank=, lora_alpha=, learning_rate=}",

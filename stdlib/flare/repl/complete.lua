@@ -188,11 +188,58 @@ function M.deployment_ids(manager)
   return ids
 end
 
+-- Deployed model ids on every engine of an Engines manager (fw.engines), cached as above.
+local deployed_cache = setmetatable({}, { __mode = "k" })
+
+function M.deployed_ids(engines)
+  local now = clock()
+  local cached = deployed_cache[engines]
+  if cached and now - cached.at < M.id_cache_seconds then return cached.ids end
+  local ids = {}
+  local fw = rawget(engines, "fw")
+  local deployments = type(fw) == "table" and rawget(fw, "deployments")
+  if deployments then
+    for _, engine in ipairs(M.deployment_ids(deployments)) do
+      local ok, list = pcall(function() return engines:list(engine) end)
+      if ok and type(list) == "table" then
+        for _, item in ipairs(list) do
+          local id = id_of(item)
+          if id then ids[#ids + 1] = id end
+        end
+      end
+    end
+  end
+  ids = sorted_unique(ids)
+  deployed_cache[engines] = { at = now, ids = ids }
+  return ids
+end
+
+local engine_methods = { list = true, deactivate = true, reactivate = true, delete = true,
+  wait_for = true }
+local deployed_methods = { get = true, undeploy = true }
+
 function M.complete(line, env)
   env = env or _G
   -- require("mod.na
   local req_start, req_word = line:match("require%s*%(?%s*[\"']()([%w_%.%-]*)$")
   if req_start then return req_start, starting_with(M.module_names(), req_word) end
+
+  -- <expr>.engines:deactivate("engine-pre / <expr>.engines:undeploy("deployed-pre
+  local eng_path, method, eng_start,
+    eng_word = line:match("([%a_][%w_%.]*engines)%s*:%s*([%a_]+)%s*%(%s*[\"']()([^\"']*)$")
+  if eng_path then
+    local engines = resolve(eng_path, env)
+    if type(engines) == "table" then
+      local fw = rawget(engines, "fw")
+      local deployments = type(fw) == "table" and rawget(fw, "deployments")
+      if engine_methods[method] and deployments then
+        return eng_start, starting_with(M.deployment_ids(deployments), eng_word)
+      elseif deployed_methods[method] then
+        return eng_start, starting_with(M.deployed_ids(engines), eng_word)
+      end
+    end
+    return eng_start, {}
+  end
 
   -- <expr>.deployments:get("id-pre
   local mgr_path, id_start,
