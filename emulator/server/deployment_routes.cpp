@@ -7,6 +7,7 @@
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/routes.hpp"
+#include "emulator/server/state_paths.hpp"
 
 namespace flare::emulator {
 namespace {
@@ -42,16 +43,6 @@ std::string snake_to_camel(const std::string& s) {
     }
   }
   return out;
-}
-
-void check_id(const std::string& id) {
-  if (id.empty() || id.size() > 63) bad_request("deploymentId must be 1 to 63 characters");
-  for (char c : id) {
-    if (!(std::islower(static_cast<unsigned char>(c)) ||
-          std::isdigit(static_cast<unsigned char>(c)) || c == '-')) {
-      bad_request("deploymentId '" + id + "' may contain only lowercase letters, digits and '-'");
-    }
-  }
 }
 
 void check_replicas(const nlohmann::json& spec) {
@@ -100,7 +91,7 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   check_account(cp, req.matches[1]);
   std::string id = req.get_param_value("deploymentId");
   if (id.empty()) bad_request("query parameter 'deploymentId' is required");
-  check_id(id);
+  check_resource_id("deploymentId", id);
   nlohmann::json body = parse_body(req);
   for (auto& [k, v] : body.items()) {
     if (!kCreateFields.count(k) && !kOutputFields.count(k))
@@ -120,6 +111,7 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
       bad_request("hotLoadTrainerJob must look like '" + prefix + "<job>', got '" + trainer + "'");
     }
     trainer_id = trainer.substr(prefix.size());
+    check_resource_id("the job id of hotLoadTrainerJob", trainer_id);
   }
 
   std::lock_guard lock(cp.mu);
@@ -143,7 +135,8 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   } else {
     d.row.bucket_dir = cp.bucket_dir_for("deployment-" + id);
   }
-  std::filesystem::create_directories(d.row.bucket_dir);
+  std::filesystem::create_directories(
+      inside_state_dir(cp.state_dir, d.row.bucket_dir, "the deployment's bucket"));
   if (d.serving->cfg) {
     std::string path;
     d.serving->current = d.serving->base = cp.initial_checkpoint(*d.serving->cfg, &path);

@@ -3,9 +3,11 @@
 #include <set>
 
 #include "delta/codec.hpp"
+#include "delta/file_io.hpp"
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/routes.hpp"
+#include "emulator/server/state_paths.hpp"
 
 namespace fs = std::filesystem;
 
@@ -216,14 +218,9 @@ std::string snapshot_name_of(const std::string& path) {
 }
 
 void write_bytes_atomically(const std::string& path, const std::vector<std::byte>& bytes) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()),
-              static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error("cannot write " + tmp);
-  }
-  fs::rename(tmp, path);
+  delta::AtomicFile file(path);  // its temporary name is created anew: no planted link followed
+  file.write_at(0, bytes);
+  file.commit();
 }
 
 void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
@@ -239,10 +236,15 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
   auto next = std::make_shared<const Checkpoint>(to_checkpoint(job.rt->trainer->sampler_weights()));
-  fs::create_directories(snapshot_dir(job.bucket_dir, name));
+  const std::string dir =
+      inside_state_dir(env.cp.state_dir, snapshot_dir(job.bucket_dir, name), "path '" + name + "'");
+  fs::create_directories(dir);
+  auto file_in_dir = [&](const std::string& file) {
+    return inside_state_dir(env.cp.state_dir, dir + "/" + file, "path '" + name + "'");
+  };
   nlohmann::json out = {{"path", name}, {"snapshot_name", name}, {"checkpoint_type", type}};
   if (type == "base") {
-    write_checkpoint(base_path(job.bucket_dir, name), *next);
+    write_checkpoint(file_in_dir(kBaseFile), *next);
     job.rt->last_base = next;
     std::lock_guard cp_lock(env.cp.mu);
     auto it = env.cp.jobs.find(job.id);
@@ -258,13 +260,13 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
           "first");
     }
     if (!job.rt->last_base) {
-      job.rt->last_base = std::make_shared<const Checkpoint>(
-          read_checkpoint(base_path(job.bucket_dir, job.last_base)));
+      job.rt->last_base = std::make_shared<const Checkpoint>(read_checkpoint(inside_state_dir(
+          env.cp.state_dir, base_path(job.bucket_dir, job.last_base), "the last base snapshot")));
     }
     delta::EncodeOptions opts;
     opts.base_identity = job.last_base;
     auto bytes = delta::encode(views(*job.rt->last_base), views(*next), {{"format", "pt"}}, opts);
-    write_bytes_atomically(delta_path(job.bucket_dir, name), bytes);
+    write_bytes_atomically(file_in_dir(kDeltaFile), bytes);
     out["previous_snapshot_identity"] = job.last_base;
     out["compression_format"] = std::string(delta::kFormatName);
     out["checksum_format"] = "alder32";
@@ -273,8 +275,11 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
 }
 
 std::string state_path(const ControlPlane& cp, const std::string& job, const std::string& name) {
-  fs::create_directories(cp.state_dir + "/trainer_states/" + job);
-  return cp.state_dir + "/trainer_states/" + job + "/" + name + ".state";
+  const std::string what = "path '" + name + "'";
+  fs::create_directories(
+      inside_state_dir(cp.state_dir, cp.state_dir + "/trainer_states/" + job, what));
+  return inside_state_dir(cp.state_dir,
+                          cp.state_dir + "/trainer_states/" + job + "/" + name + ".state", what);
 }
 
 void save_state(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
