@@ -396,8 +396,10 @@ void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res
 }  // namespace
 
 void add_completion_routes(Router& r, RouteEnv& env) {
-  r.post("/inference/v1/completions", Auth::Bearer,
-         [&env](const httplib::Request& req, httplib::Response& res) { complete(env, req, res); });
+  r.post(
+      "/inference/v1/completions", Auth::Bearer,
+      [&env](const httplib::Request& req, httplib::Response& res) { complete(env, req, res); },
+      BodyLimit::Sampling);
 }
 
 }  // namespace flare::emulator

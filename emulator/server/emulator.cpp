@@ -19,6 +19,7 @@
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/control_plane.hpp"
 #include "emulator/server/faults.hpp"
+#include "emulator/server/http_server.hpp"
 #include "emulator/server/router.hpp"
 #include "emulator/server/routes.hpp"
 #include "emulator/server/store.hpp"
@@ -100,7 +101,7 @@ struct Emulator::Impl {
   std::unique_ptr<Store> store;
   std::unique_ptr<ControlPlane> cp;
   Faults faults;
-  std::unique_ptr<httplib::Server> server;
+  std::unique_ptr<HttpServer> server;
   std::unique_ptr<Router> router;
   std::unique_ptr<RouteEnv> env;
   std::thread listener;
@@ -171,14 +172,15 @@ void Emulator::start() {
       std::make_unique<ControlPlane>(m.opt, *m.store, *m.store->meta("account"), m.opt.state_dir);
   m.cp->restore();
 
-  m.server = std::make_unique<httplib::Server>();
-  m.server->new_task_queue = [] { return new httplib::ThreadPool(128); };
+  m.server = std::make_unique<HttpServer>();
   m.server->set_tcp_nodelay(true);  // else each keep-alive answer waits for a delayed ACK
-  m.server->set_keep_alive_max_count(10000);
-  m.server->set_keep_alive_timeout(5);  // stop() waits this long for an idle client connection
-  m.server->set_read_timeout(60);
-  m.server->set_write_timeout(60);
-  m.server->set_payload_max_length(512ull << 20);
+  // httplib's default adds SO_REUSEPORT, which lets a second server bind the
+  // same port and take half of the requests: only SO_REUSEADDR here, so that
+  // a port in use is an error while a restart need not wait out TIME_WAIT.
+  m.server->set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   m.server->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.status == 404 && res.body.empty()) {
       send_error(res, 404, "NOT_FOUND", "no route for " + req.method + " " + req.path);
@@ -204,12 +206,17 @@ void Emulator::start() {
     m.server.reset();
     m.cp.reset();
     m.store.reset();
-    throw std::runtime_error("cannot listen on " + m.opt.host + ":" + std::to_string(m.opt.port));
+    throw std::runtime_error("cannot listen on " + m.opt.host + ":" + std::to_string(m.opt.port) +
+                             (m.opt.port != 0 ? ": port " + std::to_string(m.opt.port) +
+                                                    " is in use (another flare serve?) or not "
+                                                    "available; choose another with --port"
+                                              : ""));
   }
   m.port = bound;
   widen_listen_backlog(bound);
   m.env = std::make_unique<RouteEnv>(RouteEnv{*m.cp, m.faults, base_url()});
-  m.router = std::make_unique<Router>(*m.server, m.api_key, m.faults, m.opt.log_requests);
+  m.router =
+      std::make_unique<Router>(*m.server, m.api_key, m.faults, m.opt.log_requests, m.opt.state_dir);
   add_deployment_routes(*m.router, *m.env);
   add_completion_routes(*m.router, *m.env);
   add_hotload_routes(*m.router, *m.env);
@@ -228,7 +235,7 @@ void Emulator::stop() {
   Impl& m = *impl_;
   if (!m.running) return;
   m.running = false;
-  m.server->stop();  // stops accepting; the pool finishes requests in flight
+  m.server->shutdown();  // closes waiting connections; handlers running finish
   if (m.listener.joinable()) m.listener.join();
   m.server.reset();
   m.cp->stop();

@@ -318,14 +318,18 @@ void add_trainer_routes(Router& r, RouteEnv& env) {
     JobHandle job = running_job(env.cp, req);
     send_json(res, 200, {{"status", "ok"}, {"job", job.id}});
   });
-  r.post(prefix + "forward_backward", Auth::Any,
-         [&env](const httplib::Request& req, httplib::Response& res) {
-           run_forward(env, req, res, true);
-         });
-  r.post(prefix + "forward", Auth::Any,
-         [&env](const httplib::Request& req, httplib::Response& res) {
-           run_forward(env, req, res, false);
-         });
+  r.post(
+      prefix + "forward_backward", Auth::Any,
+      [&env](const httplib::Request& req, httplib::Response& res) {
+        run_forward(env, req, res, true);
+      },
+      BodyLimit::Training);
+  r.post(
+      prefix + "forward", Auth::Any,
+      [&env](const httplib::Request& req, httplib::Response& res) {
+        run_forward(env, req, res, false);
+      },
+      BodyLimit::Training);
   r.post(
       prefix + "optim_step", Auth::Any,
       [&env](const httplib::Request& req, httplib::Response& res) { optim_step(env, req, res); });
