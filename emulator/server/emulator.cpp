@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +24,7 @@
 #include "emulator/server/router.hpp"
 #include "emulator/server/routes.hpp"
 #include "emulator/server/store.hpp"
+#include "runtime/key_file.hpp"
 
 namespace fs = std::filesystem;
 
@@ -39,12 +41,16 @@ std::string random_key() {
   return key;
 }
 
-// Reads the stored key or creates one (mode 0600).
+// Reads the stored key or creates one (mode 0600). A stored key others may
+// read is still used, with a warning.
 std::string load_or_create_key(const std::string& path) {
-  std::ifstream in(path);
-  std::string key;
-  if (in && std::getline(in, key) && !key.empty()) return key;
-  key = random_key();
+  KeyFile stored = read_key_file(path);
+  if (!stored.key.empty()) {
+    if (!stored.warning.empty())
+      std::fprintf(stderr, "flare emulator: warning: %s\n", stored.warning.c_str());
+    return stored.key;
+  }
+  std::string key = random_key();
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) throw std::runtime_error("cannot write the API key file " + path);
   std::string line = key + "\n";

@@ -1,5 +1,7 @@
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 
 #include "delta/codec.hpp"
@@ -53,9 +55,24 @@ std::vector<T> numbers(const nlohmann::json& v, const std::string& field) {
     const auto& x = (*arr)[i];
     if (!x.is_number())
       bad_request("field '" + field + "[" + std::to_string(i) + "]' must be a number");
+    const std::string at = field + "[" + std::to_string(i) + "]";
     if constexpr (std::is_integral_v<T>) {
-      if (!x.is_number_integer())
-        bad_request("field '" + field + "[" + std::to_string(i) + "]' must be an integer");
+      if (!x.is_number_integer()) bad_request("field '" + at + "' must be an integer");
+      // get<T>() would wrap: 4294967297 would come out as 1.
+      bool fits = x.is_number_unsigned()
+                      ? x.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                      : x.get<int64_t>() >= std::numeric_limits<T>::min() &&
+                            x.get<int64_t>() <= std::numeric_limits<T>::max();
+      if (!fits) {
+        bad_request("field '" + at + "' is " + x.dump() + ", outside [" +
+                    std::to_string(std::numeric_limits<T>::min()) + ", " +
+                    std::to_string(std::numeric_limits<T>::max()) + "]");
+      }
+    } else {
+      // A JSON number past float's range (1e300) would become infinity.
+      if (!std::isfinite(x.get<T>())) {
+        bad_request("field '" + at + "' is " + x.dump() + ", not a finite 32-bit float");
+      }
     }
     out.push_back(x.get<T>());
   }
@@ -162,6 +179,13 @@ void run_forward(RouteEnv& env, const httplib::Request& req, httplib::Response& 
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
   model::ForwardBackwardResult r = backward ? job.rt->trainer->forward_backward(data, loss, cfg)
                                             : job.rt->trainer->forward(data, loss, cfg);
+  if (!std::isfinite(r.loss)) {
+    // The next optim_step finds the gradient not finite and discards it.
+    bad_request("the loss of this batch is " + std::to_string(r.loss) +
+                " (check the datums' weights, advantages and logprobs); " +
+                (backward ? "its gradient will be discarded by the next optim_step, which fails"
+                          : "nothing was changed"));
+  }
   nlohmann::json outputs = nlohmann::json::array();
   for (const auto& lp : r.logprobs) outputs.push_back({{"logprobs", lp}});
   send_json(res, 200,
@@ -235,7 +259,17 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
 
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
-  auto next = std::make_shared<const Checkpoint>(to_checkpoint(job.rt->trainer->sampler_weights()));
+  model::Weights weights = job.rt->trainer->sampler_weights();
+  for (const auto& t : weights) {
+    for (float x : t.data) {
+      if (!std::isfinite(x)) {
+        throw ApiError(400, "FAILED_PRECONDITION",
+                       "the trainer's weights hold a NaN or infinity (tensor '" + t.name +
+                           "'); snapshot '" + name + "' is not saved");
+      }
+    }
+  }
+  auto next = std::make_shared<const Checkpoint>(to_checkpoint(weights));
   const std::string dir =
       inside_state_dir(env.cp.state_dir, snapshot_dir(job.bucket_dir, name), "path '" + name + "'");
   fs::create_directories(dir);
