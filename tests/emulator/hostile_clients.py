@@ -58,6 +58,7 @@ def reset_peak_rss(pid):
 class Serve:
     def __init__(self, flare, port=0, state=None):
         self.own_state = state is None
+        self.error = ""
         self.state = state or tempfile.mkdtemp(prefix="flare-hostile-")
         self.proc = subprocess.Popen(
             [flare, "serve", "--port", str(port), "--state-dir", self.state,
@@ -251,7 +252,8 @@ def port_sharing(flare):
     try:
         b = Serve(flare, port=a.port)
         try:
-            check(b.url is None and b.proc.returncode == 1, "a second flare serve on the port fails")
+            check(b.url is None and b.proc.returncode == 1,
+                  "a second flare serve on the port fails")
             check(("port %d" % a.port) in b.error, "its error names the port: " + b.error.strip())
         finally:
             b.close()
@@ -260,10 +262,67 @@ def port_sharing(flare):
         a.close()
 
 
+def key_options(flare):
+    """Where flare serve takes its key from, and its warnings about exposed keys."""
+    state = tempfile.mkdtemp(prefix="flare-hostile-")
+    try:
+        def start(args, env=None):
+            p = subprocess.Popen([flare, "serve", "--port", "0", "--state-dir", state] + args,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=env)
+            url = re.search(r"listening on (http://\S+)", p.stdout.readline()).group(1)
+            return p, url
+
+        def accepts(url, key):
+            req = urllib.request.Request(url + "/v1/accounts", headers={"X-Api-Key": key})
+            try:
+                return urllib.request.urlopen(req, timeout=30).status == 200
+            except urllib.error.HTTPError:
+                return False
+
+        def stop(p):
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=30)
+            return p.stderr.read()
+
+        p, url = start(["--api-key", "k-on-the-command-line"])
+        check(accepts(url, "k-on-the-command-line"), "--api-key still works")
+        check("process list" in stop(p), "--api-key warns that the process list shows it")
+
+        key_file = os.path.join(state, "given_key")
+        with open(key_file, "w") as f:
+            f.write("k-from-a-file\n")
+        os.chmod(key_file, 0o644)
+        p, url = start(["--api-key-file", key_file])
+        check(accepts(url, "k-from-a-file") and not accepts(url, "k-from-a-fil"),
+              "--api-key-file gives its first line as the key")
+        err = stop(p)
+        check("chmod 600" in err and "k-from-a-file" not in err,
+              "a key file others may read draws a warning that does not show the key")
+        os.chmod(key_file, 0o600)
+        p, url = start(["--api-key-file", key_file])
+        check(stop(p) == "", "a key file of mode 0600 draws no warning")
+
+        env = dict(os.environ, FLARE_EMULATOR_API_KEY="k-from-the-environment")
+        p, url = start([], env=env)
+        check(accepts(url, "k-from-the-environment"), "$FLARE_EMULATOR_API_KEY gives the key")
+        stop(p)
+
+        # The stored key, once loosened, is used with a warning.
+        p, url = start([])  # generates and stores a key
+        stop(p)
+        os.chmod(os.path.join(state, "api_key"), 0o640)
+        p, url = start([])
+        check("chmod 600" in stop(p), "a stored key file others may read draws a warning")
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
 def main():
     flare = sys.argv[1]
     full = "--full" in sys.argv
     port_sharing(flare)
+    key_options(flare)
     unauthenticated_body(flare, full)
     connection_cap(flare)
     slowloris(flare, full)
