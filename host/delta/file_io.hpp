@@ -34,7 +34,9 @@ class UniqueFd {
 std::vector<std::byte> read_file(const std::string& path);
 
 // A file written under a temporary name next to `path` and renamed onto it by
-// commit(). Destroying it without commit() removes the temporary file.
+// commit(), which first makes the file and then the rename durable (fsync of
+// the file, then of its folder, as SQLite does). Destroying it without
+// commit() removes the temporary file.
 class AtomicFile {
  public:
   explicit AtomicFile(const std::string& path);
@@ -54,6 +56,12 @@ class AtomicFile {
   std::string path_, temp_;
   UniqueFd fd_;
   bool committed_ = false;
+  int slot_ = -1;  // in the table remove_temp_files_on_signal() reads
 };
+
+// For a program whose SIGINT and SIGTERM would otherwise end it on the spot:
+// installs handlers that remove the temporary file of every AtomicFile not yet
+// committed, then end the process by the same signal.
+void remove_temp_files_on_signal();
 
 }  // namespace flare::delta
