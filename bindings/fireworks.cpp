@@ -19,9 +19,8 @@
 //          -> future; future:wait() -> groups[prompt][sample] = completion table
 //        sampler:stats() -> {requests=, retries=, rate_limited=, limit=, in_flight=}
 //     conn:redact(text), conn:api_key(), tostring(conn) (key redacted)
-//   fireworks.redact_key(key), fireworks.isatty(fd), fireworks.sleep(s) (keeps requests moving),
-//   fireworks.default_verify_ssl(url)
-#include <unistd.h>
+//   fireworks.redact_key(key), fireworks.default_verify_ssl(url)
+// (flare.sleep keeps requests moving; flare.fs.isatty is the terminal check.)
 
 #include <cctype>
 #include <lua.hpp>
@@ -461,17 +460,6 @@ int l_redact_key(lua_State* L) {
   return 1;
 }
 
-int l_isatty(lua_State* L) {
-  lua_pushboolean(L, ::isatty(static_cast<int>(luaL_checkinteger(L, 1))) == 1);
-  return 1;
-}
-
-int l_sleep(lua_State* L) {
-  double s = luaL_checknumber(L, 1);
-  if (s > 0) fw::EventLoop::instance().sleep(s);
-  return 0;
-}
-
 int l_default_verify_ssl(lua_State* L) {
   lua_pushboolean(L, fw::default_verify_ssl(luaL_checkstring(L, 1)));
   return 1;
@@ -519,8 +507,6 @@ int open_fireworks(lua_State* L) {
 
   static const luaL_Reg functions[] = {{"connection", l_connection},
                                        {"redact_key", l_redact_key},
-                                       {"isatty", l_isatty},
-                                       {"sleep", l_sleep},
                                        {"default_verify_ssl", l_default_verify_ssl},
                                        {nullptr, nullptr}};
   lua_newtable(L);

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "module.hpp"
-#include "sha256.hpp"
+#include "runtime/sha256.hpp"
 
 namespace flare::lua {
 namespace {

@@ -12,7 +12,9 @@
 #include "error_boundary.hpp"
 #include "module.hpp"
 #include "runtime/interrupt.hpp"
-#ifdef FLARE_HAVE_NET
+#if defined(FLARE_HAVE_FIREWORKS)
+#include "fireworks/event_loop.hpp"
+#elif defined(FLARE_HAVE_NET)
 #include "net/http_client.hpp"
 #endif
 
@@ -46,8 +48,11 @@ void on_signal(int) {
 int l_sleep(lua_State* L) {
   double s = luaL_checknumber(L, 1);
   if (s < 0) luaL_argerror(L, 1, "seconds must be >= 0");
-#ifdef FLARE_HAVE_NET
-  // Transfers submitted earlier keep progressing while the script sleeps.
+#if defined(FLARE_HAVE_FIREWORKS)
+  // Requests submitted earlier (and their retry timers) keep progressing while
+  // the script sleeps.
+  flare::fireworks::EventLoop::instance().sleep(s);
+#elif defined(FLARE_HAVE_NET)
   flare::net::shared_client().run_until([] { return false; }, s);
 #else
   flare::interrupt::sleep_interruptible(s);
@@ -198,6 +203,10 @@ void push_args(lua_State* L, const std::vector<std::string>& args, const std::st
 }
 
 }  // namespace
+
+const char* luajit_version() {
+  return LUAJIT_VERSION;
+}
 
 std::string stdlib_dir() {
   if (const char* env = std::getenv("FLARE_STDLIB")) return env;

@@ -1,7 +1,7 @@
 #pragma once
 // The Lua host: one LuaJIT state with the flare global, the module search path,
-// the error boundary and interrupt handling. No Lua header here, so host/cli
-// can use it without touching the Lua C API.
+// the error boundary and interrupt handling. No Lua header here, so the program
+// (app/) can use it without touching the Lua C API.
 #include <string>
 #include <vector>
 
@@ -36,5 +36,8 @@ class Host {
 
 // Where the Lua standard library lives for this executable.
 std::string stdlib_dir();
+
+// The LuaJIT release flare runs on, e.g. "LuaJIT 2.1.0-beta3".
+const char* luajit_version();
 
 }  // namespace flare::lua

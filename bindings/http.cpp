@@ -1,5 +1,5 @@
 // flare.http: request{...} -> {status=, headers=, body=, total_s=};
-// submit{...} -> handle with :wait() and :done(); wait_all(handles) -> responses.
+// submit{...} -> handle with :wait() and :done(); flare.wait_all(handles) -> responses.
 // All of them run on the process-wide client (one libcurl multi loop), so every
 // request in flight progresses while any of them is waited for. Response header
 // names are lower-cased; repeated headers are joined with ", ".
@@ -202,34 +202,6 @@ int handle_tostring(lua_State* L) {
   return 1;
 }
 
-int http_wait_all(lua_State* L) {
-  const char* who = "flare.http.wait_all";
-  if (!lua_istable(L, 1))
-    misuse(who, std::string("expected a list of handles, got ") + luaL_typename(L, 1));
-  int n = static_cast<int>(lua_objlen(L, 1));
-  std::vector<std::shared_ptr<Outcome>> outcomes;
-  std::vector<RequestId> pending;
-  outcomes.reserve(static_cast<std::size_t>(n));
-  for (int i = 1; i <= n; ++i) {
-    lua_rawgeti(L, 1, i);
-    auto* h = static_cast<Handle*>(luaL_testudata(L, -1, kHandleMeta));
-    if (!h || !h->outcome)
-      misuse(who, "item " + std::to_string(i) + " is not a handle from flare.http.submit");
-    outcomes.push_back(h->outcome);
-    if (!h->outcome->done) pending.push_back(h->outcome->id);
-    lua_pop(L, 1);
-  }
-  net::shared_client().wait_all(pending);
-  for (const auto& o : outcomes)
-    if (o->error) throw *o->error;
-  lua_createtable(L, n, 0);
-  for (int i = 0; i < n; ++i) {
-    finish(L, *outcomes[static_cast<std::size_t>(i)]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  return 1;
-}
-
 int open_http(lua_State* L) {
   static const luaL_Reg handle_methods[] = {
       {"wait", handle_wait},
@@ -250,7 +222,6 @@ int open_http(lua_State* L) {
   static const luaL_Reg functions[] = {
       {"request", http_request},
       {"submit", http_submit},
-      {"wait_all", http_wait_all},
       {nullptr, nullptr},
   };
   lua_newtable(L);

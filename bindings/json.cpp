@@ -8,6 +8,7 @@
 
 #include "json_convert.hpp"
 #include "module.hpp"
+#include "text/escape.hpp"
 
 namespace flare::lua {
 namespace {
@@ -44,17 +45,7 @@ std::string parse_error_detail(const std::string& what) {
   std::string detail = what;
   if (detail.starts_with("[json.exception.")) detail.erase(0, detail.find("] ") + 2);
   if (detail.starts_with("parse error at line")) detail.erase(0, detail.find(": ") + 2);
-  std::string out;
-  for (unsigned char c : detail) {
-    if (c < 0x20 || c >= 0x7f) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
+  return text::printable(detail);
 }
 
 // Byte offset of the bracket that opens nesting level kJsonMaxDepth + 1.
@@ -182,46 +173,7 @@ class TextWriter : public JsonWriter {
     if (!empty) newline();
     out.push_back(c);
   }
-  void quoted(std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    out.push_back('"');
-    std::size_t run = 0;  // start of the pending run of bytes that need no escape
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      unsigned char c = static_cast<unsigned char>(s[i]);
-      if (c >= 0x20 && c != '"' && c != '\\') continue;
-      out.append(s.data() + run, i - run);
-      run = i + 1;
-      switch (c) {
-        case '"':
-          out.append("\\\"");
-          break;
-        case '\\':
-          out.append("\\\\");
-          break;
-        case '\n':
-          out.append("\\n");
-          break;
-        case '\r':
-          out.append("\\r");
-          break;
-        case '\t':
-          out.append("\\t");
-          break;
-        case '\b':
-          out.append("\\b");
-          break;
-        case '\f':
-          out.append("\\f");
-          break;
-        default: {
-          char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-          out.append(esc, 6);
-        }
-      }
-    }
-    out.append(s.data() + run, s.size() - run);
-    out.push_back('"');
-  }
+  void quoted(std::string_view s) { text::append_json_string(out, s); }
 
   bool pretty_;
   bool after_key_ = false;

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "text/escape.hpp"
+#include "text/utf8.hpp"
+
 namespace flare::lua {
 namespace {
 
@@ -70,18 +73,12 @@ std::string format_path(const std::vector<std::pair<long long, std::string_view>
     if (plain) {
       out += "." + std::string(key);
     } else {
-      out += "[\"";
-      for (unsigned char c : key) {
-        if (c == '"' || c == '\\') out += '\\';
-        if (c < 0x20 || c >= 0x7f) {
-          char hex[8];
-          std::snprintf(hex, sizeof hex, "\\x%02x", c);
-          out += hex;
-        } else {
-          out += static_cast<char>(c);
-        }
+      std::string quoted;
+      for (char c : key) {
+        if (c == '"' || c == '\\') quoted += '\\';
+        quoted += c;
       }
-      out += "\"]";
+      out += "[\"" + text::printable(quoted) + "\"]";
     }
   }
   return out;
@@ -135,7 +132,7 @@ class Walker {
   }
 
   void check_utf8(std::string_view s, const char* what) {
-    auto bad = find_invalid_utf8(s);
+    auto bad = text::invalid_utf8_offset(s);
     if (bad != std::string_view::npos)
       fail(std::string("invalid UTF-8 in ") + what + " (byte " + std::to_string(bad) + ")");
   }
@@ -529,43 +526,6 @@ nlohmann::json to_json(lua_State* L, int idx) {
 void walk_lua_value(lua_State* L, int idx, JsonWriter& writer, bool sort_keys, const char* who) {
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
   Walker(L, writer, sort_keys, who).value(idx);
-}
-
-std::size_t find_invalid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  std::size_t n = s.size(), i = 0;
-  while (i < n) {
-    unsigned char c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len;
-    std::uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return i;
-    }
-    if (i + len > n) return i;
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xc0) != 0x80) return i;
-      cp = (cp << 6) | (p[i + k] & 0x3f);
-    }
-    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF.
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-      return i;
-    i += len;
-  }
-  return std::string_view::npos;
 }
 
 }  // namespace flare::lua

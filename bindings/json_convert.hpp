@@ -108,7 +108,4 @@ class JsonWriter {
 // `who` prefixes error messages (e.g. "flare.json.encode").
 void walk_lua_value(lua_State* L, int idx, JsonWriter& writer, bool sort_keys, const char* who);
 
-// Index of the first byte that is not valid UTF-8, or npos.
-std::size_t find_invalid_utf8(std::string_view s);
-
 }  // namespace flare::lua

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "module.hpp"
-#include "subprocess.hpp"
+#include "runtime/subprocess.hpp"
 
 namespace flare::lua {
 namespace {

@@ -9,9 +9,9 @@
 #include <string>
 
 #include "host.hpp"
-#include "repl_editor.hpp"
 #include "repl_session.hpp"
 #include "runtime/interrupt.hpp"
+#include "terminal/repl_editor.hpp"
 
 #ifndef FLARE_VERSION
 #define FLARE_VERSION "0.0.0"

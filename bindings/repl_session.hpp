@@ -5,7 +5,7 @@
 // `:commands` through the Lua modules under stdlib/flare/repl/.
 #include <string>
 
-#include "repl_editor.hpp"
+#include "terminal/repl_editor.hpp"
 
 struct lua_State;
 

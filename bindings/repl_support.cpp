@@ -1,8 +1,6 @@
 // flare.repl: what the prompt's Lua side needs from the host.
 //   list_dir(path) -> files, dirs   (names, sorted; empty when unreadable)
 //   c_modules()    -> names of the C++-backed flare.<name> modules
-//   is_tty(fd)     -> whether fd (0, 1 or 2) is a terminal
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -52,21 +50,13 @@ int l_c_modules(lua_State* L) {
   return 1;
 }
 
-int l_is_tty(lua_State* L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
-  if (fd < 0 || fd > 2) luaL_argerror(L, 1, "expected 0, 1 or 2");
-  lua_pushboolean(L, isatty(static_cast<int>(fd)));
-  return 1;
-}
-
 int open_repl(lua_State* L) {
   const luaL_Reg fns[] = {
       {"list_dir", l_list_dir},
       {"c_modules", l_c_modules},
-      {"is_tty", l_is_tty},
       {nullptr, nullptr},
   };
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 2);
   luaL_register(L, nullptr, fns);
   return 1;
 }

@@ -6,7 +6,8 @@
 local run = flare.recipe{name = "cleanup", config = {prefix = "", delete = false, all = false}}
 local c = run.config
 if c.prefix == "" and not c.all then
-  flare.error{code = "config", message = "give --prefix=ID_PREFIX (or --all to match every deployment)"}
+  flare.error{code = "config",
+    message = "give --prefix=ID_PREFIX (or --all to match every deployment)"}
 end
 
 local fw = run:connect()

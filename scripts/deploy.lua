@@ -10,9 +10,11 @@ local run = flare.recipe{name = "deploy", config = {
   prompt = "hello", n = 1, max_tokens = 16, temperature = 1.0, timeout_s = 600,
 }}
 local c = run.config
-local actions = {create = true, status = true, sample = true, ["scale-to-zero"] = true, delete = true}
+local actions = {create = true, status = true, sample = true, ["scale-to-zero"] = true,
+  delete = true}
 if not actions[c.action] then
-  flare.error{code = "config", message = "--action must be create, status, sample, scale-to-zero or delete"}
+  flare.error{code = "config",
+    message = "--action must be create, status, sample, scale-to-zero or delete"}
 end
 if run:plan{c.action .. " deployment " .. c.id} then return end
 
@@ -24,14 +26,17 @@ local function show(info)
     print(c.id .. ": not found")
     return
   end
-  print(string.format("%s  state %s  replicas %s..%s  serving %s", info.deployment_id, tostring(info.state),
-    tostring(info.min_replica_count), tostring(info.max_replica_count), tostring(info.current_snapshot or "-")))
+  print(string.format("%s  state %s  replicas %s..%s  serving %s", info.deployment_id,
+    tostring(info.state),
+    tostring(info.min_replica_count), tostring(info.max_replica_count),
+      tostring(info.current_snapshot or "-")))
 end
 
 if c.action == "create" then
   mgr:create_or_get{deployment_id = c.id, base_model = c.base_model, min_replica_count = 0,
     max_replica_count = 1}
-  show(mgr:wait_for_ready(c.id, {timeout_s = c.timeout_s, poll_interval_s = fw.backend == "emulator" and 0.25 or nil}))
+  show(mgr:wait_for_ready(c.id, {timeout_s = c.timeout_s,
+    poll_interval_s = fw.backend == "emulator" and 0.25 or nil}))
 elseif c.action == "status" then
   show(mgr:get(c.id))
 elseif c.action == "sample" then

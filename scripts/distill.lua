@@ -11,28 +11,35 @@ local distill = flare.distill
 local run = flare.recipe{name = "distill", config = {
   task = "vowels", seed = 0, base_model = "accounts/local/models/tiny-gpt",
   teacher_id = "distill-teacher", student_id = "distill-student", on_exit = "scale_to_zero",
-  teacher_steps = 25, learning_rate = 1e-2, batch_size = 16, -- the teacher learns from reference answers
+  -- the teacher learns from reference answers
+  teacher_steps = 25, learning_rate = 1e-2, batch_size = 16,
   problems = 32, k = 8, batch = 4, want = 2, max_tokens = 8, temperature = 1.0,
   student_steps = 25, eval_problems = 16, eval_n = 4,
 }}
 local c = run.config
 if run:plan{
-  string.format("teacher %s: %d supervised steps on %s, then serve it", c.teacher_id, c.teacher_steps, c.task),
-  string.format("sample up to %d per prompt for %d prompts, keep %d verified", c.k, c.problems, c.want),
-  string.format("student %s: evaluate, %d steps on the kept samples, evaluate", c.student_id, c.student_steps),
+  string.format("teacher %s: %d supervised steps on %s, then serve it", c.teacher_id,
+    c.teacher_steps, c.task),
+  string.format("sample up to %d per prompt for %d prompts, keep %d verified", c.k,
+    c.problems, c.want),
+  string.format("student %s: evaluate, %d steps on the kept samples, evaluate", c.student_id,
+    c.student_steps),
 } then return end
 
 local task = flare.tasks.get(c.task)
 local fw = run:connect()
 
-local function deployment(id) return {deployment_id = id, base_model = c.base_model, max_replica_count = 1} end
+local function deployment(id) return {deployment_id = id, base_model = c.base_model,
+  max_replica_count = 1} end
 
 -- A trainer linked to a deployment, closed at exit, with a syncer onto that deployment.
 local function trainer_for(info, name)
   local t = fw:trainer{base_model = c.base_model, learning_rate = c.learning_rate,
-    hot_load_deployment_id = info.deployment_id, job_id = name .. "-" .. run.id, poll_interval_s = 0.25}
+    hot_load_deployment_id = info.deployment_id, job_id = name .. "-" .. run.id,
+      poll_interval_s = 0.25}
   run:on_exit(function() t:close() end, "close " .. name .. " trainer")
-  return t, flare.weight_syncer{policy_client = t, deploy_mgr = fw.deployments, deployment_id = info.deployment_id,
+  return t, flare.weight_syncer{policy_client = t, deploy_mgr = fw.deployments,
+    deployment_id = info.deployment_id,
     base_model = c.base_model, poll_interval_s = 0.05, quiet = true}
 end
 
@@ -50,7 +57,8 @@ flare.with_deployment(deployment(c.teacher_id), function(info)
   local teacher, syncer = trainer_for(info, "teacher")
   sft(teacher, function(step)
     local out = {}
-    for i, p in ipairs(flare.tasks.get(c.task, {seed = c.seed * 1000 + step}):sample(c.batch_size)) do
+    for i, p in ipairs(flare.tasks.get(c.task, {seed =
+      c.seed * 1000 + step}):sample(c.batch_size)) do
       out[i] = distill.text_sample(p.prompt, tostring(p.answer))
     end
     return out
@@ -67,14 +75,16 @@ flare.with_deployment(deployment(c.teacher_id), function(info)
   accepted = result.samples
 end, {fw = fw, on_exit = c.on_exit})
 
-if #accepted == 0 then flare.error{code = "no_samples", message = "the teacher produced no verified sample"} end
+if #accepted == 0 then flare.error{code = "no_samples",
+  message = "the teacher produced no verified sample"} end
 
 flare.with_deployment(deployment(c.student_id), function(info)
   local student, syncer = trainer_for(info, "student")
   local sampler = fw:sampler{deployment = info}
   local eval_set = flare.tasks.get(c.task, {seed = c.seed + 999}):sample(c.eval_problems)
   local function evaluate(when)
-    local r = flare.tasks.evaluate(sampler, task, eval_set, {n = c.eval_n, max_tokens = c.max_tokens})
+    local r = flare.tasks.evaluate(sampler, task, eval_set,
+      {n = c.eval_n, max_tokens = c.max_tokens})
     run:log{phase = "eval", when = when, correct_rate = r.correct_rate, reward_mean = r.reward_mean}
     return r
   end
@@ -83,6 +93,7 @@ flare.with_deployment(deployment(c.student_id), function(info)
   sft(student, function() return accepted end, c.student_steps, "student")
   syncer:save_and_hotload("student-after")
   local after = evaluate("after")
-  print(string.format("student correct rate %.3f -> %.3f on %d held-out prompts", before.correct_rate,
+  print(string.format("student correct rate %.3f -> %.3f on %d held-out prompts",
+    before.correct_rate,
     after.correct_rate, #eval_set))
 end, {fw = fw, on_exit = c.on_exit})

@@ -9,11 +9,13 @@ local c = run.config
 if run:plan{string.format("sample %d x %d completions of %s from %s", c.problems, c.n, c.task,
   c.deployment_id)} then return end
 
--- The deployment is scaled up if it was at zero, and back to zero afterwards (--on-exit=keep leaves it).
+-- The deployment is scaled up if it was at zero, and back to zero afterwards
+-- (--on-exit=keep leaves it).
 local fw = run:connect()
 local info = fw.deployments:get(c.deployment_id)
   or flare.error{code = "not_found", message = "no deployment " .. c.deployment_id}
-flare.with_deployment({deployment_id = c.deployment_id, base_model = info.base_model, max_replica_count = 1},
+flare.with_deployment({deployment_id = c.deployment_id, base_model = info.base_model,
+  max_replica_count = 1},
   function(dep)
   local task = flare.tasks.get(c.task, {seed = c.seed})
   local r = flare.tasks.evaluate(fw:sampler{deployment = dep}, task, task:sample(c.problems),

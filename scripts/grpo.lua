@@ -4,18 +4,19 @@
 --   flare run scripts/grpo.lua                       # vowels task: reward ~0 -> >= 0.8
 --   flare run scripts/grpo.lua --steps=100 --task=addition --group-size=16 --max-tokens=8
 --   flare run scripts/grpo.lua --async               # sample step k+1 while step k trains
---   flare run scripts/grpo.lua --resume              # continue the last run after its last checkpoint
+--   flare run scripts/grpo.lua --resume              # continue the last run after its last
+--                                                    # checkpoint
 -- Resuming needs the emulator's state to outlive the process: set FLARE_EMULATOR_STATE_DIR
 -- (or FLARE_EMULATOR_URL for a running `flare serve`).
 local grpo = flare.grpo
 
-local run = flare.recipe{name = "grpo", config = {
+local run = flare.recipe{name = "grpo", main_metric = "reward", config = {
   steps = 40, task = "vowels", seed = 0,
   prompts_per_step = 2, group_size = 8,            -- completions per prompt
   max_tokens = 4, temperature = 1.0,
   learning_rate = 1e-2, loss = "importance_sampling", -- or "ppo" (clip 0.2)
   normalize_std = false,                           -- Tinker: advantage = reward - group mean
-  base_every = 20,                                 -- a full base snapshot every K steps, deltas between
+  base_every = 20,  -- a full base snapshot every K steps, deltas between
   async = false, max_steps_off_policy = 1,         -- async: how stale a sampled batch may be
   deployment_id = "grpo-tiny", base_model = "accounts/local/models/tiny-gpt",
   on_exit = "scale_to_zero",                       -- or "delete" / "keep"
@@ -25,7 +26,8 @@ local c = run.config
 if run:plan{
   "deployment " .. c.deployment_id .. " (" .. c.base_model .. "), on exit: " .. c.on_exit,
   "trainer on " .. c.base_model .. ", lr " .. c.learning_rate .. ", loss " .. c.loss,
-  string.format("%d steps x %d prompts x %d samples of <= %d tokens, %s", c.steps, c.prompts_per_step,
+  string.format("%d steps x %d prompts x %d samples of <= %d tokens, %s", c.steps,
+    c.prompts_per_step,
     c.group_size, c.max_tokens, c.async and "async" or "sync"),
 } then return end
 
@@ -43,7 +45,8 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
   run:on_exit(function() trainer:close() end, "close trainer")
   if run.state then trainer:load_state(run.state.trainer_state) end
   local syncer = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
-    deployment_id = info.deployment_id, base_model = c.base_model, poll_interval_s = 0.05, quiet = true}
+    deployment_id = info.deployment_id, base_model = c.base_model, poll_interval_s = 0.05,
+      quiet = true}
   local sampler = fw:sampler{deployment = info}
   syncer:save_and_hotload("step-" .. (run.start_step - 1))
   local version = run.start_step - 1  -- the step whose weights the deployment serves
@@ -51,7 +54,8 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
   local function submit(step)
     local problems, prompts = problems_for(step), {}
     for i, p in ipairs(problems) do prompts[i] = p.prompt end
-    return {step = step, problems = problems, version = version, future = sampler:submit{prompts = prompts,
+    return {step = step, problems = problems, version = version,
+      future = sampler:submit{prompts = prompts,
       n = c.group_size, max_tokens = c.max_tokens, temperature = c.temperature, logprobs = true}}
   end
 
@@ -59,7 +63,8 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
   for step in run:steps() do
     -- Async: this step's batch was sampled while the previous step trained, if not too stale.
     local batch = pending
-    if not (batch and batch.step == step and step - 1 - batch.version <= c.max_steps_off_policy) then
+    if not (batch and batch.step == step and
+      step - 1 - batch.version <= c.max_steps_off_policy) then
       batch = submit(step)
     end
     local groups = batch.future:wait()
@@ -72,10 +77,12 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
     local datums, kept = grpo.build_datums(groups, rewards, {normalize_std = c.normalize_std})
     local out = {}
     if #datums > 0 then
-      out = trainer:forward_backward(datums, c.loss, c.loss == "ppo" and {clip_epsilon = 0.2} or nil)
+      out = trainer:forward_backward(datums, c.loss,
+        c.loss == "ppo" and {clip_epsilon = 0.2} or nil)
       trainer:optim_step{learning_rate = c.learning_rate}
     end
-    local snapshot = syncer:save_and_hotload("step-" .. step, step % c.base_every == 0 and "base" or nil)
+    local snapshot = syncer:save_and_hotload("step-" .. step,
+      step % c.base_every == 0 and "base" or nil)
     version = step
     local state = "step-" .. step
     trainer:save_state(state)
@@ -83,11 +90,13 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
     local m = grpo.metrics{groups = groups, rewards = rewards, k = 1, datums = datums,
       outputs = out.loss_fn_outputs, sync_s = syncer.last_timing.total_s}
     curve[#curve + 1] = m.reward_mean
-    run:log{step = step, reward = m.reward_mean, ["pass@1"] = m["pass@1"], groups_kept = kept.kept_groups,
+    run:log{step = step, reward = m.reward_mean, ["pass@1"] = m["pass@1"],
+      groups_kept = kept.kept_groups,
       truncated = m.truncation_rate, kl = m.kl_sampler_trainer, sync_s = m.sync_s,
       curve = flare.recipe.sparkline(curve, 0, 1)}
   end
   if #curve > 0 then
-    print(string.format("reward %.3f -> %.3f  %s", curve[1], curve[#curve], flare.recipe.sparkline(curve, 0, 1)))
+    print(string.format("reward %.3f -> %.3f  %s", curve[1], curve[#curve],
+      flare.recipe.sparkline(curve, 0, 1)))
   end
 end, {fw = run:connect(), on_exit = c.on_exit})

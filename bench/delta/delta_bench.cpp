@@ -23,9 +23,9 @@
 
 #include "delta/adler32.hpp"
 #include "delta/codec.hpp"
-#include "delta/file_io.hpp"
 #include "delta/safetensors.hpp"
-#include "delta/thread_pool.hpp"
+#include "runtime/file_io.hpp"
+#include "runtime/thread_pool.hpp"
 #include "synthetic.hpp"
 
 namespace fs = std::filesystem;
@@ -167,7 +167,7 @@ MemoryApply apply_in_memory(const std::string& base_path, const std::string& del
   }
   for (int i = 0; i < reps; ++i) {
     double t0 = now();
-    delta::parallel_for(bufs.size(), 0, [&](size_t k) {
+    flare::parallel_for(bufs.size(), 0, [&](size_t k) {
       auto src = base.at(bufs[k].name).data;
       if (src.size() == bufs[k].data.size())
         std::memcpy(bufs[k].data.data(), src.data(), src.size());
@@ -240,10 +240,10 @@ void run_scenario(const Scenario& s, const std::vector<float>& master,
   double write_s = 1e9;
   for (int r = 0; r < 3; ++r) {
     double t1 = now();
-    delta::AtomicFile f(out);
+    flare::AtomicFile f(out);
     f.reserve(nb.size());
     constexpr size_t kPiece = size_t{2} << 20;
-    delta::parallel_for((nb.size() + kPiece - 1) / kPiece, 0, [&](size_t i) {
+    flare::parallel_for((nb.size() + kPiece - 1) / kPiece, 0, [&](size_t i) {
       f.write_at(i * kPiece,
                  std::span(nb).subspan(i * kPiece, std::min(kPiece, nb.size() - i * kPiece)));
     });
@@ -305,7 +305,7 @@ void adler_table() {
   double rd = best([&] {
     constexpr size_t kPiece = size_t{8} << 20;
     std::vector<uint64_t> part(buf.size() / kPiece);
-    delta::parallel_for(part.size(), 0, [&](size_t i) {
+    flare::parallel_for(part.size(), 0, [&](size_t i) {
       const uint64_t* p = reinterpret_cast<const uint64_t*>(buf.data() + i * kPiece);
       uint64_t acc[8] = {};
       for (size_t j = 0; j < kPiece / 8; j += 8)
@@ -316,11 +316,11 @@ void adler_table() {
   });
   if (a != b || b != c) throw std::runtime_error("Adler-32 results disagree");
   std::printf("\n| Adler-32 of 1 GiB | GB/s |\n|---|---|\n");
-  std::printf("| flare (ISA-L, %u threads + combine) | **%.1f** |\n", delta::pool_size(), par);
+  std::printf("| flare (ISA-L, %u threads + combine) | **%.1f** |\n", flare::pool_size(), par);
   std::printf("| ISA-L isal_adler32, one core | %.1f |\n| zlib adler32, one core | %.1f |\n", one,
               zl);
   std::printf("| memory read of the buffer (XOR of its words), %u threads | %.1f |\n",
-              delta::pool_size(), rd);
+              flare::pool_size(), rd);
   if (x == 42) std::printf("\n");  // keeps the read from being optimised away
 }
 

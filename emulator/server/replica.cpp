@@ -2,28 +2,17 @@
 
 #include <atomic>
 #include <filesystem>
-#include <fstream>
 
 #include "delta/codec.hpp"
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/state_paths.hpp"
+#include "runtime/file_io.hpp"
 
 namespace fs = std::filesystem;
 
 namespace flare::emulator {
 namespace {
-
-std::vector<std::byte> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  in.seekg(0, std::ios::end);
-  std::vector<std::byte> bytes(static_cast<size_t>(in.tellg()));
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!in) throw std::runtime_error("cannot read " + path);
-  return bytes;
-}
 
 std::string next_replica_file(const ControlPlane& cp, const std::string& id) {
   static std::atomic<uint64_t> counter{0};

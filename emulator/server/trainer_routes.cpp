@@ -5,11 +5,11 @@
 #include <set>
 
 #include "delta/codec.hpp"
-#include "delta/file_io.hpp"
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/routes.hpp"
 #include "emulator/server/state_paths.hpp"
+#include "runtime/file_io.hpp"
 
 namespace fs = std::filesystem;
 
@@ -241,12 +241,6 @@ std::string snapshot_name_of(const std::string& path) {
   return name;
 }
 
-void write_bytes_atomically(const std::string& path, const std::vector<std::byte>& bytes) {
-  delta::AtomicFile file(path);  // its temporary name is created anew: no planted link followed
-  file.write_at(0, bytes);
-  file.commit();
-}
-
 void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   JobHandle job = running_job(env.cp, req);
   nlohmann::json body = parse_body(req);
@@ -300,7 +294,7 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
     delta::EncodeOptions opts;
     opts.base_identity = job.last_base;
     auto bytes = delta::encode(views(*job.rt->last_base), views(*next), {{"format", "pt"}}, opts);
-    write_bytes_atomically(file_in_dir(kDeltaFile), bytes);
+    write_file_atomic(file_in_dir(kDeltaFile), bytes);  // a new temporary name: no link followed
     out["previous_snapshot_identity"] = job.last_base;
     out["compression_format"] = std::string(delta::kFormatName);
     out["checksum_format"] = "alder32";
@@ -323,10 +317,7 @@ void save_state(RouteEnv& env, const httplib::Request& req, httplib::Response& r
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
   std::string bytes = job.rt->trainer->save_state();
-  write_bytes_atomically(
-      state_path(env.cp, job.id, name),
-      std::vector<std::byte>(reinterpret_cast<const std::byte*>(bytes.data()),
-                             reinterpret_cast<const std::byte*>(bytes.data()) + bytes.size()));
+  write_file_atomic(state_path(env.cp, job.id, name), std::as_bytes(std::span(bytes)));
   send_json(res, 200, {{"path", name}, {"step", job.rt->trainer->step()}});
 }
 

@@ -8,8 +8,8 @@
 
 #include <vector>
 
-#include "delta/thread_pool.hpp"
 #include "runtime/shared_library.hpp"
+#include "runtime/thread_pool.hpp"
 
 namespace flare::delta {
 

@@ -11,9 +11,9 @@
 #include "delta/adler32.hpp"
 #include "delta/chunk_codec.hpp"
 #include "delta/delta_format.hpp"
-#include "delta/file_io.hpp"
-#include "delta/thread_pool.hpp"
 #include "runtime/error.hpp"
+#include "runtime/file_io.hpp"
+#include "runtime/thread_pool.hpp"
 
 namespace flare::delta {
 

@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "delta/file_io.hpp"
 #include "runtime/error.hpp"
+#include "runtime/file_io.hpp"
 
 namespace flare::delta {
 namespace {

@@ -7,6 +7,8 @@
 #include <system_error>
 
 #include "runtime/error.hpp"
+#include "text/escape.hpp"
+#include "text/utf8.hpp"
 
 namespace flare::fireworks {
 namespace {
@@ -302,23 +304,8 @@ class Scanner {
 
   // One well-formed UTF-8 sequence (as the DOM parser requires), copied to out.
   bool utf8(std::string* out) {
-    auto b = [&](std::ptrdiff_t i) { return static_cast<unsigned char>(p_[i]); };
-    auto cont = [&](std::ptrdiff_t i) { return i < end_ - p_ && (b(i) & 0xC0) == 0x80; };
-    unsigned char c = b(0);
-    int len = 0;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (!cont(1) || (c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F)) return false;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (!cont(1) || (c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) > 0x8F)) return false;
-    } else {
-      return false;
-    }
-    for (int i = 1; i < len; ++i)
-      if (!cont(i)) return false;
+    const size_t len = text::utf8_sequence_length(std::string_view(p_, end_ - p_), 0);
+    if (len == 0) return false;
     if (out) out->append(p_, p_ + len);
     p_ += len;
     return true;
@@ -459,50 +446,15 @@ bool parse_fast(std::string_view body, const Prompt& prompt, const SamplingParam
 
 }  // namespace
 
-void append_json_string(std::string& out, std::string_view s) {
-  static const char* hex = "0123456789abcdef";
-  out.push_back('"');
-  std::size_t run = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.substr(run, i - run));
-    run = i + 1;
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        out += "\\u00";
-        out.push_back(hex[c >> 4]);
-        out.push_back(hex[c & 15]);
-    }
-  }
-  out.append(s.substr(run));
-  out.push_back('"');
-}
-
 void write_completion_head(std::string& out, std::string_view model) {
   out += "{\"model\":";
-  append_json_string(out, model);
+  text::append_json_string(out, model);
   out += ",\"prompt\":";
 }
 
 void append_prompt_json(std::string& out, const Prompt& prompt) {
   if (prompt.is_text) {
-    append_json_string(out, prompt.text);
+    text::append_json_string(out, prompt.text);
     return;
   }
   out.push_back('[');
@@ -527,7 +479,7 @@ void write_completion_tail(std::string& out, const SamplingParams& p,
     out += ",\"stop\":[";
     for (std::size_t i = 0; i < p.stop.size(); ++i) {
       if (i) out.push_back(',');
-      append_json_string(out, p.stop[i]);
+      text::append_json_string(out, p.stop[i]);
     }
     out.push_back(']');
   }

@@ -63,7 +63,4 @@ void write_completion_tail(std::string& out, const SamplingParams& params,
 Completion parse_completion(std::string_view body, const Prompt& prompt,
                             const SamplingParams& params, const std::string* snapshot_header);
 
-// JSON string literal (with quotes) appended to out.
-void append_json_string(std::string& out, std::string_view s);
-
 }  // namespace flare::fireworks

@@ -5,8 +5,12 @@
 #include <array>
 #include <cctype>
 
+#include "text/escape.hpp"
+
 namespace flare::net {
 namespace {
+
+using text::printable;
 
 // RFC 9110 tchar, as a table (checked for every byte of every header name).
 constexpr auto kTokenChars = [] {
@@ -27,13 +31,6 @@ bool has_line_break(std::string_view s) {
   for (char c : s)
     if (c == '\r' || c == '\n' || c == '\0') return true;
   return false;
-}
-
-std::string printable(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
-  return out;
 }
 
 [[noreturn]] void fail(const Request& r, const char* code, const std::string& what) {

@@ -4,7 +4,8 @@
 --   host is a name, off for http and bare IPs), timeout_s = 60, connect_timeout_s = 10,
 --   backend = "emulator" | "cloud", quiet = false (no progress lines), account_id (skips the
 --   lookup), and for the in-process emulator: state_dir, provision_delay_s, idle_timeout_s, faults.
--- Environment: FIREWORKS_API_KEY, FIREWORKS_BASE_URL, FIREWORKS_INFERENCE_URL, FIREWORKS_HOTLOAD_URL.
+-- Environment: FIREWORKS_API_KEY, FIREWORKS_BASE_URL, FIREWORKS_INFERENCE_URL,
+-- FIREWORKS_HOTLOAD_URL.
 -- With no key and no URL (or backend = "emulator" without a base_url) the emulator is started in
 -- this process on a free loopback port (once per Lua state; it stops when the state closes).
 -- The account id is resolved with GET /v1/accounts?pageSize=2 (exactly one account).
@@ -13,17 +14,20 @@
 --   fw:trainer{...}                 trainer client (flare.fireworks.trainer)
 --   fw:sampler{...}                 DeploymentSampler (flare.fireworks.sampler)
 --   fw.base_url, fw.inference_url, fw.hotload_api_url, fw.account_id, fw.backend ("emulator" also
---   for a `flare serve` reached by URL: its account lookup names its delta format, fw.delta_format),
+--   for a `flare serve` reached by URL: its account lookup names its delta format,
+--   fw.delta_format),
 --   fw.verify_ssl, fw.additional_headers, fw.timeout_s, fw.api_key (never printed:
 --   tostring(fw) and every error show it redacted), fw.emulator (in-process emulator or nil)
---   fw:set_faults(spec)             emulator only: the fault injection rules (see `flare serve --help`)
+--   fw:set_faults(spec)             emulator only: the fault injection rules
+--                                   (see `flare serve --help`)
 --   fw:request{...}, fw:submit{...} raw authenticated calls (see bindings/fireworks.cpp)
 local native = require("flare.fireworks")
 local options = require("flare.fireworks.options")
 
 local spec = {
   api_key = "string", base_url = "string", inference_url = "string", hotload_api_url = "string",
-  additional_headers = "table", verify_ssl = "boolean", timeout_s = "number", connect_timeout_s = "number",
+  additional_headers = "table", verify_ssl = "boolean", timeout_s = "number",
+    connect_timeout_s = "number",
   backend = "string", quiet = "boolean", account_id = "string", state_dir = "string",
   provision_delay_s = "number", idle_timeout_s = "number", faults = "string",
 }
@@ -33,13 +37,13 @@ local emulator_instance  -- the in-process emulator of this Lua state
 local function start_emulator(opts)
   if emulator_instance then return emulator_instance end
   local em = require("flare.emulator")
-  emulator_instance = em.start{state_dir = opts.state_dir, provision_delay_s = opts.provision_delay_s,
+  emulator_instance = em.start{state_dir = opts.state_dir,
+    provision_delay_s = opts.provision_delay_s,
     idle_timeout_s = opts.idle_timeout_s, faults = opts.faults}
   return emulator_instance
 end
 
 local Fw = {}
-local hidden = {api_key = true}
 
 Fw.__index = function(self, k)
   if k == "api_key" then return rawget(self, "_conn"):api_key() end
@@ -68,7 +72,8 @@ function Fw:set_faults(spec_text)
   if self.backend ~= "emulator" then
     options.raise("invalid_argument", "set_faults: fault injection exists only on the emulator")
   end
-  self:request{method = "POST", path = "/admin/v1/faults", body = {spec = spec_text or ""}, retries = 1,
+  self:request{method = "POST", path = "/admin/v1/faults", body = {spec = spec_text or ""},
+    retries = 1,
     what = "set emulator faults"}
 end
 
@@ -83,14 +88,16 @@ local function env(name)
 end
 
 local function resolve_account(fw)
-  local r = fw:request{path = "/v1/accounts?pageSize=2", what = "look up the account of the API key"}
+  local r = fw:request{path = "/v1/accounts?pageSize=2",
+    what = "look up the account of the API key"}
   local accounts = r.body and r.body.accounts or {}
   if #accounts ~= 1 then
     options.raise("account_lookup_failed", "connect: the API key gives access to " .. #accounts ..
       " accounts (expected exactly one); pass account_id explicitly")
   end
   local id = tostring(accounts[1].name or ""):match("^accounts/(.+)$")
-  if not id then options.raise("account_lookup_failed", "connect: unexpected account name in GET /v1/accounts") end
+  if not id then options.raise("account_lookup_failed",
+    "connect: unexpected account name in GET /v1/accounts") end
   return id, (r.headers or {})["x-flare-delta-format"]
 end
 
@@ -98,7 +105,8 @@ local function connect(opts)
   opts = options.check(opts, spec, "flare.connect")
   local backend = opts.backend
   if backend and backend ~= "emulator" and backend ~= "cloud" then
-    options.raise("invalid_argument", "flare.connect: backend must be \"emulator\" or \"cloud\", got \"" .. backend .. "\"")
+    options.raise("invalid_argument",
+      "flare.connect: backend must be \"emulator\" or \"cloud\", got \"" .. backend .. "\"")
   end
   local key = opts.api_key
   local base = opts.base_url
@@ -117,19 +125,23 @@ local function connect(opts)
   elseif backend == "cloud" then
     base = base or "https://api.fireworks.ai"
     if not key then
-      options.raise("invalid_argument", "flare.connect: no API key; set FIREWORKS_API_KEY or pass api_key " ..
+      options.raise("invalid_argument",
+        "flare.connect: no API key; set FIREWORKS_API_KEY or pass api_key " ..
         "(or connect with no key and no URL to use the local emulator)")
     end
   end
   local conn = native.connection{api_key = key or "", base_url = base, inference_url = inference,
-    hotload_api_url = hotload, additional_headers = opts.additional_headers, timeout_s = opts.timeout_s,
+    hotload_api_url = hotload, additional_headers = opts.additional_headers,
+      timeout_s = opts.timeout_s,
     connect_timeout_s = opts.connect_timeout_s, verify_ssl = opts.verify_ssl}
   local verify = opts.verify_ssl
   if verify == nil then verify = native.default_verify_ssl(base) end
   local fw = setmetatable({
     _conn = conn, backend = backend, base_url = base:gsub("/+$", ""),
-    inference_url = (inference or base):gsub("/+$", ""), hotload_api_url = (hotload or base):gsub("/+$", ""),
-    additional_headers = opts.additional_headers or {}, verify_ssl = verify, timeout_s = opts.timeout_s or 60,
+    inference_url = (inference or base):gsub("/+$", ""),
+      hotload_api_url = (hotload or base):gsub("/+$", ""),
+    additional_headers = opts.additional_headers or {}, verify_ssl = verify,
+      timeout_s = opts.timeout_s or 60,
     quiet = opts.quiet or false, emulator = emulator,
   }, Fw)
   if emulator then

@@ -39,7 +39,8 @@ Dedupe.__index = Dedupe
 
 function M.dedupe_filter(o)
   o = o or {}
-  return setmetatable({n = o.ngram or 8, overlap = o.overlap or 0.5, exact = {}, grams = {}}, Dedupe)
+  return setmetatable({n = o.ngram or 8, overlap = o.overlap or 0.5, exact = {},
+    grams = {}}, Dedupe)
 end
 
 function Dedupe:is_duplicate(text)
@@ -145,8 +146,10 @@ local function check_options(o)
   if type(o.sampler) ~= "table" or type(o.sampler.sample) ~= "function" then
     error("distill.rejection_sample: sampler (with a sample method) is required", 3)
   end
-  if type(o.problems) ~= "table" then error("distill.rejection_sample: problems (a list) is required", 3) end
-  if type(o.verify) ~= "function" then error("distill.rejection_sample: verify (a function) is required", 3) end
+  if type(o.problems) ~= "table" then
+    error("distill.rejection_sample: problems (a list) is required", 3) end
+  if type(o.verify) ~= "function" then
+    error("distill.rejection_sample: verify (a function) is required", 3) end
   for i, p in ipairs(o.problems) do
     if type(p.prompt) ~= "string" then
       error("distill.rejection_sample: problems[" .. i .. "].prompt must be a string", 3)
@@ -185,7 +188,8 @@ function M.rejection_sample(o)
     end
   end
   stats.accepted = #accepted
-  for _, s in ipairs(accepted) do stats.accepted_tokens = stats.accepted_tokens + #(s.tokens or {}) end
+  for _, s in ipairs(accepted) do stats.accepted_tokens =
+    stats.accepted_tokens + #(s.tokens or {}) end
 
   while #live > 0 do
     local prompts = {}
@@ -207,7 +211,7 @@ function M.rejection_sample(o)
           stats.truncated = stats.truncated + 1
         elseif not ok then
           stats.rejected = stats.rejected + 1
-        elseif st.accepted >= want then
+        elseif st.accepted >= want then  -- luacheck: ignore 542
           -- enough already: counted for the pass rate only
         elseif dedupe:is_duplicate(text) then
           stats.duplicates = stats.duplicates + 1
@@ -254,7 +258,8 @@ end
 -- A cross-entropy datum: the loss covers the completion tokens only.
 function M.sft_datum(sample)
   if type(sample.prompt_tokens) ~= "table" or type(sample.tokens) ~= "table" then
-    error("distill.sft_datum: sample.prompt_tokens and sample.tokens (token id lists) are required", 2)
+    error("distill.sft_datum: sample.prompt_tokens and sample.tokens (token id lists) are required",
+      2)
   end
   local full = {}
   for _, t in ipairs(sample.prompt_tokens) do full[#full + 1] = t end
@@ -277,8 +282,11 @@ end
 
 -- Stats as printable lines, histogram bars included.
 function M.format_stats(stats)
-  local lines = {string.format("prompts %d  samples %d  accepted %d (%.1f%%)  truncated %d  rejected %d  duplicates %d",
-    stats.prompts, stats.samples, stats.accepted, 100 * (stats.acceptance_rate or 0), stats.truncated,
+  local lines =
+    {string.format("prompts %d  samples %d  accepted %d (%.1f%%)  truncated %d  rejected %d  " ..
+      "duplicates %d",
+    stats.prompts, stats.samples, stats.accepted, 100 * (stats.acceptance_rate or 0),
+      stats.truncated,
     stats.rejected, stats.duplicates)}
   lines[#lines + 1] = string.format("tokens: sampled %d, accepted %d; prompts solved %d/%d",
     stats.completion_tokens, stats.accepted_tokens, stats.solved_prompts, stats.prompts)

@@ -59,7 +59,8 @@ end
 
 local function completion_of(c)
   if type(c) ~= "table" then error("grpo: a completion must be a table", 3) end
-  if type(c.tokens) ~= "table" then error("grpo: completion.tokens (a list of token ids) is required", 3) end
+  if type(c.tokens) ~= "table" then
+    error("grpo: completion.tokens (a list of token ids) is required", 3) end
   if type(c.prompt_tokens) ~= "table" then
     error("grpo: completion.prompt_tokens (a list of token ids) is required", 3)
   end
@@ -72,7 +73,8 @@ end
 function M.datum(completion, advantage, opts)
   local c = completion_of(completion)
   opts = opts or {}
-  local lps = opts.use_sampling_logprobs and c.sampling_logprobs or c.logprobs or c.sampling_logprobs
+  local lps = opts.use_sampling_logprobs and c.sampling_logprobs or c.logprobs or
+    c.sampling_logprobs
   if type(lps) ~= "table" or #lps < #c.tokens then
     error("grpo: completion.logprobs must hold one logprob per completion token (" .. #c.tokens ..
       " tokens, " .. (type(lps) == "table" and #lps or 0) .. " logprobs)", 2)

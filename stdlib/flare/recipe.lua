@@ -21,7 +21,12 @@
 --   run:on_exit(fn)             same as flare.defer(fn)
 --   run:connect(opts)           flare.connect(), or the emulator named by $FLARE_EMULATOR_URL /
 --                               $FLARE_EMULATOR_STATE_DIR
+--
+-- flare.recipe{main_metric = "reward", ...} names the metric `flare report` charts first
+-- (written to config.json; without it the report looks for reward, then reward_mean).
 local cleanup = require("flare.cleanup")
+local format = require("flare.format")
+local jsonl = require("flare.jsonl")
 
 local M = {}
 
@@ -110,7 +115,8 @@ function M.parse_args(args, defaults)
       out.help = true
     elseif defaults[name] ~= nil then
       out.overrides[name] = convert(key, value, defaults[name])
-    elseif value == true and key:sub(1, 3) == "no-" and type(defaults[key:sub(4):gsub("-", "_")]) == "boolean" then
+    elseif value == true and key:sub(1, 3) == "no-" and
+      type(defaults[key:sub(4):gsub("-", "_")]) == "boolean" then
       out.overrides[(key:sub(4):gsub("-", "_"))] = false
     else
       config_error("unknown option --" .. key .. suggestion(name, defaults))
@@ -124,16 +130,10 @@ local fs = function() return require("flare.fs") end
 
 local function encode(v) return json().encode(v, {sort_keys = true}) end
 
--- Reads a JSONL file; a torn last line (a crash mid-write) is ignored.
+-- The lines of a JSONL file ({} when it does not exist), by flare.jsonl's rule: a torn
+-- last line (a crash mid-write) is skipped, any other bad line raises.
 function M.read_jsonl(path)
-  local text = fs().read_file(path)
-  local out = {}
-  if not text then return out end
-  for line in text:gmatch("[^\n]+") do
-    local ok, v = pcall(json().decode, line)
-    if ok then out[#out + 1] = v end
-  end
-  return out
+  return jsonl.read(path) or {}
 end
 
 local function latest_run_dir(root)
@@ -153,8 +153,10 @@ local function print_help(o, defaults)
   for _, k in ipairs(sorted_keys(defaults)) do
     lines[#lines + 1] = string.format("  --%-24s %s", k:gsub("_", "-"), tostring(defaults[k]))
   end
-  lines[#lines + 1] = "  --dry-run                  validate, print the config and the plan, create nothing"
-  lines[#lines + 1] = "  --resume[=DIR]             continue the latest run (or DIR) after its last checkpoint"
+  lines[#lines + 1] =
+    "  --dry-run                  validate, print the config and the plan, create nothing"
+  lines[#lines + 1] =
+    "  --resume[=DIR]             continue the latest run (or DIR) after its last checkpoint"
   lines[#lines + 1] = "  --runs-dir=DIR             where runs are written (default: runs)"
   io.stdout:write(table.concat(lines, "\n"), "\n")
 end
@@ -163,6 +165,9 @@ function M.new(o)
   if type(o) ~= "table" then error("flare.recipe: expected an options table", 2) end
   if type(o.name) ~= "string" or not o.name:match("^[%w_.-]+$") then
     error("flare.recipe: name (letters, digits, _ . -) is required", 2)
+  end
+  if o.main_metric ~= nil and type(o.main_metric) ~= "string" then
+    error("flare.recipe: main_metric must be a metric name (a string)", 2)
   end
   local defaults = o.config or {}
   local args = o.args or arg or {}
@@ -190,6 +195,11 @@ function M.new(o)
       if defaults[k] ~= nil then config[k] = v end
     end
     self.dir, self.resumed = dir, true
+    if not self.dry_run then
+      -- Lines appended after a torn one would be glued to it.
+      jsonl.drop_torn_tail(dir .. "/metrics.jsonl")
+      jsonl.drop_torn_tail(dir .. "/checkpoints.jsonl")
+    end
     local last = self:last_checkpoint()
     if last then
       self.start_step = (tonumber(last.step) or 0) + 1
@@ -201,7 +211,8 @@ function M.new(o)
   self.total_steps = o.steps_key ~= false and tonumber(config[o.steps_key or "steps"]) or nil
 
   local script = args[0] or (arg and arg[0])
-  local meta = {name = o.name, config = config, seed = config.seed or 0, flare_version = flare.version,
+  local meta = {name = o.name, config = config, seed = config.seed or 0,
+    flare_version = flare.version, main_metric = o.main_metric,
     script = script, created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), args = {unpack(args)}}
   if script and fs().exists(script) then meta.script_sha256 = fs().sha256_file(script) end
   self.meta = meta
@@ -221,7 +232,8 @@ function M.new(o)
     end
     fs().mkdir_p(dir)
     self.dir = dir
-    fs().write_file_atomic(dir .. "/config.json", json().encode(meta, {sort_keys = true, pretty = true}) .. "\n")
+    fs().write_file_atomic(dir .. "/config.json", json().encode(meta,
+      {sort_keys = true, pretty = true}) .. "\n")
   end
   self.id = self.dir:match("([^/]+)/*$")
   if self.resumed then
@@ -261,12 +273,6 @@ local function format_value(v)
   return tostring(v)
 end
 
-local function fmt_duration(s)
-  s = math.max(0, math.floor(s + 0.5))
-  if s >= 3600 then return string.format("%d:%02d:%02d", s / 3600, s % 3600 / 60, s % 60) end
-  return string.format("%d:%02d", s / 60, s % 60)
-end
-
 function Run:progress_text(step)
   local total = self.total_steps
   local elapsed = flare.clock() - self.started
@@ -276,7 +282,7 @@ function Run:progress_text(step)
   local done = math.max(0, math.min(width, math.floor(width * step / total)))
   local eta = rate > 0 and (total - step) / rate or 0
   return string.format("[%s%s] %d/%d %.2f step/s ETA %s", string.rep("#", done),
-    string.rep("-", width - done), step, total, rate, fmt_duration(eta))
+    string.rep("-", width - done), step, total, rate, format.duration(eta))
 end
 
 -- Metrics go to metrics.jsonl; the terminal gets one plain line per call and, on a
@@ -285,11 +291,13 @@ function Run:log(metrics)
   if type(metrics) ~= "table" then error("run:log: expected a table", 2) end
   local r = {time = flare.time()}
   for k, v in pairs(metrics) do r[k] = v end
-  if self.dir and not self.dry_run then fs().append_line(self.dir .. "/metrics.jsonl", encode(r)) end
+  if self.dir and not self.dry_run then fs().append_line(self.dir .. "/metrics.jsonl",
+    encode(r)) end
   if metrics.step then self.steps_done = self.steps_done + 1 end
   local parts = {}
   if metrics.step then
-    parts[1] = "step " .. format_value(metrics.step) .. (self.total_steps and ("/" .. self.total_steps) or "")
+    parts[1] = "step " .. format_value(metrics.step) .. (self.total_steps and ("/" ..
+      self.total_steps) or "")
   end
   for _, k in ipairs(sorted_keys(metrics)) do
     local v = metrics[k]
@@ -349,20 +357,10 @@ function Run:on_exit(fn, name)
   return cleanup.defer(fn, name)
 end
 
--- A one-line chart of a series, e.g. the reward curve: "▁▂▄▆█".
+-- A one-line chart of a series, e.g. the reward curve: "▁▂▄▆█", over lo..hi (default:
+-- the values' own range).
 function M.sparkline(values, lo, hi)
-  local bars = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"}
-  if #values == 0 then return "" end
-  lo = lo or math.huge
-  hi = hi or -math.huge
-  if lo == math.huge then for _, v in ipairs(values) do lo = math.min(lo, v) end end
-  if hi == -math.huge then for _, v in ipairs(values) do hi = math.max(hi, v) end end
-  local out = {}
-  for i, v in ipairs(values) do
-    local f = hi > lo and (v - lo) / (hi - lo) or 0
-    out[i] = bars[math.max(1, math.min(8, 1 + math.floor(f * 7 + 0.5)))]
-  end
-  return table.concat(out)
+  return format.sparkline(values, {lo = lo, hi = hi})
 end
 
 return setmetatable(M, {__call = function(_, o) return M.new(o) end})

@@ -2,8 +2,9 @@
 -- need no data set.
 --
 --   local task = flare.tasks.get("addition", {seed = 0})   -- or tasks.addition{seed = 0}
---   local problems = task:sample(8)       -- {{id =, prompt =, answer =, ...}, ...}; answer is a
---                                         -- correct completion (tostring it) for supervised warm-up
+--   local problems = task:sample(8)       -- {{id =, prompt =, answer =, ...}, ...}; answer
+--                                         -- is a correct completion (tostring it) for
+--                                         -- supervised warm-up
 --   task:reward(problem, text)            -- 0..1
 --   task:verify(problem, text)            -- true when the answer is fully correct
 --
@@ -203,13 +204,15 @@ function M.evaluate(sampler, task, problems, o)
   end
   return {reward_mean = samples > 0 and reward / samples or 0,
     correct_rate = samples > 0 and correct / samples or 0,
-    pass_at_k = #problems > 0 and pass / #problems or 0, k = k, problems = #problems, samples = samples}
+    pass_at_k = #problems > 0 and pass / #problems or 0, k = k, problems = #problems,
+      samples = samples}
 end
 
 function M.get(name, opts)
   local make = M[name]
   if type(make) ~= "function" or name == "rng" or name == "get" then
-    error("unknown task '" .. tostring(name) .. "' (tasks: " .. table.concat(M.names, ", ") .. ")", 2)
+    error("unknown task '" .. tostring(name) .. "' (tasks: " ..
+      table.concat(M.names, ", ") .. ")", 2)
   end
   return make(opts)
 end

@@ -15,7 +15,8 @@ local function describe_value(v, depth)
   for k, val in pairs(v) do
     n = n + 1
     if n > 8 then parts[#parts + 1] = "..."; break end
-    parts[#parts + 1] = "[" .. describe_value(k, depth + 1) .. "]=" .. describe_value(val, depth + 1)
+    parts[#parts + 1] = "[" .. describe_value(k, depth + 1) .. "]=" ..
+      describe_value(val, depth + 1)
   end
   return "{" .. table.concat(parts, ", ") .. "}"
 end
@@ -74,21 +75,26 @@ local function make_assert()
     local ok, why = deep_equal(expected, actual, "value")
     if not ok then fail((msg and msg .. ": " or "") .. why) end
   end
-  function a.truthy(v, msg) if not v then fail(msg or ("expected a truthy value, got " .. describe_value(v))) end end
-  function a.falsy(v, msg) if v then fail(msg or ("expected a falsy value, got " .. describe_value(v))) end end
+  function a.truthy(v, msg) if not v then fail(msg or ("expected a truthy value, got " ..
+    describe_value(v))) end end
+  function a.falsy(v, msg) if v then fail(msg or ("expected a falsy value, got " ..
+    describe_value(v))) end end
   a.is_true = function(v, msg) a.equal(true, v, msg) end
   a.is_false = function(v, msg) a.equal(false, v, msg) end
-  function a.is_nil(v, msg) if v ~= nil then fail(msg or ("expected nil, got " .. describe_value(v))) end end
+  function a.is_nil(v, msg) if v ~= nil then fail(msg or ("expected nil, got " ..
+    describe_value(v))) end end
   function a.not_nil(v, msg) if v == nil then fail(msg or "expected a value, got nil") end end
   function a.near(expected, actual, tol, msg)
     if type(actual) ~= "number" or math.abs(expected - actual) > tol then
-      fail((msg and msg .. ": " or "") .. "expected " .. tostring(expected) .. " ± " .. tostring(tol) ..
+      fail((msg and msg .. ": " or "") .. "expected " .. tostring(expected) .. " ± " ..
+        tostring(tol) ..
         ", got " .. describe_value(actual))
     end
   end
   function a.matches(pattern, s, msg)
     if type(s) ~= "string" or not s:find(pattern) then
-      fail((msg and msg .. ": " or "") .. "expected a string matching " .. describe_value(pattern) ..
+      fail((msg and msg .. ": " or "") .. "expected a string matching " ..
+        describe_value(pattern) ..
         ", got " .. describe_value(s))
     end
   end
@@ -98,7 +104,8 @@ local function make_assert()
   end
   function a.error_matches(fn, pattern, msg)
     local ok, err = pcall(fn)
-    if ok then fail((msg and msg .. ": " or "") .. "expected an error matching " .. describe_value(pattern) ..
+    if ok then fail((msg and msg .. ": " or "") .. "expected an error matching " ..
+      describe_value(pattern) ..
       ", none was raised") end
     local text = error_text(err)
     if not text:find(pattern) then
@@ -147,8 +154,8 @@ function M.run_file(path, opts)
     return 0, 1, 0
   end
   setfenv(chunk, env)
-  local ok, load_err = xpcall(chunk, debug.traceback)
-  if not ok then
+  local loaded, load_err = xpcall(chunk, debug.traceback)
+  if not loaded then
     out:write("FAIL ", path, ": error while loading the spec\n    ", tostring(load_err), "\n")
     return 0, 1, 0
   end
@@ -191,7 +198,8 @@ function M.run_file(path, opts)
             if opts.verbose then out:write("ok   ", path, ": ", full, "\n") end
           else
             failed = failed + 1
-            out:write("FAIL ", path, ": ", full, "\n    ", (tostring(msg):gsub("\n", "\n    ")), "\n")
+            out:write("FAIL ", path, ": ", full, "\n    ", (tostring(msg):gsub("\n",
+              "\n    ")), "\n")
           end
         end
       end

@@ -185,7 +185,8 @@ local function parse_countdown(expr, available)
       if c ~= "*" and c ~= "/" then return v end
       pos = pos + 1
       local r = parse_atom()
-      if c == "*" then v = frac(v[1] * r[1], v[2] * r[2]) else v = frac(v[1] * r[2], v[2] * r[1]) end
+      if c == "*" then v = frac(v[1] * r[1], v[2] * r[2]) else v = frac(v[1] * r[2],
+        v[2] * r[1]) end
     end
   end
   parse_sum = function()

@@ -29,7 +29,8 @@ return function(config, fn, opts)
   opts = opts or {}
   local how = opts.on_exit or "scale_to_zero"
   if not releases[how] then
-    error("with_deployment: on_exit must be \"scale_to_zero\", \"delete\" or \"keep\", got " .. tostring(how), 2)
+    error("with_deployment: on_exit must be \"scale_to_zero\", \"delete\" or \"keep\", got " ..
+      tostring(how), 2)
   end
   local fw = opts.fw or flare.connect()
   local mgr = fw.deployments

@@ -14,11 +14,12 @@ flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
        -fno-sanitize-recover=undefined -I"$root/host" -I"$root/tests/fuzz")
 libs=(-lzstd -lz -lpthread -ldl)
 
-# Library objects (the delta codec and the runtime it opens ISA-L with), rebuilt
-# when their source or any header of either directory is newer.
+# Library objects (the delta codec and the runtime parts it uses: files, the
+# thread pool, ISA-L opened on first use), rebuilt when their source or any
+# header of either directory is newer.
 objs=()
 newest_header=$(ls -t "$root"/host/delta/*.hpp "$root"/host/runtime/*.hpp | head -1)
-for src in "$root"/host/delta/*.cpp "$root"/host/runtime/shared_library.cpp; do
+for src in "$root"/host/delta/*.cpp "$root"/host/runtime/{shared_library,file_io,thread_pool}.cpp; do
   obj="$out/obj/$(basename "${src%.cpp}").o"
   if [[ ! -f "$obj" || "$src" -nt "$obj" || "$newest_header" -nt "$obj" ]]; then
     "$CXX" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj"

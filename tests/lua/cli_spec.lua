@@ -8,7 +8,7 @@ local function run(args, opts)
   local out = os.tmpname()
   local cmd = sh_quote(exe) .. " " .. args .. " >" .. out .. " 2>&1"
   if opts.stdin then cmd = "printf %s " .. sh_quote(opts.stdin) .. " | " .. cmd end
-  local ok, how, code = os.execute(cmd)
+  local ok, _, code = os.execute(cmd)
   if type(ok) == "number" then code = ok / 256 end  -- Lua 5.1 semantics
   local f = io.open(out)
   local text = f:read("*a")
@@ -128,7 +128,8 @@ describe("libraries opened on first use", function()
   local function loaded(code)
     local _, text = run("-e " .. sh_quote(code .. [[
       for line in io.lines("/proc/self/maps") do
-        for _, lib in ipairs({"libcurl", "libflare-emulator", "libsqlite3", "libedit", "libisal"}) do
+        for _, lib in ipairs({"libcurl", "libflare-emulator", "libsqlite3", "libedit",
+          "libisal"}) do
           if line:find(lib, 1, true) and not seen[lib] then seen[lib] = true; io.write(lib, " ") end
         end
       end]]))

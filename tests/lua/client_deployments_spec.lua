@@ -49,7 +49,8 @@ describe("DeploymentManager", function()
     assert.equal("US_IOWA_1", raw.placement.region)
     assert.equal("rl", raw.annotations.team)
     local shaped = fx.unique("shape")
-    mgr:create_or_get{deployment_id = shaped, base_model = fx.BASE_MODEL, deployment_shape = "accounts/x/deploymentShapes/s"}
+    mgr:create_or_get{deployment_id = shaped, base_model = fx.BASE_MODEL,
+      deployment_shape = "accounts/x/deploymentShapes/s"}
     raw = fw:request{path = "/v1/accounts/local/deployments/" .. shaped}.body
     assert.is_nil(raw.acceleratorType)
     assert.equal("accounts/x/deploymentShapes/s", raw.deploymentShape)
@@ -63,23 +64,35 @@ describe("DeploymentManager", function()
       c[k] = v
       return c
     end
-    assert.error_matches(function() mgr:create_or_get(with("min_replica_count", -1)) end, "min_replica_count must be >= 0")
-    assert.error_matches(function() mgr:create_or_get(with("max_replica_count", -2)) end, "max_replica_count must be >= 0")
+    assert.error_matches(function() mgr:create_or_get(with("min_replica_count", -1)) end,
+      "min_replica_count must be >= 0")
+    assert.error_matches(function() mgr:create_or_get(with("max_replica_count", -2)) end,
+      "max_replica_count must be >= 0")
     assert.error_matches(function()
-      mgr:create_or_get{deployment_id = "v", base_model = fx.BASE_MODEL, min_replica_count = 3, max_replica_count = 1}
+      mgr:create_or_get{deployment_id = "v", base_model = fx.BASE_MODEL, min_replica_count = 3,
+        max_replica_count = 1}
     end, "must not exceed")
-    assert.error_matches(function() mgr:create_or_get(with("max_replicas", 1)) end, "did you mean 'max_replica_count'")
-    assert.error_matches(function() mgr:create_or_get(with("enable_hot_load", "yes")) end, "enable_hot_load.*boolean")
-    assert.error_matches(function() mgr:create_or_get(with("min_replica_count", 0.5)) end, "integer")
+    assert.error_matches(function() mgr:create_or_get(with("max_replicas", 1)) end,
+      "did you mean 'max_replica_count'")
+    assert.error_matches(function() mgr:create_or_get(with("enable_hot_load", "yes")) end,
+      "enable_hot_load.*boolean")
+    assert.error_matches(function() mgr:create_or_get(with("min_replica_count", 0.5))
+      end, "integer")
     assert.error_matches(function()
-      mgr:create_or_get{deployment_id = "v", base_model = fx.BASE_MODEL, accelerator_type = "NVIDIA_A100_80GB",
+      mgr:create_or_get{deployment_id = "v", base_model = fx.BASE_MODEL,
+        accelerator_type = "NVIDIA_A100_80GB",
         deployment_shape = "s"}
     end, "either deployment_shape or accelerator_type")
-    assert.error_matches(function() mgr:create_or_get{base_model = fx.BASE_MODEL} end, "deployment_id.*required")
-    assert.error_matches(function() mgr:create_or_get{deployment_id = "v"} end, "base_model.*required")
-    assert.error_matches(function() mgr:create_or_get(with("deployment_id", "Bad_Id")) end, "lowercase")
-    assert.error_matches(function() mgr:create_or_get(with("extra_args", {1})) end, "extra_args%[1%]")
-    assert.error_matches(function() mgr:create_or_get(base, {force_recreat = true}) end, "did you mean 'force_recreate'")
+    assert.error_matches(function() mgr:create_or_get{base_model = fx.BASE_MODEL} end,
+      "deployment_id.*required")
+    assert.error_matches(function() mgr:create_or_get{deployment_id = "v"} end,
+      "base_model.*required")
+    assert.error_matches(function() mgr:create_or_get(with("deployment_id", "Bad_Id")) end,
+      "lowercase")
+    assert.error_matches(function() mgr:create_or_get(with("extra_args", {1})) end,
+      "extra_args%[1%]")
+    assert.error_matches(function() mgr:create_or_get(base, {force_recreat = true}) end,
+      "did you mean 'force_recreate'")
     assert.is_nil(mgr:get("v"), "nothing was created by a rejected config")
   end)
 
@@ -89,13 +102,15 @@ describe("DeploymentManager", function()
     local fresh = mgr:create_or_get({deployment_id = info.deployment_id, base_model = fx.BASE_MODEL,
       min_replica_count = 1}, {force_recreate = true, quiet = true})
     assert.equal("CREATING", fresh.state)
-    assert.equal(info.deployment_id, mgr:wait_for_ready(info.deployment_id, {poll_interval_s = 0.05}).deployment_id)
+    assert.equal(info.deployment_id, mgr:wait_for_ready(info.deployment_id,
+      {poll_interval_s = 0.05}).deployment_id)
   end)
 
   it("recreates a deployment that is being deleted", function()
     local id = fx.unique("deleting")
     mgr:create_or_get{deployment_id = id, base_model = fx.BASE_MODEL}
-    fw:request{method = "DELETE", path = "/v1/accounts/local/deployments/" .. id .. "?ignoreChecks=true&hard=true"}
+    fw:request{method = "DELETE", path = "/v1/accounts/local/deployments/" .. id ..
+      "?ignoreChecks=true&hard=true"}
     local found = mgr:get(id)  -- the emulator finishes the deletion quickly; it may be gone
     if found then assert.equal("DELETING", found.state) end
     local info = mgr:create_or_get({deployment_id = id, base_model = fx.BASE_MODEL}, {quiet = true})
@@ -117,7 +132,8 @@ describe("DeploymentManager", function()
   it("times out a wait with a clear error", function()
     local id = fx.unique("slow")
     mgr:create_or_get{deployment_id = id, base_model = fx.BASE_MODEL}
-    fw:request{method = "DELETE", path = "/v1/accounts/local/deployments/" .. id .. "?ignoreChecks=true&hard=true"}
+    fw:request{method = "DELETE", path = "/v1/accounts/local/deployments/" .. id ..
+      "?ignoreChecks=true&hard=true"}
     local e = catch(mgr.wait_for_ready, mgr, id, {poll_interval_s = 0.05})
     assert.truthy(e.code == "deployment_failed" or e.code == "not_found")
   end)
@@ -125,11 +141,13 @@ describe("DeploymentManager", function()
   it("updates only masked fields and scales to zero", function()
     local info = fx.ready_deployment("upd")
     local id = info.deployment_id
-    local u = mgr:update(id, {max_replica_count = 3, description = "changed"}, {"max_replica_count"})
+    local u = mgr:update(id, {max_replica_count = 3, description = "changed"},
+      {"max_replica_count"})
     assert.equal(3, u.max_replica_count)
     local raw = fw:request{path = "/v1/accounts/local/deployments/" .. id}.body
     assert.equal("Fireworks training deployment", raw.description)
-    assert.error_matches(function() mgr:update(id, {max_replicas = 1}) end, "did you mean 'max_replica_count'")
+    assert.error_matches(function() mgr:update(id, {max_replicas = 1}) end,
+      "did you mean 'max_replica_count'")
     local z = mgr:scale_to_zero(id)
     assert.equal(0, z.min_replica_count)
     assert.equal(0, z.max_replica_count)
@@ -138,9 +156,11 @@ describe("DeploymentManager", function()
   it("hotloads a base snapshot and waits, and reports stale and current errors", function()
     local info = fx.ready_deployment("hot")
     local id = info.deployment_id
-    local trainer = fw:trainer{base_model = fx.BASE_MODEL, hot_load_deployment_id = id, poll_interval_s = 0.05}
+    local trainer = fw:trainer{base_model = fx.BASE_MODEL, hot_load_deployment_id = id,
+      poll_interval_s = 0.05}
     trainer:save_weights_for_sampler("snap-a")
-    assert.is_true(mgr:hotload_and_wait{deployment_id = id, base_model = fx.BASE_MODEL, snapshot_identity = "snap-a",
+    assert.is_true(mgr:hotload_and_wait{deployment_id = id, base_model = fx.BASE_MODEL,
+      snapshot_identity = "snap-a",
       poll_interval_s = 0.05})
     local st = mgr:hotload_check_status{deployment_id = id, base_model = fx.BASE_MODEL}
     assert.equal("snap-a", st.replicas[1].current_snapshot_identity)
@@ -150,17 +170,22 @@ describe("DeploymentManager", function()
     assert.truthy(tostring(e):find("missing-snap", 1, true))
     -- The replica now carries an error stage for missing-snap: stale for the next target.
     trainer:save_weights_for_sampler("snap-b")
-    assert.is_true(mgr:hotload_and_wait{deployment_id = id, base_model = fx.BASE_MODEL, snapshot_identity = "snap-b",
+    assert.is_true(mgr:hotload_and_wait{deployment_id = id, base_model = fx.BASE_MODEL,
+      snapshot_identity = "snap-b",
       poll_interval_s = 0.05})
     -- A delta against a base the replica does not have fails with the server's reason.
-    e = catch(mgr.hotload_and_wait, mgr, {deployment_id = id, base_model = fx.BASE_MODEL, snapshot_identity = "snap-c",
-      incremental_snapshot_metadata = {previous_snapshot_identity = "nope", compression_format = "flare-delta-v1",
+    e = catch(mgr.hotload_and_wait, mgr, {deployment_id = id, base_model = fx.BASE_MODEL,
+      snapshot_identity = "snap-c",
+      incremental_snapshot_metadata = {previous_snapshot_identity = "nope",
+        compression_format = "flare-delta-v1",
       checksum_format = "alder32"}, poll_interval_s = 0.05})
     assert.equal("invalid_argument", e.code)
-    assert.error_matches(function() mgr:hotload_and_wait{deployment_id = id, base_model = fx.BASE_MODEL} end,
+    assert.error_matches(function() mgr:hotload_and_wait{deployment_id = id,
+      base_model = fx.BASE_MODEL} end,
       "snapshot_identity.*required")
     assert.error_matches(function()
-      mgr:hotload_and_wait{deployment_id = id, base_model = fx.BASE_MODEL, snapshot_identity = "x", timeout = 3}
+      mgr:hotload_and_wait{deployment_id = id, base_model = fx.BASE_MODEL, snapshot_identity = "x",
+        timeout = 3}
     end, "did you mean 'timeout_seconds'")
     trainer:close()
   end)
@@ -168,7 +193,8 @@ describe("DeploymentManager", function()
   it("warms up a deployment and fails clearly on a missing one", function()
     local info = fx.ready_deployment("warm")
     assert.is_true(mgr:warmup(info))
-    local e = catch(mgr.warmup, mgr, "accounts/local/deployments/nothing-here", {max_retries = 2, retry_interval_s = 0.01})
+    local e = catch(mgr.warmup, mgr, "accounts/local/deployments/nothing-here",
+      {max_retries = 2, retry_interval_s = 0.01})
     assert.equal("warmup_failed", e.code)
     assert.truthy(e.message:find("nothing-here", 1, true))
   end)

@@ -16,13 +16,15 @@ end
 local counter = 0
 function M.unique(prefix)
   counter = counter + 1
-  return string.format("%s-%d-%s", prefix, counter, require("flare.fireworks.options").random_hex(4))
+  return string.format("%s-%d-%s", prefix, counter,
+    require("flare.fireworks.options").random_hex(4))
 end
 
 -- A READY deployment with one replica up.
 function M.ready_deployment(prefix, extra)
   local f = M.fw()
-  local cfg = {deployment_id = M.unique(prefix or "dep"), base_model = M.BASE_MODEL, min_replica_count = 1,
+  local cfg = {deployment_id = M.unique(prefix or "dep"), base_model = M.BASE_MODEL,
+    min_replica_count = 1,
     max_replica_count = 1}
   for k, v in pairs(extra or {}) do cfg[k] = v end
   local info = f.deployments:create_or_get(cfg)

@@ -3,7 +3,8 @@ local fx = require("client_fixture")
 
 local SCRIPT = [[
 local fw = flare.connect{backend = "emulator", provision_delay_s = 0.05, quiet = true}
-local info = fw.deployments:create_or_get{deployment_id = "intr", base_model = "accounts/local/models/tiny-gpt",
+local info = fw.deployments:create_or_get{deployment_id = "intr",
+  base_model = "accounts/local/models/tiny-gpt",
   min_replica_count = 1}
 fw.deployments:wait_for_ready("intr", {poll_interval_s = 0.05})
 fw:set_faults("/inference/v1/completions:delay:delay_ms=2000")

@@ -6,11 +6,13 @@ local quiet = arg[1] == "quiet"
 local fw = flare.connect{backend = "emulator", provision_delay_s = 0.3, quiet = quiet}
 io.stdout:write("KEY=", fw.api_key, "\n")
 local mgr = fw.deployments
-mgr:create_or_get{deployment_id = "progress", base_model = "accounts/local/models/tiny-gpt", min_replica_count = 1}
+mgr:create_or_get{deployment_id = "progress", base_model = "accounts/local/models/tiny-gpt",
+  min_replica_count = 1}
 mgr:wait_for_ready("progress", {poll_interval_s = 0.05})
 mgr:delete("progress", {poll_interval_s = 0.05})
 -- Finally an error that carries a request, printed by the host.
-flare.connect{api_key = "wrong_" .. fw.api_key:sub(1, 3), base_url = fw.base_url}:request{path = "/v1/x"}
+flare.connect{api_key = "wrong_" .. fw.api_key:sub(1, 3),
+  base_url = fw.base_url}:request{path = "/v1/x"}
 ]]
 
 local function run(mode)
@@ -42,7 +44,8 @@ describe("progress lines", function()
     -- Each status is logged once: no line repeats the one before (READY may not come at all
     -- when the probe of a CREATING deployment answers first).
     local statuses = {}
-    for status in err:gmatch("deployment progress: ([^\n]-) %([%d.]+s%)\n") do statuses[#statuses + 1] = status end
+    for status in err:gmatch("deployment progress: ([^\n]-) %([%d.]+s%)\n") do
+      statuses[#statuses + 1] = status end
     assert.truthy(#statuses >= 2, "expected CREATING and the end of the wait: " .. err)
     for i = 2, #statuses do
       assert.truthy(statuses[i] ~= statuses[i - 1], "status logged twice: " .. err)

@@ -59,7 +59,8 @@ describe("DeploymentSampler", function()
 
   it("supports stop, echo, top_logprobs and max_tokens = 0 style options", function()
     local s = fw:sampler{model = info.inference_model}
-    local g = s:sample{prompts = {"abc"}, max_tokens = 3, echo = true, logprobs = true, temperature = 0}
+    local g = s:sample{prompts = {"abc"}, max_tokens = 3, echo = true, logprobs = true,
+      temperature = 0}
     local c = g[1][1]
     assert.equal(3, #c.tokens)
     assert.equal(3, #c.logprobs)
@@ -87,19 +88,24 @@ describe("DeploymentSampler", function()
 
   it("validates options with their names", function()
     local s = fw:sampler{deployment = info}
-    assert.error_matches(function() s:sample{prompts = {"x"}, max_token = 3} end, "did you mean 'max_tokens'")
+    assert.error_matches(function() s:sample{prompts = {"x"}, max_token = 3} end,
+      "did you mean 'max_tokens'")
     assert.error_matches(function() s:sample{prompts = {"x"}, n = 0} end, "n must be >= 1")
-    assert.error_matches(function() s:sample{prompts = {"x"}, temperature = "hot"} end, "temperature.*number")
+    assert.error_matches(function() s:sample{prompts = {"x"}, temperature = "hot"} end,
+      "temperature.*number")
     assert.error_matches(function() s:sample{prompts = {{1, "a"}}} end, "prompts%[1%]%[2%]")
     assert.error_matches(function() s:sample{prompts = {true}} end, "prompts%[1%]")
     assert.error_matches(function() s:sample{} end, "prompts")
     assert.error_matches(function() fw:sampler{} end, "deployment = info or model")
-    assert.error_matches(function() fw:sampler{deployment = info, concurrency = "lots"} end, "adaptive")
-    assert.error_matches(function() fw:sampler{deployment = info, concurency = 3} end, "did you mean 'concurrency'")
+    assert.error_matches(function() fw:sampler{deployment = info,
+      concurrency = "lots"} end, "adaptive")
+    assert.error_matches(function() fw:sampler{deployment = info, concurency = 3} end,
+      "did you mean 'concurrency'")
   end)
 
   it("returns per-item errors or raises, as the caller chose", function()
-    local s = fw:sampler{model = "accounts/local/deployments/does-not-exist", not_ready_attempts = 2,
+    local s = fw:sampler{model = "accounts/local/deployments/does-not-exist",
+      not_ready_attempts = 2,
       not_ready_interval_s = 0.01}
     local g = s:sample{prompts = {"a", "b"}, n = 2, max_tokens = 2, on_error = "return"}
     assert.equal(2, #g)
@@ -174,7 +180,8 @@ describe("DeploymentSampler", function()
   end)
 
   it("adapts its concurrency: halves on 429, grows on success", function()
-    local s = fw:sampler(fx.fast_retry{deployment = info, concurrency = "adaptive", adaptive_initial = 16,
+    local s = fw:sampler(fx.fast_retry{deployment = info, concurrency = "adaptive",
+      adaptive_initial = 16,
       max_attempts = 20})
     assert.equal(16, s:stats().limit)
     fw:set_faults("/inference/v1/completions:429:count=3:retry_after=0")

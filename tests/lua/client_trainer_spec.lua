@@ -54,17 +54,21 @@ describe("trainer client", function()
     assert.error_matches(function() fw:trainer{} end, "base_model")
     assert.error_matches(function() fw:trainer{base_model = fx.BASE_MODEL, learning_rat = 1} end,
       "did you mean 'learning_rate'")
-    assert.error_matches(function() fw:trainer{base_model = fx.BASE_MODEL, learning_rate = -1} end, "learning_rate must be > 0")
-    assert.error_matches(function() trainer:save_weights_for_sampler("x", {checkpoint_type = "full"}) end,
+    assert.error_matches(function() fw:trainer{base_model = fx.BASE_MODEL, learning_rate = -1} end,
+      "learning_rate must be > 0")
+    assert.error_matches(function() trainer:save_weights_for_sampler("x",
+      {checkpoint_type = "full"}) end,
       "checkpoint_type")
     assert.error_matches(function() trainer:optim_step{lr = 1} end, "unknown option 'lr'")
     assert.error_matches(function() trainer:forward_backward({{tokens = {1}}}) end, "target_tokens")
   end)
 
   it("attaches to an existing job and reports a failed creation", function()
-    local again = fw:trainer{base_model = fx.BASE_MODEL, job_id = trainer.job_id, poll_interval_s = 0.05}
+    local again = fw:trainer{base_model = fx.BASE_MODEL, job_id = trainer.job_id,
+      poll_interval_s = 0.05}
     assert.truthy(again.attached)
-    local ok, e = pcall(fw.trainer, fw, {base_model = "accounts/local/models/no-such-model", poll_interval_s = 0.05})
+    local ok, e = pcall(fw.trainer, fw, {base_model = "accounts/local/models/no-such-model",
+      poll_interval_s = 0.05})
     assert.falsy(ok)
     assert.equal("invalid_argument", e.code)
     assert.truthy(e.message:find("no-such-model", 1, true))
@@ -82,8 +86,10 @@ describe("weight_syncer", function()
   end
 
   local function syncer(extra)
-    local o = {policy_client = trainer, deploy_mgr = fw.deployments, deployment_id = info.deployment_id,
-      base_model = fx.BASE_MODEL, poll_interval_s = 0.05, warmup_retry_interval_s = 0.05, quiet = true}
+    local o = {policy_client = trainer, deploy_mgr = fw.deployments,
+      deployment_id = info.deployment_id,
+      base_model = fx.BASE_MODEL, poll_interval_s = 0.05, warmup_retry_interval_s = 0.05,
+        quiet = true}
     for k, v in pairs(extra or {}) do o[k] = v end
     return flare.weight_syncer(o)
   end
@@ -120,7 +126,8 @@ describe("weight_syncer", function()
     train_step()
     local s3 = sy:save_and_hotload("step-3")
     assert.is_nil(calls[1].incremental_snapshot_metadata)
-    assert.same({previous_snapshot_identity = s1, compression_format = "flare-delta-v1", checksum_format = "alder32"},
+    assert.same({previous_snapshot_identity = s1, compression_format = "flare-delta-v1",
+      checksum_format = "alder32"},
       calls[2].incremental_snapshot_metadata)
     assert.equal(s1, calls[3].incremental_snapshot_metadata.previous_snapshot_identity)
     assert.equal(s3, sy:check_deployment_state())
@@ -183,7 +190,8 @@ describe("weight_syncer", function()
   it("uses arc_v2 against the cloud and validates its options", function()
     fresh()
     local cloud_like = setmetatable({fw = {backend = "cloud"}}, {__index = fw.deployments})
-    local sy = flare.weight_syncer{policy_client = trainer, deploy_mgr = cloud_like, deployment_id = "x",
+    local sy = flare.weight_syncer{policy_client = trainer, deploy_mgr = cloud_like,
+      deployment_id = "x",
       base_model = fx.BASE_MODEL}
     assert.equal("arc_v2", sy.compression_format)
     assert.equal(600, sy.hotload_timeout)
@@ -192,9 +200,11 @@ describe("weight_syncer", function()
     assert.equal(10, sy.warmup_max_retries)
     assert.equal(true, sy.reset_prompt_cache)
     assert.equal(0, sy.lora_rank)
-    assert.error_matches(function() flare.weight_syncer{deploy_mgr = fw.deployments} end, "policy_client")
+    assert.error_matches(function() flare.weight_syncer{deploy_mgr = fw.deployments} end,
+      "policy_client")
     assert.error_matches(function() syncer{first_checkpoint_type = "full"} end, "checkpoint_type")
-    assert.error_matches(function() syncer{hotload_timout = 1} end, "did you mean 'hotload_timeout'")
+    assert.error_matches(function() syncer{hotload_timout = 1} end,
+      "did you mean 'hotload_timeout'")
     trainer:close()
   end)
 end)

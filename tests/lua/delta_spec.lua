@@ -104,11 +104,14 @@ describe("flare.delta.compress / apply", function()
   end)
 
   it("names bad arguments", function()
-    assert.error_matches(function() delta.compress(a, { w = { dtype = "BF16", shape = { 3 }, data = "x" } }) end,
+    assert.error_matches(function() delta.compress(a,
+      { w = { dtype = "BF16", shape = { 3 }, data = "x" } }) end,
       "tensors_b.w.data has 1 bytes, its shape needs 6")
-    assert.error_matches(function() delta.compress(a, { w = { dtype = "Q4", shape = {}, data = "" } }) end,
+    assert.error_matches(function() delta.compress(a,
+      { w = { dtype = "Q4", shape = {}, data = "" } }) end,
       "tensors_b.w.dtype must name a safetensors dtype")
-    assert.error_matches(function() delta.compress(a, b, { levle = 3 }) end, "unknown option 'levle'")
+    assert.error_matches(function() delta.compress(a, b, { levle = 3 }) end,
+      "unknown option 'levle'")
   end)
 end)
 
@@ -134,7 +137,8 @@ describe("flare.delta files", function()
     end
     write_checkpoint(dir .. "/a.safetensors", base)
     write_checkpoint(dir .. "/b.safetensors", next)
-    local info = delta.compress_files(dir .. "/a.safetensors", dir .. "/b.safetensors", dir .. "/d.delta",
+    local info = delta.compress_files(dir .. "/a.safetensors", dir .. "/b.safetensors",
+      dir .. "/d.delta",
       { level = 3, base_identity = "step-1" })
     assert.equal("step-1", info.base_identity)
     assert.truthy(info.ratio > 20)

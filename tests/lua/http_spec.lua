@@ -35,7 +35,8 @@ class H(http.server.BaseHTTPRequestHandler):
             port = probe.getsockname()[1]
             probe.close()
             return self.reply(200, str(port))
-        if u.path == "/hello": return self.reply(200, "hello", [("X-Test", "yes"), ("X-Multi", "a"), ("X-Multi", "b")])
+        if u.path == "/hello": return self.reply(200, "hello",
+          [("X-Test", "yes"), ("X-Multi", "a"), ("X-Multi", "b")])
         if u.path == "/slow":
             time.sleep(int(urllib.parse.parse_qs(u.query)["ms"][0]) / 1000)
             return self.reply(200, "slow")
@@ -43,7 +44,8 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length", 0))
         body = self.rfile.read(n).decode()
-        self.reply(200, json.dumps({"method": self.command, "body": body, "probe": self.headers.get("X-Probe")}))
+        self.reply(200, json.dumps({"method": self.command, "body": body,
+          "probe": self.headers.get("X-Probe")}))
     do_PUT = do_POST
     do_DELETE = do_POST
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -112,7 +114,7 @@ describe("flare.http.request", function()
   end)
 end)
 
-describe("flare.http.submit and wait_all", function()
+describe("flare.http.submit and flare.wait_all", function()
   it("runs requests concurrently and returns responses in order", function()
     local handles = {}
     for i = 1, 8 do
@@ -120,7 +122,7 @@ describe("flare.http.submit and wait_all", function()
     end
     handles[9] = http.submit{url = base .. "/slow?ms=50"}
     assert.equal(false, handles[9]:done())
-    local responses = http.wait_all(handles)
+    local responses = flare.wait_all(handles)
     assert.equal(9, #responses)
     for i = 1, 8 do assert.equal(tostring(i), flare.json.decode(responses[i].body).body) end
     assert.equal("slow", responses[9].body)
@@ -134,8 +136,8 @@ describe("flare.http.submit and wait_all", function()
   end)
 
   it("rejects a list item that is not a handle", function()
-    assert.error_matches(function() http.wait_all({http.submit{url = base .. "/hello"}, 5}) end,
-      "item 2 is not a handle")
+    assert.error_matches(function() flare.wait_all({http.submit{url = base .. "/hello"}, 5}) end,
+      "handles%[2%] is a number, not a handle")
   end)
 end)
 
@@ -159,7 +161,7 @@ describe("flare.http errors", function()
   it("raises the transport error from handle:wait and wait_all", function()
     local h = http.submit{url = closed_port_url()}
     assert.error_matches(function() h:wait() end, "connect_failed")
-    assert.error_matches(function() http.wait_all({h}) end, "connect_failed")
+    assert.error_matches(function() flare.wait_all({h}) end, "connect_failed")
   end)
 
   it("refuses a URL whose scheme is not http or https", function()

@@ -4,7 +4,8 @@ local ffi = require("ffi")
 
 describe("flare.json.decode", function()
   it("decodes objects, arrays, strings, booleans and null", function()
-    local v = json.decode('{"a": [1, 2.5, "x"], "b": true, "c": false, "d": null, "e": "\\u00e9\\n"}')
+    local v = json.decode(
+      '{"a": [1, 2.5, "x"], "b": true, "c": false, "d": null, "e": "\\u00e9\\n"}')
     assert.same({1, 2.5, "x"}, v.a)
     assert.equal(true, v.b)
     assert.equal(false, v.c)
@@ -20,7 +21,8 @@ describe("flare.json.decode", function()
   end)
 
   it("decodes integers beyond 2^53 to exact int64/uint64 cdata", function()
-    local v = json.decode("[9007199254740993, -9223372036854775808, 9223372036854775807, 18446744073709551615]")
+    local v = json.decode(
+      "[9007199254740993, -9223372036854775808, 9223372036854775807, 18446744073709551615]")
     assert.truthy(ffi.istype("int64_t", v[1]))
     assert.equal(9007199254740993LL, v[1])
     assert.equal(-9223372036854775807LL - 1, v[2])
@@ -65,7 +67,8 @@ describe("flare.json.decode", function()
   it("raises a clear error for nesting deeper than 1000, even 100000 deep", function()
     assert.error_matches(function() json.decode(string.rep("[", 100000)) end,
       "nesting deeper than 1000 at byte offset 1000")
-    assert.error_matches(function() json.decode(string.rep('{"a":', 5000) .. "1" .. string.rep("}", 5000)) end,
+    assert.error_matches(function() json.decode(string.rep('{"a":', 5000) .. "1" ..
+      string.rep("}", 5000)) end,
       "nesting deeper than 1000")
     local ok_depth = string.rep("[", 1000) .. string.rep("]", 1000)
     assert.equal(ok_depth, json.encode(json.decode(ok_depth)))
@@ -145,9 +148,11 @@ describe("flare.json.encode", function()
   end)
 
   it("raises on sparse arrays, mixed keys and values JSON cannot hold", function()
-    assert.error_matches(function() json.encode({1, nil, 3}) end, "sparse array %(keys are not 1%.%.n%) at %$")
+    assert.error_matches(function() json.encode({1, nil, 3}) end,
+      "sparse array %(keys are not 1%.%.n%) at %$")
     assert.error_matches(function() json.encode({1, a = 2}) end, "mixed or non%-string keys at %$")
-    assert.error_matches(function() json.encode({f = print}) end, "cannot encode a function at %$%.f")
+    assert.error_matches(function() json.encode({f = print}) end,
+      "cannot encode a function at %$%.f")
     assert.error_matches(function() json.encode({[true] = 1}) end, "non%-string keys")
     assert.error_matches(function() json.encode(json.array{a = 1}) end, "marked as an array")
   end)

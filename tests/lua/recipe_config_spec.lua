@@ -15,9 +15,9 @@ end
 local real_stdout = io.stdout
 local function quiet(fn)
   local sink = io.open("/dev/null", "w")
-  io.stdout = sink
+  io.stdout = sink  -- luacheck: ignore 122
   local ok, err = pcall(fn)
-  io.stdout = real_stdout
+  io.stdout = real_stdout  -- luacheck: ignore 122
   sink:close()
   if not ok then error(err, 0) end
 end
@@ -29,9 +29,11 @@ describe("flare.recipe config", function()
   after_each(function() fs.remove(root, {recursive = true}) end)
 
   it("types values by their defaults", function()
-    local p = recipe.parse_args({"--steps=3", "--lr=5e-3", "--task=addition", "--async", "--group-size=4"},
+    local p = recipe.parse_args({"--steps=3", "--lr=5e-3", "--task=addition", "--async",
+      "--group-size=4"},
       defaults)
-    assert.same({steps = 3, lr = 5e-3, task = "addition", async = true, group_size = 4}, p.overrides)
+    assert.same({steps = 3, lr = 5e-3, task = "addition", async = true, group_size = 4},
+      p.overrides)
     p = recipe.parse_args({"--no-async", "--async=false"}, defaults)
     assert.equal(false, p.overrides.async)
   end)
@@ -39,13 +41,18 @@ describe("flare.recipe config", function()
   it("rejects unknown keys with a did-you-mean and bad values naming the key", function()
     assert.error_matches(function() recipe.parse_args({"--step=3"}, defaults) end,
       "unknown option %-%-step %(did you mean %-%-steps%?%)")
-    assert.error_matches(function() recipe.parse_args({"--dryrun"}, defaults) end, "did you mean %-%-dry%-run")
-    assert.error_matches(function() recipe.parse_args({"--zzzzzz=1"}, defaults) end, "unknown option %-%-zzzzzz$")
+    assert.error_matches(function() recipe.parse_args({"--dryrun"}, defaults) end,
+      "did you mean %-%-dry%-run")
+    assert.error_matches(function() recipe.parse_args({"--zzzzzz=1"}, defaults) end,
+      "unknown option %-%-zzzzzz$")
     assert.error_matches(function() recipe.parse_args({"--steps=ten"}, defaults) end,
       "%-%-steps expects a number, got 'ten'")
-    assert.error_matches(function() recipe.parse_args({"--async=maybe"}, defaults) end, "expects true or false")
-    assert.error_matches(function() recipe.parse_args({"--task"}, defaults) end, "%-%-task expects a value")
-    assert.error_matches(function() recipe.parse_args({"steps=3"}, defaults) end, "unexpected argument 'steps=3'")
+    assert.error_matches(function() recipe.parse_args({"--async=maybe"}, defaults) end,
+      "expects true or false")
+    assert.error_matches(function() recipe.parse_args({"--task"}, defaults) end,
+      "%-%-task expects a value")
+    assert.error_matches(function() recipe.parse_args({"steps=3"}, defaults) end,
+      "unexpected argument 'steps=3'")
     local err = assert.error_matches(function() recipe.parse_args({"--step=3"}, defaults) end, "")
     assert.equal("config", err.code)
   end)
@@ -115,6 +122,27 @@ describe("flare.recipe config", function()
     local steps = {}
     for s in run:steps() do steps[#steps + 1] = s end
     assert.same({3, 4, 5, 6, 7}, steps)
+  end)
+
+  it("drops a torn last line when resuming, so later lines stay readable", function()
+    local first = new_run({})
+    first:checkpoint{step = 1, state = {a = 1}}
+    local f = io.open(first.dir .. "/checkpoints.jsonl", "a")
+    f:write("{\"step\": 2, \"sta")
+    f:close()
+    local run
+    quiet(function() run = new_run({"--resume"}) end)
+    run:checkpoint{step = 2, state = {a = 2}}
+    local all = recipe.read_jsonl(run.dir .. "/checkpoints.jsonl")
+    assert.equal(2, #all)
+    assert.same({a = 2}, all[2].state)
+  end)
+
+  it("writes the metric it names for the report into config.json", function()
+    local run = new_run({}, {main_metric = "reward"})
+    local meta = json.decode(fs.read_file(run.dir .. "/config.json"))
+    assert.equal("reward", meta.main_metric)
+    assert.error_matches(function() new_run({}, {main_metric = 3}) end, "main_metric")
   end)
 
   it("fails to resume when there is no earlier run", function()

@@ -30,13 +30,15 @@ local function make_run(steps, extra)
     config = { steps = steps, lr = 0.001 } }))
   local lines = {}
   for step = 1, steps do
-    local row = { step = step, time = 1000 + 2 * step, reward_mean = 0.1 + 0.7 * (step - 1) / (steps - 1),
+    local row = { step = step, time = 1000 + 2 * step,
+      reward_mean = 0.1 + 0.7 * (step - 1) / (steps - 1),
       kl = 0.01 * step, sync_s = step % 2 == 0 and 0.5 or 1.5, note = "words" }
     for k, v in pairs(extra or {}) do row[k] = v end
     lines[#lines + 1] = json.encode(row)
   end
   write(dir .. "/metrics.jsonl", table.concat(lines, "\n") .. "\n")
-  write(dir .. "/checkpoints.jsonl", json.encode({ step = steps, snapshot = "step-" .. steps }) .. "\n")
+  write(dir .. "/checkpoints.jsonl", json.encode({ step = steps,
+    snapshot = "step-" .. steps }) .. "\n")
   return dir
 end
 
@@ -65,10 +67,42 @@ describe("flare.report.load", function()
 
   it("takes the first metric by name when there is no reward_mean", function()
     dir = make_dir()
-    write(dir .. "/metrics.jsonl", '{"step": 1, "zeta": 1, "alpha": 2}\n{"step": 2, "zeta": 3, "alpha": 4}\n')
+    write(dir .. "/metrics.jsonl",
+      '{"step": 1, "zeta": 1, "alpha": 2}\n{"step": 2, "zeta": 3, "alpha": 4}\n')
     local run = report.load(dir)
     assert.equal("alpha", run.main_metric)
     assert.same({ "alpha", "zeta" }, run.metric_names)
+  end)
+
+  it("charts the recipe's reward first, not the alphabetically first metric", function()
+    dir = make_dir()
+    write(dir .. "/metrics.jsonl", '{"step": 1, "groups_kept": 4, "reward": 0.2, "kl": 0}\n' ..
+      '{"step": 2, "groups_kept": 3, "reward": 0.5, "kl": 0.1}\n')
+    local run = report.load(dir)
+    assert.equal("reward", run.main_metric)
+    assert.same({ "reward", "groups_kept", "kl" }, run.metric_names)
+    local text = report.term_summary(run, { width = 20, height = 3 })
+    assert.matches("\nreward  last 0%.5", text)
+  end)
+
+  it("charts the metric config.json names as main_metric", function()
+    dir = make_run(4)
+    local config = json.decode(read(dir .. "/config.json"))
+    config.main_metric = "kl"
+    write(dir .. "/config.json", json.encode(config))
+    local run = report.load(dir)
+    assert.equal("kl", run.main_metric)
+    assert.same({ "kl", "reward_mean", "sync_s" }, run.metric_names)
+    config.main_metric = "not_logged"
+    write(dir .. "/config.json", json.encode(config))
+    assert.equal("reward_mean", report.load(dir).main_metric, "falls back when it is absent")
+  end)
+
+  it("skips a torn last line, as a run killed mid-write leaves", function()
+    dir = make_dir()
+    write(dir .. "/metrics.jsonl", '{"step": 1, "kl": 0.1}\n{"step": 2, "kl": 0.2}\n{"step": 3, "k')
+    local run = report.load(dir)
+    assert.same({ 0.1, 0.2 }, run.series.kl.values)
   end)
 
   it("uses the line number when a line has no step", function()
@@ -80,7 +114,8 @@ describe("flare.report.load", function()
 
   it("names the file and line of a bad metrics line", function()
     dir = make_dir()
-    write(dir .. "/metrics.jsonl", '{"step": 1, "kl": 0.1}\n{"step": 2, "kl": 0.2}\n{"step": 3, "kl": \n')
+    write(dir .. "/metrics.jsonl",
+      '{"step": 1, "kl": 0.1}\n{"step": 2, "kl": 0.2}\n{"step": 3, "kl": \n')
     assert.error_matches(function() report.load(dir) end, "metrics%.jsonl line 3")
   end)
 
@@ -104,7 +139,8 @@ describe("flare.report HTML", function()
     dir = make_run(20)
     local html = report.render_html(report.load(dir))
     local polylines = {}
-    for points in html:gmatch('<polyline[^>]- points="([^"]*)"') do polylines[#polylines + 1] = points end
+    for points in html:gmatch('<polyline[^>]- points="([^"]*)"') do
+      polylines[#polylines + 1] = points end
     assert.equal(3, #polylines)
     local xs, ys = {}, {}
     for x, y in polylines[1]:gmatch("([%d%.]+),([%d%.]+)") do
@@ -119,7 +155,8 @@ describe("flare.report HTML", function()
 
   it("is self-contained and escapes what it shows", function()
     dir = make_run(5)
-    write(dir .. "/config.json", json.encode({ name = "<script>alert(1)</script>", config = { note = "a&b" } }))
+    write(dir .. "/config.json", json.encode({ name = "<script>alert(1)</script>",
+      config = { note = "a&b" } }))
     local html = report.render_html(report.load(dir))
     assert.falsy(html:find("<script", 1, true), "no script tags")
     assert.truthy(html:find("&lt;script&gt;alert(1)&lt;/script&gt;", 1, true))
@@ -158,7 +195,8 @@ describe("flare.report.term_chart", function()
   end
 
   it("draws width x height braille cells with labels", function()
-    local text = report.term_chart({ 1, 2, 3, 4, 5, 6, 7, 8 }, { width = 20, height = 5, title = "loss" })
+    local text = report.term_chart({ 1, 2, 3, 4, 5, 6, 7, 8 },
+      { width = 20, height = 5, title = "loss" })
     assert.matches("^loss  last 8  min 1  max 8  %(8 points%)", text)
     local rows = plot_rows(text)
     assert.equal(5, #rows)
@@ -183,7 +221,8 @@ describe("flare.report.term_chart", function()
   end)
 
   it("uses the steps given", function()
-    local text = report.term_chart({ steps = { 10, 20, 30 }, values = { 0.1, 0.2, 0.4 } }, { width = 10, height = 2 })
+    local text = report.term_chart({ steps = { 10, 20, 30 }, values = { 0.1, 0.2, 0.4 } },
+      { width = 10, height = 2 })
     assert.matches("step 10 +30$", text)
   end)
 

@@ -22,7 +22,8 @@ flare.defer(function(reason) note("second:" .. reason) end, "second")
 ]]
 
 local function run_flare(body)
-  return proc.run{argv = {"/proc/self/exe", "run", write_script(prelude .. body), dir}, timeout_s = 30}
+  return proc.run{argv = {"/proc/self/exe", "run", write_script(prelude .. body), dir},
+    timeout_s = 30}
 end
 
 local function log_lines()

@@ -17,7 +17,8 @@ local function scripted_teacher(script)
         local entry = script[prompt][pos[prompt]] or {"", "length"}
         local toks = {}
         for c in entry[1]:gmatch(".") do toks[#toks + 1] = c:byte() end
-        g[j] = {text = entry[1], finish_reason = entry[2] or "stop", tokens = toks, prompt_tokens = {256}}
+        g[j] = {text = entry[1], finish_reason = entry[2] or "stop", tokens = toks,
+          prompt_tokens = {256}}
       end
       groups[i] = g
     end
@@ -26,11 +27,13 @@ local function scripted_teacher(script)
   return t
 end
 
-local problems = {{id = "p1", prompt = "1+1=", answer = 2}, {id = "p2", prompt = "2+2=", answer = 4}}
+local problems = {{id = "p1", prompt = "1+1=", answer = 2},
+  {id = "p2", prompt = "2+2=", answer = 4}}
 local function check(p, text) return tonumber(text) == p.answer end
 
 describe("distill.rejection_sample", function()
-  it("keeps verified, untruncated, unique samples and stops a prompt once enough are correct", function()
+  it("keeps verified, untruncated, unique samples and stops a prompt once enough are correct",
+    function()
     local teacher = scripted_teacher{
       ["1+1="] = {{"3"}, {"2", "length"}, {"2"}, {"2"}, {"2"}, {"2"}},
       ["2+2="] = {{"5"}, {"5"}, {"5"}, {"5"}, {"5"}, {"5"}, {"5"}, {"5"}},
@@ -76,7 +79,8 @@ describe("distill.rejection_sample", function()
     assert.same({"progress.jsonl", "samples-00000.jsonl", "samples-00001.jsonl"}, fs.list_dir(dir))
     local again = scripted_teacher(script)
     local r2 = distill.rejection_sample{sampler = again, problems = problems,
-      verify = function() error("must not verify again") end, k = 2, batch = 2, want = 2, out_dir = dir}
+      verify = function() error("must not verify again") end, k = 2, batch = 2, want = 2,
+        out_dir = dir}
     assert.equal(0, again.calls)
     assert.equal(3, #r2.samples)
     assert.equal(2, r2.stats.resumed_prompts)
@@ -85,7 +89,8 @@ describe("distill.rejection_sample", function()
   end)
 
   it("names missing options", function()
-    assert.error_matches(function() distill.rejection_sample{problems = {}, verify = check} end, "sampler")
+    assert.error_matches(function() distill.rejection_sample{problems = {},
+      verify = check} end, "sampler")
     assert.error_matches(function()
       distill.rejection_sample{sampler = scripted_teacher{}, problems = {{}}, verify = check}
     end, "problems%[1%]%.prompt")
@@ -120,8 +125,10 @@ describe("distill.sft_datum", function()
   end)
 
   it("formats stats with a histogram", function()
-    local lines = distill.format_stats{prompts = 2, samples = 4, accepted = 1, truncated = 0, rejected = 3,
-      duplicates = 0, acceptance_rate = 0.25, completion_tokens = 8, accepted_tokens = 2, solved_prompts = 1,
+    local lines = distill.format_stats{prompts = 2, samples = 4, accepted = 1, truncated = 0,
+      rejected = 3,
+      duplicates = 0, acceptance_rate = 0.25, completion_tokens = 8, accepted_tokens = 2,
+        solved_prompts = 1,
       pass_rate_histogram = {["0.0-0.1"] = 1, ["0.5-0.6"] = 1}}
     assert.matches("accepted 1 %(25%.0%%%)", lines[1])
     assert.matches("0%.5%-0%.6    1 #$", lines[9])

@@ -50,9 +50,11 @@ describe("flare.fs", function()
 
   it("hashes with SHA-256", function()
     assert.equal("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", fs.sha256(""))
-    assert.equal("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", fs.sha256("abc"))
+    assert.equal("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+      fs.sha256("abc"))
     local long = string.rep("a", 1000000)
-    assert.equal("cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0", fs.sha256(long))
+    assert.equal("cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
+      fs.sha256(long))
     fs.write_file_atomic(dir .. "/h", long)
     assert.equal(fs.sha256(long), fs.sha256_file(dir .. "/h"))
   end)
@@ -60,7 +62,8 @@ describe("flare.fs", function()
   it("names the bad argument", function()
     assert.error_matches(function() fs.mkdir_p("") end, "mkdir_p: the path is empty")
     assert.error_matches(function() fs.exists(3) end, "exists: the path must be a string")
-    assert.error_matches(function() fs.mkdir_p("/proc/flare-no") end, "cannot create '/proc/flare%-no'")
+    assert.error_matches(function() fs.mkdir_p("/proc/flare-no") end,
+      "cannot create '/proc/flare%-no'")
   end)
 
   it("reports the process id and whether an fd is a terminal", function()

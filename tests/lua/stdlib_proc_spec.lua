@@ -24,7 +24,8 @@ describe("flare.proc.run", function()
   end)
 
   it("sets environment variables and the working directory", function()
-    local r = proc.run{argv = {"sh", "-c", "echo $FLARE_X; pwd"}, env = {FLARE_X = "yes"}, cwd = "/"}
+    local r = proc.run{argv = {"sh", "-c", "echo $FLARE_X; pwd"},
+      env = {FLARE_X = "yes"}, cwd = "/"}
     assert.equal("yes\n/\n", r.stdout)
     r = proc.run{argv = {"sh", "-c", "echo ${HOME:-none}"}, clear_env = true}
     assert.equal("none\n", r.stdout)
@@ -52,14 +53,17 @@ describe("flare.proc.run", function()
     assert.error_matches(function() proc.run{argv = {"flare-no-such-program"}} end,
       "cannot run 'flare%-no%-such%-program': No such file")
     assert.error_matches(function() proc.run{argv = {}} end, "argv must not be empty")
-    assert.error_matches(function() proc.run{argv = {"true"}, timeout = 1} end, "unknown option 'timeout'")
-    assert.error_matches(function() proc.run{argv = {"true"}, timeout_s = -1} end, "timeout_s must be >= 0")
+    assert.error_matches(function() proc.run{argv = {"true"}, timeout = 1} end,
+      "unknown option 'timeout'")
+    assert.error_matches(function() proc.run{argv = {"true"}, timeout_s = -1} end,
+      "timeout_s must be >= 0")
   end)
 end)
 
 describe("flare.proc.spawn", function()
   it("runs in the background, can be signalled and waited for", function()
-    local c = proc.spawn{argv = {"sh", "-c", "trap 'echo got-term; exit 7' TERM; while :; do sleep 0.05; done"}}
+    local c = proc.spawn{argv = {"sh", "-c",
+      "trap 'echo got-term; exit 7' TERM; while :; do sleep 0.05; done"}}
     assert.truthy(c:pid() > 1)
     assert.truthy(c:running())
     flare.sleep(0.3)

@@ -36,7 +36,8 @@ describe("tasks", function()
     for _, name in ipairs(tasks.names) do
       local t = tasks.get(name, {seed = 11})
       for _, p in ipairs(t:sample(10)) do
-        assert.truthy(t:verify(p, tostring(p.answer)), name .. ": " .. p.prompt .. " " .. tostring(p.answer))
+        assert.truthy(t:verify(p, tostring(p.answer)),
+          name .. ": " .. p.prompt .. " " .. tostring(p.answer))
         assert.equal(1, t:reward(p, tostring(p.answer)), name)
       end
     end

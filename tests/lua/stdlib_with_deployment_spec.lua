@@ -3,9 +3,12 @@
 -- the recipe tests in tests/recipes/.
 describe("flare.with_deployment", function()
   it("names what is missing or wrong before any remote call", function()
-    assert.error_matches(function() flare.with_deployment(nil, function() end) end, "config %(a table%)")
-    assert.error_matches(function() flare.with_deployment({}, function() end) end, "config%.deployment_id")
-    assert.error_matches(function() flare.with_deployment({deployment_id = "x"}) end, "fn %(a function%)")
+    assert.error_matches(function() flare.with_deployment(nil, function() end) end,
+      "config %(a table%)")
+    assert.error_matches(function() flare.with_deployment({}, function() end) end,
+      "config%.deployment_id")
+    assert.error_matches(function() flare.with_deployment({deployment_id = "x"}) end,
+      "fn %(a function%)")
     assert.error_matches(function()
       flare.with_deployment({deployment_id = "x"}, function() end, {on_exit = "stop"})
     end, 'on_exit must be "scale_to_zero", "delete" or "keep", got stop')

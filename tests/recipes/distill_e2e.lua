@@ -11,7 +11,8 @@ describe("distill recipe", function()
   after_each(function() e2e.remove(env) end)
 
   it("keeps only verified samples and improves the student", function()
-    local r = e2e.run(env, "distill.lua", {"--problems=16", "--teacher-steps=20", "--student-steps=20"})
+    local r = e2e.run(env, "distill.lua", {"--problems=16", "--teacher-steps=20",
+      "--student-steps=20"})
     assert.equal(0, r.status, r.stderr)
     local dir = e2e.run_dir(env, "distill")
     local task = tasks.get("vowels")
@@ -23,7 +24,8 @@ describe("distill recipe", function()
     end
     assert.truthy(#samples > 0, "no accepted samples")
     for _, s in ipairs(samples) do
-      assert.truthy(task:verify({prompt = s.prompt}, s.completion), "unverified sample " .. s.completion)
+      assert.truthy(task:verify({prompt = s.prompt}, s.completion),
+        "unverified sample " .. s.completion)
       assert.equal(257, s.tokens[#s.tokens], "a truncated sample was kept")
     end
     local before, after

@@ -21,7 +21,8 @@ end
 function M.remove(env) fs.remove(env.dir, {recursive = true}) end
 
 local function child_env(env)
-  local e = {FLARE_EMULATOR_STATE_DIR = env.state, FLARE_RUNS_DIR = env.runs, FLARE_EMULATOR_URL = "",
+  local e = {FLARE_EMULATOR_STATE_DIR = env.state, FLARE_RUNS_DIR = env.runs,
+    FLARE_EMULATOR_URL = "",
     FIREWORKS_API_KEY = "", FIREWORKS_BASE_URL = ""}
   for k, v in pairs(env.extra_env or {}) do e[k] = v end
   return e

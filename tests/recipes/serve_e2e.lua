@@ -14,7 +14,8 @@ local function start_server()
   local url, key_path
   e2e.wait_until("flare serve to print its URL", function()
     local text = fs.read_file(out) or ""
-    url, key_path = text:match("listening on (http://[%d.:]+)"), text:match("API key stored in (%S+)")
+    url, key_path = text:match("listening on (http://[%d.:]+)"),
+      text:match("API key stored in (%S+)")
     return url ~= nil and key_path ~= nil
   end, 30)
   return url, (assert(fs.read_file(key_path)):gsub("%s+$", "")), out
@@ -30,7 +31,8 @@ describe("flare serve reached through FIREWORKS_BASE_URL", function()
   it("runs the GRPO recipe with delta hotloads and stops cleanly", function()
     local url, key, out = start_server()
     -- No state dir of its own: the recipe would start an in-process emulator on it instead.
-    env.extra_env = {FIREWORKS_BASE_URL = url, FIREWORKS_API_KEY = key, FLARE_EMULATOR_STATE_DIR = ""}
+    env.extra_env = {FIREWORKS_BASE_URL = url, FIREWORKS_API_KEY = key,
+      FLARE_EMULATOR_STATE_DIR = ""}
     -- base_every=2: steps 1 and 3 hotload deltas, step 2 a base.
     local r = e2e.run(env, "grpo.lua", {"--steps=3", "--group-size=4", "--base-every=2"})
     assert.equal(0, r.status, r.stderr)

@@ -32,17 +32,45 @@ describe("flare.repl.complete names", function()
     assert.same({ "deploy", "describe" }, (words("obj:d", { obj = obj })))
   end)
 
+  it("offers a manager's public methods, not its private ones, metamethods or new", function()
+    local Deployments = require("flare.fireworks.deployments")
+    local env = { fw = { deployments = Deployments.new({}) } }
+    local list = words("fw.deployments:", env)
+    assert.same({ "create_or_get", "delete", "get", "hotload", "hotload_and_wait",
+      "hotload_check_status", "list", "scale_to_zero", "update", "wait_for_ready", "warmup" }, list)
+    local private = words("fw.deployments:_", env)
+    for _, n in ipairs({ "__tostring", "_hotload_headers", "_info", "_name", "_path", "_probe" }) do
+      local found = false
+      for _, m in ipairs(private) do found = found or m == n end
+      assert.truthy(found, n .. " is offered once '_' is typed")
+    end
+    assert.same({ "_name(" }, (words("fw.deployments:_na", env)))
+  end)
+
+  it("hides '_' names and inherited constructors until '_' is typed", function()
+    local Class = { new = function() end, run = function() end, _helper = function() end }
+    Class.__index = Class
+    local obj = setmetatable({ _state = 1, value = 2 }, Class)
+    local env = { obj = obj, Class = Class, _hidden = 1, visible = 2 }
+    assert.same({ "run", "value" }, (words("obj.", env)))
+    assert.same({ "run(" }, (words("obj:", env)))
+    assert.same({ "__index", "_helper", "_state" }, (words("obj._", env)))
+    assert.same({ "new", "run" }, (words("Class.", env)), "a class's own new is its API")
+    assert.same({ "_hidden" }, (words("_hid", env)))
+  end)
+
   it("completes string methods", function()
     assert.same({ "upper(" }, (words("s:up", { s = "text" })))
   end)
 
   it("offers the lazily loaded flare modules", function()
     local list = words("flare.js", _G)
-    assert.same({ "json" }, list)
+    assert.same({ "json", "jsonl" }, list)
     local all = words("flare.", _G)
     local has = {}
     for _, n in ipairs(all) do has[n] = true end
-    assert.truthy(has.sleep and has.version and has.json and has.report, "flare functions and modules")
+    assert.truthy(has.sleep and has.version and has.json and has.report,
+      "flare functions and modules")
   end)
 
   it("offers nothing inside numbers or after non-names", function()
@@ -83,7 +111,8 @@ describe("flare.repl.complete deployment ids", function()
   before_each(function() calls = 0 end)
 
   it("offers ids from deployments:list() after get(\"", function()
-    local fw = { deployments = manager({ { deployment_id = "research-a" }, { deployment_id = "research-b" },
+    local fw = { deployments = manager({ { deployment_id = "research-a" },
+      { deployment_id = "research-b" },
       { name = "accounts/me/deployments/other" } }) }
     local list, start = words('info = fw.deployments:get("res', { fw = fw })
     assert.same({ "research-a", "research-b" }, list)

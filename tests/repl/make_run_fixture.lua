@@ -12,7 +12,8 @@ local function write(path, text)
 end
 
 write("config.json", json.encode({
-  name = "grpo-fixture", seed = 7, flare_version = flare.version, created_at = "2026-01-01T12:00:00Z",
+  name = "grpo-fixture", seed = 7, flare_version = flare.version,
+    created_at = "2026-01-01T12:00:00Z",
   script_sha256 = string.rep("ab", 32),
   config = { steps = steps, learning_rate = 1e-3, task = "vowels", group_size = 8 },
 }, { pretty = true, sort_keys = true }) .. "\n")
@@ -28,7 +29,8 @@ for step = 1, steps do
     note = "text is not a metric",
   }, { sort_keys = true })
   if step % 10 == 0 then
-    checkpoints[#checkpoints + 1] = json.encode({ step = step, time = t0 + step * 2.5, snapshot = "step-" .. step })
+    checkpoints[#checkpoints + 1] = json.encode({ step = step, time = t0 + step * 2.5,
+      snapshot = "step-" .. step })
   end
 end
 write("metrics.jsonl", table.concat(lines, "\n") .. "\n")

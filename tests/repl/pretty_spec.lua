@@ -36,12 +36,14 @@ describe("flare.repl.pretty tables", function()
 
   it("breaks wide tables over indented lines", function()
     local t = { alpha = string.rep("a", 30), beta = string.rep("b", 30), gamma = { 1, 2 } }
-    assert.equal('{\n  alpha = "' .. string.rep("a", 30) .. '",\n  beta = "' .. string.rep("b", 30) ..
+    assert.equal('{\n  alpha = "' .. string.rep("a", 30) .. '",\n  beta = "' ..
+      string.rep("b", 30) ..
       '",\n  gamma = {1, 2}\n}', pretty.format(t, { width = 60 }))
   end)
 
   it("stops at the depth limit", function()
-    assert.equal("{a = {b = {... 1 item}}}", pretty.format({ a = { b = { c = { d = 1 } } } }, { max_depth = 2 }))
+    assert.equal("{a = {b = {... 1 item}}}", pretty.format({ a = { b = { c = { d = 1 } } } },
+      { max_depth = 2 }))
   end)
 
   it("stops at the item limit and says how many are left", function()
@@ -73,34 +75,43 @@ end)
 
 describe("flare.repl.pretty objects", function()
   it("uses __tostring for one-line summaries, flattening newlines", function()
-    local info = setmetatable({}, { __tostring = function() return "DeploymentInfo(d1,\n  READY)" end })
+    local info = setmetatable({}, { __tostring = function()
+      return "DeploymentInfo(d1,\n  READY)" end })
     assert.equal("DeploymentInfo(d1, READY)", pretty.format(info))
     assert.equal("{DeploymentInfo(d1, READY)}", pretty.format({ info }))
   end)
 
   it("summarises a DeploymentInfo table on one line, also inside lists", function()
-    local info = { deployment_id = "demo", state = "READY", base_model = "accounts/local/models/tiny-gpt",
-      inference_model = "accounts/local/deployments/demo", min_replica_count = 0, max_replica_count = 1,
+    local info = { deployment_id = "demo", state = "READY",
+      base_model = "accounts/local/models/tiny-gpt",
+      inference_model = "accounts/local/deployments/demo", min_replica_count = 0,
+        max_replica_count = 1,
       hot_load_bucket_url = "file:///b/" }
     local line = "<DeploymentInfo demo READY base=accounts/local/models/tiny-gpt replicas=0..1>"
     assert.equal(line, pretty.format(info))
     assert.equal("{" .. line .. ", " .. line .. "}", pretty.format({ info, info }, { width = 200 }))
-    assert.equal('{deployment_id = "x", state = "READY"}', pretty.format({ deployment_id = "x", state = "READY" }))
+    assert.equal('{deployment_id = "x", state = "READY"}',
+      pretty.format({ deployment_id = "x", state = "READY" }))
   end)
 
   it("prefers __repr to __tostring", function()
-    local v = setmetatable({}, { __repr = function() return "repr" end, __tostring = function() return "str" end })
+    local v = setmetatable({}, { __repr = function() return "repr" end,
+      __tostring = function() return "str" end })
     assert.equal("repr", pretty.format(v))
   end)
 
   it("summarises a __name object by its scalar fields", function()
-    local future = setmetatable({ id = 7, state = "running", payload = { 1, 2 } }, { __name = "Future" })
+    local future = setmetatable({ id = 7, state = "running", payload = { 1, 2 } },
+      { __name = "Future" })
     assert.equal('<Future id=7 state="running">', pretty.format(future))
-    local info = setmetatable({ base_model = "tiny", deployment_id = "d1", state = "READY", min_replica_count = 0,
+    local info = setmetatable({ base_model = "tiny", deployment_id = "d1", state = "READY",
+      min_replica_count = 0,
       max_replica_count = 1, zone = "local" }, { __name = "DeploymentInfo" })
-    assert.equal('<DeploymentInfo deployment_id="d1" state="READY" base_model="tiny" max_replica_count=1 ...>',
+    assert.equal('<DeploymentInfo deployment_id="d1" state="READY" base_model="tiny" ' ..
+      'max_replica_count=1 ...>',
       pretty.format(info))
-    local listed = setmetatable({ a = 1, b = 2, c = 3 }, { __name = "Pick", __fields = { "c", "a" } })
+    local listed = setmetatable({ a = 1, b = 2, c = 3 },
+      { __name = "Pick", __fields = { "c", "a" } })
     assert.equal("<Pick c=3 a=1>", pretty.format(listed))
   end)
 

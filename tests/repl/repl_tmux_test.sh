@@ -244,6 +244,19 @@ case "$SCENARIO" in
     line 'info'
     wait_for '^<DeploymentInfo probe-beta [A-Z_]+ base=accounts/local/models/tiny-gpt replicas=0\.\.1>$' \
       "the one-line DeploymentInfo of the deployment fetched by the completed id"
+    # A manager's methods: the public ones, private names once "_" is typed.
+    type_text 'fw.deployments:'
+    key Tab
+    wait_for 'create_or_get +' "the manager's methods listed"
+    wait_for 'wait_for_ready' "the last method listed"
+    if screen | grep -Eq '_probe|_hotload_headers|__tostring|(^| )new( |$)'; then
+      fail "private names, metamethods or the constructor offered"
+    fi
+    key C-u
+    type_text 'fw.deployments:_p'
+    key Tab
+    wait_for '_path +_probe' "private names once '_' is typed"
+    key C-u
     line 'fw.deployments:wait_for_ready("probe-alpha", {timeout_s = 600, poll_interval_s = 1, quiet = true})'
     sleep 1
     key C-c

@@ -14,16 +14,19 @@ local options = require("flare.fireworks.options")
 local M = {}
 
 M.spec = {
-  deployment_id = "string", base_model = "string", description = "string", deployment_shape = "string",
+  deployment_id = "string", base_model = "string", description = "string",
+    deployment_shape = "string",
   region = "string", min_replica_count = "integer", max_replica_count = "integer",
   accelerator_type = "string", hot_load_bucket_type = "string", hot_load_trainer_job = "string",
-  enable_hot_load = "boolean", skip_shape_validation = "boolean", disable_speculative_decoding = "boolean",
+  enable_hot_load = "boolean", skip_shape_validation = "boolean",
+    disable_speculative_decoding = "boolean",
   extra_args = "table", extra_values = "table", annotations = "table", for_training = "boolean",
 }
 
 M.defaults = {
   description = "Fireworks training deployment", min_replica_count = 0, max_replica_count = 1,
-  accelerator_type = "NVIDIA_H200_141GB", hot_load_bucket_type = "FW_HOSTED", enable_hot_load = true,
+  accelerator_type = "NVIDIA_H200_141GB", hot_load_bucket_type = "FW_HOSTED",
+    enable_hot_load = true,
   skip_shape_validation = false, disable_speculative_decoding = false, for_training = false,
 }
 
@@ -37,13 +40,16 @@ function M.validate(config)
   local cfg = {}
   for k, v in pairs(M.defaults) do cfg[k] = v end
   for k, v in pairs(config) do cfg[k] = v end
-  if not cfg.deployment_id or cfg.deployment_id == "" then bad("field 'deployment_id' is required") end
+  if not cfg.deployment_id or cfg.deployment_id == "" then
+    bad("field 'deployment_id' is required") end
   if not cfg.deployment_id:match("^[a-z0-9][a-z0-9-]*$") or #cfg.deployment_id > 63 then
     bad("deployment_id '" .. cfg.deployment_id .. "' must be 1-63 lowercase letters, digits or '-'")
   end
   if not cfg.base_model or cfg.base_model == "" then bad("field 'base_model' is required") end
-  if cfg.min_replica_count < 0 then bad("min_replica_count must be >= 0, got " .. cfg.min_replica_count) end
-  if cfg.max_replica_count < 0 then bad("max_replica_count must be >= 0, got " .. cfg.max_replica_count) end
+  if cfg.min_replica_count < 0 then bad("min_replica_count must be >= 0, got " ..
+    cfg.min_replica_count) end
+  if cfg.max_replica_count < 0 then bad("max_replica_count must be >= 0, got " ..
+    cfg.max_replica_count) end
   if cfg.min_replica_count > cfg.max_replica_count then
     bad("min_replica_count (" .. cfg.min_replica_count .. ") must not exceed max_replica_count (" ..
       cfg.max_replica_count .. ")")
@@ -53,12 +59,14 @@ function M.validate(config)
   end
   if cfg.extra_args then
     for i, a in ipairs(cfg.extra_args) do
-      if type(a) ~= "string" then bad("extra_args[" .. i .. "] must be a string, got " .. type(a)) end
+      if type(a) ~= "string" then bad("extra_args[" .. i .. "] must be a string, got " ..
+        type(a)) end
     end
   end
   if cfg.extra_values then
     for k, v in pairs(cfg.extra_values) do
-      if type(k) ~= "string" or type(v) ~= "string" then bad("extra_values must map strings to strings") end
+      if type(k) ~= "string" or type(v) ~= "string" then
+        bad("extra_values must map strings to strings") end
     end
   end
   return cfg
@@ -73,14 +81,17 @@ end
 
 function M.body(cfg, account)
   local b = {
-    baseModel = cfg.base_model, description = cfg.description, minReplicaCount = cfg.min_replica_count,
-    maxReplicaCount = cfg.max_replica_count, enableHotLoad = cfg.enable_hot_load, forTraining = cfg.for_training,
+    baseModel = cfg.base_model, description = cfg.description,
+      minReplicaCount = cfg.min_replica_count,
+    maxReplicaCount = cfg.max_replica_count, enableHotLoad = cfg.enable_hot_load,
+      forTraining = cfg.for_training,
     hotLoadBucketType = cfg.hot_load_bucket_type,
   }
   if cfg.region then b.placement = {region = cfg.region} end
   if cfg.hot_load_trainer_job then
     local job = cfg.hot_load_trainer_job
-    if not job:find("/", 1, true) then job = "accounts/" .. account .. "/rlorTrainerJobs/" .. job end
+    if not job:find("/", 1, true) then job = "accounts/" .. account ..
+      "/rlorTrainerJobs/" .. job end
     b.hotLoadTrainerJob = job
   end
   if cfg.deployment_shape then

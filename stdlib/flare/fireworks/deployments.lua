@@ -21,7 +21,6 @@
 --   DeploymentInfo = {deployment_id, name, state, hot_load_bucket_url, hot_load_trainer_job,
 --       deployment_shape_version, inference_model, base_model, min_replica_count,
 --       max_replica_count}
-local native = require("flare.fireworks")
 local options = require("flare.fireworks.options")
 local config_mod = require("flare.fireworks.deployment_config")
 local progress = require("flare.fireworks.progress")
@@ -71,7 +70,8 @@ end
 
 function M:get(id)
   check_id(id, "get")
-  local r = self.fw:request{path = self:_path(id), accept = {404}, what = "get deployment " .. self:_name(id)}
+  local r = self.fw:request{path = self:_path(id), accept = {404},
+    what = "get deployment " .. self:_name(id)}
   if r.status == 404 then return nil end
   return self:_info(r.body)
 end
@@ -81,7 +81,8 @@ function M:list()
   repeat
     local path = "/v1/accounts/" .. self.fw.account_id .. "/deployments?pageSize=200" ..
       (token and ("&pageToken=" .. token) or "")
-    local r = self.fw:request{path = path, what = "list deployments of account " .. self.fw.account_id}
+    local r = self.fw:request{path = path, what = "list deployments of account " ..
+      self.fw.account_id}
     for _, d in ipairs(r.body.deployments or {}) do out[#out + 1] = self:_info(d) end
     token = r.body.nextPageToken
   until not token or token == ""
@@ -110,7 +111,8 @@ function M:create_or_get(config, opts)
     local info = self:get(cfg.deployment_id)
     if not info then
       raise("already_exists", "create deployment " .. self:_name(cfg.deployment_id) ..
-        ": the server says it exists but it cannot be read; retry", {status = 409, retryable = true})
+        ": the server says it exists but it cannot be read; retry",
+          {status = 409, retryable = true})
     end
     return info
   end
@@ -131,7 +133,8 @@ end
 
 function M:wait_for_ready(id, opts)
   check_id(id, "wait_for_ready")
-  opts = options.check(opts, {timeout_s = "number", poll_interval_s = "number", quiet = "boolean"}, "wait_for_ready")
+  opts = options.check(opts, {timeout_s = "number", poll_interval_s = "number", quiet = "boolean"},
+    "wait_for_ready")
   local timeout = opts.timeout_s or 600
   local interval = opts.poll_interval_s or 15
   local p = progress.new("deployment " .. id, {quiet = self.fw:_quiet(opts)})
@@ -149,7 +152,8 @@ function M:wait_for_ready(id, opts)
     end
     if info.state == "FAILED" or info.state == "DELETED" or info.state == "DELETING" then
       p:finish(info.state)
-      raise("deployment_failed", "wait_for_ready: deployment " .. self:_name(id) .. " is " .. info.state ..
+      raise("deployment_failed", "wait_for_ready: deployment " .. self:_name(id) .. " is " ..
+        info.state ..
         "; recreate it with create_or_get{...} (force_recreate = true)")
     end
     if info.state == "CREATING" and self:_probe(id) then
@@ -158,10 +162,11 @@ function M:wait_for_ready(id, opts)
     end
     if p:elapsed() + interval > timeout then
       p:finish("timed out")
-      raise("timeout", string.format("wait_for_ready: deployment %s still %s after %.0f s; raise timeout_s or " ..
+      raise("timeout",
+        string.format("wait_for_ready: deployment %s still %s after %.0f s; raise timeout_s or " ..
         "check the deployment", self:_name(id), info.state, p:elapsed()), {retryable = true})
     end
-    native.sleep(interval)
+    flare.sleep(interval)
   end
 end
 
@@ -179,7 +184,8 @@ function M:update(id, fields, mask)
     if not config_mod.spec[snake] then
       local hint = options.did_you_mean(snake, (function()
         local t = {} for n in pairs(config_mod.spec) do t[#t + 1] = n end return t end)())
-      raise("invalid_argument", "update: unknown field '" .. k .. "'" .. (hint and (" (did you mean '" .. hint .. "'?)") or ""))
+      raise("invalid_argument", "update: unknown field '" .. k ..
+        "'" .. (hint and (" (did you mean '" .. hint .. "'?)") or ""))
     end
     body[camel(snake)] = v
     names[#names + 1] = snake
@@ -188,10 +194,12 @@ function M:update(id, fields, mask)
   if type(mask) == "table" then
     mask = table.concat(mask, ",")
   elseif mask ~= nil and type(mask) ~= "string" then
-    raise("invalid_argument", "update: mask must be a list of field names or a comma-separated string")
+    raise("invalid_argument",
+      "update: mask must be a list of field names or a comma-separated string")
   end
   mask = mask or table.concat(names, ",")
-  local r = self.fw:request{method = "PATCH", path = self:_path(id) .. "?updateMask=" .. mask, body = body,
+  local r = self.fw:request{method = "PATCH", path = self:_path(id) .. "?updateMask=" .. mask,
+    body = body,
     what = "update deployment " .. self:_name(id)}
   return self:_info(r.body)
 end
@@ -200,14 +208,17 @@ function M:scale_to_zero(id)
   check_id(id, "scale_to_zero")
   local r = self.fw:request{method = "PATCH",
     path = self:_path(id) .. "?updateMask=min_replica_count,max_replica_count",
-    body = {minReplicaCount = 0, maxReplicaCount = 0}, what = "scale deployment " .. self:_name(id) .. " to zero"}
+    body = {minReplicaCount = 0, maxReplicaCount = 0},
+      what = "scale deployment " .. self:_name(id) .. " to zero"}
   return self:_info(r.body)
 end
 
 function M:delete(id, opts)
   check_id(id, "delete")
-  opts = options.check(opts, {timeout_s = "number", poll_interval_s = "number", quiet = "boolean"}, "delete")
-  local r = self.fw:request{method = "DELETE", path = self:_path(id) .. "?ignoreChecks=true&hard=true",
+  opts = options.check(opts, {timeout_s = "number", poll_interval_s = "number",
+    quiet = "boolean"}, "delete")
+  local r = self.fw:request{method = "DELETE", path = self:_path(id) ..
+    "?ignoreChecks=true&hard=true",
     accept = {404}, what = "delete deployment " .. self:_name(id)}
   if r.status == 404 then return true end
   local timeout, interval = opts.timeout_s or 60, opts.poll_interval_s or 2
@@ -221,10 +232,11 @@ function M:delete(id, opts)
     p:update(info.state)
     if p:elapsed() + interval > timeout then
       p:finish("timed out")
-      raise("timeout", string.format("delete: deployment %s still %s after %.0f s", self:_name(id), info.state,
+      raise("timeout", string.format("delete: deployment %s still %s after %.0f s",
+        self:_name(id), info.state,
         p:elapsed()), {retryable = true})
     end
-    native.sleep(interval)
+    flare.sleep(interval)
   end
 end
 
@@ -235,14 +247,16 @@ local hotload_spec = {
 }
 
 function M:_hotload_headers(a)
-  local h = {["fireworks-model"] = a.base_model, ["fireworks-deployment"] = self:_name(a.deployment_id)}
+  local h = {["fireworks-model"] = a.base_model, ["fireworks-deployment"] =
+    self:_name(a.deployment_id)}
   if a.source_url then h["x-fireworks-hot-load-source-url"] = a.source_url end
   return h
 end
 
 local function require_fields(a, who, names)
   for _, n in ipairs(names) do
-    if a[n] == nil or a[n] == "" then raise("invalid_argument", who .. ": field '" .. n .. "' is required") end
+    if a[n] == nil or a[n] == "" then raise("invalid_argument",
+      who .. ": field '" .. n .. "' is required") end
   end
 end
 
@@ -251,14 +265,17 @@ function M:hotload(a)
   require_fields(a, "hotload", {"deployment_id", "base_model", "snapshot_identity"})
   local body = {identity = a.snapshot_identity}
   if a.reset_prompt_cache ~= false then body.reset_prompt_cache = true end
-  if a.incremental_snapshot_metadata then body.incremental_snapshot_metadata = a.incremental_snapshot_metadata end
-  local req = {method = "POST", plane = "hotload", path = "/hot_load/v1/models/hot_load", body = body,
+  if a.incremental_snapshot_metadata then body.incremental_snapshot_metadata =
+    a.incremental_snapshot_metadata end
+  local req = {method = "POST", plane = "hotload", path = "/hot_load/v1/models/hot_load",
+    body = body,
     headers = self:_hotload_headers(a), accept = {400},
     what = "hotload " .. a.snapshot_identity .. " onto " .. self:_name(a.deployment_id)}
   local r = self.fw:request(req)
   if r.status == 400 then
     local msg = r.body and r.body.error and r.body.error.message or r.text or ""
-    if body.reset_prompt_cache and msg:find("reset_prompt_cache", 1, true) and msg:find("not permitted", 1, true) then
+    if body.reset_prompt_cache and msg:find("reset_prompt_cache", 1, true) and
+      msg:find("not permitted", 1, true) then
       body.reset_prompt_cache = nil
       req.accept = nil
       r = self.fw:request(req)
@@ -307,36 +324,41 @@ function M:hotload_and_wait(a)
       stage = (ls.stage or "?") .. " " .. (ls.target_snapshot_identity or "")
       if ls.stage == "error" and ls.target_snapshot_identity == target then
         p:finish("error")
-        raise("hotload_failed", "hotload of " .. target .. " onto " .. self:_name(a.deployment_id) .. " failed: " ..
+        raise("hotload_failed", "hotload of " .. target .. " onto " ..
+          self:_name(a.deployment_id) .. " failed: " ..
           tostring(ls.message or "stage error") .. "; hotload a full base snapshot")
       end
     end
     p:update(stage)
     if p:elapsed() + interval > timeout then
       p:finish("timed out")
-      raise("timeout", string.format("hotload_and_wait: %s not loaded on %s after %.0f s (last: %s)", target,
+      raise("timeout",
+        string.format("hotload_and_wait: %s not loaded on %s after %.0f s (last: %s)", target,
         self:_name(a.deployment_id), p:elapsed(), stage), {retryable = true})
     end
-    native.sleep(interval)
+    flare.sleep(interval)
   end
 end
 
 function M:warmup(model, opts)
   opts = options.check(opts, {max_retries = "integer", retry_interval_s = "number"}, "warmup")
   if type(model) == "table" then model = model.inference_model end
-  if type(model) ~= "string" then raise("invalid_argument", "warmup: model must be a string or a DeploymentInfo") end
+  if type(model) ~= "string" then raise("invalid_argument",
+    "warmup: model must be a string or a DeploymentInfo") end
   local tries, interval = opts.max_retries or 30, opts.retry_interval_s or 10
   local last
   for attempt = 1, tries do
     local ok, r = pcall(self.fw.request, self.fw, {method = "POST", plane = "inference",
       path = "/inference/v1/completions", retries = 1, timeout_s = 60,
-      body = {model = model, prompt = {1, 2}, max_tokens = 4, temperature = 0}, what = "warm up " .. model})
+      body = {model = model, prompt = {1, 2}, max_tokens = 4, temperature = 0},
+        what = "warm up " .. model})
     if ok then return true end
     last = r
     if type(r) == "table" and r.retryable == false and r.status ~= 404 then error(r, 0) end
-    if attempt < tries then native.sleep(interval) end
+    if attempt < tries then flare.sleep(interval) end
   end
-  raise("warmup_failed", "warmup of " .. model .. " failed after " .. tries .. " attempts: " .. tostring(last),
+  raise("warmup_failed", "warmup of " .. model .. " failed after " .. tries .. " attempts: " ..
+    tostring(last),
     {retryable = true})
 end
 

@@ -29,11 +29,8 @@ function M:__tostring()
   return "future(" .. (self:done() and "done" or "pending") .. ")"
 end
 
--- Waits for every future of the list; returns their results in order.
-function M.wait_all(futures)
-  local out = {}
-  for i, f in ipairs(futures) do out[i] = f:wait() end
-  return out
-end
+-- Waits for every future of the list; returns their results in order
+-- (flare.wait_all, under the name the fireworks modules have used).
+M.wait_all = require("flare.wait_all")
 
 return M

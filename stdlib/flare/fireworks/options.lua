@@ -65,12 +65,15 @@ function M.check(opts, spec, who)
     if type(k) ~= "string" or not want then
       local hint = type(k) == "string" and M.did_you_mean(k, names)
       M.raise("invalid_argument", who .. ": unknown option '" .. tostring(k) .. "'" ..
-        (hint and (" (did you mean '" .. hint .. "'?)") or (" (known: " .. table.concat(names, ", ") .. ")")))
+        (hint and (" (did you mean '" .. hint .. "'?)") or (" (known: " ..
+          table.concat(names, ", ") .. ")")))
     end
     if not type_ok(v, want) then
       local what = want:gsub("|", " or ")
-      M.raise("invalid_argument", who .. ": option '" .. k .. "' must be " .. (what == "integer" and "an integer" or
-        ("a " .. what)) .. ", got " .. type(v) .. (type(v) ~= "table" and (" " .. tostring(v)) or ""))
+      M.raise("invalid_argument", who .. ": option '" .. k ..
+        "' must be " .. (what == "integer" and "an integer" or
+        ("a " .. what)) .. ", got " .. type(v) .. (type(v) ~= "table" and (" " ..
+          tostring(v)) or ""))
     end
   end
   return opts

@@ -3,14 +3,12 @@
 --   p:update("CREATING")        -- terminal: one live line "\r<label>  12.3s  CREATING";
 --                               -- otherwise a timestamped line each time the status changes
 --   p:finish("READY")
-local native = require("flare.fireworks")
-
 local M = {}
 M.__index = M
 
 local is_tty
 local function stderr_is_tty()
-  if is_tty == nil then is_tty = native.isatty(2) end
+  if is_tty == nil then is_tty = flare.fs.isatty(2) end
   return is_tty
 end
 
@@ -32,7 +30,8 @@ function M:update(status)
     io.stderr:flush()
     self.live = true
   elseif status ~= self.last then
-    io.stderr:write(string.format("%s %s: %s (%.1fs)\n", os.date("!%Y-%m-%dT%H:%M:%SZ"), self.label, status,
+    io.stderr:write(string.format("%s %s: %s (%.1fs)\n", os.date("!%Y-%m-%dT%H:%M:%SZ"),
+      self.label, status,
       self:elapsed()))
     io.stderr:flush()
   end

@@ -6,16 +6,16 @@
 --     RUNNING and GET <trainer>/api/v1/healthz answers 200.
 --   t:forward_backward(datums, loss_fn = "cross_entropy", config = nil)
 --       -> {loss_fn_outputs = {{logprobs = {...}}, ...}, metrics = {...}}
---       a datum is the protocol's {model_input = {chunks = ...}, loss_fn_inputs = {...}} or the short
---       form {tokens = {...}, target_tokens = {...}, weights =, logprobs =, advantages =}
+--       a datum is the protocol's {model_input = {chunks = ...}, loss_fn_inputs = {...}} or
+--       the short form {tokens = {...}, target_tokens = {...}, weights =, logprobs =, advantages =}
 --   t:forward(datums, loss_fn, config)  -- no gradient
 --   t:optim_step{learning_rate = <trainer's>, beta1 = 0.9, beta2 = 0.95, eps = 1e-12,
 --       weight_decay = 0, grad_clip_norm = 0}  -> {grad_norm =, step =, metrics =}
---   t:save_weights_for_sampler(name, {checkpoint_type = "base" | "delta"}) -> {path =, snapshot_name =, ...}
+--   t:save_weights_for_sampler(name, {checkpoint_type = "base" | "delta"})
+--       -> {path =, snapshot_name =, ...}
 --   t:save_state(name), t:load_state(name)
 --   t:close()  deletes the job
 --   Each call X also has X_async(...) returning a future (see flare.fireworks.future).
-local native = require("flare.fireworks")
 local options = require("flare.fireworks.options")
 local progress = require("flare.fireworks.progress")
 local future = require("flare.fireworks.future")
@@ -25,7 +25,8 @@ M.__index = M
 local raise = options.raise
 
 local spec = {
-  base_model = "string", lora_rank = "integer", learning_rate = "number", hot_load_deployment_id = "string",
+  base_model = "string", lora_rank = "integer", learning_rate = "number",
+    hot_load_deployment_id = "string",
   job_id = "string", display_name = "string", max_context_length = "integer", timeout_s = "number",
   poll_interval_s = "number", quiet = "boolean",
 }
@@ -35,7 +36,8 @@ local terminal = {JOB_STATE_FAILED = true, JOB_STATE_CANCELLED = true, JOB_STATE
 
 function M.new(fw, opts)
   opts = options.check(opts, spec, "trainer")
-  if not opts.base_model or opts.base_model == "" then raise("invalid_argument", "trainer: 'base_model' is required") end
+  if not opts.base_model or opts.base_model == "" then raise("invalid_argument",
+    "trainer: 'base_model' is required") end
   if opts.learning_rate and opts.learning_rate <= 0 then
     raise("invalid_argument", "trainer: learning_rate must be > 0, got " .. opts.learning_rate)
   end
@@ -43,11 +45,14 @@ function M.new(fw, opts)
     raise("invalid_argument", "trainer: lora_rank must be >= 0, got " .. opts.lora_rank)
   end
   local self = setmetatable({fw = fw, base_model = opts.base_model, lora_rank = opts.lora_rank or 0,
-    learning_rate = opts.learning_rate or 1e-4, job_id = opts.job_id or ("flare-" .. options.random_hex(8)),
+    learning_rate = opts.learning_rate or 1e-4, job_id = opts.job_id or ("flare-" ..
+      options.random_hex(8)),
     hot_load_deployment_id = opts.hot_load_deployment_id}, M)
   self.name = "accounts/" .. fw.account_id .. "/rlorTrainerJobs/" .. self.job_id
-  self.gateway = "/training/v1/rlorTrainerJobs/" .. fw.account_id .. "/" .. self.job_id .. "/api/v1/"
-  local training = {baseModel = self.base_model, loraRank = self.lora_rank, learningRate = self.learning_rate}
+  self.gateway = "/training/v1/rlorTrainerJobs/" .. fw.account_id .. "/" ..
+    self.job_id .. "/api/v1/"
+  local training = {baseModel = self.base_model, loraRank = self.lora_rank,
+    learningRate = self.learning_rate}
   if opts.max_context_length then training.maxContextLength = opts.max_context_length end
   local body = {serviceMode = true, trainingConfig = training}
   if opts.hot_load_deployment_id then body.hotLoadDeploymentId = opts.hot_load_deployment_id end
@@ -65,7 +70,8 @@ function M:__tostring()
 end
 
 function M:get()
-  local r = self.fw:request{path = "/v1/accounts/" .. self.fw.account_id .. "/rlorTrainerJobs/" .. self.job_id,
+  local r = self.fw:request{path = "/v1/accounts/" .. self.fw.account_id .. "/rlorTrainerJobs/" ..
+    self.job_id,
     accept = {404}, what = "get trainer job " .. self.name}
   if r.status == 404 then return nil end
   return r.body
@@ -77,14 +83,16 @@ function M:_wait_running(timeout, interval, quiet)
     local job = self:get()
     if not job then
       p:finish("gone")
-      raise("not_found", "trainer job " .. self.name .. " disappeared while starting", {status = 404})
+      raise("not_found", "trainer job " .. self.name .. " disappeared while starting",
+        {status = 404})
     end
     local state = job.state or "JOB_STATE_UNKNOWN"
     p:update(state)
     if terminal[state] then
       p:finish(state)
       local why = job.status and job.status.message or ""
-      raise("trainer_failed", "trainer job " .. self.name .. " is " .. state .. (why ~= "" and (": " .. why) or "") ..
+      raise("trainer_failed", "trainer job " .. self.name .. " is " ..
+        state .. (why ~= "" and (": " .. why) or "") ..
         "; create a new one")
     end
     if state == "JOB_STATE_RUNNING" then
@@ -97,15 +105,17 @@ function M:_wait_running(timeout, interval, quiet)
     end
     if p:elapsed() + interval > timeout then
       p:finish("timed out")
-      raise("timeout", string.format("trainer job %s not healthy after %.0f s (state %s)", self.name, p:elapsed(),
+      raise("timeout", string.format("trainer job %s not healthy after %.0f s (state %s)",
+        self.name, p:elapsed(),
         state), {retryable = true})
     end
-    native.sleep(interval)
+    flare.sleep(interval)
   end
 end
 
 function M:_submit(op, body, transform)
-  local f = self.fw:submit{method = "POST", plane = "trainer", path = self.gateway .. op, body = body,
+  local f = self.fw:submit{method = "POST", plane = "trainer", path = self.gateway .. op,
+    body = body,
     timeout_s = 3600, what = op .. " on trainer " .. self.job_id}
   return future.new(f, function(r) local b = r.body; return transform and transform(b) or b end)
 end
@@ -114,15 +124,18 @@ local function as_datum(d, i)
   if type(d) ~= "table" then raise("invalid_argument", "datums[" .. i .. "] must be a table") end
   if d.model_input then return d end
   if type(d.tokens) ~= "table" or type(d.target_tokens) ~= "table" then
-    raise("invalid_argument", "datums[" .. i .. "] needs model_input/loss_fn_inputs or tokens and target_tokens")
+    raise("invalid_argument",
+      "datums[" .. i .. "] needs model_input/loss_fn_inputs or tokens and target_tokens")
   end
   local inputs = {target_tokens = d.target_tokens}
   for _, k in ipairs({"weights", "logprobs", "advantages"}) do inputs[k] = d[k] end
-  return {model_input = {chunks = {{type = "encoded_text", tokens = d.tokens}}}, loss_fn_inputs = inputs}
+  return {model_input = {chunks = {{type = "encoded_text", tokens = d.tokens}}},
+    loss_fn_inputs = inputs}
 end
 
 local function fb_body(key, datums, loss_fn, config)
-  if type(datums) ~= "table" then raise("invalid_argument", "forward_backward: datums must be a list") end
+  if type(datums) ~= "table" then raise("invalid_argument",
+    "forward_backward: datums must be a list") end
   local data = {}
   for i, d in ipairs(datums) do data[i] = as_datum(d, i) end
   local input = {data = data, loss_fn = loss_fn or "cross_entropy"}
@@ -131,7 +144,8 @@ local function fb_body(key, datums, loss_fn, config)
 end
 
 function M:forward_backward_async(datums, loss_fn, config)
-  return self:_submit("forward_backward", fb_body("forward_backward_input", datums, loss_fn, config))
+  return self:_submit("forward_backward", fb_body("forward_backward_input", datums,
+    loss_fn, config))
 end
 
 function M:forward_async(datums, loss_fn, config)
@@ -156,22 +170,26 @@ function M:save_weights_for_sampler_async(name, opts)
   opts = options.check(opts, {checkpoint_type = "string"}, "save_weights_for_sampler")
   local kind = opts.checkpoint_type or "base"
   if kind ~= "base" and kind ~= "delta" then
-    raise("invalid_argument", "save_weights_for_sampler: checkpoint_type must be \"base\" or \"delta\", got " .. kind)
+    raise("invalid_argument",
+      "save_weights_for_sampler: checkpoint_type must be \"base\" or \"delta\", got " .. kind)
   end
   return self:_submit("save_weights_for_sampler", {path = name, checkpoint_type = kind})
 end
 
 function M:save_state_async(name)
-  if type(name) ~= "string" or name == "" then raise("invalid_argument", "save_state: name must be a non-empty string") end
+  if type(name) ~= "string" or name == "" then raise("invalid_argument",
+    "save_state: name must be a non-empty string") end
   return self:_submit("save_state", {path = name})
 end
 
 function M:load_state_async(name)
-  if type(name) ~= "string" or name == "" then raise("invalid_argument", "load_state: name must be a non-empty string") end
+  if type(name) ~= "string" or name == "" then raise("invalid_argument",
+    "load_state: name must be a non-empty string") end
   return self:_submit("load_state", {path = name})
 end
 
-for _, op in ipairs({"forward_backward", "forward", "optim_step", "save_weights_for_sampler", "save_state",
+for _, op in ipairs({"forward_backward", "forward", "optim_step", "save_weights_for_sampler",
+  "save_state",
   "load_state"}) do
   local async = M[op .. "_async"]
   M[op] = function(self, ...) return async(self, ...):wait() end
@@ -179,7 +197,8 @@ end
 
 function M:close()
   if self.closed then return end
-  self.fw:request{method = "DELETE", path = "/v1/accounts/" .. self.fw.account_id .. "/rlorTrainerJobs/" .. self.job_id,
+  self.fw:request{method = "DELETE", path = "/v1/accounts/" .. self.fw.account_id ..
+    "/rlorTrainerJobs/" .. self.job_id,
     accept = {404}, what = "delete trainer job " .. self.name}
   self.closed = true
 end

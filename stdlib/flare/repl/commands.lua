@@ -32,9 +32,11 @@ end
 handlers.h = handlers.help
 
 handlers.reload = function(arg)
-  if arg == nil or arg == "" then error("usage: :reload NAME (a module name, e.g. :reload mylab.workflow)", 0) end
+  if arg == nil or
+    arg == "" then error("usage: :reload NAME (a module name, e.g. :reload mylab.workflow)", 0) end
   local _, rebound = M.reload(arg)
-  local note = rebound > 0 and (" (" .. rebound .. (rebound == 1 and " global" or " globals") .. " rebound)") or ""
+  local note = rebound > 0 and (" (" .. rebound .. (rebound == 1 and " global" or " globals") ..
+    " rebound)") or ""
   return "reloaded " .. arg .. note
 end
 
@@ -46,7 +48,8 @@ function M.run(line, opts)
   local name, arg = line:match("^%s*:(%S*)%s*(.-)%s*$")
   local handler = name and handlers[name]
   if not handler then
-    error("unknown command ':" .. tostring(name) .. "' (commands: :help [word], :reload NAME, :quit)", 0)
+    error("unknown command ':" .. tostring(name) ..
+      "' (commands: :help [word], :reload NAME, :quit)", 0)
   end
   return handler(arg, opts or {})
 end

@@ -8,6 +8,10 @@
 -- loaded flare.<module> names), module names after require(", and deployment
 -- ids after <expr>.deployments:get(" by asking that manager's list() (cached
 -- for a few seconds, errors ignored).
+--
+-- It offers the public surface: names starting with "_" (private fields and
+-- metamethods) and constructors an object inherits from its class (new) appear
+-- only once the word being completed starts with "_".
 local M = {}
 
 local ok_support, support = pcall(require, "flare.repl")
@@ -52,7 +56,8 @@ local function modules_under(dir, prefix, depth, out)
     if name == "init" and prefix ~= "" then out[#out + 1] = prefix:sub(1, -2) end
   end
   for _, d in ipairs(dirs) do
-    if d:match("^[%w_%-]+$") then modules_under(dir .. "/" .. d, prefix .. d .. ".", depth + 1, out) end
+    if d:match("^[%w_%-]+$") then modules_under(dir .. "/" .. d, prefix .. d .. ".",
+      depth + 1, out) end
   end
 end
 
@@ -95,22 +100,26 @@ local function flare_module_names()
   return names
 end
 
--- Field names of v: its own keys and those of its __index tables.
-local function field_names(v, methods_only)
+local constructors = { new = true }
+
+-- Field names of v: its own keys and those of its __index tables. Without
+-- show_private, no "_" names and no inherited constructors.
+local function field_names(v, methods_only, show_private)
   local names, seen_tables = {}, {}
   local is_flare = v == rawget(_G, "flare")
-  local function add_table(t)
+  local function add_table(t, inherited)
     if type(t) ~= "table" or seen_tables[t] then return end
     seen_tables[t] = true
     for k, val in pairs(t) do
-      if is_identifier(k) and (not methods_only or type(val) == "function") then
+      if is_identifier(k) and (not methods_only or type(val) == "function")
+        and (show_private or (k:sub(1, 1) ~= "_" and not (inherited and constructors[k]))) then
         names[#names + 1] = k
       end
     end
   end
   local current, hops = v, 0
   while current ~= nil and hops < 10 do
-    if type(current) == "table" then add_table(current) end
+    if type(current) == "table" then add_table(current, hops > 0) end
     local mt = getmetatable(current)
     if type(mt) ~= "table" then break end
     local index = rawget(mt, "__index")
@@ -186,7 +195,8 @@ function M.complete(line, env)
   if req_start then return req_start, starting_with(M.module_names(), req_word) end
 
   -- <expr>.deployments:get("id-pre
-  local mgr_path, id_start, id_word = line:match("([%a_][%w_%.]*)%s*:%s*get%s*%(%s*[\"']()([^\"']*)$")
+  local mgr_path, id_start,
+    id_word = line:match("([%a_][%w_%.]*)%s*:%s*get%s*%(%s*[\"']()([^\"']*)$")
   if mgr_path then
     local manager = resolve(mgr_path, env)
     if mgr_path:match("deployments$") and type(manager) == "table" then
@@ -207,13 +217,13 @@ function M.complete(line, env)
   if not head then
     local names = {}
     for _, k in ipairs(keywords) do names[#names + 1] = k end
-    for _, k in ipairs(field_names(env, false)) do names[#names + 1] = k end
+    for _, k in ipairs(field_names(env, false, expr:sub(1, 1) == "_")) do names[#names + 1] = k end
     return expr_start, starting_with(names, expr)
   end
   if head:find(":", 1, true) then return #line + 1, {} end
   local target = resolve(head, env)
   if target == nil then return #line + 1, {} end
-  local names = starting_with(field_names(target, sep == ":"), word)
+  local names = starting_with(field_names(target, sep == ":", word:sub(1, 1) == "_"), word)
   if #names == 1 then
     local ok, value = pcall(function() return target[names[1]] end)
     if ok and type(value) == "function" then names[1] = names[1] .. "(" end

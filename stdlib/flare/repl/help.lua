@@ -34,7 +34,8 @@ function M.text(word, opts)
           lines[#lines + 1] = "  " .. cyan .. call .. reset
           lines[#lines + 1] = "  " .. string.rep(" ", width) .. "  " .. e[2]
         else
-          lines[#lines + 1] = "  " .. cyan .. call .. reset .. string.rep(" ", width - #call) .. "  " .. e[2]
+          lines[#lines + 1] = "  " .. cyan .. call .. reset .. string.rep(" ", width - #call) ..
+            "  " .. e[2]
         end
       end
     end

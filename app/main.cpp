@@ -8,7 +8,7 @@
 
 #include "host.hpp"
 #include "subcommand.hpp"
-#include "utf8_check.hpp"
+#include "text/utf8.hpp"
 
 namespace {
 
@@ -48,7 +48,7 @@ bool ends_with(const std::string& s, const char* suffix) {
 
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; i++) {
-    size_t bad = flare::cli::invalid_utf8_offset(argv[i]);
+    size_t bad = flare::text::invalid_utf8_offset(argv[i]);
     if (bad != std::string::npos) {
       return usage_error("argument " + std::to_string(i) + " is not valid UTF-8 (byte offset " +
                          std::to_string(bad) + ")");

@@ -1,12 +1,13 @@
 #pragma once
-// Small POSIX file helpers shared by the safetensors writer and the codec.
+// Small POSIX file helpers: whole-file reads and writes that replace a file
+// atomically (the delta codec, safetensors, the emulator's bucket).
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
 
-namespace flare::delta {
+namespace flare {
 
 // Throws flare::Error{"io"} with `what` and strerror(errno).
 [[noreturn]] void throw_io(const std::string& what);
@@ -64,4 +65,7 @@ class AtomicFile {
 // committed, then end the process by the same signal.
 void remove_temp_files_on_signal();
 
-}  // namespace flare::delta
+// Writes `bytes` to a temporary file next to `path` and renames it onto `path`.
+void write_file_atomic(const std::string& path, std::span<const std::byte> bytes);
+
+}  // namespace flare

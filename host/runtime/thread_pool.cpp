@@ -1,4 +1,4 @@
-#include "delta/thread_pool.hpp"
+#include "runtime/thread_pool.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-namespace flare::delta {
+namespace flare {
 namespace {
 
 thread_local bool t_inside_job = false;
@@ -122,4 +122,4 @@ void parallel_for(size_t n, unsigned threads, const std::function<void(size_t)>&
   shared_pool().run(n, threads, fn);
 }
 
-}  // namespace flare::delta
+}  // namespace flare

@@ -1,4 +1,4 @@
-#include "subprocess.hpp"
+#include "runtime/subprocess.hpp"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <functional>
 
-namespace flare::delta {
+namespace flare {
 
 // Threads available to parallel_for (workers + the caller).
 unsigned pool_size();
@@ -15,4 +15,4 @@ unsigned pool_size();
 // is rethrown here after every started call has returned.
 void parallel_for(size_t n, unsigned threads, const std::function<void(size_t)>& fn);
 
-}  // namespace flare::delta
+}  // namespace flare

@@ -7,15 +7,16 @@
 #include <vector>
 
 #include "delta/codec.hpp"
-#include "delta/file_io.hpp"
+#include "runtime/file_io.hpp"
 #include "subcommand.hpp"
-#include "terminal_text.hpp"
+#include "text/escape.hpp"
+#include "text/utf8.hpp"
 
 namespace {
 
 using namespace flare::delta;
-using flare::cli::display_width;
-using flare::cli::printable;
+using flare::text::display_width;
+using flare::text::printable;
 
 constexpr const char* kUsage =
     "usage: flare delta encode BASE NEW OUT [--level N] [--threads N] [--chunk-elements N]\n"
@@ -163,7 +164,7 @@ void print_table(const DeltaInfo& info) {
 int run(int argc, char** argv) {
   if (argc < 2) throw UsageError("missing action");
   // An interrupted encode or apply leaves no half-written *.tmp-PID-N file behind.
-  flare::delta::remove_temp_files_on_signal();
+  flare::remove_temp_files_on_signal();
   std::string action = argv[1];
   if (action == "--help" || action == "-h" || action == "help") {
     std::fputs(kUsage, stdout);

@@ -1,4 +1,4 @@
-#include "delta/file_io.hpp"
+#include "runtime/file_io.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -12,7 +12,7 @@
 
 #include "runtime/error.hpp"
 
-namespace flare::delta {
+namespace flare {
 namespace {
 
 // Temporary paths of live AtomicFiles, readable from a signal handler: each
@@ -132,4 +132,10 @@ void AtomicFile::commit() {
   if (d.get() < 0 || ::fsync(d.get()) != 0) throw_io("cannot flush the folder " + dir + " to disk");
 }
 
-}  // namespace flare::delta
+void write_file_atomic(const std::string& path, std::span<const std::byte> bytes) {
+  AtomicFile file(path);
+  file.write_at(0, bytes);
+  file.commit();
+}
+
+}  // namespace flare

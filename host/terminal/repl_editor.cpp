@@ -1,4 +1,4 @@
-#include "repl_editor.hpp"
+#include "terminal/repl_editor.hpp"
 
 #include <errno.h>
 #include <histedit.h>

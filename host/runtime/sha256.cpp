@@ -1,4 +1,4 @@
-#include "sha256.hpp"
+#include "runtime/sha256.hpp"
 
 #include <cstring>
 

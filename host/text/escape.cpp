@@ -1,0 +1,75 @@
+#include "text/escape.hpp"
+
+#include <cstdint>
+
+#include "text/utf8.hpp"
+
+namespace flare::text {
+namespace {
+
+constexpr char kHex[] = "0123456789ABCDEF";
+constexpr char kLowerHex[] = "0123456789abcdef";
+
+}  // namespace
+
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const size_t at = i;
+    bool malformed = false;
+    const uint32_t cp = next_code_point(s, i, &malformed);
+    if (malformed || cp < 0x20 || cp == 0x7F) {
+      const char esc[4] = {'\\', 'x', kHex[cp >> 4], kHex[cp & 15]};
+      out.append(esc, 4);
+    } else if (cp >= 0x80 && cp <= 0x9F) {
+      const char esc[6] = {'\\', 'u', '0', '0', kHex[cp >> 4], kHex[cp & 15]};
+      out.append(esc, 6);
+    } else {
+      out.append(s.substr(at, i - at));
+    }
+  }
+  return out;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  size_t run = 0;  // start of the pending run of bytes that need no escape
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      case '\b':
+        out.append("\\b");
+        break;
+      case '\f':
+        out.append("\\f");
+        break;
+      default: {
+        const char esc[6] = {'\\', 'u', '0', '0', kLowerHex[c >> 4], kLowerHex[c & 15]};
+        out.append(esc, 6);
+      }
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+  out.push_back('"');
+}
+
+}  // namespace flare::text
