@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -371,41 +372,60 @@ struct HttpServer::Impl {
   }
 
   void serve(Conn* c) {
-    bool last = c->served + 1 >= lim.keep_alive_max_requests;
-    bool closed = false;
-    bool ok;
-    {
-      ConnStream strm(*c, now_mono() + lim.body_timeout_s, lim.write_timeout_s, stopping);
-      t_conn = c;
-      ok = srv.process_request(strm, last, closed, nullptr);
-      t_conn = nullptr;
-    }
-    ++c->served;
-    std::lock_guard lock(mu);
-    if (c->close_after && ok && !stopping) {
-      // Answered before its body was read: stop sending, take in what the
-      // client still sends for a moment (so it reads the answer rather than
-      // a reset), then close.
-      ::shutdown(c->fd, SHUT_WR);
-      c->state = ConnState::Draining;
-      c->deadline = now_mono() + 1.0;
-      watch_locked(c);
-      wake();
+    for (;;) {
+      bool last = c->served + 1 >= lim.keep_alive_max_requests;
+      bool closed = false;
+      bool ok;
+      {
+        ConnStream strm(*c, now_mono() + lim.body_timeout_s, lim.write_timeout_s, stopping);
+        t_conn = c;
+        ok = srv.process_request(strm, last, closed, nullptr);
+        t_conn = nullptr;
+      }
+      ++c->served;
+      c->compact();
+      // A client that sent its next request already (or pipelined it) is
+      // served on this worker without a trip through the waiting room.
+      bool eof = false;
+      if (ok && !closed && !last && !c->close_after) eof = !take_available(c);
+      std::lock_guard lock(mu);
+      if (c->close_after && ok && !stopping) {
+        // Answered before its body was read: stop sending, take in what the
+        // client still sends for a moment (so it reads the answer rather than
+        // a reset), then close.
+        ::shutdown(c->fd, SHUT_WR);
+        c->state = ConnState::Draining;
+        c->deadline = now_mono() + 1.0;
+        watch_locked(c);
+        return;
+      }
+      if (!ok || closed || last || eof || stopping) {
+        close_locked(c);
+        return;
+      }
+      if (c->has_headers()) continue;
+      c->got_bytes = c->buffered() > 0;
+      c->deadline = now_mono() + (c->got_bytes ? lim.header_timeout_s : lim.idle_timeout_s);
+      watch_locked(c);  // epoll reports it even while the waiting room is in epoll_wait
       return;
     }
-    if (!ok || closed || last || stopping) {
-      close_locked(c);
-      return;
+  }
+
+  // Appends what the socket holds now (up to a header's worth), without
+  // waiting; false at end of stream.
+  bool take_available(Conn* c) const {
+    char chunk[16384];
+    while (c->buffered() <= lim.max_header_bytes) {
+      ssize_t n = ::recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+      if (n > 0) {
+        c->buf.append(chunk, static_cast<size_t>(n));
+        if (n < static_cast<ssize_t>(sizeof chunk)) return true;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     }
-    c->compact();
-    c->got_bytes = c->buffered() > 0;
-    c->deadline = now_mono() + (c->got_bytes ? lim.header_timeout_s : lim.idle_timeout_s);
-    if (c->has_headers()) {
-      dispatch_locked(c);  // a pipelined request is already here
-    } else {
-      watch_locked(c);
-      wake();
-    }
+    return true;
   }
 
   void wake() {
