@@ -283,6 +283,7 @@ struct HttpServer::Impl {
 
   void on_readable(Conn* c) {
     char chunk[16384];
+    bool ended = false;
     for (;;) {
       ssize_t n = ::recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
       if (n > 0) {
@@ -297,12 +298,14 @@ struct HttpServer::Impl {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      close_locked(c);  // end of stream or an error
-      return;
+      ended = true;  // end of stream or an error
+      break;
     }
-    if (c->state == ConnState::Draining) return;
-    if (c->has_headers()) {
+    // A client may send its request and then close its side: it still gets the answer.
+    if (c->state != ConnState::Draining && c->has_headers()) {
       dispatch_locked(c);
+    } else if (ended || c->state == ConnState::Draining) {
+      if (ended) close_locked(c);
     } else if (c->buffered() > lim.max_header_bytes) {
       send_and_forget(c->fd, 431, "Request Header Fields Too Large",
                       "request headers exceed " + std::to_string(lim.max_header_bytes) + " bytes",
@@ -387,7 +390,7 @@ struct HttpServer::Impl {
       // A client that sent its next request already (or pipelined it) is
       // served on this worker without a trip through the waiting room.
       bool eof = false;
-      if (ok && !closed && !last && !c->close_after) eof = !take_available(c);
+      if (ok && !closed && !last && !c->close_after) eof = !take_available(c) && !c->has_headers();
       std::lock_guard lock(mu);
       if (c->close_after && ok && !stopping) {
         // Answered before its body was read: stop sending, take in what the

@@ -249,6 +249,29 @@ def connection_cap(flare):
         s.close()
 
 
+def half_close(flare):
+    s = Serve(flare)
+    try:
+        for pipelined in (1, 3):
+            sk = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+            req = (b"GET /v1/accounts HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + s.key.encode() +
+                   b"\r\n\r\n")
+            sk.sendall(req * pipelined)
+            sk.shutdown(socket.SHUT_WR)
+            reply = b""
+            while True:
+                b = sk.recv(65536)
+                if not b:
+                    break
+                reply += b
+            sk.close()
+            check(reply.count(b"HTTP/1.1 200") == pipelined,
+                  "%d request(s) sent, then the client's side closed: all answered" % pipelined)
+    finally:
+        s.stop()
+        s.close()
+
+
 def port_sharing(flare):
     a = Serve(flare)
     try:
@@ -328,6 +351,7 @@ def main():
         "key_options": lambda: key_options(flare),
         "unauthenticated_body": lambda: unauthenticated_body(flare, full),
         "connection_cap": lambda: connection_cap(flare),
+        "half_close": lambda: half_close(flare),
         "slowloris": lambda: slowloris(flare, full),
     }
     only = [a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")]
