@@ -1,8 +1,7 @@
 #include "http_client.hpp"
 
-#include <strings.h>
-
 #include <curl/curl.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <mutex>
