@@ -191,8 +191,12 @@ void Emulator::start() {
     if (res.status == 404 && res.body.empty()) {
       send_error(res, 404, "NOT_FOUND", "no route for " + req.method + " " + req.path);
     } else if (res.body.empty()) {
-      send_error(res, res.status, "ERROR",
-                 "request failed with status " + std::to_string(res.status));
+      // What httplib answers by itself, before any route ran.
+      std::string cause = res.status == 400   ? "malformed HTTP request"
+                          : res.status == 413 ? "request body too large"
+                          : res.status == 414 ? "request line too long"
+                                              : "request failed";
+      send_error(res, res.status, "ERROR", cause + " (status " + std::to_string(res.status) + ")");
     }
   });
   m.server->set_exception_handler(

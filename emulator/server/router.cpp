@@ -148,9 +148,9 @@ bool Router::refuse_early(const httplib::Request& req, httplib::Response& res) c
     return refuse(401, "UNAUTHENTICATED",
                   std::string("missing or invalid API key: ") + auth_hint(route->auth));
   }
+  unsigned long long length = 0;
   if (req.has_header("Content-Length")) {
     const std::string text = req.get_header_value("Content-Length");
-    unsigned long long length = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), length);
     if (ec != std::errc() || end != text.data() + text.size()) {
       return refuse(400, "INVALID_ARGUMENT",
@@ -162,15 +162,18 @@ bool Router::refuse_early(const httplib::Request& req, httplib::Response& res) c
                         std::to_string(route->max_body) + " bytes for " + req.method + " " +
                         req.path);
     }
-    // httplib reads a form-encoded body only up to 8 KB (and answers a bare
-    // 413); this server reads JSON, whatever the label.
-    if (req.get_header_value("Content-Type").starts_with("application/x-www-form-urlencoded") &&
-        length > 8192) {
-      return refuse(415, "INVALID_ARGUMENT",
-                    "request body of " + std::to_string(length) +
-                        " bytes is labelled application/x-www-form-urlencoded (curl -d does "
-                        "that); send it with 'Content-Type: application/json'");
-    }
+  }
+  // httplib reads a form-encoded body only up to 8 KB (answering a bare 413)
+  // and takes a multipart body apart; these routes read JSON.
+  const std::string type = req.get_header_value("Content-Type");
+  const bool form = type.starts_with("application/x-www-form-urlencoded");
+  const bool chunked =
+      req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+  if ((form && (chunked || length > 8192)) || type.starts_with("multipart/")) {
+    return refuse(415, "INVALID_ARGUMENT",
+                  "the request body is labelled " + type.substr(0, type.find(';')) +
+                      " (curl -d and -F do that); this server reads JSON: send it with "
+                      "'Content-Type: application/json'");
   }
   return false;
 }

@@ -165,6 +165,10 @@ TEST_CASE("a form-labelled body over 8 KB and a method a route lacks are named")
                     {s.key_header(), "Content-Type: application/x-www-form-urlencoded"});
   CHECK(form.status == 415);
   CHECK(message(form).find("Content-Type: application/json") != std::string::npos);
+  Reply multipart = http("POST", s.deployments_url() + "?deploymentId=f", "{}",
+                         {s.key_header(), "Content-Type: multipart/form-data; boundary=x"});
+  CHECK(multipart.status == 415);
+  CHECK(message(multipart).find("multipart/form-data") != std::string::npos);
   // Labelled as JSON, the same body is fine.
   CHECK(http("POST", s.deployments_url() + "?deploymentId=f", body,
              {s.key_header(), "Content-Type: application/json"})
