@@ -44,6 +44,7 @@ struct Conn {
   bool got_bytes = false;  // of the request being waited for
   bool close_after = false;
   size_t served = 0;
+  size_t drained = 0;  // bytes discarded after an early answer
   ConnState state = ConnState::Waiting;
 
   size_t buffered() const { return buf.size() - off; }
@@ -256,8 +257,8 @@ struct HttpServer::Impl {
     watch_locked(raw);
   }
 
-  void watch_locked(Conn* c) {
-    c->state = ConnState::Waiting;
+  void watch_locked(Conn* c, ConnState state = ConnState::Waiting) {
+    c->state = state;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.fd = c->fd;
@@ -287,7 +288,14 @@ struct HttpServer::Impl {
     for (;;) {
       ssize_t n = ::recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
       if (n > 0) {
-        if (c->state == ConnState::Draining) continue;  // discarded
+        if (c->state == ConnState::Draining) {  // discarded, up to 1 MiB
+          c->drained += static_cast<size_t>(n);
+          if (c->drained > (1u << 20)) {
+            ended = true;
+            break;
+          }
+          continue;
+        }
         if (!c->got_bytes) {
           c->got_bytes = true;
           c->deadline = now_mono() + lim.header_timeout_s;
@@ -397,9 +405,8 @@ struct HttpServer::Impl {
         // client still sends for a moment (so it reads the answer rather than
         // a reset), then close.
         ::shutdown(c->fd, SHUT_WR);
-        c->state = ConnState::Draining;
         c->deadline = now_mono() + 1.0;
-        watch_locked(c);
+        watch_locked(c, ConnState::Draining);
         return;
       }
       if (!ok || closed || last || eof || stopping) {

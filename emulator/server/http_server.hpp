@@ -26,7 +26,7 @@ namespace flare::emulator {
 struct ConnectionLimits {
   int workers = 128;
   int max_queued = 512;       // requests with complete headers waiting for a worker
-  int max_connections = 900;  // open connections in total (httplib's select needs fds < 1024)
+  int max_connections = 900;  // open connections in total, below the usual 1024-fd limit
   int max_per_address = 512;  // open connections from one client address
   double header_timeout_s = 10;
   double body_timeout_s = 60;
