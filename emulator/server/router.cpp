@@ -2,9 +2,11 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <stdexcept>
 #include <thread>
 
 #include "emulator/server/api_error.hpp"
@@ -120,7 +122,7 @@ bool Router::refuse_early(const httplib::Request& req, httplib::Response& res) c
   const Route* route = nullptr;
   std::string allowed;
   for (const auto& r : routes_) {
-    if (!std::regex_match(req.path, r.pattern)) continue;
+    if (!r.pattern.matches(req.path)) continue;
     if (r.method == req.method) {
       route = &r;
       break;
@@ -233,9 +235,38 @@ Router::Handler Router::wrap(size_t max_body, Handler h) {
   };
 }
 
+Router::PathPattern::PathPattern(const std::string& pattern) {
+  static constexpr std::string_view kSegment = "([^/]+)";
+  size_t from = 0;
+  for (size_t at; (at = pattern.find(kSegment, from)) != std::string::npos;
+       from = at + kSegment.size()) {
+    literals_.push_back(pattern.substr(from, at - from));
+  }
+  literals_.push_back(pattern.substr(from));
+  for (size_t i = 0; i < literals_.size(); ++i) {
+    const std::string& l = literals_[i];
+    if (l.find_first_of("()[]*+?\\|^$") != std::string::npos ||
+        (i > 0 && !l.empty() && l[0] != '/'))
+      throw std::logic_error("route pattern '" + pattern + "' is not literal text with ([^/]+)");
+  }
+}
+
+bool Router::PathPattern::matches(std::string_view path) const {
+  for (size_t i = 0; i < literals_.size(); ++i) {
+    if (i > 0) {  // one non-empty segment, up to the next '/'
+      size_t end = std::min(path.find('/'), path.size());
+      if (end == 0) return false;
+      path.remove_prefix(end);
+    }
+    if (!path.starts_with(literals_[i])) return false;
+    path.remove_prefix(literals_[i].size());
+  }
+  return path.empty();
+}
+
 void Router::add(const std::string& method, const std::string& pattern, Auth auth,
                  size_t max_body) {
-  routes_.push_back({method, std::regex(pattern), auth, max_body});
+  routes_.push_back({method, PathPattern(pattern), auth, max_body});
 }
 
 void Router::get(const std::string& p, Auth a, Handler h) {
