@@ -11,12 +11,11 @@
 //         delta_bytes, ratio, metadata = {}, tensors = {{name, change, encoding,
 //         dtype, shape, base_dtype?, base_shape?, elements, bytes, stored_bytes,
 //         changed, density, adler32, base_adler32, chunks = {same=, ...}}, ...}}
-#include <cstring>
-#include <stdexcept>
 #include <string>
 
 #include "delta/adler32.hpp"
 #include "delta/codec.hpp"
+#include "lua_support.hpp"
 #include "module.hpp"
 
 namespace flare::lua {
@@ -24,90 +23,28 @@ namespace {
 
 using namespace flare::delta;
 
-[[noreturn]] void bad_arg(const char* fn, const std::string& what) {
-  throw std::invalid_argument(std::string("flare.delta.") + fn + ": " + what);
-}
-
-std::string check_string(lua_State* L, int idx, const char* fn, const char* what) {
-  size_t n = 0;
-  const char* s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &n) : nullptr;
-  if (!s) bad_arg(fn, std::string(what) + " must be a string");
-  return std::string(s, n);
-}
-
-// Calls visit(key) for every key of the options table at idx, rejecting
-// non-string keys; visit returns false for an unknown option.
-template <typename F>
-void each_option(lua_State* L, int idx, const char* fn, F visit) {
-  if (lua_isnoneornil(L, idx)) return;
-  if (!lua_istable(L, idx)) bad_arg(fn, "options must be a table");
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    if (lua_type(L, -2) != LUA_TSTRING) bad_arg(fn, "option names must be strings");
-    std::string key = lua_tostring(L, -2);
-    if (!visit(key)) bad_arg(fn, "unknown option '" + key + "'");
-    lua_pop(L, 1);
-  }
-}
-
-uint64_t option_uint(lua_State* L, const char* fn, const std::string& key, double max) {
-  if (lua_type(L, -1) != LUA_TNUMBER) bad_arg(fn, "option '" + key + "' must be a number");
-  double v = lua_tonumber(L, -1);
-  if (v < 0 || v > max || v != static_cast<double>(static_cast<uint64_t>(v)))
-    bad_arg(fn, "option '" + key + "' must be an integer in [0, " +
-                    std::to_string(static_cast<uint64_t>(max)) + "]");
-  return static_cast<uint64_t>(v);
-}
-
-std::string option_string(lua_State* L, const char* fn, const std::string& key) {
-  if (lua_type(L, -1) != LUA_TSTRING) bad_arg(fn, "option '" + key + "' must be a string");
-  return lua_tostring(L, -1);
-}
-
-Metadata read_metadata(lua_State* L, int idx, const char* fn) {
-  Metadata m;
-  if (!lua_istable(L, idx)) bad_arg(fn, "metadata must be a table of strings");
-  lua_pushnil(L);
-  while (lua_next(L, idx < 0 ? idx - 1 : idx) != 0) {
-    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-      bad_arg(fn, "metadata must map strings to strings");
-    m[lua_tostring(L, -2)] = lua_tostring(L, -1);
-    lua_pop(L, 1);
-  }
-  return m;
-}
-
-EncodeOptions encode_options(lua_State* L, int idx, const char* fn, Metadata* metadata) {
+EncodeOptions encode_options(lua_State* L, int idx, const char* who, Metadata* metadata) {
+  Options opts(L, idx, who, false);
   EncodeOptions o;
-  each_option(L, idx, fn, [&](const std::string& k) {
-    if (k == "level")
-      o.zstd_level = static_cast<int>(option_uint(L, fn, k, 19));
-    else if (k == "threads")
-      o.threads = static_cast<unsigned>(option_uint(L, fn, k, 256));
-    else if (k == "chunk_elements")
-      o.chunk_elements = option_uint(L, fn, k, 1 << 24);
-    else if (k == "base_identity")
-      o.base_identity = option_string(L, fn, k);
-    else if (k == "metadata" && metadata)
-      *metadata = read_metadata(L, -1, fn);
-    else
-      return false;
-    return true;
-  });
+  o.zstd_level = static_cast<int>(opts.integer("level", o.zstd_level, 0, 19));
+  o.threads = static_cast<unsigned>(opts.integer("threads", o.threads, 0, 256));
+  o.chunk_elements = static_cast<uint64_t>(
+      opts.integer("chunk_elements", static_cast<long long>(o.chunk_elements), 0, 1 << 24));
+  o.base_identity = opts.string("base_identity", o.base_identity);
+  if (metadata) {
+    if (auto m = opts.string_map("metadata"))
+      for (auto& [k, v] : *m) (*metadata)[k] = std::move(v);
+  }
+  opts.finish();
   return o;
 }
 
-ApplyOptions apply_options(lua_State* L, int idx, const char* fn) {
+ApplyOptions apply_options(lua_State* L, int idx, const char* who) {
+  Options opts(L, idx, who, false);
   ApplyOptions o;
-  each_option(L, idx, fn, [&](const std::string& k) {
-    if (k == "threads")
-      o.threads = static_cast<unsigned>(option_uint(L, fn, k, 256));
-    else if (k == "expect_base_identity")
-      o.expect_base_identity = option_string(L, fn, k);
-    else
-      return false;
-    return true;
-  });
+  o.threads = static_cast<unsigned>(opts.integer("threads", o.threads, 0, 256));
+  o.expect_base_identity = opts.opt_string("expect_base_identity");
+  opts.finish();
   return o;
 }
 
@@ -180,24 +117,26 @@ void push_info(lua_State* L, const DeltaInfo& info) {
 // Reads a tensors table; the views point into Lua strings, which stay alive
 // because the table stays on the stack for the whole call.
 std::vector<TensorView> read_tensors(lua_State* L, int idx, const char* fn, const char* what) {
-  if (!lua_istable(L, idx)) bad_arg(fn, std::string(what) + " must be a table of tensors");
+  if (!lua_istable(L, idx))
+    raise_invalid(fn, std::string("argument '") + what + "' must be a table of tensors, got " +
+                          type_of(L, idx));
   std::vector<TensorView> out;
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     if (lua_type(L, -2) != LUA_TSTRING)
-      bad_arg(fn, std::string(what) + ": tensor names must be strings");
+      raise_invalid(fn, std::string(what) + ": tensor names must be strings");
     std::string name = lua_tostring(L, -2);
     const std::string where = std::string(what) + "." + name;
-    if (!lua_istable(L, -1)) bad_arg(fn, where + " must be a table {dtype=, shape=, data=}");
+    if (!lua_istable(L, -1)) raise_invalid(fn, where + " must be a table {dtype=, shape=, data=}");
     TensorView t;
     t.name = name;
     lua_getfield(L, -1, "dtype");
     auto d = lua_type(L, -1) == LUA_TSTRING ? dtype_from_name(lua_tostring(L, -1)) : std::nullopt;
-    if (!d) bad_arg(fn, where + ".dtype must name a safetensors dtype (F32, BF16, ...)");
+    if (!d) raise_invalid(fn, where + ".dtype must name a safetensors dtype (F32, BF16, ...)");
     t.dtype = *d;
     lua_pop(L, 1);
     lua_getfield(L, -1, "shape");
-    if (!lua_istable(L, -1)) bad_arg(fn, where + ".shape must be an array of sizes");
+    if (!lua_istable(L, -1)) raise_invalid(fn, where + ".shape must be an array of sizes");
     for (int i = 1;; ++i) {
       lua_rawgeti(L, -1, i);
       if (lua_isnil(L, -1)) {
@@ -207,7 +146,8 @@ std::vector<TensorView> read_tensors(lua_State* L, int idx, const char* fn, cons
       double v = lua_tonumber(L, -1);
       if (lua_type(L, -1) != LUA_TNUMBER || v < 0 ||
           v != static_cast<double>(static_cast<uint64_t>(v)))
-        bad_arg(fn, where + ".shape[" + std::to_string(i) + "] must be a non-negative integer");
+        raise_invalid(fn,
+                      where + ".shape[" + std::to_string(i) + "] must be a non-negative integer");
       t.shape.push_back(static_cast<uint64_t>(v));
       lua_pop(L, 1);
     }
@@ -215,62 +155,66 @@ std::vector<TensorView> read_tensors(lua_State* L, int idx, const char* fn, cons
     lua_getfield(L, -1, "data");
     size_t n = 0;
     const char* s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : nullptr;
-    if (!s) bad_arg(fn, where + ".data must be a string of bytes");
+    if (!s) raise_invalid(fn, where + ".data must be a string of bytes");
     t.data = {reinterpret_cast<const std::byte*>(s), n};
     lua_pop(L, 1);
     uint64_t want = 0;
     try {
       want = element_count(t.shape) * dtype_size(t.dtype);
     } catch (const std::exception&) {
-      bad_arg(fn, where + ".shape has too many elements");
+      raise_invalid(fn, where + ".shape has too many elements");
     }
     if (want != n)
-      bad_arg(fn, where + ".data has " + std::to_string(n) + " bytes, its shape needs " +
-                      std::to_string(want));
+      raise_invalid(fn, where + ".data has " + std::to_string(n) + " bytes, its shape needs " +
+                            std::to_string(want));
     out.push_back(std::move(t));
     lua_pop(L, 1);
   }
   return out;
 }
 
+std::string arg_string(lua_State* L, int idx, const char* fn, const char* name) {
+  return std::string(check_string(L, idx, fn, name));
+}
+
 int l_compress_files(lua_State* L) {
-  const char* fn = "compress_files";
-  std::string prev = check_string(L, 1, fn, "prev"), next = check_string(L, 2, fn, "new"),
-              out = check_string(L, 3, fn, "out");
+  const char* fn = "flare.delta.compress_files";
+  std::string prev = arg_string(L, 1, fn, "prev"), next = arg_string(L, 2, fn, "new"),
+              out = arg_string(L, 3, fn, "out");
   EncodeOptions o = encode_options(L, 4, fn, nullptr);
   push_info(L, encode_files(prev, next, out, o));
   return 1;
 }
 
 int l_apply_files(lua_State* L) {
-  const char* fn = "apply_files";
-  std::string prev = check_string(L, 1, fn, "prev"), diff = check_string(L, 2, fn, "diff"),
-              out = check_string(L, 3, fn, "out");
+  const char* fn = "flare.delta.apply_files";
+  std::string prev = arg_string(L, 1, fn, "prev"), diff = arg_string(L, 2, fn, "diff"),
+              out = arg_string(L, 3, fn, "out");
   push_info(L, apply_files(prev, diff, out, apply_options(L, 4, fn)));
   return 1;
 }
 
 int l_verify_files(lua_State* L) {
-  const char* fn = "verify_files";
-  std::string prev = check_string(L, 1, fn, "prev"), diff = check_string(L, 2, fn, "diff"),
-              next = check_string(L, 3, fn, "new");
+  const char* fn = "flare.delta.verify_files";
+  std::string prev = arg_string(L, 1, fn, "prev"), diff = arg_string(L, 2, fn, "diff"),
+              next = arg_string(L, 3, fn, "new");
   push_info(L, verify_files(prev, diff, next, apply_options(L, 4, fn)));
   return 1;
 }
 
 int l_inspect(lua_State* L) {
-  push_info(L, inspect_file(check_string(L, 1, "inspect", "diff")));
+  push_info(L, inspect_file(arg_string(L, 1, "flare.delta.inspect", "diff_path")));
   return 1;
 }
 
 int l_inspect_bytes(lua_State* L) {
-  std::string s = check_string(L, 1, "inspect_bytes", "diff");
+  std::string_view s = check_string(L, 1, "flare.delta.inspect_bytes", "diff");
   push_info(L, inspect(std::as_bytes(std::span(s.data(), s.size()))));
   return 1;
 }
 
 int l_compress(lua_State* L) {
-  const char* fn = "compress";
+  const char* fn = "flare.delta.compress";
   auto a = read_tensors(L, 1, fn, "tensors_a");
   auto b = read_tensors(L, 2, fn, "tensors_b");
   Metadata meta;
@@ -281,13 +225,11 @@ int l_compress(lua_State* L) {
 }
 
 int l_apply(lua_State* L) {
-  const char* fn = "apply";
+  const char* fn = "flare.delta.apply";
   auto a = read_tensors(L, 1, fn, "tensors_a");
-  size_t n = 0;
-  const char* s = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &n) : nullptr;
-  if (!s) bad_arg(fn, "diff must be a string");
-  Checkpoint c =
-      flare::delta::apply(a, {reinterpret_cast<const std::byte*>(s), n}, apply_options(L, 3, fn));
+  std::string_view diff = check_string(L, 2, fn, "diff");
+  Checkpoint c = flare::delta::apply(
+      a, {reinterpret_cast<const std::byte*>(diff.data()), diff.size()}, apply_options(L, 3, fn));
   lua_createtable(L, 0, static_cast<int>(c.tensors.size()));
   for (const Tensor& t : c.tensors) {
     lua_createtable(L, 0, 3);
@@ -303,15 +245,11 @@ int l_apply(lua_State* L) {
 }
 
 int l_adler32(lua_State* L) {
-  std::string s = check_string(L, 1, "adler32", "s");
+  const char* fn = "flare.delta.adler32";
+  std::string_view s = check_string(L, 1, fn, "s");
   uint32_t seed = kAdler32Init;
-  if (!lua_isnoneornil(L, 2)) {
-    double v = lua_tonumber(L, 2);
-    if (lua_type(L, 2) != LUA_TNUMBER || v < 0 || v > 4294967295.0 ||
-        v != static_cast<double>(static_cast<uint32_t>(v)))
-      bad_arg("adler32", "seed must be an integer in [0, 2^32)");
-    seed = static_cast<uint32_t>(v);
-  }
+  if (!lua_isnoneornil(L, 2))
+    seed = static_cast<uint32_t>(check_integer(L, 2, fn, "seed", 0, 4294967295LL));
   lua_pushnumber(L, adler32(std::as_bytes(std::span(s.data(), s.size())), seed));
   return 1;
 }
@@ -326,8 +264,7 @@ int open_delta(lua_State* L) {
                                        {"apply", l_apply},
                                        {"adler32", l_adler32},
                                        {nullptr, nullptr}};
-  lua_newtable(L);
-  luaL_register(L, nullptr, functions);
+  push_functions(L, functions);
   set_string(L, "format_name", kFormatName);
   return 1;
 }

@@ -14,42 +14,40 @@
 
 #include "emulator/server/loaded_emulator.hpp"
 #include "fireworks/redact.hpp"
-#include "fireworks_args.hpp"
+#include "lua_support.hpp"
 #include "module.hpp"
 #include "runtime/error.hpp"
 
-using namespace flare::lua::fwargs;
+using flare::lua::check_udata;
+using flare::lua::Options;
 
 namespace {
 
 const char* const kMeta = "flare.emulator.Emulator";
 using Handle = std::unique_ptr<flare::emulator::LoadedEmulator>;  // empty once stopped
 
-flare::emulator::LoadedEmulator& check(lua_State* L) {
-  auto* p = static_cast<Handle*>(luaL_checkudata(L, 1, kMeta));
-  if (!*p) throw flare::Error("invalid_argument", "the emulator was stopped");
-  return **p;
+flare::emulator::LoadedEmulator& check(lua_State* L, const char* who) {
+  auto& p = check_udata<Handle>(L, 1, kMeta, who);
+  if (!p) flare::lua::raise_invalid(who, "the emulator was stopped");
+  return *p;
 }
 
 int l_start(lua_State* L) {
-  if (lua_isnoneornil(L, 1)) lua_newtable(L);
-  luaL_checktype(L, 1, LUA_TTABLE);
   const char* who = "flare.emulator.start";
+  Options opts(L, 1, who, false);
   flare::emulator::Options o;
-  if (auto v = opt_string(L, 1, "state_dir", who)) o.state_dir = *v;
-  if (auto v = opt_string(L, 1, "host", who)) o.host = *v;
-  if (auto v = opt_integer(L, 1, "port", who)) o.port = static_cast<int>(*v);
-  if (auto v = opt_string(L, 1, "api_key", who)) o.api_key = *v;
-  if (auto v = opt_string(L, 1, "faults", who)) o.faults = *v;
-  if (auto v = opt_number(L, 1, "provision_delay_s", who)) o.provision_delay_s = *v;
-  if (auto v = opt_number(L, 1, "idle_timeout_s", who)) o.idle_timeout_s = *v;
-  if (auto v = opt_bool(L, 1, "log_requests", who)) o.log_requests = *v;
-  auto* mem = static_cast<Handle*>(lua_newuserdata(L, sizeof(Handle)));
-  new (mem) Handle();
-  luaL_getmetatable(L, kMeta);
-  lua_setmetatable(L, -2);
+  o.state_dir = opts.string("state_dir", o.state_dir);
+  o.host = opts.string("host", o.host);
+  o.port = static_cast<int>(opts.integer("port", o.port, 0, 65535));
+  o.api_key = opts.string("api_key", o.api_key);
+  o.faults = opts.string("faults", o.faults);
+  o.provision_delay_s = opts.number("provision_delay_s", o.provision_delay_s, 0);
+  o.idle_timeout_s = opts.number("idle_timeout_s", o.idle_timeout_s, 0);
+  o.log_requests = opts.boolean("log_requests", o.log_requests);
+  opts.finish();
+  Handle& mem = flare::lua::push_udata<Handle>(L, kMeta);
   try {
-    *mem = std::make_unique<flare::emulator::LoadedEmulator>(o);
+    mem = std::make_unique<flare::emulator::LoadedEmulator>(o);
   } catch (const flare::Error& e) {
     throw flare::Error(e.code, std::string("flare.emulator.start: ") + e.what());
   }
@@ -62,16 +60,16 @@ int push_string(lua_State* L, const std::string& s) {
 }
 
 int l_base_url(lua_State* L) {
-  return push_string(L, check(L).base_url());
+  return push_string(L, check(L, "emulator:base_url").base_url());
 }
 int l_api_key(lua_State* L) {
-  return push_string(L, check(L).api_key());
+  return push_string(L, check(L, "emulator:api_key").api_key());
 }
 int l_account_id(lua_State* L) {
-  return push_string(L, check(L).account_id());
+  return push_string(L, check(L, "emulator:account_id").account_id());
 }
 int l_state_dir(lua_State* L) {
-  return push_string(L, check(L).state_dir());
+  return push_string(L, check(L, "emulator:state_dir").state_dir());
 }
 
 int port_of(const sockaddr_storage& a) {
@@ -100,7 +98,7 @@ void stop(Handle& em) {
 }
 
 int l_stop(lua_State* L) {
-  stop(*static_cast<Handle*>(luaL_checkudata(L, 1, kMeta)));
+  stop(check_udata<Handle>(L, 1, kMeta, "emulator:stop"));
   return 0;
 }
 
@@ -112,7 +110,7 @@ int l_gc(lua_State* L) {
 }
 
 int l_tostring(lua_State* L) {
-  auto* p = static_cast<Handle*>(luaL_checkudata(L, 1, kMeta));
+  auto* p = &check_udata<Handle>(L, 1, kMeta, "emulator:__tostring");
   if (!*p) return push_string(L, "flare.emulator(stopped)");
   return push_string(L, "flare.emulator(" + (*p)->base_url() + ", key " +
                             flare::fireworks::redact_key((*p)->api_key()) + ")");
@@ -121,22 +119,11 @@ int l_tostring(lua_State* L) {
 int open_emulator(lua_State* L) {
   static const luaL_Reg methods[] = {
       {"base_url", l_base_url},   {"api_key", l_api_key}, {"account_id", l_account_id},
-      {"state_dir", l_state_dir}, {"stop", l_stop},       {nullptr, nullptr}};
-  luaL_newmetatable(L, kMeta);
-  lua_newtable(L);
-  for (const luaL_Reg* m = methods; m->name; ++m) {
-    lua_pushcfunction(L, m->func);
-    lua_setfield(L, -2, m->name);
-  }
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  lua_newtable(L);
-  lua_pushcfunction(L, l_start);
-  lua_setfield(L, -2, "start");
+      {"state_dir", l_state_dir}, {"stop", l_stop},       {"__tostring", l_tostring},
+      {nullptr, nullptr}};
+  flare::lua::register_class(L, kMeta, methods, l_gc);
+  static const luaL_Reg functions[] = {{"start", l_start}, {nullptr, nullptr}};
+  flare::lua::push_functions(L, functions);
   return 1;
 }
 

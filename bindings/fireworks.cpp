@@ -34,12 +34,13 @@
 #include "fireworks/redact.hpp"
 #include "fireworks/rest_call.hpp"
 #include "fireworks/sampler.hpp"
-#include "fireworks_args.hpp"
 #include "json_convert.hpp"
+#include "lua_support.hpp"
 #include "module.hpp"
 
 namespace fw = flare::fireworks;
-using namespace flare::lua::fwargs;
+using flare::lua::check_udata;
+using flare::lua::Options;
 
 namespace {
 
@@ -49,22 +50,13 @@ const char* const kSamplerMeta = "flare.fireworks.Sampler";
 const char* const kBatchMeta = "flare.fireworks.SampleFuture";
 
 template <typename T>
-std::shared_ptr<T>& check_ud(lua_State* L, int idx, const char* meta) {
-  return *static_cast<std::shared_ptr<T>*>(luaL_checkudata(L, idx, meta));
+std::shared_ptr<T>& check_ud(lua_State* L, int idx, const char* meta, const char* who) {
+  return check_udata<std::shared_ptr<T>>(L, idx, meta, who);
 }
 
 template <typename T>
 void push_ud(lua_State* L, std::shared_ptr<T> value, const char* meta) {
-  void* mem = lua_newuserdata(L, sizeof(std::shared_ptr<T>));
-  new (mem) std::shared_ptr<T>(std::move(value));
-  luaL_getmetatable(L, meta);
-  lua_setmetatable(L, -2);
-}
-
-template <typename T>
-int gc_ud(lua_State* L) {
-  static_cast<std::shared_ptr<T>*>(lua_touserdata(L, 1))->~shared_ptr<T>();
-  return 0;
+  flare::lua::push_udata<std::shared_ptr<T>>(L, meta, std::move(value));
 }
 
 struct Future {
@@ -75,86 +67,57 @@ struct Future {
 // --- connection ---------------------------------------------------------------------------
 
 int l_connection(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  const char* who = "flare.fireworks.connection";
+  Options o(L, 1, "flare.fireworks.connection");
   auto conn = std::make_shared<fw::Connection>();
-  conn->api_key = opt_string(L, 1, "api_key", who).value_or("");
-  if (auto v = opt_string(L, 1, "base_url", who)) conn->base_url = *v;
-  conn->inference_url = opt_string(L, 1, "inference_url", who).value_or("");
-  conn->hotload_api_url = opt_string(L, 1, "hotload_api_url", who).value_or("");
-  if (auto v = opt_number(L, 1, "timeout_s", who)) conn->timeout_s = *v;
-  if (auto v = opt_number(L, 1, "connect_timeout_s", who)) conn->connect_timeout_s = *v;
-  if (auto v = opt_bool(L, 1, "verify_ssl", who)) conn->verify_ssl = *v ? 1 : 0;
-  lua_getfield(L, 1, "additional_headers");
-  if (lua_istable(L, -1)) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
-        throw flare::Error("invalid_argument",
-                           "additional_headers must map header names to string values");
-      }
-      conn->additional_headers.emplace_back(lua_tostring(L, -2), lua_tostring(L, -1));
-      lua_pop(L, 1);
-    }
-  } else if (!lua_isnil(L, -1)) {
-    throw flare::Error("invalid_argument", "additional_headers must be a table of name = value");
-  }
-  lua_pop(L, 1);
+  conn->api_key = o.string("api_key", "");
+  conn->base_url = o.string("base_url", conn->base_url);
+  conn->inference_url = o.string("inference_url", "");
+  conn->hotload_api_url = o.string("hotload_api_url", "");
+  conn->timeout_s = o.number("timeout_s", conn->timeout_s, 0);
+  conn->connect_timeout_s = o.number("connect_timeout_s", conn->connect_timeout_s, 0);
+  if (auto v = o.opt_boolean("verify_ssl")) conn->verify_ssl = *v ? 1 : 0;
+  if (auto h = o.string_map("additional_headers")) conn->additional_headers = std::move(*h);
+  o.finish();
   conn->normalise();
   push_ud<const fw::Connection>(L, std::move(conn), kConnMeta);
   return 1;
 }
 
-fw::Plane plane_of(const std::string& name) {
+fw::Plane plane_of(const Options& o, const std::string& name) {
   if (name == "control") return fw::Plane::Control;
   if (name == "inference") return fw::Plane::Inference;
   if (name == "hotload") return fw::Plane::Hotload;
   if (name == "trainer") return fw::Plane::Trainer;
-  throw flare::Error(
-      "invalid_argument",
-      "request option 'plane' must be control, inference, hotload or trainer, got '" + name + "'");
+  o.invalid("plane", "must be control, inference, hotload or trainer, got '" + name + "'");
 }
 
-Future start_request(lua_State* L) {
-  auto& conn = check_ud<const fw::Connection>(L, 1, kConnMeta);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  const char* who = "conn:request";
+Future start_request(lua_State* L, const char* who) {
+  auto& conn = check_ud<const fw::Connection>(L, 1, kConnMeta, who);
+  Options o(L, 2, who);
   fw::RestRequest r;
-  r.method = opt_string(L, 2, "method", who).value_or("GET");
-  r.plane = plane_of(opt_string(L, 2, "plane", who).value_or("control"));
-  auto path = opt_string(L, 2, "path", who);
-  if (!path || path->empty() || (*path)[0] != '/') {
-    throw flare::Error("invalid_argument",
-                       "conn:request: option 'path' must be a string starting with '/'");
-  }
-  r.path = *path;
-  lua_getfield(L, 2, "body");
+  r.method = o.string("method", "GET");
+  r.plane = plane_of(o, o.string("plane", "control"));
+  r.path = o.required_string("path");
+  if (r.path.empty() || r.path[0] != '/') o.invalid("path", "must start with '/'");
+  o.push_any("body");
   if (lua_type(L, -1) == LUA_TSTRING) {
     r.body = lua_tostring(L, -1);
   } else if (!lua_isnil(L, -1)) {
-    r.body = flare::lua::to_json(L, lua_gettop(L)).dump();
+    r.body = flare::lua::to_json(L, lua_gettop(L), who).dump();
   }
   lua_pop(L, 1);
-  lua_getfield(L, 2, "headers");
-  if (lua_istable(L, -1)) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-        r.headers.emplace_back(lua_tostring(L, -2), lua_tostring(L, -1));
-      }
-      lua_pop(L, 1);
-    }
-  }
-  lua_pop(L, 1);
-  r.timeout_s = opt_number(L, 2, "timeout_s", who).value_or(0);
-  r.what = opt_string(L, 2, "what", who).value_or(r.method + " " + r.path);
-  r.retry.max_attempts = static_cast<int>(opt_integer(L, 2, "retries", who).value_or(3));
-  r.retry.backoff_initial_s = opt_number(L, 2, "backoff_s", who).value_or(1.0);
+  if (auto h = o.string_map("headers")) r.headers = std::move(*h);
+  r.timeout_s = o.number("timeout_s", 0, 0);
+  r.what = o.string("what", r.method + " " + r.path);
+  r.retry.max_attempts = static_cast<int>(o.integer("retries", 3, 1));
+  r.retry.backoff_initial_s = o.number("backoff_s", 1.0, 0);
   r.retry.backoff_max_s = std::max(r.retry.backoff_initial_s, 10.0);
   Future f;
-  lua_getfield(L, 2, "accept");
-  if (lua_istable(L, -1)) f.accept = int_list(L, lua_gettop(L), "accept");
-  lua_pop(L, 1);
+  if (o.push_table("accept")) {
+    f.accept = flare::lua::check_int_list(L, -1, who, "accept", 0, 100, 599);
+    lua_pop(L, 1);
+  }
+  o.finish();
   f.call = fw::RestCall::start(conn, std::move(r));
   return f;
 }
@@ -201,20 +164,20 @@ int finish_request(lua_State* L, const Future& f) {
 }
 
 int l_request(lua_State* L) {
-  Future f = start_request(L);
+  Future f = start_request(L, "conn:request");
   f.call->wait();
   return finish_request(L, f);
 }
 
 int l_submit(lua_State* L) {
-  Future f = start_request(L);
+  Future f = start_request(L, "conn:submit");
   push_ud(L, std::make_shared<Future>(std::move(f)), kFutureMeta);
   return 1;
 }
 
 int l_future_wait(lua_State* L) {
-  auto& f = check_ud<Future>(L, 1, kFutureMeta);
-  double timeout = luaL_optnumber(L, 2, -1);
+  auto& f = check_ud<Future>(L, 1, kFutureMeta, "future:wait");
+  double timeout = flare::lua::opt_number(L, 2, "future:wait", "timeout_s").value_or(-1);
   if (!f->call->wait(timeout)) {
     throw flare::Error("timeout",
                        f->call->what() + ": no answer within " + std::to_string(timeout) + " s", 0,
@@ -224,17 +187,17 @@ int l_future_wait(lua_State* L) {
 }
 
 int l_future_done(lua_State* L) {
-  lua_pushboolean(L, check_ud<Future>(L, 1, kFutureMeta)->call->done());
+  lua_pushboolean(L, check_ud<Future>(L, 1, kFutureMeta, "future:done")->call->done());
   return 1;
 }
 
 int l_future_cancel(lua_State* L) {
-  check_ud<Future>(L, 1, kFutureMeta)->call->cancel_all("cancelled");
+  check_ud<Future>(L, 1, kFutureMeta, "future:cancel")->call->cancel_all("cancelled");
   return 0;
 }
 
 int l_conn_tostring(lua_State* L) {
-  auto& c = check_ud<const fw::Connection>(L, 1, kConnMeta);
+  auto& c = check_ud<const fw::Connection>(L, 1, kConnMeta, "conn:__tostring");
   std::string s =
       "fireworks.connection(" + c->base_url + ", key " + fw::redact_key(c->api_key) + ")";
   lua_pushstring(L, s.c_str());
@@ -242,16 +205,15 @@ int l_conn_tostring(lua_State* L) {
 }
 
 int l_conn_redact(lua_State* L) {
-  auto& c = check_ud<const fw::Connection>(L, 1, kConnMeta);
-  size_t n = 0;
-  const char* s = luaL_checklstring(L, 2, &n);
-  std::string out = fw::redact_text({s, n}, c->api_key);
+  auto& c = check_ud<const fw::Connection>(L, 1, kConnMeta, "conn:redact");
+  std::string out =
+      fw::redact_text(flare::lua::check_string(L, 2, "conn:redact", "text"), c->api_key);
   lua_pushlstring(L, out.data(), out.size());
   return 1;
 }
 
 int l_conn_key(lua_State* L) {
-  auto& c = check_ud<const fw::Connection>(L, 1, kConnMeta);
+  auto& c = check_ud<const fw::Connection>(L, 1, kConnMeta, "conn:api_key");
   lua_pushlstring(L, c->api_key.data(), c->api_key.size());
   return 1;
 }
@@ -259,49 +221,44 @@ int l_conn_key(lua_State* L) {
 // --- sampler ------------------------------------------------------------------------------
 
 int l_sampler(lua_State* L) {
-  auto& conn = check_ud<const fw::Connection>(L, 1, kConnMeta);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  const char* who = "sampler";
-  fw::SamplerOptions o;
-  auto model = opt_string(L, 2, "model", who);
-  if (!model || model->empty())
-    throw flare::Error("invalid_argument", "sampler: option 'model' is required");
-  o.model = *model;
-  o.concurrency = static_cast<int>(opt_integer(L, 2, "concurrency", who).value_or(o.concurrency));
-  o.adaptive = opt_bool(L, 2, "adaptive", who).value_or(false);
-  o.adaptive_initial =
-      static_cast<int>(opt_integer(L, 2, "adaptive_initial", who).value_or(o.adaptive_initial));
-  o.adaptive_min =
-      static_cast<int>(opt_integer(L, 2, "adaptive_min", who).value_or(o.adaptive_min));
-  o.adaptive_max =
-      static_cast<int>(opt_integer(L, 2, "adaptive_max", who).value_or(o.adaptive_max));
-  o.queue_target_s = opt_number(L, 2, "queue_target_s", who).value_or(o.queue_target_s);
-  o.timeout_s = opt_number(L, 2, "timeout_s", who).value_or(o.timeout_s);
-  o.retry.max_attempts =
-      static_cast<int>(opt_integer(L, 2, "max_attempts", who).value_or(o.retry.max_attempts));
-  o.retry.backoff_initial_s =
-      opt_number(L, 2, "backoff_initial_s", who).value_or(o.retry.backoff_initial_s);
-  o.retry.backoff_max_s = opt_number(L, 2, "backoff_max_s", who).value_or(o.retry.backoff_max_s);
-  o.retry.not_ready_attempts = static_cast<int>(
-      opt_integer(L, 2, "not_ready_attempts", who).value_or(o.retry.not_ready_attempts));
-  o.retry.not_ready_interval_s =
-      opt_number(L, 2, "not_ready_interval_s", who).value_or(o.retry.not_ready_interval_s);
-  push_ud(L, fw::Sampler::create(conn, std::move(o)), kSamplerMeta);
+  const char* who = "conn:sampler";
+  auto& conn = check_ud<const fw::Connection>(L, 1, kConnMeta, who);
+  Options o(L, 2, who);
+  fw::SamplerOptions so;
+  so.model = o.required_string("model");
+  if (so.model.empty()) o.invalid("model", "must not be empty");
+  so.concurrency = static_cast<int>(o.integer("concurrency", so.concurrency, 1));
+  so.adaptive = o.boolean("adaptive", false);
+  so.adaptive_initial = static_cast<int>(o.integer("adaptive_initial", so.adaptive_initial, 1));
+  so.adaptive_min = static_cast<int>(o.integer("adaptive_min", so.adaptive_min, 1));
+  so.adaptive_max = static_cast<int>(o.integer("adaptive_max", so.adaptive_max, 1));
+  so.queue_target_s = o.number("queue_target_s", so.queue_target_s, 0);
+  so.timeout_s = o.number("timeout_s", so.timeout_s, 0);
+  so.retry.max_attempts = static_cast<int>(o.integer("max_attempts", so.retry.max_attempts, 1));
+  so.retry.backoff_initial_s = o.number("backoff_initial_s", so.retry.backoff_initial_s, 0);
+  so.retry.backoff_max_s = o.number("backoff_max_s", so.retry.backoff_max_s, 0);
+  so.retry.not_ready_attempts =
+      static_cast<int>(o.integer("not_ready_attempts", so.retry.not_ready_attempts, 0));
+  so.retry.not_ready_interval_s =
+      o.number("not_ready_interval_s", so.retry.not_ready_interval_s, 0);
+  o.finish();
+  push_ud(L, fw::Sampler::create(conn, std::move(so)), kSamplerMeta);
   return 1;
 }
 
+// The request path of every sample: the prompts are read with no allocation
+// beyond their own (names for errors are built only when one is raised).
 int l_sampler_submit(lua_State* L) {
-  auto& sampler = check_ud<fw::Sampler>(L, 1, kSamplerMeta);
-  luaL_checktype(L, 2, LUA_TTABLE);
   const char* who = "sampler:sample";
+  auto& sampler = check_ud<fw::Sampler>(L, 1, kSamplerMeta, who);
+  Options o(L, 2, who);
   std::vector<fw::Prompt> prompts;
-  lua_getfield(L, 2, "prompts");
-  if (!lua_istable(L, -1))
-    throw flare::Error("invalid_argument", "sampler:sample: option 'prompts' must be a list");
-  int count = static_cast<int>(lua_objlen(L, -1));
+  if (!o.push_table("prompts")) o.missing("prompts", "a list of prompts");
+  int list = lua_gettop(L);
+  int count = static_cast<int>(lua_objlen(L, list));
   prompts.resize(static_cast<size_t>(count));
   for (int i = 1; i <= count; ++i) {
-    lua_rawgeti(L, -1, i);
+    lua_rawgeti(L, list, i);
     fw::Prompt& p = prompts[static_cast<size_t>(i - 1)];
     if (lua_type(L, -1) == LUA_TSTRING) {
       size_t n = 0;
@@ -309,37 +266,33 @@ int l_sampler_submit(lua_State* L) {
       p.is_text = true;
       p.text.assign(s, n);
     } else if (lua_istable(L, -1)) {
-      p.tokens = int_list(L, lua_gettop(L), "prompts[" + std::to_string(i) + "]");
+      p.tokens = flare::lua::check_int_list(L, -1, who, "prompts", i);
     } else {
-      throw flare::Error("invalid_argument", "sampler:sample: prompts[" + std::to_string(i) +
-                                                 "] must be a string or a list of token ids, got " +
-                                                 luaL_typename(L, -1));
+      flare::lua::raise_invalid(who, "prompts[" + std::to_string(i) +
+                                         "] must be a string or a list of token ids, got " +
+                                         flare::lua::type_of(L, -1));
     }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
   fw::SamplingParams p;
-  int n = static_cast<int>(opt_integer(L, 2, "n", who).value_or(1));
-  p.max_tokens = static_cast<int>(opt_integer(L, 2, "max_tokens", who).value_or(p.max_tokens));
-  p.temperature = opt_number(L, 2, "temperature", who).value_or(p.temperature);
-  p.top_p = opt_number(L, 2, "top_p", who).value_or(p.top_p);
-  p.top_k = static_cast<int>(opt_integer(L, 2, "top_k", who).value_or(p.top_k));
-  p.stop = opt_strings(L, 2, "stop", who).value_or(std::vector<std::string>{});
-  if (auto s = opt_integer(L, 2, "seed", who)) p.seed = *s;
-  p.logprobs = opt_bool(L, 2, "logprobs", who).value_or(false);
-  p.top_logprobs = static_cast<int>(opt_integer(L, 2, "top_logprobs", who).value_or(0));
+  int n = static_cast<int>(o.integer("n", 1, 1));
+  p.max_tokens = static_cast<int>(o.integer("max_tokens", p.max_tokens, 0));
+  p.temperature = o.number("temperature", p.temperature, 0);
+  p.top_p = o.number("top_p", p.top_p, 0, 1);
+  p.top_k = static_cast<int>(o.integer("top_k", p.top_k, 0));
+  p.stop = o.strings("stop").value_or(std::vector<std::string>{});
+  constexpr long long kSeedMax = 9007199254740992;  // exact in a Lua number
+  if (auto s = o.opt_integer("seed", -kSeedMax, kSeedMax)) p.seed = *s;
+  p.logprobs = o.boolean("logprobs", false);
+  p.top_logprobs = static_cast<int>(o.integer("top_logprobs", 0, 0));
   if (p.top_logprobs > 0) p.logprobs = true;
-  p.echo = opt_bool(L, 2, "echo", who).value_or(false);
-  p.prompt_cache_max_len =
-      static_cast<int>(opt_integer(L, 2, "prompt_cache_max_len", who).value_or(-1));
-  std::string on_error = opt_string(L, 2, "on_error", who).value_or("raise");
-  if (on_error != "raise" && on_error != "return") {
-    throw flare::Error("invalid_argument",
-                       "sampler:sample: option 'on_error' must be \"raise\" or \"return\"");
-  }
-  if (n < 1) throw flare::Error("invalid_argument", "sampler:sample: option 'n' must be >= 1");
-  if (p.max_tokens < 0)
-    throw flare::Error("invalid_argument", "sampler:sample: option 'max_tokens' must be >= 0");
+  p.echo = o.boolean("echo", false);
+  p.prompt_cache_max_len = static_cast<int>(o.integer("prompt_cache_max_len", -1, -1));
+  std::string on_error = o.string("on_error", "raise");
+  if (on_error != "raise" && on_error != "return")
+    o.invalid("on_error", "must be \"raise\" or \"return\", got \"" + on_error + "\"");
+  o.finish();
   push_ud(L, sampler->submit(std::move(prompts), std::move(p), n, on_error == "raise"), kBatchMeta);
   return 1;
 }
@@ -397,8 +350,8 @@ void push_completion(lua_State* L, const fw::Completion& c, const fw::SamplingPa
 }
 
 int l_batch_wait(lua_State* L) {
-  auto& batch = check_ud<fw::SampleBatch>(L, 1, kBatchMeta);
-  double timeout = luaL_optnumber(L, 2, -1);
+  auto& batch = check_ud<fw::SampleBatch>(L, 1, kBatchMeta, "future:wait");
+  double timeout = flare::lua::opt_number(L, 2, "future:wait", "timeout_s").value_or(-1);
   if (!batch->wait(timeout)) {
     throw flare::Error("timeout", "sampling: not finished within " + std::to_string(timeout) + " s",
                        0, true);
@@ -426,17 +379,17 @@ int l_batch_wait(lua_State* L) {
 }
 
 int l_batch_done(lua_State* L) {
-  lua_pushboolean(L, check_ud<fw::SampleBatch>(L, 1, kBatchMeta)->done());
+  lua_pushboolean(L, check_ud<fw::SampleBatch>(L, 1, kBatchMeta, "future:done")->done());
   return 1;
 }
 
 int l_batch_cancel(lua_State* L) {
-  check_ud<fw::SampleBatch>(L, 1, kBatchMeta)->cancel_all("cancelled");
+  check_ud<fw::SampleBatch>(L, 1, kBatchMeta, "future:cancel")->cancel_all("cancelled");
   return 0;
 }
 
 int l_sampler_stats(lua_State* L) {
-  auto s = check_ud<fw::Sampler>(L, 1, kSamplerMeta)->stats();
+  auto s = check_ud<fw::Sampler>(L, 1, kSamplerMeta, "sampler:stats")->stats();
   lua_createtable(L, 0, 5);
   lua_pushnumber(L, static_cast<double>(s.requests));
   lua_setfield(L, -2, "requests");
@@ -454,35 +407,15 @@ int l_sampler_stats(lua_State* L) {
 // --- module functions ---------------------------------------------------------------------
 
 int l_redact_key(lua_State* L) {
-  size_t n = 0;
-  const char* s = luaL_checklstring(L, 1, &n);
-  lua_pushstring(L, fw::redact_key({s, n}).c_str());
+  auto key = flare::lua::check_string(L, 1, "flare.fireworks.redact_key", "key");
+  lua_pushstring(L, fw::redact_key(key).c_str());
   return 1;
 }
 
 int l_default_verify_ssl(lua_State* L) {
-  lua_pushboolean(L, fw::default_verify_ssl(luaL_checkstring(L, 1)));
+  auto url = flare::lua::check_string(L, 1, "flare.fireworks.default_verify_ssl", "url");
+  lua_pushboolean(L, fw::default_verify_ssl(std::string(url)));
   return 1;
-}
-
-void new_class(lua_State* L, const char* meta, const luaL_Reg* methods, lua_CFunction gc) {
-  luaL_newmetatable(L, meta);
-  lua_newtable(L);
-  for (const luaL_Reg* m = methods; m->name; ++m) {
-    if (m->name[0] == '_' && m->name[1] == '_') continue;
-    lua_pushcfunction(L, m->func);
-    lua_setfield(L, -2, m->name);
-  }
-  lua_setfield(L, -2, "__index");
-  for (const luaL_Reg* m = methods; m->name; ++m) {
-    if (m->name[0] == '_' && m->name[1] == '_') {
-      lua_pushcfunction(L, m->func);
-      lua_setfield(L, -2, m->name);
-    }
-  }
-  lua_pushcfunction(L, gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
 }
 
 int open_fireworks(lua_State* L) {
@@ -500,20 +433,18 @@ int open_fireworks(lua_State* L) {
                                            {"done", l_batch_done},
                                            {"cancel", l_batch_cancel},
                                            {nullptr, nullptr}};
-  new_class(L, kConnMeta, conn_methods, gc_ud<const fw::Connection>);
-  new_class(L, kFutureMeta, future_methods, gc_ud<Future>);
-  new_class(L, kSamplerMeta, sampler_methods, gc_ud<fw::Sampler>);
-  new_class(L, kBatchMeta, batch_methods, gc_ud<fw::SampleBatch>);
+  using flare::lua::gc_udata;
+  using flare::lua::register_class;
+  register_class(L, kConnMeta, conn_methods, gc_udata<std::shared_ptr<const fw::Connection>>);
+  register_class(L, kFutureMeta, future_methods, gc_udata<std::shared_ptr<Future>>);
+  register_class(L, kSamplerMeta, sampler_methods, gc_udata<std::shared_ptr<fw::Sampler>>);
+  register_class(L, kBatchMeta, batch_methods, gc_udata<std::shared_ptr<fw::SampleBatch>>);
 
   static const luaL_Reg functions[] = {{"connection", l_connection},
                                        {"redact_key", l_redact_key},
                                        {"default_verify_ssl", l_default_verify_ssl},
                                        {nullptr, nullptr}};
-  lua_newtable(L);
-  for (const luaL_Reg* f = functions; f->name; ++f) {
-    lua_pushcfunction(L, f->func);
-    lua_setfield(L, -2, f->name);
-  }
+  flare::lua::push_functions(L, functions);
   return 1;
 }
 

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "lua_support.hpp"
 #include "module.hpp"
 #include "runtime/sha256.hpp"
 
@@ -33,21 +34,17 @@ std::string sys_error(const std::string& what, const std::string& path) {
   return what + " '" + path + "': " + std::strerror(errno);
 }
 
-std::string check_path(lua_State* L, int idx, const char* fn) {
-  if (lua_type(L, idx) != LUA_TSTRING) {
-    throw std::runtime_error(std::string("fs.") + fn + ": the path must be a string");
-  }
-  size_t len;
-  const char* s = lua_tolstring(L, idx, &len);
-  if (len == 0) throw std::runtime_error(std::string("fs.") + fn + ": the path is empty");
-  return std::string(s, len);
+std::string check_path(lua_State* L, int idx, const char* who) {
+  std::string_view path = check_string(L, idx, who, "path");
+  if (path.empty()) raise_invalid(who, "argument 'path' must not be empty");
+  return std::string(path);
 }
 
-bool opt_flag(lua_State* L, int idx, const char* name) {
-  if (!lua_istable(L, idx)) return false;
-  lua_getfield(L, idx, name);
-  bool v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+// The boolean option `name` of the options table at idx (nil or absent: false).
+bool opt_flag(lua_State* L, int idx, const char* who, const char* name) {
+  Options o(L, idx, who, false);
+  bool v = o.boolean(name, false);
+  o.finish();
   return v;
 }
 
@@ -73,11 +70,11 @@ void fsync_dir_of(const std::string& path) {
 }
 
 int l_mkdir_p(lua_State* L) {
-  std::string path = check_path(L, 1, "mkdir_p");
+  std::string path = check_path(L, 1, "flare.fs.mkdir_p");
   std::error_code ec;
   stdfs::create_directories(path, ec);
   if (ec || !stdfs::is_directory(path)) {
-    throw std::runtime_error("fs.mkdir_p: cannot create '" + path +
+    throw std::runtime_error("flare.fs.mkdir_p: cannot create '" + path +
                              "': " + (ec ? ec.message() : "not a directory"));
   }
   return 0;
@@ -85,25 +82,26 @@ int l_mkdir_p(lua_State* L) {
 
 int l_exists(lua_State* L) {
   std::error_code ec;
-  lua_pushboolean(L, stdfs::exists(check_path(L, 1, "exists"), ec));
+  lua_pushboolean(L, stdfs::exists(check_path(L, 1, "flare.fs.exists"), ec));
   return 1;
 }
 
 int l_is_dir(lua_State* L) {
   std::error_code ec;
-  lua_pushboolean(L, stdfs::is_directory(check_path(L, 1, "is_dir"), ec));
+  lua_pushboolean(L, stdfs::is_directory(check_path(L, 1, "flare.fs.is_dir"), ec));
   return 1;
 }
 
 int l_list_dir(lua_State* L) {
-  std::string path = check_path(L, 1, "list_dir");
+  std::string path = check_path(L, 1, "flare.fs.list_dir");
   std::error_code ec;
   std::vector<std::string> names;
   for (auto it = stdfs::directory_iterator(path, ec); !ec && it != stdfs::directory_iterator();
        it.increment(ec)) {
     names.push_back(it->path().filename().string());
   }
-  if (ec) throw std::runtime_error("fs.list_dir: cannot list '" + path + "': " + ec.message());
+  if (ec)
+    throw std::runtime_error("flare.fs.list_dir: cannot list '" + path + "': " + ec.message());
   std::sort(names.begin(), names.end());
   lua_createtable(L, static_cast<int>(names.size()), 0);
   for (size_t i = 0; i < names.size(); i++) {
@@ -114,7 +112,7 @@ int l_list_dir(lua_State* L) {
 }
 
 int l_read_file(lua_State* L) {
-  std::string path = check_path(L, 1, "read_file");
+  std::string path = check_path(L, 1, "flare.fs.read_file");
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     lua_pushnil(L);
@@ -143,57 +141,57 @@ int l_read_file(lua_State* L) {
 }
 
 int l_write_file_atomic(lua_State* L) {
-  std::string path = check_path(L, 1, "write_file_atomic");
-  size_t len;
-  const char* data = luaL_checklstring(L, 2, &len);
+  std::string path = check_path(L, 1, "flare.fs.write_file_atomic");
+  std::string_view bytes = check_string(L, 2, "flare.fs.write_file_atomic", "data");
+  const char* data = bytes.data();
+  size_t len = bytes.size();
   std::string tmp = path + ".tmp." + std::to_string(getpid());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error("fs.write_file_atomic: " + sys_error("cannot create", tmp));
+  if (fd < 0)
+    throw std::runtime_error("flare.fs.write_file_atomic: " + sys_error("cannot create", tmp));
   try {
     write_all(fd, data, len, tmp);
     if (fsync(fd) != 0) throw std::runtime_error(sys_error("cannot fsync", tmp));
   } catch (const std::exception& e) {
     close(fd);
     unlink(tmp.c_str());
-    throw std::runtime_error(std::string("fs.write_file_atomic: ") + e.what());
+    throw std::runtime_error(std::string("flare.fs.write_file_atomic: ") + e.what());
   }
   close(fd);
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     std::string msg = sys_error("cannot rename onto", path);
     unlink(tmp.c_str());
-    throw std::runtime_error("fs.write_file_atomic: " + msg);
+    throw std::runtime_error("flare.fs.write_file_atomic: " + msg);
   }
   fsync_dir_of(path);
   return 0;
 }
 
 int l_append_line(lua_State* L) {
-  std::string path = check_path(L, 1, "append_line");
-  size_t len;
-  const char* data = luaL_checklstring(L, 2, &len);
-  std::string line(data, len);
+  std::string path = check_path(L, 1, "flare.fs.append_line");
+  std::string line(check_string(L, 2, "flare.fs.append_line", "line"));
   if (line.find('\n') != std::string::npos) {
-    throw std::runtime_error("fs.append_line: the line contains a newline (byte offset " +
-                             std::to_string(line.find('\n')) + ")");
+    raise_invalid("flare.fs.append_line", "argument 'line' contains a newline (byte offset " +
+                                              std::to_string(line.find('\n')) + ")");
   }
   line += '\n';
-  bool sync = opt_flag(L, 3, "fsync");
+  bool sync = opt_flag(L, 3, "flare.fs.append_line", "fsync");
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error("fs.append_line: " + sys_error("cannot open", path));
+  if (fd < 0) throw std::runtime_error("flare.fs.append_line: " + sys_error("cannot open", path));
   try {
     write_all(fd, line.data(), line.size(), path);
     if (sync && fsync(fd) != 0) throw std::runtime_error(sys_error("cannot fsync", path));
   } catch (const std::exception& e) {
     close(fd);
-    throw std::runtime_error(std::string("fs.append_line: ") + e.what());
+    throw std::runtime_error(std::string("flare.fs.append_line: ") + e.what());
   }
   close(fd);
   return 0;
 }
 
 int l_remove(lua_State* L) {
-  std::string path = check_path(L, 1, "remove");
-  bool recursive = opt_flag(L, 2, "recursive");
+  std::string path = check_path(L, 1, "flare.fs.remove");
+  bool recursive = opt_flag(L, 2, "flare.fs.remove", "recursive");
   std::error_code ec;
   bool removed;
   if (recursive) {
@@ -201,24 +199,24 @@ int l_remove(lua_State* L) {
   } else {
     removed = stdfs::remove(path, ec);
   }
-  if (ec) throw std::runtime_error("fs.remove: cannot remove '" + path + "': " + ec.message());
+  if (ec)
+    throw std::runtime_error("flare.fs.remove: cannot remove '" + path + "': " + ec.message());
   lua_pushboolean(L, removed);
   return 1;
 }
 
 int l_sha256(lua_State* L) {
-  size_t len;
-  const char* data = luaL_checklstring(L, 1, &len);
+  std::string_view data = check_string(L, 1, "flare.fs.sha256", "data");
   flare::Sha256 h;
-  h.update(data, len);
+  h.update(data.data(), data.size());
   lua_pushstring(L, h.hex_digest().c_str());
   return 1;
 }
 
 int l_sha256_file(lua_State* L) {
-  std::string path = check_path(L, 1, "sha256_file");
+  std::string path = check_path(L, 1, "flare.fs.sha256_file");
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("fs.sha256_file: " + sys_error("cannot open", path));
+  if (fd < 0) throw std::runtime_error("flare.fs.sha256_file: " + sys_error("cannot open", path));
   flare::Sha256 h;
   char buf[65536];
   for (;;) {
@@ -230,7 +228,7 @@ int l_sha256_file(lua_State* L) {
     } else if (errno != EINTR) {
       std::string msg = sys_error("cannot read", path);
       close(fd);
-      throw std::runtime_error("fs.sha256_file: " + msg);
+      throw std::runtime_error("flare.fs.sha256_file: " + msg);
     }
   }
   close(fd);
@@ -244,14 +242,15 @@ int l_getpid(lua_State* L) {
 }
 
 int l_isatty(lua_State* L) {
-  lua_pushboolean(L, isatty(static_cast<int>(luaL_checkinteger(L, 1))) == 1);
+  auto fd = check_integer(L, 1, "flare.fs.isatty", "fd", 0);
+  lua_pushboolean(L, isatty(static_cast<int>(fd)) == 1);
   return 1;
 }
 
 int l_cwd(lua_State* L) {
   std::error_code ec;
   auto p = stdfs::current_path(ec);
-  if (ec) throw std::runtime_error("fs.cwd: " + ec.message());
+  if (ec) throw std::runtime_error("flare.fs.cwd: " + ec.message());
   lua_pushstring(L, p.string().c_str());
   return 1;
 }
@@ -273,8 +272,7 @@ int open_fs(lua_State* L) {
       {"cwd", l_cwd},
       {nullptr, nullptr},
   };
-  lua_createtable(L, 0, 16);
-  luaL_register(L, nullptr, fns);
+  push_functions(L, fns);
   return 1;
 }
 

@@ -10,6 +10,7 @@
 #include <lua.hpp>
 
 #include "error_boundary.hpp"
+#include "lua_support.hpp"
 #include "module.hpp"
 #include "runtime/interrupt.hpp"
 #if defined(FLARE_HAVE_FIREWORKS)
@@ -46,8 +47,8 @@ void on_signal(int) {
 }
 
 int l_sleep(lua_State* L) {
-  double s = luaL_checknumber(L, 1);
-  if (s < 0) luaL_argerror(L, 1, "seconds must be >= 0");
+  double s = check_number(L, 1, "flare.sleep", "seconds");
+  if (!(s >= 0)) raise_invalid("flare.sleep", "argument 'seconds' must be >= 0");
 #if defined(FLARE_HAVE_FIREWORKS)
   // Requests submitted earlier (and their retry timers) keep progressing while
   // the script sleeps.
@@ -74,18 +75,13 @@ int l_time(lua_State* L) {
 
 // flare.error{code=, message=, ...}: raise a structured error from Lua.
 int l_error(lua_State* L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, 1, "code");
-  std::string code = lua_isstring(L, -1) ? lua_tostring(L, -1) : "error";
-  lua_getfield(L, 1, "message");
-  std::string message = lua_isstring(L, -1) ? lua_tostring(L, -1) : code;
-  lua_getfield(L, 1, "status");
-  int status = static_cast<int>(lua_tointeger(L, -1));
-  lua_getfield(L, 1, "retryable");
-  bool retryable = lua_toboolean(L, -1);
-  lua_getfield(L, 1, "request_id");
-  std::string request_id = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
-  lua_pop(L, 5);
+  Options o(L, 1, "flare.error");
+  std::string code = o.string("code", "error");
+  std::string message = o.string("message", code);
+  int status = static_cast<int>(o.integer("status", 0, 0, 999));
+  bool retryable = o.boolean("retryable", false);
+  std::string request_id = o.string("request_id", "");
+  o.finish();
   throw flare::Error(code, message, status, retryable, request_id);  // the boundary raises it
 }
 

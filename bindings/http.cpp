@@ -3,13 +3,12 @@
 // All of them run on the process-wide client (one libcurl multi loop), so every
 // request in flight progresses while any of them is waited for. Response header
 // names are lower-cased; repeated headers are joined with ", ".
-#include <cstring>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "lua_support.hpp"
 #include "module.hpp"
 #include "net/http_client.hpp"
 
@@ -33,77 +32,19 @@ struct Handle {
   std::shared_ptr<Outcome> outcome;
 };
 
-[[noreturn]] void misuse(const char* who, const std::string& what) {
-  throw std::runtime_error(std::string(who) + ": " + what);
-}
-
-std::string string_field(lua_State* L, const char* who, const char* name) {
-  if (lua_type(L, -1) != LUA_TSTRING)
-    misuse(who, std::string("option '") + name + "' must be a string, got " + luaL_typename(L, -1));
-  std::size_t n = 0;
-  const char* s = lua_tolstring(L, -1, &n);
-  return std::string(s, n);
-}
-
-double seconds_field(lua_State* L, const char* who, const char* name) {
-  if (lua_type(L, -1) != LUA_TNUMBER)
-    misuse(who, std::string("option '") + name + "' must be a number, got " + luaL_typename(L, -1));
-  double v = lua_tonumber(L, -1);
-  if (!(v >= 0)) misuse(who, std::string("option '") + name + "' must be >= 0");
-  return v;
-}
-
-void read_headers(lua_State* L, const char* who, Request& r) {
-  if (!lua_istable(L, -1))
-    misuse(who, std::string("option 'headers' must be a table, got ") + luaL_typename(L, -1));
-  int t = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, t) != 0) {
-    if (lua_type(L, -2) != LUA_TSTRING)
-      misuse(who, std::string("header names must be strings, got ") + luaL_typename(L, -2));
-    std::string name = lua_tostring(L, -2);
-    int vt = lua_type(L, -1);
-    if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
-      misuse(who, "header '" + name + "' must be a string, got " + luaL_typename(L, -1));
-    std::size_t n = 0;
-    lua_pushvalue(L, -1);  // tolstring converts numbers in place; keep the key intact
-    const char* v = lua_tolstring(L, -1, &n);
-    r.headers.add(std::move(name), std::string(v, n));
-    lua_pop(L, 2);
-  }
-}
-
 Request read_request(lua_State* L, int idx, const char* who) {
-  if (!lua_istable(L, idx))
-    misuse(who, std::string("expected an options table, got ") + luaL_typename(L, idx));
+  Options o(L, idx, who);
   Request r;
-  bool has_url = false;
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    if (lua_type(L, -2) != LUA_TSTRING)
-      misuse(who, std::string("option names must be strings, got ") + luaL_typename(L, -2));
-    const char* key = lua_tostring(L, -2);
-    if (std::strcmp(key, "url") == 0) {
-      r.url = string_field(L, who, key);
-      has_url = true;
-    } else if (std::strcmp(key, "method") == 0) {
-      r.method = string_field(L, who, key);
-      for (auto& c : r.method)
-        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
-    } else if (std::strcmp(key, "body") == 0) {
-      r.body = string_field(L, who, key);
-    } else if (std::strcmp(key, "headers") == 0) {
-      read_headers(L, who, r);
-    } else if (std::strcmp(key, "timeout_s") == 0) {
-      r.timeout_s = seconds_field(L, who, key);
-    } else if (std::strcmp(key, "connect_timeout_s") == 0) {
-      r.connect_timeout_s = seconds_field(L, who, key);
-    } else {
-      misuse(who, std::string("unknown option '") + key + "'");
-    }
-    lua_pop(L, 1);
-  }
-  if (!has_url) misuse(who, "missing option 'url'");
+  r.url = o.required_string("url");
+  r.method = o.string("method", r.method);
+  for (auto& c : r.method)
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+  r.body = o.string("body", r.body);
+  if (auto headers = o.string_map("headers"))
+    for (auto& [name, value] : *headers) r.headers.add(std::move(name), std::move(value));
+  r.timeout_s = o.number("timeout_s", r.timeout_s, 0);
+  r.connect_timeout_s = o.number("connect_timeout_s", r.connect_timeout_s, 0);
+  o.finish();
   return r;
 }
 
@@ -154,8 +95,8 @@ void finish(lua_State* L, const Outcome& o) {
 }
 
 Handle* check_handle(lua_State* L, int idx, const char* who) {
-  auto* h = static_cast<Handle*>(luaL_checkudata(L, idx, kHandleMeta));
-  if (!h->outcome) misuse(who, "the handle is closed");
+  auto* h = &check_udata<Handle>(L, idx, kHandleMeta, who);
+  if (!h->outcome) raise_invalid(who, "the handle is closed");
   return h;
 }
 
@@ -168,10 +109,7 @@ int http_request(lua_State* L) {
 
 int http_submit(lua_State* L) {
   auto outcome = start(L, 1, "flare.http.submit");
-  void* memory = lua_newuserdata(L, sizeof(Handle));
-  new (memory) Handle{std::move(outcome)};
-  luaL_getmetatable(L, kHandleMeta);
-  lua_setmetatable(L, -2);
+  push_udata<Handle>(L, kHandleMeta, Handle{std::move(outcome)});
   return 1;
 }
 
@@ -206,26 +144,17 @@ int open_http(lua_State* L) {
   static const luaL_Reg handle_methods[] = {
       {"wait", handle_wait},
       {"done", handle_done},
+      {"__tostring", handle_tostring},
       {nullptr, nullptr},
   };
-  if (luaL_newmetatable(L, kHandleMeta)) {
-    lua_newtable(L);
-    luaL_register(L, nullptr, handle_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, handle_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, handle_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  register_class(L, kHandleMeta, handle_methods, handle_gc);
 
   static const luaL_Reg functions[] = {
       {"request", http_request},
       {"submit", http_submit},
       {nullptr, nullptr},
   };
-  lua_newtable(L);
-  luaL_register(L, nullptr, functions);
+  push_functions(L, functions);
   return 1;
 }
 

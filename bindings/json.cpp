@@ -7,6 +7,7 @@
 #include <string>
 
 #include "json_convert.hpp"
+#include "lua_support.hpp"
 #include "module.hpp"
 #include "text/escape.hpp"
 
@@ -72,11 +73,9 @@ std::size_t too_deep_offset(std::string_view text) {
 }
 
 int json_decode(lua_State* L) {
-  if (lua_type(L, 1) != LUA_TSTRING)
-    throw std::runtime_error(std::string("flare.json.decode: expected a string, got ") +
-                             luaL_typename(L, 1));
-  std::size_t n = 0;
-  const char* text = lua_tolstring(L, 1, &n);
+  std::string_view arg = check_string(L, 1, "flare.json.decode", "text");
+  const char* text = arg.data();
+  std::size_t n = arg.size();
   lua_settop(L, 1);
   LuaJsonBuilder builder(L);
   SaxToLua sax{builder, 0, {}};
@@ -181,34 +180,17 @@ class TextWriter : public JsonWriter {
   std::vector<bool> first_;
 };
 
-bool bool_option(lua_State* L, int opts, const char* name) {
-  lua_getfield(L, opts, name);
-  int t = lua_type(L, -1);
-  bool v = lua_toboolean(L, -1) != 0;
-  lua_pop(L, 1);
-  if (t != LUA_TNIL && t != LUA_TBOOLEAN)
-    throw std::runtime_error(std::string("flare.json.encode: option '") + name +
-                             "' must be a boolean, got " + lua_typename(L, t));
-  return v;
-}
-
 int json_encode(lua_State* L) {
-  bool pretty = false, sort_keys = false;
-  if (!lua_isnoneornil(L, 2)) {
-    if (!lua_istable(L, 2))
-      throw std::runtime_error(std::string("flare.json.encode: options must be a table, got ") +
-                               luaL_typename(L, 2));
-    lua_pushnil(L);
-    while (lua_next(L, 2) != 0) {
-      lua_pop(L, 1);
-      const char* k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : nullptr;
-      if (!k || (std::strcmp(k, "pretty") != 0 && std::strcmp(k, "sort_keys") != 0))
-        throw std::runtime_error(std::string("flare.json.encode: unknown option '") +
-                                 (k ? k : luaL_typename(L, -1)) + "'");
-    }
-    pretty = bool_option(L, 2, "pretty");
-    sort_keys = bool_option(L, 2, "sort_keys");
-  }
+  Options o(L, 2, "flare.json.encode", false);
+  bool pretty = o.boolean("pretty", false);
+  bool sort_keys = o.boolean("sort_keys", false);
+  o.finish();
+  int t = lua_type(L, 1);
+  if (t == LUA_TNONE || t == LUA_TFUNCTION || t == LUA_TTHREAD)
+    raise_invalid("flare.json.encode",
+                  "argument 'value' must be a table, string, number, boolean "
+                  "or flare.json.null, got " +
+                      type_of(L, 1));
   lua_settop(L, 1);
   TextWriter writer(pretty);
   walk_lua_value(L, 1, writer, sort_keys, "flare.json.encode");
@@ -221,13 +203,12 @@ int mark(lua_State* L, JsonKind kind, const char* who) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
-  if (!lua_istable(L, 1))
-    throw std::runtime_error(std::string(who) + ": expected a table, got " + luaL_typename(L, 1));
+  check_table(L, 1, who, "t");
   lua_settop(L, 1);
   if (lua_getmetatable(L, 1)) {
     lua_pop(L, 1);
     if (json_kind(L, 1) == JsonKind::none)
-      throw std::runtime_error(std::string(who) + ": the table already has a metatable");
+      raise_invalid(who, "argument 't' already has a metatable");
   }
   set_json_kind(L, 1, kind);
   return 1;
@@ -245,8 +226,7 @@ int open_json(lua_State* L) {
       {"encode", json_encode}, {"decode", json_decode}, {"array", json_array},
       {"object", json_object}, {nullptr, nullptr},
   };
-  lua_newtable(L);
-  luaL_register(L, nullptr, functions);
+  push_functions(L, functions);
   push_json_null(L);
   lua_setfield(L, -2, "null");
   return 1;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "runtime/error.hpp"
 #include "text/escape.hpp"
 #include "text/utf8.hpp"
 
@@ -128,7 +129,9 @@ class Walker {
 
  private:
   [[noreturn]] void fail(const std::string& what) {
-    throw std::runtime_error(std::string(who_) + ": " + what + " at " + format_path(path_));
+    // A misuse of the caller's argument, raised as raise_invalid does.
+    throw flare::Error("invalid_argument",
+                       std::string(who_) + ": " + what + " at " + format_path(path_));
   }
 
   void check_utf8(std::string_view s, const char* what) {
@@ -516,10 +519,10 @@ void push_json(lua_State* L, const nlohmann::json& value) {
   builder.take_result();
 }
 
-nlohmann::json to_json(lua_State* L, int idx) {
+nlohmann::json to_json(lua_State* L, int idx, const char* who) {
   if (idx < 0) idx = lua_gettop(L) + idx + 1;
   DomWriter writer;
-  walk_lua_value(L, idx, writer, false, "to_json");
+  walk_lua_value(L, idx, writer, false, who);
   return std::move(writer.result);
 }
 

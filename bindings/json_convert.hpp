@@ -35,7 +35,8 @@ namespace flare::lua {
 inline constexpr int kJsonMaxDepth = 1000;
 
 void push_json(lua_State* L, const nlohmann::json& value);
-nlohmann::json to_json(lua_State* L, int idx);
+// `who` names the caller in errors ("conn:request: cannot encode a function at $.x").
+nlohmann::json to_json(lua_State* L, int idx, const char* who = "to_json");
 
 void push_json_null(lua_State* L);
 bool is_json_null(lua_State* L, int idx);

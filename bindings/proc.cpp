@@ -6,12 +6,11 @@
 // The child gets its own process group; timeouts and Ctrl-C kill the whole group.
 #include <signal.h>
 
-#include <cstring>
 #include <lua.hpp>
 #include <memory>
-#include <stdexcept>
 #include <string>
 
+#include "lua_support.hpp"
 #include "module.hpp"
 #include "runtime/subprocess.hpp"
 
@@ -24,94 +23,33 @@ struct ChildBox {
   flare::proc::Child* child;
 };
 
-std::string field_name(const char* fn, const char* field) {
-  return std::string(fn) + ": " + field;
-}
-
-flare::proc::SpawnOptions read_options(lua_State* L, const char* fn) {
-  if (!lua_istable(L, 1)) throw std::runtime_error(std::string(fn) + ": expected an options table");
-  static const char* const known[] = {"argv",      "stdin", "timeout_s", "env",
-                                      "clear_env", "cwd",   nullptr};
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    lua_pop(L, 1);
-    bool ok = lua_type(L, -1) == LUA_TSTRING;
-    if (ok) {
-      ok = false;
-      for (int i = 0; known[i]; i++) ok = ok || std::strcmp(known[i], lua_tostring(L, -1)) == 0;
-    }
-    if (!ok) {
-      std::string key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
-      lua_pop(L, 1);
-      throw std::runtime_error(std::string(fn) + ": unknown option '" + key + "'");
-    }
-  }
-  flare::proc::SpawnOptions o;
-  lua_getfield(L, 1, "argv");
-  if (!lua_istable(L, -1))
-    throw std::runtime_error(field_name(fn, "argv must be a list of strings"));
+// Reads the options of run and spawn; *timeout_s gets timeout_s (-1 when absent).
+flare::proc::SpawnOptions read_options(lua_State* L, const char* who, double* timeout_s) {
+  Options o(L, 1, who);
+  flare::proc::SpawnOptions so;
+  if (!o.push_table("argv")) o.missing("argv", "a list of strings");
   int n = static_cast<int>(lua_objlen(L, -1));
-  if (n == 0) throw std::runtime_error(field_name(fn, "argv must not be empty"));
+  if (n == 0) o.invalid("argv", "must not be empty");
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
     if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
-      throw std::runtime_error(std::string(fn) + ": argv[" + std::to_string(i) +
-                               "] must be a string");
+      raise_invalid(
+          who, "option 'argv[" + std::to_string(i) + "]' must be a string, got " + type_of(L, -1));
     }
     size_t len;
     const char* s = lua_tolstring(L, -1, &len);
-    o.argv.emplace_back(s, len);
+    so.argv.emplace_back(s, len);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  lua_getfield(L, 1, "stdin");
-  if (lua_isstring(L, -1)) {
-    size_t len;
-    const char* s = lua_tolstring(L, -1, &len);
-    o.stdin_data = std::string(s, len);
-  } else if (!lua_isnil(L, -1)) {
-    throw std::runtime_error(field_name(fn, "stdin must be a string"));
-  }
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "env");
-  if (lua_istable(L, -1)) {
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1)) {
-        throw std::runtime_error(field_name(fn, "env must map names to strings"));
-      }
-      o.env[lua_tostring(L, -2)] = lua_tostring(L, -1);
-      lua_pop(L, 1);
-    }
-  } else if (!lua_isnil(L, -1)) {
-    throw std::runtime_error(field_name(fn, "env must be a table"));
-  }
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "clear_env");
-  o.clear_env = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "cwd");
-  if (lua_isstring(L, -1)) {
-    o.cwd = lua_tostring(L, -1);
-  } else if (!lua_isnil(L, -1)) {
-    throw std::runtime_error(field_name(fn, "cwd must be a string"));
-  }
-  lua_pop(L, 1);
-  return o;
-}
-
-double read_timeout(lua_State* L, int idx, const char* fn) {
-  if (!lua_istable(L, idx)) return -1;
-  lua_getfield(L, idx, "timeout_s");
-  double t = -1;
-  if (lua_isnumber(L, -1)) {
-    t = lua_tonumber(L, -1);
-    if (t < 0) throw std::runtime_error(field_name(fn, "timeout_s must be >= 0"));
-  } else if (!lua_isnil(L, -1)) {
-    throw std::runtime_error(field_name(fn, "timeout_s must be a number"));
-  }
-  lua_pop(L, 1);
-  return t;
+  so.stdin_data = o.opt_string("stdin");
+  if (auto env = o.string_map("env"))
+    for (auto& [k, v] : *env) so.env[k] = std::move(v);
+  so.clear_env = o.boolean("clear_env", false);
+  so.cwd = o.string("cwd", "");
+  *timeout_s = o.number("timeout_s", -1, 0);
+  o.finish();
+  return so;
 }
 
 void push_result(lua_State* L, const flare::proc::Result& r) {
@@ -129,8 +67,8 @@ void push_result(lua_State* L, const flare::proc::Result& r) {
 }
 
 int l_run(lua_State* L) {
-  auto opts = read_options(L, "proc.run");
-  double timeout = read_timeout(L, 1, "proc.run");
+  double timeout = -1;
+  auto opts = read_options(L, "flare.proc.run", &timeout);
   flare::proc::Result r;
   {
     flare::proc::Child child(opts);
@@ -140,35 +78,34 @@ int l_run(lua_State* L) {
   return 1;
 }
 
-flare::proc::Child& check_child(lua_State* L) {
-  auto* box = static_cast<ChildBox*>(luaL_checkudata(L, 1, kChildMeta));
-  if (!box->child) throw std::runtime_error("proc: this child was already waited for");
-  return *box->child;
+flare::proc::Child& check_child(lua_State* L, const char* who) {
+  auto& box = check_udata<ChildBox>(L, 1, kChildMeta, who);
+  if (!box.child) raise_invalid(who, "this child was already waited for");
+  return *box.child;
 }
 
 int l_spawn(lua_State* L) {
-  auto opts = read_options(L, "proc.spawn");
+  double unused_timeout = -1;
+  auto opts = read_options(L, "flare.proc.spawn", &unused_timeout);
   auto child = std::make_unique<flare::proc::Child>(opts);
-  auto* box = static_cast<ChildBox*>(lua_newuserdata(L, sizeof(ChildBox)));
-  box->child = child.release();
-  luaL_getmetatable(L, kChildMeta);
-  lua_setmetatable(L, -2);
+  push_udata<ChildBox>(L, kChildMeta).child = child.release();
   return 1;
 }
 
 int child_pid(lua_State* L) {
-  lua_pushinteger(L, check_child(L).pid());
+  lua_pushinteger(L, check_child(L, "child:pid").pid());
   return 1;
 }
 
 int child_running(lua_State* L) {
-  auto* box = static_cast<ChildBox*>(luaL_checkudata(L, 1, kChildMeta));
-  lua_pushboolean(L, box->child && box->child->running());
+  auto& box = check_udata<ChildBox>(L, 1, kChildMeta, "child:running");
+  lua_pushboolean(L, box.child && box.child->running());
   return 1;
 }
 
 int child_kill(lua_State* L) {
-  auto& c = check_child(L);
+  const char* who = "child:kill";
+  auto& c = check_child(L, who);
   int signo = SIGTERM;
   if (lua_type(L, 2) == LUA_TNUMBER) {
     signo = static_cast<int>(lua_tointeger(L, 2));
@@ -186,50 +123,43 @@ int child_kill(lua_State* L) {
     else if (s == "QUIT")
       signo = SIGQUIT;
     else
-      throw std::runtime_error("proc: unknown signal '" + s + "' (INT, TERM, KILL, HUP, QUIT)");
+      raise_invalid(who, "argument 'signal' must be INT, TERM, KILL, HUP or QUIT, got '" + s + "'");
   } else if (!lua_isnoneornil(L, 2)) {
-    throw std::runtime_error("proc: the signal must be a name or a number");
+    raise_invalid(who, "argument 'signal' must be a name or a number, got " + type_of(L, 2));
   }
   c.kill_group(signo);
   return 0;
 }
 
 int child_wait(lua_State* L) {
-  auto* box = static_cast<ChildBox*>(luaL_checkudata(L, 1, kChildMeta));
-  if (!box->child) throw std::runtime_error("proc: this child was already waited for");
-  double timeout = read_timeout(L, 2, "child:wait");
-  flare::proc::Result r = box->child->wait(timeout);
-  delete box->child;
-  box->child = nullptr;
+  const char* who = "child:wait";
+  auto& child = check_child(L, who);
+  Options o(L, 2, who, false);
+  double timeout = o.number("timeout_s", -1, 0);
+  o.finish();
+  flare::proc::Result r = child.wait(timeout);
+  auto& box = check_udata<ChildBox>(L, 1, kChildMeta, who);
+  delete box.child;
+  box.child = nullptr;
   push_result(L, r);
   return 1;
 }
 
 int child_gc(lua_State* L) {
-  auto* box = static_cast<ChildBox*>(luaL_checkudata(L, 1, kChildMeta));
+  auto* box = static_cast<ChildBox*>(lua_touserdata(L, 1));
   delete box->child;
   box->child = nullptr;
   return 0;
 }
 
 int open_proc(lua_State* L) {
-  luaL_newmetatable(L, kChildMeta);
-  lua_pushcfunction(L, child_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_createtable(L, 0, 4);
-  const luaL_Reg methods[] = {
+  static const luaL_Reg methods[] = {
       {"pid", child_pid},   {"running", child_running}, {"kill", child_kill},
       {"wait", child_wait}, {nullptr, nullptr},
   };
-  luaL_register(L, nullptr, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-
-  lua_createtable(L, 0, 2);
-  lua_pushcfunction(L, l_run);
-  lua_setfield(L, -2, "run");
-  lua_pushcfunction(L, l_spawn);
-  lua_setfield(L, -2, "spawn");
+  register_class(L, kChildMeta, methods, child_gc);
+  static const luaL_Reg functions[] = {{"run", l_run}, {"spawn", l_spawn}, {nullptr, nullptr}};
+  push_functions(L, functions);
   return 1;
 }
 

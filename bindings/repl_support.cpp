@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "lua_support.hpp"
 #include "module.hpp"
 
 namespace flare::lua {
@@ -22,7 +23,7 @@ void push_strings(lua_State* L, const std::vector<std::string>& items) {
 }
 
 int l_list_dir(lua_State* L) {
-  std::string path = luaL_checkstring(L, 1);
+  std::string path(check_string(L, 1, "flare.repl.list_dir", "path"));
   std::vector<std::string> files, dirs;
   std::error_code ec;
   for (auto it = std::filesystem::directory_iterator(path, ec);
@@ -56,8 +57,7 @@ int open_repl(lua_State* L) {
       {"c_modules", l_c_modules},
       {nullptr, nullptr},
   };
-  lua_createtable(L, 0, 2);
-  luaL_register(L, nullptr, fns);
+  push_functions(L, fns);
   return 1;
 }
 

@@ -21,22 +21,30 @@ if run:plan{c.action .. " deployment " .. c.id} then return end
 local fw = run:connect()
 local mgr = fw.deployments
 
+-- The snapshot a replica serves (hotload status), or "-" when no replica is up.
+local function serving(info)
+  if info.state ~= "READY" then return "-" end
+  local ok, st = pcall(mgr.hotload_check_status, mgr, {deployment_id = info.deployment_id,
+    base_model = info.base_model or c.base_model})
+  if not ok and type(st) == "table" and st.code == "interrupted" then error(st, 0) end
+  local rep = ok and st.replicas and st.replicas[1]
+  return rep and rep.current_snapshot_identity or "-"
+end
+
 local function show(info)
   if not info then
     print(c.id .. ": not found")
     return
   end
   print(string.format("%s  state %s  replicas %s..%s  serving %s", info.deployment_id,
-    tostring(info.state),
-    tostring(info.min_replica_count), tostring(info.max_replica_count),
-      tostring(info.current_snapshot or "-")))
+    tostring(info.state), tostring(info.min_replica_count), tostring(info.max_replica_count),
+    serving(info)))
 end
 
 if c.action == "create" then
   mgr:create_or_get{deployment_id = c.id, base_model = c.base_model, min_replica_count = 0,
     max_replica_count = 1}
-  show(mgr:wait_for_ready(c.id, {timeout_s = c.timeout_s,
-    poll_interval_s = fw.backend == "emulator" and 0.25 or nil}))
+  show(mgr:wait_for_ready(c.id, {timeout_s = c.timeout_s}))
 elseif c.action == "status" then
   show(mgr:get(c.id))
 elseif c.action == "sample" then

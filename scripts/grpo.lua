@@ -41,12 +41,11 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
     min_replica_count = 0, max_replica_count = 1}, function(info, fw)
   -- One trainer job per run: --resume reattaches to it (or recreates it) and loads its saved state.
   local trainer = fw:trainer{base_model = c.base_model, learning_rate = c.learning_rate,
-    hot_load_deployment_id = info.deployment_id, job_id = "grpo-" .. run.id, poll_interval_s = 0.25}
+    hot_load_deployment_id = info.deployment_id, job_id = "grpo-" .. run.id}
   run:on_exit(function() trainer:close() end, "close trainer")
   if run.state then trainer:load_state(run.state.trainer_state) end
   local syncer = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
-    deployment_id = info.deployment_id, base_model = c.base_model, poll_interval_s = 0.05,
-      quiet = true}
+    deployment_id = info.deployment_id, base_model = c.base_model, quiet = true}
   local sampler = fw:sampler{deployment = info}
   syncer:save_and_hotload("step-" .. (run.start_step - 1))
   local version = run.start_step - 1  -- the step whose weights the deployment serves
@@ -88,7 +87,7 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
     trainer:save_state(state)
     run:checkpoint{step = step, snapshot = snapshot, state = {trainer_state = state}}
     local m = grpo.metrics{groups = groups, rewards = rewards, k = 1, datums = datums,
-      outputs = out.loss_fn_outputs, sync_s = syncer.last_timing.total_s}
+      outputs = out.loss_fn_outputs, sync_s = syncer.last_timing.total_time_s}
     curve[#curve + 1] = m.reward_mean
     run:log{step = step, reward = m.reward_mean, ["pass@1"] = m["pass@1"],
       groups_kept = kept.kept_groups,

@@ -43,8 +43,7 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
   if c.prev == "" then
     -- Two full checkpoints from a trainer: the initial weights, then after one step.
     local trainer = fw:trainer{base_model = c.base_model,
-      hot_load_deployment_id = info.deployment_id,
-      poll_interval_s = 0.25}
+      hot_load_deployment_id = info.deployment_id}
     run:on_exit(function() trainer:close() end, "close trainer")
     trainer:save_weights_for_sampler(a, {checkpoint_type = "base"})
     local tokens = {}
@@ -76,10 +75,10 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
   end
   local function load(id, meta)
     mgr:hotload_and_wait{deployment_id = info.deployment_id, base_model = c.base_model,
-      snapshot_identity = id,
-      incremental_snapshot_metadata = meta, poll_interval_s = 0.1, quiet = true}
+      snapshot_identity = id, incremental_snapshot_metadata = meta, quiet = true}
   end
   load(a)
+  -- "alder32" (sic) is the protocol's own spelling of Adler-32.
   load(d, {previous_snapshot_identity = a, compression_format = "flare-delta-v1",
     checksum_format = "alder32"})
   local via_delta, serving = greedy()

@@ -59,7 +59,7 @@ struct TrainerRuntime {
   std::mutex mu;  // one train operation at a time
   const model::Config* cfg = nullptr;
   std::unique_ptr<model::Trainer> trainer;
-  std::shared_ptr<const Checkpoint> last_base;  // weights of row.last_base
+  std::shared_ptr<const Checkpoint> last_snapshot;  // weights of row.last_base
 };
 
 struct TrainerJob {

@@ -25,8 +25,7 @@ const std::set<std::string> kCreateFields = {"baseModel",         "description",
                                              "enableAddons",      "draftModel",
                                              "draftTokenCount",   "ngramSpeculationLength",
                                              "maxContextLength"};
-const std::set<std::string> kImmutableFields = {"baseModel", "hotLoadTrainerJob", "enableHotLoad",
-                                                "hotLoadBucketType"};
+const std::set<std::string> kImmutableFields = {"baseModel", "enableHotLoad", "hotLoadBucketType"};
 const std::set<std::string> kOutputFields = {"name",         "state",      "status",
                                              "createTime",   "updateTime", "hotLoadBucketUrl",
                                              "replicaCount", "deleteTime"};
@@ -86,6 +85,23 @@ Deployment& find_deployment(ControlPlane& cp, const std::string& id) {
   return it->second;
 }
 
+// The job id in a hotLoadTrainerJob reference "accounts/<account>/rlorTrainerJobs/<id>", checked.
+std::string trainer_job_id(const ControlPlane& cp, const std::string& trainer) {
+  const std::string prefix = "accounts/" + cp.account + "/rlorTrainerJobs/";
+  if (trainer.rfind(prefix, 0) != 0 || trainer.size() == prefix.size()) {
+    bad_request("hotLoadTrainerJob must look like '" + prefix + "<job>', got '" + trainer + "'");
+  }
+  std::string id = trainer.substr(prefix.size());
+  check_resource_id("the job id of hotLoadTrainerJob", id);
+  return id;
+}
+
+// The bucket of trainer job `id`: its own, or the one it gets when created later.
+std::string trainer_bucket(const ControlPlane& cp, const std::string& id) {
+  auto jt = cp.jobs.find(id);
+  return jt != cp.jobs.end() ? jt->second.row.bucket_dir : cp.bucket_dir_for("trainer-" + id);
+}
+
 void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   ControlPlane& cp = env.cp;
   check_account(cp, req.matches[1]);
@@ -104,15 +120,7 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   normalise(body);
   if (!body.contains("description")) body["description"] = "Fireworks training deployment";
   std::string trainer = get_string(body, "hotLoadTrainerJob", "");
-  std::string trainer_id;
-  if (!trainer.empty()) {
-    std::string prefix = "accounts/" + cp.account + "/rlorTrainerJobs/";
-    if (trainer.rfind(prefix, 0) != 0 || trainer.size() == prefix.size()) {
-      bad_request("hotLoadTrainerJob must look like '" + prefix + "<job>', got '" + trainer + "'");
-    }
-    trainer_id = trainer.substr(prefix.size());
-    check_resource_id("the job id of hotLoadTrainerJob", trainer_id);
-  }
+  std::string trainer_id = trainer.empty() ? "" : trainer_job_id(cp, trainer);
 
   std::lock_guard lock(cp.mu);
   if (cp.deployments.count(id)) {
@@ -128,13 +136,8 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   d.row.state = "CREATING";
   d.row.create_time = d.row.update_time = now;
   d.row.deadline = now + cp.opt.provision_delay_s;
-  if (!trainer_id.empty()) {
-    auto jt = cp.jobs.find(trainer_id);
-    d.row.bucket_dir = jt != cp.jobs.end() ? jt->second.row.bucket_dir
-                                           : cp.bucket_dir_for("trainer-" + trainer_id);
-  } else {
-    d.row.bucket_dir = cp.bucket_dir_for("deployment-" + id);
-  }
+  d.row.bucket_dir =
+      trainer_id.empty() ? cp.bucket_dir_for("deployment-" + id) : trainer_bucket(cp, trainer_id);
   std::filesystem::create_directories(
       inside_state_dir(cp.state_dir, d.row.bucket_dir, "the deployment's bucket"));
   if (d.serving->cfg) {
@@ -146,6 +149,33 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   cp.save(d);
   auto& slot = cp.deployments[id] = std::move(d);
   send_json(res, 200, deployment_json(cp, slot));
+}
+
+// PATCH hotLoadTrainerJob (the SDK's reattach_trainer): the deployment takes the trainer's bucket
+// and its replica is replaced by a fresh one, which serves the base model until a hotload.
+void reattach_trainer(ControlPlane& cp, Deployment& d, const std::string& trainer) {
+  std::string bucket = trainer.empty() ? cp.bucket_dir_for("deployment-" + d.row.id)
+                                       : trainer_bucket(cp, trainer_job_id(cp, trainer));
+  if (d.serving->loading_busy) {
+    throw ApiError(409, "ABORTED",
+                   "a hotload is in progress on deployment " + d.row.id +
+                       "; reattach it when the hotload has finished");
+  }
+  std::filesystem::create_directories(
+      inside_state_dir(cp.state_dir, bucket, "the trainer job's bucket"));
+  d.row.bucket_dir = bucket;
+  if (!d.serving->cfg) return;
+  std::vector<std::string> old = {d.row.snapshot_file, d.row.base_file};
+  std::string path;
+  d.serving->current = d.serving->base = cp.initial_checkpoint(*d.serving->cfg, &path);
+  d.row.snapshot = d.row.base_snapshot = d.base_model();
+  d.row.snapshot_file = d.row.base_file = path;
+  d.serving->loading = {};
+  cp.remove_unreferenced(d.row.id, old);
+  if (d.serving->phase != Phase::Down) {
+    cp.scale_down(d);
+    cp.request_scale_up(d);
+  }
 }
 
 void update(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
@@ -192,6 +222,9 @@ void update(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   }
   check_replicas(spec);
   normalise(spec);
+  std::string old_trainer = d.spec.value("hotLoadTrainerJob", std::string());
+  std::string new_trainer = spec.value("hotLoadTrainerJob", std::string());
+  if (new_trainer != old_trainer) reattach_trainer(cp, d, new_trainer);
   d.spec = spec;
   d.row.update_time = now_s();
   if (d.row.state == "READY") {

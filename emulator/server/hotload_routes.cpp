@@ -9,6 +9,7 @@
 #include "emulator/server/replica.hpp"
 #include "emulator/server/routes.hpp"
 #include "emulator/server/state_paths.hpp"
+#include "runtime/file_io.hpp"
 
 namespace flare::emulator {
 namespace {
@@ -65,6 +66,19 @@ bool is_flare_delta(const ControlPlane& cp, const std::string& bucket,
   return f.read(magic, sizeof magic) && std::memcmp(magic, delta::kMagic, sizeof magic) == 0;
 }
 
+// The previous snapshot a flare delta in the bucket records, or "" when it records none or
+// cannot be read (the loader then reports what is wrong with the file).
+std::string recorded_previous(const ControlPlane& cp, const std::string& bucket,
+                              const std::string& identity) {
+  try {
+    return delta::parse_delta(
+               read_file(inside_state_dir(cp.state_dir, delta_path(bucket, identity), "snapshot")))
+        .header.base_identity;
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
 void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   ControlPlane& cp = env.cp;
   nlohmann::json body = parse_body(req);
@@ -98,6 +112,8 @@ void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res)
       bad_request("incremental_snapshot_metadata.compression_format '" + format +
                   "' is not supported (supported: " + std::string(delta::kFormatName) + ")");
     }
+    // "alder32" (sic) is how the protocol and the SDK spell Adler-32; the right spelling is
+    // taken as well.
     std::string checksum = get_string(*meta, "checksum_format", "alder32");
     if (checksum != "alder32" && checksum != "adler32") {
       bad_request("incremental_snapshot_metadata.checksum_format '" + checksum +
@@ -139,6 +155,18 @@ void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res)
         "; a delta labelled arc_v2 is accepted only when "
         "its file is a " +
         flare_format + " delta, as the emulator's trainer writes)");
+  }
+  // A delta must name the snapshot served (start_hotload checks that) and be made against it.
+  if (hr.delta && hr.previous == d.row.snapshot) {
+    std::string recorded = recorded_previous(cp, hr.bucket_dir, hr.identity);
+    if (!recorded.empty() && recorded != hr.previous) {
+      std::string message = "delta snapshot '" + hr.identity + "' was made against '" + recorded +
+                            "', not against '" + hr.previous +
+                            "', the snapshot this replica serves and the one "
+                            "incremental_snapshot_metadata.previous_snapshot_identity names";
+      d.serving->loading = {"error", hr.identity, message};
+      bad_request(message);
+    }
   }
   d.serving->last_used = now_s();
   start_hotload(cp, d, hr);

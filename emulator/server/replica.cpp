@@ -104,15 +104,16 @@ void start_hotload(ControlPlane& cp, Deployment& d, const HotloadRequest& req) {
   std::shared_ptr<const Checkpoint> prev;
   std::string source;
   if (req.delta) {
-    if (req.previous == d.row.snapshot) {
-      prev = s.current;
-    } else if (req.previous == d.row.base_snapshot) {
-      prev = s.base;
-    } else {
-      reject("previous_snapshot_identity '" + req.previous +
-             "' is not what this replica serves (current snapshot '" + d.row.snapshot +
-             "', its base '" + d.row.base_snapshot + "'); hotload a full base snapshot first");
+    // Deltas chain: each is made against the snapshot served right before it (the SDK pins
+    // previous_snapshot_identity to the last snapshot it hotloaded), never an older base.
+    if (req.previous != d.row.snapshot) {
+      reject("incremental_snapshot_metadata.previous_snapshot_identity '" + req.previous +
+             "' is not the snapshot this replica serves ('" + d.row.snapshot +
+             "'); a delta applies only on the snapshot served right before it: hotload the "
+             "delta made against '" +
+             d.row.snapshot + "', or a full base snapshot");
     }
+    prev = s.current;
     source = delta_path(req.bucket_dir, req.identity);
   } else {
     source = base_path(req.bucket_dir, req.identity);

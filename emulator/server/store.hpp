@@ -31,7 +31,7 @@ struct DeploymentRow : ResourceRow {
 };
 
 struct TrainerJobRow : ResourceRow {
-  std::string last_base;  // the last base snapshot this trainer saved
+  std::string last_base;  // the last sampler snapshot this trainer saved (any type)
 };
 
 class Store {

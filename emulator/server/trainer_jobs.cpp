@@ -140,7 +140,7 @@ nlohmann::json trainer_job_json(const ControlPlane& cp, const TrainerJob& job,
   j["updateTime"] = iso_time(job.row.update_time);
   j["trainerUrl"] = base_url + "/training/v1/rlorTrainerJobs/" + cp.account + "/" + job.row.id;
   j["hotLoadBucketUrl"] = "file://" + job.row.bucket_dir + "/";
-  if (!job.row.last_base.empty()) j["lastBaseSnapshot"] = job.row.last_base;
+  if (!job.row.last_base.empty()) j["lastSamplerSnapshot"] = job.row.last_base;
   return j;
 }
 

@@ -1,8 +1,10 @@
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <set>
+#include <span>
 
 #include "delta/codec.hpp"
 #include "emulator/server/api_error.hpp"
@@ -19,7 +21,7 @@ namespace {
 struct JobHandle {
   std::string id;
   std::string bucket_dir;
-  std::string last_base;
+  std::string last_snapshot;  // the trainer's previous sampler snapshot
   std::shared_ptr<TrainerRuntime> rt;
 };
 
@@ -241,6 +243,51 @@ std::string snapshot_name_of(const std::string& path) {
   return name;
 }
 
+// Full weights of sampler snapshot `name` in `bucket`: a base file as it is, a delta rebuilt on
+// the snapshots it chains back to (for a trainer restarted since it wrote the chain).
+std::shared_ptr<const Checkpoint> snapshot_weights(const std::string& state_dir,
+                                                   const std::string& bucket,
+                                                   const std::string& name) {
+  auto gone = [&](const std::string& why) {
+    throw ApiError(409, "FAILED_PRECONDITION",
+                   "the trainer's previous sampler snapshot '" + name +
+                       "' cannot be rebuilt from the bucket (" + why + "); save a base first");
+  };
+  std::vector<std::string> deltas;  // newest first
+  std::set<std::string> seen;
+  std::string at = name;
+  while (!fs::is_regular_file(base_path(bucket, at))) {
+    if (!fs::is_regular_file(delta_path(bucket, at))) gone("'" + at + "' is not in it");
+    if (!seen.insert(at).second) gone("the deltas from '" + at + "' form a loop");
+    deltas.push_back(at);
+    try {
+      at = delta::inspect_file(
+               inside_state_dir(state_dir, delta_path(bucket, at), "snapshot '" + at + "'"))
+               .base_identity;
+    } catch (const std::exception& e) {
+      gone(std::string("delta '") + deltas.back() + "': " + e.what());
+    }
+  }
+  auto weights = std::make_shared<const Checkpoint>(
+      read_checkpoint(inside_state_dir(state_dir, base_path(bucket, at), "snapshot '" + at + "'")));
+  for (auto it = deltas.rbegin(); it != deltas.rend(); ++it) {
+    try {
+      weights = std::make_shared<const Checkpoint>(
+          delta::apply(views(*weights),
+                       read_file(inside_state_dir(state_dir, delta_path(bucket, *it),
+                                                  "snapshot '" + *it + "'")))
+              .tensors);
+    } catch (const std::exception& e) {
+      gone(std::string("delta '") + *it + "': " + e.what());
+    }
+  }
+  return weights;
+}
+
+// Sampler snapshots chain as the Fireworks SDK's WeightSyncer expects: a delta is written
+// against this trainer's previous sampler snapshot (base, merged_base or delta), which is
+// what the deployment serves when every snapshot is hotloaded in turn. merged_base (a LoRA
+// folded into the full weights) is a full base; this trainer holds full weights only.
 void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   JobHandle job = running_job(env.cp, req);
   nlohmann::json body = parse_body(req);
@@ -248,8 +295,8 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
   if (path.empty()) bad_request("field 'path' is required");
   std::string name = snapshot_name_of(path);
   std::string type = get_string(body, "checkpoint_type", "base");
-  if (type != "base" && type != "delta")
-    bad_request("checkpoint_type '" + type + "' must be 'base' or 'delta'");
+  if (type != "base" && type != "delta" && type != "merged_base")
+    bad_request("checkpoint_type '" + type + "' must be 'base', 'delta' or 'merged_base'");
 
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
@@ -264,40 +311,42 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
     }
   }
   auto next = std::make_shared<const Checkpoint>(to_checkpoint(weights));
+  // Resolved inside the state dir (links included) before anything is created.
   const std::string dir =
       inside_state_dir(env.cp.state_dir, snapshot_dir(job.bucket_dir, name), "path '" + name + "'");
-  fs::create_directories(dir);
   auto file_in_dir = [&](const std::string& file) {
+    fs::create_directories(dir);
     return inside_state_dir(env.cp.state_dir, dir + "/" + file, "path '" + name + "'");
   };
   nlohmann::json out = {{"path", name}, {"snapshot_name", name}, {"checkpoint_type", type}};
-  if (type == "base") {
-    write_checkpoint(file_in_dir(kBaseFile), *next);
-    job.rt->last_base = next;
-    std::lock_guard cp_lock(env.cp.mu);
-    auto it = env.cp.jobs.find(job.id);
-    if (it != env.cp.jobs.end()) {
-      it->second.row.last_base = name;
-      it->second.row.update_time = now_s();
-      env.cp.save(it->second);
-    }
-  } else {
-    if (job.last_base.empty()) {
+  if (type == "delta") {
+    if (job.last_snapshot.empty()) {
       bad_request(
-          "checkpoint_type 'delta' needs a previous base snapshot from this trainer; save a base "
-          "first");
+          "checkpoint_type 'delta' needs a previous sampler snapshot from this trainer; save a "
+          "base first");
     }
-    if (!job.rt->last_base) {
-      job.rt->last_base = std::make_shared<const Checkpoint>(read_checkpoint(inside_state_dir(
-          env.cp.state_dir, base_path(job.bucket_dir, job.last_base), "the last base snapshot")));
+    if (!job.rt->last_snapshot) {
+      job.rt->last_snapshot = snapshot_weights(env.cp.state_dir, job.bucket_dir, job.last_snapshot);
     }
     delta::EncodeOptions opts;
-    opts.base_identity = job.last_base;
-    auto bytes = delta::encode(views(*job.rt->last_base), views(*next), {{"format", "pt"}}, opts);
+    opts.base_identity = job.last_snapshot;
+    auto bytes =
+        delta::encode(views(*job.rt->last_snapshot), views(*next), {{"format", "pt"}}, opts);
     write_file_atomic(file_in_dir(kDeltaFile), bytes);  // a new temporary name: no link followed
-    out["previous_snapshot_identity"] = job.last_base;
+    out["previous_snapshot_identity"] = job.last_snapshot;
     out["compression_format"] = std::string(delta::kFormatName);
+    // "alder32" (sic) is the protocol's own spelling of Adler-32, as the SDK sends it.
     out["checksum_format"] = "alder32";
+  } else {
+    write_checkpoint(file_in_dir(kBaseFile), *next);
+  }
+  job.rt->last_snapshot = next;
+  std::lock_guard cp_lock(env.cp.mu);
+  auto it = env.cp.jobs.find(job.id);
+  if (it != env.cp.jobs.end()) {
+    it->second.row.last_base = name;  // the column holds the last sampler snapshot of any type
+    it->second.row.update_time = now_s();
+    env.cp.save(it->second);
   }
   send_json(res, 200, out);
 }
@@ -321,18 +370,52 @@ void save_state(RouteEnv& env, const httplib::Request& req, httplib::Response& r
   send_json(res, 200, {{"path", name}, {"step", job.rt->trainer->step()}});
 }
 
+// The SDK's resolve_checkpoint_path(name, source_job_id) gives "cross_job://<job>/<name>": the
+// state another trainer job of the account saved.
+constexpr std::string_view kCrossJob = "cross_job://";
+
 void load_state(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   JobHandle job = running_job(env.cp, req);
   nlohmann::json body = parse_body(req);
-  std::string name = snapshot_name_of(get_string(body, "path", ""));
-  std::string file = state_path(env.cp, job.id, name);
+  std::string path = get_string(body, "path", "");
+  std::string source = job.id;
+  if (path.rfind(kCrossJob, 0) == 0) {
+    std::string ref = path.substr(kCrossJob.size());
+    size_t slash = ref.find('/');
+    source = ref.substr(0, slash);
+    bool ok = slash != std::string::npos && !source.empty();
+    for (char c : source)
+      ok = ok && (std::islower(static_cast<unsigned char>(c)) ||
+                  std::isdigit(static_cast<unsigned char>(c)) || c == '-');
+    if (!ok) bad_request("path '" + path + "' must look like 'cross_job://<job id>/<checkpoint>'");
+    path = ref.substr(slash + 1);
+  }
+  std::string name = snapshot_name_of(path);
+  std::string file = inside_state_dir(
+      env.cp.state_dir, env.cp.state_dir + "/trainer_states/" + source + "/" + name + ".state",
+      "path '" + path + "'");
   std::ifstream in(file, std::ios::binary);
-  if (!in) not_found("no saved state '" + name + "' for trainer job " + job.id);
+  if (!in) not_found("no saved state '" + name + "' for trainer job " + source);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
   job.rt->trainer->load_state(bytes);
   send_json(res, 200, {{"path", name}, {"step", job.rt->trainer->step()}});
+}
+
+// The SDK's list_checkpoints: the names save_state saved, sorted.
+void list_checkpoints(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
+  JobHandle job = running_job(env.cp, req);
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(env.cp.state_dir + "/trainer_states/" + job.id, ec)) {
+    std::string f = e.path().filename().string();
+    if (f.size() > 6 && f.compare(f.size() - 6, 6, ".state") == 0) {
+      names.push_back(f.substr(0, f.size() - 6));
+    }
+  }
+  std::sort(names.begin(), names.end());
+  send_json(res, 200, {{"checkpoints", names}});
 }
 
 }  // namespace
@@ -364,6 +447,10 @@ void add_trainer_routes(Router& r, RouteEnv& env) {
   r.post(
       prefix + "save_state", Auth::Any,
       [&env](const httplib::Request& req, httplib::Response& res) { save_state(env, req, res); });
+  r.get(prefix + "list_checkpoints", Auth::Any,
+        [&env](const httplib::Request& req, httplib::Response& res) {
+          list_checkpoints(env, req, res);
+        });
   r.post(
       prefix + "load_state", Auth::Any,
       [&env](const httplib::Request& req, httplib::Response& res) { load_state(env, req, res); });

@@ -9,6 +9,8 @@
 --
 -- An error in one cleanup is reported on stderr and does not skip the others;
 -- a Ctrl-C during a cleanup interrupts that cleanup only.
+local args = require("flare.args")
+
 local M = {}
 
 local stack = {}
@@ -22,9 +24,8 @@ end
 
 function M.defer(fn, name)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
-    error("defer: expected a function, got " .. type(fn), 2)
+    args.invalid("flare.cleanup.defer", "argument 'fn' must be a function, got " .. type(fn))
   end
-  if name ~= nil and type(name) ~= "string" then error("defer: name must be a string", 2) end
   local h = setmetatable({fn = fn, name = name}, Handle)
   stack[#stack + 1] = h
   return h
@@ -80,4 +81,7 @@ function M.run_all(reason)
   return failed
 end
 
-return M
+return args.checked(M, "flare.cleanup", {
+  defer = {"fn:function|table", "name:nil|string"},
+  run_all = {"reason:nil|string"},
+})

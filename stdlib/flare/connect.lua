@@ -3,7 +3,9 @@
 --   base_url), additional_headers = {name = value}, verify_ssl (default: on for https URLs whose
 --   host is a name, off for http and bare IPs), timeout_s = 60, connect_timeout_s = 10,
 --   backend = "emulator" | "cloud", quiet = false (no progress lines), account_id (skips the
---   lookup), and for the in-process emulator: state_dir, provision_delay_s, idle_timeout_s, faults.
+--   lookup), poll_intervals = {deployment =, deletion =, hotload =, trainer =, warmup =}
+--   (seconds between status polls of each kind of wait; see fw:poll_interval), and for the
+--   in-process emulator: state_dir, provision_delay_s, idle_timeout_s, faults.
 -- Environment: FIREWORKS_API_KEY, FIREWORKS_BASE_URL, FIREWORKS_INFERENCE_URL,
 -- FIREWORKS_HOTLOAD_URL.
 -- With no key and no URL (or backend = "emulator" without a base_url) the emulator is started in
@@ -18,6 +20,11 @@
 --   fw.delta_format),
 --   fw.verify_ssl, fw.additional_headers, fw.timeout_s, fw.api_key (never printed:
 --   tostring(fw) and every error show it redacted), fw.emulator (in-process emulator or nil)
+--   fw:poll_interval(kind)          the default poll interval of waits of that kind: the SDK's
+--                                   against the cloud (deployment 15, deletion 2, hotload 5,
+--                                   trainer 5, warmup retry 10 s), short against the emulator,
+--                                   whose states change in milliseconds; a wait's own
+--                                   poll_interval_s option wins
 --   fw:set_faults(spec)             emulator only: the fault injection rules
 --                                   (see `flare serve --help`)
 --   fw:request{...}, fw:submit{...} raw authenticated calls (see bindings/fireworks.cpp)
@@ -30,6 +37,13 @@ local spec = {
     connect_timeout_s = "number",
   backend = "string", quiet = "boolean", account_id = "string", state_dir = "string",
   provision_delay_s = "number", idle_timeout_s = "number", faults = "string",
+  poll_intervals = "table",
+}
+
+-- Default seconds between status polls, by backend and kind of wait.
+local POLL_INTERVALS = {
+  cloud = {deployment = 15, deletion = 2, hotload = 5, trainer = 5, warmup = 10},
+  emulator = {deployment = 0.25, deletion = 0.1, hotload = 0.05, trainer = 0.25, warmup = 0.25},
 }
 
 local emulator_instance  -- the in-process emulator of this Lua state
@@ -60,6 +74,14 @@ function Fw:_native() return rawget(self, "_conn") end
 function Fw:_quiet(opts)
   if opts and opts.quiet ~= nil then return opts.quiet end
   return self.quiet
+end
+
+function Fw:poll_interval(kind)
+  local v = self.poll_intervals[kind]
+  if not v then
+    options.raise("invalid_argument", "poll_interval: unknown kind '" .. tostring(kind) .. "'")
+  end
+  return v
 end
 
 function Fw:request(req) return rawget(self, "_conn"):request(req) end
@@ -153,6 +175,16 @@ local function connect(opts)
     fw.account_id, fw.delta_format = resolve_account(fw)
     if fw.delta_format and not opts.backend then fw.backend = "emulator" end
   end
+  local polls = {}
+  for k, v in pairs(POLL_INTERVALS[fw.backend]) do polls[k] = v end
+  for k, v in pairs(opts.poll_intervals or {}) do
+    if not polls[k] or type(v) ~= "number" or v < 0 then
+      options.raise("invalid_argument", "flare.connect: poll_intervals." .. tostring(k) ..
+        " must be a number >= 0 (kinds: deployment, deletion, hotload, trainer, warmup)")
+    end
+    polls[k] = v
+  end
+  fw.poll_intervals = polls
   fw.deployments = require("flare.fireworks.deployments").new(fw)
   return fw
 end

@@ -299,4 +299,16 @@ function M.format_stats(stats)
   return lines
 end
 
-return M
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+return require("flare.args").checked(M, "flare.distill", {
+  ngrams = {"text:string", "n:integer"},
+  dedupe_filter = {{"opts", {ngram = "integer", overlap = "number"}}},
+  rejection_sample = {{"opts", {sampler = "table", problems = "table", verify = "function",
+    k = "integer", batch = "integer", want = "integer", max_tokens = "integer",
+    temperature = "number", out_dir = "string",
+    shard_size = "integer", dedupe_ngram = "integer", dedupe_overlap = "number"}}},
+  text_sample = {"prompt:string", "completion:string", "eos:nil|integer"},
+  sft_datum = {"sample:table"},
+  sft_datums = {"samples:table"},
+  format_stats = {"stats:table"},
+})

@@ -54,4 +54,9 @@ function M.sparkline(values, opts)
   return table.concat(out)
 end
 
-return M
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+return require("flare.args").checked(M, "flare.format", {
+  number = {"v:nil|number"},
+  duration = {"seconds:nil|number"},
+  sparkline = {"values:table", {"opts", {width = "number", lo = "number", hi = "number"}}},
+})

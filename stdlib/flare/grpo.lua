@@ -200,4 +200,22 @@ function M.metrics(o)
   return r
 end
 
-return M
+-- The options of advantages, datum and build_datums (build_datums passes its own on).
+local grpo_options = {normalize_std = "boolean", eps = "number", use_sampling_logprobs = "boolean",
+  skip_zero_advantage = "boolean"}
+
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+return require("flare.args").checked(M, "flare.grpo", {
+  mean = {"xs:table"},
+  std = {"xs:table", "m:nil|number"},
+  advantages = {"rewards:table", {"opts", grpo_options}},
+  is_degenerate = {"rewards:table"},
+  datum = {"completion:table", "advantage:number", {"opts", grpo_options}},
+  completions_of = {"group:table"},
+  build_datums = {"groups:table", "rewards:table", {"opts", grpo_options}},
+  pass_at_k = {"n:integer", "c:integer", "k:integer"},
+  logprob_mismatch = {"datums:table", "outputs:table"},
+  metrics = {{"opts", {groups = "table", rewards = "table", k = "integer", threshold = "number",
+    datums = "table",
+    outputs = "table", sync_s = "number"}}},
+})

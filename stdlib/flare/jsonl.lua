@@ -54,4 +54,8 @@ function M.drop_torn_tail(path)
   return true
 end
 
-return M
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+return require("flare.args").checked(M, "flare.jsonl", {
+  read = {"path:string"},
+  drop_torn_tail = {"path:string"},
+})

@@ -24,6 +24,7 @@
 --
 -- flare.recipe{main_metric = "reward", ...} names the metric `flare report` charts first
 -- (written to config.json; without it the report looks for reward, then reward_mean).
+local checks = require("flare.args")
 local cleanup = require("flare.cleanup")
 local format = require("flare.format")
 local jsonl = require("flare.jsonl")
@@ -162,12 +163,14 @@ local function print_help(o, defaults)
 end
 
 function M.new(o)
-  if type(o) ~= "table" then error("flare.recipe: expected an options table", 2) end
+  if type(o) ~= "table" then
+    checks.invalid("flare.recipe", "argument 'opts' must be a table, got " .. type(o))
+  end
   if type(o.name) ~= "string" or not o.name:match("^[%w_.-]+$") then
-    error("flare.recipe: name (letters, digits, _ . -) is required", 2)
+    checks.invalid("flare.recipe", "option 'name' is required (letters, digits, _ . -)")
   end
   if o.main_metric ~= nil and type(o.main_metric) ~= "string" then
-    error("flare.recipe: main_metric must be a metric name (a string)", 2)
+    checks.invalid("flare.recipe", "option 'main_metric' must be a metric name (a string)")
   end
   local defaults = o.config or {}
   local args = o.args or arg or {}
@@ -363,4 +366,15 @@ function M.sparkline(values, lo, hi)
   return format.sparkline(values, {lo = lo, hi = hi})
 end
 
-return setmetatable(M, {__call = function(_, o) return M.new(o) end})
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+local recipe_options = {name = "string", config = "table", args = "table", progress = "boolean",
+  description = "string", runs_dir = "string", steps_key = "string|boolean", main_metric = "string"}
+checks.checked(M, "flare.recipe", {
+  new = {{"opts", recipe_options}},
+  parse_args = {"args:table", "defaults:table"},
+  read_jsonl = {"path:string"},
+  connect = {"opts:nil|table"},
+  sparkline = {"values:table", "lo:nil|number", "hi:nil|number"},
+})
+return setmetatable(M, {__call = checks.wrap(function(_, o) return M.new(o) end, "flare.recipe",
+  {"recipe:table", {"opts", recipe_options}})})

@@ -22,7 +22,8 @@ local html = require("flare.report.html")
 local term = require("flare.report.term")
 local format = require("flare.format")
 
-return {
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+return require("flare.args").checked({
   load = load.load,
   main_metric = load.main_metric,
   stats = load.stats,
@@ -37,4 +38,19 @@ return {
   format_number = format.number,
   sparkline = function(values, width) return format.sparkline(values, { width = width or 24 }) end,
   cli = require("flare.report.cli"),
-}
+}, "flare.report", {
+  load = {"dir:string"},
+  main_metric = {"names:table", "config:nil|table"},
+  stats = {"values:table"},
+  read_jsonl = {"path:string"},
+  render_html = {"run:table"},
+  write_html = {"run:table", "path:nil|string"},
+  svg_plot = {"name:string", "series:table", "color:nil|string"},
+  nice_ticks = {"lo:number", "hi:number", "count:nil|number"},
+  term_chart = {"series:table", {"opts", {width = "number", height = "number", title = "string",
+    color = "boolean"}}},
+  term_summary = {"run:table", {"opts", {width = "number", height = "number", color = "boolean"}}},
+  format_number = {"v:nil|number"},
+  sparkline = {"values:table", "width:nil|number"},
+  cli = {{"opts", {dir = "string", out = "string", term = "boolean", color = "boolean"}}},
+})

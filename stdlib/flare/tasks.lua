@@ -9,6 +9,7 @@
 --   task:verify(problem, text)            -- true when the answer is fully correct
 --
 -- Tasks: addition, reverse, sort, countdown, vowels (answer with vowels only).
+local args = require("flare.args")
 local verify = require("flare.verify")
 
 local M = {}
@@ -75,16 +76,13 @@ function Task:verify(problem, text)
 end
 
 local function new_task(name, defaults, make, score, check)
+  local spec = {seed = "integer"}
+  for k, v in pairs(defaults) do spec[k] = type(v) end
   return function(opts)
-    opts = opts or {}
+    opts = args.options(opts, spec, "flare.tasks." .. name)
     local o = {}
     for k, v in pairs(defaults) do o[k] = v end
-    for k, v in pairs(opts) do
-      if k ~= "seed" and defaults[k] == nil then
-        error("tasks." .. name .. ": unknown option '" .. tostring(k) .. "'", 2)
-      end
-      o[k] = v
-    end
+    for k, v in pairs(opts) do o[k] = v end
     local seed = opts.seed or 0
     return setmetatable({name = name, seed = seed, rng = M.rng(seed), opts = o, count = 0,
       make = make, score = score, check = check}, Task)
@@ -211,10 +209,18 @@ end
 function M.get(name, opts)
   local make = M[name]
   if type(make) ~= "function" or name == "rng" or name == "get" then
-    error("unknown task '" .. tostring(name) .. "' (tasks: " ..
-      table.concat(M.names, ", ") .. ")", 2)
+    args.invalid("flare.tasks.get", "unknown task '" .. tostring(name) .. "' (tasks: " ..
+      table.concat(M.names, ", ") .. ")")
   end
   return make(opts)
 end
 
-return M
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field);
+-- the task constructors check their own options.
+return args.checked(M, "flare.tasks", {
+  rng = {"seed:nil|number|string"},
+  evaluate = {"sampler:table", "task:table", "problems:table", {"opts", {n = "integer",
+    k = "integer",
+    max_tokens = "integer", temperature = "number", seed = "integer"}}},
+  get = {"name:string", "opts:nil|table"},
+})

@@ -209,4 +209,7 @@ function M.run_file(path, opts)
   return passed, failed, skipped
 end
 
-return M
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+return require("flare.args").checked(M, "flare.test", {
+  run_file = {"path:string", {"opts", {verbose = "boolean"}}},
+})

@@ -101,7 +101,6 @@ function M.exact(text, expected, opts)
 end
 
 function M.pattern(text, pattern)
-  if type(pattern) ~= "string" then error("verify.pattern: pattern must be a string", 2) end
   return type(text) == "string" and text:find(pattern) ~= nil
 end
 M.regex = M.pattern
@@ -220,7 +219,8 @@ end
 -- with the whole group at the timeout). Passes when it exits with status 0.
 function M.command(opts)
   if type(opts) ~= "table" or type(opts.argv) ~= "table" then
-    error("verify.command: argv (a list of strings) is required", 2)
+    require("flare.args").invalid("flare.verify.command",
+      "option 'argv' is required (a list of strings)")
   end
   local proc = require("flare.proc")
   local r = proc.run{argv = opts.argv, stdin = opts.stdin, timeout_s = opts.timeout_s or 10,
@@ -228,4 +228,21 @@ function M.command(opts)
   return r.status == 0 and not r.timed_out, r
 end
 
-return M
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+-- Texts may be nil (a missing completion scores as no answer).
+return require("flare.args").checked(M, "flare.verify", {
+  to_number = {"s:nil|string|number"},
+  last_number = {"text:nil|string"},
+  boxed = {"text:nil|string"},
+  extract_answer = {"text:nil|string"},
+  numbers_equal = {"a:nil|string|number", "b:nil|string|number", "tol:nil|number"},
+  math_answer = {"text:nil|string", "expected:string|number", {"opts", {tol = "number"}}},
+  exact = {"text:nil|string", "expected:string|number",
+    {"opts", {strip = "boolean", ignore_case = "boolean"}}},
+  pattern = {"text:nil|string", "pattern:string"},
+  regex = {"text:nil|string", "pattern:string"},
+  lcs_ratio = {"a:string", "b:string"},
+  countdown = {"expr:nil|string", "numbers:table", "target:number"},
+  command = {{"opts", {argv = "table", stdin = "string", timeout_s = "number", env = "table",
+    cwd = "string"}}},
+})

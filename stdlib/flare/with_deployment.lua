@@ -8,6 +8,7 @@
 --             timeout_s = 600, poll_interval_s = (0.25 on the emulator, else the manager's 15)}
 -- Returns what fn returns. A deployment found scaled to zero is scaled back up
 -- to the config's replica counts first.
+local args = require("flare.args")
 local cleanup = require("flare.cleanup")
 
 local releases = {scale_to_zero = true, delete = true, keep = true}
@@ -20,17 +21,15 @@ local function release(mgr, id, how)
   end
 end
 
-return function(config, fn, opts)
-  if type(config) ~= "table" then error("with_deployment: config (a table) is required", 2) end
+local function with_deployment(config, fn, opts)
   if type(config.deployment_id) ~= "string" then
-    error("with_deployment: config.deployment_id (a string) is required", 2)
+    args.invalid("flare.with_deployment", "config.deployment_id (a string) is required")
   end
-  if type(fn) ~= "function" then error("with_deployment: fn (a function) is required", 2) end
   opts = opts or {}
   local how = opts.on_exit or "scale_to_zero"
   if not releases[how] then
-    error("with_deployment: on_exit must be \"scale_to_zero\", \"delete\" or \"keep\", got " ..
-      tostring(how), 2)
+    args.invalid("flare.with_deployment", "option 'on_exit' must be \"scale_to_zero\", " ..
+      "\"delete\" or \"keep\", got " .. tostring(how))
   end
   local fw = opts.fw or flare.connect()
   local mgr = fw.deployments
@@ -58,3 +57,7 @@ return function(config, fn, opts)
   if not released then error(release_err, 0) end
   return unpack(results, 2, table.maxn(results))
 end
+
+return args.wrap(with_deployment, "flare.with_deployment", {"config:table", "fn:function",
+  {"opts", {on_exit = "string", fw = "table", force_recreate = "boolean", timeout_s = "number",
+    poll_interval_s = "number"}}})

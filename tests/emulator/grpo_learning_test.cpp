@@ -62,7 +62,7 @@ TEST_CASE("GRPO on the vowel task raises mean reward to >= 0.8 within 60 steps")
 
   double first_reward = -1, best = 0;
   int reached_at = -1;
-  std::string base_snapshot;
+  std::string served_snapshot;
   std::string curve;
   for (int step = 0; step < kMaxSteps; ++step) {
     // Sample kGroup completions per prompt, all requests in flight at once.
@@ -127,15 +127,15 @@ TEST_CASE("GRPO on the vowel task raises mean reward to >= 0.8 within 60 steps")
             {{"forward_backward_input", {{"data", data}, {"loss_fn", "importance_sampling"}}}});
       train("optim_step", {{"adam_params", {{"learning_rate", 1e-2}, {"grad_clip_norm", 1.0}}}});
     }
-    // Sync: a base first, deltas against it after.
+    // Sync: a base first, then each delta against the snapshot served before it.
     std::string name = "step-" + std::to_string(step + 1) + "-0badf00d";
-    bool is_base = base_snapshot.empty();
+    bool is_base = served_snapshot.empty();
     auto saved = train("save_weights_for_sampler",
                        {{"path", name}, {"checkpoint_type", is_base ? "base" : "delta"}});
     nlohmann::json hl = {{"identity", saved["snapshot_name"]}, {"reset_prompt_cache", true}};
     if (!is_base) {
       hl["incremental_snapshot_metadata"] = {
-          {"previous_snapshot_identity", base_snapshot},
+          {"previous_snapshot_identity", served_snapshot},
           {"compression_format", std::string(flare::delta::kFormatName)},
           {"checksum_format", "alder32"}};
     }
@@ -143,7 +143,7 @@ TEST_CASE("GRPO on the vowel task raises mean reward to >= 0.8 within 60 steps")
     REQUIRE_MESSAGE(r.status == 200, r.body);
     auto rep = s.wait_hotload("grpo", name);
     REQUIRE_MESSAGE(rep["current_snapshot_identity"] == name, rep.dump());
-    if (is_base) base_snapshot = name;
+    served_snapshot = name;
   }
   MESSAGE("mean reward per step: " << curve);
   CHECK(first_reward < 0.3);

@@ -126,11 +126,21 @@ TEST_CASE("base then delta hotload serve exactly the bucket's weights") {
   CHECK(rep["base_snapshot_identity"] == "snap-1");
   check_close(s.served_logprobs("hl", kProbe), local_logprobs(w2), 1e-5);
 
-  // A second delta against the same base (the WeightSyncer's pattern).
+  // The next delta chains on the snapshot served now (the SDK's WeightSyncer pins
+  // previous_snapshot_identity to the snapshot it hotloaded last); one against the older
+  // base is refused, naming both.
   auto w3 = nudged(w2, -0.03f);
-  put_delta(bucket, "snap-3", w1, w3, "snap-1");
+  put_delta(bucket, "stale-3", w1, w3, "snap-1");
+  Reply stale = s.hotload(
+      "hl", {{"identity", "stale-3"}, {"incremental_snapshot_metadata", delta_meta("snap-1")}});
+  CHECK(stale.status == 400);
+  std::string why = stale.json()["error"]["message"];
+  CHECK(why.find("'snap-1'") != std::string::npos);
+  CHECK(why.find("'snap-2'") != std::string::npos);
+  CHECK(s.hotload_status("hl").json()["replicas"][0]["current_snapshot_identity"] == "snap-2");
+  put_delta(bucket, "snap-3", w2, w3, "snap-2");
   REQUIRE(s.hotload("hl", {{"identity", "snap-3"},
-                           {"incremental_snapshot_metadata", delta_meta("snap-1")}})
+                           {"incremental_snapshot_metadata", delta_meta("snap-2")}})
               .status == 200);
   REQUIRE(s.wait_hotload("hl", "snap-3")["current_snapshot_identity"] == "snap-3");
   auto served3 = s.served_logprobs("hl", kProbe);

@@ -2,9 +2,13 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "delta/codec.hpp"
+#include "emulator/server/checkpoint.hpp"
 #include "fixture.hpp"
 
 using flare::test::http;
@@ -208,4 +212,213 @@ TEST_CASE("parity: the deployment serves the trainer's logprobs after base and d
   Reply stale =
       s.complete({{"model", "accounts/local/deployments/par"}, {"prompt", "x"}, {"max_tokens", 1}});
   CHECK(stale.json()["model"] == "accounts/local/models/tiny-gpt@step-4-abcd1234");
+}
+
+namespace {
+
+// The weights the replica of deployment `id` serves now: its newest snapshot file.
+flare::emulator::Checkpoint served_weights(Server& s, const std::string& id) {
+  std::string newest;
+  long long newest_us = -1;
+  int newest_n = -1;
+  for (const auto& e : std::filesystem::directory_iterator(s.state_dir + "/replicas/" + id)) {
+    long long us = 0;
+    int n = 0;
+    std::string name = e.path().filename().string();
+    if (std::sscanf(name.c_str(), "snapshot-%lld-%d.safetensors", &us, &n) != 2) continue;
+    if (us > newest_us || (us == newest_us && n > newest_n)) {
+      newest = e.path().string(), newest_us = us, newest_n = n;
+    }
+  }
+  REQUIRE(!newest.empty());
+  return flare::emulator::read_checkpoint(newest);
+}
+
+// The trainer job's own weights, as it would hand them to a sampler: its saved state read
+// back into a trainer here.
+flare::emulator::Checkpoint trainer_weights(Job& job, const std::string& name) {
+  Reply r = job.call("save_state", {{"path", name}});
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  std::ifstream in(job.s.state_dir + "/trainer_states/" + job.id + "/" + name + ".state",
+                   std::ios::binary);
+  REQUIRE(in);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto& cfg = *flare::model::builtin("tiny-gpt");
+  flare::model::Trainer t(cfg, flare::model::init_weights(cfg), 1);
+  t.load_state(bytes);
+  return flare::emulator::to_checkpoint(t.sampler_weights());
+}
+
+void check_same_bits(const flare::emulator::Checkpoint& served,
+                     const flare::emulator::Checkpoint& trained) {
+  REQUIRE(served.size() == trained.size());
+  for (size_t i = 0; i < served.size(); ++i) {
+    CHECK(served[i].name == trained[i].name);
+    CHECK(served[i].shape == trained[i].shape);
+    CHECK_MESSAGE(served[i].data == trained[i].data, "tensor " << served[i].name);
+  }
+}
+
+nlohmann::json chained(const std::string& previous) {
+  return {{"previous_snapshot_identity", previous},
+          {"compression_format", std::string(flare::delta::kFormatName)},
+          {"checksum_format", "alder32"}};
+}
+
+}  // namespace
+
+// The Fireworks SDK's WeightSyncer pins each delta to the snapshot it hotloaded last
+// (its tests: step-2's previous_snapshot_identity is step-1), so the trainer writes each
+// delta against its previous sampler snapshot and the deployment takes only that one.
+TEST_CASE(
+    "delta chain: 10 deltas in a row, each against the previous snapshot, serve the "
+    "trainer's weights bit for bit") {
+  Server s;
+  s.create_ready("chain", {{"minReplicaCount", 1}});
+  REQUIRE(create_job(s, "chain-t",
+                     {{"trainingConfig", {{"baseModel", "accounts/local/models/tiny-gpt"}}},
+                      {"hotLoadDeploymentId", "chain"}})
+              .status == 200);
+  wait_running(s, "chain-t");
+  Job job{s, "chain-t"};
+  train_step(job, 1e-2);
+  Reply base = job.call("save_weights_for_sampler",
+                        {{"path", "step-0-c0ffee00"}, {"checkpoint_type", "base"}});
+  REQUIRE_MESSAGE(base.status == 200, base.body);
+  REQUIRE(s.hotload("chain", {{"identity", "step-0-c0ffee00"}}).status == 200);
+  REQUIRE(s.wait_hotload("chain", "step-0-c0ffee00")["current_snapshot_identity"] ==
+          "step-0-c0ffee00");
+  check_same_bits(served_weights(s, "chain"), trainer_weights(job, "check"));
+
+  std::string previous = "step-0-c0ffee00";
+  for (int k = 1; k <= 10; ++k) {
+    CAPTURE(k);
+    if (k == 6) {
+      // A restart in the middle: the trainer's state comes back from save_state and its
+      // previous snapshot is rebuilt from the bucket (base + 5 deltas).
+      REQUIRE(job.call("save_state", {{"path", "mid"}}).status == 200);
+      s.restart();
+      wait_running(s, "chain-t");
+      REQUIRE(job.call("load_state", {{"path", "mid"}}).status == 200);
+    }
+    train_step(job, 1e-2);
+    std::string name = "step-" + std::to_string(k) + "-c0ffee00";
+    Reply saved =
+        job.call("save_weights_for_sampler", {{"path", name}, {"checkpoint_type", "delta"}});
+    REQUIRE_MESSAGE(saved.status == 200, saved.body);
+    CHECK(saved.json()["previous_snapshot_identity"] == previous);
+    if (k == 3) {
+      // Pinned to the first base (the old pattern): refused, naming both snapshots.
+      Reply stale = s.hotload(
+          "chain",
+          {{"identity", name}, {"incremental_snapshot_metadata", chained("step-0-c0ffee00")}});
+      CHECK(stale.status == 400);
+      std::string why = stale.json()["error"]["message"];
+      CHECK(why.find("step-0-c0ffee00") != std::string::npos);
+      CHECK(why.find(previous) != std::string::npos);
+    }
+    Reply hl = s.hotload(
+        "chain", {{"identity", name}, {"incremental_snapshot_metadata", chained(previous)}});
+    REQUIRE_MESSAGE(hl.status == 200, hl.body);
+    auto rep = s.wait_hotload("chain", name);
+    REQUIRE_MESSAGE(rep["current_snapshot_identity"] == name, rep.dump());
+    check_same_bits(served_weights(s, "chain"), trainer_weights(job, "check"));
+    previous = name;
+  }
+
+  // A delta saved but never hotloaded breaks the chain: the next one is made against it, and
+  // the deployment, which serves the one before, refuses it by name.
+  train_step(job, 1e-2);
+  REQUIRE(job.call("save_weights_for_sampler", {{"path", "skipped"}, {"checkpoint_type", "delta"}})
+              .status == 200);
+  train_step(job, 1e-2);
+  REQUIRE(job.call("save_weights_for_sampler", {{"path", "after"}, {"checkpoint_type", "delta"}})
+              .status == 200);
+  Reply gap = s.hotload(
+      "chain", {{"identity", "after"}, {"incremental_snapshot_metadata", chained(previous)}});
+  CHECK(gap.status == 400);
+  std::string why = gap.json()["error"]["message"];
+  CHECK(why.find("'skipped'") != std::string::npos);
+  CHECK(why.find(previous) != std::string::npos);
+  // merged_base (the SDK's LoRA-folded export) is a full base here and restarts the chain.
+  Reply merged = job.call("save_weights_for_sampler",
+                          {{"path", "merged"}, {"checkpoint_type", "merged_base"}});
+  REQUIRE_MESSAGE(merged.status == 200, merged.body);
+  REQUIRE(s.hotload("chain", {{"identity", "merged"}}).status == 200);
+  REQUIRE(s.wait_hotload("chain", "merged")["current_snapshot_identity"] == "merged");
+  check_same_bits(served_weights(s, "chain"), trainer_weights(job, "check"));
+}
+
+TEST_CASE("after a restart, a delta whose previous snapshot left the bucket asks for a base") {
+  Server s;
+  REQUIRE(create_job(s, "gone-t",
+                     {{"trainingConfig", {{"baseModel", "accounts/local/models/tiny-gpt"}}}})
+              .status == 200);
+  wait_running(s, "gone-t");
+  Job job{s, "gone-t"};
+  REQUIRE(
+      job.call("save_weights_for_sampler", {{"path", "g-0"}, {"checkpoint_type", "base"}}).status ==
+      200);
+  train_step(job, 1e-2);
+  REQUIRE(job.call("save_weights_for_sampler", {{"path", "g-1"}, {"checkpoint_type", "delta"}})
+              .status == 200);
+  std::string bucket =
+      s.control("GET", "/v1/accounts/local/rlorTrainerJobs/gone-t").json()["hotLoadBucketUrl"];
+  bucket = bucket.substr(7);
+  CHECK(
+      s.control("GET", "/v1/accounts/local/rlorTrainerJobs/gone-t").json()["lastSamplerSnapshot"] ==
+      "g-1");
+  s.restart();
+  wait_running(s, "gone-t");
+  std::filesystem::remove_all(bucket + "/g-0");
+  Reply r = job.call("save_weights_for_sampler", {{"path", "g-2"}, {"checkpoint_type", "delta"}});
+  CHECK(r.status == 409);
+  std::string why = r.json()["error"]["message"];
+  CHECK(why.find("'g-1'") != std::string::npos);
+  CHECK(why.find("'g-0' is not in it") != std::string::npos);
+  CHECK(why.find("save a base first") != std::string::npos);
+  CHECK(
+      job.call("save_weights_for_sampler", {{"path", "g-2"}, {"checkpoint_type", "base"}}).status ==
+      200);
+  CHECK(job.call("save_weights_for_sampler", {{"path", "g-3"}, {"checkpoint_type", "delta"}})
+            .status == 200);
+}
+
+// The SDK's reattach_trainer: PATCH hotLoadTrainerJob, then wait for a fresh replica.
+TEST_CASE("PATCH hotLoadTrainerJob moves a deployment to the trainer's bucket on a fresh replica") {
+  Server s;
+  s.create_ready("re", {{"minReplicaCount", 1}});
+  REQUIRE(create_job(s, "re-a",
+                     {{"trainingConfig", {{"baseModel", "accounts/local/models/tiny-gpt"}}},
+                      {"hotLoadDeploymentId", "re"}})
+              .status == 200);
+  REQUIRE(
+      create_job(s, "re-b", {{"trainingConfig", {{"baseModel", "accounts/local/models/tiny-gpt"}}}})
+          .status == 200);
+  wait_running(s, "re-a");
+  wait_running(s, "re-b");
+  Job a{s, "re-a"};
+  REQUIRE(a.call("save_weights_for_sampler", {{"path", "a-0"}}).status == 200);
+  REQUIRE(s.hotload("re", {{"identity", "a-0"}}).status == 200);
+  REQUIRE(s.wait_hotload("re", "a-0")["current_snapshot_identity"] == "a-0");
+
+  std::string patch = "/v1/accounts/local/deployments/re?updateMask=hot_load_trainer_job";
+  Reply bad = s.control("PATCH", patch, {{"hotLoadTrainerJob", "re-b"}});
+  CHECK(bad.status == 400);
+  CHECK(bad.json()["error"]["message"].get<std::string>().find("hotLoadTrainerJob") !=
+        std::string::npos);
+  Reply ok =
+      s.control("PATCH", patch, {{"hotLoadTrainerJob", "accounts/local/rlorTrainerJobs/re-b"}});
+  REQUIRE_MESSAGE(ok.status == 200, ok.body);
+  auto b_job = s.control("GET", "/v1/accounts/local/rlorTrainerJobs/re-b").json();
+  CHECK(ok.json()["hotLoadTrainerJob"] == "accounts/local/rlorTrainerJobs/re-b");
+  CHECK(ok.json()["hotLoadBucketUrl"] == b_job["hotLoadBucketUrl"]);
+  // The fresh replica serves the base model; a snapshot of the new trainer loads from its bucket.
+  auto rep = s.wait_hotload("re", "accounts/local/models/tiny-gpt");
+  CHECK(rep["current_snapshot_identity"] == "accounts/local/models/tiny-gpt");
+  Job b{s, "re-b"};
+  REQUIRE(b.call("save_weights_for_sampler", {{"path", "b-0"}}).status == 200);
+  REQUIRE(s.hotload("re", {{"identity", "b-0"}}).status == 200);
+  CHECK(s.wait_hotload("re", "b-0")["current_snapshot_identity"] == "b-0");
+  CHECK(s.hotload("re", {{"identity", "a-0"}}).status == 400);  // not in this bucket
 }

@@ -131,9 +131,19 @@ def run(c):
                      {"path": "step-1-" + session, "checkpoint_type": "delta"})
     check(s == 200 and b["previous_snapshot_identity"] == "base-" + session, "save delta snapshot")
     hotload("step-1-" + session, "base-" + session)
+    # The SDK pins the next delta to the snapshot it hotloaded last (step-1), not to the base.
+    s, _, _ = c.call("POST", t + "/forward_backward",
+                     {"forward_backward_input": {"data": [datum], "loss_fn": "cross_entropy"}})
+    check(s == 200, "forward_backward before step 2")
+    s, _, _ = c.call("POST", t + "/optim_step", {"adam_params": {"learning_rate": 1e-2}})
+    check(s == 200, "optim_step before step 2")
+    s, b, _ = c.call("POST", t + "/save_weights_for_sampler",
+                     {"path": "step-2-" + session, "checkpoint_type": "delta"})
+    check(s == 200 and b["previous_snapshot_identity"] == "step-1-" + session, "delta made against step-1")
+    hotload("step-2-" + session, "step-1-" + session)
     s, b, _ = c.call("POST", "/inference/v1/completions",
                      {"model": name, "prompt": "hello", "max_tokens": 2, "stream": False}, bearer=True)
-    check(s == 200 and b["model"].endswith("@step-1-" + session), "completions name the new snapshot")
+    check(s == 200 and b["model"].endswith("@step-2-" + session), "completions name the new snapshot")
 
     check(c.call("DELETE", f"/v1/accounts/{acct}/rlorTrainerJobs/{job}")[0] == 200, "delete trainer job")
     s, _, _ = c.call("PATCH", f"/v1/accounts/{acct}/deployments/{dep}?updateMask=min_replica_count,max_replica_count",

@@ -113,7 +113,9 @@ describe("weight_syncer", function()
     return proxy, calls
   end
 
-  it("sends a base first, then deltas against it, with session-scoped names", function()
+  -- The SDK's WeightSyncer pins each delta to the snapshot it hotloaded last (its test:
+  -- step-2's previous_snapshot_identity is step-1), and the trainer makes it against that one.
+  it("sends a base first, then each delta against the snapshot hotloaded before it", function()
     fresh()
     local mgr, calls = recording(fw.deployments)
     local sy = syncer{deploy_mgr = mgr}
@@ -122,20 +124,20 @@ describe("weight_syncer", function()
     local s1 = sy:save_and_hotload("step-1")
     assert.equal("step-1-" .. sy.session_id, s1)
     train_step()
-    sy:save_and_hotload("step-2")
+    local s2 = sy:save_and_hotload("step-2")
     train_step()
     local s3 = sy:save_and_hotload("step-3")
     assert.is_nil(calls[1].incremental_snapshot_metadata)
     assert.same({previous_snapshot_identity = s1, compression_format = "flare-delta-v1",
       checksum_format = "alder32"},
       calls[2].incremental_snapshot_metadata)
-    assert.equal(s1, calls[3].incremental_snapshot_metadata.previous_snapshot_identity)
+    assert.equal(s2, calls[3].incremental_snapshot_metadata.previous_snapshot_identity)
     assert.equal(s3, sy:check_deployment_state())
-    assert.equal(s1, sy.base_identity)
-    for _, k in ipairs({"save_s", "hotload_s", "warmup_s", "total_s"}) do
+    assert.equal(s3, sy.base_identity)
+    for _, k in ipairs({"save_time_s", "hotload_time_s", "warmup_time_s", "total_time_s"}) do
       assert.equal("number", type(sy.last_timing[k]))
     end
-    assert.truthy(sy.last_timing.total_s >= sy.last_timing.hotload_s)
+    assert.truthy(sy.last_timing.total_time_s >= sy.last_timing.hotload_time_s)
     -- The deployment serves what the trainer has: its samples name the snapshot.
     local s = fw:sampler{deployment = info}
     assert.equal(s3, s:sample{prompts = {"hi"}, max_tokens = 1}[1][1].snapshot_identity)
@@ -146,6 +148,36 @@ describe("weight_syncer", function()
     assert.is_nil(calls[4].incremental_snapshot_metadata)
     assert.equal(s4, sy.base_identity)
     assert.is_true(sy:wait_for_hotload_ready{poll_interval_s = 0.05})
+    trainer:close()
+  end)
+
+  it("10 deltas in a row: each pinned to the one before, served as the trainer has it", function()
+    fresh()
+    local mgr, calls = recording(fw.deployments)
+    local sy = syncer{deploy_mgr = mgr, warmup_after_hotload = false}
+    local sampler = fw:sampler{deployment = info}
+    local seq = {256, 104, 101, 108, 108, 111, 32, 119, 111}
+    local inputs, targets = {unpack(seq, 1, #seq - 1)}, {unpack(seq, 2)}
+    local previous = sy:save_and_hotload("step-0")
+    for k = 1, 10 do
+      trainer:forward_backward({{tokens = inputs, target_tokens = targets}})
+      trainer:optim_step{learning_rate = 1e-2}
+      local snap = sy:save_and_hotload("step-" .. k)
+      local meta = calls[k + 1].incremental_snapshot_metadata
+      assert.equal(previous, meta and meta.previous_snapshot_identity, "step " .. k)
+      assert.equal(snap, sy.base_identity)
+      local served = sampler:sample{prompts = {seq}, max_tokens = 1, echo = true, logprobs = true,
+        temperature = 0}[1][1]
+      assert.equal(snap, served.snapshot_identity)
+      local fwd = trainer:forward({{tokens = inputs, target_tokens = targets}})
+      local trained = fwd.loss_fn_outputs[1].logprobs
+      for i, lp in ipairs(trained) do
+        assert.truthy(math.abs(served.prompt_logprobs[i + 1] - lp) < 1e-4,
+          string.format("step %d token %d: served %g, trainer %g", k, i,
+            served.prompt_logprobs[i + 1], lp))
+      end
+      previous = snap
+    end
     trainer:close()
   end)
 
@@ -170,20 +202,107 @@ describe("weight_syncer", function()
     sy:save_and_hotload("l2")
     assert.is_nil(calls[1].incremental_snapshot_metadata)
     assert.is_nil(calls[2].incremental_snapshot_metadata)
-    assert.equal(0, sy.last_timing.warmup_s)
+    assert.equal(0, sy.last_timing.warmup_time_s)
     trainer:close()
   end)
 
   it("save_only saves without syncing; hotload reports failure as false", function()
     fresh()
-    local sy = syncer()
+    local mgr, calls = recording(fw.deployments)
+    local sy = syncer{deploy_mgr = mgr}
     local before = sy:check_deployment_state()
     local snap = sy:save_only("only")
     assert.equal(before, sy:check_deployment_state())
     assert.is_true(sy:hotload(snap, "base"))
     assert.equal(snap, sy:check_deployment_state())
+    -- The SDK's resume order: save_only, then hotload of what it saved, as a delta.
+    train_step()
+    local d = sy:save_only("only-2")
+    assert.is_true(sy:hotload(d, "delta"))
+    assert.equal(snap, calls[2].incremental_snapshot_metadata.previous_snapshot_identity)
     assert.is_false(sy:hotload("not-saved-" .. sy.session_id, "base"))
     assert.is_false(syncer():hotload("whatever", "delta"), "a delta needs a base first")
+    trainer:close()
+  end)
+
+  it("saves a base when the trainer's previous snapshot is not the one served", function()
+    fresh()
+    local mgr, calls = recording(fw.deployments)
+    local sy = syncer{deploy_mgr = mgr}
+    local s1 = sy:save_and_hotload("s1")
+    train_step()
+    sy:save_only("never-hotloaded")
+    train_step()
+    local s2 = sy:save_and_hotload("s2")
+    assert.is_nil(calls[2].incremental_snapshot_metadata,
+      "the delta would be against never-hotloaded")
+    assert.equal(s2, sy.base_identity)
+    train_step()
+    local s3 = sy:save_and_hotload("s3")
+    assert.equal(s2, calls[3].incremental_snapshot_metadata.previous_snapshot_identity)
+    assert.equal(s3, sy:check_deployment_state())
+    assert.truthy(s1 ~= s2)
+    trainer:close()
+  end)
+
+  it("save-only mode: no deploy_mgr or deployment_id, deltas chain on the saves", function()
+    fresh()
+    local kinds = {}
+    local client = setmetatable({}, {__index = function(_, k)
+      local v = trainer[k]
+      if type(v) ~= "function" then return v end
+      return function(_, ...)
+        if k == "save_weights_for_sampler" then
+          kinds[#kinds + 1] = select(2, ...).checkpoint_type
+        end
+        return v(trainer, ...)
+      end
+    end})
+    local sy = flare.weight_syncer{policy_client = client, quiet = true}
+    assert.equal(fx.BASE_MODEL, sy.base_model)
+    local a = sy:save_and_hotload("a")
+    assert.equal("a-" .. sy.session_id, a)
+    train_step()
+    sy:save_and_hotload("b")
+    assert.same({"base", "delta"}, kinds)
+    assert.is_false(sy:hotload(a, "base"))
+    assert.is_nil(sy:check_deployment_state())
+    trainer:close()
+  end)
+
+  it("save_only returns nil when a save fails; a failed warmup is not fatal (the SDK's)", function()
+    fresh()
+    local failing = setmetatable({save_weights_for_sampler = function()
+      flare.error{code = "unavailable", message = "trainer went away", status = 503}
+    end}, {__index = trainer})
+    local sy = syncer{policy_client = failing}
+    assert.is_nil(sy:save_only("lost"))
+    assert.equal("unavailable", sy.last_error.code)
+    local warmups = 0
+    local mgr = setmetatable({warmup = function()
+      warmups = warmups + 1
+      flare.error{code = "warmup_failed", message = "no answer"}
+    end}, {__index = fw.deployments})
+    local sy2 = syncer{deploy_mgr = mgr}
+    local snap = sy2:save_and_hotload("w")
+    assert.equal(snap, sy2:check_deployment_state())
+    assert.equal("warmup_failed", sy2.last_warmup_error.code)
+    -- hotload warms up afterwards too.
+    assert.is_true(sy2:hotload(snap, "base"))
+    assert.equal(2, warmups)
+    trainer:close()
+  end)
+
+  it("merged_base is saved and hotloaded as a full base and starts the chain", function()
+    fresh()
+    local mgr, calls = recording(fw.deployments)
+    local sy = syncer{deploy_mgr = mgr}
+    local m = sy:save_and_hotload("merged", "merged_base")
+    assert.is_nil(calls[1].incremental_snapshot_metadata)
+    train_step()
+    sy:save_and_hotload("after")
+    assert.equal(m, calls[2].incremental_snapshot_metadata.previous_snapshot_identity)
+    assert.error_matches(function() sy:save_and_hotload("x", "full") end, "merged_base")
     trainer:close()
   end)
 
@@ -194,6 +313,12 @@ describe("weight_syncer", function()
       deployment_id = "x",
       base_model = fx.BASE_MODEL}
     assert.equal("arc_v2", sy.compression_format)
+    assert.equal(5, sy.poll_interval_s)
+    assert.equal(10, sy.warmup_retry_interval_s)
+    local local_sy = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
+      deployment_id = "x"}
+    assert.equal(fw:poll_interval("hotload"), local_sy.poll_interval_s)
+    assert.equal(fw:poll_interval("warmup"), local_sy.warmup_retry_interval_s)
     assert.equal(600, sy.hotload_timeout)
     assert.equal("base", sy.first_checkpoint_type)
     assert.equal(true, sy.warmup_after_hotload)

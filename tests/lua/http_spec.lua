@@ -137,7 +137,7 @@ describe("flare.http.submit and flare.wait_all", function()
 
   it("rejects a list item that is not a handle", function()
     assert.error_matches(function() flare.wait_all({http.submit{url = base .. "/hello"}, 5}) end,
-      "handles%[2%] is a number, not a handle")
+      "flare%.wait_all: handles%[2%] is a number, not a handle")
   end)
 end)
 
@@ -186,14 +186,16 @@ describe("flare.http errors", function()
   end)
 
   it("names unknown options, wrong types and missing ones", function()
-    assert.error_matches(function() http.request{urll = base} end, "unknown option 'urll'")
+    assert.error_matches(function() http.request{urll = base} end,
+      "unknown option 'urll' %(did you mean 'url'%?%)")
     assert.error_matches(function() http.request{url = base, timeout_s = "5"} end,
       "option 'timeout_s' must be a number, got string")
     assert.error_matches(function() http.request{url = 5} end, "option 'url' must be a string")
-    assert.error_matches(function() http.request{method = "GET"} end, "missing option 'url'")
+    assert.error_matches(function() http.request{method = "GET"} end, "option 'url' is required")
     assert.error_matches(function() http.request{url = base, headers = {X = {}}} end,
-      "header 'X' must be a string")
-    assert.error_matches(function() http.request("http://x") end, "expected an options table")
+      "option 'headers' must map names to strings, got table for 'X'")
+    assert.error_matches(function() http.request("http://x") end,
+      "argument 'opts' must be a table, got string")
   end)
 end)
 

@@ -79,8 +79,10 @@ describe("flare.json.decode", function()
   end)
 
   it("rejects a value that is not a string", function()
-    assert.error_matches(function() json.decode(42) end, "expected a string, got number")
-    assert.error_matches(function() json.decode() end, "expected a string, got no value")
+    assert.error_matches(function() json.decode(42) end,
+      "flare%.json%.decode: argument 'text' must be a string, got number")
+    assert.error_matches(function() json.decode() end,
+      "argument 'text' must be a string, got no value")
   end)
 end)
 
@@ -190,6 +192,7 @@ describe("flare.json.array and flare.json.object", function()
   it("refuse a table that has another metatable", function()
     local t = setmetatable({}, {})
     assert.error_matches(function() json.array(t) end, "already has a metatable")
-    assert.error_matches(function() json.object(5) end, "expected a table, got number")
+    assert.error_matches(function() json.object(5) end,
+      "flare%.json%.object: argument 't' must be a table, got number")
   end)
 end)

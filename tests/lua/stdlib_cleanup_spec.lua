@@ -45,6 +45,9 @@ describe("flare.cleanup", function()
   end)
 
   it("rejects what is not a function", function()
-    assert.error_matches(function() cleanup.defer(42) end, "expected a function")
+    assert.error_matches(function() cleanup.defer(42) end,
+      "flare%.cleanup%.defer: argument 'fn' must be a function or a table, got number")
+    assert.error_matches(function() cleanup.defer({}) end,
+      "argument 'fn' must be a function, got table")
   end)
 end)

@@ -60,8 +60,10 @@ describe("flare.fs", function()
   end)
 
   it("names the bad argument", function()
-    assert.error_matches(function() fs.mkdir_p("") end, "mkdir_p: the path is empty")
-    assert.error_matches(function() fs.exists(3) end, "exists: the path must be a string")
+    assert.error_matches(function() fs.mkdir_p("") end,
+      "flare%.fs%.mkdir_p: argument 'path' must not be empty")
+    assert.error_matches(function() fs.exists(3) end,
+      "flare%.fs%.exists: argument 'path' must be a string, got number")
     assert.error_matches(function() fs.mkdir_p("/proc/flare-no") end,
       "cannot create '/proc/flare%-no'")
   end)

@@ -52,11 +52,11 @@ describe("flare.proc.run", function()
   it("fails clearly for a missing program and bad options", function()
     assert.error_matches(function() proc.run{argv = {"flare-no-such-program"}} end,
       "cannot run 'flare%-no%-such%-program': No such file")
-    assert.error_matches(function() proc.run{argv = {}} end, "argv must not be empty")
+    assert.error_matches(function() proc.run{argv = {}} end, "option 'argv' must not be empty")
     assert.error_matches(function() proc.run{argv = {"true"}, timeout = 1} end,
       "unknown option 'timeout'")
     assert.error_matches(function() proc.run{argv = {"true"}, timeout_s = -1} end,
-      "timeout_s must be >= 0")
+      "option 'timeout_s' must be >= 0, got %-1")
   end)
 end)
 

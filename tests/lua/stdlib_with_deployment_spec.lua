@@ -4,14 +4,14 @@
 describe("flare.with_deployment", function()
   it("names what is missing or wrong before any remote call", function()
     assert.error_matches(function() flare.with_deployment(nil, function() end) end,
-      "config %(a table%)")
+      "argument 'config' must be a table, got nil")
     assert.error_matches(function() flare.with_deployment({}, function() end) end,
       "config%.deployment_id")
     assert.error_matches(function() flare.with_deployment({deployment_id = "x"}) end,
-      "fn %(a function%)")
+      "argument 'fn' must be a function, got nil")
     assert.error_matches(function()
       flare.with_deployment({deployment_id = "x"}, function() end, {on_exit = "stop"})
-    end, 'on_exit must be "scale_to_zero", "delete" or "keep", got stop')
+    end, 'option \'on_exit\' must be "scale_to_zero", "delete" or "keep", got stop')
     assert.equal(0, require("flare.cleanup").pending())
   end)
 end)

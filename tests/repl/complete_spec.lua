@@ -37,7 +37,8 @@ describe("flare.repl.complete names", function()
     local env = { fw = { deployments = Deployments.new({}) } }
     local list = words("fw.deployments:", env)
     assert.same({ "create_or_get", "delete", "get", "hotload", "hotload_and_wait",
-      "hotload_check_status", "list", "scale_to_zero", "update", "wait_for_ready", "warmup" }, list)
+      "hotload_check_status", "list", "reattach_trainer", "scale_to_zero", "update",
+      "wait_for_ready", "warmup" }, list)
     local private = words("fw.deployments:_", env)
     for _, n in ipairs({ "__tostring", "_hotload_headers", "_info", "_name", "_path", "_probe" }) do
       local found = false

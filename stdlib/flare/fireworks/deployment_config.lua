@@ -1,23 +1,29 @@
 -- flare.fireworks.deployment_config: DeploymentConfig as in the Fireworks SDK.
 --   Fields (defaults): deployment_id (required), base_model (required),
---   description ("Fireworks training deployment"), deployment_shape (nil), region (nil),
+--   description ("Fireworks training deployment"), deployment_shape (nil),
+--   expected_deployment_shape (nil; when set, deployment_shape must equal it), region (nil),
 --   min_replica_count (0), max_replica_count (1), accelerator_type ("NVIDIA_H200_141GB";
---   not sent when deployment_shape is set), hot_load_bucket_type ("FW_HOSTED"),
+--   not sent when deployment_shape is set), hot_load_bucket_type ("FW_HOSTED"; false leaves
+--   it unset, as the SDK's None, and the server picks),
 --   hot_load_trainer_job (nil; "accounts/<acct>/rlorTrainerJobs/<job>" or a job id),
 --   enable_hot_load (true), skip_shape_validation (false), disable_speculative_decoding (false),
 --   extra_args (nil; list of strings, items with spaces split into words),
 --   extra_values (nil; table of string = string), annotations (nil; table), for_training (false).
 --   validate(config) checks everything before any request; body(cfg, account) and
 --   query(cfg) give the create request.
+--   from_training_profile{deployment_id =, base_model =, profile =, <other fields>} -> a config
+--   pinned to the profile's shape (profile.deployment_shape or .deployment_shape_version):
+--   deployment_shape and expected_deployment_shape both set to it, as the SDK's classmethod.
 local options = require("flare.fireworks.options")
 
 local M = {}
 
 M.spec = {
   deployment_id = "string", base_model = "string", description = "string",
-    deployment_shape = "string",
+    deployment_shape = "string", expected_deployment_shape = "string",
   region = "string", min_replica_count = "integer", max_replica_count = "integer",
-  accelerator_type = "string", hot_load_bucket_type = "string", hot_load_trainer_job = "string",
+  accelerator_type = "string", hot_load_bucket_type = "string|boolean",
+  hot_load_trainer_job = "string",
   enable_hot_load = "boolean", skip_shape_validation = "boolean",
     disable_speculative_decoding = "boolean",
   extra_args = "table", extra_values = "table", annotations = "table", for_training = "boolean",
@@ -54,6 +60,16 @@ function M.validate(config)
     bad("min_replica_count (" .. cfg.min_replica_count .. ") must not exceed max_replica_count (" ..
       cfg.max_replica_count .. ")")
   end
+  if cfg.hot_load_bucket_type == true then
+    bad("hot_load_bucket_type must be a string, or false to leave it unset")
+  end
+  local expected = (cfg.expected_deployment_shape or ""):match("^%s*(.-)%s*$")
+  if expected ~= "" and (cfg.deployment_shape or ""):match("^%s*(.-)%s*$") ~= expected then
+    bad("deployment_shape does not match the RFT deployment shape resolved from the training " ..
+      "profile: expected '" .. expected .. "', got '" .. tostring(cfg.deployment_shape or "") ..
+      "'; use DeploymentConfig.from_training_profile or pass the profile's " ..
+      "deployment_shape_version exactly")
+  end
   if config.accelerator_type and config.deployment_shape then
     bad("set either deployment_shape or accelerator_type, not both (the shape owns the hardware)")
   end
@@ -85,7 +101,7 @@ function M.body(cfg, account)
       minReplicaCount = cfg.min_replica_count,
     maxReplicaCount = cfg.max_replica_count, enableHotLoad = cfg.enable_hot_load,
       forTraining = cfg.for_training,
-    hotLoadBucketType = cfg.hot_load_bucket_type,
+    hotLoadBucketType = cfg.hot_load_bucket_type or nil,
   }
   if cfg.region then b.placement = {region = cfg.region} end
   if cfg.hot_load_trainer_job then
@@ -109,6 +125,23 @@ function M.body(cfg, account)
   if cfg.extra_values then b.extraValues = cfg.extra_values end
   if cfg.annotations then b.annotations = cfg.annotations end
   return b
+end
+
+function M.from_training_profile(args)
+  if type(args) ~= "table" then bad("from_training_profile: arguments must be a table") end
+  local profile = args.profile
+  if type(profile) ~= "table" then bad("from_training_profile: 'profile' (a table) is required") end
+  local shape = profile.deployment_shape or profile.deployment_shape_version
+  if type(shape) ~= "string" or shape == "" then
+    bad("from_training_profile: the training profile does not include a " ..
+      "deployment_shape_version")
+  end
+  local cfg = {}
+  for k, v in pairs(args) do
+    if k ~= "profile" then cfg[k] = v end
+  end
+  cfg.deployment_shape, cfg.expected_deployment_shape = shape, shape
+  return cfg
 end
 
 return M

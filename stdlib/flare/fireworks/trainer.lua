@@ -1,7 +1,8 @@
 -- flare.fireworks.trainer: a trainer job (rlorTrainerJobs) and its Tinker-shaped API.
---   local t = fw:trainer{base_model = (required), lora_rank = 0, learning_rate = 1e-4,
+--   local t = fw:trainer{base_model = (required), lora_rank = 0, learning_rate = 1e-5 (the SDK's),
 --       hot_load_deployment_id = nil, job_id = "flare-<8 hex>", display_name = nil,
---       max_context_length = nil, timeout_s = 900, poll_interval_s = 5, quiet = nil}
+--       max_context_length = nil, timeout_s = 900, poll_interval_s = fw:poll_interval("trainer"),
+--       quiet = nil}
 --     creates the job (or attaches to an existing one with that job_id) and waits until it is
 --     RUNNING and GET <trainer>/api/v1/healthz answers 200.
 --   t:forward_backward(datums, loss_fn = "cross_entropy", config = nil)
@@ -11,9 +12,15 @@
 --   t:forward(datums, loss_fn, config)  -- no gradient
 --   t:optim_step{learning_rate = <trainer's>, beta1 = 0.9, beta2 = 0.95, eps = 1e-12,
 --       weight_decay = 0, grad_clip_norm = 0}  -> {grad_norm =, step =, metrics =}
---   t:save_weights_for_sampler(name, {checkpoint_type = "base" | "delta"})
---       -> {path =, snapshot_name =, ...}
+--   t:save_weights_for_sampler(name, {checkpoint_type = "base" | "delta" | "merged_base"})
+--       -> {path =, snapshot_name =, ...}; a delta is made against this trainer's previous
+--       sampler snapshot
 --   t:save_state(name), t:load_state(name)
+--   t:list_checkpoints()  -> sorted names save_state saved ({} when the trainer cannot say, as
+--       the SDK)
+--   t:resolve_checkpoint_path(name, source_job_id) -> a reference load_state takes: name itself,
+--       a full path ("gs://..." or "/...") as it is, or with source_job_id another job's
+--       checkpoint ("cross_job://<job>/<name>")
 --   t:close()  deletes the job
 --   Each call X also has X_async(...) returning a future (see flare.fireworks.future).
 local options = require("flare.fireworks.options")
@@ -45,7 +52,7 @@ function M.new(fw, opts)
     raise("invalid_argument", "trainer: lora_rank must be >= 0, got " .. opts.lora_rank)
   end
   local self = setmetatable({fw = fw, base_model = opts.base_model, lora_rank = opts.lora_rank or 0,
-    learning_rate = opts.learning_rate or 1e-4, job_id = opts.job_id or ("flare-" ..
+    learning_rate = opts.learning_rate or 1e-5, job_id = opts.job_id or ("flare-" ..
       options.random_hex(8)),
     hot_load_deployment_id = opts.hot_load_deployment_id}, M)
   self.name = "accounts/" .. fw.account_id .. "/rlorTrainerJobs/" .. self.job_id
@@ -61,7 +68,8 @@ function M.new(fw, opts)
     path = "/v1/accounts/" .. fw.account_id .. "/rlorTrainerJobs?rlorTrainerJobId=" .. self.job_id,
     body = body, accept = {409}, what = "create trainer job " .. self.name}
   self.attached = r.status == 409
-  self:_wait_running(opts.timeout_s or 900, opts.poll_interval_s or 5, fw:_quiet(opts))
+  self:_wait_running(opts.timeout_s or 900, opts.poll_interval_s or fw:poll_interval("trainer"),
+    fw:_quiet(opts))
   return self
 end
 
@@ -169,9 +177,10 @@ function M:save_weights_for_sampler_async(name, opts)
   end
   opts = options.check(opts, {checkpoint_type = "string"}, "save_weights_for_sampler")
   local kind = opts.checkpoint_type or "base"
-  if kind ~= "base" and kind ~= "delta" then
+  if kind ~= "base" and kind ~= "delta" and kind ~= "merged_base" then
     raise("invalid_argument",
-      "save_weights_for_sampler: checkpoint_type must be \"base\" or \"delta\", got " .. kind)
+      "save_weights_for_sampler: checkpoint_type must be \"base\", \"delta\" or " ..
+      "\"merged_base\", got " .. kind)
   end
   return self:_submit("save_weights_for_sampler", {path = name, checkpoint_type = kind})
 end
@@ -193,6 +202,36 @@ for _, op in ipairs({"forward_backward", "forward", "optim_step", "save_weights_
   "load_state"}) do
   local async = M[op .. "_async"]
   M[op] = function(self, ...) return async(self, ...):wait() end
+end
+
+function M:list_checkpoints()
+  local ok, r = pcall(self.fw.request, self.fw, {plane = "trainer",
+    path = self.gateway .. "list_checkpoints",
+    what = "list checkpoints of trainer " .. self.job_id})
+  if ok then return type(r.body) == "table" and r.body.checkpoints or {} end
+  if type(r) == "table" and r.code == "interrupted" then error(r, 0) end
+  if not self.fw.quiet then
+    io.stderr:write("trainer: warning: list_checkpoints failed (a resume may start from " ..
+      "scratch): " .. tostring(type(r) == "table" and r.message or r) .. "\n")
+  end
+  return {}
+end
+
+function M:resolve_checkpoint_path(name, source_job_id)
+  if type(name) ~= "string" or name == "" then
+    raise("invalid_argument",
+      "resolve_checkpoint_path: checkpoint_name must be a non-empty string")
+  end
+  if name:sub(1, 5) == "gs://" or name:sub(1, 1) == "/" then return name end
+  if source_job_id == nil then return name end
+  if type(source_job_id) ~= "string" then
+    raise("invalid_argument", "resolve_checkpoint_path: source_job_id must be a string")
+  end
+  local job = source_job_id:match("^%s*(.-)%s*$"):match("([^/]+)$")
+  if not job or job == "" then
+    raise("invalid_argument", "resolve_checkpoint_path: source_job_id cannot be empty")
+  end
+  return "cross_job://" .. job .. "/" .. name:match("^%s*(.-)%s*$")
 end
 
 function M:close()
