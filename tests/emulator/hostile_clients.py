@@ -131,6 +131,20 @@ def slow_clients(s, count, byte_every_s, stop):
     return socks
 
 
+def read_until_closed(sk):
+    reply = b""
+    try:
+        while True:
+            b = sk.recv(65536)
+            if not b:
+                break
+            reply += b
+    except OSError:
+        pass
+    sk.close()
+    return reply
+
+
 def percentile(values, p):
     v = sorted(values)
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
@@ -214,8 +228,7 @@ def unauthenticated_body(flare, full):
         sk.sendall(b"POST /v1/accounts/local/deployments?deploymentId=x HTTP/1.1\r\n"
                    b"Host: x\r\nX-Api-Key: " + s.key.encode() + b"\r\n"
                    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % size)
-        reply = sk.recv(65536)
-        sk.close()
+        reply = read_until_closed(sk)
         check(reply.startswith(b"HTTP/1.1 413") and b"exceeds the limit of" in reply,
               "a control-plane body over its limit is refused with 413 naming the limit")
     finally:
