@@ -479,6 +479,9 @@ class AdmitInline : public httplib::TaskQueue {
 
 HttpServer::HttpServer(ConnectionLimits limits) : impl_(std::make_unique<Impl>(*this, limits)) {
   new_task_queue = [] { return new AdmitInline(); };
+  // What the Keep-Alive header of each answer announces.
+  set_keep_alive_max_count(limits.keep_alive_max_requests);
+  set_keep_alive_timeout(static_cast<time_t>(limits.idle_timeout_s));
 }
 
 HttpServer::~HttpServer() {
