@@ -11,7 +11,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 BUILD_PACKAGES=(g++ make cmake pkg-config luajit libluajit-5.1-dev libcurl4-openssl-dev
   nlohmann-json3-dev libzstd-dev zstd doctest-dev libsqlite3-dev libcpp-httplib-dev libedit-dev
-  libisal-dev zlib1g-dev)
+  libisal-dev zlib1g-dev dpkg-dev patch)
 TEST_PACKAGES=(clang libclang-rt-14-dev python3 python3-aiohttp wrk tmux chromium lua-check)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -28,8 +28,70 @@ install_packages() {
   fi
 }
 
+# LuaJIT rebuilt from Debian's own source package with LUAJIT_ENABLE_CHECKHOOK:
+# loops compiled to machine code then check the hook mask, so one Ctrl-C stops
+# them too (bindings/host.cpp arms a count hook from the signal handler). The
+# static library lands in a per-version cache folder that CMakeLists.txt looks in;
+# nothing is done when it is already there.
+LUAJIT_CACHE=${FLARE_LUAJIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flare/luajit-checkhook}
+LUAJIT_PATCHES=(tools/luajit/*.patch)
+luajit_checkhook() {
+  local version stamp
+  version=$(dpkg-query -W -f='${source:Version}' libluajit-5.1-dev)
+  stamp="$version $(cat "${LUAJIT_PATCHES[@]}" | sha256sum | cut -c1-16)"
+  luajit_cached() { [ -f "$LUAJIT_CACHE/lib/libluajit-5.1.a" ] && [ "$(cat "$LUAJIT_CACHE/version" 2>/dev/null)" = "$stamp" ]; }
+  luajit_cached && return 0
+  mkdir -p "$(dirname "$LUAJIT_CACHE")"
+  exec 9>"$LUAJIT_CACHE.lock"  # one build at a time on a shared cache
+  flock 9
+  if luajit_cached; then exec 9>&-; return 0; fi
+  if ! apt-get source --print-uris -qq "luajit=$version" >/dev/null 2>&1; then
+    echo "dev.sh: enabling Debian source packages (bookworm deb-src)"
+    as_root tee /etc/apt/sources.list.d/flare-deb-src.sources >/dev/null <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    as_root apt-get update -qq
+  fi
+  echo "dev.sh: building LuaJIT $version with LUAJIT_ENABLE_CHECKHOOK into $LUAJIT_CACHE"
+  local work
+  work=$(mktemp -d)
+  (cd "$work" && apt-get source -qq "luajit=$version" >/dev/null 2>&1) || {
+    rm -rf "$work"; echo "dev.sh: apt-get source luajit=$version failed" >&2; return 1; }
+  local src
+  src=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name 'luajit-*' | head -1)
+  local p
+  for p in "${LUAJIT_PATCHES[@]}"; do patch -s -d "$src" -p1 <"$p"; done  # see each patch's header
+  # Debian's own build (debian/rules: `make amalg PREFIX=/usr MULTILIB=...` with dpkg-buildflags),
+  # static, plus the hook check; the luajit binary is kept for bench/interrupt.
+  # Debian's headers (libluajit-5.1-dev, the same version) stay the ones flare compiles with.
+  make -C "$src" -j"$JOBS" -s amalg BUILDMODE=static PREFIX=/usr \
+    MULTILIB="lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)" CFLAGS="$(dpkg-buildflags --get CFLAGS)" \
+    LDFLAGS="$(dpkg-buildflags --get LDFLAGS)" XCFLAGS+=-DLUAJIT_ENABLE_CHECKHOOK Q= E=@: \
+    >"$work/make.log" 2>&1 || { tail -20 "$work/make.log" >&2; rm -rf "$work"; return 1; }
+  local out="$LUAJIT_CACHE.tmp.$$"
+  mkdir -p "$out/lib" "$out/bin"
+  cp "$src/src/libluajit.a" "$out/lib/libluajit-5.1.a"
+  cp "$src/src/luajit" "$out/bin/luajit"
+  strip --strip-debug "$out/lib/libluajit-5.1.a" "$out/bin/luajit"  # as dh_strip does
+  echo "$stamp" >"$out/version"
+  rm -rf "$LUAJIT_CACHE" && mv "$out" "$LUAJIT_CACHE"
+  rm -rf "$work"
+  exec 9>&-
+}
+
 build() {
   install_packages "${BUILD_PACKAGES[@]}"
+  luajit_checkhook
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build -j"$JOBS"
 }

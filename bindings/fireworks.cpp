@@ -10,14 +10,19 @@
 //            headers={<lower-case name> = value}}
 //        (raises a structured error on transport failure or a status >= 300 not in accept)
 //     conn:submit{...same...} -> future with :wait([timeout_s]), :done(), :cancel()
-//     conn:sampler{model=, concurrency=64, adaptive=false, adaptive_initial=16, adaptive_min=1,
-//                  adaptive_max=256, queue_target_s=0.5, timeout_s=600, max_attempts=7,
-//                  backoff_initial_s=2, backoff_max_s=30, not_ready_attempts=10,
+//     conn:sampler{model=, adaptive=true, concurrency=64 (the fixed window when not adaptive),
+//                  initial_window=16, min_window=1, max_window=256, prefill_queue_target=0.5,
+//                  additive_increase=1, multiplicative_decrease=0.5, ema_alpha=0.3,
+//                  adjustment_interval=32, timeout_s=600, max_attempts=7,
+//                  backoff_initial_s=2, backoff_max_s=30, not_ready_retries=10,
 //                  not_ready_interval_s=5}
 //        sampler:submit{prompts=, n=, max_tokens=, temperature=, top_p=, top_k=, stop=, seed=,
-//                       logprobs=, top_logprobs=, echo=, prompt_cache_max_len=, on_error=}
+//                       logprobs=, top_logprobs=, echo=, prompt_cache_max_len=, stream=,
+//                       on_error=}
 //          -> future; future:wait() -> groups[prompt][sample] = completion table
-//        sampler:stats() -> {requests=, retries=, rate_limited=, limit=, in_flight=}
+//        sampler:stats() -> {requests=, retries=, rate_limited=, limit=, in_flight=, warnings=}
+//        sampler:step_completed() -> {window=, requests=, avg_pq=, ..., avg_server_ttft=, ...}
+//        sampler:window_size()
 //     conn:redact(text), conn:api_key(), tostring(conn) (key redacted)
 //   fireworks.redact_key(key), fireworks.default_verify_ssl(url)
 // (flare.sleep keeps requests moving; flare.fs.isatty is the terminal check.)
@@ -227,18 +232,24 @@ int l_sampler(lua_State* L) {
   fw::SamplerOptions so;
   so.model = o.required_string("model");
   if (so.model.empty()) o.invalid("model", "must not be empty");
-  so.concurrency = static_cast<int>(o.integer("concurrency", so.concurrency, 1));
-  so.adaptive = o.boolean("adaptive", false);
-  so.adaptive_initial = static_cast<int>(o.integer("adaptive_initial", so.adaptive_initial, 1));
-  so.adaptive_min = static_cast<int>(o.integer("adaptive_min", so.adaptive_min, 1));
-  so.adaptive_max = static_cast<int>(o.integer("adaptive_max", so.adaptive_max, 1));
-  so.queue_target_s = o.number("queue_target_s", so.queue_target_s, 0);
+  fw::ConcurrencyOptions& c = so.concurrency;
+  c.adaptive = o.boolean("adaptive", c.adaptive);
+  c.fixed_window = static_cast<int>(o.integer("concurrency", c.fixed_window, 1));
+  c.initial_window = static_cast<int>(o.integer("initial_window", c.initial_window, 1));
+  c.min_window = static_cast<int>(o.integer("min_window", c.min_window, 1));
+  c.max_window = static_cast<int>(o.integer("max_window", c.max_window, 1));
+  c.prefill_queue_target = o.number("prefill_queue_target", c.prefill_queue_target, 0);
+  c.additive_increase = o.number("additive_increase", c.additive_increase, 0);
+  c.multiplicative_decrease = o.number("multiplicative_decrease", c.multiplicative_decrease, 0, 1);
+  c.ema_alpha = o.number("ema_alpha", c.ema_alpha, 0, 1);
+  c.adjustment_interval =
+      static_cast<int>(o.integer("adjustment_interval", c.adjustment_interval, 0));
   so.timeout_s = o.number("timeout_s", so.timeout_s, 0);
   so.retry.max_attempts = static_cast<int>(o.integer("max_attempts", so.retry.max_attempts, 1));
   so.retry.backoff_initial_s = o.number("backoff_initial_s", so.retry.backoff_initial_s, 0);
   so.retry.backoff_max_s = o.number("backoff_max_s", so.retry.backoff_max_s, 0);
-  so.retry.not_ready_attempts =
-      static_cast<int>(o.integer("not_ready_attempts", so.retry.not_ready_attempts, 0));
+  so.retry.not_ready_retries =
+      static_cast<int>(o.integer("not_ready_retries", so.retry.not_ready_retries, 0));
   so.retry.not_ready_interval_s =
       o.number("not_ready_interval_s", so.retry.not_ready_interval_s, 0);
   o.finish();
@@ -289,6 +300,7 @@ int l_sampler_submit(lua_State* L) {
   if (p.top_logprobs > 0) p.logprobs = true;
   p.echo = o.boolean("echo", false);
   p.prompt_cache_max_len = static_cast<int>(o.integer("prompt_cache_max_len", -1, -1));
+  p.stream = o.boolean("stream", false);
   std::string on_error = o.string("on_error", "raise");
   if (on_error != "raise" && on_error != "return")
     o.invalid("on_error", "must be \"raise\" or \"return\", got \"" + on_error + "\"");
@@ -313,18 +325,63 @@ void push_ints(lua_State* L, const std::vector<int>& v) {
   }
 }
 
+void push_metrics(lua_State* L, const fw::ServerMetrics& m) {
+  lua_createtable(L, 0, 8);
+  auto num = [&](const char* name, double v) {
+    if (v < 0) return;
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, name);
+  };
+  num("num_concurrent_requests", static_cast<double>(m.num_concurrent_requests));
+  num("prefill_queue_duration", m.prefill_queue_duration);
+  num("generation_queue_duration", m.generation_queue_duration);
+  num("server_ttft", m.server_ttft);
+  num("cached_prompt_tokens", static_cast<double>(m.cached_prompt_tokens));
+  num("prompt_tokens", static_cast<double>(m.prompt_tokens));
+  num("server_processing_time", m.server_processing_time);
+  num("client_ttft", m.client_ttft);
+}
+
+// A SampledCompletion under the SDK's field names (full_tokens, prompt_len,
+// completion_len, inference_logprobs, sampling_logprobs, logprobs_echoed,
+// finish_reason), with flare's own: tokens and prompt_tokens (the two halves
+// of full_tokens), logprobs (= inference_logprobs), snapshot_identity, metrics.
 void push_completion(lua_State* L, const fw::Completion& c, const fw::SamplingParams& p) {
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 16);
   lua_pushlstring(L, c.text.data(), c.text.size());
   lua_setfield(L, -2, "text");
   push_ints(L, c.tokens);
   lua_setfield(L, -2, "tokens");
+  push_ints(L, c.prompt_tokens);
+  lua_setfield(L, -2, "prompt_tokens");
+  const int plen = static_cast<int>(c.prompt_tokens.size());
+  const int clen = static_cast<int>(c.tokens.size());
+  lua_createtable(L, plen + clen, 0);
+  for (int i = 0; i < plen; ++i) {
+    lua_pushinteger(L, c.prompt_tokens[static_cast<size_t>(i)]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  for (int i = 0; i < clen; ++i) {
+    lua_pushinteger(L, c.tokens[static_cast<size_t>(i)]);
+    lua_rawseti(L, -2, plen + i + 1);
+  }
+  lua_setfield(L, -2, "full_tokens");
+  lua_pushinteger(L, plen);
+  lua_setfield(L, -2, "prompt_len");
+  lua_pushinteger(L, clen);
+  lua_setfield(L, -2, "completion_len");
   if (p.logprobs) {
     push_numbers(L, c.logprobs);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "inference_logprobs");
     lua_setfield(L, -2, "logprobs");
-    push_numbers(L, c.sampling_logprobs);
-    lua_setfield(L, -2, "sampling_logprobs");
+    if (c.sampling_source != fw::SamplingLogprobs::Missing) {
+      push_numbers(L, c.sampling_logprobs);
+      lua_setfield(L, -2, "sampling_logprobs");
+    }
   }
+  lua_pushboolean(L, c.logprobs_echoed);
+  lua_setfield(L, -2, "logprobs_echoed");
   if (p.top_logprobs > 0) {
     lua_createtable(L, static_cast<int>(c.top_logprobs.size()), 0);
     for (size_t k = 0; k < c.top_logprobs.size(); ++k) {
@@ -337,16 +394,12 @@ void push_completion(lua_State* L, const fw::Completion& c, const fw::SamplingPa
     }
     lua_setfield(L, -2, "top_logprobs");
   }
-  if (p.echo && !c.prompt_logprobs.empty()) {
-    push_numbers(L, c.prompt_logprobs);
-    lua_setfield(L, -2, "prompt_logprobs");
-  }
   lua_pushlstring(L, c.finish_reason.data(), c.finish_reason.size());
   lua_setfield(L, -2, "finish_reason");
   lua_pushlstring(L, c.snapshot_identity.data(), c.snapshot_identity.size());
   lua_setfield(L, -2, "snapshot_identity");
-  push_ints(L, c.prompt_tokens);
-  lua_setfield(L, -2, "prompt_tokens");
+  push_metrics(L, c.metrics);
+  lua_setfield(L, -2, "metrics");
 }
 
 int l_batch_wait(lua_State* L) {
@@ -390,7 +443,7 @@ int l_batch_cancel(lua_State* L) {
 
 int l_sampler_stats(lua_State* L) {
   auto s = check_ud<fw::Sampler>(L, 1, kSamplerMeta, "sampler:stats")->stats();
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   lua_pushnumber(L, static_cast<double>(s.requests));
   lua_setfield(L, -2, "requests");
   lua_pushnumber(L, static_cast<double>(s.retries));
@@ -401,6 +454,29 @@ int l_sampler_stats(lua_State* L) {
   lua_setfield(L, -2, "limit");
   lua_pushnumber(L, static_cast<double>(s.in_flight));
   lua_setfield(L, -2, "in_flight");
+  lua_createtable(L, static_cast<int>(s.warnings.size()), 0);
+  for (size_t i = 0; i < s.warnings.size(); ++i) {
+    lua_pushlstring(L, s.warnings[i].data(), s.warnings[i].size());
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  lua_setfield(L, -2, "warnings");
+  return 1;
+}
+
+int l_sampler_step_completed(lua_State* L) {
+  auto summary =
+      check_ud<fw::Sampler>(L, 1, kSamplerMeta, "sampler:step_completed")->step_completed();
+  lua_createtable(L, 0, static_cast<int>(summary.size()));
+  for (const auto& [name, value] : summary) {
+    lua_pushnumber(L, value);
+    lua_setfield(L, -2, name.c_str());
+  }
+  return 1;
+}
+
+int l_sampler_window(lua_State* L) {
+  lua_pushinteger(L,
+                  check_ud<fw::Sampler>(L, 1, kSamplerMeta, "sampler:window_size")->stats().limit);
   return 1;
 }
 
@@ -427,8 +503,11 @@ int open_fireworks(lua_State* L) {
                                             {"done", l_future_done},
                                             {"cancel", l_future_cancel},
                                             {nullptr, nullptr}};
-  static const luaL_Reg sampler_methods[] = {
-      {"submit", l_sampler_submit}, {"stats", l_sampler_stats}, {nullptr, nullptr}};
+  static const luaL_Reg sampler_methods[] = {{"submit", l_sampler_submit},
+                                             {"stats", l_sampler_stats},
+                                             {"step_completed", l_sampler_step_completed},
+                                             {"window_size", l_sampler_window},
+                                             {nullptr, nullptr}};
   static const luaL_Reg batch_methods[] = {{"wait", l_batch_wait},
                                            {"done", l_batch_done},
                                            {"cancel", l_batch_cancel},

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <lua.hpp>
 
@@ -30,7 +31,9 @@ namespace {
 lua_State* g_main_state = nullptr;
 
 // Armed from the signal handler so that Lua code that never waits in C (a
-// plain loop) is interrupted too. Removes itself first.
+// plain loop) is interrupted too. Removes itself first. Loops compiled to
+// machine code see it as well: flare links a LuaJIT built with
+// LUAJIT_ENABLE_CHECKHOOK (dev.sh), whose traces leave when a hook is set.
 void interrupt_hook(lua_State* L, lua_Debug*) {
   lua_sethook(L, nullptr, 0, 0);
   if (flare::interrupt::pending()) {
@@ -44,6 +47,20 @@ void on_signal(int) {
   if (g_main_state) {
     lua_sethook(g_main_state, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   }
+}
+
+// A Lua error outside any protected call: LuaJIT exits after this returns, so
+// the Lua cleanups cannot run; the cloud resources are released from C++.
+int on_panic(lua_State* L) {
+  std::fprintf(stderr, "flare: unprotected Lua error: %s\n", describe_error(L, -1).c_str());
+  flare::interrupt::run_emergency_hook();
+  return 0;
+}
+
+[[noreturn]] void on_terminate() {
+  std::fprintf(stderr, "flare: fatal error (std::terminate)\n");
+  flare::interrupt::run_emergency_hook();
+  std::abort();
 }
 
 int l_sleep(lua_State* L) {
@@ -238,7 +255,9 @@ Host::Host(const std::string& script_dir) : L_(luaL_newstate()) {
     g_main_state = L_;
     flare::interrupt::install_handlers();
     flare::interrupt::set_signal_callback(on_signal);
+    std::set_terminate(on_terminate);
   }
+  lua_atpanic(L_, on_panic);
 }
 
 Host::~Host() {

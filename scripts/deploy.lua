@@ -42,9 +42,14 @@ local function show(info)
 end
 
 if c.action == "create" then
+  -- Stopped before the new deployment is ready (Ctrl-C, an error): no replica is left behind.
+  local release = not mgr:get(c.id) and flare.defer(function()
+    if mgr:get(c.id) then mgr:scale_to_zero(c.id) end
+  end, "scale " .. c.id .. " to zero (create did not finish)")
   mgr:create_or_get{deployment_id = c.id, base_model = c.base_model, min_replica_count = 0,
     max_replica_count = 1}
   show(mgr:wait_for_ready(c.id, {timeout_s = c.timeout_s}))
+  if release then release:cancel() end
 elseif c.action == "status" then
   show(mgr:get(c.id))
 elseif c.action == "sample" then

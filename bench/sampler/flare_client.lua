@@ -1,7 +1,9 @@
 -- flare's DeploymentSampler driving N one-token completions at a fixed concurrency.
--- usage: flare run flare_client.lua BASE_URL API_KEY MODEL REQUESTS CONCURRENCY
+-- usage: flare run flare_client.lua BASE_URL API_KEY MODEL REQUESTS CONCURRENCY [plain|stream]
 -- prints: requests wall_s cpu_s errors
-local base, key, model, requests, concurrency = arg[1], arg[2], arg[3], tonumber(arg[4]), tonumber(arg[5])
+local base, key, model, requests, concurrency = arg[1], arg[2], arg[3], tonumber(arg[4]),
+  tonumber(arg[5])
+local stream = arg[6] == "stream"
 
 local function cpu_seconds()
   local f = io.open("/proc/self/stat")
@@ -16,7 +18,7 @@ local function cpu_seconds()
 end
 
 local fw = flare.connect{api_key = key, base_url = base, account_id = "local", quiet = true}
-local sampler = fw:sampler{model = model, concurrency = concurrency}
+local sampler = fw:sampler{model = model, concurrency = concurrency, stream = stream}
 local prompts = {}
 for i = 1, requests do prompts[i] = {1, 2} end
 -- Warm the connections up.
@@ -24,7 +26,8 @@ local warm = {}
 for i = 1, concurrency do warm[i] = {1, 2} end
 sampler:sample{prompts = warm, max_tokens = 1}
 local c0, t0 = cpu_seconds(), flare.clock()
-local groups = sampler:sample{prompts = prompts, n = 1, max_tokens = 1, temperature = 1.0, on_error = "return"}
+local groups = sampler:sample{prompts = prompts, n = 1, max_tokens = 1, temperature = 1.0,
+  on_error = "return"}
 local wall, cpu = flare.clock() - t0, cpu_seconds() - c0
 local errors = 0
 for _, g in ipairs(groups) do if g[1].error then errors = errors + 1 end end

@@ -5,7 +5,9 @@
 # The flare client runs twice: as flare runs it (plain http:// to an IP address
 # goes through flare's own HTTP/1.1 reader) and with FLARE_HTTP_LIBCURL=1 (every
 # request through libcurl, as https:// and proxied requests go); the ratios
-# compare the first.
+# compare the first. Every client runs twice more with the answer streamed
+# over SSE (stream=true with perf_metrics_in_response, as the Fireworks SDK
+# asks), flare's sampler as it streams by default.
 # usage: bench/sampler/run.sh [BUILD_DIR] [REQUESTS] [CONCURRENCY]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,16 +38,18 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-flare_out=$("$flare" run "$here/flare_client.lua" "$base" "$key" "$model" "$requests" "$concurrency")
-curl_out=$(FLARE_HTTP_LIBCURL=1 "$flare" run "$here/flare_client.lua" "$base" "$key" "$model" "$requests" "$concurrency")
-py_out=$($python "$here/aiohttp_client.py" "$base" "$key" "$model" "$requests" "$concurrency")
 wrk_secs=$(awk -v r="$requests" 'BEGIN { printf "%d", (r / 2000 < 5) ? 5 : r / 2000 }')
-wrk_out=$(BENCH_KEY=$key BENCH_MODEL=$model /usr/bin/time -f 'CPU %U %S' wrk -t1 -c"$concurrency" \
-  -d"${wrk_secs}s" -s "$here/wrk_post.lua" "$base/inference/v1/completions" 2>&1)
-
-$python - "$flare_out" "$py_out" "$wrk_out" "$concurrency" "$(nproc)" "$curl_out" <<'PY'
+run_mode() {  # plain|stream: one line per client
+  mode=$1
+  flare_out=$("$flare" run "$here/flare_client.lua" "$base" "$key" "$model" "$requests" "$concurrency" "$mode")
+  curl_out=$(FLARE_HTTP_LIBCURL=1 "$flare" run "$here/flare_client.lua" "$base" "$key" "$model" "$requests" "$concurrency" "$mode")
+  py_out=$($python "$here/aiohttp_client.py" "$base" "$key" "$model" "$requests" "$concurrency" "$mode")
+  wrk_out=$(BENCH_KEY=$key BENCH_MODEL=$model BENCH_STREAM=$([ "$mode" = stream ] && echo 1 || echo 0) \
+    /usr/bin/time -f 'CPU %U %S' wrk -t1 -c"$concurrency" -d"${wrk_secs}s" -s "$here/wrk_post.lua" \
+    "$base/inference/v1/completions" 2>&1)
+  $python - "$flare_out" "$py_out" "$wrk_out" "$concurrency" "$(nproc)" "$curl_out" "$mode" <<'PY'
 import re, sys
-flare, py, wrk, conc, cores, via_curl = sys.argv[1:7]
+flare, py, wrk, conc, cores, via_curl, mode = sys.argv[1:8]
 def parse(line):
     n, wall, cpu, err = line.split()
     return int(n), float(wall), float(cpu), int(err)
@@ -59,7 +63,8 @@ rps = float(re.search(r"Requests/sec:\s*([\d.]+)", wrk).group(1))
 u, s = map(float, re.search(r"CPU ([\d.]+) ([\d.]+)", wrk).groups())
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk)
 rows.append(("wrk", total, rps, (u + s) * 1000 / total, int(non2xx.group(1)) if non2xx else 0))
-print(f"one-token completions, concurrency {conc}, {cores} cores shared by server and client\n")
+what = "streamed over SSE (stream=true, perf_metrics_in_response)" if mode == "stream" else "one JSON body each (stream=false)"
+print(f"one-token completions, {what}, concurrency {conc}, {cores} cores shared by server and client\n")
 print("| client | requests | requests/s | client CPU s / 1000 req | µs CPU / req | errors |")
 print("|---|---|---|---|---|---|")
 for name, n, r, c, e in rows:
@@ -67,5 +72,8 @@ for name, n, r, c, e in rows:
 fl, pyr, wr = rows[0][2], rows[2][2], rows[3][2]
 print(f"\nflare / python throughput: {fl / pyr:.2f}x (goal >= 3x); flare / wrk: {fl / wr:.0%} (goal >= 70%);"
       f" flare client CPU per request: {rows[0][3] * 1000:.1f} µs (goal <= 30 µs); "
-      f"python CPU per request / flare's: {rows[2][3] / rows[0][3]:.1f}x")
+      f"python CPU per request / flare's: {rows[2][3] / rows[0][3]:.1f}x\n")
 PY
+}
+run_mode plain
+run_mode stream

@@ -1,6 +1,8 @@
 // Trainer throughput (forward + backward, batch 64 x 64 tokens) with two
-// threads against one thread, and decode throughput at batch 1 / 16 / 64
-// against batch 1, from one run. Prints a markdown table.
+// threads against one thread, LoRA rank 8 training against full-weight
+// training, decode throughput at batch 1 / 16 / 64 against batch 1 and with a
+// LoRA adapter on every sequence against the base alone, from one run; and the
+// size of a rank-8 adapter against a full snapshot. Prints a markdown table.
 //   bench_train [model=tiny-gpt] [repeats=5]
 #include <chrono>
 #include <cstdio>
@@ -68,8 +70,9 @@ struct Timer {
 };
 
 // Best of `repeats` timings of forward_backward, in tokens per second.
-Rate train_rate(const Config& c, int threads, const std::vector<Datum>& data, int repeats) {
-  Trainer trainer(c, init_weights(c), threads);
+Rate train_rate(const Config& c, int threads, const std::vector<Datum>& data, int repeats,
+                const LoraConfig& lora = {}) {
+  Trainer trainer(c, init_weights(c), threads, lora);
   const long tokens = trainer.forward_backward(data, LossFn::CrossEntropy, {}).tokens;  // warm-up
   Timer timer{double(tokens)};
   for (int r = 0; r < repeats; ++r) {
@@ -88,7 +91,8 @@ double optim_ms(const Config& c) {
 }
 
 // Decode `steps` tokens for `batch` sequences after an 8-token prefill each.
-Rate decode_rate(const Model& model, int batch, int steps, int repeats) {
+Rate decode_rate(const Model& model, int batch, int steps, int repeats,
+                 const std::shared_ptr<const Adapter>& adapter = nullptr) {
   const int V = model.config().vocab;
   Timer timer{double(batch) * steps};
   for (int r = 0; r < repeats; ++r) {
@@ -96,7 +100,7 @@ Rate decode_rate(const Model& model, int batch, int steps, int repeats) {
     std::vector<Model::Cache*> ptrs;
     const std::vector<int> prompt = {kBos, 'H', 'e', 'l', 'l', 'o', ',', ' '};
     for (int b = 0; b < batch; ++b) {
-      caches.push_back(model.new_cache());
+      caches.push_back(model.new_cache(adapter));
       model.prefill(*caches.back(), prompt, nullptr, nullptr);
       ptrs.push_back(caches.back().get());
     }
@@ -127,11 +131,26 @@ int main(int argc, char** argv) {
 
   const Rate one = train_rate(c, 1, data, repeats);
   const Rate two = train_rate(c, 2, data, repeats);
+  const LoraConfig lora{8, 16, 1};
+  const Rate lora_two = train_rate(c, 2, data, repeats, lora);
   const Model model(c, init_weights(c));
   const int steps = 64;
   const Rate d1 = decode_rate(model, 1, steps, repeats);
   const Rate d16 = decode_rate(model, 16, steps, repeats);
   const Rate d64 = decode_rate(model, 64, steps, repeats);
+  // A trained-looking adapter (B nonzero) costs what any adapter costs.
+  Weights adapter_w = init_lora(c, lora);
+  for (Tensor& t : adapter_w)
+    for (size_t i = 0; i < t.data.size(); ++i)
+      if (t.data[i] == 0) t.data[i] = round_to_bf16(1e-3f * float(int(i % 7) - 3));
+  const auto adapter =
+      std::make_shared<const Adapter>(c, adapter_w, lora_scale(lora.alpha, lora.rank));
+  const Rate d16_lora = decode_rate(model, 16, steps, repeats, adapter);
+  size_t full_values = 0, adapter_values = 0;
+  for (const TensorSpec& s : parameter_specs(c))
+    full_values += size_t(s.shape[0]) * (s.shape.size() > 1 ? s.shape[1] : 1);
+  for (const TensorSpec& s : lora_specs(c, lora.rank))
+    adapter_values += size_t(s.shape[0] * s.shape[1]);
   double load[1] = {0};
   getloadavg(load, 1);
 
@@ -148,10 +167,17 @@ int main(int argc, char** argv) {
   row("train fwd+bwd 64x64, 2 threads", two, "1 thread", one);
   row("decode batch 16", d16, "batch 1", d1);
   row("decode batch 64", d64, "batch 1", d1);
+  row("train fwd+bwd 64x64 LoRA rank 8, 2 threads", lora_two, "full weights, 2 threads", two);
+  row("decode batch 16, LoRA rank 8 on every sequence", d16_lora, "base alone", d16);
   std::printf(
       "\ntrain goal 20000 tokens/s (wall, 2 threads): %s (%.2fx of goal); optim_step %.2f ms; "
       "load average %.1f on %u hardware threads\n",
       two.wall >= 20000 ? "met" : "NOT met", two.wall / 20000, optim_ms(c), load[0],
       std::thread::hardware_concurrency());
+  std::printf(
+      "LoRA rank 8 adapter (every projection): %zu bf16 values = %.1f KB against a full snapshot's "
+      "%zu = %.1f KB (%.2f%%)\n",
+      adapter_values, adapter_values * 2 / 1024.0, full_values, full_values * 2 / 1024.0,
+      100.0 * double(adapter_values) / double(full_values));
   return 0;
 }

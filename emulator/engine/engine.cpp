@@ -41,7 +41,9 @@ struct Sequence {
   Rng rng;
   ChoiceBuilder builder;
   CachePtr cache{nullptr, nullptr};
-  int next_input = 0;  // the last sampled token, fed to the next decode step
+  int next_input = 0;             // the last sampled token, fed to the next decode step
+  Clock::time_point ready_since;  // when it joined the pool waiting for a step
+  double waited = 0;              // seconds spent in that pool, all steps together
 };
 
 struct Event {
@@ -52,13 +54,15 @@ struct Event {
 
 struct Request {
   std::shared_ptr<const model::Model> model;
+  std::shared_ptr<const model::Adapter> adapter;  // every sequence of the request runs through it
   std::string identity;
   std::vector<int> prompt;
   SamplingParams params;
   SamplingConfig sampling;
   uint64_t seed = 0;
   bool streaming = false;
-  Clock::time_point enqueued, prefill_start, prefill_end;
+  Clock::time_point enqueued, prefill_start, prefill_end, first_token;
+  int concurrent = 0;
 
   std::vector<std::unique_ptr<Sequence>> seqs;
   std::vector<TokenLogprob> prompt_lp;
@@ -80,6 +84,7 @@ struct Engine::Impl {
 
   mutable std::mutex model_mu;
   std::shared_ptr<const model::Model> model;
+  std::shared_ptr<const model::Adapter> adapter;
   std::string identity;
 
   std::mutex mu;  // guards everything below
@@ -87,6 +92,7 @@ struct Engine::Impl {
   std::deque<std::shared_ptr<Request>> pending;  // waiting for prefill
   std::deque<Sequence*> ready;                   // waiting for a decode step
   int decoding = 0;                              // sequences inside a decode step right now
+  int active = 0;                                // requests between enqueue and their end
   bool stopping = false;
   std::vector<std::thread> workers;
 
@@ -129,8 +135,10 @@ void Engine::Impl::worker_loop() {
         const int active = int(ready.size()) + decoding;
         const int share = std::min(max_batch, std::max(1, (active + threads - 1) / threads));
         const model::Model* m = ready.front()->req->model.get();
+        const Clock::time_point now = Clock::now();
         for (auto it = ready.begin(); it != ready.end() && int(batch.size()) < share;) {
           if ((*it)->req->model.get() == m) {
+            (*it)->waited += seconds((*it)->ready_since, now);
             batch.push_back(*it);
             it = ready.erase(it);
           } else {
@@ -170,14 +178,22 @@ void Engine::Impl::prefill(const std::shared_ptr<Request>& req, TokenDistributio
     logits_last.resize(vocab);
     if (r.params.echo) logits_all.resize(prompt.size() * size_t(vocab));
 
-    CachePtr first = m.new_cache();
+    CachePtr first = m.new_cache(r.adapter);
     m.prefill(*first, prompt, r.params.echo ? logits_all.data() : nullptr, logits_last.data());
     if (r.params.echo) {
       r.prompt_lp = prompt_logprobs(prompt, logits_all.data(), vocab, r.params.top_logprobs, dist);
+      if (r.streaming) {
+        std::string text = model::decode_tokens(prompt);
+        std::lock_guard lk(r.mu);
+        for (int i = 0; i < n; ++i)
+          for (size_t k = 0; k < r.prompt_lp.size(); ++k)
+            r.events.push_back({i, r.prompt_lp[k], k == 0 ? text : std::string()});
+        wake.push_back(req);
+      }
     }
     for (int i = 0; i < n; ++i) {
-      auto s = std::make_unique<Sequence>(
-          Sequence{req, i, choice_stream(r.seed, i), ChoiceBuilder(r.params)});
+      auto s = std::make_unique<Sequence>(Sequence{
+          req, i, choice_stream(r.seed, i), ChoiceBuilder(r.params), {nullptr, nullptr}, 0, {}, 0});
       if (generate) s->cache = i + 1 == n ? std::move(first) : m.copy_cache(*first);
       seqs.push_back(s.get());
       r.seqs.push_back(std::move(s));
@@ -188,6 +204,7 @@ void Engine::Impl::prefill(const std::shared_ptr<Request>& req, TokenDistributio
     return;
   }
   r.prefill_end = Clock::now();
+  r.first_token = r.prefill_end;
   std::vector<Sequence*> cont;
   for (Sequence* s : seqs) {
     if (!generate) {
@@ -203,6 +220,7 @@ void Engine::Impl::prefill(const std::shared_ptr<Request>& req, TokenDistributio
       fail(req, std::current_exception(), 1, wake);
       continue;
     }
+    if (s == seqs.front()) r.first_token = Clock::now();
     if (done) {
       finish(*s, wake);
     } else {
@@ -216,6 +234,10 @@ void Engine::Impl::decode_step(std::vector<Sequence*>& batch, std::vector<float>
                                TokenDistribution& dist, Wakeups& wake) {
   const model::Model& m = *batch.front()->req->model;
   const int vocab = m.config().vocab;
+  // Rows of one adapter side by side: the model adds each adapter's term once per run of rows.
+  std::stable_sort(batch.begin(), batch.end(), [](const Sequence* a, const Sequence* b) {
+    return std::less<const model::Adapter*>()(a->req->adapter.get(), b->req->adapter.get());
+  });
   std::vector<model::Model::Cache*> caches;
   std::vector<int> tokens;
   for (Sequence* s : batch) {
@@ -298,6 +320,8 @@ void Engine::Impl::fail(const std::shared_ptr<Request>& r, std::exception_ptr e,
 }
 
 void Engine::Impl::requeue(std::vector<Sequence*>& seqs, int stepped) {
+  const Clock::time_point now = Clock::now();
+  for (Sequence* s : seqs) s->ready_since = now;
   {
     std::lock_guard lk(mu);
     decoding -= stepped;
@@ -321,9 +345,11 @@ Engine::~Engine() {
   for (auto& t : impl_->workers) t.join();
 }
 
-void Engine::set_model(std::shared_ptr<const model::Model> m, std::string snapshot_identity) {
+void Engine::set_model(std::shared_ptr<const model::Model> m, std::string snapshot_identity,
+                       std::shared_ptr<const model::Adapter> adapter) {
   std::lock_guard lk(impl_->model_mu);
   impl_->model = std::move(m);
+  impl_->adapter = std::move(adapter);
   impl_->identity = std::move(snapshot_identity);
 }
 
@@ -337,13 +363,20 @@ std::string Engine::snapshot_identity() const {
   return impl_->identity;
 }
 
+int Engine::active_requests() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->active;
+}
+
 Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
-                        const TokenCallback& on_token) {
+                        const TokenCallback& on_token, const std::function<void()>& on_flush,
+                        std::shared_ptr<const model::Adapter> adapter) {
   auto req = std::make_shared<Request>();
   Request& r = *req;
   {
     std::lock_guard lk(impl_->model_mu);
     r.model = impl_->model;
+    r.adapter = adapter ? std::move(adapter) : impl_->adapter;
     r.identity = impl_->identity;
   }
   if (!r.model) throw std::runtime_error("no model loaded: nothing can serve completions yet");
@@ -359,6 +392,7 @@ Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
     std::lock_guard lk(impl_->mu);
     if (impl_->stopping) throw std::runtime_error("the engine is shutting down");
     impl_->pending.push_back(req);
+    r.concurrent = ++impl_->active;
   }
   impl_->work_cv.notify_one();
 
@@ -371,9 +405,11 @@ Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
       std::deque<Event> batch;
       batch.swap(r.events);
       if (callback_error) continue;
+      const bool more = r.unfinished > 0;
       lk.unlock();
       try {
         for (const Event& e : batch) on_token(e.index, e.token, e.text);
+        if (more && on_flush) on_flush();
       } catch (...) {
         // The consumer is gone: stop generating, then report its error.
         callback_error = std::current_exception();
@@ -385,6 +421,10 @@ Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
     if (r.unfinished == 0) break;
   }
   lk.unlock();
+  {
+    std::lock_guard alk(impl_->mu);
+    --impl_->active;
+  }
   // Cut the Request <-> Sequence ownership cycle once nothing else runs for it.
   std::vector<std::unique_ptr<Sequence>> seqs = std::move(r.seqs);
   r.seqs.clear();
@@ -396,6 +436,7 @@ Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
   res.snapshot_identity = r.identity;
   res.choices.reserve(seqs.size());
   for (auto& s : seqs) {
+    res.generation_queue_seconds = std::max(res.generation_queue_seconds, s->waited);
     res.choices.push_back(s->builder.take());
     Choice& c = res.choices.back();
     res.completion_tokens += int(c.tokens.size());
@@ -404,6 +445,9 @@ Result Engine::complete(const std::vector<int>& prompt, const SamplingParams& p,
   res.queue_seconds = seconds(r.enqueued, r.prefill_start);
   res.prefill_seconds = seconds(r.prefill_start, r.prefill_end);
   res.total_seconds = seconds(r.enqueued, Clock::now());
+  res.first_token_seconds =
+      p.max_tokens > 0 ? seconds(r.enqueued, r.first_token) : res.total_seconds;
+  res.concurrent_requests = r.concurrent;
   return res;
 }
 

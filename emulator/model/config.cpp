@@ -7,6 +7,7 @@
 
 #include "emulator/model/layout.hpp"
 #include "emulator/model/model.hpp"
+#include "emulator/model/splitmix.hpp"
 
 namespace flare::model {
 
@@ -32,20 +33,6 @@ const std::vector<Config>& builtins() {
   };
   return all;
 }
-
-// splitmix64: a small, fixed generator so initial weights never depend on the
-// standard library's implementation.
-struct SplitMix64 {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in (0, 1]: never 0, so log() below is finite.
-  double uniform() { return double((next() >> 11) + 1) * 0x1.0p-53; }
-};
 
 }  // namespace
 
@@ -81,7 +68,7 @@ std::vector<TensorSpec> parameter_specs(const Config& cfg) {
 }
 
 Weights init_weights(const Config& cfg) {
-  SplitMix64 rng{cfg.seed};
+  detail::SplitMix64 rng{cfg.seed};
   constexpr double kSigma = 0.02;
   Weights w;
   for (TensorSpec& spec : parameter_specs(cfg)) {

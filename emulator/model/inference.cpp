@@ -9,6 +9,7 @@
 
 #include "emulator/model/kernels.hpp"
 #include "emulator/model/layout.hpp"
+#include "emulator/model/lora_net.hpp"
 #include "emulator/model/model.hpp"
 
 namespace flare::model {
@@ -19,8 +20,9 @@ using detail::Layout;
 struct Model::Cache {
   const void* owner = nullptr;  // the Model::Impl that created it
   int len = 0;
-  int capacity = 0;                      // positions allocated per layer
-  std::vector<std::vector<float>> k, v;  // per layer [capacity, d_model], rotary applied to k
+  int capacity = 0;                        // positions allocated per layer
+  std::vector<std::vector<float>> k, v;    // per layer [capacity, d_model], rotary applied to k
+  std::shared_ptr<const Adapter> adapter;  // null: the base alone
 };
 
 namespace {
@@ -56,8 +58,16 @@ static void delete_cache(Model::Cache* c) {
   delete c;
 }
 
-std::unique_ptr<Model::Cache, void (*)(Model::Cache*)> Model::new_cache() const {
+std::unique_ptr<Model::Cache, void (*)(Model::Cache*)> Model::new_cache(
+    std::shared_ptr<const Adapter> adapter) const {
+  if (adapter) {
+    const Config &a = adapter->config(), &m = impl_->cfg;
+    if (a.name != m.name || a.d_model != m.d_model || a.n_layers != m.n_layers || a.d_ff != m.d_ff)
+      throw std::invalid_argument("new_cache: the adapter was made for model '" + a.name +
+                                  "', this model is '" + m.name + "'");
+  }
   auto* c = new Cache;
+  c->adapter = std::move(adapter);
   c->owner = impl_.get();
   c->k.resize(impl_->cfg.n_layers);
   c->v.resize(impl_->cfg.n_layers);
@@ -110,6 +120,33 @@ void run_rows(const Net& m, std::vector<Row>& rows, int first_logit_row, float* 
   for (const Row& r : rows) max_pos = std::max(max_pos, r.pos);
   std::vector<float> probs(size_t(H) * (max_pos + 1));
 
+  // Consecutive rows that share an adapter form a segment; the base products
+  // run over every row, then each segment adds its adapter's low-rank term in
+  // place (rows keep their order, so nothing is gathered).
+  struct Segment {
+    int lo, hi;
+    const Adapter::Impl* a;
+  };
+  std::vector<Segment> segments;
+  int max_rank = 0;
+  for (int b = 0; b < B; ++b) {
+    const Adapter* ad = rows[b].cache->adapter.get();
+    if (!ad) continue;
+    if (!segments.empty() && segments.back().hi == b && segments.back().a == &ad->impl())
+      segments.back().hi += 1;
+    else
+      segments.push_back({b, b + 1, &ad->impl()});
+    max_rank = std::max(max_rank, ad->rank());
+  }
+  std::vector<float> us(size_t(B) * max_rank);
+  auto adapt = [&](int li, int target, const float* in, float* out) {
+    for (const Segment& s : segments) {
+      const detail::LoraModule& mod = s.a->lay.layers[li][target];
+      detail::lora_forward(s.a->net(), mod, in + size_t(s.lo) * mod.in, s.hi - s.lo, us.data(),
+                           out + size_t(s.lo) * mod.out);
+    }
+  };
+
   for (int b = 0; b < B; ++b)
     std::copy_n(w + lay.embed + size_t(rows[b].token) * d, d, x.data() + size_t(b) * d);
 
@@ -120,6 +157,9 @@ void run_rows(const Net& m, std::vector<Row>& rows, int first_logit_row, float* 
     detail::matmul(h.data(), B, d, wt + o.wq, d, q.data());
     detail::matmul(h.data(), B, d, wt + o.wk, d, k.data());
     detail::matmul(h.data(), B, d, wt + o.wv, d, v.data());
+    adapt(li, detail::kQ, h.data(), q.data());
+    adapt(li, detail::kK, h.data(), k.data());
+    adapt(li, detail::kV, h.data(), v.data());
     for (int b = 0; b < B; ++b) {
       const Row& r = rows[b];
       const float* cs = m.rope_cos.data() + size_t(r.pos) * half;
@@ -136,12 +176,16 @@ void run_rows(const Net& m, std::vector<Row>& rows, int first_logit_row, float* 
                            ctx.data() + size_t(b) * d);
     }
     detail::matmul(ctx.data(), B, d, wt + o.wo, d, x.data(), true);
+    adapt(li, detail::kO, ctx.data(), x.data());
     for (int b = 0; b < B; ++b)
       detail::rmsnorm_row(x.data() + size_t(b) * d, w + o.ln2, d, eps, h.data() + size_t(b) * d);
     detail::matmul(h.data(), B, d, wt + o.gate, f, gate.data());
     detail::matmul(h.data(), B, d, wt + o.up, f, up.data());
+    adapt(li, detail::kGate, h.data(), gate.data());
+    adapt(li, detail::kUp, h.data(), up.data());
     for (size_t i = 0; i < size_t(B) * f; ++i) gate[i] = detail::silu(gate[i]) * up[i];
     detail::matmul(gate.data(), B, f, wt + o.down, d, x.data(), true);
+    adapt(li, detail::kDown, gate.data(), x.data());
   }
 
   const int first = std::clamp(first_logit_row, 0, B);

@@ -124,6 +124,16 @@ void matmul(const T* x, int rows, int in, const T* wt, int out, T* y, bool accum
   matmul_generic(x, rows, in, wt, out, y, accumulate);
 }
 
+// y[r, o] = dot(x[r, :], w[o, :]) with w stored [out, in]: for narrow outputs
+// (a LoRA rank), where matmul's column tiles would leave only its scalar tail.
+// Each element is one dot() in its fixed order, whatever the row count.
+template <class T>
+void matmul_narrow(const T* x, int rows, int in, const T* w, int out, T* y) {
+  for (int r = 0; r < rows; ++r)
+    for (int o = 0; o < out; ++o)
+      y[size_t(r) * out + o] = dot(x + size_t(r) * in, w + size_t(o) * in, in);
+}
+
 // dw[o, k] += Σ_r dy[r, o] · x[r, k]  (the weight gradient of y = x·Wᵀ, W [out, in]),
 // computed as the product dyᵀ · x; `scratch` holds dyᵀ.
 template <class T>
@@ -144,15 +154,14 @@ T rmsnorm_row(const T* __restrict x, const T* __restrict g, int d, T eps, T* __r
   return inv;
 }
 
-// Given dy for y = rmsnorm(x)·g: dx += ..., dg += ...
+// Given dy for y = rmsnorm(x)·g: dx += ..., dg += ... (dg skipped when null).
 template <class T>
 void rmsnorm_row_backward(const T* __restrict x, const T* __restrict g, int d, T inv,
                           const T* __restrict dy, T* __restrict dx, T* __restrict dg) {
   T dot = 0;
-  for (int i = 0; i < d; ++i) {
-    dg[i] += dy[i] * x[i] * inv;
-    dot += dy[i] * g[i] * x[i];
-  }
+  for (int i = 0; i < d; ++i) dot += dy[i] * g[i] * x[i];
+  if (dg)
+    for (int i = 0; i < d; ++i) dg[i] += dy[i] * x[i] * inv;
   const T c = dot * inv * inv * inv / T(d);
   for (int i = 0; i < d; ++i) dx[i] += dy[i] * g[i] * inv - x[i] * c;
 }

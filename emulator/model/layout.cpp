@@ -58,7 +58,10 @@ static std::string shape_str(const std::vector<int64_t>& s) {
 }
 
 void check_weights(const Config& cfg, const Weights& w) {
-  const std::vector<TensorSpec> specs = parameter_specs(cfg);
+  check_tensors(parameter_specs(cfg), w);
+}
+
+void check_tensors(const std::vector<TensorSpec>& specs, const Weights& w) {
   for (size_t i = 0; i < specs.size(); ++i) {
     if (i >= w.size()) throw std::invalid_argument("weights: missing tensor " + specs[i].name);
     const Tensor& t = w[i];

@@ -24,6 +24,23 @@ struct Layout {
   std::vector<size_t> tensor_size;
 };
 
+// LoRA: per layer, one (A, B) pair for each projection in kLoraTargets order;
+// A [rank, in] at `a`, B [out, rank] at `b` of one flat buffer. The buffer of
+// transposes keeps Aᵀ [in, rank] at `a` and Bᵀ [rank, out] at `b`.
+struct LoraModule {
+  size_t a, b;
+  int in, out;
+};
+struct LoraLayout {
+  int rank = 0;
+  std::vector<std::vector<LoraModule>> layers;  // [layer][target]
+  size_t total = 0;
+  std::vector<size_t> tensor_offset;  // per tensor of lora_specs(): A, B, A, B, ...
+  std::vector<size_t> tensor_size;
+};
+LoraLayout make_lora_layout(const Config& cfg, int rank);
+std::vector<float> flatten(const LoraLayout& lay, const Weights& w);
+
 // Throws std::invalid_argument on an unusable configuration (e.g. d_model not
 // divisible by n_heads, odd head size, non-positive sizes).
 void check_config(const Config& cfg);
@@ -31,6 +48,8 @@ Layout make_layout(const Config& cfg);
 
 // Throws std::invalid_argument naming the tensor on a missing/extra tensor or wrong shape.
 void check_weights(const Config& cfg, const Weights& w);
+// The same against any list of specs (e.g. lora_specs()).
+void check_tensors(const std::vector<TensorSpec>& specs, const Weights& w);
 std::vector<float> flatten(const Layout& lay, const Weights& w);
 
 // Rotary tables: cos and sin of pos * theta^(-2i/head_dim), [max_seq, head_dim/2].
@@ -59,6 +78,17 @@ void transposed_copy(const Config& cfg, const Layout& lay, const T* w, T* wt) {
     transpose(w + l.down, d, f, wt + l.down);
   }
   for (size_t i = 0; i < d; ++i) wt[lay.norm + i] = w[lay.norm + i];
+}
+
+// Aᵀ and Bᵀ of every LoRA pair, at the same offsets.
+template <class T>
+void transposed_copy(const LoraLayout& lay, const T* w, T* wt) {
+  const size_t r = size_t(lay.rank);
+  for (const auto& layer : lay.layers)
+    for (const LoraModule& m : layer) {
+      transpose(w + m.a, r, size_t(m.in), wt + m.a);
+      transpose(w + m.b, size_t(m.out), r, wt + m.b);
+    }
 }
 
 }  // namespace flare::model::detail

@@ -65,6 +65,57 @@ float round_to_bf16(float);
 std::vector<int> encode_text(std::string_view text);
 std::string decode_tokens(std::span<const int> tokens);
 
+// ---- LoRA ------------------------------------------------------------------
+// Low-rank adapters on every projection, named as PEFT's target_modules: the
+// projection y = x Wᵀ becomes y = x Wᵀ + scale · (x Aᵀ) Bᵀ with A [rank, in],
+// B [out, rank] and scale = alpha / rank.
+
+inline constexpr int kLoraTargets = 7;
+// q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
+extern const char* const kLoraTargetNames[kLoraTargets];
+inline constexpr int kMaxLoraRank = 64;
+
+struct LoraConfig {
+  int rank = 0;       // 0 = full-weight training
+  double alpha = 0;   // scale = alpha / rank
+  uint64_t seed = 0;  // initialisation of A
+};
+
+// Adapter tensors in canonical order, per layer and target A then B:
+//   model.layers.N.self_attn.q_proj.lora_A.weight [rank, in]
+//   model.layers.N.self_attn.q_proj.lora_B.weight [out, rank]   (mlp.gate_proj, ... alike)
+// Throws std::invalid_argument unless 1 <= rank <= kMaxLoraRank.
+std::vector<TensorSpec> lora_specs(const Config& cfg, int rank);
+// A as PEFT initialises it (kaiming-uniform with a = sqrt(5), i.e. uniform in
+// ±1/sqrt(in)) from lora.seed, rounded to bf16; B zero, so base + adapter
+// computes exactly the base until B moves.
+Weights init_lora(const Config& cfg, const LoraConfig& lora);
+// The scale as every forward uses it (float(alpha / rank)).
+float lora_scale(double alpha, int rank);
+// W + scale · B A for each target projection of `base` (canonical order), computed
+// in double; the result holds exact sums, round_to_bf16 it for a checkpoint.
+Weights merge_lora(const Config& cfg, const Weights& base, const Weights& lora, float scale);
+
+// An adapter ready to serve: A, B and their transposes. Immutable and shared by
+// the sequences that use it.
+class Adapter {
+ public:
+  // `lora` in lora_specs() order (rank taken from the first A); throws
+  // std::invalid_argument naming the tensor on a missing/extra tensor or wrong shape.
+  Adapter(const Config& cfg, const Weights& lora, float scale);
+  ~Adapter();
+  Adapter(const Adapter&) = delete;
+  Adapter& operator=(const Adapter&) = delete;
+  const Config& config() const;
+  int rank() const;
+  float scale() const;
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 // ---- inference -------------------------------------------------------------
 
 // Immutable after construction; every const method may be called from many
@@ -80,7 +131,12 @@ class Model {
   const Config& config() const;
 
   struct Cache;  // the KV cache of one sequence
-  std::unique_ptr<Cache, void (*)(Cache*)> new_cache() const;
+  // A cache whose sequence runs through `adapter` (nullptr = the base alone).
+  // Sequences with different adapters batch together in decode(): the base
+  // products run over every row at once, each adapter's term over its rows.
+  // Throws std::invalid_argument for an adapter of another model config.
+  std::unique_ptr<Cache, void (*)(Cache*)> new_cache(
+      std::shared_ptr<const Adapter> adapter = nullptr) const;
   static int cache_length(const Cache&);
   // A copy of `cache` (same sequence so far), e.g. to sample several choices
   // after one prompt prefill. Throws std::invalid_argument for another model's cache.
@@ -146,7 +202,9 @@ struct OptimResult {
 };
 
 // fp32 master weights; forward and backward run on a bf16-rounded copy (what a
-// sampler snapshot holds), so trainer logprobs match the deployment's.
+// sampler snapshot holds), so trainer logprobs match the deployment's. With
+// LoRA (lora.rank > 0) the base weights are frozen and only the adapter's A and
+// B train (gradients, Adam moments and state cover them alone).
 // Not thread-safe: call one method at a time (each call uses `threads` threads
 // internally). Bad datums throw std::invalid_argument naming "data[i].field"
 // and leave the gradient accumulator untouched. Metrics (mean_ratio, kl,
@@ -154,7 +212,9 @@ struct OptimResult {
 // advantages are given, a nonzero advantage (prompt tokens carry 0).
 class Trainer {
  public:
-  Trainer(const Config& cfg, Weights master, int threads = 0);  // 0 = hardware threads
+  // threads 0 = hardware threads. Throws std::invalid_argument for a LoRA rank
+  // outside [0, kMaxLoraRank] or alpha <= 0.
+  Trainer(const Config& cfg, Weights master, int threads = 0, const LoraConfig& lora = {});
   ~Trainer();
 
   const Config& config() const;
@@ -168,10 +228,14 @@ class Trainer {
   OptimResult optim_step(const AdamParams& p);
   long step() const;
 
-  const Weights& master() const;
-  Weights sampler_weights() const;  // bf16-rounded copy of the master weights
+  const LoraConfig& lora() const;
+  const Weights& master() const;    // with LoRA: the frozen base
+  Weights sampler_weights() const;  // bf16-rounded copy of the master weights (base only)
+  Weights adapter_weights() const;  // bf16-rounded A and B (lora_specs order); empty without LoRA
+  Weights merged_weights() const;   // bf16(base + scale · B A): the adapter folded in
 
-  // Everything needed to continue bit-identically: master weights, Adam moments, step.
+  // Everything needed to continue bit-identically: trained weights (the adapter
+  // under LoRA), Adam moments, pending gradient, step.
   std::string save_state() const;
   void load_state(std::string_view bytes);  // throws std::invalid_argument on bad bytes
 

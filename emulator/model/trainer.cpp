@@ -38,20 +38,29 @@ std::vector<size_t> split_by_tokens(const std::vector<Datum>& data, int parts) {
 
 }  // namespace
 
-Trainer::Trainer(const Config& cfg, Weights master, int threads) : impl_(std::make_unique<Impl>()) {
+Trainer::Trainer(const Config& cfg, Weights master, int threads, const LoraConfig& lora)
+    : impl_(std::make_unique<Impl>()) {
   detail::check_weights(cfg, master);
   Impl& m = *impl_;
   m.cfg = cfg;
   m.lay = detail::make_layout(cfg);
+  if (lora.rank != 0) {
+    if (!(lora.alpha > 0) || !std::isfinite(lora.alpha))
+      throw std::invalid_argument("lora alpha must be a finite number > 0");
+    m.llay = detail::make_lora_layout(cfg, lora.rank);  // checks the rank
+    m.lora = lora;
+    m.lora_master = init_lora(cfg, lora);
+    m.scale = lora_scale(lora.alpha, lora.rank);
+  }
   if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
   m.threads = threads;
   m.master = std::move(master);
   const detail::RopeTables rope = detail::rope_tables(cfg);
   m.rope_cos.assign(rope.cos.begin(), rope.cos.end());
   m.rope_sin.assign(rope.sin.begin(), rope.sin.end());
-  m.grad.assign(m.lay.total, 0.0f);
-  m.adam_m.assign(m.lay.total, 0.0f);
-  m.adam_v.assign(m.lay.total, 0.0f);
+  m.grad.assign(m.trained_count(), 0.0f);
+  m.adam_m.assign(m.trained_count(), 0.0f);
+  m.adam_v.assign(m.trained_count(), 0.0f);
   m.work.resize(threads);
   m.thread_grad.resize(threads);
   m.refresh_compute_weights();
@@ -68,6 +77,22 @@ long Trainer::step() const {
 const Weights& Trainer::master() const {
   return impl_->master;
 }
+const LoraConfig& Trainer::lora() const {
+  return impl_->lora;
+}
+
+Weights Trainer::adapter_weights() const {
+  Weights w = impl_->lora_master;
+  round_to_bf16(w);
+  return w;
+}
+
+Weights Trainer::merged_weights() const {
+  if (impl_->lora.rank == 0) return sampler_weights();
+  Weights w = merge_lora(impl_->cfg, sampler_weights(), adapter_weights(), impl_->scale);
+  round_to_bf16(w);
+  return w;
+}
 
 Weights Trainer::sampler_weights() const {
   Weights w = impl_->master;
@@ -76,6 +101,13 @@ Weights Trainer::sampler_weights() const {
 }
 
 void Trainer::Impl::refresh_compute_weights() {
+  if (lora.rank > 0) {
+    lora16 = detail::flatten(llay, lora_master);
+    for (float& x : lora16) x = round_to_bf16(x);
+    lorat16.resize(lora16.size());
+    detail::transposed_copy(llay, lora16.data(), lorat16.data());
+    if (!w16.empty()) return;  // the base is frozen
+  }
   w16 = detail::flatten(lay, master);
   for (float& x : w16) x = round_to_bf16(x);
   wt16.resize(w16.size());
@@ -88,8 +120,16 @@ ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn 
   ForwardBackwardResult res;
   res.logprobs.resize(data.size());
   std::vector<DatumStats> stats(data.size());
-  const detail::NetView<float> net{&cfg,           &lay, w16.data(), wt16.data(), rope_cos.data(),
-                                   rope_sin.data()};
+  const detail::LoraNet<float> adapter{&llay, lora16.data(), lorat16.data(), scale};
+  const detail::NetView<float> net{&cfg,
+                                   &lay,
+                                   w16.data(),
+                                   wt16.data(),
+                                   rope_cos.data(),
+                                   rope_sin.data(),
+                                   lora.rank > 0 ? &adapter : nullptr};
+  const bool use_lora = lora.rank > 0;
+  const size_t n_trained = trained_count();
 
   auto process = [&](size_t i, detail::SeqWork<float>& ws, float* g) {
     const Datum& d = data[i];
@@ -116,7 +156,9 @@ ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn 
           st.clipped += 1;
       }
     }
-    if (backward) detail::sequence_backward(net, d.tokens, d.target_tokens, ws, dlogp.data(), g);
+    if (backward)
+      detail::sequence_backward(net, d.tokens, d.target_tokens, ws, dlogp.data(),
+                                use_lora ? nullptr : g, use_lora ? g : nullptr);
   };
 
   const int parts = int(std::min<size_t>(size_t(threads), std::max<size_t>(1, data.size())));
@@ -124,7 +166,7 @@ ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn 
   auto worker = [&](int k) {
     float* g = nullptr;
     if (backward) {
-      thread_grad[k].assign(lay.total, 0.0f);
+      thread_grad[k].assign(n_trained, 0.0f);
       g = thread_grad[k].data();
     }
     for (size_t i = bounds[k]; i < bounds[k + 1]; ++i) process(i, work[k], g);
@@ -154,7 +196,7 @@ ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn 
   if (backward)  // fixed summation order: independent of thread timing
     for (int k = 0; k < parts; ++k) {
       const float* tg = thread_grad[k].data();
-      for (size_t i = 0; i < lay.total; ++i) grad[i] += tg[i];
+      for (size_t i = 0; i < n_trained; ++i) grad[i] += tg[i];
     }
 
   long metric_tokens = 0, clipped = 0;
@@ -212,9 +254,10 @@ OptimResult Trainer::optim_step(const AdamParams& p) {
   m.step += 1;
   const double bc1 = 1.0 - std::pow(p.beta1, double(m.step));
   const double bc2 = 1.0 - std::pow(p.beta2, double(m.step));
-  for (size_t ti = 0; ti < m.master.size(); ++ti) {
-    std::vector<float>& w = m.master[ti].data;
-    const size_t off = m.lay.tensor_offset[ti];
+  Weights& trained = m.trained();
+  for (size_t ti = 0; ti < trained.size(); ++ti) {
+    std::vector<float>& w = trained[ti].data;
+    const size_t off = m.trained_offsets()[ti];
     for (size_t j = 0; j < w.size(); ++j) {
       const size_t i = off + j;
       const double g = double(m.grad[i]) * scale;

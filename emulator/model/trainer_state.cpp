@@ -1,10 +1,14 @@
 // Trainer state file, little-endian:
 //   magic "FLARETRN" | u32 version | u32 name length | name bytes
-//   | i32 vocab, d_model, n_layers, n_heads, d_ff, max_seq | i64 step | u64 n
-//   | f32[n] master | f32[n] adam m | f32[n] adam v | f32[n] pending gradient
+//   | i32 vocab, d_model, n_layers, n_heads, d_ff, max_seq
+//   | (version 2) i32 lora rank | f64 lora alpha
+//   | i64 step | u64 n
+//   | f32[n] trained weights | f32[n] adam m | f32[n] adam v | f32[n] pending gradient
 //   | u64 FNV-1a of everything before it
-// Holding the pending gradient as well makes a reload bit-identical even
-// between forward_backward and optim_step.
+// The trained weights are the master weights, or the adapter (lora_specs order)
+// when the rank is > 0; the frozen base is not stored. Version 1 (no LoRA
+// fields) still loads. Holding the pending gradient as well makes a reload
+// bit-identical even between forward_backward and optim_step.
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -16,7 +20,7 @@ namespace flare::model {
 namespace {
 
 constexpr char kMagic[8] = {'F', 'L', 'A', 'R', 'E', 'T', 'R', 'N'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 
 uint64_t fnv1a(const char* p, size_t n) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -65,9 +69,11 @@ std::string Trainer::save_state() const {
   for (int v :
        {m.cfg.vocab, m.cfg.d_model, m.cfg.n_layers, m.cfg.n_heads, m.cfg.d_ff, m.cfg.max_seq})
     put(out, int32_t(v));
+  put(out, int32_t(m.lora.rank));
+  put(out, double(m.lora.rank > 0 ? m.lora.alpha : 0.0));
   put(out, int64_t(m.step));
-  put(out, uint64_t(m.lay.total));
-  for (const Tensor& t : m.master)
+  put(out, uint64_t(m.trained_count()));
+  for (const Tensor& t : m.trained())
     out.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * sizeof(float));
   for (const std::vector<float>* v : {&m.adam_m, &m.adam_v, &m.grad})
     out.append(reinterpret_cast<const char*>(v->data()), v->size() * sizeof(float));
@@ -83,9 +89,9 @@ void Trainer::load_state(std::string_view bytes) {
     throw std::invalid_argument("trainer state: bad magic (not a flare trainer state)");
   r.at = sizeof kMagic;
   const uint32_t version = r.get<uint32_t>("version");
-  if (version != kVersion)
+  if (version != 1 && version != kVersion)
     throw std::invalid_argument("trainer state: unsupported version " + std::to_string(version) +
-                                " (expected " + std::to_string(kVersion) + ")");
+                                " (expected 1 or " + std::to_string(kVersion) + ")");
   const uint32_t name_len = r.get<uint32_t>("config name length");
   r.need(name_len, "config name");
   const std::string name(bytes.substr(r.at, name_len));
@@ -103,12 +109,21 @@ void Trainer::load_state(std::string_view bytes) {
                                   std::to_string(v) + ", this model has " +
                                   std::to_string(expected[i]));
   }
+  const int32_t rank = version >= 2 ? r.get<int32_t>("lora rank") : 0;
+  const double alpha = version >= 2 ? r.get<double>("lora alpha") : 0.0;
+  if (rank != m.lora.rank)
+    throw std::invalid_argument("trainer state: lora rank is " + std::to_string(rank) +
+                                ", this trainer's is " + std::to_string(m.lora.rank));
+  if (rank > 0 && alpha != m.lora.alpha)
+    throw std::invalid_argument("trainer state: lora alpha is " + std::to_string(alpha) +
+                                ", this trainer's is " + std::to_string(m.lora.alpha));
   const int64_t step = r.get<int64_t>("step");
   if (step < 0) throw std::invalid_argument("trainer state: negative step");
   const uint64_t n = r.get<uint64_t>("parameter count");
-  if (n != m.lay.total)
+  if (n != m.trained_count())
     throw std::invalid_argument("trainer state: holds " + std::to_string(n) +
-                                " parameters, this model has " + std::to_string(m.lay.total));
+                                " parameters, this trainer has " +
+                                std::to_string(m.trained_count()));
   std::vector<float> master, adam_m, adam_v, grad;
   r.floats(master, n, "master weights");
   r.floats(adam_m, n, "adam m");
@@ -122,9 +137,10 @@ void Trainer::load_state(std::string_view bytes) {
   if (sum != fnv1a(bytes.data(), body))
     throw std::invalid_argument("trainer state: checksum mismatch (corrupted data)");
 
-  for (size_t ti = 0; ti < m.master.size(); ++ti) {
-    std::vector<float>& w = m.master[ti].data;
-    std::copy_n(master.begin() + m.lay.tensor_offset[ti], w.size(), w.begin());
+  Weights& trained = m.trained();
+  for (size_t ti = 0; ti < trained.size(); ++ti) {
+    std::vector<float>& w = trained[ti].data;
+    std::copy_n(master.begin() + m.trained_offsets()[ti], w.size(), w.begin());
   }
   m.adam_m = std::move(adam_m);
   m.adam_v = std::move(adam_v);

@@ -1,10 +1,8 @@
 #include <charconv>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <future>
 #include <random>
+#include <stdexcept>
 
 #include "emulator/engine/validate.hpp"
 #include "emulator/server/api_error.hpp"
@@ -19,6 +17,7 @@ struct Parsed {
   engine::SamplingParams params;
   bool raw_output = false;
   bool stream = false;
+  bool perf_metrics = false;  // perf_metrics_in_response: timings in the last stream chunk
 };
 
 std::string deployment_of_model(const ControlPlane& cp, const std::string& model) {
@@ -94,6 +93,7 @@ Parsed parse_request(const ControlPlane& cp, const nlohmann::json& body) {
   sp.echo = get_bool(body, "echo", false);
   p.raw_output = get_bool(body, "raw_output", false);
   p.stream = get_bool(body, "stream", false);
+  p.perf_metrics = get_bool(body, "perf_metrics_in_response", false);
   get_int(body, "prompt_cache_max_len", 0);  // type-checked; there is no prompt cache to bound
   return p;
 }
@@ -112,6 +112,15 @@ nlohmann::json token_json(const engine::TokenLogprob& t) {
           {"top_logprobs", top}};
 }
 
+// With echo the answer covers prompt + completion: its text, its logprobs and,
+// as the Fireworks API returns them, its raw_output.completion_token_ids.
+std::vector<int> completion_ids(const Parsed& p, const engine::Result& r, const engine::Choice& c) {
+  if (!p.params.echo) return c.tokens;
+  std::vector<int> ids = r.prompt_tokens;
+  ids.insert(ids.end(), c.tokens.begin(), c.tokens.end());
+  return ids;
+}
+
 nlohmann::json choice_json(const Parsed& p, const engine::Result& r, size_t i) {
   const engine::Choice& c = r.choices[i];
   nlohmann::json j = {{"index", i}, {"finish_reason", c.finish_reason}};
@@ -127,7 +136,8 @@ nlohmann::json choice_json(const Parsed& p, const engine::Result& r, size_t i) {
     j["logprobs"] = nullptr;
   }
   if (p.raw_output) {
-    j["raw_output"] = {{"prompt_token_ids", r.prompt_tokens}, {"completion_token_ids", c.tokens}};
+    j["raw_output"] = {{"prompt_token_ids", r.prompt_tokens},
+                       {"completion_token_ids", completion_ids(p, r, c)}};
   }
   return j;
 }
@@ -189,7 +199,11 @@ void append_choice(std::string& out, const Parsed& p, const engine::Result& r, s
   out += ",\"logprobs\":null";
   if (p.raw_output) {
     out += ",\"raw_output\":{\"completion_token_ids\":";
-    append_ids(out, c.tokens);
+    if (p.params.echo) {
+      append_ids(out, completion_ids(p, r, c));
+    } else {
+      append_ids(out, c.tokens);
+    }
     out += ",\"prompt_token_ids\":";
     append_ids(out, r.prompt_tokens);
     out.push_back('}');
@@ -272,13 +286,35 @@ struct InflightGuard {
   }
 };
 
+std::string seconds_text(double seconds) {
+  char buf[48];  // "%f", as std::to_string(double) writes it, without printf
+  return std::string(
+      buf, std::to_chars(buf, buf + sizeof buf, seconds, std::chars_format::fixed, 6).ptr);
+}
+
+// The server metrics the Fireworks SDK reads (ServerMetrics.from_headers), under
+// its names, measured by the engine for this request. There is no prompt
+// cache, so no prompt token is ever cached.
+struct Metric {
+  const char* name;
+  std::string value;
+};
+std::vector<Metric> server_metrics(const engine::Result& r, double processing_s) {
+  return {{"num-concurrent-requests", std::to_string(r.concurrent_requests)},
+          {"prefill-queue-duration", seconds_text(r.queue_seconds)},
+          {"generation-queue-duration", seconds_text(r.generation_queue_seconds)},
+          {"server-time-to-first-token", seconds_text(r.first_token_seconds)},
+          {"cached-prompt-tokens", "0"},
+          {"prompt-tokens", std::to_string(r.prompt_tokens.size())},
+          {"server-processing-time", seconds_text(processing_s)}};
+}
+
 void set_timing_headers(httplib::Response& res, const engine::Result& r, double seconds) {
   res.set_header("fireworks-snapshot-identity", r.snapshot_identity);
-  char buf[48];  // "%f", as std::to_string(double) writes it, without printf
-  auto end = std::to_chars(buf, buf + sizeof buf, seconds, std::chars_format::fixed, 6).ptr;
-  res.set_header("fireworks-server-processing-time", std::string(buf, end));
-  res.set_header("fireworks-prompt-tokens", std::to_string(r.prompt_tokens.size()));
-  res.set_header("fireworks-cached-prompt-tokens", "0");
+  for (auto& m : server_metrics(r, seconds)) {
+    res.set_header(std::string("fireworks-") + m.name, m.value);
+    res.set_header(m.name, std::move(m.value));
+  }
 }
 
 nlohmann::json usage_json(const engine::Result& r) {
@@ -288,84 +324,136 @@ nlohmann::json usage_json(const engine::Result& r) {
           {"total_tokens", prompt + r.completion_tokens}};
 }
 
-// Streaming: the engine runs on its own thread and its token callback queues
-// SSE events that the connection thread writes out.
-struct StreamState {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::string> events;
-  bool done = false;
-};
+// One SSE event holding a text_completion chunk of the given choices.
+std::string stream_event(const std::string& id, long created, const std::string& model,
+                         nlohmann::json choices, const nlohmann::json* extra = nullptr) {
+  nlohmann::json j = {{"id", id},
+                      {"object", "text_completion"},
+                      {"created", created},
+                      {"model", model},
+                      {"choices", std::move(choices)}};
+  if (extra) j.update(*extra);
+  return "data: " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
+}
 
+// The chunk of one token without logprobs, the common case, written as text:
+// the same bytes as stream_event's dump (keys in sorted order).
+void append_token_event(std::string& out, const std::string& id, long created,
+                        const std::string& model, bool raw_output, int index, int token,
+                        const std::string& piece) {
+  out += "data: {\"choices\":[{\"finish_reason\":null,\"index\":";
+  append_int(out, index);
+  if (raw_output) {
+    out += ",\"raw_output\":{\"completion_token_ids\":[";
+    append_int(out, token);
+    out += "]}";
+  }
+  out += ",\"text\":";
+  append_json_text(out, piece);
+  out += "}],\"created\":";
+  append_int(out, created);
+  out += ",\"id\":\"";
+  out += id;
+  out += "\",\"model\":";
+  append_json_text(out, model);
+  out += ",\"object\":\"text_completion\"}\n\n";
+}
+
+constexpr const char* kDone = "data: [DONE]\n\n";
+
+// Streaming: the engine runs on the connection's own thread, inside the
+// content provider, and each token is written to the socket as it is sampled.
+// The headers go out first, so they carry what is known before generation;
+// the timings come in the last chunk's perf_metrics when the request asks.
 void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parsed p,
-                       std::string base_model, httplib::Response& res) {
+                       std::string base_model, httplib::Response& res,
+                       std::chrono::steady_clock::time_point t0) {
   bool truncate = take_truncate_fault();
   std::string snapshot = serving->engine->snapshot_identity();
   res.set_header("fireworks-snapshot-identity", snapshot);
+  res.set_header("prompt-tokens", std::to_string(p.prompt.size()));
+  res.set_header("cached-prompt-tokens", "0");
   res.set_header("Cache-Control", "no-cache");
-  auto st = std::make_shared<StreamState>();
-  std::string id = random_id();
-  long created = static_cast<long>(now_s());
-  auto worker = std::make_shared<std::thread>([&cp, serving, p, st, id, created, base_model] {
-    InflightGuard guard{cp, serving};
-    auto event = [&](const nlohmann::json& j) {
-      std::lock_guard lock(st->mu);
-      st->events.push_back(
-          "data: " + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n");
-      st->cv.notify_one();
+  auto guard = std::shared_ptr<InflightGuard>(new InflightGuard{cp, serving});
+  res.set_chunked_content_provider("text/event-stream", [guard, serving, p = std::move(p),
+                                                         base_model = std::move(base_model),
+                                                         truncate,
+                                                         t0](size_t, httplib::DataSink& sink) {
+    const std::string id = random_id();
+    const long created = static_cast<long>(now_s());
+    std::string model = base_model + "@" + serving->engine->snapshot_identity();
+    std::string chunk, pending;
+    bool cut = false, gone = false;
+    auto write = [&](const std::string& e) {
+      if (cut) return;
+      if (!sink.write(e.data(), e.size())) {
+        gone = true;
+        throw std::runtime_error("the client went away");
+      }
+      if (truncate) cut = true;  // injected: the stream ends after one event
     };
     try {
-      std::string model_name;
       auto on_token = [&](int index, const engine::TokenLogprob& tok, const std::string& piece) {
-        nlohmann::json choice = {{"index", index}, {"text", piece}, {"finish_reason", nullptr}};
-        if (p.params.logprobs) choice["logprobs"] = {{"content", {token_json(tok)}}};
-        if (p.raw_output) choice["raw_output"] = {{"completion_token_ids", {tok.token}}};
-        event({{"id", id},
-               {"object", "text_completion"},
-               {"created", created},
-               {"model", base_model + "@" + serving->engine->snapshot_identity()},
-               {"choices", {choice}}});
+        chunk.clear();
+        if (p.params.logprobs) {
+          nlohmann::json choice = {{"index", index},
+                                   {"text", piece},
+                                   {"finish_reason", nullptr},
+                                   {"logprobs", {{"content", {token_json(tok)}}}}};
+          if (p.raw_output) choice["raw_output"] = {{"completion_token_ids", {tok.token}}};
+          chunk = stream_event(id, created, model, nlohmann::json::array({choice}));
+        } else {
+          append_token_event(chunk, id, created, model, p.raw_output, index, tok.token, piece);
+        }
+        if (truncate) {
+          write(chunk);  // event by event, so that the injected cut falls mid-stream
+        } else {
+          pending += chunk;
+        }
       };
-      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token);
+      // The events the engine delivered together go out in one write, the ones
+      // that came with the request's end together with the last chunk.
+      auto on_flush = [&] {
+        if (pending.empty()) return;
+        write(pending);
+        pending.clear();
+      };
+      engine::Result r = serving->engine->complete(p.prompt, p.params, on_token, on_flush);
+      model = base_model + "@" + r.snapshot_identity;
       nlohmann::json choices = nlohmann::json::array();
       for (size_t i = 0; i < r.choices.size(); ++i) {
         nlohmann::json c = {
             {"index", i}, {"text", ""}, {"finish_reason", r.choices[i].finish_reason}};
         if (p.raw_output) {
           c["raw_output"] = {{"prompt_token_ids", r.prompt_tokens},
-                             {"completion_token_ids", r.choices[i].tokens}};
+                             {"completion_token_ids", completion_ids(p, r, r.choices[i])}};
         }
-        choices.push_back(c);
+        choices.push_back(std::move(c));
       }
-      event({{"id", id},
-             {"object", "text_completion"},
-             {"created", created},
-             {"model", base_model + "@" + r.snapshot_identity},
-             {"choices", choices},
-             {"usage", usage_json(r)}});
+      nlohmann::json extra = {{"usage", usage_json(r)}};
+      if (p.perf_metrics) {
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        nlohmann::json pm = nlohmann::json::object();
+        for (auto& m : server_metrics(r, secs)) pm[m.name] = std::move(m.value);
+        extra["perf_metrics"] = std::move(pm);
+      }
+      pending += stream_event(id, created, model, std::move(choices), &extra);
+      pending += kDone;
+      write(pending);
     } catch (const std::exception& e) {
-      event({{"error", {{"code", "INTERNAL"}, {"message", e.what()}}}});
+      if (!cut && !gone) {
+        std::string err =
+            "data: " +
+            nlohmann::json{{"error", {{"code", "INTERNAL"}, {"message", e.what()}}}}.dump(
+                -1, ' ', false, nlohmann::json::error_handler_t::replace) +
+            "\n\n" + kDone;
+        sink.write(err.data(), err.size());
+      }
     }
-    std::lock_guard lock(st->mu);
-    st->events.push_back("data: [DONE]\n\n");
-    st->done = true;
-    st->cv.notify_one();
+    if (cut || gone) return false;  // closes the connection mid-stream
+    sink.done();
+    return true;
   });
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [st, truncate, sent = 0](size_t, httplib::DataSink& sink) mutable {
-        std::unique_lock lock(st->mu);
-        st->cv.wait(lock, [&] { return !st->events.empty() || st->done; });
-        while (!st->events.empty()) {
-          std::string e = std::move(st->events.front());
-          st->events.pop_front();
-          if (!sink.write(e.data(), e.size())) return false;
-          if (truncate && ++sent >= 1) return false;  // injected: cut the stream mid-way
-        }
-        if (st->done && st->events.empty()) sink.done();
-        return true;
-      },
-      [worker](bool) { worker->join(); });
 }
 
 void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
@@ -380,7 +468,7 @@ void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res
     throw;
   }
   if (p.stream) {
-    stream_completion(env.cp, serving, std::move(p), base_model, res);
+    stream_completion(env.cp, serving, std::move(p), base_model, res, t0);
     return;
   }
   InflightGuard guard{env.cp, serving};

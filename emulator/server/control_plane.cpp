@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "emulator/server/replica.hpp"
 #include "emulator/server/trainer_jobs.hpp"
 
 namespace fs = std::filesystem;
@@ -103,7 +104,7 @@ void ControlPlane::bring_up(Deployment& d) {
   auto weights = to_weights(*s.cfg, views(*s.current));
   auto m = std::make_shared<const model::Model>(*s.cfg, weights);
   if (!s.engine) s.engine = std::make_unique<engine::Engine>();
-  s.engine->set_model(std::move(m), d.row.snapshot);
+  s.engine->set_model(std::move(m), d.row.snapshot, s.adapter);
   s.phase = Phase::Up;
   s.last_used = now_s();
 }
@@ -131,7 +132,7 @@ void ControlPlane::remove_unreferenced(const std::string& id,
       continue;
     }
     std::error_code ec;
-    fs::remove(f, ec);
+    fs::remove_all(f, ec);  // a LoRA snapshot's copy is a folder
   }
 }
 
@@ -155,8 +156,13 @@ void ControlPlane::restore() {
                                     : std::make_shared<const Checkpoint>(read_checkpoint(file));
       };
       s.base = load(slot.row.base_file);
-      s.current =
-          slot.row.snapshot_file == slot.row.base_file ? s.base : load(slot.row.snapshot_file);
+      if (fs::is_directory(slot.row.snapshot_file)) {  // a LoRA adapter on the base model
+        s.current = initial;
+        s.adapter = load_adapter(*s.cfg, slot.row.snapshot_file);
+      } else {
+        s.current =
+            slot.row.snapshot_file == slot.row.base_file ? s.base : load(slot.row.snapshot_file);
+      }
       if (slot.max_replicas() > 0) bring_up(slot);
     } catch (const std::exception& e) {
       slot.row.state = "FAILED";

@@ -41,6 +41,9 @@ struct Serving {
   int inflight = 0;
   std::shared_ptr<const Checkpoint> current;  // full bf16 weights of row.snapshot
   std::shared_ptr<const Checkpoint> base;     // full bf16 weights of row.base_snapshot
+  // When row.snapshot is a LoRA adapter: the adapter, applied at run time on
+  // top of `current` (the base model's weights).
+  std::shared_ptr<const model::Adapter> adapter;
   LoadingState loading;
   bool loading_busy = false;
   std::thread loader;

@@ -168,6 +168,7 @@ void reattach_trainer(ControlPlane& cp, Deployment& d, const std::string& traine
   std::vector<std::string> old = {d.row.snapshot_file, d.row.base_file};
   std::string path;
   d.serving->current = d.serving->base = cp.initial_checkpoint(*d.serving->cfg, &path);
+  d.serving->adapter = nullptr;
   d.row.snapshot = d.row.base_snapshot = d.base_model();
   d.row.snapshot_file = d.row.base_file = path;
   d.serving->loading = {};

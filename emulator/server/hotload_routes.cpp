@@ -186,11 +186,14 @@ void status(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
     nlohmann::json ls = {{"stage", s.loading.stage},
                          {"target_snapshot_identity", s.loading.target}};
     if (!s.loading.message.empty()) ls["message"] = s.loading.message;
-    replicas.push_back({{"current_snapshot_identity", d.row.snapshot},
-                        {"base_snapshot_identity", d.row.base_snapshot},
-                        {"readiness", true},
-                        {"loading_state", ls},
-                        {"loaded_adapters", nlohmann::json::array()}});
+    replicas.push_back(
+        {{"current_snapshot_identity", d.row.snapshot},
+         {"base_snapshot_identity", d.row.base_snapshot},
+         {"readiness", true},
+         {"loading_state", ls},
+         {"loaded_adapters",
+          s.adapter ? nlohmann::json::array({{{"identity", d.row.snapshot}, {"status", "loaded"}}})
+                    : nlohmann::json::array()}});
   }
   send_json(res, 200, {{"replicas", replicas}});
 }

@@ -25,9 +25,49 @@ void fail_load(Serving& s, const std::string& target, const std::string& message
   s.loading = {"error", target, message};
 }
 
+// A LoRA snapshot: the adapter folder `source` on top of the base model's
+// weights `base`, applied at run time. The replica keeps a copy of the folder.
+void run_adapter_load(ControlPlane* cp, const std::string& id,
+                      const std::shared_ptr<Serving>& serving, const HotloadRequest& req,
+                      std::shared_ptr<const Checkpoint> base, const std::string& source) {
+  {
+    std::lock_guard lock(cp->mu);
+    serving->loading.stage = "loading";
+  }
+  auto adapter = load_adapter(*serving->cfg, source);
+  auto m =
+      std::make_shared<const model::Model>(*serving->cfg, to_weights(*serving->cfg, views(*base)));
+  std::string dir = next_replica_file(*cp, id);
+  dir = dir.substr(0, dir.size() - std::string(".safetensors").size()) + "-adapter";
+  fs::create_directories(dir);
+  for (const char* f : {kAdapterConfigFile, kAdapterFile})
+    fs::copy_file(source + "/" + f, dir + "/" + f, fs::copy_options::overwrite_existing);
+
+  std::lock_guard lock(cp->mu);
+  auto it = cp->deployments.find(id);
+  if (it == cp->deployments.end() || it->second.serving != serving) {
+    fs::remove_all(dir);
+    serving->loading_busy = false;
+    return;
+  }
+  Deployment& d = it->second;
+  std::vector<std::string> old = {d.row.snapshot_file};
+  d.row.snapshot = req.identity;
+  d.row.snapshot_file = dir;
+  serving->current = base;
+  serving->adapter = adapter;
+  d.row.update_time = now_s();
+  cp->save(d);
+  if (serving->phase == Phase::Up) serving->engine->set_model(std::move(m), req.identity, adapter);
+  serving->loading = {"idle", req.identity, ""};
+  serving->loading_busy = false;
+  cp->remove_unreferenced(id, old);
+}
+
 void run_load(ControlPlane* cp, std::string id, std::shared_ptr<Serving> serving,
               HotloadRequest req, std::shared_ptr<const Checkpoint> prev, std::string source) {
   try {
+    if (req.adapter) return run_adapter_load(cp, id, serving, req, prev, source);
     std::shared_ptr<const Checkpoint> next;
     if (!req.delta) {
       next = std::make_shared<const Checkpoint>(read_checkpoint(source));
@@ -62,6 +102,7 @@ void run_load(ControlPlane* cp, std::string id, std::shared_ptr<Serving> serving
     d.row.snapshot = req.identity;
     d.row.snapshot_file = file;
     serving->current = next;
+    serving->adapter = nullptr;
     if (!req.delta) {
       d.row.base_snapshot = req.identity;
       d.row.base_file = file;
@@ -85,6 +126,17 @@ void run_load(ControlPlane* cp, std::string id, std::shared_ptr<Serving> serving
 
 }  // namespace
 
+std::shared_ptr<const model::Adapter> load_adapter(const model::Config& cfg,
+                                                   const std::string& dir) {
+  PeftAdapter peft = read_peft_adapter(cfg, dir, [&](const std::string& base_model) {
+    const model::Config* named = base_model.empty() ? nullptr : resolve_base_model(base_model);
+    if (named && named->name != cfg.name)
+      throw std::invalid_argument("the adapter was trained on base model '" + base_model +
+                                  "', this deployment serves '" + cfg.name + "'");
+  });
+  return std::make_shared<const model::Adapter>(cfg, peft.weights, peft.scale());
+}
+
 void start_hotload(ControlPlane& cp, Deployment& d, const HotloadRequest& req) {
   Serving& s = *d.serving;
   auto reject = [&](const std::string& message) {
@@ -103,7 +155,12 @@ void start_hotload(ControlPlane& cp, Deployment& d, const HotloadRequest& req) {
   }
   std::shared_ptr<const Checkpoint> prev;
   std::string source;
+  HotloadRequest load = req;
   if (req.delta) {
+    if (req.previous == d.row.snapshot && s.adapter) {
+      reject("previous_snapshot_identity '" + req.previous +
+             "' is a LoRA adapter; a delta applies to full weights only");
+    }
     // Deltas chain: each is made against the snapshot served right before it (the SDK pins
     // previous_snapshot_identity to the last snapshot it hotloaded), never an older base.
     if (req.previous != d.row.snapshot) {
@@ -117,6 +174,11 @@ void start_hotload(ControlPlane& cp, Deployment& d, const HotloadRequest& req) {
     source = delta_path(req.bucket_dir, req.identity);
   } else {
     source = base_path(req.bucket_dir, req.identity);
+    if (!fs::exists(source) && is_peft_adapter_dir(snapshot_dir(req.bucket_dir, req.identity))) {
+      load.adapter = true;  // a LoRA snapshot: served on the base model's own weights
+      source = snapshot_dir(req.bucket_dir, req.identity) + "/" + kAdapterFile;
+      prev = cp.initial_checkpoint(*s.cfg);
+    }
   }
   const std::string kind = req.delta ? "delta" : "base";
   try {
@@ -131,7 +193,8 @@ void start_hotload(ControlPlane& cp, Deployment& d, const HotloadRequest& req) {
   s.loading = {"downloading", req.identity, ""};
   s.loading_busy = true;
   if (s.loader.joinable()) s.loader.join();  // the previous load has finished (busy was false)
-  s.loader = std::thread(run_load, &cp, d.row.id, d.serving, req, prev, source);
+  if (load.adapter) source = source.substr(0, source.rfind('/'));  // the resolved adapter dir
+  s.loader = std::thread(run_load, &cp, d.row.id, d.serving, load, prev, source);
 }
 
 }  // namespace flare::emulator

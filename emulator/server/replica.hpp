@@ -14,7 +14,13 @@ struct HotloadRequest {
   std::string bucket_dir;  // where the snapshot is read from
   bool delta = false;
   std::string previous;  // delta only: previous_snapshot_identity
+  bool adapter = false;  // set by start_hotload: the snapshot is a PEFT adapter folder
 };
+
+// The serving form of a PEFT adapter folder (checked against the model config,
+// and against `cfg`'s name when the folder names a known base model).
+std::shared_ptr<const model::Adapter> load_adapter(const model::Config& cfg,
+                                                   const std::string& dir);
 
 // Call with cp.mu held. Throws ApiError (400) for a request that cannot
 // succeed, after recording it as the replica's loading error.

@@ -1,5 +1,6 @@
 #include "emulator/server/trainer_jobs.hpp"
 
+#include <cmath>
 #include <filesystem>
 #include <set>
 
@@ -12,13 +13,21 @@ namespace {
 
 const std::set<std::string> kJobFields = {"serviceMode", "trainingConfig", "hotLoadDeploymentId",
                                           "displayName", "description",    "annotations"};
-const std::set<std::string> kTrainingFields = {"baseModel",        "loraRank",
-                                               "learningRate",     "maxContextLength",
-                                               "batchSize",        "gradientAccumulationSteps",
-                                               "epochs",           "warmupSteps",
-                                               "region",           "acceleratorType",
-                                               "acceleratorCount", "jinjaTemplate",
-                                               "outputModel",      "seed"};
+const std::set<std::string> kTrainingFields = {"baseModel",
+                                               "loraRank",
+                                               "loraAlpha",
+                                               "learningRate",
+                                               "maxContextLength",
+                                               "batchSize",
+                                               "gradientAccumulationSteps",
+                                               "epochs",
+                                               "warmupSteps",
+                                               "region",
+                                               "acceleratorType",
+                                               "acceleratorCount",
+                                               "jinjaTemplate",
+                                               "outputModel",
+                                               "seed"};
 
 std::string job_name(const ControlPlane& cp, const std::string& id) {
   return "accounts/" + cp.account + "/rlorTrainerJobs/" + id;
@@ -48,10 +57,20 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
                 ")");
   }
   long rank = get_int(*tc, "loraRank", 0);
-  if (rank != 0) {
+  if (rank != 0 && (rank < 1 || rank > model::kMaxLoraRank)) {
     bad_request("trainingConfig.loraRank is " + std::to_string(rank) +
-                ": the emulator trains full weights only; set loraRank to 0");
+                ": must be 0 (full-weight training) or a LoRA rank from 1 to " +
+                std::to_string(model::kMaxLoraRank));
   }
+  if (rank > 0) {  // the trainer's default when the client sends none, as the service's
+    double alpha = get_number(*tc, "loraAlpha", 2.0 * double(rank));
+    if (!(alpha > 0) || !std::isfinite(alpha))
+      bad_request("trainingConfig.loraAlpha must be a number > 0");
+    (*tc)["loraAlpha"] = alpha;
+  }
+  // Stored as plain integers (the gateway also takes int64 values as strings).
+  if (tc->contains("loraRank")) (*tc)["loraRank"] = rank;
+  if (tc->contains("seed")) (*tc)["seed"] = get_int(*tc, "seed", 0);
   double lr = get_number(*tc, "learningRate", 1e-4);
   if (!(lr > 0)) bad_request("trainingConfig.learningRate must be > 0");
 
@@ -102,9 +121,16 @@ TrainerJob& find_job(ControlPlane& cp, const std::string& id) {
 
 void start_trainer(ControlPlane& cp, TrainerJob& job) {
   (void)cp;
-  const model::Config* cfg = resolve_base_model(job.spec["trainingConfig"].value("baseModel", ""));
+  const nlohmann::json& tc = job.spec["trainingConfig"];
+  const model::Config* cfg = resolve_base_model(tc.value("baseModel", ""));
+  model::LoraConfig lora;
+  lora.rank = int(tc.value("loraRank", 0L));
+  if (lora.rank > 0) {
+    lora.alpha = tc.value("loraAlpha", 2.0 * lora.rank);
+    lora.seed = uint64_t(tc.value("seed", 0L));
+  }
   job.rt->cfg = cfg;
-  job.rt->trainer = std::make_unique<model::Trainer>(*cfg, model::init_weights(*cfg));
+  job.rt->trainer = std::make_unique<model::Trainer>(*cfg, model::init_weights(*cfg), 0, lora);
 }
 
 void advance_trainer_jobs(ControlPlane& cp, double now) {

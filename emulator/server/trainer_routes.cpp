@@ -22,6 +22,7 @@ struct JobHandle {
   std::string id;
   std::string bucket_dir;
   std::string last_snapshot;  // the trainer's previous sampler snapshot
+  std::string base_model;
   std::shared_ptr<TrainerRuntime> rt;
 };
 
@@ -38,7 +39,8 @@ JobHandle running_job(ControlPlane& cp, const httplib::Request& req) {
                    "trainer job " + id + " is " + it->second.row.state + ", not RUNNING",
                    std::max(1.0, cp.opt.provision_delay_s));
   }
-  return {id, it->second.row.bucket_dir, it->second.row.last_base, it->second.rt};
+  return {id, it->second.row.bucket_dir, it->second.row.last_base,
+          it->second.spec["trainingConfig"].value("baseModel", ""), it->second.rt};
 }
 
 // A list of numbers given either as a plain array or as Tinker's TensorData {data: [...]}.
@@ -284,10 +286,26 @@ std::shared_ptr<const Checkpoint> snapshot_weights(const std::string& state_dir,
   return weights;
 }
 
+// `w` itself; a 400 when it holds a NaN or infinity, so that such weights are
+// never saved (and so never hotloaded).
+model::Weights finite_weights(model::Weights w, const std::string& snapshot) {
+  for (const auto& t : w) {
+    for (float x : t.data) {
+      if (!std::isfinite(x)) {
+        throw ApiError(400, "FAILED_PRECONDITION",
+                       "the trainer's weights hold a NaN or infinity (tensor '" + t.name +
+                           "'); snapshot '" + snapshot + "' is not saved");
+      }
+    }
+  }
+  return w;
+}
+
 // Sampler snapshots chain as the Fireworks SDK's WeightSyncer expects: a delta is written
 // against this trainer's previous sampler snapshot (base, merged_base or delta), which is
 // what the deployment serves when every snapshot is hotloaded in turn. merged_base (a LoRA
-// folded into the full weights) is a full base; this trainer holds full weights only.
+// folded into the full weights) is a full base, and for a full-weight trainer the same as base.
+// A LoRA trainer's snapshots stand alone (see below) and leave the chain as it is.
 void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   JobHandle job = running_job(env.cp, req);
   nlohmann::json body = parse_body(req);
@@ -300,17 +318,6 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
 
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
-  model::Weights weights = job.rt->trainer->sampler_weights();
-  for (const auto& t : weights) {
-    for (float x : t.data) {
-      if (!std::isfinite(x)) {
-        throw ApiError(400, "FAILED_PRECONDITION",
-                       "the trainer's weights hold a NaN or infinity (tensor '" + t.name +
-                           "'); snapshot '" + name + "' is not saved");
-      }
-    }
-  }
-  auto next = std::make_shared<const Checkpoint>(to_checkpoint(weights));
   // Resolved inside the state dir (links included) before anything is created.
   const std::string dir =
       inside_state_dir(env.cp.state_dir, snapshot_dir(job.bucket_dir, name), "path '" + name + "'");
@@ -318,6 +325,27 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
     fs::create_directories(dir);
     return inside_state_dir(env.cp.state_dir, dir + "/" + file, "path '" + name + "'");
   };
+  const model::LoraConfig& lora = job.rt->trainer->lora();
+  if (lora.rank > 0) {
+    // An adapter is standalone: 'base' and 'delta' both save the whole PEFT adapter
+    // (never a delta chain); 'merged_base' saves the base with the adapter folded in.
+    if (type == "merged_base") {
+      write_checkpoint(file_in_dir(kBaseFile),
+                       to_checkpoint(finite_weights(job.rt->trainer->merged_weights(), name)));
+    } else {
+      fs::create_directories(dir);
+      write_peft_adapter(dir, job.base_model, lora.rank, lora.alpha,
+                         finite_weights(job.rt->trainer->adapter_weights(), name));
+    }
+    send_json(res, 200,
+              {{"path", name},
+               {"snapshot_name", name},
+               {"checkpoint_type", type == "merged_base" ? "merged_base" : "base"},
+               {"lora_rank", lora.rank}});
+    return;
+  }
+  auto next = std::make_shared<const Checkpoint>(
+      to_checkpoint(finite_weights(job.rt->trainer->sampler_weights(), name)));
   nlohmann::json out = {{"path", name}, {"snapshot_name", name}, {"checkpoint_type", type}};
   if (type == "delta") {
     if (job.last_snapshot.empty()) {

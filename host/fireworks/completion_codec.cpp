@@ -1,9 +1,12 @@
 #include "fireworks/completion_codec.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <system_error>
 
 #include "runtime/error.hpp"
@@ -31,6 +34,26 @@ void append_double(std::string& out, double v) {
 
 using json = nlohmann::json;
 
+// --- what a response said, before the SDK's rules are applied ------------------------------
+struct Raw {
+  std::string text;
+  bool have_text = false;
+  std::string finish_reason;
+  bool have_ids = false;  // raw_output.completion_token_ids was present
+  std::vector<int> tokens;
+  std::vector<int> prompt_tokens;
+  bool have_logprobs = false;
+  std::vector<double> logprobs;
+  std::vector<double> sampling;  // NaN where an entry had no sampling_logprob
+  std::vector<std::vector<TopLogprob>> top;
+  std::optional<std::int64_t> completion_tokens;
+  std::string model;
+  bool have_model = false;
+  ServerMetrics metrics;
+  bool have_perf = false;
+  bool done = false;  // a stream's [DONE]
+};
+
 const json& field(const json& obj, const char* name, const char* where) {
   auto it = obj.find(name);
   if (it == obj.end()) bad(std::string("missing field '") + where + "'");
@@ -39,6 +62,7 @@ const json& field(const json& obj, const char* name, const char* where) {
 
 void read_ids(const json& arr, std::vector<int>& out, const char* where) {
   if (!arr.is_array()) bad(std::string("field '") + where + "' must be a list of token ids");
+  out.clear();
   out.reserve(arr.size());
   for (const auto& v : arr) {
     if (!v.is_number_integer()) bad(std::string("field '") + where + "' must hold integers");
@@ -46,38 +70,107 @@ void read_ids(const json& arr, std::vector<int>& out, const char* where) {
   }
 }
 
-struct LogprobEntry {
-  double logprob = 0;
-  double sampling_logprob = 0;
-  std::string token;
-  std::vector<TopLogprob> top;
-};
-
-LogprobEntry read_entry(const json& e, bool want_top) {
-  LogprobEntry out;
+void read_entry(const json& e, bool want_top, Raw& out) {
   if (!e.is_object()) bad("logprobs.content entries must be objects");
   const json& lp = field(e, "logprob", "logprobs.content[].logprob");
   if (!lp.is_number()) bad("logprobs.content[].logprob must be a number");
-  out.logprob = lp.get<double>();
+  out.logprobs.push_back(lp.get<double>());
   auto s = e.find("sampling_logprob");
-  out.sampling_logprob = s != e.end() && s->is_number() ? s->get<double>() : out.logprob;
-  auto t = e.find("token");
-  if (t != e.end() && t->is_string()) out.token = t->get<std::string>();
-  if (want_top) {
-    auto top = e.find("top_logprobs");
-    if (top != e.end() && top->is_array()) {
-      for (const auto& x : *top) {
-        if (!x.is_object()) continue;
-        TopLogprob tl;
-        auto id = x.find("token_id");
-        if (id != x.end() && id->is_number_integer()) tl.token_id = id->get<int>();
-        auto l = x.find("logprob");
-        if (l != x.end() && l->is_number()) tl.logprob = l->get<double>();
-        out.top.push_back(tl);
+  out.sampling.push_back(s != e.end() && s->is_number() ? s->get<double>()
+                                                        : std::numeric_limits<double>::quiet_NaN());
+  if (!want_top) return;
+  std::vector<TopLogprob> top;
+  auto t = e.find("top_logprobs");
+  if (t != e.end() && t->is_array()) {
+    for (const auto& x : *t) {
+      if (!x.is_object()) continue;
+      TopLogprob tl;
+      auto id = x.find("token_id");
+      if (id != x.end() && id->is_number_integer()) tl.token_id = id->get<int>();
+      auto l = x.find("logprob");
+      if (l != x.end() && l->is_number()) tl.logprob = l->get<double>();
+      top.push_back(tl);
+    }
+  }
+  out.top.push_back(std::move(top));
+}
+
+void read_perf_metrics(const json& pm, Raw& out) {
+  if (!pm.is_object()) return;
+  out.have_perf = true;
+  for (auto it = pm.begin(); it != pm.end(); ++it) {
+    if (it->is_string()) {
+      set_metric(out.metrics, it.key(), it->get_ref<const std::string&>());
+    } else if (it->is_number()) {
+      set_metric(out.metrics, it.key(), it->dump());
+    }
+  }
+}
+
+// One response body, or one chunk of a stream (then text is appended, the
+// logprob entries extend the lists, and raw_output, usage and the finish
+// reason replace what earlier chunks said), read through the DOM.
+void read_doc(const json& doc, const SamplingParams& params, bool chunk, Raw& out) {
+  if (!doc.is_object()) bad("the body is not a JSON object");
+  if (auto e = doc.find("error"); chunk && e != doc.end()) {
+    const json* m = e->is_object() && e->contains("message") ? &(*e)["message"] : &*e;
+    bad("the stream reported an error: " + (m->is_string() ? m->get<std::string>() : m->dump()));
+  }
+  auto cs = doc.find("choices");
+  if (cs == doc.end()) {
+    if (!chunk) bad("missing field 'choices'");
+  } else {
+    if (!cs->is_array() || (cs->empty() && !chunk)) bad("field 'choices' must be a non-empty list");
+    if (!cs->empty()) {
+      const json& c = (*cs)[0];
+      if (!c.is_object()) bad("choices[0] must be an object");
+      auto text = c.find("text");
+      if (text == c.end()) {
+        if (!chunk) bad("missing field 'choices[0].text'");
+      } else if (!text->is_string()) {
+        bad("choices[0].text must be a string");
+      } else {
+        out.text += text->get_ref<const std::string&>();
+        out.have_text = true;
+      }
+      auto fr = c.find("finish_reason");
+      if (fr != c.end() && fr->is_string()) out.finish_reason = fr->get<std::string>();
+      auto raw = c.find("raw_output");
+      if (raw != c.end() && raw->is_object()) {
+        if (auto it = raw->find("completion_token_ids"); it != raw->end()) {
+          read_ids(*it, out.tokens, "choices[0].raw_output.completion_token_ids");
+          out.have_ids = true;
+        }
+        if (auto it = raw->find("prompt_token_ids"); it != raw->end()) {
+          read_ids(*it, out.prompt_tokens, "choices[0].raw_output.prompt_token_ids");
+        }
+      }
+      if (auto it = c.find("prompt_token_ids"); it != c.end() && it->is_array()) {
+        read_ids(*it, out.prompt_tokens, "choices[0].prompt_token_ids");
+      }
+      if (params.logprobs) {
+        auto lp = c.find("logprobs");
+        if (lp != c.end() && lp->is_object()) {
+          const json& content = field(*lp, "content", "choices[0].logprobs.content");
+          if (!content.is_array()) bad("choices[0].logprobs.content must be a list");
+          for (const auto& e : content) read_entry(e, params.top_logprobs > 0, out);
+          out.have_logprobs = true;
+        } else if (!chunk) {
+          bad("choices[0].logprobs is missing although logprobs were requested");
+        }
       }
     }
   }
-  return out;
+  if (auto u = doc.find("usage"); u != doc.end() && u->is_object()) {
+    if (auto ct = u->find("completion_tokens"); ct != u->end() && ct->is_number_integer()) {
+      out.completion_tokens = ct->get<std::int64_t>();
+    }
+  }
+  if (auto m = doc.find("model"); m != doc.end() && m->is_string()) {
+    out.model = m->get<std::string>();
+    out.have_model = true;
+  }
+  if (auto pm = doc.find("perf_metrics"); pm != doc.end()) read_perf_metrics(*pm, out);
 }
 
 // --- fast path ------------------------------------------------------------------------------
@@ -315,7 +408,7 @@ class Scanner {
   const char* end_;
 };
 
-bool fast_raw_output(Scanner& s, Completion& out) {
+bool fast_raw_output(Scanner& s, Raw& out) {
   if (!s.peek('{')) return s.skip();  // not an object: ignored, as by the DOM path
   s.eat('{');
   if (s.eat('}')) return true;
@@ -325,6 +418,7 @@ bool fast_raw_output(Scanner& s, Completion& out) {
     if (!s.key(scratch, key)) return false;
     if (key == "completion_token_ids") {
       if (!s.ids(out.tokens)) return false;
+      out.have_ids = true;
     } else if (key == "prompt_token_ids") {
       if (!s.ids(out.prompt_tokens)) return false;
     } else if (!s.skip()) {
@@ -334,15 +428,17 @@ bool fast_raw_output(Scanner& s, Completion& out) {
   return s.eat('}');
 }
 
-bool fast_choice(Scanner& s, Completion& out, bool& have_text) {
+bool fast_choice(Scanner& s, Raw& out, std::string& piece) {
   if (!s.eat('{')) return false;
   if (s.eat('}')) return false;  // no text: the DOM path words the error
   std::string scratch;
   std::string_view key;
+  bool have_text = false;
   do {
     if (!s.key(scratch, key)) return false;
     if (key == "text") {
-      if (!s.string(out.text)) return false;
+      if (!s.string(piece)) return false;
+      out.text += piece;
       have_text = true;
     } else if (key == "finish_reason") {
       if (s.peek('"')) {
@@ -351,18 +447,18 @@ bool fast_choice(Scanner& s, Completion& out, bool& have_text) {
         return false;
       }
     } else if (key == "raw_output") {
-      out.tokens.clear();
-      out.prompt_tokens.clear();
       if (!fast_raw_output(s, out)) return false;
+    } else if (key == "logprobs") {
+      if (!s.literal("null")) return false;  // entries: the DOM path reads them
     } else if (!s.skip()) {
       return false;
     }
   } while (s.eat(','));
+  out.have_text = out.have_text || have_text;
   return s.eat('}') && have_text;
 }
 
-bool fast_usage(Scanner& s, std::optional<std::int64_t>& prompt_tokens,
-                std::optional<std::int64_t>& completion_tokens) {
+bool fast_usage(Scanner& s, std::optional<std::int64_t>& completion_tokens) {
   if (!s.peek('{')) return s.skip();
   s.eat('{');
   if (s.eat('}')) return true;
@@ -370,12 +466,9 @@ bool fast_usage(Scanner& s, std::optional<std::int64_t>& prompt_tokens,
   std::string_view key;
   do {
     if (!s.key(scratch, key)) return false;
-    std::optional<std::int64_t>* target = key == "prompt_tokens"       ? &prompt_tokens
-                                          : key == "completion_tokens" ? &completion_tokens
-                                                                       : nullptr;
     // Integers only; anything else is ignored, as by the DOM path.
-    if (!target || s.peek('"') || s.peek('{') || s.peek('[') || s.peek('t') || s.peek('f') ||
-        s.peek('n')) {
+    if (key != "completion_tokens" || s.peek('"') || s.peek('{') || s.peek('[') || s.peek('t') ||
+        s.peek('f') || s.peek('n')) {
       if (!s.skip()) return false;
       continue;
     }
@@ -383,7 +476,7 @@ bool fast_usage(Scanner& s, std::optional<std::int64_t>& prompt_tokens,
     std::int64_t v = 0;
     if (probe.integer(v)) {
       s = probe;
-      *target = v;
+      completion_tokens = v;
     } else if (!s.skip()) {
       return false;
     }
@@ -391,60 +484,142 @@ bool fast_usage(Scanner& s, std::optional<std::int64_t>& prompt_tokens,
   return s.eat('}');
 }
 
-// Fills out (text, finish_reason, token ids, counts, snapshot) for a response
-// without logprobs; false = let the DOM path handle this body.
-bool parse_fast(std::string_view body, const Prompt& prompt, const SamplingParams& params,
-                const std::string* snapshot_header, Completion& out) {
-  Scanner s(body);
+bool fast_perf_metrics(Scanner& s, Raw& out) {
   if (!s.eat('{')) return false;
-  bool have_choice = false, have_text = false;
-  std::optional<std::int64_t> completion_tokens, prompt_tokens;
-  std::string scratch, model;
+  out.have_perf = true;
+  if (s.eat('}')) return true;
+  std::string scratch, value;
   std::string_view key;
-  bool have_model = false;
+  do {
+    if (!s.key(scratch, key)) return false;
+    std::string name(key);               // key may point into scratch, which string() reuses
+    if (!s.string(value)) return false;  // numbers: the DOM path
+    set_metric(out.metrics, name, value);
+  } while (s.eat(','));
+  return s.eat('}');
+}
+
+// Reads one body or stream chunk without logprobs into out, as read_doc would;
+// false = let the DOM path handle it.
+bool read_fast(std::string_view text, bool chunk, bool want_model, Raw& out) {
+  Scanner s(text);
+  if (!s.eat('{')) return false;
+  bool have_choice = false;
+  std::string scratch, piece;
+  std::string_view key;
   if (!s.eat('}')) {
     do {
       if (!s.key(scratch, key)) return false;
       if (key == "choices") {
         if (have_choice || !s.eat('[')) return false;
-        if (!fast_choice(s, out, have_text)) return false;
+        if (!fast_choice(s, out, piece)) return false;
         while (s.eat(','))
           if (!s.skip()) return false;
         if (!s.eat(']')) return false;
         have_choice = true;
-      } else if (key == "model" && !(snapshot_header && !snapshot_header->empty())) {
+      } else if (key == "model" && want_model) {
         if (s.peek('"')) {
-          if (!s.string(model)) return false;
-          have_model = true;
+          if (!s.string(out.model)) return false;
+          out.have_model = true;
         } else if (!s.skip()) {
           return false;
         }
       } else if (key == "usage") {
-        if (!fast_usage(s, prompt_tokens, completion_tokens)) return false;
+        if (!fast_usage(s, out.completion_tokens)) return false;
+      } else if (key == "perf_metrics") {
+        if (!fast_perf_metrics(s, out)) return false;
+      } else if (key == "error") {
+        return false;  // the DOM path words it
       } else if (!s.skip()) {
         return false;
       }
     } while (s.eat(','));
     if (!s.eat('}')) return false;
   }
-  if (!s.at_end() || !have_choice || !have_text) return false;
-  (void)prompt_tokens;  // only needed to split echoed logprobs
-  if (out.prompt_tokens.empty() && !prompt.is_text) out.prompt_tokens = prompt.tokens;
-  if (completion_tokens) out.completion_token_count = *completion_tokens;
-  if (params.echo && prompt.is_text && out.text.starts_with(prompt.text))
-    out.text.erase(0, prompt.text.size());
-  if (out.completion_token_count == 0)
-    out.completion_token_count = static_cast<std::int64_t>(out.tokens.size());
-  if (snapshot_header && !snapshot_header->empty()) {
-    out.snapshot_identity = *snapshot_header;
-  } else if (have_model) {
-    auto at = model.rfind('@');
-    if (at != std::string::npos) out.snapshot_identity = model.substr(at + 1);
+  return s.at_end() && (have_choice || chunk);
+}
+
+// Calls fn(data) for each event of an SSE stream (data lines joined by '\n').
+template <class Fn>
+void for_each_event(std::string_view body, Fn&& fn) {
+  std::string data;
+  bool have = false;
+  std::size_t pos = 0;
+  while (pos <= body.size()) {
+    std::size_t nl = body.find('\n', pos);
+    std::size_t end = nl == std::string_view::npos ? body.size() : nl;
+    std::string_view line = body.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) {
+      if (have && !fn(std::string_view(data))) return;
+      data.clear();
+      have = false;
+    } else if (line.starts_with("data:")) {
+      line.remove_prefix(5);
+      if (line.starts_with(' ')) line.remove_prefix(1);
+      if (have) data.push_back('\n');
+      data.append(line);
+      have = true;
+    }
+    if (nl == std::string_view::npos) break;
+    pos = nl + 1;
   }
-  return true;
+  if (have) fn(std::string_view(data));
+}
+
+// A stream read chunk by chunk; false = a chunk the fast reader gave up on.
+bool read_stream(std::string_view body, const SamplingParams& params, bool want_model, bool fast,
+                 Raw& out) {
+  bool ok = true;
+  for_each_event(body, [&](std::string_view data) {
+    if (data.starts_with("[DONE]")) {
+      out.done = true;
+      return false;
+    }
+    if (fast) {
+      if (!read_fast(data, true, want_model, out)) ok = false;
+      return ok;
+    }
+    json doc = json::parse(data.begin(), data.end(), nullptr, false);
+    if (doc.is_discarded()) return true;  // skipped, as the SDK skips it
+    read_doc(doc, params, true, out);
+    return true;
+  });
+  return ok;
 }
 
 }  // namespace
+
+bool set_metric(ServerMetrics& m, std::string_view name, std::string_view value) {
+  auto real = [&](double& out) {
+    double v = 0;
+    auto r = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (r.ec == std::errc() && r.ptr == value.data() + value.size()) out = v;
+  };
+  auto whole = [&](std::int64_t& out) {
+    std::int64_t v = 0;
+    auto r = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (r.ec == std::errc() && r.ptr == value.data() + value.size()) out = v;
+  };
+  if (name == "num-concurrent-requests") {
+    whole(m.num_concurrent_requests);
+  } else if (name == "prefill-queue-duration") {
+    real(m.prefill_queue_duration);
+  } else if (name == "generation-queue-duration") {
+    real(m.generation_queue_duration);
+  } else if (name == "server-time-to-first-token") {
+    real(m.server_ttft);
+  } else if (name == "cached-prompt-tokens") {
+    whole(m.cached_prompt_tokens);
+  } else if (name == "prompt-tokens") {
+    whole(m.prompt_tokens);
+  } else if (name == "server-processing-time") {
+    real(m.server_processing_time);
+  } else {
+    return false;
+  }
+  return true;
+}
 
 void write_completion_head(std::string& out, std::string_view model) {
   out += "{\"model\":";
@@ -499,7 +674,8 @@ void write_completion_tail(std::string& out, const SamplingParams& p,
     out += ",\"prompt_cache_max_len\":";
     append_int(out, p.prompt_cache_max_len);
   }
-  out += ",\"raw_output\":true,\"stream\":false}";
+  out += p.stream ? ",\"raw_output\":true,\"stream\":true,\"perf_metrics_in_response\":true}"
+                  : ",\"raw_output\":true,\"stream\":false}";
 }
 
 void write_completion_body(std::string& out, std::string_view model, const Prompt& prompt,
@@ -511,83 +687,94 @@ void write_completion_body(std::string& out, std::string_view model, const Promp
 
 Completion parse_completion(std::string_view body, const Prompt& prompt,
                             const SamplingParams& params, const std::string* snapshot_header) {
-  if (!params.logprobs) {
-    Completion fast;
-    if (parse_fast(body, prompt, params, snapshot_header, fast)) return fast;
+  const bool snapshot_known = snapshot_header && !snapshot_header->empty();
+  Raw raw;
+  // A server that ignores stream: true answers with one JSON body.
+  const std::size_t first = body.find_first_not_of(" \t\r\n");
+  const bool streamed = params.stream && first != body.npos && body[first] != '{';
+  if (streamed) {
+    if (params.logprobs || !read_stream(body, params, !snapshot_known, true, raw)) {
+      raw = Raw();
+      read_stream(body, params, !snapshot_known, false, raw);
+    }
+    // The SDK's SSE truncation: a stream that ends without [DONE], a finish
+    // reason or raw_output was cut short by the server.
+    if (!raw.have_ids && !raw.done && raw.finish_reason.empty()) {
+      bad("the event stream ended mid-generation (" + std::to_string(body.size()) +
+          " bytes, no [DONE], finish_reason or raw_output)");
+    }
+    if (raw.finish_reason.empty()) raw.finish_reason = "stop";
+  } else if (params.logprobs || !read_fast(body, false, !snapshot_known, raw)) {
+    raw = Raw();
+    json doc = json::parse(body.begin(), body.end(), nullptr, false);
+    if (doc.is_discarded())
+      bad("the body is not valid JSON (" + std::to_string(body.size()) + " bytes; truncated?)");
+    read_doc(doc, params, false, raw);
   }
-  json doc = json::parse(body.begin(), body.end(), nullptr, false);
-  if (doc.is_discarded())
-    bad("the body is not valid JSON (" + std::to_string(body.size()) + " bytes; truncated?)");
-  if (!doc.is_object()) bad("the body is not a JSON object");
-  const json& choices = field(doc, "choices", "choices");
-  if (!choices.is_array() || choices.empty()) bad("field 'choices' must be a non-empty list");
-  const json& c = choices[0];
-  if (!c.is_object()) bad("choices[0] must be an object");
+  if (params.logprobs && !raw.have_logprobs)
+    bad("choices[0].logprobs is missing although logprobs were requested");
 
+  // From here on the answer is complete: what it breaks is the protocol, and
+  // asking again would not help.
+  auto protocol = [](const std::string& what) {
+    throw Error("bad_response", "completion response: " + what, 200, false);
+  };
+  if (!raw.have_ids)
+    protocol("raw_output.completion_token_ids is missing (the sampler asks for raw_output)");
   Completion out;
-  const json& text = field(c, "text", "choices[0].text");
-  if (!text.is_string()) bad("choices[0].text must be a string");
-  out.text = text.get<std::string>();
-  auto fr = c.find("finish_reason");
-  if (fr != c.end() && fr->is_string()) out.finish_reason = fr->get<std::string>();
-
-  auto raw = c.find("raw_output");
-  if (raw != c.end() && raw->is_object()) {
-    if (auto it = raw->find("completion_token_ids"); it != raw->end()) {
-      read_ids(*it, out.tokens, "choices[0].raw_output.completion_token_ids");
-    }
-    if (auto it = raw->find("prompt_token_ids"); it != raw->end()) {
-      read_ids(*it, out.prompt_tokens, "choices[0].raw_output.prompt_token_ids");
-    }
-  }
+  out.text = std::move(raw.text);
+  out.finish_reason = raw.finish_reason.empty() ? "unknown" : std::move(raw.finish_reason);
+  out.prompt_tokens = std::move(raw.prompt_tokens);
   if (out.prompt_tokens.empty() && !prompt.is_text) out.prompt_tokens = prompt.tokens;
+  out.tokens = std::move(raw.tokens);
+  out.logprobs = std::move(raw.logprobs);
+  std::vector<double> sampling = std::move(raw.sampling);
+  out.top_logprobs = std::move(raw.top);
 
-  std::size_t prompt_len = out.prompt_tokens.size();
-  if (auto u = doc.find("usage"); u != doc.end() && u->is_object()) {
-    if (auto pt = u->find("prompt_tokens");
-        pt != u->end() && pt->is_number_integer() && prompt_len == 0) {
-      prompt_len = pt->get<std::size_t>();
-    }
-    if (auto ct = u->find("completion_tokens"); ct != u->end() && ct->is_number_integer()) {
-      out.completion_token_count = ct->get<std::int64_t>();
+  if (params.echo) {
+    // The SDK's echo alignment: completion_token_ids hold prompt + completion;
+    // the prompt prefix is checked and removed, and the logprob lists drop
+    // their first entry (the first token has nothing to condition on),
+    // leaving P + C - 1 entries aligned with training's targets.
+    const auto& p = out.prompt_tokens;
+    if (out.tokens.size() < p.size() || !std::equal(p.begin(), p.end(), out.tokens.begin()))
+      protocol("echo was requested but raw_output.completion_token_ids do not start with the " +
+               std::to_string(p.size()) + " prompt tokens");
+    out.tokens.erase(out.tokens.begin(),
+                     out.tokens.begin() + static_cast<std::ptrdiff_t>(p.size()));
+    if (params.logprobs) {
+      out.logprobs_echoed = true;
+      if (!out.logprobs.empty()) out.logprobs.erase(out.logprobs.begin());
+      if (!sampling.empty()) sampling.erase(sampling.begin());
+      if (!out.top_logprobs.empty()) out.top_logprobs.erase(out.top_logprobs.begin());
     }
   }
-
   if (params.logprobs) {
-    auto lp = c.find("logprobs");
-    if (lp == c.end() || !lp->is_object())
-      bad("choices[0].logprobs is missing although logprobs were requested");
-    const json& content = field(*lp, "content", "choices[0].logprobs.content");
-    if (!content.is_array()) bad("choices[0].logprobs.content must be a list");
-    std::size_t skip = params.echo ? std::min(prompt_len, content.size()) : 0;
-    std::string completion_text;
-    out.logprobs.reserve(content.size() - skip);
-    out.sampling_logprobs.reserve(content.size() - skip);
-    for (std::size_t k = 0; k < content.size(); ++k) {
-      LogprobEntry e = read_entry(content[k], params.top_logprobs > 0 && k >= skip);
-      if (k < skip) {
-        out.prompt_logprobs.push_back(e.logprob);
-        continue;
-      }
-      out.logprobs.push_back(e.logprob);
-      out.sampling_logprobs.push_back(e.sampling_logprob);
-      if (params.top_logprobs > 0) out.top_logprobs.push_back(std::move(e.top));
-      completion_text += e.token;
+    std::size_t missing = 0;
+    for (double v : sampling) missing += std::isnan(v) ? 1 : 0;
+    if (missing == 0) {
+      out.sampling_logprobs = std::move(sampling);
+    } else if (missing == sampling.size() && params.temperature == 1.0 && params.top_p == 1.0 &&
+               params.top_k == 0) {
+      // The SDK's fallback: under full-distribution sampling the raw logprobs
+      // are the behaviour policy's.
+      out.sampling_logprobs = out.logprobs;
+      out.sampling_source = SamplingLogprobs::Fallback;
+    } else {
+      out.sampling_source = SamplingLogprobs::Missing;
     }
-    if (params.echo) out.text = std::move(completion_text);
-  } else if (params.echo && prompt.is_text && out.text.starts_with(prompt.text)) {
-    out.text.erase(0, prompt.text.size());
   }
+  out.completion_token_count = raw.completion_tokens.value_or(0);
   if (out.completion_token_count == 0)
     out.completion_token_count = static_cast<std::int64_t>(out.tokens.size());
-
-  if (snapshot_header && !snapshot_header->empty()) {
+  if (snapshot_known) {
     out.snapshot_identity = *snapshot_header;
-  } else if (auto m = doc.find("model"); m != doc.end() && m->is_string()) {
-    const std::string& model = m->get_ref<const std::string&>();
-    auto at = model.rfind('@');
-    if (at != std::string::npos) out.snapshot_identity = model.substr(at + 1);
+  } else if (raw.have_model) {
+    auto at = raw.model.rfind('@');
+    if (at != std::string::npos) out.snapshot_identity = raw.model.substr(at + 1);
   }
+  out.metrics = raw.metrics;
+  out.have_perf_metrics = raw.have_perf;
   return out;
 }
 

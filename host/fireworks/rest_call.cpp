@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "fireworks/api_error.hpp"
+#include "fireworks/resource_registry.hpp"
 
 namespace flare::fireworks {
 
@@ -68,6 +69,8 @@ void RestCall::on_done(net::Response* response, const Error* error) {
   }
   if (response) {
     response_ = std::move(*response);
+    if (request_.plane == Plane::Control)
+      resources::note(conn_, request_.method, request_.path, request_.body, response_.status);
   } else {
     error_ = error_from_transport(*error, request_.what, conn_->api_key, request_id_);
   }

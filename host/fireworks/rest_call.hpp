@@ -24,8 +24,8 @@ struct RestRequest {
   std::string body;  // JSON text; empty = no body
   std::vector<std::pair<std::string, std::string>> headers;  // extra, e.g. fireworks-model
   double timeout_s = 0;                                      // 0 = the connection's timeout
-  std::string what;  // names the operation in error messages
-  RetryPolicy retry{3, 1.0, 10.0, 0, 0, false};
+  std::string what;                                   // names the operation in error messages
+  RetryPolicy retry{3, 1.0, 10.0, 0, 0, false, 300};  // Retry-After honoured up to 5 min
 };
 
 class RestCall : public Cancellable, public std::enable_shared_from_this<RestCall> {

@@ -5,9 +5,6 @@
 
 namespace flare::fireworks {
 
-// A server may ask for a long pause; beyond this a caller is better off failing.
-constexpr double kMaxRetryAfterS = 300;
-
 RetryClass classify(int status, bool transport_retryable, bool retry_not_ready) {
   if (status == 0) return transport_retryable ? RetryClass::Transient : RetryClass::Permanent;
   if (status == 404 || status == 425)
@@ -30,7 +27,7 @@ bool may_retry(const RetryPolicy& policy, RetryClass cls, int failures) {
     case RetryClass::Permanent:
       return false;
     case RetryClass::NotReady:
-      return failures < policy.not_ready_attempts;
+      return failures <= policy.not_ready_retries;
     case RetryClass::Transient:
       return failures < policy.max_attempts;
   }
@@ -39,13 +36,13 @@ bool may_retry(const RetryPolicy& policy, RetryClass cls, int failures) {
 
 double retry_delay(const RetryPolicy& policy, RetryClass cls, int failures, double retry_after_s,
                    std::mt19937_64& rng) {
-  if (retry_after_s >= 0) return std::min(retry_after_s, kMaxRetryAfterS);
   if (cls == RetryClass::NotReady) return policy.not_ready_interval_s;
   double exp = policy.backoff_initial_s * std::pow(2.0, std::max(0, failures - 1));
-  double cap = std::min(exp, policy.backoff_max_s);
-  // "Equal jitter": half fixed, half random, so retries spread but never collapse to zero.
-  std::uniform_real_distribution<double> jitter(0.5, 1.0);
-  return cap * jitter(rng);
+  std::uniform_real_distribution<double> jitter(0.5, 1.5);
+  double delay = std::min(exp, policy.backoff_max_s) * jitter(rng);
+  if (retry_after_s >= 0)
+    delay = std::max(delay, std::min(retry_after_s, policy.retry_after_cap_s));
+  return delay;
 }
 
 }  // namespace flare::fireworks

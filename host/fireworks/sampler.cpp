@@ -1,6 +1,7 @@
 #include "fireworks/sampler.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -13,12 +14,20 @@
 namespace flare::fireworks {
 namespace {
 
-double header_seconds(const net::Headers& headers, const char* name) {
-  const std::string* v = headers.find(name);
-  if (!v) return -1;
-  char* end = nullptr;
-  double s = std::strtod(v->c_str(), &end);
-  return end == v->c_str() ? -1 : s;
+// The SDK's ServerMetrics.from_headers: its header names, here also accepted
+// with a "fireworks-" prefix and in any case.
+void read_metric_headers(const net::Headers& headers, ServerMetrics& m) {
+  constexpr std::string_view kPrefix = "fireworks-";
+  char lower[64];
+  for (const auto& [name, value] : headers.items) {
+    std::string_view n = name;
+    if (n.size() > sizeof lower || n.size() < 13) continue;  // the shortest is "prompt-tokens"
+    for (std::size_t i = 0; i < n.size(); ++i)
+      lower[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(n[i])));
+    std::string_view l(lower, n.size());
+    if (l.starts_with(kPrefix)) l.remove_prefix(kPrefix.size());
+    set_metric(m, l, value);
+  }
 }
 
 }  // namespace
@@ -58,27 +67,52 @@ std::shared_ptr<Sampler> Sampler::create(std::shared_ptr<const Connection> conn,
 }
 
 Sampler::Sampler(std::shared_ptr<const Connection> conn, SamplerOptions options)
-    : conn_(std::move(conn)), options_(std::move(options)), rng_(std::random_device{}()) {
+    : conn_(std::move(conn)),
+      options_(std::move(options)),
+      controller_(options_.concurrency),
+      rng_(std::random_device{}()) {
   url_ = conn_->inference_url + "/inference/v1/completions";
   conn_->add_headers(base_headers_, Plane::Inference, true);
   verify_tls_ = conn_->verify_tls(Plane::Inference);
-  if (options_.concurrency < 1) throw Error("invalid_argument", "concurrency must be >= 1");
-  if (options_.adaptive_min < 1 || options_.adaptive_max < options_.adaptive_min)
-    throw Error("invalid_argument", "adaptive concurrency bounds must satisfy 1 <= min <= max");
-  limit_ = options_.adaptive ? std::clamp<double>(options_.adaptive_initial, options_.adaptive_min,
-                                                  options_.adaptive_max)
-                             : options_.concurrency;
 }
 
 std::size_t Sampler::cap() const {
-  return static_cast<std::size_t>(std::max(1.0, std::floor(limit_)));
+  return static_cast<std::size_t>(controller_.window_size());
 }
 
 SamplerStats Sampler::stats() const {
   SamplerStats s = stats_;
-  s.limit = limit_;
+  s.limit = controller_.window_size();
   s.in_flight = in_flight_;
   return s;
+}
+
+StepSummary Sampler::step_completed() {
+  StepSummary out = controller_.step_completed();
+  out.emplace_back("completions", static_cast<double>(step_.completions));
+  auto series = [&](const char* name, const StepMetrics::Series& s) {
+    if (!s.count) return;
+    out.emplace_back(std::string("avg_") + name, s.sum / static_cast<double>(s.count));
+    out.emplace_back(std::string("max_") + name, s.max);
+  };
+  series("prefill_queue_duration", step_.prefill_queue);
+  series("generation_queue_duration", step_.generation_queue);
+  series("server_ttft", step_.server_ttft);
+  series("client_ttft", step_.client_ttft);
+  series("server_processing_time", step_.processing);
+  series("num_concurrent_requests", step_.concurrent);
+  if (step_.prompt_tokens > 0)
+    out.emplace_back("cached_prompt_fraction", static_cast<double>(step_.cached_prompt_tokens) /
+                                                   static_cast<double>(step_.prompt_tokens));
+  step_ = StepMetrics();
+  return out;
+}
+
+void Sampler::warn_once(bool& given, const std::string& text) {
+  if (given) return;
+  given = true;
+  stats_.warnings.push_back(text);
+  std::fprintf(stderr, "flare: warning: %s\n", text.c_str());
 }
 
 std::string Sampler::describe(const SampleBatch& batch, std::size_t index) const {
@@ -170,28 +204,23 @@ void Sampler::send(const std::shared_ptr<SampleBatch>& batch, std::size_t index)
   }
 }
 
-void Sampler::note_success(const net::Response& response) {
-  if (!options_.adaptive) return;
-  double queued = std::max(header_seconds(response.headers, "fireworks-prefill-queue-duration"),
-                           header_seconds(response.headers, "fireworks-generation-queue-duration"));
-  if (queued > options_.queue_target_s) {
-    double now = EventLoop::now();
-    if (now - last_decrease_ > 0.05) {
-      limit_ = std::max<double>(options_.adaptive_min, limit_ * 0.9);
-      last_decrease_ = now;
-    }
-    return;
-  }
-  limit_ = std::min<double>(options_.adaptive_max, limit_ + 1.0 / limit_);
-}
-
-void Sampler::note_overload() {
-  ++stats_.rate_limited;
-  if (!options_.adaptive) return;
-  double now = EventLoop::now();
-  if (now - last_decrease_ < 0.05) return;  // one cut per burst of 429s
-  limit_ = std::max<double>(options_.adaptive_min, limit_ * 0.5);
-  last_decrease_ = now;
+// The request's server metrics (the stream's perf_metrics when it sent them,
+// else the headers, as the SDK prefers them), the client's time to the first
+// streamed byte, fed to the controller and the step's summary.
+void Sampler::note_metrics(const net::Response& response, Completion& c, bool streamed) {
+  ServerMetrics& m = c.metrics;
+  if (!c.have_perf_metrics) read_metric_headers(response.headers, m);
+  if (streamed) m.client_ttft = response.first_body_byte_s;
+  controller_.release(&m);
+  ++step_.completions;
+  step_.prefill_queue.add(m.prefill_queue_duration);
+  step_.generation_queue.add(m.generation_queue_duration);
+  step_.server_ttft.add(m.server_ttft);
+  step_.client_ttft.add(m.client_ttft);
+  step_.processing.add(m.server_processing_time);
+  step_.concurrent.add(static_cast<double>(m.num_concurrent_requests));
+  if (m.cached_prompt_tokens >= 0) step_.cached_prompt_tokens += m.cached_prompt_tokens;
+  if (m.prompt_tokens >= 0) step_.prompt_tokens += m.prompt_tokens;
 }
 
 void Sampler::fail_item(const std::shared_ptr<SampleBatch>& batch, std::size_t index, Error error) {
@@ -218,25 +247,40 @@ void Sampler::on_done(const std::shared_ptr<SampleBatch>& batch, std::size_t ind
   if (response && status == 200) {
     try {
       const std::string* snapshot = response->headers.find("fireworks-snapshot-identity");
-      batch->results_[index].completion = parse_completion(
-          response->body, batch->prompts_[index / batch->n_], batch->params_, snapshot);
-      note_success(*response);
+      Completion& c = batch->results_[index].completion;
+      c = parse_completion(response->body, batch->prompts_[index / batch->n_], batch->params_,
+                           snapshot);
+      note_metrics(*response, c, batch->params_.stream);
+      if (c.sampling_source == SamplingLogprobs::Fallback) {
+        warn_once(warned_fallback_,
+                  "the deployment's answers omit logprobs.content[].sampling_logprob; using the "
+                  "raw logprobs instead, which are the same only under full-distribution "
+                  "sampling (temperature=1, top_p=1, top_k=0), as this request samples");
+      } else if (c.sampling_source == SamplingLogprobs::Missing) {
+        warn_once(warned_missing_,
+                  "the deployment's answers omit logprobs.content[].sampling_logprob and this "
+                  "request changes the sampling distribution (temperature, top_p or top_k), so "
+                  "raw logprobs are not the behaviour policy's: sampling_logprobs left empty");
+      }
       batch->finish_item(index);
       dispatch();
       return;
     } catch (const Error& e) {
-      failure = Error(e.code, describe(*batch, index) + ": " + e.what(), 200, true);
+      failure = Error(e.code, describe(*batch, index) + ": " + e.what(), 200, e.retryable);
     }
+    controller_.release(nullptr);
   } else if (response) {
-    if (status == 429) note_overload();
+    controller_.release(nullptr);
+    if (status == 429) ++stats_.rate_limited;
     retry_after = retry_after_s(response->headers);
     std::string rid = batch->id_prefix_ + std::to_string(index);
     failure = error_from_response(*response, describe(*batch, index), conn_->api_key, rid);
   } else {
+    controller_.release(nullptr);
     failure = error_from_transport(*error, describe(*batch, index), conn_->api_key);
   }
 
-  bool transient = failure->code == "bad_response" || (!response && failure->retryable);
+  bool transient = (failure->code == "bad_response" || !response) && failure->retryable;
   RetryClass cls = response && status != 200
                        ? classify(status, false, options_.retry.retry_not_ready)
                        : (transient ? RetryClass::Transient : RetryClass::Permanent);

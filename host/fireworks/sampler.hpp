@@ -1,9 +1,11 @@
 #pragma once
 // DeploymentSampler's engine: N prompts x n samples become N*n concurrent n=1
-// completion requests on the shared loop, under a fixed concurrency cap or an
-// adaptive (AIMD) one driven by 429s and the server's queue-time headers.
+// completion requests on the shared loop (streamed over SSE or not), under the
+// SDK's concurrency controllers (adaptive by default, or a fixed window).
 // Failed requests are retried per the protocol; results come back in input
-// order, one slot per (prompt, sample), each a completion or an error.
+// order, one slot per (prompt, sample), each a completion (with the server's
+// metrics) or an error.
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "fireworks/completion_codec.hpp"
+#include "fireworks/concurrency.hpp"
 #include "fireworks/connection.hpp"
 #include "fireworks/event_loop.hpp"
 #include "fireworks/retry.hpp"
@@ -21,15 +24,10 @@
 namespace flare::fireworks {
 
 struct SamplerOptions {
-  std::string model;      // inference model, e.g. accounts/<a>/deployments/<id>
-  int concurrency = 64;   // fixed cap on requests in flight
-  bool adaptive = false;  // AIMD instead of the fixed cap
-  int adaptive_initial = 16;
-  int adaptive_min = 1;
-  int adaptive_max = 256;
-  double queue_target_s = 0.5;  // server queue time above which the limit shrinks
-  RetryPolicy retry{7, 2.0, 30.0, 10, 5.0, true};
-  double timeout_s = 600;  // per request
+  std::string model;  // inference model, e.g. accounts/<a>/deployments/<id>
+  ConcurrencyOptions concurrency;
+  RetryPolicy retry{7, 2.0, 30.0, 10, 5.0, true, 30};  // the SDK's sampling retries
+  double timeout_s = 600;                              // per request
 };
 
 struct SampleResult {
@@ -41,8 +39,27 @@ struct SamplerStats {
   std::uint64_t requests = 0;  // attempts sent
   std::uint64_t retries = 0;
   std::uint64_t rate_limited = 0;
-  double limit = 0;  // current concurrency limit
+  double limit = 0;  // current concurrency window
   std::size_t in_flight = 0;
+  std::vector<std::string> warnings;  // each given once, in order
+};
+
+// Server metrics of the completions since the last step_completed(): sums
+// and counts of what was reported, for averages.
+struct StepMetrics {
+  struct Series {
+    double sum = 0, max = 0;
+    std::uint64_t count = 0;
+    void add(double v) {
+      if (v < 0) return;
+      sum += v;
+      max = count ? std::max(max, v) : v;
+      ++count;
+    }
+  };
+  std::uint64_t completions = 0;
+  Series prefill_queue, generation_queue, server_ttft, client_ttft, processing, concurrent;
+  std::uint64_t cached_prompt_tokens = 0, prompt_tokens = 0;
 };
 
 class Sampler;
@@ -101,6 +118,9 @@ class Sampler : public std::enable_shared_from_this<Sampler> {
                                       bool raise_on_error);
   SamplerStats stats() const;
   const SamplerOptions& options() const { return options_; }
+  // The controller's step summary and the step's server metrics (avg_*, max_*),
+  // then a new step begins.
+  StepSummary step_completed();
 
  private:
   friend class SampleBatch;
@@ -113,8 +133,8 @@ class Sampler : public std::enable_shared_from_this<Sampler> {
   void on_done(const std::shared_ptr<SampleBatch>& batch, std::size_t index,
                net::Response* response, const Error* error);
   void fail_item(const std::shared_ptr<SampleBatch>& batch, std::size_t index, Error error);
-  void note_success(const net::Response& response);
-  void note_overload();
+  void note_metrics(const net::Response& response, Completion& completion, bool streamed);
+  void warn_once(bool& given, const std::string& text);
   std::size_t cap() const;
   std::string describe(const SampleBatch& batch, std::size_t index) const;
 
@@ -125,9 +145,10 @@ class Sampler : public std::enable_shared_from_this<Sampler> {
   bool verify_tls_ = true;
   std::deque<Pending> queue_;
   std::size_t in_flight_ = 0;
-  double limit_ = 0;
-  double last_decrease_ = 0;
+  ConcurrencyController controller_;
+  StepMetrics step_;
   SamplerStats stats_;
+  bool warned_fallback_ = false, warned_missing_ = false;
   std::mt19937_64 rng_;
 };
 

@@ -15,6 +15,9 @@ namespace {
 
 std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
+  if (t->response.first_body_byte_s < 0 && size * n > 0)
+    t->response.first_body_byte_s =
+        std::chrono::duration<double>(steady::now() - t->started).count();
   t->response.body.append(data, size * n);
   return size * n;
 }
@@ -262,6 +265,7 @@ void CurlTransport::free_easy(CURL* easy) {
 }
 
 void CurlTransport::start(Transfer* t) {
+  t->started = steady::now();
   multi_->configure(t);
   CURLMcode rc = libcurl().multi_add_handle(multi_->multi, t->easy);
   if (rc != CURLM_OK)

@@ -124,7 +124,12 @@ void DirectTransport::Pool::direct_read(DirectConn* c) {
 // Parses what arrived; false when the transfer ended (finished or failed).
 bool DirectTransport::Pool::direct_parse(DirectConn* c) {
   Transfer* t = c->t;
-  switch (c->parser.feed(c->in, c->in_off, t->response, t->header_count)) {
+  const bool had_body = !t->response.body.empty();
+  auto result = c->parser.feed(c->in, c->in_off, t->response, t->header_count);
+  if (!had_body && !t->response.body.empty())
+    t->response.first_body_byte_s =
+        std::chrono::duration<double>(steady::now() - t->started).count();
+  switch (result) {
     case ResponseParser::Result::More:
       if (c->in_off == c->in.size()) {  // drop the parsed prefix of the input
         c->in.clear();

@@ -38,6 +38,7 @@ void reset_for_submit(Transfer* t) {
   t->result = CURLE_OK;
   t->response.status = 0;
   t->response.total_s = 0;
+  t->response.first_body_byte_s = -1;
   t->header_count = 0;
 }
 
@@ -54,6 +55,8 @@ const std::string* Headers::find(std::string_view name) const {
 struct HttpClient::Impl {
   explicit Impl(const ClientOptions& options)
       : curl(epoll.fd, finished, options), direct(epoll.fd, finished, options) {
+    interruptible = options.interruptible;
+    if (!interruptible) return;
     wake_fd = flare::interrupt::wake_fd();
     epoll_event wake{};
     wake.events = EPOLLIN;
@@ -63,6 +66,7 @@ struct HttpClient::Impl {
 
   EpollFd epoll;
   int wake_fd = -1;
+  bool interruptible = true;
   std::vector<std::unique_ptr<Transfer>> slots;
   std::vector<std::uint32_t> free_slots;
   std::deque<Transfer*> finished;  // done in a transport, callback not yet run
@@ -255,7 +259,7 @@ bool HttpClient::run_until(const std::function<bool()>& done, double timeout_s,
   for (;;) {
     impl_->deliver_finished();
     if (done()) return true;
-    if (flare::interrupt::pending()) {
+    if (impl_->interruptible && flare::interrupt::pending()) {
       for (RequestId id : cancel_on_interrupt) impl_->cancel(id, "interrupted", "interrupted");
       flare::interrupt::check();
     }

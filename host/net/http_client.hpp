@@ -54,6 +54,7 @@ struct Response {
   Headers headers;
   std::string body;
   double total_s = 0;
+  double first_body_byte_s = -1;  // start of the request to the first body byte; -1 = no body
 };
 
 using RequestId = std::uint64_t;
@@ -86,6 +87,7 @@ struct ClientOptions {
   long max_host_connections = 0;    // per host:port; 0 = no limit
   long max_total_connections = 0;   // 0 = no limit
   long max_idle_connections = 256;  // size of the keep-alive cache
+  bool interruptible = true;        // waits throw flare::Interrupted on SIGINT/SIGTERM
 };
 
 struct ClientStats {

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -17,24 +19,43 @@ namespace {
 std::atomic<int> g_pending{0};
 std::atomic<int> g_count{0};
 std::atomic<int> g_last{0};
-constexpr unsigned kTermGraceSeconds = 5;
+std::atomic<bool> g_term_armed{false};
 int g_pipe[2] = {-1, -1};
 std::atomic<void (*)(int)> g_callback{nullptr};
+pthread_t g_handler_thread{};
+std::atomic<bool> g_handlers_installed{false};
 
-void on_signal(int signo) {
+// Hard exit: the handler posts the semaphore; the emergency thread runs the hook
+// and exits. Without a hook (or thread) the handler exits at once.
+std::atomic<void (*)()> g_hook{nullptr};
+std::atomic<bool> g_hook_ran{false};
+std::atomic<bool> g_thread_started{false};
+std::atomic<bool> g_exiting{false};
+std::atomic<int> g_exit_code{0};
+sem_t g_exit_sem;
+
+void hard_exit(int code) {
+  if (g_exiting.exchange(true)) return;  // already on its way out
+  g_exit_code.store(code);
+  if (g_thread_started.load() && g_hook.load()) {
+    alarm(kEmergencySeconds);  // the hook's deadline: on_alarm then _exits
+    sem_post(&g_exit_sem);
+    return;
+  }
+  _exit(code);
+}
+
+void on_signal_flag(int signo) {
   int n = g_count.fetch_add(1) + 1;
   if (n >= 3) {
     // The user insists: cleanup is taking too long or hangs.
-    signal(signo, SIG_DFL);
-    raise(signo);
-    _exit(128 + signo);
+    hard_exit(128 + signo);
+    return;
   }
   g_last.store(signo);
   g_pending.store(signo);
-  // Code that never reaches a check (a loop compiled to machine code) would
-  // ignore a single SIGTERM forever: if it is still unconsumed after a grace
-  // period, the alarm ends the process.
-  if (signo == SIGTERM) alarm(kTermGraceSeconds);
+  // SIGTERM: the process has kTermGraceSeconds to finish its cleanups.
+  if (signo == SIGTERM && !g_term_armed.exchange(true)) alarm(kTermGraceSeconds);
   if (g_pipe[1] >= 0) {
     char c = 1;
     ssize_t r = write(g_pipe[1], &c, 1);
@@ -43,12 +64,18 @@ void on_signal(int signo) {
   if (auto cb = g_callback.load()) cb(signo);
 }
 
-void on_alarm(int) {
-  if (g_pending.load() != 0) {
-    signal(SIGTERM, SIG_DFL);
-    raise(SIGTERM);
-    _exit(128 + SIGTERM);
+void on_signal(int signo) {
+  // The callback touches the Lua state, which belongs to the handler thread.
+  if (g_handlers_installed.load() && !pthread_equal(pthread_self(), g_handler_thread)) {
+    pthread_kill(g_handler_thread, signo);
+    return;
   }
+  on_signal_flag(signo);
+}
+
+void on_alarm(int) {
+  if (g_exiting.load()) _exit(g_exit_code.load());  // the emergency hook ran out of time
+  if (g_term_armed.load()) hard_exit(128 + SIGTERM);
 }
 
 void ensure_pipe() {
@@ -60,10 +87,32 @@ void ensure_pipe() {
   }
 }
 
+void* emergency_thread(void*) {
+  while (!g_exiting.load()) sem_wait(&g_exit_sem);
+  run_emergency_hook();
+  _exit(g_exit_code.load());
+}
+
+void start_emergency_thread() {
+  if (g_thread_started.load()) return;
+  sem_init(&g_exit_sem, 0, 0);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);  // the new thread inherits it: no signal lands there
+  pthread_t t;
+  bool ok = pthread_create(&t, nullptr, emergency_thread, nullptr) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (!ok) return;
+  pthread_detach(t);
+  g_thread_started.store(true);
+}
+
 }  // namespace
 
 void install_handlers() {
   ensure_pipe();
+  g_handler_thread = pthread_self();
+  g_handlers_installed.store(true);
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
@@ -80,6 +129,16 @@ void set_signal_callback(void (*cb)(int)) {
   g_callback.store(cb);
 }
 
+void set_emergency_hook(void (*hook)()) {
+  if (hook) start_emergency_thread();
+  g_hook.store(hook);
+}
+
+void run_emergency_hook() {
+  if (g_hook_ran.exchange(true)) return;
+  if (auto hook = g_hook.load()) hook();
+}
+
 bool pending() {
   return g_pending.load() != 0;
 }
@@ -91,7 +150,7 @@ int last_signal() {
 }
 
 void clear() {
-  if (g_pending.exchange(0) == SIGTERM) alarm(0);
+  g_pending.store(0);
   if (g_pipe[0] >= 0) {
     char buf[64];
     while (read(g_pipe[0], buf, sizeof buf) > 0) {
@@ -119,7 +178,7 @@ void reset_count() {
 }
 
 void raise_for_test(int signo) {
-  on_signal(signo);
+  on_signal_flag(signo);
 }
 
 void sleep_interruptible(double seconds) {

@@ -9,16 +9,32 @@
 --
 -- An error in one cleanup is reported on stderr and does not skip the others;
 -- a Ctrl-C during a cleanup interrupts that cleanup only.
+--
+-- FLARE_CLEANUP_LOG=path appends one line per event to path, for audits of
+-- interrupted runs (tests/reliability): "defer N name", "cancel N name",
+-- "run N name", "done N ok|failed|interrupted" (N numbers the cleanups of the process).
 local args = require("flare.args")
 
 local M = {}
 
 local stack = {}
+local log_path = os.getenv("FLARE_CLEANUP_LOG")
+if log_path == "" then log_path = nil end
+local next_id = 0
+
+local function log(event, h, detail)
+  if not log_path then return end
+  local f = io.open(log_path, "a")
+  if not f then return end
+  f:write(event, " ", h.id, " ", detail or (h.name and tostring(h.name)) or "function", "\n")
+  f:close()
+end
 
 local Handle = {}
 Handle.__index = Handle
 
 function Handle:cancel()
+  if not self.cancelled and not self.started then log("cancel", self) end
   self.cancelled = true
 end
 
@@ -26,8 +42,10 @@ function M.defer(fn, name)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
     args.invalid("flare.cleanup.defer", "argument 'fn' must be a function, got " .. type(fn))
   end
-  local h = setmetatable({fn = fn, name = name}, Handle)
+  next_id = next_id + 1
+  local h = setmetatable({fn = fn, name = name, id = next_id}, Handle)
   stack[#stack + 1] = h
+  log("defer", h)
   return h
 end
 
@@ -68,7 +86,10 @@ function M.run_all(reason)
           stack[#stack] = nil
         else
           h.started = true
+          log("run", h)
           local ok, err = pcall(h.fn, reason)
+          log("done", h, ok and "ok" or
+            (type(err) == "table" and err.code == "interrupted" and "interrupted" or "failed"))
           -- Popped on the next turn: fn may have deferred more cleanups on top of it.
           if not ok then
             failed = failed + 1

@@ -233,7 +233,7 @@ end
 function Syncer:_do_hotload(snapshot, kind)
   self:_ensure_deployment_checked()
   local meta
-  if kind == "delta" then
+  if kind == "delta" and self.lora_rank == 0 then  -- an adapter is standalone
     if not self.base_identity then
       self.last_error =
         "a delta needs a snapshot of this chain on the deployment; hotload a base first"

@@ -89,10 +89,32 @@ TEST_CASE("the same seed gives the same output, echo covers the prompt") {
   req["n"] = 1;
   auto e = s.complete(req).json();
   auto content = e["choices"][0]["logprobs"]["content"];
+  // As the Fireworks API answers echo (and the SDK checks): completion_token_ids
+  // hold prompt + completion, and the logprobs cover every one of them.
   auto ids = e["choices"][0]["raw_output"]["completion_token_ids"];
-  REQUIRE(content.size() == 3 + ids.size());
+  REQUIRE(ids.size() == 3 + 12);
+  CHECK(ids[0] == 1);
+  CHECK(ids[2] == 3);
+  REQUIRE(content.size() == ids.size());
   CHECK(content[0]["token_id"] == 1);
   CHECK(content[2]["token_id"] == 3);
+  // Streamed, the echo comes first and the events add up to the same answer.
+  req["stream"] = true;
+  Reply st = s.complete(req);
+  REQUIRE(st.status == 200);
+  nlohmann::json streamed = nlohmann::json::array();
+  std::string text;
+  nlohmann::json last_ids;
+  for (auto& ev : sse_events(st.body)) {
+    auto& c = ev["choices"][0];
+    text += c["text"].get<std::string>();
+    if (c.contains("logprobs"))
+      for (auto& x : c["logprobs"]["content"]) streamed.push_back(x);
+    if (c.contains("raw_output")) last_ids = c["raw_output"]["completion_token_ids"];
+  }
+  CHECK(streamed == content);
+  CHECK(last_ids == ids);
+  CHECK(text == e["choices"][0]["text"]);
 
   // Greedy stops at a stop string and reports "stop" or runs to length.
   auto g = s.complete({{"model", kModel}, {"prompt", "ab"}, {"max_tokens", 5}, {"temperature", 0}})
@@ -128,6 +150,61 @@ TEST_CASE("stream=true sends SSE events naming the snapshot") {
   auto plain =
       s.complete({{"model", kModel}, {"prompt", "hi"}, {"max_tokens", 5}, {"seed", 9}}).json();
   CHECK(text == plain["choices"][0]["text"]);
+}
+
+// The headers the SDK's ServerMetrics.from_headers reads, and perf_metrics in
+// the last chunk of a stream when perf_metrics_in_response is set (as the
+// SDK's async_completions_stream asks): measured by the engine, not fixed.
+TEST_CASE("server metrics: the SDK's headers, and perf_metrics in the last SSE chunk") {
+  Server s;
+  s.create_ready("serve", {{"minReplicaCount", 1}});
+  nlohmann::json req = {{"model", kModel}, {"prompt", "hello"}, {"max_tokens", 8}, {"seed", 1}};
+  Reply r = s.complete(req);
+  REQUIRE(r.status == 200);
+  const char* names[] = {"num-concurrent-requests",   "prefill-queue-duration",
+                         "generation-queue-duration", "server-time-to-first-token",
+                         "cached-prompt-tokens",      "prompt-tokens",
+                         "server-processing-time"};
+  for (const char* n : names) CHECK_MESSAGE(!r.header(n).empty(), n);
+  CHECK(r.header("prompt-tokens") == "5");
+  CHECK(std::stoi(r.header("num-concurrent-requests")) >= 1);
+  double ttft = std::stod(r.header("server-time-to-first-token"));
+  double total = std::stod(r.header("server-processing-time"));
+  CHECK(ttft > 0);
+  CHECK(ttft <= total);
+  CHECK(std::stod(r.header("prefill-queue-duration")) >= 0);
+  CHECK(std::stod(r.header("prefill-queue-duration")) <= ttft);
+
+  // Under load (64 requests at once on a 2-thread engine) requests wait for a
+  // worker: the queue the measurements report grows.
+  double max_pq = 0;
+  int max_concurrent = 0;
+  std::vector<Reply> got(64);
+  std::vector<std::thread> threads;
+  nlohmann::json heavy = {{"model", kModel}, {"prompt", std::string(150, 'x')}, {"max_tokens", 64}};
+  for (int i = 0; i < 64; ++i) threads.emplace_back([&, i] { got[i] = s.complete(heavy); });
+  for (auto& t : threads) t.join();
+  for (auto& g : got) {
+    REQUIRE_MESSAGE(g.status == 200, g.body);
+    max_pq = std::max(max_pq, std::stod(g.header("prefill-queue-duration")));
+    max_concurrent = std::max(max_concurrent, std::stoi(g.header("num-concurrent-requests")));
+  }
+  CHECK(max_concurrent > 1);
+  CHECK(max_pq > std::stod(r.header("prefill-queue-duration")));
+
+  req["stream"] = true;
+  req["perf_metrics_in_response"] = true;
+  Reply st = s.complete(req);
+  REQUIRE(st.status == 200);
+  CHECK(st.header("prompt-tokens") == "5");
+  auto events = sse_events(st.body);
+  REQUIRE(events.size() >= 2);
+  for (size_t i = 0; i + 1 < events.size(); ++i) CHECK_FALSE(events[i].contains("perf_metrics"));
+  auto pm = events.back()["perf_metrics"];
+  for (const char* n : names) CHECK_MESSAGE(pm.contains(n), n);
+  CHECK(std::stod(pm["server-time-to-first-token"].get<std::string>()) > 0);
+  req.erase("perf_metrics_in_response");
+  CHECK_FALSE(sse_events(s.complete(req).body).back().contains("perf_metrics"));
 }
 
 TEST_CASE("replica counts: scaled to zero, scaling up from idle, CREATING") {

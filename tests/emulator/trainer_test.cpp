@@ -79,12 +79,21 @@ TEST_CASE("trainer job lifecycle and validation") {
   Server s(0.1);
   nlohmann::json tc = {
       {"baseModel", "accounts/local/models/tiny-gpt"}, {"loraRank", 0}, {"learningRate", 1e-4}};
-  Reply lora = create_job(s, "j",
-                          {{"serviceMode", true},
-                           {"trainingConfig", {{"baseModel", tc["baseModel"]}, {"loraRank", 8}}}});
-  CHECK(lora.status == 400);
-  CHECK(lora.json()["error"]["message"].get<std::string>().find("full weights only") !=
-        std::string::npos);
+  for (int rank : {65, -1}) {
+    Reply lora =
+        create_job(s, "j",
+                   {{"serviceMode", true},
+                    {"trainingConfig", {{"baseModel", tc["baseModel"]}, {"loraRank", rank}}}});
+    CHECK(lora.status == 400);
+    CHECK(lora.json()["error"]["message"] ==
+          "trainingConfig.loraRank is " + std::to_string(rank) +
+              ": must be 0 (full-weight training) or a LoRA rank from 1 to 64");
+  }
+  Reply alpha = create_job(
+      s, "j",
+      {{"trainingConfig", {{"baseModel", tc["baseModel"]}, {"loraRank", 8}, {"loraAlpha", 0}}}});
+  CHECK(alpha.status == 400);
+  CHECK(alpha.json()["error"]["message"] == "trainingConfig.loraAlpha must be a number > 0");
   CHECK(create_job(s, "j", {{"trainingConfig", {{"baseModel", "accounts/local/models/nope"}}}})
             .status == 400);
   CHECK(create_job(s, "j", {{"trainingConfig", tc}, {"hotLoadDeploymentId", "missing"}}).status ==
@@ -212,6 +221,101 @@ TEST_CASE("parity: the deployment serves the trainer's logprobs after base and d
   Reply stale =
       s.complete({{"model", "accounts/local/deployments/par"}, {"prompt", "x"}, {"max_tokens", 1}});
   CHECK(stale.json()["model"] == "accounts/local/models/tiny-gpt@step-4-abcd1234");
+}
+
+TEST_CASE("LoRA trainer: step 0 is the base, adapters save as PEFT folders and serve with parity") {
+  Server s;
+  s.create_ready("lora", {{"minReplicaCount", 1}});
+  nlohmann::json tc = {{"baseModel", "accounts/local/models/tiny-gpt"}, {"loraRank", 4}};
+  REQUIRE(
+      create_job(s, "lora-t", {{"trainingConfig", tc}, {"hotLoadDeploymentId", "lora"}}).status ==
+      200);
+  REQUIRE(create_job(s, "full-t", {{"trainingConfig", {{"baseModel", tc["baseModel"]}}}}).status ==
+          200);
+  auto j = wait_running(s, "lora-t");
+  CHECK(j["trainingConfig"]["loraAlpha"] == 8.0);  // 2 x rank when the client sends none
+  wait_running(s, "full-t");
+  Job job{s, "lora-t"}, full{s, "full-t"};
+  // Step 0: B is zero, so the adapter changes nothing, bit for bit.
+  CHECK(trainer_logprobs(job, kProbe) == trainer_logprobs(full, kProbe));
+  CHECK(
+      job.call("save_weights_for_sampler", {{"path", "m"}, {"checkpoint_type", "merged"}}).status ==
+      400);
+
+  for (int i = 0; i < 4; ++i) train_step(job, 2e-2);
+  const auto trained = trainer_logprobs(job, kProbe);
+  CHECK(trained != trainer_logprobs(full, kProbe));
+  // 'delta' saves the whole adapter as well: LoRA has no delta chain.
+  for (const char* type : {"base", "delta"}) {
+    const std::string name = std::string("ad-") + type + "-abcd1234";
+    Reply saved = job.call("save_weights_for_sampler", {{"path", name}, {"checkpoint_type", type}});
+    REQUIRE_MESSAGE(saved.status == 200, saved.body);
+    CHECK(saved.json()["checkpoint_type"] == "base");
+    CHECK(!saved.json().contains("previous_snapshot_identity"));
+    const std::string dir = s.bucket_dir("lora") + "/" + name;
+    CHECK(std::filesystem::is_regular_file(dir + "/adapter_config.json"));
+    CHECK(std::filesystem::is_regular_file(dir + "/adapter_model.safetensors"));
+    CHECK(!std::filesystem::exists(dir + "/model.safetensors"));
+  }
+  Reply merged = job.call("save_weights_for_sampler",
+                          {{"path", "merged-abcd1234"}, {"checkpoint_type", "merged_base"}});
+  REQUIRE_MESSAGE(merged.status == 200, merged.body);
+  CHECK(std::filesystem::is_regular_file(s.bucket_dir("lora") +
+                                         "/merged-abcd1234/model.safetensors"));
+
+  // Hotload the adapter: the deployment serves base + adapter with the trainer's logprobs.
+  REQUIRE(s.hotload("lora", {{"identity", "ad-base-abcd1234"}}).status == 200);
+  auto st = s.wait_hotload("lora", "ad-base-abcd1234");
+  REQUIRE(st["current_snapshot_identity"] == "ad-base-abcd1234");
+  REQUIRE(st["loaded_adapters"].size() == 1);
+  CHECK(st["loaded_adapters"][0]["identity"] == "ad-base-abcd1234");
+  CHECK(st["loaded_adapters"][0]["status"] == "loaded");
+  const auto served = s.served_logprobs("lora", kProbe);
+  check_parity(served, trained);
+  double worst = 0;
+  for (size_t i = 0; i < served.size(); ++i)
+    worst = std::max(worst, std::abs(served[i] - trained[i]));
+  MESSAGE("LoRA sampler-trainer worst |logprob difference| = " << worst);
+  // A delta cannot follow an adapter.
+  Reply bad =
+      s.hotload("lora", {{"identity", "x"},
+                         {"incremental_snapshot_metadata",
+                          {{"previous_snapshot_identity", "ad-base-abcd1234"},
+                           {"compression_format", std::string(flare::delta::kFormatName)}}}});
+  CHECK(bad.status == 400);
+
+  // An adapter of another base model is refused, naming both; the deployment keeps serving.
+  s.create_ready("lora-m",
+                 {{"baseModel", "accounts/local/models/tiny-gpt-m"}, {"minReplicaCount", 1}});
+  std::filesystem::copy(s.bucket_dir("lora") + "/ad-base-abcd1234",
+                        s.bucket_dir("lora-m") + "/ad-base-abcd1234",
+                        std::filesystem::copy_options::recursive);
+  Reply other =
+      http("POST", s.url("/hot_load/v1/models/hot_load"),
+           nlohmann::json{{"identity", "ad-base-abcd1234"}}.dump(),
+           {s.bearer_header(), "fireworks-deployment: accounts/local/deployments/lora-m"});
+  REQUIRE_MESSAGE(other.status == 200, other.body);
+  auto refused = s.wait_hotload("lora-m", "ad-base-abcd1234");
+  CHECK(refused["loading_state"]["stage"] == "error");
+  CHECK(refused["loading_state"]["message"].get<std::string>().find(
+            "the adapter was trained on base model 'accounts/local/models/tiny-gpt', this "
+            "deployment serves 'tiny-gpt-m'") != std::string::npos);
+  CHECK(refused["loaded_adapters"].empty());
+
+  // The restarted emulator serves the same adapter.
+  s.restart();
+  s.wait_state("lora", "READY");
+  for (int i = 0; i < 200 && s.hotload_status("lora").json()["replicas"].empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(s.served_logprobs("lora", kProbe) == served);
+
+  // The merged checkpoint loads as full weights: close to the adapter (bf16 merge).
+  REQUIRE(s.hotload("lora", {{"identity", "merged-abcd1234"}}).status == 200);
+  st = s.wait_hotload("lora", "merged-abcd1234");
+  REQUIRE(st["current_snapshot_identity"] == "merged-abcd1234");
+  CHECK(st["loaded_adapters"].empty());
+  const auto merged_lp = s.served_logprobs("lora", kProbe);
+  for (size_t i = 0; i < merged_lp.size(); ++i) CHECK(std::abs(merged_lp[i] - trained[i]) < 5e-3);
 }
 
 namespace {

@@ -233,6 +233,44 @@ TEST_CASE("streaming delivers every token and pieces that add up to the text") {
   }
 }
 
+TEST_CASE("streaming with echo gives the prompt first; flushes come only mid-request") {
+  Engine e(1);
+  e.set_model(tiny_model(), "snap-a");
+  SamplingParams p;
+  p.echo = true;
+  p.max_tokens = 12;
+  p.seed = 3;
+  const auto prompt = text_prompt("echo me");
+  std::vector<int> seen;
+  std::string text;
+  int flushes = 0;
+  std::size_t at_last_flush = 0;
+  Result r = e.complete(
+      prompt, p,
+      [&](int, const TokenLogprob& t, const std::string& piece) {
+        seen.push_back(t.token);
+        text += piece;
+      },
+      [&] {
+        ++flushes;
+        at_last_flush = seen.size();
+      });
+  std::vector<int> want = prompt;
+  want.insert(want.end(), r.choices[0].tokens.begin(), r.choices[0].tokens.end());
+  CHECK(seen == want);
+  CHECK(text == "echo me" + r.choices[0].text);
+  // Flushes only mid-request (how many depends on thread timing): the tokens delivered with
+  // the request's end are never followed by one.
+  CHECK(at_last_flush < seen.size());
+  CHECK(flushes <= static_cast<int>(seen.size()));
+  // The engine's own measurements, as the server reports them.
+  CHECK(r.first_token_seconds > 0);
+  CHECK(r.first_token_seconds <= r.total_seconds);
+  CHECK(r.queue_seconds <= r.first_token_seconds);
+  CHECK(r.generation_queue_seconds >= 0);
+  CHECK(r.concurrent_requests == 1);
+}
+
 TEST_CASE("a failing stream callback cancels the request and its error reaches the caller") {
   Engine e(2);
   e.set_model(tiny_model(), "snap-a");

@@ -137,3 +137,39 @@ TEST_CASE("a weight swap in flight: every result comes from exactly one model") 
     if (i >= kBefore) CHECK(r.snapshot_identity == "snap-b");
   }
 }
+
+TEST_CASE("requests with different LoRA adapters share decode steps and each gets its own model") {
+  Engine e(2);
+  auto m = tiny_model();
+  const flare::model::Config& c = m->config();
+  // Two adapters with nonzero B (a fresh adapter computes exactly the base).
+  auto make = [&](uint64_t seed, int rank) {
+    flare::model::Weights w = flare::model::init_lora(c, {rank, 2.0 * rank, seed});
+    for (size_t t = 1; t < w.size(); t += 2)
+      for (size_t i = 0; i < w[t].data.size(); ++i)
+        w[t].data[i] = flare::model::round_to_bf16(0.05f * float(int((i * 7 + seed) % 11) - 5));
+    return std::make_shared<const flare::model::Adapter>(
+        c, w, flare::model::lora_scale(2.0 * rank, rank));
+  };
+  const std::vector<std::shared_ptr<const flare::model::Adapter>> adapters = {nullptr, make(1, 4),
+                                                                              make(2, 8)};
+  e.set_model(m, "snap-a");
+  const auto prompt = text_prompt("adapters");
+  std::vector<Result> alone;
+  for (const auto& a : adapters)
+    alone.push_back(e.complete(prompt, seeded(7, 2, 24), nullptr, nullptr, a));
+  CHECK_FALSE(same_choices(alone[0], alone[1]));
+  CHECK_FALSE(same_choices(alone[1], alone[2]));
+
+  std::vector<Result> results(24);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 24; ++i)
+    callers.emplace_back([&, i] {
+      results[i] = e.complete(prompt, seeded(7, 2, 24), nullptr, nullptr, adapters[i % 3]);
+    });
+  for (auto& t : callers) t.join();
+  for (int i = 0; i < 24; ++i) CHECK(same_choices(results[i], alone[i % 3]));
+  // The engine-wide adapter applies to requests that name none.
+  e.set_model(m, "snap-b", adapters[2]);
+  CHECK(same_choices(e.complete(prompt, seeded(7, 2, 24)), alone[2]));
+}

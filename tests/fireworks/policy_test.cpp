@@ -4,7 +4,9 @@
 #include "fireworks/api_error.hpp"
 #include "fireworks/connection.hpp"
 #include "fireworks/redact.hpp"
+#include "fireworks/rest_call.hpp"
 #include "fireworks/retry.hpp"
+#include "fireworks/sampler.hpp"
 
 using namespace flare::fireworks;
 
@@ -19,22 +21,57 @@ TEST_CASE("statuses map to the protocol's retry classes") {
   CHECK(classify(0, false, true) == RetryClass::Permanent);
 }
 
-TEST_CASE("attempt limits and delays follow the policy") {
-  RetryPolicy p;  // 7 attempts, 2..30 s; 10 not-ready attempts every 5 s
+// The SDK's DeploymentSampler: _RETRY_MAX_ATTEMPTS = 7 attempts for transient
+// failures, and async_completions_stream retries 404/425 hotload_max_retries = 10
+// times, hotload_retry_interval = 5 s apart (11 attempts in all).
+TEST_CASE("SDK sampler limits: 7 transient attempts, 404/425 retried 10 times at 5 s") {
+  RetryPolicy p = SamplerOptions{}.retry;
+  CHECK(p.retry_not_ready);
   CHECK(may_retry(p, RetryClass::Transient, 6));
   CHECK_FALSE(may_retry(p, RetryClass::Transient, 7));
-  CHECK(may_retry(p, RetryClass::NotReady, 9));
-  CHECK_FALSE(may_retry(p, RetryClass::NotReady, 10));
+  CHECK(may_retry(p, RetryClass::NotReady, 10));
+  CHECK_FALSE(may_retry(p, RetryClass::NotReady, 11));
+  std::mt19937_64 rng(1);
+  CHECK(retry_delay(p, RetryClass::NotReady, 3, -1, rng) == 5.0);
+  CHECK(retry_delay(p, RetryClass::NotReady, 3, 60.0, rng) == 5.0);  // the SDK ignores it here
+}
+
+// The SDK's _backoff_after_transient: sleep = backoff * (0.5 + random()), the
+// backoff starting at 2 s and doubling to at most 30 s.
+TEST_CASE("SDK backoff: 2 s doubling to 30 s, jittered 0.5-1.5x") {
+  RetryPolicy p = SamplerOptions{}.retry;
   std::mt19937_64 rng(1);
   for (int failures = 1; failures <= 8; ++failures) {
-    double cap = std::min(30.0, 2.0 * (1 << (failures - 1)));
-    double d = retry_delay(p, RetryClass::Transient, failures, -1, rng);
-    CHECK(d >= cap / 2);
-    CHECK(d <= cap);
+    double base = std::min(30.0, 2.0 * (1 << (failures - 1)));
+    double lo = 1e9, hi = 0;
+    for (int i = 0; i < 400; ++i) {
+      double d = retry_delay(p, RetryClass::Transient, failures, -1, rng);
+      CHECK(d >= base * 0.5);
+      CHECK(d < base * 1.5);
+      lo = std::min(lo, d);
+      hi = std::max(hi, d);
+    }
+    // Both halves of the range are used: the jitter goes above the base, too.
+    CHECK(lo < base * 0.7);
+    CHECK(hi > base * 1.3);
   }
-  CHECK(retry_delay(p, RetryClass::NotReady, 3, -1, rng) == 5.0);
-  CHECK(retry_delay(p, RetryClass::Transient, 1, 7.0, rng) == 7.0);  // Retry-After wins
-  CHECK(retry_delay(p, RetryClass::Transient, 1, 1e6, rng) == 300.0);
+}
+
+// The SDK honours Retry-After "as a floor on the sleep, still bounded by
+// _RETRY_MAX_BACKOFF_S" (30 s): max(jittered, min(retry_after, 30)).
+TEST_CASE("SDK Retry-After: a floor under the jittered backoff, capped at 30 s") {
+  RetryPolicy p = SamplerOptions{}.retry;
+  std::mt19937_64 rng(7);
+  CHECK(retry_delay(p, RetryClass::Transient, 1, 7.0, rng) == 7.0);  // above 1-3 s of backoff
+  CHECK(retry_delay(p, RetryClass::Transient, 1, 1e6, rng) == 30.0);
+  for (int i = 0; i < 100; ++i) {
+    double d = retry_delay(p, RetryClass::Transient, 4, 0.5, rng);  // backoff 16 s wins
+    CHECK(d >= 8.0);
+    CHECK(d < 24.0);
+  }
+  // Control-plane calls keep a longer cap (a scaling-up deployment's hint).
+  RetryPolicy rest = flare::fireworks::RestRequest{}.retry;
+  CHECK(retry_delay(rest, RetryClass::Transient, 1, 120.0, rng) == 120.0);
 }
 
 TEST_CASE("keys are redacted everywhere") {

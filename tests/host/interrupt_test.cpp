@@ -29,8 +29,9 @@ TEST_CASE("SIGINT during flare.sleep raises an interrupted error") {
   CHECK_FALSE(flare::interrupt::pending());
 }
 
-// Interpreted code is interrupted by the hook the signal handler arms. (A loop
-// already compiled to a trace does not run hooks; the third Ctrl-C kills it.)
+// Interpreted code is interrupted by the hook the signal handler arms. (Compiled
+// loops see it only with LuaJIT built with LUAJIT_ENABLE_CHECKHOOK, which the
+// sanitizer build does not link: tests/lua/interrupt_process_spec.lua covers them.)
 TEST_CASE("SIGINT interrupts an interpreted Lua loop that never waits in C") {
   flare::lua::Host h;
   flare::interrupt::clear();

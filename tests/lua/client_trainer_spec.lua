@@ -171,10 +171,13 @@ describe("weight_syncer", function()
       assert.equal(snap, served.snapshot_identity)
       local fwd = trainer:forward({{tokens = inputs, target_tokens = targets}})
       local trained = fwd.loss_fn_outputs[1].logprobs
+      -- With echo the served logprobs are the SDK's training-aligned list: entry i is the
+      -- logprob of token i + 1, as the trainer's target i.
+      assert.truthy(served.logprobs_echoed)
       for i, lp in ipairs(trained) do
-        assert.truthy(math.abs(served.prompt_logprobs[i + 1] - lp) < 1e-4,
+        assert.truthy(math.abs(served.inference_logprobs[i] - lp) < 1e-4,
           string.format("step %d token %d: served %g, trainer %g", k, i,
-            served.prompt_logprobs[i + 1], lp))
+            served.inference_logprobs[i], lp))
       end
       previous = snap
     end
@@ -203,6 +206,49 @@ describe("weight_syncer", function()
     assert.is_nil(calls[1].incremental_snapshot_metadata)
     assert.is_nil(calls[2].incremental_snapshot_metadata)
     assert.equal(0, sy.last_timing.warmup_time_s)
+    trainer:close()
+  end)
+
+  it("a LoRA trainer's adapters hotload without a delta chain and serve its logprobs", function()
+    fresh()
+    trainer:close()
+    trainer = fw:trainer{base_model = fx.BASE_MODEL, hot_load_deployment_id = info.deployment_id,
+      lora_rank = 4, lora_alpha = 16, poll_interval_s = 0.05}
+    assert.equal(16, trainer:get().trainingConfig.loraAlpha)
+    local mgr, calls = recording(fw.deployments)
+    local sy = syncer{deploy_mgr = mgr, lora_rank = 4}
+    local probe = {tokens = {256, 104, 105, 32, 116, 104, 101, 114},
+      target_tokens = {104, 105, 32, 116, 104, 101, 114, 101}}
+    for i = 1, 2 do
+      for _ = 1, 3 do
+        trainer:forward_backward({probe})
+        trainer:optim_step{learning_rate = 2e-2}
+      end
+      local snap = sy:save_and_hotload("lora-" .. i)
+      assert.is_nil(calls[i].incremental_snapshot_metadata)
+      local st = fw.deployments:hotload_check_status{deployment_id = info.deployment_id,
+        base_model = fx.BASE_MODEL}
+      assert.same({{identity = snap, status = "loaded"}}, st.replicas[1].loaded_adapters)
+    end
+    -- Sampler and trainer agree on the sampled tokens' logprobs with the adapter loaded.
+    local s = fw:sampler{deployment = info}
+    local c = s:sample{prompts = {"hi there"}, max_tokens = 6, logprobs = true, seed = 3}[1][1]
+    local seq = {}
+    for _, t in ipairs(c.prompt_tokens) do seq[#seq + 1] = t end
+    for _, t in ipairs(c.tokens) do seq[#seq + 1] = t end
+    local tokens, targets = {}, {}
+    for k = 1, #seq - 1 do tokens[k], targets[k] = seq[k], seq[k + 1] end
+    local out = trainer:forward({{tokens = tokens, target_tokens = targets}})
+    local lp = out.loss_fn_outputs[1].logprobs
+    for k, v in ipairs(c.logprobs) do
+      assert.truthy(math.abs(v - lp[#c.prompt_tokens - 1 + k]) <= 1e-4)
+    end
+    local merged = trainer:save_weights_for_sampler("merged-" .. sy.session_id,
+      {checkpoint_type = "merged_base"})
+    assert.equal("merged_base", merged.checkpoint_type)
+    assert.error_matches(function()
+      fw:trainer{base_model = fx.BASE_MODEL, lora_rank = 4, lora_alpha = 0}
+    end, "lora_alpha must be > 0")
     trainer:close()
   end)
 

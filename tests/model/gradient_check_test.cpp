@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <random>
 
 #include "emulator/model/layout.hpp"
 #include "emulator/model/losses.hpp"
@@ -18,8 +19,21 @@ struct DoubleNet {
   Config cfg;
   Layout lay;
   std::vector<double> w, wt, cos, sin;
+  // With a LoRA rank: an adapter with random A and B (B nonzero, so A has a gradient).
+  LoraLayout llay;
+  std::vector<double> lw, lwt;
+  LoraNet<double> lora{};
 
-  explicit DoubleNet(const Config& c) : cfg(c), lay(make_layout(c)) {
+  explicit DoubleNet(const Config& c, int rank = 0) : cfg(c), lay(make_layout(c)) {
+    if (rank > 0) {
+      llay = make_lora_layout(c, rank);
+      std::mt19937_64 rng(5);
+      std::normal_distribution<double> normal(0.0, 0.3);
+      lw.resize(llay.total);
+      for (double& x : lw) x = normal(rng);
+      lwt.resize(lw.size());
+      lora = {&llay, lw.data(), lwt.data(), 1.5};
+    }
     const Weights f = model_test::spread_weights(c, 0.3, 11);
     const std::vector<float> flat = flatten(lay, f);
     w.assign(flat.begin(), flat.end());
@@ -29,14 +43,20 @@ struct DoubleNet {
     sin = rope.sin;
     refresh();
   }
-  void refresh() { transposed_copy(cfg, lay, w.data(), wt.data()); }
-  NetView<double> view() const { return {&cfg, &lay, w.data(), wt.data(), cos.data(), sin.data()}; }
+  void refresh() {
+    transposed_copy(cfg, lay, w.data(), wt.data());
+    if (!lw.empty()) transposed_copy(llay, lw.data(), lwt.data());
+  }
+  NetView<double> view() const {
+    return {&cfg, &lay, w.data(), wt.data(), cos.data(), sin.data(), lw.empty() ? nullptr : &lora};
+  }
 };
 
 // Σ over datums and tokens of the per-token loss; adds the gradient into
-// `grad` when it is not null.
+// `grad` (and the adapter's into `lora_grad`) when not null.
 double total_loss(const DoubleNet& net, const std::vector<Datum>& data, LossFn fn,
-                  const LossConfig& lc, std::vector<double>* grad) {
+                  const LossConfig& lc, std::vector<double>* grad,
+                  std::vector<double>* lora_grad = nullptr) {
   SeqWork<double> ws;
   double loss = 0;
   for (const Datum& d : data) {
@@ -51,8 +71,9 @@ double total_loss(const DoubleNet& net, const std::vector<Datum>& data, LossFn f
       loss += tl.loss;
       dlogp[t] = tl.dlogp;
     }
-    if (grad)
-      sequence_backward(net.view(), d.tokens, d.target_tokens, ws, dlogp.data(), grad->data());
+    if (grad || lora_grad)
+      sequence_backward(net.view(), d.tokens, d.target_tokens, ws, dlogp.data(),
+                        grad ? grad->data() : nullptr, lora_grad ? lora_grad->data() : nullptr);
   }
   return loss;
 }
@@ -118,7 +139,50 @@ void check_gradient(LossFn fn) {
   }
 }
 
+// Every A and B tensor of an adapter on every projection, the base frozen (its
+// gradient is not computed at all).
+void check_lora_gradient(LossFn fn) {
+  const Config c = model_test::micro_config();
+  DoubleNet net(c, 2);
+  const std::vector<Datum> data = make_data(net);
+  const LossConfig lc{0.2f, 0.2f};
+  std::vector<double> grad(net.lw.size(), 0.0);
+  total_loss(net, data, fn, lc, nullptr, &grad);
+
+  const std::vector<TensorSpec> specs = lora_specs(c, 2);
+  REQUIRE(specs.size() == net.llay.tensor_offset.size());
+  const double h = 1e-5;
+  for (size_t ti = 0; ti < specs.size(); ++ti) {
+    const size_t off = net.llay.tensor_offset[ti], n = net.llay.tensor_size[ti];
+    double diff_sq = 0, ref_sq = 0;
+    for (size_t j = off; j < off + n; ++j) {
+      const double saved = net.lw[j];
+      net.lw[j] = saved + h;
+      net.refresh();
+      const double up = total_loss(net, data, fn, lc, nullptr);
+      net.lw[j] = saved - h;
+      net.refresh();
+      const double down = total_loss(net, data, fn, lc, nullptr);
+      net.lw[j] = saved;
+      const double fd = (up - down) / (2 * h);
+      diff_sq += (fd - grad[j]) * (fd - grad[j]);
+      ref_sq += fd * fd;
+    }
+    net.refresh();
+    const double rel = std::sqrt(diff_sq) / std::max(std::sqrt(ref_sq), 1e-30);
+    INFO(specs[ti].name, ": |fd| = ", std::sqrt(ref_sq), ", relative error ", rel);
+    CHECK(ref_sq > 0);
+    CHECK(rel <= 1e-5);
+  }
+}
+
 }  // namespace
+
+TEST_CASE("gradient check: LoRA A and B of every projection, every loss") {
+  check_lora_gradient(LossFn::CrossEntropy);
+  check_lora_gradient(LossFn::ImportanceSampling);
+  check_lora_gradient(LossFn::Ppo);
+}
 
 TEST_CASE("gradient check: cross_entropy, every parameter tensor") {
   check_gradient(LossFn::CrossEntropy);

@@ -1,7 +1,8 @@
 -- flare.fireworks.trainer: a trainer job (rlorTrainerJobs) and its Tinker-shaped API.
---   local t = fw:trainer{base_model = (required), lora_rank = 0, learning_rate = 1e-5 (the SDK's),
---       hot_load_deployment_id = nil, job_id = "flare-<8 hex>", display_name = nil,
---       max_context_length = nil, timeout_s = 900, poll_interval_s = fw:poll_interval("trainer"),
+--   local t = fw:trainer{base_model = (required), lora_rank = 0, lora_alpha = 32,
+--       learning_rate = 1e-5 (the SDK's), hot_load_deployment_id = nil, job_id = "flare-<8 hex>",
+--       display_name = nil, max_context_length = nil, timeout_s = 900,
+--       poll_interval_s = fw:poll_interval("trainer"),
 --       quiet = nil}
 --     creates the job (or attaches to an existing one with that job_id) and waits until it is
 --     RUNNING and GET <trainer>/api/v1/healthz answers 200.
@@ -12,9 +13,12 @@
 --   t:forward(datums, loss_fn, config)  -- no gradient
 --   t:optim_step{learning_rate = <trainer's>, beta1 = 0.9, beta2 = 0.95, eps = 1e-12,
 --       weight_decay = 0, grad_clip_norm = 0}  -> {grad_norm =, step =, metrics =}
+--   lora_rank > 0 trains a LoRA adapter (rank 1 to 64) on every projection, the base frozen;
+--   lora_alpha (the SDK's default 32) scales it by lora_alpha / lora_rank.
 --   t:save_weights_for_sampler(name, {checkpoint_type = "base" | "delta" | "merged_base"})
 --       -> {path =, snapshot_name =, ...}; a delta is made against this trainer's previous
---       sampler snapshot
+--       sampler snapshot. With LoRA, "base" and "delta" both save the whole adapter (a PEFT
+--       folder), "merged_base" the base with the adapter folded in
 --   t:save_state(name), t:load_state(name)
 --   t:list_checkpoints()  -> sorted names save_state saved ({} when the trainer cannot say, as
 --       the SDK)
@@ -30,9 +34,10 @@ local future = require("flare.fireworks.future")
 local M = {}
 M.__index = M
 local raise = options.raise
+local DEFAULT_LORA_ALPHA = 32  -- the SDK's create_training_client default
 
 local spec = {
-  base_model = "string", lora_rank = "integer", learning_rate = "number",
+  base_model = "string", lora_rank = "integer", lora_alpha = "number", learning_rate = "number",
     hot_load_deployment_id = "string",
   job_id = "string", display_name = "string", max_context_length = "integer", timeout_s = "number",
   poll_interval_s = "number", quiet = "boolean",
@@ -51,6 +56,9 @@ function M.new(fw, opts)
   if opts.lora_rank and opts.lora_rank < 0 then
     raise("invalid_argument", "trainer: lora_rank must be >= 0, got " .. opts.lora_rank)
   end
+  if opts.lora_alpha and opts.lora_alpha <= 0 then
+    raise("invalid_argument", "trainer: lora_alpha must be > 0, got " .. opts.lora_alpha)
+  end
   local self = setmetatable({fw = fw, base_model = opts.base_model, lora_rank = opts.lora_rank or 0,
     learning_rate = opts.learning_rate or 1e-5, job_id = opts.job_id or ("flare-" ..
       options.random_hex(8)),
@@ -60,6 +68,10 @@ function M.new(fw, opts)
     self.job_id .. "/api/v1/"
   local training = {baseModel = self.base_model, loraRank = self.lora_rank,
     learningRate = self.learning_rate}
+  if self.lora_rank > 0 then  -- the SDK's default alpha; ignored for full-weight training
+    self.lora_alpha = opts.lora_alpha or DEFAULT_LORA_ALPHA
+    training.loraAlpha = self.lora_alpha
+  end
   if opts.max_context_length then training.maxContextLength = opts.max_context_length end
   local body = {serviceMode = true, trainingConfig = training}
   if opts.hot_load_deployment_id then body.hotLoadDeploymentId = opts.hot_load_deployment_id end
@@ -68,8 +80,14 @@ function M.new(fw, opts)
     path = "/v1/accounts/" .. fw.account_id .. "/rlorTrainerJobs?rlorTrainerJobId=" .. self.job_id,
     body = body, accept = {409}, what = "create trainer job " .. self.name}
   self.attached = r.status == 409
-  self:_wait_running(opts.timeout_s or 900, opts.poll_interval_s or fw:poll_interval("trainer"),
-    fw:_quiet(opts))
+  -- Stopped while the job starts (Ctrl-C, SIGTERM, a job that fails): the caller has no
+  -- handle to close yet, so a job this call created is deleted here.
+  local ok, err = pcall(self._wait_running, self, opts.timeout_s or 900,
+    opts.poll_interval_s or fw:poll_interval("trainer"), fw:_quiet(opts))
+  if not ok then
+    if not self.attached then pcall(self.close, self) end
+    error(err, 0)
+  end
   return self
 end
 

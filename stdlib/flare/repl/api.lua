@@ -42,7 +42,8 @@ return {
   {
     title = "Training, weight sync and sampling",
     entries = {
-      { "fw:trainer{base_model=, lora_rank=, learning_rate=}", "a policy trainer client" },
+      { "fw:trainer{base_model=, lora_rank=, lora_alpha=, learning_rate=}",
+        "a policy trainer client (LoRA when lora_rank > 0)" },
       { "flare.weight_syncer{policy_client=, deploy_mgr=, deployment_id=, base_model=}",
         "saves trainer snapshots and hotloads them (base first, deltas after)" },
       { "syncer:save_and_hotload(name)", "save a snapshot and hotload it onto the deployment" },
@@ -53,6 +54,8 @@ return {
       { "sampler:sample{prompts=, n=, max_tokens=, temperature=, logprobs=}",
         "groups[prompt][sample] completions, many requests in flight" },
       { "sampler:submit{...}", "the same as sample, returning a future: future:wait()" },
+      { "sampler:step_completed()",
+        "the step's concurrency window and server metrics; the next step begins" },
     },
   },
   {
