@@ -88,9 +88,15 @@ std::vector<std::byte> read_file(const std::string& path) {
 AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   static std::atomic<unsigned> counter{0};
   temp_ = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-  fd_ = UniqueFd(::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (fd_.get() < 0) throw_io("cannot create " + temp_);
+  // Registered before it exists, so that no signal finds it created but unlisted.
   slot_ = register_temp(temp_.c_str());
+  fd_ = UniqueFd(::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (fd_.get() < 0) {
+    const int err = errno;
+    unregister_temp(slot_);
+    errno = err;
+    throw_io("cannot create " + temp_);
+  }
 }
 
 AtomicFile::~AtomicFile() {
