@@ -23,6 +23,8 @@
 
 #include "lua_support.hpp"
 #include "module.hpp"
+#include "runtime/error.hpp"
+#include "runtime/file_io.hpp"
 #include "runtime/sha256.hpp"
 
 namespace flare::lua {
@@ -57,15 +59,6 @@ void write_all(int fd, const char* p, size_t n, const std::string& path) {
     }
     p += k;
     n -= static_cast<size_t>(k);
-  }
-}
-
-void fsync_dir_of(const std::string& path) {
-  stdfs::path parent = stdfs::path(path).parent_path();
-  int fd = open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
   }
 }
 
@@ -142,28 +135,12 @@ int l_read_file(lua_State* L) {
 
 int l_write_file_atomic(lua_State* L) {
   std::string path = check_path(L, 1, "flare.fs.write_file_atomic");
-  std::string_view bytes = check_string(L, 2, "flare.fs.write_file_atomic", "data");
-  const char* data = bytes.data();
-  size_t len = bytes.size();
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    throw std::runtime_error("flare.fs.write_file_atomic: " + sys_error("cannot create", tmp));
+  std::string_view data = check_string(L, 2, "flare.fs.write_file_atomic", "data");
   try {
-    write_all(fd, data, len, tmp);
-    if (fsync(fd) != 0) throw std::runtime_error(sys_error("cannot fsync", tmp));
-  } catch (const std::exception& e) {
-    close(fd);
-    unlink(tmp.c_str());
-    throw std::runtime_error(std::string("flare.fs.write_file_atomic: ") + e.what());
+    write_file_atomic(path, std::as_bytes(std::span(data.data(), data.size())), /*durable=*/true);
+  } catch (const flare::Error& e) {
+    throw flare::Error(e.code, std::string("flare.fs.write_file_atomic: ") + e.what());
   }
-  close(fd);
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string msg = sys_error("cannot rename onto", path);
-    unlink(tmp.c_str());
-    throw std::runtime_error("flare.fs.write_file_atomic: " + msg);
-  }
-  fsync_dir_of(path);
   return 0;
 }
 

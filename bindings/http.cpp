@@ -1,6 +1,6 @@
 // flare.http: request{...} -> {status=, headers=, body=, total_s=};
 // submit{...} -> handle with :wait() and :done(); flare.wait_all(handles) -> responses.
-// All of them run on the process-wide client (one libcurl multi loop), so every
+// All of them run on the process-wide client (one event loop), so every
 // request in flight progresses while any of them is waited for. Response header
 // names are lower-cased; repeated headers are joined with ", ".
 #include <memory>

@@ -1,5 +1,6 @@
 #include "emulator/server/api_error.hpp"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -20,12 +21,55 @@ void send_json(httplib::Response& res, int status, const nlohmann::json& body) {
                   "application/json");
 }
 
+namespace {
+
+// OpenAI's error type for an HTTP status.
+const char* error_type(int status) {
+  if (status == 401) return "authentication_error";
+  if (status == 403) return "permission_error";
+  if (status == 429) return "rate_limit_error";
+  if (status >= 500) return "server_error";
+  return "invalid_request_error";
+}
+
+// The request field a message names: "field 'x' ..." or "x: ..." (the
+// engine's and the chat template's form); null when it names none.
+nlohmann::json error_param(const std::string& message) {
+  if (message.starts_with("field '")) {
+    auto end = message.find('\'', 7);
+    if (end != std::string::npos) return message.substr(7, end - 7);
+  }
+  // Field names are lower case; "DEPLOYMENT_SCALING_UP: ..." names a state.
+  auto colon = message.find(": ");
+  if (colon == std::string::npos || !std::islower(static_cast<unsigned char>(message[0]))) {
+    return nullptr;
+  }
+  for (size_t i = 0; i < colon; ++i) {
+    char c = message[i];
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '[' &&
+        c != ']') {
+      return nullptr;
+    }
+  }
+  return message.substr(0, colon);
+}
+
+}  // namespace
+
 void send_error(httplib::Response& res, int status, const std::string& code,
                 const std::string& message, double retry_after_s) {
   if (retry_after_s > 0) {
     res.set_header("Retry-After", std::to_string(static_cast<long>(std::ceil(retry_after_s))));
   }
-  send_json(res, status, {{"error", {{"code", code}, {"message", message}, {"status", status}}}});
+  // Fireworks' fields (code, message, status) and OpenAI's (message, type,
+  // param, code) in one body, so either kind of client reads it.
+  send_json(res, status,
+            {{"error",
+              {{"code", code},
+               {"message", message},
+               {"status", status},
+               {"type", error_type(status)},
+               {"param", error_param(message)}}}});
 }
 
 nlohmann::json parse_body(const httplib::Request& req) {

@@ -1,6 +1,7 @@
 #pragma once
 // Errors that route handlers throw and the server turns into JSON responses
-// of the shape {"error": {"code": ..., "message": ..., "status": ...}}.
+// of the shape {"error": {"code", "message", "status", "type", "param"}}:
+// Fireworks' fields and OpenAI's in one body.
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>

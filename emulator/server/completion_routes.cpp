@@ -6,6 +6,7 @@
 
 #include "emulator/engine/validate.hpp"
 #include "emulator/server/api_error.hpp"
+#include "emulator/server/openai_compat.hpp"
 #include "emulator/server/routes.hpp"
 
 namespace flare::emulator {
@@ -456,9 +457,11 @@ void stream_completion(ControlPlane& cp, std::shared_ptr<Serving> serving, Parse
   });
 }
 
-void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
+}  // namespace
+
+void complete_one(RouteEnv& env, const nlohmann::json& body, httplib::Response& res) {
   auto t0 = std::chrono::steady_clock::now();
-  Parsed p = parse_request(env.cp, parse_body(req));
+  Parsed p = parse_request(env.cp, body);
   std::string base_model;
   auto serving = admit(env.cp, p.deployment_id, &base_model);
   try {
@@ -479,6 +482,14 @@ void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res
   res.status = 200;
   res.body = std::move(out);
   res.set_header("Content-Type", "application/json");
+}
+
+namespace {
+
+void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
+  nlohmann::json body = parse_body(req);
+  if (is_prompt_batch(body)) return complete_batch(env, body, res);
+  complete_one(env, body, res);
 }
 
 }  // namespace

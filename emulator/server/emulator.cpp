@@ -229,6 +229,7 @@ void Emulator::start() {
       std::make_unique<Router>(*m.server, m.api_key, m.faults, m.opt.log_requests, m.opt.state_dir);
   add_deployment_routes(*m.router, *m.env);
   add_completion_routes(*m.router, *m.env);
+  add_openai_routes(*m.router, *m.env);
   add_hotload_routes(*m.router, *m.env);
   add_trainer_job_routes(*m.router, *m.env);
   add_trainer_routes(*m.router, *m.env);

@@ -15,6 +15,7 @@ struct RouteEnv {
 
 void add_deployment_routes(Router& r, RouteEnv& env);   // accounts + deployments
 void add_completion_routes(Router& r, RouteEnv& env);   // /inference/v1/completions
+void add_openai_routes(Router& r, RouteEnv& env);  // /inference/v1/{chat/completions,models}
 void add_hotload_routes(Router& r, RouteEnv& env);      // /hot_load/v1/models/hot_load
 void add_trainer_job_routes(Router& r, RouteEnv& env);  // /v1/accounts/<a>/rlorTrainerJobs
 void add_trainer_routes(Router& r, RouteEnv& env);      // the trainer gateway /training/v1/...

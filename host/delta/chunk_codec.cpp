@@ -22,21 +22,21 @@ namespace {
 ExponentField exponent_field(DType d) {
   switch (d) {
     case DType::F64:
-      return {52, 11};
+      return {.shift = 52, .bits = 11};
     case DType::F32:
-      return {23, 8};
+      return {.shift = 23, .bits = 8};
     case DType::F16:
-      return {10, 5};
+      return {.shift = 10, .bits = 5};
     case DType::BF16:
-      return {7, 8};
+      return {.shift = 7, .bits = 8};
     case DType::F8_E4M3:
-      return {3, 4};
+      return {.shift = 3, .bits = 4};
     case DType::F8_E5M2:
-      return {2, 5};
+      return {.shift = 2, .bits = 5};
     case DType::F8_E8M0:  // a scale: all eight bits are the exponent
-      return {0, 8};
+      return {.shift = 0, .bits = 8};
     default:
-      return {0, 0};
+      return {.shift = 0, .bits = 0};
   }
 }
 

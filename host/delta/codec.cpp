@@ -481,7 +481,7 @@ DeltaInfo encode_files(const std::string& base_path, const std::string& next_pat
     out.write_at(offset, p);
     offset += p.size();
   }
-  out.commit();
+  out.commit(/*durable=*/true);  // a finished file survives a crash, as SQLite's do
   ParsedDelta parsed{std::move(e.header), {}, offset};
   return describe(parsed);
 }
@@ -499,7 +499,7 @@ DeltaInfo apply_files(const std::string& base_path, const std::string& delta_pat
   AtomicFile out(out_path);
   FileSink sink(out, d.header);
   apply_core(d, base.tensors(), opts, sink, [&](std::span<const std::byte> r) { base.release(r); });
-  out.commit();
+  out.commit(/*durable=*/true);
   return describe(d);
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // Where and how to reach the Fireworks REST protocol (or flare's emulator):
 // the three base URLs, the key, extra headers and timeouts, and the headers
-// each kind of request carries (see shared/reference/fireworks-protocol.md).
+// each kind of request carries (docs/protocol.md).
 #include <string>
 #include <string_view>
 #include <utility>

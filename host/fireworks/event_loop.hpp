@@ -1,5 +1,5 @@
 #pragma once
-// Timers on top of the process's one libcurl loop (net::shared_client()), and
+// Timers on top of the process's one HTTP event loop (net::shared_client()), and
 // Ctrl-C handling for everything this library has in flight: whoever waits
 // pumps transfers and fires due timers; an interrupt cancels every registered
 // operation before flare::Interrupted propagates.

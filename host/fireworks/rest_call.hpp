@@ -24,8 +24,14 @@ struct RestRequest {
   std::string body;  // JSON text; empty = no body
   std::vector<std::pair<std::string, std::string>> headers;  // extra, e.g. fireworks-model
   double timeout_s = 0;                                      // 0 = the connection's timeout
-  std::string what;                                   // names the operation in error messages
-  RetryPolicy retry{3, 1.0, 10.0, 0, 0, false, 300};  // Retry-After honoured up to 5 min
+  std::string what;  // names the operation in error messages
+  RetryPolicy retry{.max_attempts = 3,
+                    .backoff_initial_s = 1.0,
+                    .backoff_max_s = 10.0,
+                    .not_ready_retries = 0,
+                    .not_ready_interval_s = 0,
+                    .retry_not_ready = false,
+                    .retry_after_cap_s = 300};  // Retry-After honoured up to 5 min
 };
 
 class RestCall : public Cancellable, public std::enable_shared_from_this<RestCall> {

@@ -26,8 +26,15 @@ namespace flare::fireworks {
 struct SamplerOptions {
   std::string model;  // inference model, e.g. accounts/<a>/deployments/<id>
   ConcurrencyOptions concurrency;
-  RetryPolicy retry{7, 2.0, 30.0, 10, 5.0, true, 30};  // the SDK's sampling retries
-  double timeout_s = 600;                              // per request
+  // The SDK's sampling retries.
+  RetryPolicy retry{.max_attempts = 7,
+                    .backoff_initial_s = 2.0,
+                    .backoff_max_s = 30.0,
+                    .not_ready_retries = 10,
+                    .not_ready_interval_s = 5.0,
+                    .retry_not_ready = true,
+                    .retry_after_cap_s = 30};
+  double timeout_s = 600;  // per request
 };
 
 struct SampleResult {

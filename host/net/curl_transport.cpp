@@ -40,7 +40,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
       if (c < '0' || c > '9') break;
       length = length * 10 + static_cast<std::size_t>(c - '0');
     }
-    if (length < (std::size_t{1} << 32)) t->response.body.reserve(length);
+    reserve_body(t->response, length);
   }
   store_header(t->response, t->header_count, name, value);
   return line.size();

@@ -58,6 +58,10 @@ void store_header(Response& response, std::size_t& count, std::string_view name,
   ++count;
 }
 
+void reserve_body(Response& response, std::size_t declared_length) {
+  response.body.reserve(std::min(declared_length, kMaxBodyReserve));
+}
+
 namespace {
 
 // Takes one line (without its CR LF) from in[off..], if complete.
@@ -158,7 +162,7 @@ ResponseParser::Result ResponseParser::feed(const std::string& in, std::size_t& 
         if (chunked_) {
           phase_ = Phase::ChunkSize;
         } else if (has_length_) {
-          if (remaining_ < (std::size_t{1} << 32)) response.body.reserve(remaining_);
+          reserve_body(response, remaining_);
           phase_ = Phase::Body;
         } else {
           keep_alive_ = false;

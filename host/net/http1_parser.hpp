@@ -30,6 +30,12 @@ void store_header(Response& response, std::size_t& count, std::string_view name,
 // Response heads larger than this are refused (libcurl's limit is about the same).
 constexpr std::size_t kMaxHeadBytes = 300 * 1024;
 
+// Room reserved up front for a body of the declared Content-Length, at most
+// kMaxBodyReserve: a server's header alone must not make the client allocate
+// gigabytes (a longer body still arrives, growing the string as it does).
+constexpr std::size_t kMaxBodyReserve = std::size_t{8} << 20;
+void reserve_body(Response& response, std::size_t declared_length);
+
 // One response at a time, fed the bytes of a connection as they arrive.
 class ResponseParser {
  public:

@@ -1,14 +1,14 @@
 #pragma once
-// HTTP/1.1 client on one libcurl multi handle. One event loop drives every
-// transfer in the process: whoever waits (wait, wait_all, run_until) pumps the
-// loop, so all requests in flight progress together. Completion callbacks run
-// from inside that pump, never from inside a libcurl callback. The loop is
-// curl_multi_socket_action on an epoll set: each pump only touches the
-// connections that are ready, and easy handles, header lists and response
-// header strings are reused from one request to the next. Plain http:// to an
-// IP address (no proxy variable, no connection limit, not HEAD) skips libcurl:
-// flare's own HTTP/1.1 keep-alive reader on the same epoll set, one send and
-// one recv per request, the same error codes. FLARE_HTTP_LIBCURL=1 turns it off.
+// HTTP/1.1 client with one event loop (an epoll set) for every transfer in the
+// process: whoever waits (wait, wait_all, run_until) pumps the loop, so all
+// requests in flight progress together, and completion callbacks run from
+// inside that pump. Two transports share the loop. Plain http:// to an IP
+// address (no proxy variable, no connection limit, not HEAD) goes on flare's
+// own keep-alive sockets: one send and one recv per request (direct_transport).
+// Everything else (https, host names, proxies) goes through libcurl's multi
+// interface, opened on first use (curl_transport), with easy handles and header
+// lists reused from one request to the next. Both report the same error codes;
+// FLARE_HTTP_LIBCURL=1 sends every request through libcurl.
 //
 // HTTP/1.1 only, keep-alive connections are reused, redirects are not
 // followed, proxies come from the usual environment variables (libcurl's).

@@ -121,27 +121,28 @@ void AtomicFile::reserve(uint64_t size) {
   if (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) throw_io("cannot size " + temp_);
 }
 
-void AtomicFile::commit() {
-  if (::fsync(fd_.get()) != 0) throw_io("cannot flush " + temp_ + " to disk");
+void AtomicFile::commit(bool durable) {
+  if (durable && ::fsync(fd_.get()) != 0) throw_io("cannot fsync " + temp_);
   if (::close(fd_.release()) != 0) throw_io("cannot close " + temp_);
   if (::rename(temp_.c_str(), path_.c_str()) != 0)
     throw_io("cannot rename " + temp_ + " to " + path_);
   committed_ = true;
   unregister_temp(slot_);
   slot_ = -1;
+  if (!durable) return;
   // The rename lives in the folder: flush it too, or a crash may undo it.
   const size_t slash = path_.rfind('/');
   const std::string dir = slash == std::string::npos ? "."
                           : slash == 0               ? "/"
                                                      : path_.substr(0, slash);
   UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (d.get() < 0 || ::fsync(d.get()) != 0) throw_io("cannot flush the folder " + dir + " to disk");
+  if (d.get() >= 0) ::fsync(d.get());  // best effort: not every filesystem syncs directories
 }
 
-void write_file_atomic(const std::string& path, std::span<const std::byte> bytes) {
+void write_file_atomic(const std::string& path, std::span<const std::byte> bytes, bool durable) {
   AtomicFile file(path);
   file.write_at(0, bytes);
-  file.commit();
+  file.commit(durable);
 }
 
 }  // namespace flare

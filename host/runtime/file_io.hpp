@@ -35,9 +35,7 @@ class UniqueFd {
 std::vector<std::byte> read_file(const std::string& path);
 
 // A file written under a temporary name next to `path` and renamed onto it by
-// commit(), which first makes the file and then the rename durable (fsync of
-// the file, then of its folder, as SQLite does). Destroying it without
-// commit() removes the temporary file.
+// commit(). Destroying it without commit() removes the temporary file.
 class AtomicFile {
  public:
   explicit AtomicFile(const std::string& path);
@@ -50,7 +48,9 @@ class AtomicFile {
   // blocks is much cheaper than into a hole (ext4, xfs), and a full disk shows
   // here rather than midway. A plain resize where the filesystem cannot.
   void reserve(uint64_t size);
-  void commit();
+  // durable: the file's data is on disk before the rename and the rename before
+  // commit returns (fsync of the file and of its directory).
+  void commit(bool durable = false);
   const std::string& temp_path() const { return temp_; }
 
  private:
@@ -66,6 +66,7 @@ class AtomicFile {
 void remove_temp_files_on_signal();
 
 // Writes `bytes` to a temporary file next to `path` and renames it onto `path`.
-void write_file_atomic(const std::string& path, std::span<const std::byte> bytes);
+void write_file_atomic(const std::string& path, std::span<const std::byte> bytes,
+                       bool durable = false);
 
 }  // namespace flare

@@ -10,6 +10,13 @@ namespace {
 constexpr char kHex[] = "0123456789ABCDEF";
 constexpr char kLowerHex[] = "0123456789abcdef";
 
+// The letter of JSON's two-character escape for c (n for a newline...), or 0.
+char short_escape(unsigned char c) {
+  constexpr std::string_view from = "\"\\\n\r\t\b\f", letter = "\"\\nrtbf";
+  const size_t k = from.find(static_cast<char>(c));
+  return k == std::string_view::npos ? 0 : letter[k];
+}
+
 }  // namespace
 
 std::string printable(std::string_view s) {
@@ -40,32 +47,12 @@ void append_json_string(std::string& out, std::string_view s) {
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(s.data() + run, i - run);
     run = i + 1;
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      case '\b':
-        out.append("\\b");
-        break;
-      case '\f':
-        out.append("\\f");
-        break;
-      default: {
-        const char esc[6] = {'\\', 'u', '0', '0', kLowerHex[c >> 4], kLowerHex[c & 15]};
-        out.append(esc, 6);
-      }
+    if (const char e = short_escape(c)) {
+      const char esc[2] = {'\\', e};
+      out.append(esc, 2);
+    } else {
+      const char esc[6] = {'\\', 'u', '0', '0', kLowerHex[c >> 4], kLowerHex[c & 15]};
+      out.append(esc, 6);
     }
   }
   out.append(s.data() + run, s.size() - run);

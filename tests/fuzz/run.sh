@@ -1,61 +1,101 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (-fsanitize=fuzzer,address,undefined)
-# into build-fuzz/ and runs each for a bounded time (FUZZ_SECONDS each, default
-# 22; under 60 s in all). Exits non-zero when a target finds a crash.
-#   bash tests/fuzz/run.sh            build + run
-#   bash tests/fuzz/run.sh --seeds    also regenerate the committed seed corpus
+# into build-fuzz/ and runs each for a bounded time: FLARE_FUZZ_SECONDS each
+# (default 20; five targets, under two minutes in all). Exits non-zero when a
+# target finds a crash, and leaves the input that found it in build-fuzz/.
+#   bash tests/fuzz/run.sh                  build + run every target
+#   bash tests/fuzz/run.sh json http1       build + run the ones named
+#   bash tests/fuzz/run.sh --seeds          also regenerate the generated seeds
+#   FLARE_FUZZ_SECONDS=600 bash tests/fuzz/run.sh json   a longer run
+# Targets: delta (the delta decoder), safetensors (the header parser), json
+# (flare.json.decode through the Lua API), completion (the completions codec),
+# http1 (the HTTP/1.1 response parser).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$root/build-fuzz"
-seconds="${FUZZ_SECONDS:-22}"
+seconds="${FLARE_FUZZ_SECONDS:-${FUZZ_SECONDS:-20}}"
 mkdir -p "$out/obj"
 CXX="${FUZZ_CXX:-clang++}"
 flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
-       -fno-sanitize-recover=undefined -I"$root/host" -I"$root/tests/fuzz")
-libs=(-lzstd -lz -lpthread -ldl)
+       -fno-sanitize-recover=undefined -I"$root/host" -I"$root/bindings" -I"$root/tests/fuzz"
+       $(pkg-config --cflags luajit))
 
-# Library objects (the delta codec and the runtime parts it uses: files, the
-# thread pool, ISA-L opened on first use), rebuilt when their source or any
-# header of either directory is newer.
+# compile SRC...: objects (instrumented for coverage) in build-fuzz/obj, rebuilt
+# when their source or a header of host/, bindings/ or tests/fuzz/ is newer.
+newest_header=$(ls -t "$root"/host/*/*.hpp "$root"/bindings/*.hpp "$root"/tests/fuzz/*.hpp | head -1)
 objs=()
-newest_header=$(ls -t "$root"/host/delta/*.hpp "$root"/host/runtime/*.hpp | head -1)
-for src in "$root"/host/delta/*.cpp "$root"/host/runtime/{shared_library,file_io,thread_pool}.cpp; do
-  obj="$out/obj/$(basename "${src%.cpp}").o"
-  if [[ ! -f "$obj" || "$src" -nt "$obj" || "$newest_header" -nt "$obj" ]]; then
-    "$CXX" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
-  fi
-  objs+=("$obj")
-done
+compile() {
+  objs=()
+  local src obj
+  for src in "$@"; do
+    obj="$out/obj/$(basename "$(dirname "$src")")_$(basename "${src%.cpp}").o"
+    if [[ ! -f "$obj" || "$src" -nt "$obj" || "$newest_header" -nt "$obj" ]]; then
+      "$CXX" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
+    fi
+    objs+=("$obj")
+  done
+}
 
-newest_obj=$(ls -t "${objs[@]}" | head -1)
-
-build() {  # build NAME [extra flags...]
+# link NAME LIBS... (uses $objs): build-fuzz/fuzz_NAME, relinked when anything is newer.
+link() {
   local name=$1; shift
-  local src="$root/tests/fuzz/$name.cpp" bin="$out/$name"
-  if [[ ! -x "$bin" || "$src" -nt "$bin" || "$root/tests/fuzz/fuzz_fixture.hpp" -nt "$bin" || "$newest_obj" -nt "$bin" ]]; then
-    "$CXX" "${flags[@]}" "$@" "$src" "${objs[@]}" "${libs[@]}" -o "$bin"
+  local src="$root/tests/fuzz/fuzz_$name.cpp" bin="$out/fuzz_$name" newer=0 o
+  for o in "$src" "$newest_header" "${objs[@]}"; do [[ "$o" -nt "$bin" ]] && newer=1; done
+  if [[ ! -x "$bin" || $newer == 1 ]]; then
+    "$CXX" "${flags[@]}" -fsanitize=fuzzer "$src" "${objs[@]}" "$@" -o "$bin"
   fi
 }
-build fuzz_delta -fsanitize=fuzzer
-build fuzz_safetensors -fsanitize=fuzzer
 
-if [[ "${1:-}" == "--seeds" ]]; then
-  build make_seeds
+build_target() {
+  case "$1" in
+    delta | safetensors)
+      compile "$root"/host/delta/*.cpp "$root"/host/runtime/{shared_library,file_io,thread_pool}.cpp
+      link "$1" -lzstd -lz -lpthread -ldl ;;
+    json)
+      compile "$root"/bindings/{json,json_convert,lua_support,module_registry,error_boundary}.cpp \
+        "$root"/host/text/*.cpp
+      link json $(pkg-config --libs luajit) ;;
+    completion)
+      compile "$root"/host/fireworks/completion_codec.cpp "$root"/host/text/*.cpp
+      link completion ;;
+    http1)
+      compile "$root"/host/net/http1_parser.cpp
+      link http1 ;;
+    *) echo "unknown fuzz target '$1' (delta safetensors json completion http1)" >&2; exit 2 ;;
+  esac
+}
+
+targets=()
+regen=0
+for a in "$@"; do
+  if [[ $a == --seeds ]]; then regen=1; else targets+=("$a"); fi
+done
+[[ ${#targets[@]} -gt 0 ]] || targets=(delta safetensors json completion http1)
+
+if [[ $regen == 1 ]]; then
+  compile "$root"/host/delta/*.cpp "$root"/host/runtime/{shared_library,file_io,thread_pool}.cpp
+  "$CXX" "${flags[@]}" "$root/tests/fuzz/make_seeds.cpp" "${objs[@]}" -lzstd -lz -lpthread -ldl \
+    -o "$out/make_seeds"
   "$out/make_seeds" "$root/tests/fuzz/seeds"
 fi
 
 status=0
-for target in delta safetensors; do
+for target in "${targets[@]}"; do
+  build_target "$target"
   corpus="$out/corpus/$target"
   mkdir -p "$corpus"
+  max_len=65536
+  [[ $target == delta || $target == safetensors ]] || max_len=16384
   echo "fuzz_$target: ${seconds}s"
   if ! (cd "$out" && "./fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-          -max_len=65536 -print_final_stats=0 "$corpus" "$root/tests/fuzz/seeds/$target" 2>"$out/fuzz_$target.log"); then
+          -max_len=$max_len -print_final_stats=1 "$corpus" "$root/tests/fuzz/seeds/$target" \
+          2>"$out/fuzz_$target.log"); then
     echo "fuzz_$target found a crash; see $out/fuzz_$target.log and $out/crash-*" >&2
     tail -40 "$out/fuzz_$target.log" >&2
     status=1
   else
-    grep -E '^#[0-9]+ +DONE' "$out/fuzz_$target.log" || tail -1 "$out/fuzz_$target.log"
+    grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units' "$out/fuzz_$target.log" ||
+      tail -1 "$out/fuzz_$target.log"
   fi
 done
 exit $status

@@ -69,6 +69,11 @@ takes_options("flare.delta.apply", "threds", "threads",
 takes_options("flare.emulator.start", "provision_delay", "provision_delay_s", flare.emulator.start)
 takes_options("flare.fireworks.connection", "base_ur", "base_url", flare.fireworks.connection)
 takes_options("flare.connect", "acount_id", "account_id", flare.connect)
+takes_options("flare.openai.connect", "base_ur", "base_url", flare.openai.connect)
+takes_options("flare.openai.sampler", "modle", "model",
+  function(o) return flare.openai.sampler(with({base_url = no_port}, o)) end)
+takes_options("flare.chat.format", "add_generation_promt", "add_generation_prompt",
+  function(o) return flare.chat.format({{role = "user", content = "a"}}, o) end)
 takes_options("flare.recipe", "confg", "config",
   function(o) return flare.recipe(with({name = "m"}, o)) end)
 takes_options("flare.recipe.new", "confg", "config",

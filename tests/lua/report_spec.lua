@@ -5,7 +5,8 @@ local json = require("flare.json")
 local function make_dir()
   local path = os.tmpname()
   os.remove(path)
-  assert(os.execute("mkdir -p '" .. path .. "'") == 0 or true)
+  assert(os.execute("mkdir -p '" .. path .. "'") == 0 and flare.fs.is_dir(path),
+    "cannot create " .. path)
   return path
 end
 

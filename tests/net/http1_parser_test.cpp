@@ -118,6 +118,14 @@ TEST_CASE("http1: framing, keep-alive and errors") {
   CHECK(f.result == ResponseParser::Result::Failed);
   CHECK(f.parser.failure() == ResponseParser::Failure::BadFraming);
 
+  // A declared length is not trusted with memory: found by tests/fuzz/fuzz_http1
+  // (a 4 GB Content-Length made the parser reserve 4 GB before any body byte).
+  auto big = parse("HTTP/1.1 200 OK\r\nContent-Length: 4000000000\r\n\r\nab");
+  CHECK(big.result == ResponseParser::Result::More);
+  CHECK(big.response.body == "ab");
+  CHECK(big.response.body.capacity() <= flare::net::kMaxBodyReserve);
+  CHECK(big.parser.remaining() == 4000000000u - 2);
+
   auto g = parse("HTTP/1.1 200 OK\r\nX: " + std::string(400 * 1024, 'x'), 4096);
   CHECK(g.result == ResponseParser::Result::Failed);
   CHECK(std::string(g.parser.message()).find("larger than") != std::string::npos);

@@ -43,9 +43,16 @@ TEST_CASE("a URL whose scheme is not http or https is refused before sending") {
 }
 
 TEST_CASE("upper-case schemes are accepted") {
-  HttpClient client;
-  auto id = client.submit(get("HTTPS://127.0.0.1:1/"), [](auto*, auto*) {});
-  client.cancel(id);
+  for (const char* url : {"HTTPS://127.0.0.1:1/", "Http://127.0.0.1:1/", "HTTP://127.0.0.1:1/"}) {
+    CAPTURE(url);
+    HttpClient client;
+    flare::net::RequestId id = 0;
+    CHECK_NOTHROW(id = client.submit(get(url), [](auto*, auto*) {}));
+    CHECK(id != 0);
+    CHECK(client.in_flight_count() == 1);
+    client.cancel(id);
+    CHECK(client.in_flight_count() == 0);
+  }
 }
 
 TEST_CASE("a header with a newline is refused, naming the header but not its value") {
@@ -69,7 +76,10 @@ TEST_CASE("a header with a newline is refused, naming the header but not its val
 TEST_CASE("a method that is not an HTTP token is refused") {
   Request r = get("http://127.0.0.1:1/x");
   r.method = "GET /evil HTTP/1.1\r\n";
-  CHECK(submit_error(r).code == "bad_request");
+  auto e = submit_error(r);
+  CHECK(e.code == "bad_request");
+  // The message shows the method with its control characters escaped.
+  CHECK(std::string(e.what()).starts_with("GET /evil HTTP/1.1\\x0D\\x0A "));
 }
 
 TEST_CASE("describe_request strips credentials from the URL") {

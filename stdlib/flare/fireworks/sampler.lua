@@ -99,6 +99,9 @@ local function clean_context(into, raw)
 end
 
 function M.new(fw, opts)
+  if type(opts) == "table" and opts.backend == "openai" then  -- any OpenAI-compatible server
+    return require("flare.openai")._from_fw(fw, opts)
+  end
   opts = options.check(opts, spec, "sampler")
   local model = opts.model
   if opts.deployment then
