@@ -236,18 +236,25 @@ Router::Handler Router::wrap(size_t max_body, Handler h) {
 }
 
 Router::PathPattern::PathPattern(const std::string& pattern) {
-  static constexpr std::string_view kSegment = "([^/]+)";
-  size_t from = 0;
-  for (size_t at; (at = pattern.find(kSegment, from)) != std::string::npos;
-       from = at + kSegment.size()) {
-    literals_.push_back(pattern.substr(from, at - from));
+  static constexpr std::string_view kSegment = "([^/]+)", kRest = "(.+)";
+  std::string text = pattern;
+  if (text.ends_with(kRest)) {
+    rest_ = true;
+    text.resize(text.size() - kRest.size());
   }
-  literals_.push_back(pattern.substr(from));
+  size_t from = 0;
+  for (size_t at; (at = text.find(kSegment, from)) != std::string::npos;
+       from = at + kSegment.size()) {
+    literals_.push_back(text.substr(from, at - from));
+  }
+  literals_.push_back(text.substr(from));
   for (size_t i = 0; i < literals_.size(); ++i) {
     const std::string& l = literals_[i];
-    if (l.find_first_of("()[]*+?\\|^$") != std::string::npos ||
-        (i > 0 && !l.empty() && l[0] != '/'))
-      throw std::logic_error("route pattern '" + pattern + "' is not literal text with ([^/]+)");
+    if (l.find_first_of("()[]*+?\\|^$.") != std::string::npos ||
+        (i > 0 && !l.empty() && l[0] != '/')) {
+      throw std::logic_error("route pattern '" + pattern +
+                             "' is not literal text with ([^/]+) segments and an (.+) end");
+    }
   }
 }
 
@@ -261,7 +268,7 @@ bool Router::PathPattern::matches(std::string_view path) const {
     if (!path.starts_with(literals_[i])) return false;
     path.remove_prefix(literals_[i].size());
   }
-  return path.empty();
+  return rest_ ? !path.empty() : path.empty();
 }
 
 void Router::add(const std::string& method, const std::string& pattern, Auth auth,

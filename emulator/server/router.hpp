@@ -43,7 +43,8 @@ class Router {
 
  private:
   // A route's path pattern as httplib takes it, literal text with "([^/]+)"
-  // for one segment (the only form the routes use), matched without a regex.
+  // for one segment and "(.+)" for the rest of the path at its end (the only
+  // forms the routes use), matched without a regex.
   class PathPattern {
    public:
     explicit PathPattern(const std::string& pattern);
@@ -51,6 +52,7 @@ class Router {
 
    private:
     std::vector<std::string> literals_;  // around the segments: segments + 1 of them
+    bool rest_ = false;                  // ends with "(.+)"
   };
   struct Route {
     std::string method;
