@@ -26,7 +26,8 @@ void usage(FILE* out) {
       "generated and stored (mode 0600) in the state dir. --api-key KEY also works but every\n"
       "user can read it in the process list.\n"
       "--faults takes rules 'PREFIX:KIND[:key=value]...' separated by ';', KIND one of\n"
-      "429, 500, 503, reset, delay, truncate; keys rate, seed, count, retry_after, delay_ms.\n");
+      "429, 500, 503, reset, delay, truncate (or several joined by |, one picked per hit);\n"
+      "keys rate, seed, count, retry_after, delay_ms.\n");
 }
 
 bool parse_number(const char* s, double* out) {

@@ -5,7 +5,9 @@
 //   fireworks.connection{api_key=, base_url=, inference_url=, hotload_api_url=,
 //                        additional_headers={name=value}, timeout_s=60, connect_timeout_s=10}
 //     conn:request{method=, plane="control"|"inference"|"hotload"|"trainer", path=, body=,
-//                  headers=, timeout_s=, what=, retries=3, backoff_s=1, accept={404, ...}}
+//                  headers=, timeout_s=, what=, retries=7, backoff_s=1, accept={404, ...}}
+//        (retries: attempts in total for 408/429/5xx and connection failures, as the sampler's
+//        max_attempts; the SDK's REST client keeps retrying those for up to 5 minutes)
 //        -> {status=, body=<decoded JSON or nil>, text=, request_id=, retry_after=,
 //            headers={<lower-case name> = value}}
 //        (raises a structured error on transport failure or a status >= 300 not in accept)
@@ -114,7 +116,7 @@ Future start_request(lua_State* L, const char* who) {
   if (auto h = o.string_map("headers")) r.headers = std::move(*h);
   r.timeout_s = o.number("timeout_s", 0, 0);
   r.what = o.string("what", r.method + " " + r.path);
-  r.retry.max_attempts = static_cast<int>(o.integer("retries", 3, 1));
+  r.retry.max_attempts = static_cast<int>(o.integer("retries", 7, 1));
   r.retry.backoff_initial_s = o.number("backoff_s", 1.0, 0);
   r.retry.backoff_max_s = std::max(r.retry.backoff_initial_s, 10.0);
   Future f;

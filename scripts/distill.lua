@@ -66,7 +66,7 @@ flare.with_deployment(deployment(c.teacher_id), function(info)
     problems = flare.tasks.get(c.task, {seed = c.seed + 777}):sample(c.problems),
     verify = function(p, text) return task:verify(p, text) end,
     k = c.k, batch = c.batch, want = c.want, max_tokens = c.max_tokens, temperature = c.temperature,
-    out_dir = run.dir .. "/samples"}
+    seed = c.seed * 100003 + 1, out_dir = run.dir .. "/samples"}
   for _, line in ipairs(distill.format_stats(result.stats)) do print(line) end
   run:log{phase = "filter", accepted = result.stats.accepted, samples = result.stats.samples,
     acceptance_rate = result.stats.acceptance_rate}
@@ -82,7 +82,7 @@ flare.with_deployment(deployment(c.student_id), function(info)
   local eval_set = flare.tasks.get(c.task, {seed = c.seed + 999}):sample(c.eval_problems)
   local function evaluate(when)
     local r = flare.tasks.evaluate(sampler, task, eval_set,
-      {n = c.eval_n, max_tokens = c.max_tokens})
+      {n = c.eval_n, max_tokens = c.max_tokens, seed = c.seed * 100003 + 2})
     run:log{phase = "eval", when = when, correct_rate = r.correct_rate, reward_mean = r.reward_mean}
     return r
   end

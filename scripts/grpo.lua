@@ -54,7 +54,9 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
     local problems, prompts = problems_for(step), {}
     for i, p in ipairs(problems) do prompts[i] = p.prompt end
     return {step = step, problems = problems, version = version,
-      future = sampler:submit{prompts = prompts,
+      -- Seeded per step (sample j of a prompt: seed + j - 1): the same completions whatever the
+      -- timing, so a run with retried requests ends as one without.
+      future = sampler:submit{prompts = prompts, seed = (c.seed * 100003 + step) * c.group_size,
       n = c.group_size, max_tokens = c.max_tokens, temperature = c.temperature, logprobs = true}}
   end
 

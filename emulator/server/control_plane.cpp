@@ -136,6 +136,28 @@ void ControlPlane::remove_unreferenced(const std::string& id,
   }
 }
 
+// A kill between writing a file and recording it leaves files nothing refers to: a replica
+// checkpoint the database never named, a deleted deployment's replica dir, a trainer state's
+// temporary file. Only the emulator writes under replicas/ and trainer_states/.
+void ControlPlane::remove_crash_leftovers() {
+  std::error_code ec;
+  for (const auto& dir : fs::directory_iterator(state_dir + "/replicas", ec)) {
+    std::string id = dir.path().filename().string();
+    auto it = deployments.find(id);
+    if (it == deployments.end()) {
+      fs::remove_all(dir.path(), ec);
+      continue;
+    }
+    std::vector<std::string> files;
+    for (const auto& f : fs::directory_iterator(dir.path(), ec)) files.push_back(f.path().string());
+    remove_unreferenced(id, files);
+  }
+  for (const auto& f : fs::recursive_directory_iterator(state_dir + "/trainer_states", ec)) {
+    if (f.is_regular_file(ec) && f.path().filename().string().find(".tmp-") != std::string::npos)
+      fs::remove(f.path(), ec);
+  }
+}
+
 void ControlPlane::restore() {
   std::lock_guard lock(mu);
   for (auto& row : store.deployments()) {
@@ -170,6 +192,7 @@ void ControlPlane::restore() {
       save(slot);
     }
   }
+  remove_crash_leftovers();
   for (auto& row : store.trainer_jobs()) {
     TrainerJob j;
     j.row = row;

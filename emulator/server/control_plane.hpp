@@ -101,6 +101,7 @@ class ControlPlane {
   void scale_down(Deployment& d);  // drops the model, keeps the snapshot
   void request_scale_up(Deployment& d);
   std::string replica_dir(const std::string& id) const;
+  void remove_crash_leftovers();                              // restore() calls it with mu held
   std::string bucket_dir_for(const std::string& name) const;  // <state>/buckets/<name>
   // The base model's initial weights (written once to <state>/models/).
   std::shared_ptr<const Checkpoint> initial_checkpoint(const model::Config& cfg,

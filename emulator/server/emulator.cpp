@@ -84,7 +84,9 @@ void widen_listen_backlog(int port) {
 
 void add_admin_routes(Router& r, RouteEnv& env) {
   r.get("/admin/v1/faults", Auth::Any, [&env](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, env.faults.describe());
+    nlohmann::json j = env.faults.describe();
+    j["replayed"] = env.replays.replayed();  // retried trainer steps answered from the cache
+    send_json(res, 200, j);
   });
   r.post("/admin/v1/faults", Auth::Any,
          [&env](const httplib::Request& req, httplib::Response& res) {
@@ -224,7 +226,7 @@ void Emulator::start() {
   }
   m.port = bound;
   widen_listen_backlog(bound);
-  m.env = std::make_unique<RouteEnv>(RouteEnv{*m.cp, m.faults, base_url()});
+  m.env.reset(new RouteEnv{*m.cp, m.faults, base_url()});
   m.router =
       std::make_unique<Router>(*m.server, m.api_key, m.faults, m.opt.log_requests, m.opt.state_dir);
   add_deployment_routes(*m.router, *m.env);

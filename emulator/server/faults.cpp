@@ -83,7 +83,8 @@ std::vector<FaultRule> parse_fault_spec(const std::string& spec) {
     if (r.prefix.empty() || r.prefix[0] != '/') {
       throw std::invalid_argument(where + ": the route prefix must start with '/'");
     }
-    r.kind = parse_kind(parts[1], where);
+    r.kinds.clear();
+    for (const auto& k : split(parts[1], '|')) r.kinds.push_back(parse_kind(k, where));
     for (size_t i = 2; i < parts.size(); ++i) {
       auto eq = parts[i].find('=');
       if (eq == std::string::npos) {
@@ -129,7 +130,11 @@ std::optional<FaultHit> Faults::draw(const std::string& path) {
     double u = std::uniform_real_distribution<double>(0.0, 1.0)(r.rng);
     if (u >= r.rate) continue;
     ++r.injected;
-    return FaultHit{r.kind, r.retry_after_s, r.delay_ms};
+    FaultKind kind = r.kinds[0];
+    if (r.kinds.size() > 1)
+      kind = r.kinds[std::uniform_int_distribution<size_t>(0, r.kinds.size() - 1)(r.rng)];
+    ++r.injected_by_kind[static_cast<size_t>(kind)];
+    return FaultHit{kind, r.retry_after_s, r.delay_ms};
   }
   return std::nullopt;
 }
@@ -138,14 +143,22 @@ nlohmann::json Faults::describe() {
   std::lock_guard lock(mu_);
   nlohmann::json rules = nlohmann::json::array();
   for (const auto& r : rules_) {
+    std::string kinds;
+    nlohmann::json by_kind = nlohmann::json::object();
+    for (auto k : r.kinds) {
+      if (!kinds.empty()) kinds += '|';
+      kinds += fault_kind_name(k);
+      by_kind[fault_kind_name(k)] = r.injected_by_kind[static_cast<size_t>(k)];
+    }
     rules.push_back({{"prefix", r.prefix},
-                     {"kind", fault_kind_name(r.kind)},
+                     {"kind", kinds},
                      {"rate", r.rate},
                      {"seed", r.seed},
                      {"count", r.count},
                      {"retry_after", r.retry_after_s},
                      {"delay_ms", r.delay_ms},
-                     {"injected", r.injected}});
+                     {"injected", r.injected},
+                     {"injected_by_kind", by_kind}});
   }
   return {{"spec", spec_}, {"rules", rules}};
 }

@@ -143,6 +143,12 @@ void start_hotload(ControlPlane& cp, Deployment& d, const HotloadRequest& req) {
     fail_load(s, req.identity, message);
     bad_request(message);
   };
+  // A retry whose first attempt went through (its answer was lost) asks for the snapshot
+  // this replica already serves or is loading: that succeeds without a second load.
+  if (s.loading_busy ? s.loading.target == req.identity
+                     : (req.identity == d.row.snapshot && s.loading.stage != "error")) {
+    return;
+  }
   if (s.loading_busy) {
     throw ApiError(409, "ABORTED",
                    "a hotload of '" + s.loading.target +

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "emulator/server/control_plane.hpp"
+#include "emulator/server/replay_cache.hpp"
 #include "emulator/server/router.hpp"
 
 namespace flare::emulator {
@@ -11,6 +12,7 @@ struct RouteEnv {
   ControlPlane& cp;
   Faults& faults;
   std::string base_url;
+  ReplayCache replays{};  // the trainer's non-idempotent POSTs, by x-request-id
 };
 
 void add_deployment_routes(Router& r, RouteEnv& env);   // accounts + deployments

@@ -454,8 +454,18 @@ void add_trainer_routes(Router& r, RouteEnv& env) {
     JobHandle job = running_job(env.cp, req);
     send_json(res, 200, {{"status", "ok"}, {"job", job.id}});
   });
-  r.post(
-      prefix + "forward_backward", Auth::Any,
+  // Each step that changes the trainer runs once per request id (see replay_cache.hpp).
+  auto once = [&r, &env, &prefix](const char* op, ReplayCache::Handler h,
+                                  BodyLimit limit = BodyLimit::Control) {
+    r.post(
+        prefix + op, Auth::Any,
+        [&env, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+          env.replays.run(req, res, h);
+        },
+        limit);
+  };
+  once(
+      "forward_backward",
       [&env](const httplib::Request& req, httplib::Response& res) {
         run_forward(env, req, res, true);
       },
@@ -466,22 +476,19 @@ void add_trainer_routes(Router& r, RouteEnv& env) {
         run_forward(env, req, res, false);
       },
       BodyLimit::Training);
-  r.post(
-      prefix + "optim_step", Auth::Any,
-      [&env](const httplib::Request& req, httplib::Response& res) { optim_step(env, req, res); });
-  r.post(
-      prefix + "save_weights_for_sampler", Auth::Any,
-      [&env](const httplib::Request& req, httplib::Response& res) { save_weights(env, req, res); });
-  r.post(
-      prefix + "save_state", Auth::Any,
-      [&env](const httplib::Request& req, httplib::Response& res) { save_state(env, req, res); });
+  once("optim_step",
+       [&env](const httplib::Request& req, httplib::Response& res) { optim_step(env, req, res); });
+  once("save_weights_for_sampler", [&env](const httplib::Request& req, httplib::Response& res) {
+    save_weights(env, req, res);
+  });
+  once("save_state",
+       [&env](const httplib::Request& req, httplib::Response& res) { save_state(env, req, res); });
   r.get(prefix + "list_checkpoints", Auth::Any,
         [&env](const httplib::Request& req, httplib::Response& res) {
           list_checkpoints(env, req, res);
         });
-  r.post(
-      prefix + "load_state", Auth::Any,
-      [&env](const httplib::Request& req, httplib::Response& res) { load_state(env, req, res); });
+  once("load_state",
+       [&env](const httplib::Request& req, httplib::Response& res) { load_state(env, req, res); });
 }
 
 }  // namespace flare::emulator

@@ -110,7 +110,8 @@ local function env(name)
 end
 
 local function resolve_account(fw)
-  local r = fw:request{path = "/v1/accounts?pageSize=2",
+  -- The first call: a mistyped URL fails within seconds, not after the full retry budget.
+  local r = fw:request{path = "/v1/accounts?pageSize=2", retries = 3,
     what = "look up the account of the API key"}
   local accounts = r.body and r.body.accounts or {}
   if #accounts ~= 1 then

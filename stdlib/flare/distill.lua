@@ -9,6 +9,8 @@
 --     batch = 4,                    -- samples per prompt per round
 --     want = 2,                     -- stop sampling a prompt once this many are accepted
 --     max_tokens = 64, temperature = 1.0,
+--     seed = nil,                   -- round r samples with seed + (r - 1) * batch: the same
+--                                   --   completions whatever the timing (and retries)
 --     out_dir = "runs/x/distill",   -- optional: JSONL shards + progress, resumed on rerun
 --     shard_size = 1000, dedupe_ngram = 8, dedupe_overlap = 0.5,
 --   }
@@ -191,12 +193,15 @@ function M.rejection_sample(o)
   for _, s in ipairs(accepted) do stats.accepted_tokens =
     stats.accepted_tokens + #(s.tokens or {}) end
 
+  local round = 0
   while #live > 0 do
     local prompts = {}
     for i, st in ipairs(live) do prompts[i] = st.problem.prompt end
     local n = batch
     local groups = o.sampler:sample{prompts = prompts, n = n, max_tokens = o.max_tokens or 64,
-      temperature = o.temperature or 1.0, logprobs = false}
+      temperature = o.temperature or 1.0, logprobs = false,
+      seed = o.seed and (o.seed + round * batch) or nil}
+    round = round + 1
     local still = {}
     for i, st in ipairs(live) do
       local cs = groups[i] and (groups[i].completions or groups[i]) or {}
@@ -305,7 +310,7 @@ return require("flare.args").checked(M, "flare.distill", {
   dedupe_filter = {{"opts", {ngram = "integer", overlap = "number"}}},
   rejection_sample = {{"opts", {sampler = "table", problems = "table", verify = "function",
     k = "integer", batch = "integer", want = "integer", max_tokens = "integer",
-    temperature = "number", out_dir = "string",
+    temperature = "number", out_dir = "string", seed = "integer",
     shard_size = "integer", dedupe_ngram = "integer", dedupe_overlap = "number"}}},
   text_sample = {"prompt:string", "completion:string", "eos:nil|integer"},
   sft_datum = {"sample:table"},

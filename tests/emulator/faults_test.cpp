@@ -92,3 +92,23 @@ TEST_CASE("a bad --faults spec is refused at construction") {
   opt.faults = "/a:boom";
   CHECK_THROWS_AS(flare::emulator::Emulator{opt}, std::invalid_argument);
 }
+
+TEST_CASE("one rule with several kinds picks one per hit and counts each") {
+  Server s;
+  s.create_ready("f");
+  REQUIRE(set_faults(s, "/inference/:500|503:count=20:seed=3").status == 200);
+  int s500 = 0, s503 = 0;
+  for (int i = 0; i < 20; ++i) {
+    int st = s.complete(kReq).status;
+    s500 += st == 500;
+    s503 += st == 503;
+  }
+  CHECK(s500 + s503 == 20);
+  CHECK(s500 > 0);
+  CHECK(s503 > 0);
+  auto rule = s.control("GET", "/admin/v1/faults").json()["rules"][0];
+  CHECK(rule["kind"] == "500|503");
+  CHECK(rule["injected_by_kind"]["500"] == s500);
+  CHECK(rule["injected_by_kind"]["503"] == s503);
+  CHECK(set_faults(s, "/inference/:500|teapot").status == 400);
+}

@@ -145,6 +145,13 @@ TEST_CASE("base then delta hotload serve exactly the bucket's weights") {
   REQUIRE(s.wait_hotload("hl", "snap-3")["current_snapshot_identity"] == "snap-3");
   auto served3 = s.served_logprobs("hl", kProbe);
   check_close(served3, local_logprobs(w3), 1e-5);
+  // The same request again (a retry whose first answer was lost) succeeds: the replica
+  // already serves snap-3, so nothing is loaded a second time.
+  Reply again = s.hotload(
+      "hl", {{"identity", "snap-3"}, {"incremental_snapshot_metadata", delta_meta("snap-2")}});
+  CHECK_MESSAGE(again.status == 200, again.body);
+  CHECK(s.hotload_status("hl").json()["replicas"][0]["current_snapshot_identity"] == "snap-3");
+  CHECK(s.served_logprobs("hl", kProbe) == served3);
 
   // The restart serves the same snapshot with the same logprobs.
   s.restart();

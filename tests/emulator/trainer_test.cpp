@@ -526,3 +526,35 @@ TEST_CASE("PATCH hotLoadTrainerJob moves a deployment to the trainer's bucket on
   CHECK(s.wait_hotload("re", "b-0")["current_snapshot_identity"] == "b-0");
   CHECK(s.hotload("re", {{"identity", "a-0"}}).status == 400);  // not in this bucket
 }
+
+TEST_CASE("a retried optim_step with the same x-request-id is answered once, not applied twice") {
+  Server s(0.05);
+  nlohmann::json tc = {{"baseModel", "accounts/local/models/tiny-gpt"}};
+  REQUIRE(create_job(s, "once", {{"serviceMode", true}, {"trainingConfig", tc}}).status == 200);
+  wait_running(s, "once");
+  Job job{s, "once"};
+  auto post = [&](const std::string& route, const nlohmann::json& body, const std::string& rid) {
+    return http("POST", job.gateway() + route, body.dump(),
+                {s.key_header(), s.bearer_header(), "x-request-id: " + rid});
+  };
+  nlohmann::json fb = {
+      {"forward_backward_input", {{"data", {datum(kProbe)}}, {"loss_fn", "cross_entropy"}}}};
+  nlohmann::json adam = {{"adam_params", {{"learning_rate", 1e-2}}}};
+  REQUIRE(post("forward_backward", fb, "fb-1").status == 200);
+  Reply first = post("optim_step", adam, "os-1");
+  REQUIRE_MESSAGE(first.status == 200, first.body);
+  CHECK(first.json()["step"] == 1);
+  // The same request again (a retry after a lost response): the first answer, no second step.
+  Reply again = post("optim_step", adam, "os-1");
+  CHECK(again.status == 200);
+  CHECK(again.body == first.body);
+  auto logprobs = trainer_logprobs(job, kProbe);
+  // A new request id is a new step.
+  REQUIRE(post("forward_backward", fb, "fb-2").status == 200);
+  CHECK(post("optim_step", adam, "os-2").json()["step"] == 2);
+  CHECK(trainer_logprobs(job, kProbe) != logprobs);
+  // A failed request is not remembered: its retry runs.
+  CHECK(post("optim_step", {{"adam_params", {{"beta1", 1.5}}}}, "os-3").status == 400);
+  CHECK(post("optim_step", adam, "os-3").json()["step"] == 3);
+  CHECK(s.control("GET", "/admin/v1/faults").json()["replayed"] == 1);
+}

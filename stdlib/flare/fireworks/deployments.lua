@@ -338,8 +338,13 @@ function M:hotload_and_wait(a)
     error(err, 0)
   end
   while true do
-    local st = self:hotload_check_status(a)
+    -- A status check that fails transiently is polled again, as the SDK's wait_for_hotload.
+    local polled, st = pcall(self.hotload_check_status, self, a)
     local stage = "no replica"
+    if not polled then
+      if type(st) ~= "table" or not st.retryable then error(st, 0) end
+      stage, st = "status check failed: " .. tostring(st.message), {}
+    end
     for _, rep in ipairs(st.replicas or {}) do
       if replica_has(rep, target) then
         p:finish("loaded " .. target)
