@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "delta/codec.hpp"
+#include "runtime/file_io.hpp"
 #include "subcommand.hpp"
 #include "text/escape.hpp"
 #include "text/utf8.hpp"
@@ -162,6 +163,8 @@ void print_table(const DeltaInfo& info) {
 
 int run(int argc, char** argv) {
   if (argc < 2) throw UsageError("missing action");
+  // An interrupted encode or apply leaves no half-written *.tmp-PID-N file behind.
+  flare::remove_temp_files_on_signal();
   std::string action = argv[1];
   if (action == "--help" || action == "-h" || action == "help") {
     std::fputs(kUsage, stdout);
@@ -172,7 +175,11 @@ int run(int argc, char** argv) {
     if (a.positional.size() != 3) throw UsageError("encode needs BASE NEW OUT");
     EncodeOptions o;
     for (auto& [k, v] : a.options) {
-      if (k == "level") o.zstd_level = static_cast<int>(to_uint(k, v));
+      if (k == "level") {
+        // Past int's range the check must still see an out-of-range level, not a wrapped one.
+        o.zstd_level = static_cast<int>(std::min<uint64_t>(to_uint(k, v), 1u << 30));
+        flare::delta::check_zstd_level(o.zstd_level);  // before any file is read
+      }
       if (k == "threads") o.threads = static_cast<unsigned>(to_uint(k, v));
       if (k == "chunk-elements") o.chunk_elements = to_uint(k, v);
       if (k == "base-identity") o.base_identity = v;

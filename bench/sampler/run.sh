@@ -22,7 +22,7 @@ port=$($python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 base="http://127.0.0.1:$port"
 model="accounts/local/deployments/bench"
 
-"$flare" serve --port "$port" --state-dir "$state" --api-key "$key" --provision-delay 0 \
+FLARE_EMULATOR_API_KEY="$key" "$flare" serve --port "$port" --state-dir "$state" --provision-delay 0 \
   --idle-timeout 3600 >"$state/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$state"' EXIT

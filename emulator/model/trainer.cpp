@@ -234,9 +234,21 @@ OptimResult Trainer::optim_step(const AdamParams& p) {
     throw std::invalid_argument(
         "optim_step: learning_rate, eps, weight_decay and grad_clip_norm must be >= 0 and "
         "betas in [0, 1)");
+  for (double v : {p.learning_rate, p.beta1, p.beta2, p.eps, p.weight_decay, p.grad_clip_norm}) {
+    if (!std::isfinite(v))
+      throw std::invalid_argument("optim_step: every parameter must be finite");
+  }
   double sq = 0;
   for (float g : m.grad) sq += double(g) * double(g);
   const double norm = std::sqrt(sq);
+  if (!std::isfinite(norm)) {
+    // A NaN or infinite gradient would poison every weight: the step is not
+    // taken and the gradient is dropped, so training can go on from here.
+    std::fill(m.grad.begin(), m.grad.end(), 0.0f);
+    throw std::invalid_argument("optim_step: the accumulated gradient is not finite (norm " +
+                                std::to_string(norm) +
+                                "); the step was not taken and the gradient was discarded");
+  }
   const double scale =
       p.grad_clip_norm > 0 && norm > p.grad_clip_norm ? p.grad_clip_norm / (norm + 1e-6) : 1.0;
   m.step += 1;

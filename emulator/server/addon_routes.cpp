@@ -8,6 +8,7 @@
 #include "emulator/server/checkpoint.hpp"
 #include "emulator/server/replica.hpp"
 #include "emulator/server/routes.hpp"
+#include "emulator/server/state_paths.hpp"
 #include "runtime/file_io.hpp"
 
 namespace fs = std::filesystem;

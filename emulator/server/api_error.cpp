@@ -1,7 +1,9 @@
 #include "emulator/server/api_error.hpp"
 
 #include <cctype>
+#include <charconv>
 #include <cmath>
+#include <limits>
 
 namespace flare::emulator {
 
@@ -75,7 +77,7 @@ nlohmann::json parse_body(const httplib::Request& req) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(req.body);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e400
     bad_request(std::string("request body is not valid JSON: ") + e.what());
   }
   if (!j.is_object()) bad_request("request body must be a JSON object");
@@ -92,21 +94,43 @@ bool get_bool(const nlohmann::json& obj, const char* field, bool fallback) {
 long get_int(const nlohmann::json& obj, const char* field, long fallback) {
   auto it = obj.find(field);
   if (it == obj.end() || it->is_null()) return fallback;
+  auto out_of_range = [&](const std::string& text) {
+    bad_request(std::string("field '") + field + "' is " + text +
+                ", outside the 64-bit integer range");
+  };
+  if (it->is_number_unsigned()) {
+    uint64_t u = it->get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<long>::max())) out_of_range(it->dump());
+    return static_cast<long>(u);
+  }
   if (it->is_number_integer()) return it->get<long>();
   if (it->is_number_float()) {
     double d = it->get<double>();
-    if (d == std::floor(d)) return static_cast<long>(d);
+    if (d == std::floor(d)) {
+      // 2^63 is the first double past the range; casting it or more is undefined.
+      if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) out_of_range(it->dump());
+      return static_cast<long>(d);
+    }
   }
   // The REST gateway also accepts int64 values as strings.
   if (it->is_string()) {
-    try {
-      size_t used = 0;
-      long v = std::stol(it->get<std::string>(), &used);
-      if (used == it->get<std::string>().size()) return v;
-    } catch (const std::exception&) {
-    }
+    const std::string& text = it->get_ref<const std::string&>();
+    long v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec == std::errc::result_out_of_range) out_of_range("'" + text + "'");
+    if (ec == std::errc() && end == text.data() + text.size() && !text.empty()) return v;
   }
   bad_request(std::string("field '") + field + "' must be an integer");
+}
+
+int get_int32(const nlohmann::json& obj, const char* field, int fallback) {
+  long v = get_int(obj, field, fallback);
+  if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
+    bad_request(std::string("field '") + field + "' must be an integer in [" +
+                std::to_string(std::numeric_limits<int>::min()) + ", " +
+                std::to_string(std::numeric_limits<int>::max()) + "], got " + std::to_string(v));
+  }
+  return static_cast<int>(v);
 }
 
 double get_number(const nlohmann::json& obj, const char* field, double fallback) {
@@ -121,17 +145,6 @@ std::string get_string(const nlohmann::json& obj, const char* field, const std::
   if (it == obj.end() || it->is_null()) return fallback;
   if (!it->is_string()) bad_request(std::string("field '") + field + "' must be a string");
   return it->get<std::string>();
-}
-
-void check_resource_id(const char* field, const std::string& id) {
-  if (id.empty() || id.size() > 63) bad_request(std::string(field) + " must be 1 to 63 characters");
-  for (char c : id) {
-    if (!(std::islower(static_cast<unsigned char>(c)) ||
-          std::isdigit(static_cast<unsigned char>(c)) || c == '-')) {
-      bad_request(std::string(field) + " '" + id +
-                  "' may contain only lowercase letters, digits and '-'");
-    }
-  }
 }
 
 }  // namespace flare::emulator

@@ -33,13 +33,12 @@ void send_error(httplib::Response& res, int status, const std::string& code,
 // empty body is an empty object.
 nlohmann::json parse_body(const httplib::Request& req);
 
-// A resource id as the control plane accepts it: 1 to 63 lowercase letters,
-// digits and '-'; 400 naming `field` otherwise.
-void check_resource_id(const char* field, const std::string& id);
-
 // Typed field access with 400 errors that name the field.
 bool get_bool(const nlohmann::json& obj, const char* field, bool fallback);
+// Integers: a 400 naming the field for a value out of range (never a wrap or
+// an undefined cast). get_int32 is for fields the engine holds as int.
 long get_int(const nlohmann::json& obj, const char* field, long fallback);
+int get_int32(const nlohmann::json& obj, const char* field, int fallback);
 double get_number(const nlohmann::json& obj, const char* field, double fallback);
 std::string get_string(const nlohmann::json& obj, const char* field, const std::string& fallback);
 

@@ -63,11 +63,11 @@ Parsed parse_request(const ControlPlane& cp, const nlohmann::json& body) {
   }
   if (p.prompt.empty()) bad_request("field 'prompt' must not be empty");
   auto& sp = p.params;
-  sp.n = static_cast<int>(get_int(body, "n", 1));
-  sp.max_tokens = static_cast<int>(get_int(body, "max_tokens", 16));
+  sp.n = get_int32(body, "n", 1);
+  sp.max_tokens = get_int32(body, "max_tokens", 16);
   sp.temperature = get_number(body, "temperature", 1.0);
   sp.top_p = get_number(body, "top_p", 1.0);
-  sp.top_k = static_cast<int>(get_int(body, "top_k", 0));
+  sp.top_k = get_int32(body, "top_k", 0);
   if (body.contains("seed") && !body["seed"].is_null()) {
     sp.seed = static_cast<uint64_t>(get_int(body, "seed", 0));
   }
@@ -89,13 +89,13 @@ Parsed parse_request(const ControlPlane& cp, const nlohmann::json& body) {
       sp.logprobs = lp->get<bool>();
     } else if (lp->is_number_integer()) {
       sp.logprobs = true;
-      sp.top_logprobs = lp->get<int>();
+      sp.top_logprobs = get_int32(body, "logprobs", 0);
     } else {
       bad_request("field 'logprobs' must be a boolean or an integer");
     }
   }
   if (body.contains("top_logprobs") && !body["top_logprobs"].is_null()) {
-    sp.top_logprobs = static_cast<int>(get_int(body, "top_logprobs", 0));
+    sp.top_logprobs = get_int32(body, "top_logprobs", 0);
     if (sp.top_logprobs > 0) sp.logprobs = true;
   }
   sp.echo = get_bool(body, "echo", false);
@@ -555,8 +555,10 @@ void complete(RouteEnv& env, const httplib::Request& req, httplib::Response& res
 }  // namespace
 
 void add_completion_routes(Router& r, RouteEnv& env) {
-  r.post("/inference/v1/completions", Auth::Bearer,
-         [&env](const httplib::Request& req, httplib::Response& res) { complete(env, req, res); });
+  r.post(
+      "/inference/v1/completions", Auth::Bearer,
+      [&env](const httplib::Request& req, httplib::Response& res) { complete(env, req, res); },
+      BodyLimit::Sampling);
 }
 
 }  // namespace flare::emulator

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 
 #include "emulator/server/replica.hpp"
 #include "emulator/server/trainer_jobs.hpp"
@@ -78,6 +79,10 @@ std::string ControlPlane::replica_dir(const std::string& id) const {
 }
 
 std::string ControlPlane::bucket_dir_for(const std::string& name) const {
+  // Callers pass "trainer-<id>" or "deployment-<id>" with a checked id; a name
+  // that could leave the buckets folder is a bug, refused rather than used.
+  if (name.empty() || name.find('/') != std::string::npos || name.find("..") != std::string::npos)
+    throw std::invalid_argument("bucket name '" + name + "' is not a single folder name");
   return state_dir + "/buckets/" + name;
 }
 

@@ -7,6 +7,7 @@
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/routes.hpp"
+#include "emulator/server/state_paths.hpp"
 
 namespace flare::emulator {
 namespace {
@@ -41,10 +42,6 @@ std::string snake_to_camel(const std::string& s) {
     }
   }
   return out;
-}
-
-void check_id(const std::string& id) {
-  check_resource_id("deploymentId", id);
 }
 
 void check_replicas(const nlohmann::json& spec) {
@@ -88,12 +85,29 @@ Deployment& find_deployment(ControlPlane& cp, const std::string& id) {
   return it->second;
 }
 
+// The job id in a hotLoadTrainerJob reference "accounts/<account>/rlorTrainerJobs/<id>", checked.
+std::string trainer_job_id(const ControlPlane& cp, const std::string& trainer) {
+  const std::string prefix = "accounts/" + cp.account + "/rlorTrainerJobs/";
+  if (trainer.rfind(prefix, 0) != 0 || trainer.size() == prefix.size()) {
+    bad_request("hotLoadTrainerJob must look like '" + prefix + "<job>', got '" + trainer + "'");
+  }
+  std::string id = trainer.substr(prefix.size());
+  check_resource_id("the job id of hotLoadTrainerJob", id);
+  return id;
+}
+
+// The bucket of trainer job `id`: its own, or the one it gets when created later.
+std::string trainer_bucket(const ControlPlane& cp, const std::string& id) {
+  auto jt = cp.jobs.find(id);
+  return jt != cp.jobs.end() ? jt->second.row.bucket_dir : cp.bucket_dir_for("trainer-" + id);
+}
+
 void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   ControlPlane& cp = env.cp;
   check_account(cp, req.matches[1]);
   std::string id = req.get_param_value("deploymentId");
   if (id.empty()) bad_request("query parameter 'deploymentId' is required");
-  check_id(id);
+  check_resource_id("deploymentId", id);
   nlohmann::json body = parse_body(req);
   for (auto& [k, v] : body.items()) {
     if (!kCreateFields.count(k) && !kOutputFields.count(k))
@@ -106,14 +120,7 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   normalise(body);
   if (!body.contains("description")) body["description"] = "Fireworks training deployment";
   std::string trainer = get_string(body, "hotLoadTrainerJob", "");
-  std::string trainer_id;
-  if (!trainer.empty()) {
-    std::string prefix = "accounts/" + cp.account + "/rlorTrainerJobs/";
-    if (trainer.rfind(prefix, 0) != 0 || trainer.size() == prefix.size()) {
-      bad_request("hotLoadTrainerJob must look like '" + prefix + "<job>', got '" + trainer + "'");
-    }
-    trainer_id = trainer.substr(prefix.size());
-  }
+  std::string trainer_id = trainer.empty() ? "" : trainer_job_id(cp, trainer);
 
   std::lock_guard lock(cp.mu);
   if (cp.deployments.count(id)) {
@@ -129,14 +136,10 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   d.row.state = "CREATING";
   d.row.create_time = d.row.update_time = now;
   d.row.deadline = now + cp.opt.provision_delay_s;
-  if (!trainer_id.empty()) {
-    auto jt = cp.jobs.find(trainer_id);
-    d.row.bucket_dir = jt != cp.jobs.end() ? jt->second.row.bucket_dir
-                                           : cp.bucket_dir_for("trainer-" + trainer_id);
-  } else {
-    d.row.bucket_dir = cp.bucket_dir_for("deployment-" + id);
-  }
-  std::filesystem::create_directories(d.row.bucket_dir);
+  d.row.bucket_dir =
+      trainer_id.empty() ? cp.bucket_dir_for("deployment-" + id) : trainer_bucket(cp, trainer_id);
+  std::filesystem::create_directories(
+      inside_state_dir(cp.state_dir, d.row.bucket_dir, "the deployment's bucket"));
   if (d.serving->cfg) {
     std::string path;
     d.serving->current = d.serving->base = cp.initial_checkpoint(*d.serving->cfg, &path);
@@ -151,22 +154,15 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
 // PATCH hotLoadTrainerJob (the SDK's reattach_trainer): the deployment takes the trainer's bucket
 // and its replica is replaced by a fresh one, which serves the base model until a hotload.
 void reattach_trainer(ControlPlane& cp, Deployment& d, const std::string& trainer) {
-  std::string bucket = cp.bucket_dir_for("deployment-" + d.row.id);
-  if (!trainer.empty()) {
-    std::string prefix = "accounts/" + cp.account + "/rlorTrainerJobs/";
-    if (trainer.rfind(prefix, 0) != 0 || trainer.size() == prefix.size()) {
-      bad_request("hotLoadTrainerJob must look like '" + prefix + "<job>', got '" + trainer + "'");
-    }
-    std::string id = trainer.substr(prefix.size());
-    auto jt = cp.jobs.find(id);
-    bucket = jt != cp.jobs.end() ? jt->second.row.bucket_dir : cp.bucket_dir_for("trainer-" + id);
-  }
+  std::string bucket = trainer.empty() ? cp.bucket_dir_for("deployment-" + d.row.id)
+                                       : trainer_bucket(cp, trainer_job_id(cp, trainer));
   if (d.serving->loading_busy) {
     throw ApiError(409, "ABORTED",
                    "a hotload is in progress on deployment " + d.row.id +
                        "; reattach it when the hotload has finished");
   }
-  std::filesystem::create_directories(bucket);
+  std::filesystem::create_directories(
+      inside_state_dir(cp.state_dir, bucket, "the trainer job's bucket"));
   d.row.bucket_dir = bucket;
   if (!d.serving->cfg) return;
   std::vector<std::string> old = {d.row.snapshot_file, d.row.base_file};

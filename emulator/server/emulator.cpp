@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,9 +20,11 @@
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/control_plane.hpp"
 #include "emulator/server/faults.hpp"
+#include "emulator/server/http_server.hpp"
 #include "emulator/server/router.hpp"
 #include "emulator/server/routes.hpp"
 #include "emulator/server/store.hpp"
+#include "runtime/key_file.hpp"
 
 namespace fs = std::filesystem;
 
@@ -38,12 +41,16 @@ std::string random_key() {
   return key;
 }
 
-// Reads the stored key or creates one (mode 0600).
+// Reads the stored key or creates one (mode 0600). A stored key others may
+// read is still used, with a warning.
 std::string load_or_create_key(const std::string& path) {
-  std::ifstream in(path);
-  std::string key;
-  if (in && std::getline(in, key) && !key.empty()) return key;
-  key = random_key();
+  KeyFile stored = read_key_file(path);
+  if (!stored.key.empty()) {
+    if (!stored.warning.empty())
+      std::fprintf(stderr, "flare emulator: warning: %s\n", stored.warning.c_str());
+    return stored.key;
+  }
+  std::string key = random_key();
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) throw std::runtime_error("cannot write the API key file " + path);
   std::string line = key + "\n";
@@ -102,7 +109,7 @@ struct Emulator::Impl {
   std::unique_ptr<Store> store;
   std::unique_ptr<ControlPlane> cp;
   Faults faults;
-  std::unique_ptr<httplib::Server> server;
+  std::unique_ptr<HttpServer> server;
   std::unique_ptr<Router> router;
   std::unique_ptr<RouteEnv> env;
   std::thread listener;
@@ -173,20 +180,25 @@ void Emulator::start() {
       std::make_unique<ControlPlane>(m.opt, *m.store, *m.store->meta("account"), m.opt.state_dir);
   m.cp->restore();
 
-  m.server = std::make_unique<httplib::Server>();
-  m.server->new_task_queue = [] { return new httplib::ThreadPool(128); };
+  m.server = std::make_unique<HttpServer>();
   m.server->set_tcp_nodelay(true);  // else each keep-alive answer waits for a delayed ACK
-  m.server->set_keep_alive_max_count(10000);
-  m.server->set_keep_alive_timeout(5);  // stop() waits this long for an idle client connection
-  m.server->set_read_timeout(60);
-  m.server->set_write_timeout(60);
-  m.server->set_payload_max_length(512ull << 20);
+  // httplib's default adds SO_REUSEPORT, which lets a second server bind the
+  // same port and take half of the requests: only SO_REUSEADDR here, so that
+  // a port in use is an error while a restart need not wait out TIME_WAIT.
+  m.server->set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   m.server->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (res.status == 404 && res.body.empty()) {
       send_error(res, 404, "NOT_FOUND", "no route for " + req.method + " " + req.path);
     } else if (res.body.empty()) {
-      send_error(res, res.status, "ERROR",
-                 "request failed with status " + std::to_string(res.status));
+      // What httplib answers by itself, before any route ran.
+      std::string cause = res.status == 400   ? "malformed HTTP request"
+                          : res.status == 413 ? "request body too large"
+                          : res.status == 414 ? "request line too long"
+                                              : "request failed";
+      send_error(res, res.status, "ERROR", cause + " (status " + std::to_string(res.status) + ")");
     }
   });
   m.server->set_exception_handler(
@@ -206,12 +218,17 @@ void Emulator::start() {
     m.server.reset();
     m.cp.reset();
     m.store.reset();
-    throw std::runtime_error("cannot listen on " + m.opt.host + ":" + std::to_string(m.opt.port));
+    throw std::runtime_error("cannot listen on " + m.opt.host + ":" + std::to_string(m.opt.port) +
+                             (m.opt.port != 0 ? ": port " + std::to_string(m.opt.port) +
+                                                    " is in use (another flare serve?) or not "
+                                                    "available; choose another with --port"
+                                              : ""));
   }
   m.port = bound;
   widen_listen_backlog(bound);
   m.env.reset(new RouteEnv{*m.cp, m.faults, base_url()});
-  m.router = std::make_unique<Router>(*m.server, m.api_key, m.faults, m.opt.log_requests);
+  m.router =
+      std::make_unique<Router>(*m.server, m.api_key, m.faults, m.opt.log_requests, m.opt.state_dir);
   add_deployment_routes(*m.router, *m.env);
   add_addon_routes(*m.router, *m.env);
   add_completion_routes(*m.router, *m.env);
@@ -232,7 +249,7 @@ void Emulator::stop() {
   Impl& m = *impl_;
   if (!m.running) return;
   m.running = false;
-  m.server->stop();  // stops accepting; the pool finishes requests in flight
+  m.server->shutdown();  // closes waiting connections; handlers running finish
   if (m.listener.joinable()) m.listener.join();
   m.server.reset();
   m.cp->stop();

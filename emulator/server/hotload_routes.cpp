@@ -8,6 +8,7 @@
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/replica.hpp"
 #include "emulator/server/routes.hpp"
+#include "emulator/server/state_paths.hpp"
 #include "runtime/file_io.hpp"
 
 namespace flare::emulator {
@@ -37,7 +38,8 @@ Deployment& target(ControlPlane& cp, const httplib::Request& req) {
   return d;
 }
 
-std::string bucket_from_header(const httplib::Request& req, const std::string& fallback) {
+std::string bucket_from_header(const ControlPlane& cp, const httplib::Request& req,
+                               const std::string& fallback) {
   std::string url = req.get_header_value("x-fireworks-hot-load-source-url");
   if (url.empty()) return fallback;
   if (url.rfind("file://", 0) != 0) {
@@ -45,18 +47,20 @@ std::string bucket_from_header(const httplib::Request& req, const std::string& f
   }
   std::string dir = url.substr(7);
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  return dir;
+  return inside_state_dir(cp.state_dir, dir, "x-fireworks-hot-load-source-url '" + url + "'");
 }
 
 // Whether the delta snapshot `identity` in `bucket` is a flare delta (by its magic).
 // A bad identity or a missing file is left for start_hotload to report as such.
-bool is_flare_delta(const std::string& bucket, const std::string& identity) {
+bool is_flare_delta(const ControlPlane& cp, const std::string& bucket,
+                    const std::string& identity) {
+  std::string path;
   try {
-    check_snapshot_name(identity);
+    path = inside_state_dir(cp.state_dir, delta_path(bucket, identity), "snapshot");
   } catch (const std::exception&) {
     return true;
   }
-  std::ifstream f(delta_path(bucket, identity), std::ios::binary);
+  std::ifstream f(path, std::ios::binary);
   if (!f) return true;
   char magic[sizeof delta::kMagic] = {};
   return f.read(magic, sizeof magic) && std::memcmp(magic, delta::kMagic, sizeof magic) == 0;
@@ -64,10 +68,12 @@ bool is_flare_delta(const std::string& bucket, const std::string& identity) {
 
 // The previous snapshot a flare delta in the bucket records, or "" when it records none or
 // cannot be read (the loader then reports what is wrong with the file).
-std::string recorded_previous(const std::string& bucket, const std::string& identity) {
+std::string recorded_previous(const ControlPlane& cp, const std::string& bucket,
+                              const std::string& identity) {
   try {
-    check_snapshot_name(identity);
-    return delta::parse_delta(read_file(delta_path(bucket, identity))).header.base_identity;
+    return delta::parse_delta(
+               read_file(inside_state_dir(cp.state_dir, delta_path(bucket, identity), "snapshot")))
+        .header.base_identity;
   } catch (const std::exception&) {
     return "";
   }
@@ -136,11 +142,11 @@ void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res)
         "DEPLOYMENT_SCALING_UP: deployment " + name + " has no replica yet; retry shortly",
         std::max(1.0, cp.opt.provision_delay_s));
   }
-  hr.bucket_dir = bucket_from_header(req, d.row.bucket_dir);
+  hr.bucket_dir = bucket_from_header(cp, req, d.row.bucket_dir);
   // The Fireworks SDK labels every delta "arc_v2", the only name the cloud takes. The
   // emulator does not implement arc_v2 (its layout is not public); it accepts the label
   // for a delta its own trainer wrote, whose file names its real format in its magic.
-  if (arc_v2_label && !is_flare_delta(hr.bucket_dir, hr.identity)) {
+  if (arc_v2_label && !is_flare_delta(cp, hr.bucket_dir, hr.identity)) {
     const std::string flare_format(delta::kFormatName);
     bad_request(
         "incremental_snapshot_metadata.compression_format 'arc_v2' is not supported "
@@ -152,7 +158,7 @@ void trigger(RouteEnv& env, const httplib::Request& req, httplib::Response& res)
   }
   // A delta must name the snapshot served (start_hotload checks that) and be made against it.
   if (hr.delta && hr.previous == d.row.snapshot) {
-    std::string recorded = recorded_previous(hr.bucket_dir, hr.identity);
+    std::string recorded = recorded_previous(cp, hr.bucket_dir, hr.identity);
     if (!recorded.empty() && recorded != hr.previous) {
       std::string message = "delta snapshot '" + hr.identity + "' was made against '" + recorded +
                             "', not against '" + hr.previous +

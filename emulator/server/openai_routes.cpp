@@ -374,10 +374,12 @@ void complete_batch(RouteEnv& env, const json& body, httplib::Response& res) {
 }
 
 void add_openai_routes(Router& r, RouteEnv& env) {
-  r.post("/inference/v1/chat/completions", Auth::Bearer,
-         [&env](const httplib::Request& req, httplib::Response& res) {
-           chat_completions(env, req, res);
-         });
+  r.post(
+      "/inference/v1/chat/completions", Auth::Bearer,
+      [&env](const httplib::Request& req, httplib::Response& res) {
+        chat_completions(env, req, res);
+      },
+      BodyLimit::Sampling);
   double started_at = now_s();
   r.get("/inference/v1/models", Auth::Bearer,
         [&env, started_at](const httplib::Request&, httplib::Response& res) {

@@ -6,6 +6,7 @@
 #include "delta/codec.hpp"
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/bucket.hpp"
+#include "emulator/server/state_paths.hpp"
 #include "runtime/file_io.hpp"
 
 namespace fs = std::filesystem;
@@ -116,7 +117,8 @@ void run_load(ControlPlane* cp, std::string id, std::shared_ptr<Serving> serving
   } catch (const std::exception& e) {
     std::lock_guard lock(cp->mu);
     fail_load(*serving, req.identity,
-              "loading snapshot '" + req.identity + "' failed: " + e.what() +
+              "loading snapshot '" + req.identity +
+                  "' failed: " + hide_state_dir(cp->state_dir, e.what()) +
                   "; the previous snapshot is still served");
     serving->loading_busy = false;
   }
@@ -184,14 +186,20 @@ void start_hotload(ControlPlane& cp, Deployment& d, const HotloadRequest& req) {
       prev = cp.initial_checkpoint(*s.cfg);
     }
   }
+  const std::string kind = req.delta ? "delta" : "base";
+  try {
+    source = inside_state_dir(cp.state_dir, source, kind + " snapshot '" + req.identity + "'");
+  } catch (const ApiError& e) {
+    reject(e.what());
+  }
   if (!fs::is_regular_file(source)) {
-    reject(std::string(req.delta ? "delta" : "base") + " snapshot '" + req.identity +
-           "' not found: " + source + " does not exist");
+    reject(kind + " snapshot '" + req.identity + "' not found: " + req.identity + "/" +
+           (req.delta ? kDeltaFile : kBaseFile) + " does not exist in the bucket");
   }
   s.loading = {"downloading", req.identity, ""};
   s.loading_busy = true;
   if (s.loader.joinable()) s.loader.join();  // the previous load has finished (busy was false)
-  if (load.adapter) source = snapshot_dir(req.bucket_dir, req.identity);
+  if (load.adapter) source = source.substr(0, source.rfind('/'));  // the resolved adapter dir
   s.loader = std::thread(run_load, &cp, d.row.id, d.serving, load, prev, source);
 }
 

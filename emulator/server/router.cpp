@@ -1,50 +1,40 @@
 #include "emulator/server/router.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <stdexcept>
 #include <thread>
 
 #include "emulator/server/api_error.hpp"
+#include "emulator/server/http_server.hpp"
+#include "emulator/server/state_paths.hpp"
 
 namespace flare::emulator {
 namespace {
 
 thread_local bool t_truncate = false;
 
-int port_of(const sockaddr_storage& a) {
-  if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port);
-  if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
-  return -1;
-}
-
-// httplib does not hand the socket to handlers; find it by its two ports and
-// abort it: linger 0 turns the close httplib does next into a reset.
-void reset_connection(const httplib::Request& req) {
-  for (int fd = 3; fd < 4096; ++fd) {
-    sockaddr_storage local{}, peer{};
-    socklen_t ll = sizeof local, pl = sizeof peer;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) continue;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
-    if (port_of(local) != req.local_port || port_of(peer) != req.remote_port) continue;
-    linger lg{1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    shutdown(fd, SHUT_RDWR);
-    return;
-  }
+// Aborts the request's connection: linger 0 turns the close that follows
+// into a reset.
+void reset_connection() {
+  int fd = HttpServer::current_socket();
+  if (fd < 0) return;
+  linger lg{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  shutdown(fd, SHUT_RDWR);
 }
 
 bool authorized(const httplib::Request& req, Auth auth, const std::string& key) {
   // Only the header the route accepts is looked up (each lookup compares
   // header names case-insensitively, a character at a time).
-  auto api_key = [&] { return req.get_header_value("X-Api-Key") == key; };
+  auto api_key = [&] { return equal_constant_time(req.get_header_value("X-Api-Key"), key); };
   auto bearer = [&] {
     std::string v = req.get_header_value("Authorization");
-    return v.size() == key.size() + 7 && v.starts_with("Bearer ") && v.ends_with(key);
+    return v.starts_with("Bearer ") && equal_constant_time(v.substr(7), key);
   };
   switch (auth) {
     case Auth::ApiKey:
@@ -90,11 +80,108 @@ bool take_truncate_fault() {
   return t;
 }
 
-Router::Router(httplib::Server& server, std::string api_key, Faults& faults, bool log)
-    : server_(server), api_key_(std::move(api_key)), faults_(faults), log_(log) {}
+bool equal_constant_time(const std::string& a, const std::string& b) {
+  // Compares every byte of `a` (against `a` itself when the lengths differ),
+  // so the time taken says nothing about where a guess goes wrong.
+  const std::string& other = a.size() == b.size() ? b : a;
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ other[i]);
+  }
+  return diff == 0;
+}
 
-Router::Handler Router::wrap(Auth auth, Handler h) {
-  return [this, auth, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+Router::Router(httplib::Server& server, std::string api_key, Faults& faults, bool log,
+               std::string state_dir)
+    : server_(server),
+      api_key_(std::move(api_key)),
+      faults_(faults),
+      log_(log),
+      state_dir_(std::move(state_dir)) {
+  server_.set_payload_max_length(kMaxBody);
+  server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    return refuse_early(req, res) ? httplib::Server::HandlerResponse::Handled
+                                  : httplib::Server::HandlerResponse::Unhandled;
+  });
+  // A client that waits for "100 Continue" before sending its body is
+  // answered from the headers alone when the request cannot succeed.
+  server_.set_expect_100_continue_handler(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        return refuse_early(req, res) ? res.status : 100;
+      });
+}
+
+void Router::log(const httplib::Request& req, const httplib::Response& res, double ms) const {
+  if (log_) {
+    std::fprintf(stderr, "%s %s -> %d (%.1f ms)\n", req.method.c_str(), req.path.c_str(),
+                 res.status, ms);
+  }
+}
+
+bool Router::refuse_early(const httplib::Request& req, httplib::Response& res) const {
+  const Route* route = nullptr;
+  std::string allowed;
+  for (const auto& r : routes_) {
+    if (!r.pattern.matches(req.path)) continue;
+    if (r.method == req.method) {
+      route = &r;
+      break;
+    }
+    allowed += (allowed.empty() ? "" : ", ") + r.method;
+  }
+  const bool has_body = req.has_header("Content-Length") || req.has_header("Transfer-Encoding");
+  auto refuse = [&](int status, const std::string& code, const std::string& message) {
+    send_error(res, status, code, message);
+    // The body, if any, is never read: the connection cannot carry another request.
+    if (has_body) HttpServer::close_after_response();
+    log(req, res, 0);
+    return true;
+  };
+  if (!route && allowed.empty()) {
+    return refuse(404, "NOT_FOUND", "no route for " + req.method + " " + req.path);
+  }
+  if (!route) {
+    res.set_header("Allow", allowed);
+    return refuse(
+        405, "METHOD_NOT_ALLOWED",
+        "method " + req.method + " is not allowed on " + req.path + " (allowed: " + allowed + ")");
+  }
+  if (!authorized(req, route->auth, api_key_)) {
+    return refuse(401, "UNAUTHENTICATED",
+                  std::string("missing or invalid API key: ") + auth_hint(route->auth));
+  }
+  unsigned long long length = 0;
+  if (req.has_header("Content-Length")) {
+    const std::string text = req.get_header_value("Content-Length");
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), length);
+    if (ec != std::errc() || end != text.data() + text.size()) {
+      return refuse(400, "INVALID_ARGUMENT",
+                    "header Content-Length '" + text + "' is not a number");
+    }
+    if (length > route->max_body) {
+      return refuse(413, "INVALID_ARGUMENT",
+                    "request body of " + std::to_string(length) + " bytes exceeds the limit of " +
+                        std::to_string(route->max_body) + " bytes for " + req.method + " " +
+                        req.path);
+    }
+  }
+  // httplib reads a form-encoded body only up to 8 KB (answering a bare 413)
+  // and takes a multipart body apart; these routes read JSON.
+  const std::string type = req.get_header_value("Content-Type");
+  const bool form = type.starts_with("application/x-www-form-urlencoded");
+  const bool chunked =
+      req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+  if ((form && (chunked || length > 8192)) || type.starts_with("multipart/")) {
+    return refuse(415, "INVALID_ARGUMENT",
+                  "the request body is labelled " + type.substr(0, type.find(';')) +
+                      " (curl -d and -F do that); this server reads JSON: send it with "
+                      "'Content-Type: application/json'");
+  }
+  return false;
+}
+
+Router::Handler Router::wrap(size_t max_body, Handler h) {
+  return [this, max_body, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
     auto t0 = std::chrono::steady_clock::now();
     t_truncate = false;
     if (auto rid = req.headers.find("x-request-id"); rid != req.headers.end())
@@ -113,7 +200,7 @@ Router::Handler Router::wrap(Auth auth, Handler h) {
             throw ApiError(503, "UNAVAILABLE", "injected fault: service unavailable",
                            fault->retry_after_s);
           case FaultKind::Reset:
-            reset_connection(req);
+            reset_connection();
             throw ApiError(500, "INTERNAL", "injected fault: connection reset");
           case FaultKind::Delay:
             std::this_thread::sleep_for(std::chrono::milliseconds(fault->delay_ms));
@@ -123,9 +210,11 @@ Router::Handler Router::wrap(Auth auth, Handler h) {
             break;
         }
       }
-      if (!authorized(req, auth, api_key_)) {
-        throw ApiError(401, "UNAUTHENTICATED",
-                       std::string("missing or invalid API key: ") + auth_hint(auth));
+      if (req.body.size() > max_body) {  // a chunked body has no length to check before
+        throw ApiError(413, "INVALID_ARGUMENT",
+                       "request body of " + std::to_string(req.body.size()) +
+                           " bytes exceeds the limit of " + std::to_string(max_body) +
+                           " bytes for " + req.method + " " + req.path);
       }
       h(req, res);
       if (t_truncate) {
@@ -133,37 +222,78 @@ Router::Handler Router::wrap(Auth auth, Handler h) {
         truncate_body(res);
       }
     } catch (const ApiError& e) {
-      send_error(res, e.status, e.code, e.what(), e.retry_after_s);
+      send_error(res, e.status, e.code, hide_state_dir(state_dir_, e.what()), e.retry_after_s);
     } catch (const std::invalid_argument& e) {
-      send_error(res, 400, "INVALID_ARGUMENT", e.what());
+      send_error(res, 400, "INVALID_ARGUMENT", hide_state_dir(state_dir_, e.what()));
     } catch (const std::exception& e) {
-      send_error(res, 500, "INTERNAL", e.what());
+      send_error(res, 500, "INTERNAL", hide_state_dir(state_dir_, e.what()));
     } catch (...) {
       send_error(res, 500, "INTERNAL", "unknown error");
     }
-    if (log_) {
-      double ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      std::fprintf(stderr, "%s %s -> %d (%.1f ms)\n", req.method.c_str(), req.path.c_str(),
-                   res.status, ms);
-    }
+    log(req, res,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   };
 }
 
-void Router::get(const std::string& p, Auth a, Handler h) {
-  server_.Get(p, wrap(a, std::move(h)));
+Router::PathPattern::PathPattern(const std::string& pattern) {
+  static constexpr std::string_view kSegment = "([^/]+)", kRest = "(.+)";
+  std::string text = pattern;
+  if (text.ends_with(kRest)) {
+    rest_ = true;
+    text.resize(text.size() - kRest.size());
+  }
+  size_t from = 0;
+  for (size_t at; (at = text.find(kSegment, from)) != std::string::npos;
+       from = at + kSegment.size()) {
+    literals_.push_back(text.substr(from, at - from));
+  }
+  literals_.push_back(text.substr(from));
+  for (size_t i = 0; i < literals_.size(); ++i) {
+    const std::string& l = literals_[i];
+    if (l.find_first_of("()[]*+?\\|^$.") != std::string::npos ||
+        (i > 0 && !l.empty() && l[0] != '/')) {
+      throw std::logic_error("route pattern '" + pattern +
+                             "' is not literal text with ([^/]+) segments and an (.+) end");
+    }
+  }
 }
-void Router::post(const std::string& p, Auth a, Handler h) {
-  server_.Post(p, wrap(a, std::move(h)));
+
+bool Router::PathPattern::matches(std::string_view path) const {
+  for (size_t i = 0; i < literals_.size(); ++i) {
+    if (i > 0) {  // one non-empty segment, up to the next '/'
+      size_t end = std::min(path.find('/'), path.size());
+      if (end == 0) return false;
+      path.remove_prefix(end);
+    }
+    if (!path.starts_with(literals_[i])) return false;
+    path.remove_prefix(literals_[i].size());
+  }
+  return rest_ ? !path.empty() : path.empty();
+}
+
+void Router::add(const std::string& method, const std::string& pattern, Auth auth,
+                 size_t max_body) {
+  routes_.push_back({method, PathPattern(pattern), auth, max_body});
+}
+
+void Router::get(const std::string& p, Auth a, Handler h) {
+  add("GET", p, a, static_cast<size_t>(BodyLimit::Control));
+  server_.Get(p, wrap(static_cast<size_t>(BodyLimit::Control), std::move(h)));
+}
+void Router::post(const std::string& p, Auth a, Handler h, BodyLimit limit) {
+  add("POST", p, a, static_cast<size_t>(limit));
+  server_.Post(p, wrap(static_cast<size_t>(limit), std::move(h)));
 }
 void Router::patch(const std::string& p, Auth a, Handler h) {
-  server_.Patch(p, wrap(a, std::move(h)));
+  add("PATCH", p, a, static_cast<size_t>(BodyLimit::Control));
+  server_.Patch(p, wrap(static_cast<size_t>(BodyLimit::Control), std::move(h)));
 }
 void Router::put(const std::string& p, Auth a, Handler h) {
   server_.Put(p, wrap(a, std::move(h)));
 }
 void Router::del(const std::string& p, Auth a, Handler h) {
-  server_.Delete(p, wrap(a, std::move(h)));
+  add("DELETE", p, a, static_cast<size_t>(BodyLimit::Control));
+  server_.Delete(p, wrap(static_cast<size_t>(BodyLimit::Control), std::move(h)));
 }
 
 }  // namespace flare::emulator

@@ -6,6 +6,7 @@
 
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/routes.hpp"
+#include "emulator/server/state_paths.hpp"
 
 namespace flare::emulator {
 namespace {
@@ -32,23 +33,12 @@ std::string job_name(const ControlPlane& cp, const std::string& id) {
   return "accounts/" + cp.account + "/rlorTrainerJobs/" + id;
 }
 
-void check_job_id(const std::string& id) {
-  if (id.empty() || id.size() > 63) bad_request("rlorTrainerJobId must be 1 to 63 characters");
-  for (char c : id) {
-    if (!(std::islower(static_cast<unsigned char>(c)) ||
-          std::isdigit(static_cast<unsigned char>(c)) || c == '-')) {
-      bad_request("rlorTrainerJobId '" + id +
-                  "' may contain only lowercase letters, digits and '-'");
-    }
-  }
-}
-
 void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
   ControlPlane& cp = env.cp;
   check_account(cp, req.matches[1]);
   std::string id = req.get_param_value("rlorTrainerJobId");
   if (id.empty()) bad_request("query parameter 'rlorTrainerJobId' is required");
-  check_job_id(id);
+  check_resource_id("rlorTrainerJobId", id);
   nlohmann::json body = parse_body(req);
   for (auto& [k, v] : body.items()) {
     if (!kJobFields.count(k)) bad_request("unknown field '" + k + "'");
@@ -92,7 +82,10 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   job.row.id = id;
   std::string dep = get_string(body, "hotLoadDeploymentId", "");
   if (!dep.empty()) {
-    std::string dep_id = dep.substr(dep.rfind('/') == std::string::npos ? 0 : dep.rfind('/') + 1);
+    // A bare id or the deployment's full name.
+    const std::string prefix = "accounts/" + cp.account + "/deployments/";
+    std::string dep_id = dep.rfind(prefix, 0) == 0 ? dep.substr(prefix.size()) : dep;
+    check_resource_id("hotLoadDeploymentId's deployment id", dep_id);
     auto it = cp.deployments.find(dep_id);
     if (it == cp.deployments.end()) {
       bad_request("hotLoadDeploymentId '" + dep + "' names no deployment of account " + cp.account);
@@ -105,7 +98,8 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
   } else {
     job.row.bucket_dir = cp.bucket_dir_for("trainer-" + id);
   }
-  std::filesystem::create_directories(job.row.bucket_dir);
+  std::filesystem::create_directories(
+      inside_state_dir(cp.state_dir, job.row.bucket_dir, "the trainer job's bucket"));
   job.spec = body;
   job.row.state = "JOB_STATE_PENDING";
   double now = now_s();

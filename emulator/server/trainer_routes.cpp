@@ -1,6 +1,8 @@
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <span>
 
@@ -8,6 +10,7 @@
 #include "emulator/server/api_error.hpp"
 #include "emulator/server/bucket.hpp"
 #include "emulator/server/routes.hpp"
+#include "emulator/server/state_paths.hpp"
 #include "runtime/file_io.hpp"
 
 namespace fs = std::filesystem;
@@ -56,9 +59,24 @@ std::vector<T> numbers(const nlohmann::json& v, const std::string& field) {
     const auto& x = (*arr)[i];
     if (!x.is_number())
       bad_request("field '" + field + "[" + std::to_string(i) + "]' must be a number");
+    const std::string at = field + "[" + std::to_string(i) + "]";
     if constexpr (std::is_integral_v<T>) {
-      if (!x.is_number_integer())
-        bad_request("field '" + field + "[" + std::to_string(i) + "]' must be an integer");
+      if (!x.is_number_integer()) bad_request("field '" + at + "' must be an integer");
+      // get<T>() would wrap: 4294967297 would come out as 1.
+      bool fits = x.is_number_unsigned()
+                      ? x.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                      : x.get<int64_t>() >= std::numeric_limits<T>::min() &&
+                            x.get<int64_t>() <= std::numeric_limits<T>::max();
+      if (!fits) {
+        bad_request("field '" + at + "' is " + x.dump() + ", outside [" +
+                    std::to_string(std::numeric_limits<T>::min()) + ", " +
+                    std::to_string(std::numeric_limits<T>::max()) + "]");
+      }
+    } else {
+      // A JSON number past float's range (1e300) would become infinity.
+      if (!std::isfinite(x.get<T>())) {
+        bad_request("field '" + at + "' is " + x.dump() + ", not a finite 32-bit float");
+      }
     }
     out.push_back(x.get<T>());
   }
@@ -165,6 +183,13 @@ void run_forward(RouteEnv& env, const httplib::Request& req, httplib::Response& 
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
   model::ForwardBackwardResult r = backward ? job.rt->trainer->forward_backward(data, loss, cfg)
                                             : job.rt->trainer->forward(data, loss, cfg);
+  if (!std::isfinite(r.loss)) {
+    // The next optim_step finds the gradient not finite and discards it.
+    bad_request("the loss of this batch is " + std::to_string(r.loss) +
+                " (check the datums' weights, advantages and logprobs); " +
+                (backward ? "its gradient will be discarded by the next optim_step, which fails"
+                          : "nothing was changed"));
+  }
   nlohmann::json outputs = nlohmann::json::array();
   for (const auto& lp : r.logprobs) outputs.push_back({{"logprobs", lp}});
   send_json(res, 200,
@@ -222,7 +247,8 @@ std::string snapshot_name_of(const std::string& path) {
 
 // Full weights of sampler snapshot `name` in `bucket`: a base file as it is, a delta rebuilt on
 // the snapshots it chains back to (for a trainer restarted since it wrote the chain).
-std::shared_ptr<const Checkpoint> snapshot_weights(const std::string& bucket,
+std::shared_ptr<const Checkpoint> snapshot_weights(const std::string& state_dir,
+                                                   const std::string& bucket,
                                                    const std::string& name) {
   auto gone = [&](const std::string& why) {
     throw ApiError(409, "FAILED_PRECONDITION",
@@ -237,21 +263,42 @@ std::shared_ptr<const Checkpoint> snapshot_weights(const std::string& bucket,
     if (!seen.insert(at).second) gone("the deltas from '" + at + "' form a loop");
     deltas.push_back(at);
     try {
-      at = delta::inspect_file(delta_path(bucket, at)).base_identity;
+      at = delta::inspect_file(
+               inside_state_dir(state_dir, delta_path(bucket, at), "snapshot '" + at + "'"))
+               .base_identity;
     } catch (const std::exception& e) {
       gone(std::string("delta '") + deltas.back() + "': " + e.what());
     }
   }
-  auto weights = std::make_shared<const Checkpoint>(read_checkpoint(base_path(bucket, at)));
+  auto weights = std::make_shared<const Checkpoint>(
+      read_checkpoint(inside_state_dir(state_dir, base_path(bucket, at), "snapshot '" + at + "'")));
   for (auto it = deltas.rbegin(); it != deltas.rend(); ++it) {
     try {
       weights = std::make_shared<const Checkpoint>(
-          delta::apply(views(*weights), read_file(delta_path(bucket, *it))).tensors);
+          delta::apply(views(*weights),
+                       read_file(inside_state_dir(state_dir, delta_path(bucket, *it),
+                                                  "snapshot '" + *it + "'")))
+              .tensors);
     } catch (const std::exception& e) {
       gone(std::string("delta '") + *it + "': " + e.what());
     }
   }
   return weights;
+}
+
+// `w` itself; a 400 when it holds a NaN or infinity, so that such weights are
+// never saved (and so never hotloaded).
+model::Weights finite_weights(model::Weights w, const std::string& snapshot) {
+  for (const auto& t : w) {
+    for (float x : t.data) {
+      if (!std::isfinite(x)) {
+        throw ApiError(400, "FAILED_PRECONDITION",
+                       "the trainer's weights hold a NaN or infinity (tensor '" + t.name +
+                           "'); snapshot '" + snapshot + "' is not saved");
+      }
+    }
+  }
+  return w;
 }
 
 // Sampler snapshots chain as the Fireworks SDK's WeightSyncer expects: a delta is written
@@ -271,17 +318,24 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
 
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
+  // Resolved inside the state dir (links included) before anything is created.
+  const std::string dir =
+      inside_state_dir(env.cp.state_dir, snapshot_dir(job.bucket_dir, name), "path '" + name + "'");
+  auto file_in_dir = [&](const std::string& file) {
+    fs::create_directories(dir);
+    return inside_state_dir(env.cp.state_dir, dir + "/" + file, "path '" + name + "'");
+  };
   const model::LoraConfig& lora = job.rt->trainer->lora();
   if (lora.rank > 0) {
     // An adapter is standalone: 'base' and 'delta' both save the whole PEFT adapter
     // (never a delta chain); 'merged_base' saves the base with the adapter folded in.
-    fs::create_directories(snapshot_dir(job.bucket_dir, name));
     if (type == "merged_base") {
-      write_checkpoint(base_path(job.bucket_dir, name),
-                       to_checkpoint(job.rt->trainer->merged_weights()));
+      write_checkpoint(file_in_dir(kBaseFile),
+                       to_checkpoint(finite_weights(job.rt->trainer->merged_weights(), name)));
     } else {
-      write_peft_adapter(snapshot_dir(job.bucket_dir, name), job.base_model, lora.rank, lora.alpha,
-                         job.rt->trainer->adapter_weights());
+      fs::create_directories(dir);
+      write_peft_adapter(dir, job.base_model, lora.rank, lora.alpha,
+                         finite_weights(job.rt->trainer->adapter_weights(), name));
     }
     send_json(res, 200,
               {{"path", name},
@@ -290,7 +344,8 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
                {"lora_rank", lora.rank}});
     return;
   }
-  auto next = std::make_shared<const Checkpoint>(to_checkpoint(job.rt->trainer->sampler_weights()));
+  auto next = std::make_shared<const Checkpoint>(
+      to_checkpoint(finite_weights(job.rt->trainer->sampler_weights(), name)));
   nlohmann::json out = {{"path", name}, {"snapshot_name", name}, {"checkpoint_type", type}};
   if (type == "delta") {
     if (job.last_snapshot.empty()) {
@@ -299,21 +354,19 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
           "base first");
     }
     if (!job.rt->last_snapshot) {
-      job.rt->last_snapshot = snapshot_weights(job.bucket_dir, job.last_snapshot);
+      job.rt->last_snapshot = snapshot_weights(env.cp.state_dir, job.bucket_dir, job.last_snapshot);
     }
     delta::EncodeOptions opts;
     opts.base_identity = job.last_snapshot;
     auto bytes =
         delta::encode(views(*job.rt->last_snapshot), views(*next), {{"format", "pt"}}, opts);
-    fs::create_directories(snapshot_dir(job.bucket_dir, name));
-    write_file_atomic(delta_path(job.bucket_dir, name), bytes);
+    write_file_atomic(file_in_dir(kDeltaFile), bytes);  // a new temporary name: no link followed
     out["previous_snapshot_identity"] = job.last_snapshot;
     out["compression_format"] = std::string(delta::kFormatName);
     // "alder32" (sic) is the protocol's own spelling of Adler-32, as the SDK sends it.
     out["checksum_format"] = "alder32";
   } else {
-    fs::create_directories(snapshot_dir(job.bucket_dir, name));
-    write_checkpoint(base_path(job.bucket_dir, name), *next);
+    write_checkpoint(file_in_dir(kBaseFile), *next);
   }
   job.rt->last_snapshot = next;
   std::lock_guard cp_lock(env.cp.mu);
@@ -327,8 +380,11 @@ void save_weights(RouteEnv& env, const httplib::Request& req, httplib::Response&
 }
 
 std::string state_path(const ControlPlane& cp, const std::string& job, const std::string& name) {
-  fs::create_directories(cp.state_dir + "/trainer_states/" + job);
-  return cp.state_dir + "/trainer_states/" + job + "/" + name + ".state";
+  const std::string what = "path '" + name + "'";
+  fs::create_directories(
+      inside_state_dir(cp.state_dir, cp.state_dir + "/trainer_states/" + job, what));
+  return inside_state_dir(cp.state_dir,
+                          cp.state_dir + "/trainer_states/" + job + "/" + name + ".state", what);
 }
 
 void save_state(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {
@@ -363,7 +419,9 @@ void load_state(RouteEnv& env, const httplib::Request& req, httplib::Response& r
     path = ref.substr(slash + 1);
   }
   std::string name = snapshot_name_of(path);
-  std::string file = env.cp.state_dir + "/trainer_states/" + source + "/" + name + ".state";
+  std::string file = inside_state_dir(
+      env.cp.state_dir, env.cp.state_dir + "/trainer_states/" + source + "/" + name + ".state",
+      "path '" + path + "'");
   std::ifstream in(file, std::ios::binary);
   if (!in) not_found("no saved state '" + name + "' for trainer job " + source);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -397,19 +455,27 @@ void add_trainer_routes(Router& r, RouteEnv& env) {
     send_json(res, 200, {{"status", "ok"}, {"job", job.id}});
   });
   // Each step that changes the trainer runs once per request id (see replay_cache.hpp).
-  auto once = [&r, &env, &prefix](const char* op, ReplayCache::Handler h) {
-    r.post(prefix + op, Auth::Any,
-           [&env, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
-             env.replays.run(req, res, h);
-           });
+  auto once = [&r, &env, &prefix](const char* op, ReplayCache::Handler h,
+                                  BodyLimit limit = BodyLimit::Control) {
+    r.post(
+        prefix + op, Auth::Any,
+        [&env, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+          env.replays.run(req, res, h);
+        },
+        limit);
   };
-  once("forward_backward", [&env](const httplib::Request& req, httplib::Response& res) {
-    run_forward(env, req, res, true);
-  });
-  r.post(prefix + "forward", Auth::Any,
-         [&env](const httplib::Request& req, httplib::Response& res) {
-           run_forward(env, req, res, false);
-         });
+  once(
+      "forward_backward",
+      [&env](const httplib::Request& req, httplib::Response& res) {
+        run_forward(env, req, res, true);
+      },
+      BodyLimit::Training);
+  r.post(
+      prefix + "forward", Auth::Any,
+      [&env](const httplib::Request& req, httplib::Response& res) {
+        run_forward(env, req, res, false);
+      },
+      BodyLimit::Training);
   once("optim_step",
        [&env](const httplib::Request& req, httplib::Response& res) { optim_step(env, req, res); });
   once("save_weights_for_sampler", [&env](const httplib::Request& req, httplib::Response& res) {

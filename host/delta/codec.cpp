@@ -1,5 +1,7 @@
 #include "delta/codec.hpp"
 
+#include <zstd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <functional>
@@ -14,6 +16,14 @@
 #include "runtime/thread_pool.hpp"
 
 namespace flare::delta {
+
+void check_zstd_level(int level) {
+  if (level < 1 || level > ZSTD_maxCLevel()) {
+    throw Error("invalid_argument", "zstd level " + std::to_string(level) +
+                                        " is outside the valid range 1.." +
+                                        std::to_string(ZSTD_maxCLevel()));
+  }
+}
 namespace {
 
 std::span<const std::byte> chunk_of(std::span<const std::byte> data, uint64_t index,
@@ -112,6 +122,7 @@ Encoded encode_core(std::span<const TensorView> base_in, std::span<const TensorV
   }
 
   ChunkParams params;
+  check_zstd_level(opts.zstd_level);
   params.zstd_level = opts.zstd_level;
   if (opts.context_classes < 1 || opts.context_classes > 64)
     throw Error("invalid_argument", "context_classes must be in [1, 64]");
@@ -470,7 +481,7 @@ DeltaInfo encode_files(const std::string& base_path, const std::string& next_pat
     out.write_at(offset, p);
     offset += p.size();
   }
-  out.commit();
+  out.commit(/*durable=*/true);  // a finished file survives a crash, as SQLite's do
   ParsedDelta parsed{std::move(e.header), {}, offset};
   return describe(parsed);
 }
@@ -488,7 +499,7 @@ DeltaInfo apply_files(const std::string& base_path, const std::string& delta_pat
   AtomicFile out(out_path);
   FileSink sink(out, d.header);
   apply_core(d, base.tensors(), opts, sink, [&](std::span<const std::byte> r) { base.release(r); });
-  out.commit();
+  out.commit(/*durable=*/true);
   return describe(d);
 }
 

@@ -25,8 +25,12 @@ namespace flare::delta {
 inline constexpr std::string_view kFormatName = "flare-delta-v1";
 inline constexpr uint32_t kFormatVersion = 1;
 
+// Throws flare::Error{"invalid_argument"} naming the valid range for a zstd
+// level outside it (encode checks its options with it; a CLI may check early).
+void check_zstd_level(int level);
+
 struct EncodeOptions {
-  int zstd_level = 3;                 // level for the entropy-coded streams
+  int zstd_level = 3;                 // level for the entropy-coded streams: 1..ZSTD_maxCLevel()
   unsigned threads = 0;               // 0 = all cores
   uint64_t chunk_elements = 1 << 20;  // elements per independently coded chunk
   std::string base_identity;          // recorded in the delta (e.g. the base snapshot's name)

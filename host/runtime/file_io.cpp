@@ -1,6 +1,7 @@
 #include "runtime/file_io.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,42 @@
 #include "runtime/error.hpp"
 
 namespace flare {
+namespace {
+
+// Temporary paths of live AtomicFiles, readable from a signal handler: each
+// slot points at a path owned by its AtomicFile, or is null.
+constexpr int kTempSlots = 256;
+std::atomic<const char*> g_temp_paths[kTempSlots];
+
+int register_temp(const char* path) {
+  for (int i = 0; i < kTempSlots; ++i) {
+    const char* expected = nullptr;
+    if (g_temp_paths[i].compare_exchange_strong(expected, path)) return i;
+  }
+  return -1;  // more files at once than slots: that one is not removed on a signal
+}
+
+void unregister_temp(int slot) {
+  if (slot >= 0) g_temp_paths[slot].store(nullptr);
+}
+
+extern "C" void remove_temps_and_die(int signo) {
+  for (auto& slot : g_temp_paths) {
+    if (const char* path = slot.load()) ::unlink(path);
+  }
+  ::signal(signo, SIG_DFL);
+  ::raise(signo);
+}
+
+}  // namespace
+
+void remove_temp_files_on_signal() {
+  struct sigaction sa {};
+  sa.sa_handler = remove_temps_and_die;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
 
 void throw_io(const std::string& what) {
   throw Error("io", what + ": " + std::strerror(errno));
@@ -51,12 +88,20 @@ std::vector<std::byte> read_file(const std::string& path) {
 AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   static std::atomic<unsigned> counter{0};
   temp_ = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  // Registered before it exists, so that no signal finds it created but unlisted.
+  slot_ = register_temp(temp_.c_str());
   fd_ = UniqueFd(::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (fd_.get() < 0) throw_io("cannot create " + temp_);
+  if (fd_.get() < 0) {
+    const int err = errno;
+    unregister_temp(slot_);
+    errno = err;
+    throw_io("cannot create " + temp_);
+  }
 }
 
 AtomicFile::~AtomicFile() {
   if (!committed_) ::unlink(temp_.c_str());
+  unregister_temp(slot_);
 }
 
 void AtomicFile::write_at(uint64_t offset, std::span<const std::byte> bytes) {
@@ -82,7 +127,10 @@ void AtomicFile::commit(bool durable) {
   if (::rename(temp_.c_str(), path_.c_str()) != 0)
     throw_io("cannot rename " + temp_ + " to " + path_);
   committed_ = true;
+  unregister_temp(slot_);
+  slot_ = -1;
   if (!durable) return;
+  // The rename lives in the folder: flush it too, or a crash may undo it.
   const size_t slash = path_.rfind('/');
   const std::string dir = slash == std::string::npos ? "."
                           : slash == 0               ? "/"

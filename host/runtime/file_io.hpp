@@ -57,7 +57,13 @@ class AtomicFile {
   std::string path_, temp_;
   UniqueFd fd_;
   bool committed_ = false;
+  int slot_ = -1;  // in the table remove_temp_files_on_signal() reads
 };
+
+// For a program whose SIGINT and SIGTERM would otherwise end it on the spot:
+// installs handlers that remove the temporary file of every AtomicFile not yet
+// committed, then end the process by the same signal.
+void remove_temp_files_on_signal();
 
 // Writes `bytes` to a temporary file next to `path` and renames it onto `path`.
 void write_file_atomic(const std::string& path, std::span<const std::byte> bytes,

@@ -1,6 +1,7 @@
 #include "http_client.hpp"
 
 #include <curl/curl.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <mutex>
@@ -37,8 +38,12 @@ Reply http(const std::string& method, const std::string& url, const std::string&
   Reply r;
   CURL* c = curl_easy_init();
   curl_slist* list = nullptr;
-  list = curl_slist_append(list, "Content-Type: application/json");
-  for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
+  bool typed = false;  // the caller's Content-Type, if any, replaces the JSON default
+  for (const auto& h : headers) {
+    typed = typed || strncasecmp(h.c_str(), "content-type:", 13) == 0;
+    list = curl_slist_append(list, h.c_str());
+  }
+  if (!typed) list = curl_slist_append(list, "Content-Type: application/json");
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   if (method != "GET" && method != "DELETE") {
