@@ -288,8 +288,9 @@ void Router::patch(const std::string& p, Auth a, Handler h) {
   add("PATCH", p, a, static_cast<size_t>(BodyLimit::Control));
   server_.Patch(p, wrap(static_cast<size_t>(BodyLimit::Control), std::move(h)));
 }
-void Router::put(const std::string& p, Auth a, Handler h) {
-  server_.Put(p, wrap(a, std::move(h)));
+void Router::put(const std::string& p, Auth a, Handler h) {  // uploads: a model's files
+  add("PUT", p, a, static_cast<size_t>(BodyLimit::Training));
+  server_.Put(p, wrap(static_cast<size_t>(BodyLimit::Training), std::move(h)));
 }
 void Router::del(const std::string& p, Auth a, Handler h) {
   add("DELETE", p, a, static_cast<size_t>(BodyLimit::Control));

@@ -21,7 +21,8 @@ enum class Auth {
 };
 
 // The largest request body a route takes: control-plane JSON is small,
-// sampling requests carry prompts, trainer requests carry token batches.
+// sampling requests carry prompts, trainer requests carry token batches and
+// uploads (PUT) carry model files.
 enum class BodyLimit : size_t {
   Control = 1u << 20,
   Sampling = 16u << 20,
