@@ -236,32 +236,39 @@ Router::Handler Router::wrap(size_t max_body, Handler h) {
 }
 
 Router::PathPattern::PathPattern(const std::string& pattern) {
-  static constexpr std::string_view kSegment = "([^/]+)", kRest = "(.+)";
+  // A segment is ([^/]+), or ([^/:]+) where a ":verb" suffix may follow it.
+  static constexpr std::string_view kSegment = "([^/]+)", kNameSegment = "([^/:]+)", kRest = "(.+)";
   std::string text = pattern;
   if (text.ends_with(kRest)) {
     rest_ = true;
     text.resize(text.size() - kRest.size());
   }
   size_t from = 0;
-  for (size_t at; (at = text.find(kSegment, from)) != std::string::npos;
-       from = at + kSegment.size()) {
+  for (;;) {
+    size_t plain = text.find(kSegment, from), name = text.find(kNameSegment, from);
+    size_t at = std::min(plain, name);
+    if (at == std::string::npos) break;
     literals_.push_back(text.substr(from, at - from));
+    bool is_name = at == name;
+    stops_.push_back(is_name ? "/:" : "/");
+    from = at + (is_name ? kNameSegment.size() : kSegment.size());
   }
   literals_.push_back(text.substr(from));
   for (size_t i = 0; i < literals_.size(); ++i) {
     const std::string& l = literals_[i];
-    if (l.find_first_of("()[]*+?\\|^$.") != std::string::npos ||
-        (i > 0 && !l.empty() && l[0] != '/')) {
+    bool follows_ok = i == 0 || l.empty() || l[0] == '/' || (l[0] == ':' && stops_[i - 1] == "/:");
+    if (l.find_first_of("()[]*+?\\|^$.") != std::string::npos || !follows_ok) {
       throw std::logic_error("route pattern '" + pattern +
-                             "' is not literal text with ([^/]+) segments and an (.+) end");
+                             "' is not literal text with ([^/]+) or ([^/:]+) segments and an "
+                             "(.+) end");
     }
   }
 }
 
 bool Router::PathPattern::matches(std::string_view path) const {
   for (size_t i = 0; i < literals_.size(); ++i) {
-    if (i > 0) {  // one non-empty segment, up to the next '/'
-      size_t end = std::min(path.find('/'), path.size());
+    if (i > 0) {  // one non-empty segment, up to the next character that ends it
+      size_t end = std::min(path.find_first_of(stops_[i - 1]), path.size());
       if (end == 0) return false;
       path.remove_prefix(end);
     }

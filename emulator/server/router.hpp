@@ -54,6 +54,7 @@ class Router {
 
    private:
     std::vector<std::string> literals_;  // around the segments: segments + 1 of them
+    std::vector<std::string> stops_;     // per segment, the characters that end it
     bool rest_ = false;                  // ends with "(.+)"
   };
   struct Route {
