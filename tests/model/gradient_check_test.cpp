@@ -105,28 +105,26 @@ std::vector<Datum> make_data(const DoubleNet& net) {
   return data;
 }
 
-void check_gradient(LossFn fn) {
-  const Config c = model_test::micro_config();
-  DoubleNet net(c);
-  const std::vector<Datum> data = make_data(net);
-  const LossConfig lc{0.2f, 0.2f};
-  std::vector<double> grad(net.w.size(), 0.0);
-  total_loss(net, data, fn, lc, &grad);
-
-  const std::vector<TensorSpec> specs = parameter_specs(c);
+// Central differences of `weights` (the net's full weights or its adapter) tensor by
+// tensor against the analytic gradient `grad`: relative error at most 1e-5.
+void check_against_differences(DoubleNet& net, const std::vector<Datum>& data, LossFn fn,
+                               const LossConfig& lc, const std::vector<double>& grad,
+                               const std::vector<TensorSpec>& specs, std::vector<double>& weights,
+                               const std::vector<size_t>& offsets,
+                               const std::vector<size_t>& sizes) {
   const double h = 1e-5;
   for (size_t ti = 0; ti < specs.size(); ++ti) {
-    const size_t off = net.lay.tensor_offset[ti], n = net.lay.tensor_size[ti];
+    const size_t off = offsets[ti], n = sizes[ti];
     double diff_sq = 0, ref_sq = 0;
     for (size_t j = off; j < off + n; ++j) {
-      const double saved = net.w[j];
-      net.w[j] = saved + h;
+      const double saved = weights[j];
+      weights[j] = saved + h;
       net.refresh();
       const double up = total_loss(net, data, fn, lc, nullptr);
-      net.w[j] = saved - h;
+      weights[j] = saved - h;
       net.refresh();
       const double down = total_loss(net, data, fn, lc, nullptr);
-      net.w[j] = saved;
+      weights[j] = saved;
       const double fd = (up - down) / (2 * h);
       diff_sq += (fd - grad[j]) * (fd - grad[j]);
       ref_sq += fd * fd;
@@ -137,6 +135,18 @@ void check_gradient(LossFn fn) {
     CHECK(ref_sq > 0);
     CHECK(rel <= 1e-5);
   }
+}
+
+void check_gradient(LossFn fn) {
+  const Config c = model_test::micro_config();
+  DoubleNet net(c);
+  const std::vector<Datum> data = make_data(net);
+  const LossConfig lc{0.2f, 0.2f};
+  std::vector<double> grad(net.w.size(), 0.0);
+  total_loss(net, data, fn, lc, &grad);
+
+  check_against_differences(net, data, fn, lc, grad, parameter_specs(c), net.w,
+                            net.lay.tensor_offset, net.lay.tensor_size);
 }
 
 // Every A and B tensor of an adapter on every projection, the base frozen (its
@@ -151,29 +161,8 @@ void check_lora_gradient(LossFn fn) {
 
   const std::vector<TensorSpec> specs = lora_specs(c, 2);
   REQUIRE(specs.size() == net.llay.tensor_offset.size());
-  const double h = 1e-5;
-  for (size_t ti = 0; ti < specs.size(); ++ti) {
-    const size_t off = net.llay.tensor_offset[ti], n = net.llay.tensor_size[ti];
-    double diff_sq = 0, ref_sq = 0;
-    for (size_t j = off; j < off + n; ++j) {
-      const double saved = net.lw[j];
-      net.lw[j] = saved + h;
-      net.refresh();
-      const double up = total_loss(net, data, fn, lc, nullptr);
-      net.lw[j] = saved - h;
-      net.refresh();
-      const double down = total_loss(net, data, fn, lc, nullptr);
-      net.lw[j] = saved;
-      const double fd = (up - down) / (2 * h);
-      diff_sq += (fd - grad[j]) * (fd - grad[j]);
-      ref_sq += fd * fd;
-    }
-    net.refresh();
-    const double rel = std::sqrt(diff_sq) / std::max(std::sqrt(ref_sq), 1e-30);
-    INFO(specs[ti].name, ": |fd| = ", std::sqrt(ref_sq), ", relative error ", rel);
-    CHECK(ref_sq > 0);
-    CHECK(rel <= 1e-5);
-  }
+  check_against_differences(net, data, fn, lc, grad, specs, net.lw, net.llay.tensor_offset,
+                            net.llay.tensor_size);
 }
 
 }  // namespace
