@@ -16,14 +16,13 @@ import os
 import random
 import re
 import shutil
-import signal
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from serve_run import run_against_serve
 
 BASE_MODEL = "accounts/local/models/tiny-gpt"
 PREFIX = "base_model.model."
@@ -302,21 +301,8 @@ def run(c):
 
 
 def main():
-    state = tempfile.mkdtemp(prefix="flare-peft-")
-    server = subprocess.Popen([sys.argv[1], "serve", "--port", "0", "--state-dir", state,
-                               "--provision-delay", "0.05"], stdout=subprocess.PIPE, text=True)
-    try:
-        url = re.search(r"listening on (http://\S+)", server.stdout.readline()).group(1)
-        with open(os.path.join(state, "api_key")) as f:
-            key = f.read().strip()
-        run(Client(url, key))
-        server.send_signal(signal.SIGINT)
-        check(server.wait(timeout=30) == 0, "flare serve stops on SIGINT")
-        print("1 passed, 0 failed")
-    finally:
-        if server.poll() is None:
-            server.kill()
-        shutil.rmtree(state, ignore_errors=True)
+    run_against_serve(sys.argv[1], "flare-peft-", 0.05, lambda url, key: run(Client(url, key)),
+                      check)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,12 @@ save_weights_for_sampler, WeightSyncer's base then arc_v2-labelled delta
 hotload, scale to zero, delete). Usage: sdk_flow.py FLARE_EXECUTABLE
 """
 import json
-import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from serve_run import run_against_serve
 
 BASE_MODEL = "accounts/local/models/tiny-gpt"
 
@@ -157,21 +153,8 @@ def run(c):
 
 
 def main():
-    state = tempfile.mkdtemp(prefix="flare-sdk-flow-")
-    server = subprocess.Popen([sys.argv[1], "serve", "--port", "0", "--state-dir", state,
-                               "--provision-delay", "0.2"], stdout=subprocess.PIPE, text=True)
-    try:
-        url = re.search(r"listening on (http://\S+)", server.stdout.readline()).group(1)
-        with open(os.path.join(state, "api_key")) as f:
-            key = f.read().strip()
-        run(Client(url, key))
-        server.send_signal(signal.SIGINT)
-        check(server.wait(timeout=30) == 0, "flare serve stops on SIGINT")
-        print("1 passed, 0 failed")
-    finally:
-        if server.poll() is None:
-            server.kill()
-        shutil.rmtree(state, ignore_errors=True)
+    run_against_serve(sys.argv[1], "flare-sdk-flow-", 0.2, lambda url, key: run(Client(url, key)),
+                      check)
 
 
 if __name__ == "__main__":
