@@ -174,8 +174,7 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
   }
   // Tied head: logits = h_f · Eᵀ. E [V, d] is already the "[in, out]" form for dh = dlogits · E.
   matmul(ws.dlogits.data(), n, V, w + lay.embed, d, ws.dh.data());
-  if (grad)
-    matmul_weight_grad(ws.dlogits.data(), n, V, ws.h_f.data(), d, grad + lay.embed, ws.tscratch);
+  if (grad) matmul_weight_grad(ws.dlogits.data(), n, V, ws.h_f.data(), d, grad + lay.embed);
 
   std::fill(ws.dx.begin(), ws.dx.end(), T(0));
   for (int t = 0; t < n; ++t)
@@ -193,7 +192,7 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     };
     // MLP: x_out = x_mid + act · Wdᵀ, act = silu(gate) * up.
     matmul(ws.dx.data(), n, d, w + o.down, f, ws.dact.data());
-    if (grad) matmul_weight_grad(ws.dx.data(), n, d, a.act.data(), f, grad + o.down, ws.tscratch);
+    if (grad) matmul_weight_grad(ws.dx.data(), n, d, a.act.data(), f, grad + o.down);
     if (lora) adapt_back(kDown, a.act.data(), ws.dx.data(), ws.dact.data());
     for (size_t i = 0; i < N * f; ++i) {
       const T g = a.gate[i];
@@ -204,8 +203,8 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     matmul(ws.dgate.data(), n, f, w + o.gate, d, ws.dh.data());
     matmul(ws.dup.data(), n, f, w + o.up, d, ws.dh.data(), true);
     if (grad) {
-      matmul_weight_grad(ws.dgate.data(), n, f, a.h2.data(), d, grad + o.gate, ws.tscratch);
-      matmul_weight_grad(ws.dup.data(), n, f, a.h2.data(), d, grad + o.up, ws.tscratch);
+      matmul_weight_grad(ws.dgate.data(), n, f, a.h2.data(), d, grad + o.gate);
+      matmul_weight_grad(ws.dup.data(), n, f, a.h2.data(), d, grad + o.up);
     }
     if (lora) {
       adapt_back(kGate, a.h2.data(), ws.dgate.data(), ws.dh.data());
@@ -217,7 +216,7 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
                            base_grad(o.ln2));
     // Attention: x_mid = x_in + ctx · Woᵀ.
     matmul(ws.dx.data(), n, d, w + o.wo, d, ws.dctx.data());
-    if (grad) matmul_weight_grad(ws.dx.data(), n, d, a.ctx.data(), d, grad + o.wo, ws.tscratch);
+    if (grad) matmul_weight_grad(ws.dx.data(), n, d, a.ctx.data(), d, grad + o.wo);
     if (lora) adapt_back(kO, a.ctx.data(), ws.dx.data(), ws.dctx.data());
     std::fill(ws.dq.begin(), ws.dq.end(), T(0));
     std::fill(ws.dk.begin(), ws.dk.end(), T(0));
@@ -258,9 +257,9 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     matmul(ws.dk.data(), n, d, w + o.wk, d, ws.dh.data(), true);
     matmul(ws.dv.data(), n, d, w + o.wv, d, ws.dh.data(), true);
     if (grad) {
-      matmul_weight_grad(ws.dq.data(), n, d, a.h1.data(), d, grad + o.wq, ws.tscratch);
-      matmul_weight_grad(ws.dk.data(), n, d, a.h1.data(), d, grad + o.wk, ws.tscratch);
-      matmul_weight_grad(ws.dv.data(), n, d, a.h1.data(), d, grad + o.wv, ws.tscratch);
+      matmul_weight_grad(ws.dq.data(), n, d, a.h1.data(), d, grad + o.wq);
+      matmul_weight_grad(ws.dk.data(), n, d, a.h1.data(), d, grad + o.wk);
+      matmul_weight_grad(ws.dv.data(), n, d, a.h1.data(), d, grad + o.wv);
     }
     if (lora) {
       adapt_back(kQ, a.h1.data(), ws.dq.data(), ws.dh.data());
