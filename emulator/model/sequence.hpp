@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "emulator/model/attention.hpp"
 #include "emulator/model/kernels.hpp"
 #include "emulator/model/layout.hpp"
 #include "emulator/model/lora_net.hpp"
@@ -41,7 +42,8 @@ struct SeqWork {
   std::vector<LayerActs<T>> layers;
   std::vector<T> x_out, inv_f, h_f, logp;  // logp: [n, vocab] log-softmax
   // backward scratch
-  std::vector<T> dx, dh, dq, dk, dv, dctx, dgate, dup, dact, dlogits, drow, tscratch, dus, ltmp;
+  std::vector<T> dx, dh, dq, dk, dv, dctx, dgate, dup, dact, dlogits, tscratch, dus, ltmp;
+  AttentionWork<T> att;
 
   void resize(const Config& c, int len, int lora_rank = 0) {
     n = len;
@@ -63,7 +65,6 @@ struct SeqWork {
     for (auto* v : {&dx, &dh, &dq, &dk, &dv, &dctx}) v->resize(N * d);
     for (auto* v : {&dgate, &dup, &dact}) v->resize(N * f);
     dlogits.resize(N * c.vocab);
-    drow.resize(std::max<size_t>(N, d));
   }
 };
 
@@ -111,10 +112,8 @@ void sequence_forward(const NetView<T>& net, std::span<const int> tokens,
       rope_row(a.q.data() + size_t(t) * d, H, hd, cs, sn);
       rope_row(a.k.data() + size_t(t) * d, H, hd, cs, sn);
     }
-    for (int t = 0; t < n; ++t)
-      attend_heads(a.q.data() + size_t(t) * d, a.k.data(), a.v.data(), t + 1, size_t(d), H, hd,
-                   scale, a.probs.data() + size_t(t) * n, size_t(n) * n,
-                   a.ctx.data() + size_t(t) * d);
+    attention_forward(a.q.data(), a.k.data(), a.v.data(), n, H, hd, scale, a.probs.data(),
+                      a.ctx.data(), ws.att);
     a.x_mid = a.x_in;
     matmul(a.ctx.data(), n, d, wt + o.wo, d, a.x_mid.data(), true);
     if (lora) adapt(kO, a.ctx.data(), a.x_mid.data());
@@ -218,35 +217,8 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     matmul(ws.dx.data(), n, d, w + o.wo, d, ws.dctx.data());
     if (grad) matmul_weight_grad(ws.dx.data(), n, d, a.ctx.data(), d, grad + o.wo);
     if (lora) adapt_back(kO, a.ctx.data(), ws.dx.data(), ws.dctx.data());
-    std::fill(ws.dq.begin(), ws.dq.end(), T(0));
-    std::fill(ws.dk.begin(), ws.dk.end(), T(0));
-    std::fill(ws.dv.begin(), ws.dv.end(), T(0));
-    T* ds = ws.drow.data();
-    for (int h = 0; h < H; ++h)
-      for (int t = 0; t < n; ++t) {
-        const T* p = a.probs.data() + (size_t(h) * n + t) * n;
-        const T* dc = ws.dctx.data() + size_t(t) * d + h * hd;
-        T sum = 0;
-        for (int s = 0; s <= t; ++s) {
-          const T* vs = a.v.data() + size_t(s) * d + h * hd;
-          const T dp = dot(dc, vs, hd);
-          ds[s] = dp;
-          sum += p[s] * dp;
-          T* dvs = ws.dv.data() + size_t(s) * d + h * hd;
-          for (int i = 0; i < hd; ++i) dvs[i] += p[s] * dc[i];
-        }
-        const T* qt = a.q.data() + size_t(t) * d + h * hd;
-        T* dqt = ws.dq.data() + size_t(t) * d + h * hd;
-        for (int s = 0; s <= t; ++s) {
-          const T g = p[s] * (ds[s] - sum) * scale;
-          const T* ks = a.k.data() + size_t(s) * d + h * hd;
-          T* dks = ws.dk.data() + size_t(s) * d + h * hd;
-          for (int i = 0; i < hd; ++i) {
-            dqt[i] += g * ks[i];
-            dks[i] += g * qt[i];
-          }
-        }
-      }
+    attention_backward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), ws.dctx.data(), n, H, hd,
+                       scale, ws.dq.data(), ws.dk.data(), ws.dv.data(), ws.att);
     for (int t = 0; t < n; ++t) {
       const T* cs = net.rope_cos + size_t(t) * half;
       const T* sn = net.rope_sin + size_t(t) * half;
