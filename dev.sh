@@ -4,6 +4,7 @@
 #   bash dev.sh test    install packages, build, run every test (unit, Lua specs, end-to-end,
 #                       sanitizer build of the core libraries, fuzzers); last line "N passed, N failed"
 #   bash dev.sh build   install packages and build only
+#   bash dev.sh bench   install packages and the baselines bench/ compares against, build
 # Each step is cheap when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,6 +14,9 @@ BUILD_PACKAGES=(g++ make cmake pkg-config luajit libluajit-5.1-dev libcurl4-open
   nlohmann-json3-dev libzstd-dev zstd doctest-dev libsqlite3-dev libcpp-httplib-dev libedit-dev
   libisal-dev zlib1g-dev dpkg-dev patch)
 TEST_PACKAGES=(clang libclang-rt-14-dev python3 python3-aiohttp wrk tmux chromium lua-check nodejs npm)
+# Baselines of bench/: PyTorch on OpenBLAS (libopenblas0, so that libblas.so.3 is
+# not the reference BLAS) for bench/train, hyperfine for bench/startup.
+BENCH_PACKAGES=(python3-torch libopenblas0 hyperfine)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -147,5 +151,6 @@ case "${1:-}" in
   main) shift; main_job "$@" ;;
   test) run_tests ;;
   build) build ;;
-  *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  bench) install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" "${BENCH_PACKAGES[@]}"; build ;;
+  *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
