@@ -255,9 +255,18 @@ void log_softmax_row(const T* logits, int n, T* logp) {
   for (int i = 0; i < n; ++i) logp[i] = logits[i] - lse;
 }
 
+// silu(a) = a·σ(a); σ(a) lands in *sigmoid (for the backward).
+template <class T>
+T silu(T a, T* sigmoid) {
+  const T den = T(1) + std::exp(-a);
+  *sigmoid = T(1) / den;
+  return a / den;
+}
+
 template <class T>
 T silu(T a) {
-  return a / (T(1) + std::exp(-a));
+  T unused;
+  return silu(a, &unused);
 }
 
 }  // namespace flare::model::detail

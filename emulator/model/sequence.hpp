@@ -29,7 +29,7 @@ struct NetView {
 
 template <class T>
 struct LayerActs {
-  std::vector<T> x_in, inv1, h1, q, k, v, probs, ctx, x_mid, inv2, h2, gate, up, act;
+  std::vector<T> x_in, inv1, h1, q, k, v, probs, ctx, x_mid, inv2, h2, gate, up, act, sig;
   std::vector<T> lora_us;  // per target [n, rank]: scale · x Aᵀ
   T* us(int target, int n, int rank) { return lora_us.data() + size_t(target) * n * rank; }
 };
@@ -51,7 +51,7 @@ struct SeqWork {
     layers.resize(c.n_layers);
     for (LayerActs<T>& l : layers) {
       for (auto* v : {&l.x_in, &l.h1, &l.q, &l.k, &l.v, &l.ctx, &l.x_mid, &l.h2}) v->resize(N * d);
-      for (auto* v : {&l.gate, &l.up, &l.act}) v->resize(N * f);
+      for (auto* v : {&l.gate, &l.up, &l.act, &l.sig}) v->resize(N * f);
       l.inv1.resize(N);
       l.inv2.resize(N);
       l.probs.resize(H * N * N);
@@ -126,7 +126,7 @@ void sequence_forward(const NetView<T>& net, std::span<const int> tokens,
       adapt(kGate, a.h2.data(), a.gate.data());
       adapt(kUp, a.h2.data(), a.up.data());
     }
-    for (size_t i = 0; i < size_t(n) * f; ++i) a.act[i] = silu(a.gate[i]) * a.up[i];
+    for (size_t i = 0; i < size_t(n) * f; ++i) a.act[i] = silu(a.gate[i], &a.sig[i]) * a.up[i];
     std::vector<T>& next = li + 1 < c.n_layers ? ws.layers[li + 1].x_in : ws.x_out;
     next = a.x_mid;
     matmul(a.act.data(), n, f, wt + o.down, d, next.data(), true);
@@ -194,8 +194,7 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     if (grad) matmul_weight_grad(ws.dx.data(), n, d, a.act.data(), f, grad + o.down);
     if (lora) adapt_back(kDown, a.act.data(), ws.dx.data(), ws.dact.data());
     for (size_t i = 0; i < N * f; ++i) {
-      const T g = a.gate[i];
-      const T s = T(1) / (T(1) + std::exp(-g));
+      const T g = a.gate[i], s = a.sig[i];
       ws.dup[i] = ws.dact[i] * g * s;
       ws.dgate[i] = ws.dact[i] * a.up[i] * s * (T(1) + g * (T(1) - s));
     }
