@@ -183,11 +183,17 @@ int versus_torch(const std::string& dir, int repeats) {
         missing = true;
       }
     }
+  // On a shared machine a run may not get the cores it asks for: "CPUs busy" (CPU-seconds per
+  // second) says how many the 1- and 2-thread runs had, and the per-CPU-second ratio what the
+  // threads did with their share.
   std::printf(
-      "\n| model | flare 2 threads / 1 thread (tokens/s) | PyTorch 2 threads / 1 thread |\n");
-  std::printf("|---|---:|---:|\n");
+      "\n| model | flare 2 threads / 1 thread (tokens/s) | CPUs busy, 1 / 2 threads | tokens per "
+      "CPU-s, 2 threads / 1 thread | PyTorch 2 threads / 1 thread (tokens/s) |\n");
+  std::printf("|---|---:|---:|---:|---:|\n");
   for (const Row& r : rows) {
-    std::printf("| %s | %.2fx | ", r.model.c_str(), r.flare[1].wall / r.flare[0].wall);
+    std::printf("| %s | %.2fx | %.2f / %.2f | %.2fx | ", r.model.c_str(),
+                r.flare[1].wall / r.flare[0].wall, r.flare[0].wall / r.flare[0].cpu,
+                r.flare[1].wall / r.flare[1].cpu, r.flare[1].cpu / r.flare[0].cpu);
     if (r.have_torch[0] && r.have_torch[1])
       std::printf("%.2fx |\n", r.torch[1].wall / r.torch[0].wall);
     else
