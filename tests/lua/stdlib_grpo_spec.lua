@@ -89,7 +89,7 @@ describe("grpo.metrics", function()
     assert.near(0.25, m["pass@1"], 1e-12)
     assert.near(0.25, m.truncation_rate, 1e-12)
     -- sampler - trainer over completion positions: (-1 - -1.5) + (-1 - -0.5) + (-2 - -2) = 0
-    assert.near(0, m.kl_sampler_trainer, 1e-12)
+    assert.near(0, m.logprob_mismatch, 1e-12)
     assert.near(1 / 3, m.logprob_abs_diff, 1e-12)
     assert.equal(1.5, m.sync_s)
   end)

@@ -136,7 +136,7 @@ TEST_CASE("importance sampling with a positive advantage raises that token's pro
   d.advantages[answer] = 1.0f;
   const ForwardBackwardResult r = trainer.forward_backward({d}, LossFn::ImportanceSampling, {});
   CHECK(r.mean_ratio == doctest::Approx(1.0));
-  CHECK(r.kl == doctest::Approx(0.0).epsilon(1e-9));
+  CHECK(r.logprob_mismatch == doctest::Approx(0.0).epsilon(1e-9));
   CHECK(r.loss == doctest::Approx(-1.0).epsilon(1e-5));
   AdamParams adam;
   adam.learning_rate = 1e-3;
@@ -145,7 +145,7 @@ TEST_CASE("importance sampling with a positive advantage raises that token's pro
   CHECK(after[answer] > before[answer] + 0.05f);
 }
 
-TEST_CASE("ppo metrics: ratio, clip fraction and kl over advantage-bearing tokens") {
+TEST_CASE("ppo metrics: ratio, clip fraction and logprob mismatch over advantage-bearing tokens") {
   const Config c = model_test::micro_config();
   Trainer trainer(c, model_test::spread_weights(c, 0.2, 3), 1);
   Datum d = text_datum("abcd");
@@ -160,9 +160,9 @@ TEST_CASE("ppo metrics: ratio, clip fraction and kl over advantage-bearing token
       kl += std::exp(double(deltas[t])) - 1 - deltas[t];
     }
   }
-  const ForwardBackwardResult r = trainer.forward({d}, LossFn::Ppo, {0.2f, 0.2f});
+  const ForwardBackwardResult r = trainer.forward({d}, LossFn::Ppo, LossConfig{});
   CHECK(r.mean_ratio == doctest::Approx(ratio_sum / 4).epsilon(1e-4));
-  CHECK(r.kl == doctest::Approx(kl / 4).epsilon(1e-3));
+  CHECK(r.logprob_mismatch == doctest::Approx(kl / 4).epsilon(1e-3));
   CHECK(r.clip_fraction == doctest::Approx(0.5));  // exp(0.5) and exp(-0.5) leave [0.8, 1.2]
   // loss = -Σ min(r·A, clip(r)·A): 1.2 (clipped), 1, max(-0.61, -0.8)→-0.8·… computed below.
   const double expected = -(1.2 * 1 + 1.0 * 1 + std::min(-std::exp(-0.5), -0.8) + std::exp(0.1));
