@@ -174,7 +174,8 @@ ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn 
   };
 
   if (pairwise) {
-    for_each_datum(false, [&](size_t i, detail::SeqWork<float>& ws, float*) { forward_one(i, ws); });
+    for_each_datum(false,
+                   [&](size_t i, detail::SeqWork<float>& ws, float*) { forward_one(i, ws); });
     for (size_t i = 0; i + 1 < data.size(); i += 2) {
       dlogp[i].resize(data[i].tokens.size());
       dlogp[i + 1].resize(data[i + 1].tokens.size());

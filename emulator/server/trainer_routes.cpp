@@ -121,8 +121,7 @@ model::Datum parse_datum(const nlohmann::json& d, size_t index) {
     out.advantages = numbers<float>((*in)["advantages"], at + ".loss_fn_inputs.advantages");
   }
   if (in->contains("ref_logprobs")) {
-    out.ref_logprobs =
-        numbers<float>((*in)["ref_logprobs"], at + ".loss_fn_inputs.ref_logprobs");
+    out.ref_logprobs = numbers<float>((*in)["ref_logprobs"], at + ".loss_fn_inputs.ref_logprobs");
   }
   return out;
 }
@@ -157,8 +156,7 @@ model::LossConfig parse_loss_config(const nlohmann::json& input, model::LossFn l
       std::string f = "loss_fn_config." + k;
       if (k == "normalization") {
         c.normalization = parse_choice<model::Normalization>(
-            v, f,
-            std::array<const char*, 5>{"default", "sum", "token", "sequence", "constant"});
+            v, f, std::array<const char*, 5>{"default", "sum", "token", "sequence", "constant"});
         continue;
       }
       if (k == "kl_estimator") {

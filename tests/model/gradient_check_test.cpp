@@ -80,8 +80,8 @@ double total_loss(const DoubleNet& net, const std::vector<Datum>& data, LossFn f
                        dl[i].data(), dl[i + 1].data(), st);
   } else {
     for (size_t i = 0; i < data.size(); ++i)
-      datum_loss<double>(fn, lc, data[i], lps[i].data(), frozen[i].data(), scales[i],
-                         dl[i].data(), st);
+      datum_loss<double>(fn, lc, data[i], lps[i].data(), frozen[i].data(), scales[i], dl[i].data(),
+                         st);
   }
   if (grad || lora_grad) {
     SeqWork<double> ws;
@@ -97,9 +97,9 @@ double total_loss(const DoubleNet& net, const std::vector<Datum>& data, LossFn f
 
 std::vector<Datum> make_data(const DoubleNet& net) {
   const std::vector<std::vector<int>> seqs = {{kBos, 72, 101, 108, 108, 111},
-                                             {kBos, 3, 250},
-                                             {kBos, 120, 121, 122, 257, 40, 41},
-                                             {kBos, 9, 8, 7, 6}};
+                                              {kBos, 3, 250},
+                                              {kBos, 120, 121, 122, 257, 40, 41},
+                                              {kBos, 9, 8, 7, 6}};
   // Ratios exp(delta) = 1.65, 1.05, 0.61, 0.95, 1.35: inside and outside the
   // PPO clip range, all well away from its kinks at 0.8 and 1.2.
   const double deltas[] = {0.5, 0.05, -0.5, -0.05, 0.3};
@@ -129,8 +129,7 @@ std::vector<Datum> make_data(const DoubleNet& net) {
 // Central differences of `weights` (the net's full weights or its adapter) tensor by
 // tensor against the analytic gradient `grad`: relative error at most 1e-5.
 void check_against_differences(DoubleNet& net, const std::vector<Datum>& data, LossFn fn,
-                               const LossConfig& lc,
-                               const std::vector<std::vector<double>>& frozen,
+                               const LossConfig& lc, const std::vector<std::vector<double>>& frozen,
                                const std::vector<double>& grad,
                                const std::vector<TensorSpec>& specs, std::vector<double>& weights,
                                const std::vector<size_t>& offsets,

@@ -1,11 +1,11 @@
 // Each built-in loss against values computed by hand from its paper's definition.
+#include "emulator/model/losses.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <stdexcept>
 #include <string>
-
-#include "emulator/model/losses.hpp"
 
 using namespace flare::model;
 using namespace flare::model::detail;
@@ -102,8 +102,8 @@ TEST_CASE("gspo: one clipped ratio per sequence") {
 
 TEST_CASE("dpo: -log σ(β·(Δchosen - Δrejected))") {
   Datum chosen = blank(2), rejected = blank(2);
-  chosen.ref_logprobs = {-1.5f, -2.0f};  // Δc = 0.5 + 0 = 0.5
-  rejected.weights = {0.0f, 1.0f};       // the prompt position is left out
+  chosen.ref_logprobs = {-1.5f, -2.0f};    // Δc = 0.5 + 0 = 0.5
+  rejected.weights = {0.0f, 1.0f};         // the prompt position is left out
   rejected.ref_logprobs = {-7.0f, -2.0f};  // Δr = -3 + 2 = -1
   const std::vector<double> lc = {-1.0, -2.0}, lr = {-1.0, -3.0};
   LossConfig c;

@@ -48,8 +48,8 @@ describe("grpo recipe losses", function()
     -- The first step trains from the reference itself: no KL yet.
     assert.near(0, kl_free[1], 1e-6)
     local a, b = mean(kl_free, 11, 40), mean(kl_held, 11, 40)
-    print(string.format("mean kl after 10 training steps: %.3f without the penalty, %.3f with beta 0.05",
-      a, b))
+    print(string.format("mean kl after 10 training steps: %.3f without the penalty, " ..
+      "%.3f with beta 0.05", a, b))
     assert.truthy(b < 0.5 * a, "kl " .. b .. " with the penalty, " .. a .. " without")
     -- Without the penalty the policy learns the task (the KL measures a real movement).
     assert.truthy(mean(series(free, "reward"), 36, 40) >= 0.7)
