@@ -194,6 +194,9 @@ TEST_CASE("gradient check: LoRA A and B of every projection, every loss") {
   check_lora_gradient(LossFn::CrossEntropy);
   check_lora_gradient(LossFn::ImportanceSampling);
   check_lora_gradient(LossFn::Ppo);
+  check_lora_gradient(LossFn::Gspo);
+  check_lora_gradient(LossFn::Cispo);
+  check_lora_gradient(LossFn::Dpo);
 }
 
 TEST_CASE("gradient check: cross_entropy, every parameter tensor") {
