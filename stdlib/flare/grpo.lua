@@ -15,6 +15,9 @@
 --   grpo.loss_setup(loss, opts)          -> loss_fn_config, advantage options (see below)
 --   grpo.attach_ref_logprobs(datums, outputs) -> datums carrying a reference model's logprobs
 --       (outputs = loss_fn_outputs of reference:forward(datums)), for the KL penalty and `kl`
+--   grpo.kl_into_advantages(datums, beta) -> datums, mean k1: the KL penalty as a reward term
+--       (for a trainer without kl_beta): A_t - beta * (sampler_logp_t - ref_logp_t) on each
+--       completion token, which needs ref_logprobs attached first
 local M = {}
 
 local function mean(xs)
@@ -250,6 +253,25 @@ function M.attach_ref_logprobs(datums, outputs)
   return datums
 end
 
+function M.kl_into_advantages(datums, beta)
+  local sum, n = 0, 0
+  for i, d in ipairs(datums) do
+    local inp = d.loss_fn_inputs
+    if type(inp.ref_logprobs) ~= "table" then
+      error("grpo.kl_into_advantages: datums[" .. i .. "] has no ref_logprobs " ..
+        "(grpo.attach_ref_logprobs first)", 2)
+    end
+    for t, w in ipairs(inp.weights) do
+      if w ~= 0 then
+        local k1 = inp.logprobs[t] - inp.ref_logprobs[t]
+        inp.advantages[t] = inp.advantages[t] - beta * k1
+        sum, n = sum + k1, n + 1
+      end
+    end
+  end
+  return datums, n > 0 and sum / n or 0
+end
+
 -- The options of advantages, datum and build_datums (build_datums passes its own on).
 local grpo_options = {normalize_std = "boolean", eps = "number", use_sampling_logprobs = "boolean",
   skip_zero_advantage = "boolean"}
@@ -269,6 +291,7 @@ return require("flare.args").checked(M, "flare.grpo", {
     kl_beta = "number", kl_estimator = "string", tis_cap = "number", max_tokens = "integer",
     sequences = "integer"}}},
   attach_ref_logprobs = {"datums:table", "outputs:table"},
+  kl_into_advantages = {"datums:table", "beta:number"},
   metrics = {{"opts", {groups = "table", rewards = "table", k = "integer", threshold = "number",
     datums = "table",
     outputs = "table", sync_s = "number"}}},

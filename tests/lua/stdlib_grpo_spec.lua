@@ -122,4 +122,16 @@ describe("grpo.loss_setup", function()
     assert.error_matches(function() grpo.attach_ref_logprobs(datums, {{logprobs = {-3}}}) end,
       "outputs%[2%]")
   end)
+
+  it("folds the KL penalty into the advantages for a trainer without kl_beta", function()
+    local g = {completion({1}, {5}, {-1}), completion({1}, {6}, {-2})}
+    local datums = grpo.build_datums({g}, {{1, 0}})  -- advantages 0.5 and -0.5
+    assert.error_matches(function() grpo.kl_into_advantages(datums, 0.1) end, "ref_logprobs")
+    grpo.attach_ref_logprobs(datums, {{logprobs = {-3}}, {logprobs = {-1}}})
+    local _, k1 = grpo.kl_into_advantages(datums, 0.1)
+    -- k1 = sampler - ref: -1 - -3 = 2 and -2 - -1 = -1
+    assert.near(0.5 - 0.2, datums[1].loss_fn_inputs.advantages[1], 1e-12)
+    assert.near(-0.5 + 0.1, datums[2].loss_fn_inputs.advantages[1], 1e-12)
+    assert.near(0.5, k1, 1e-12)
+  end)
 end)
