@@ -28,6 +28,7 @@ local checks = require("flare.args")
 local cleanup = require("flare.cleanup")
 local format = require("flare.format")
 local jsonl = require("flare.jsonl")
+local modules = require("flare.modules")
 
 local M = {}
 
@@ -218,6 +219,7 @@ function M.new(o)
     flare_version = flare.version, main_metric = o.main_metric,
     script = script, created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), args = {unpack(args)}}
   if script and fs().exists(script) then meta.script_sha256 = fs().sha256_file(script) end
+  meta.modules = json().object(modules.record())
   self.meta = meta
 
   if self.dry_run then
@@ -237,12 +239,27 @@ function M.new(o)
     self.dir = dir
     fs().write_file_atomic(dir .. "/config.json", json().encode(meta,
       {sort_keys = true, pretty = true}) .. "\n")
+    cleanup.defer(function() self:record_late_modules() end, "record the run's modules")
   end
   self.id = self.dir:match("([^/]+)/*$")
   if self.resumed then
     io.stdout:write("resuming ", self.dir, " at step ", self.start_step, "\n")
   end
   return self
+end
+
+-- Modules required after flare.recipe{} join config.json's `modules` when the run ends
+-- (only that field of the file is changed).
+function Run:record_late_modules()
+  local now = modules.record()
+  local added = false
+  for name in pairs(now) do added = added or self.meta.modules[name] == nil end
+  if not added then return end
+  local path = self.dir .. "/config.json"
+  local saved = json().decode(assert(fs().read_file(path)))
+  saved.modules = json().object(now)
+  fs().write_file_atomic(path, json().encode(saved, {sort_keys = true, pretty = true}) .. "\n")
+  self.meta.modules = saved.modules
 end
 
 function Run:plan(lines)
