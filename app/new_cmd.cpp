@@ -38,7 +38,12 @@ int new_main(int argc, char** argv) {
   flare::lua::Host host;
   return host.run_string(
       "local name, dir = ...\n"
-      "local files = require('flare.scaffold').module(name, dir ~= '' and dir or nil)\n"
+      "local ok, files = pcall(require('flare.scaffold').module, name, dir ~= '' and dir or nil)\n"
+      "if not ok then\n"
+      "  local e = type(files) == 'table' and files.message or tostring(files)\n"
+      "  io.stderr:write('flare: ', e, '\\n')\n"
+      "  os.exit(1)\n"
+      "end\n"
       "for _, f in ipairs(files) do print('created ' .. f) end\n"
       "local d = dir ~= '' and dir or name\n"
       "print('next: cd ' .. d .. ' && flare test ' .. name:gsub('-', '_') .. '_spec.lua' ..\n"
