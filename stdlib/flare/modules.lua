@@ -15,6 +15,7 @@
 -- The trees are read from package.path, which the host builds (`flare version` lists
 -- them): an entry <root>/share/lua/5.1/?.lua is the tree <root>, whose manifest
 -- <root>/lib/luarocks/rocks-5.1/manifest says which rock installed which module.
+local checks = require("flare.args")
 local fs = require("flare.fs")
 
 local M = {}
@@ -216,4 +217,12 @@ function M.replay_problems_of(run_dir)
   return problems
 end
 
-return M
+-- Arguments are checked before each call (a misuse raises invalid_argument naming the field).
+return checks.checked(M, "flare.modules", {
+  installed = {"rock:string"},
+  find = {"name:string"},
+  read_lock = {"path:string"},
+  lock_warnings = {"path:string"},
+  replay_problems = {"config:table"},
+  replay_problems_of = {"run_dir:string"},
+})

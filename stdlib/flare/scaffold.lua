@@ -10,6 +10,7 @@
 -- flare is not a rock, so the rockspec cannot depend on it: the API version it was
 -- written for is a label (flare-api-N) and the module checks flare.api_version when it
 -- is required, which is where a mismatch can be told apart from any other error.
+local checks = require("flare.args")
 local fs = require("flare.fs")
 
 local M = {}
@@ -187,4 +188,4 @@ function M.module(name, dir)
   return written
 end
 
-return M
+return checks.checked(M, "flare.scaffold", {module = {"name:string", "dir:nil|string"}})
