@@ -34,17 +34,25 @@ function M.rock_trees()
   return trees
 end
 
--- A manifest is Lua assignments (commands =, modules =, repository = ...); it runs with
--- an empty environment, so it can set its own fields and nothing else.
-local function load_manifest(root)
-  local text = fs.read_file(root .. ROCKS_SUBDIR .. "/manifest")
-  if not text then return nil end
-  local chunk = loadstring(text, "=" .. root .. ROCKS_SUBDIR .. "/manifest")
-  if not chunk then return nil end
+-- LuaRocks writes its manifests and luarocks.lock as Lua source (assignments, or a
+-- returned table). They run with an empty environment, and precompiled chunks are refused:
+-- what they can do is set their own fields. Returns the environment and what the chunk
+-- returned, or nil and a message.
+local function load_lua_data(path)
+  local text, err = fs.read_file(path)
+  if not text then return nil, err end
+  if text:sub(1, 1) == "\27" then return nil, path .. ": a precompiled chunk, not Lua source" end
+  local chunk, perr = loadstring(text, "=" .. path)
+  if not chunk then return nil, perr end
   local env = {}
   setfenv(chunk, env)
-  if not pcall(chunk) then return nil end
-  return env
+  local ok, value = pcall(chunk)
+  if not ok then return nil, tostring(value) end
+  return env, value
+end
+
+local function load_manifest(root)
+  return (load_lua_data(root .. ROCKS_SUBDIR .. "/manifest"))
 end
 
 local function split_rock(entry)  -- "flare-evals/1.0-1" -> "flare-evals", "1.0-1"
@@ -136,14 +144,8 @@ function M.record()
 end
 
 function M.read_lock(path)
-  local text, err = fs.read_file(path)
-  if not text then return nil, err end
-  local chunk, perr = loadstring(text, "=" .. path)
-  if not chunk then return nil, perr end
-  local env = {}
-  setfenv(chunk, env)
-  local ok, value = pcall(chunk)
-  if not ok then return nil, tostring(value) end
+  local env, value = load_lua_data(path)
+  if not env then return nil, value end
   local lock = type(value) == "table" and value or env
   local pins = {}
   for rock, version in pairs(type(lock.dependencies) == "table" and lock.dependencies or {}) do
