@@ -133,10 +133,15 @@ local function record_names(names, skip_dir)
   return out
 end
 
+-- LuaJIT's own libraries: no file to record.
+local builtin = {_G = true, string = true, table = true, math = true, io = true, os = true,
+  coroutine = true, debug = true, package = true, bit = true, jit = true, ffi = true}
+
 function M.record()
   local names = {}
   for name in pairs(package.loaded) do
-    if type(name) == "string" and name ~= "jit" and not name:match("^jit%.") then
+    if type(name) == "string" and not builtin[name] and not name:match("^jit%.") and
+      not package.preload[name] then
       names[#names + 1] = name
     end
   end
