@@ -108,7 +108,9 @@ int replay_main(int argc, char** argv) {
   warn_about_lock(host);
   int refused = host.run_string(
       "local run_dir, force = ...\n"
-      "local problems = require('flare.modules').replay_problems_of(run_dir)\n"
+      "local modules = require('flare.modules')\n"
+      "modules.replay_of = run_dir\n"
+      "local problems = modules.replay_problems_of(run_dir)\n"
       "if #problems == 0 then return end\n"
       "for _, p in ipairs(problems) do\n"
       "  io.stderr:write('flare: run --replay: ', p, '\\n')\n"

@@ -11,6 +11,8 @@
 --   modules.replay_problems(config)  one line per module of a run record whose source is
 --                               not the one recorded (missing, or another sha256)
 --   modules.replay_problems_of(run_dir)  the same for RUN_DIR/config.json, and its script
+--   modules.replay_of           RUN_DIR while `flare run --replay RUN_DIR` runs (config.json's
+--                               replay_of), else nil
 --
 -- The trees are read from package.path, which the host builds (`flare version` lists
 -- them): an entry <root>/share/lua/5.1/?.lua is the tree <root>, whose manifest

@@ -220,6 +220,7 @@ function M.new(o)
     script = script, created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), args = {unpack(args)}}
   if script and fs().exists(script) then meta.script_sha256 = fs().sha256_file(script) end
   meta.modules = json().object(modules.record())
+  meta.replay_of = modules.replay_of  -- set by `flare run --replay RUN_DIR`
   self.meta = meta
 
   if self.dry_run then
