@@ -250,7 +250,7 @@ function M.new(o)
 end
 
 -- Modules required after flare.recipe{} join config.json's `modules` when the run ends
--- (only that field of the file is changed).
+-- (only that field of the file is changed; the entries written at the start stay).
 function Run:record_late_modules()
   local now = modules.record()
   local added = false
@@ -258,7 +258,14 @@ function Run:record_late_modules()
   if not added then return end
   local path = self.dir .. "/config.json"
   local saved = json().decode(assert(fs().read_file(path)))
-  saved.modules = json().object(now)
+  local merged = {}
+  for name, e in pairs(type(saved.modules) == "table" and saved.modules or {}) do
+    merged[name] = e
+  end
+  for name, e in pairs(now) do
+    if merged[name] == nil then merged[name] = e end
+  end
+  saved.modules = json().object(merged)
   fs().write_file_atomic(path, json().encode(saved, {sort_keys = true, pretty = true}) .. "\n")
   self.meta.modules = saved.modules
 end
