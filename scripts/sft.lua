@@ -67,7 +67,8 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
     deployment_id = info.deployment_id, base_model = c.base_model, quiet = true}
   local sampler = fw:sampler{deployment = info}
 
-  -- Eval loss (per token) on every held-out row; accuracy of greedy answers on the first accuracy_rows.
+  -- Eval loss (per token) on every held-out row; accuracy of greedy answers on the first
+  -- accuracy_rows of them.
   local function evaluate(step)
     local em = trainer:forward(eval_datums, "cross_entropy").metrics
     local loss = em.loss / math.max(1, em.tokens)  -- per token
