@@ -9,8 +9,9 @@ local distill = flare.distill
 
 local run = flare.recipe{name = "distill_on_policy", main_metric = "correct_rate", config = {
   task = "vowels", seed = 0, base_model = "accounts/local/models/tiny-gpt",
-  teacher_steps = 40, learning_rate = 1e-2, batch_size = 16, warm_steps = 6, steps = 30,
-  prompts_per_step = 4, group_size = 4, max_tokens = 8, eval_every = 1, eval_problems = 32,
+  teacher_steps = 40, learning_rate = 1e-2, batch_size = 32, warm_steps = 6, steps = 30,
+  -- one step of either student holds 32 sequences: prompts_per_step x group_size = batch_size
+  prompts_per_step = 4, group_size = 8, max_tokens = 8, eval_every = 1, eval_problems = 32,
   eval_n = 4, target = 1.0,                       -- reach target x the teacher's correct rate
   problems = 64, k = 8, want = 2,                 -- the rejection-sampling data set
   on_exit = "scale_to_zero",

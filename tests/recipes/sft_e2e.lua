@@ -45,4 +45,12 @@ describe("sft recipe", function()
     assert.truthy(html:find("eval_loss", 1, true) and html:find("accuracy", 1, true))
     assert.equal(0, e2e.api_state(env).deployments["sft-tiny"].max)
   end)
+
+  it("plans with --dry-run and creates nothing", function()
+    local r = e2e.run(env, "sft.lua",
+      {"--dry-run", "--data=" .. e2e.root .. "/examples/data/vowels.jsonl"})
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("plan:", r.stdout)
+    assert.equal(nil, e2e.run_dir(env, "sft"))
+  end)
 end)
