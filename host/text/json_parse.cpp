@@ -140,6 +140,7 @@ JsonSyntaxError::JsonSyntaxError(std::size_t line_, std::size_t offset_, std::st
       detail(std::move(detail_)) {}
 
 struct JsonParser::Impl {
+  static constexpr std::size_t kKeepCapacity = std::size_t{8} << 20;
   flare_simdjson_parser* fast = nullptr;
 
   Impl() {
@@ -154,6 +155,17 @@ struct JsonParser::Impl {
   void value(std::string_view text, bool padded, JsonEvents& sink, std::size_t line,
              std::size_t base, bool with_line) {
     if (fast) {
+      // The parser keeps buffers of a few times the largest text it parsed: after a big
+      // one, a fresh parser gives them back.
+      struct Shrink {
+        Impl& self;
+        bool big;
+        ~Shrink() {
+          if (!big || !self.fast) return;
+          module().parser_free(self.fast);
+          self.fast = module().parser_new();
+        }
+      } shrink{*this, text.size() > kKeepCapacity};
       Trampoline t{sink, nullptr};
       int r =
           module().parse(fast, text.data(), text.size(), padded ? 1 : 0, &Trampoline::events, &t);
