@@ -88,7 +88,7 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
   end
 
   local first_loss, first_acc = evaluate(run.start_step - 1)
-  run:log{step = run.start_step - 1, eval_loss = first_loss, accuracy = first_acc}
+  if not run.resumed then run:log{step = 0, eval_loss = first_loss, accuracy = first_acc} end
   local loss, acc = first_loss, first_acc
   for batch, at in data.batches(train, {batch_size = c.batch_size, epochs = math.huge,
       seed = c.seed}) do
