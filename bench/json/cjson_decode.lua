@@ -1,4 +1,5 @@
--- lua-cjson's side of bench/json (run by luajit): decode every line of FILE, best of REPEAT.
+-- lua-cjson's side of bench/json (run by flare, or luajit): decode every line of FILE, best of
+-- REPEAT.
 local path, repeat_n = arg[1], tonumber(arg[2]) or 3
 local cjson = require("cjson")
 local f = assert(io.open(path, "rb"))
