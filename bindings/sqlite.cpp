@@ -165,8 +165,8 @@ int l_version(lua_State* L) {
 
 int open_sqlite(lua_State* L) {
   const luaL_Reg methods[] = {
-      {"exec", l_exec},   {"query", l_query}, {"in_transaction", l_in_transaction},
-      {"path", l_path},   {"close", l_close}, {nullptr, nullptr},
+      {"exec", l_exec}, {"query", l_query}, {"in_transaction", l_in_transaction},
+      {"path", l_path}, {"close", l_close}, {nullptr, nullptr},
   };
   register_class(L, kDbMeta, methods, gc_udata<DbBox>);
   const luaL_Reg fns[] = {

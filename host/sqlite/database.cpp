@@ -79,8 +79,8 @@ void Database::fail(int rc, const std::string& what) const {
   int primary = rc & 0xff;
   std::string msg = what + " (" + path_ + "): " + libsqlite().errmsg(db_);
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
-    throw Error("sqlite_busy", msg + " (another writer held the database past the busy timeout)",
-                0, true);
+    throw Error("sqlite_busy", msg + " (another writer held the database past the busy timeout)", 0,
+                true);
   }
   if (primary == SQLITE_CONSTRAINT) throw Error("sqlite_constraint", msg);
   throw Error("sqlite", msg);
@@ -127,12 +127,10 @@ Result Database::query(const std::string& sql, const std::vector<Value>& params)
         s.bind_double(raw, i + 1, v.real);
         break;
       case Value::Kind::Text:
-        s.bind_text(raw, i + 1, v.bytes.data(), static_cast<int>(v.bytes.size()),
-                    SQLITE_TRANSIENT);
+        s.bind_text(raw, i + 1, v.bytes.data(), static_cast<int>(v.bytes.size()), SQLITE_TRANSIENT);
         break;
       case Value::Kind::Blob:
-        s.bind_blob(raw, i + 1, v.bytes.data(), static_cast<int>(v.bytes.size()),
-                    SQLITE_TRANSIENT);
+        s.bind_blob(raw, i + 1, v.bytes.data(), static_cast<int>(v.bytes.size()), SQLITE_TRANSIENT);
         break;
     }
   }
