@@ -3,6 +3,8 @@
 --   registry.register{family =, base_model =, snapshot = | adapter =, weights = PATH |
 --     weights_sha256 =, run = run | run_dir =, parent =, data =, evals =, stage = "dev",
 --     by =, registry =} -> record
+--     deployment = info (a DeploymentInfo) gives base_model and, with a local bucket (the
+--     emulator's), the snapshot's weights file
 --   registry.get(ref, {registry =}) -> record     ref: family@vN, family@production,
 --     family@latest, or a prefix (8+ hex digits) of the weights' sha256
 --   registry.list(family, {registry =}) -> records (oldest first)
@@ -224,7 +226,26 @@ function M.families(opts)
   return known_families(store.open((opts or {}).registry))
 end
 
-local register_spec = {family = "string", base_model = "string", snapshot = "nil|string",
+-- The local weights of a snapshot in a deployment's hotload bucket (a file:// URL, as the
+-- emulator's): <bucket>/<identity>/model.safetensors, or the folder of a LoRA adapter.
+function M.bucket_weights(bucket_url, identity)
+  local who = "flare.release.register"
+  local dir = type(bucket_url) == "string" and bucket_url:match("^file://(/.*)$")
+  if not dir then
+    errors.invalid(who, "the deployment's bucket " .. tostring(bucket_url) .. " is not a local " ..
+      "folder; give option 'weights' (a file) or 'weights_sha256'")
+  end
+  local snap = dir:gsub("/*$", "") .. "/" .. identity
+  if fs.exists(snap .. "/model.safetensors") then return snap .. "/model.safetensors" end
+  if fs.exists(snap .. "/adapter_model.safetensors") then return snap end
+  if fs.exists(snap .. "/model.delta") then
+    errors.invalid(who, "snapshot " .. identity .. " is a delta; register a base snapshot " ..
+      "(syncer:save_only(name, \"base\") or save_and_hotload(name, \"base\"))")
+  end
+  errors.invalid(who, "option 'snapshot': no snapshot " .. identity .. " in the bucket " .. dir)
+end
+
+local register_spec = {family = "string", base_model = "string", deployment = "nil|table", snapshot = "nil|string",
   adapter = "nil|string", weights = "nil|string", weights_sha256 = "nil|string",
   run = "nil|table", run_dir = "nil|string", parent = "nil|string", data = "nil|table",
   evals = "nil|table", stage = "nil|string", by = "nil|string", registry = "nil|string",
@@ -233,6 +254,12 @@ local register_spec = {family = "string", base_model = "string", snapshot = "nil
 function M.register(opts)
   local who = "flare.release.register"
   opts = require("flare.args").options(opts, register_spec, who)
+  if opts.deployment then
+    opts.base_model = opts.base_model or opts.deployment.base_model
+    if not opts.weights and not opts.weights_sha256 and opts.snapshot then
+      opts.weights = M.bucket_weights(opts.deployment.hot_load_bucket_url, opts.snapshot)
+    end
+  end
   if not opts.family or not opts.family:match("^[%w_.-]+$") then
     errors.invalid(who, "option 'family' is required (letters, digits, _ . -)")
   end

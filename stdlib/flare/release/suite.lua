@@ -11,6 +11,8 @@
 --   s:run{sampler =, version =, out = PATH} -> results {suite_id =, version =, items = {{id =,
 --       correct = 0|1, reward =, prompt_tokens =, completion_tokens =, tokens =, latency_ms =,
 --       text =}}}
+-- latency_ms is the server's processing time of the request (its server-processing-time
+-- header), or the batch's wall time over its requests when the server sends none.
 -- A slice selects items by task (a name or a list), min_prompt_chars, max_prompt_chars; the
 -- aggregate is every item.
 local json = require("flare.json")
@@ -152,7 +154,7 @@ function Suite:run(o)
       1 or 0, reward = item.verifier:reward(item.problem, text), text = text,
       prompt_tokens = prompt_tokens, completion_tokens = completion_tokens,
       tokens = prompt_tokens + completion_tokens,
-      latency_ms = (tonumber(latency_s) or 0) * 1000 + (tonumber(m.prefill_queue_duration) or 0) * 1000}
+      latency_ms = (tonumber(latency_s) or 0) * 1000}
   end
   local results = {suite_id = self.id, suite_name = self.name, version = o.version, items = out,
     created_at = os.date("!%Y-%m-%dT%H:%M:%SZ")}
