@@ -3,16 +3,18 @@
 -- reward-collapse checks. docs/release.md describes each part.
 --
 --   flare.release.register{family =, base_model =, snapshot = | adapter =, weights =,
---     run = run, parent =, evals =}                 -> record (id family@vN)
+--     run = run, parent =, evals =, deployment = info}     -> record (id family@vN)
 --   flare.release.get(id) / list(family) / families()
 --   flare.release.promote(id, {reason =, gate =}) / set_production(id, {reason =})
 --   flare.release.rollback(family, {reason =}) / retire(id, {reason =}) / production(family)
 --   flare.release.suite(spec) -> suite (suite.id); suite:run{sampler =, version =} -> results
 --   flare.release.gate{suite =, baseline =, candidate =, gates =, out_dir =} -> report
---   flare.release.drift(train_texts, live_texts) / collapse(candidate_texts, parent_texts)
--- Every function takes {registry = PATH} (default $FLARE_REGISTRY or the XDG data dir).
+--   flare.release.drift(train_texts, live_texts, opts) / collapse(candidate_texts, parent_texts)
+-- Every registry function takes {registry = PATH} (default $FLARE_REGISTRY or the XDG data dir).
+local args = require("flare.args")
 local registry = require("flare.release.registry")
 local stages = require("flare.release.stages")
+local drift = require("flare.release.drift")
 
 local M = {
   register = registry.register,
@@ -26,18 +28,32 @@ local M = {
   retire = stages.retire,
   production = stages.production,
   default_registry = require("flare.release.store").default_path,
+  suite = require("flare.release.suite").load,
+  gate = require("flare.release.gate").gate,
+  drift = drift.drift,
+  collapse = drift.collapse,
+  stats = require("flare.release.stats"),
 }
 
--- The gate, suite and drift modules load on first use.
-local lazy = {suite = "flare.release.suite", gate = "flare.release.gate",
-  drift = "flare.release.drift", collapse = "flare.release.drift", stats = "flare.release.stats"}
+local reg_only = {"opts", {registry = "string"}}
+local stage_opts = {"opts", {to = "string", reason = "string", gate = "string|table",
+  force = "boolean", by = "string", registry = "string"}}
 
-return setmetatable(M, {__index = function(t, k)
-  local name = lazy[k]
-  if not name then return nil end
-  local mod = require(name)
-  local v = mod[k] or mod
-  if k == "stats" then v = mod end
-  rawset(t, k, v)
-  return v
-end})
+return args.checked(M, "flare.release", {
+  register = {{"opts", registry.register_spec}},
+  get = {"id:string", reg_only},
+  list = {"family:string", reg_only},
+  families = {reg_only},
+  set_evals = {"id:string", "evals:table", reg_only},
+  promote = {"id:string", stage_opts},
+  set_production = {"id:string", stage_opts},
+  rollback = {"family:string", stage_opts},
+  retire = {"id:string", stage_opts},
+  production = {"family:string", reg_only},
+  suite = {"spec:string|table"},
+  gate = {{"opts", require("flare.release.gate").options_spec}},
+  drift = {"train_texts:table", "live_texts:table", {"opts", {tokenizer = "string|function",
+    max_distance = "number"}}},
+  collapse = {"candidate_texts:table", "parent_texts:table", {"opts", {
+    tokenizer = "string|function", max_length_growth = "number", max_distinct_drop = "number"}}},
+})

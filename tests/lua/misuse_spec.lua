@@ -15,6 +15,8 @@ local takes_no_argument = {
   ["flare.fs.cwd"] = "the current directory, no argument",
   ["flare.repl.c_modules"] = "the list of C modules, no argument",
   ["flare.cleanup.pending"] = "a count, no argument",
+  ["flare.sqlite.version"] = "the SQLite library's version, no argument",
+  ["flare.release.default_registry"] = "the registry path, no argument",
 }
 
 -- Functions that accept a value of any type as their first argument (so no type is wrong).
@@ -116,6 +118,11 @@ takes_options("flare.report.term_summary", "colour", "color",
 takes_options("flare.report.cli", "dri", "dir", flare.report.cli)
 takes_options("flare.format.sparkline", "widht", "width",
   function(o) return flare.format.sparkline({1, 2}, o) end)
+takes_options("flare.release.register", "familly", "family", flare.release.register)
+takes_options("flare.release.families", "registy", "registry", flare.release.families)
+takes_options("flare.release.gate", "candidat", "candidate", flare.release.gate)
+takes_options("flare.sqlite.open", "busy_timeout", "busy_timeout_ms",
+  function(o) return flare.sqlite.open(tmp("db"), o) end)
 takes_options("flare.test.run_file", "verbos", "verbose",
   function(o) return flare.test.run_file(tmp("none.lua"), o) end)
 
@@ -279,7 +286,8 @@ describe("every public flare.* function", function()
       local em = flare.emulator.start{provision_delay_s = 0}
       local objects = {conn = conn, sampler = sampler, batch = sampler:submit{prompts = {}},
         child = child, emulator = em, future = conn:submit{path = "/x", retries = 1},
-        handle = flare.http.submit{url = no_port, connect_timeout_s = 1}}
+        handle = flare.http.submit{url = no_port, connect_timeout_s = 1},
+        db = flare.sqlite.open(tmp("self.db"))}
       local walked = 0
       for label, obj in pairs(objects) do
         local mt = getmetatable(obj)
@@ -310,6 +318,8 @@ describe("every public flare.* function", function()
       objects.future:cancel()
       child:wait()
       em:stop()
+      objects.db:close()
+      for _, suffix in ipairs({"", "-wal", "-shm"}) do os.remove(tmp("self.db") .. suffix) end
       r.check()
     end)
 

@@ -21,7 +21,7 @@ describe("flare.release drift", function()
     -- P = {the .5, dog .5}, Q = {the .5, cat .5}: JSD = 0.5, distance sqrt(.5)
     assert.near(math.sqrt(0.5), words.distance, 1e-12)
     assert.is_false(words.alert)
-    assert.equal(release.drift, drift.drift)
+    assert.equal(r.distance, release.drift({"ab"}, {"aa"}).distance)
   end)
 
   it("measures distinct-n and length growth against the parent", function()

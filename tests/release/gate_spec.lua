@@ -183,6 +183,21 @@ describe("flare.release gates", function()
       "failed_precondition", "different suites: the candidate results are of suite%-0000")
     expect_error(function() gate.gate{suite = dir .. "/none.json", baseline = base, candidate = cand} end,
       "not_found", "missing suite: no file .*none%.json")
+    -- versions of two bases are not compared
+    local reg = dir .. "/reg.sqlite"
+    local release = require("flare.release")
+    release.register{family = "a", base_model = "tiny-gpt", snapshot = "s", registry = reg,
+      weights_sha256 = fs.sha256("a")}
+    release.register{family = "b", base_model = "llama", snapshot = "s", registry = reg,
+      weights_sha256 = fs.sha256("b")}
+    base.version, cand.version = "a@v1", "b@v1"
+    expect_error(function() gate.gate{suite = s, baseline = base, candidate = cand, registry = reg} end,
+      "failed_precondition", "version from another base: baseline a@v1 builds on tiny%-gpt, " ..
+      "candidate b@v1 on llama")
+    cand.version = "a@v9"
+    expect_error(function() gate.gate{suite = s, baseline = base, candidate = cand, registry = reg} end,
+      "not_found", "no version a@v9")
+    require("flare.release.store").close_all()
     table.remove(cand.items, 3)
     expect_error(function() gate.gate{suite = s, baseline = base, candidate = cand} end,
       "failed_precondition", "candidate results lack suite item addition%-1%-3 %(they cover 39 of 40")

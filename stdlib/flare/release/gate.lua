@@ -46,13 +46,16 @@ local function load_results(v, what)
   return v
 end
 
--- The base model of a version in the registry, when there is a registry to ask.
+-- The base model of a version in the registry: the one named by `registry` (a version it
+-- lacks is an error), else the default one when it exists (a version it lacks is skipped).
 local function base_of(version, registry_path)
   if type(version) ~= "string" then return nil end
-  local store = require("flare.release.store")
-  local path = registry_path or store.default_path()
-  if not registry_path and not fs.exists(path) then return nil end
-  return require("flare.release.registry").get(version, {registry = path}).base_model
+  local registry = require("flare.release.registry")
+  if registry_path then return registry.get(version, {registry = registry_path}).base_model end
+  local ok, path = pcall(require("flare.release.store").default_path)
+  if not ok or not fs.exists(path) then return nil end
+  local found, record = pcall(registry.get, version, {registry = path})
+  return found and record.base_model or nil
 end
 
 local function values(suite, results, metric, what)
@@ -89,10 +92,11 @@ end
 
 local function fmt(x) return string.format("%.4f", x) end
 
+M.options_spec = {suite = "string|table", baseline = "string|table",
+  candidate = "string|table", gates = "nil|table", out_dir = "nil|string", registry = "nil|string"}
+
 function M.gate(o)
-  o = args.options(o, {suite = "string|table", baseline = "string|table",
-    candidate = "string|table", gates = "nil|table", out_dir = "nil|string",
-    registry = "nil|string"}, WHO)
+  o = args.options(o, M.options_spec, WHO)
   for _, k in ipairs({"suite", "baseline", "candidate"}) do
     if o[k] == nil then errors.invalid(WHO, "option '" .. k .. "' is required") end
   end

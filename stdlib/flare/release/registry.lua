@@ -245,15 +245,16 @@ function M.bucket_weights(bucket_url, identity)
   errors.invalid(who, "option 'snapshot': no snapshot " .. identity .. " in the bucket " .. dir)
 end
 
-local register_spec = {family = "string", base_model = "string", deployment = "nil|table", snapshot = "nil|string",
+M.register_spec = {family = "string", base_model = "string", deployment = "nil|table", snapshot = "nil|string",
   adapter = "nil|string", weights = "nil|string", weights_sha256 = "nil|string",
   run = "nil|table", run_dir = "nil|string", parent = "nil|string", data = "nil|table",
   evals = "nil|table", stage = "nil|string", by = "nil|string", registry = "nil|string",
   config = "nil|table"}
+local register_spec = M.register_spec
 
 function M.register(opts)
   local who = "flare.release.register"
-  opts = require("flare.args").options(opts, register_spec, who)
+  opts = require("flare.args").options(opts, M.register_spec, who)
   if opts.deployment then
     opts.base_model = opts.base_model or opts.deployment.base_model
     if not opts.weights and not opts.weights_sha256 and opts.snapshot then
