@@ -47,18 +47,22 @@ describe("flare.release drift", function()
     fs.mkdir_p(dir)
     fs.write_file_atomic(dir .. "/train.jsonl", '{"prompt": "ab"}\n"ab"\n')
     fs.write_file_atomic(dir .. "/live.txt", "aa\naa\n")
-    fs.write_file_atomic(dir .. "/results.json", '{"suite_id": "s", "items": [{"id": 1, "text": "aa"}]}')
+    fs.write_file_atomic(dir .. "/results.json",
+      '{"suite_id": "s", "items": [{"id": 1, "text": "aa"}]}')
     fs.write_file_atomic(dir .. "/bad.jsonl", '{"prompt": "ab"}\n{"x": 1}\n')
-    assert.near(0.5579230, drift.drift_files(dir .. "/train.jsonl", dir .. "/live.txt").distance, 1e-6)
-    assert.near(0.5579230, drift.drift_files(dir .. "/train.jsonl", dir .. "/results.json").distance, 1e-6)
+    assert.near(0.5579230, drift.drift_files(dir .. "/train.jsonl", dir .. "/live.txt").distance,
+      1e-6)
+    local from_results = drift.drift_files(dir .. "/train.jsonl", dir .. "/results.json")
+    assert.near(0.5579230, from_results.distance, 1e-6)
     local ok, err = pcall(drift.drift_files, dir .. "/bad.jsonl", dir .. "/live.txt")
+    local _
     assert.is_false(ok)
     assert.matches("bad%.jsonl line 2: expected a string or an object", err.message)
-    ok, err = pcall(drift.drift_files, dir .. "/none.jsonl", dir .. "/live.txt")
+    _, err = pcall(drift.drift_files, dir .. "/none.jsonl", dir .. "/live.txt")
     assert.equal("not_found", err.code)
-    ok, err = pcall(drift.drift, {"a"}, {})
+    _, err = pcall(drift.drift, {"a"}, {})
     assert.matches("argument 'live_texts' is empty", err.message)
-    ok, err = pcall(drift.drift, {"a"}, {"b"}, {tokenizer = "chars"})
+    _, err = pcall(drift.drift, {"a"}, {"b"}, {tokenizer = "chars"})
     assert.matches("option 'tokenizer'", err.message)
     local r = flare.proc.run{argv = {flare.executable, "release", "drift", "--train",
       dir .. "/train.jsonl", "--live", dir .. "/live.txt"}, timeout_s = 30}

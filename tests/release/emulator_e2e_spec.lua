@@ -14,12 +14,14 @@ describe("flare.release on the emulator", function()
     os.remove(dir)
     fs.mkdir_p(dir)
     local reg = dir .. "/registry.sqlite"
-    local run = flare.recipe{name = "release-e2e", config = {task = "addition", seed = 5, steps = 3},
+    local run = flare.recipe{name = "release-e2e", config = {task = "addition", seed = 5,
+      steps = 3},
       args = {"--runs-dir=" .. dir .. "/runs"}, progress = false}
     local fw = flare.connect{backend = "emulator", provision_delay_s = 0.05, quiet = true}
     local info = fw.deployments:create_or_get{deployment_id = "rel-e2e", base_model = BASE,
       min_replica_count = 1, max_replica_count = 1}
-    info = fw.deployments:wait_for_ready(info.deployment_id, {poll_interval_s = 0.05, timeout_s = 60})
+    info = fw.deployments:wait_for_ready(info.deployment_id, {poll_interval_s = 0.05,
+      timeout_s = 60})
     local trainer = fw:trainer{base_model = BASE, learning_rate = 1e-2,
       hot_load_deployment_id = info.deployment_id}
     local syncer = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,

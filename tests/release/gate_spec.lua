@@ -33,7 +33,8 @@ describe("flare.release.stats", function()
     assert.equal(0.0625, stats.sign_test({0, 0, 0, 0, 0}, {1, 1, 1, 1, 1}).p)
     assert.equal(1, stats.sign_test({1, 0}, {1, 0}).p)
     -- symmetric: 5 better, 5 worse gives p = 1 (capped)
-    assert.equal(1, stats.sign_test({0, 0, 0, 0, 0, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 0, 0, 0, 0, 0}).p)
+    assert.equal(1, stats.sign_test({0, 0, 0, 0, 0, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 1, 0, 0, 0, 0,
+      0}).p)
   end)
 
   it("bootstraps paired differences deterministically for a seed", function()
@@ -45,7 +46,8 @@ describe("flare.release.stats", function()
     assert.near(0.2, b.diff, 1e-12)
     assert.near(0.2, b.lo, 1e-12)
     assert.near(0.58, b.hi, 1e-12)
-    local again = stats.paired_bootstrap({0, 1, 0, 1, 0}, {1, 1, 0, 0, 1}, {resamples = 5, seed = 42})
+    local again = stats.paired_bootstrap({0, 1, 0, 1, 0}, {1, 1, 0, 0, 1}, {resamples = 5,
+      seed = 42})
     assert.same(b, again)
     -- equal differences leave no spread
     local flat = stats.paired_bootstrap({0, 0, 0}, {0.5, 0.5, 0.5}, {resamples = 50, seed = 1})
@@ -181,7 +183,8 @@ describe("flare.release gates", function()
     other.suite_id = "suite-0000000000000000"
     expect_error(function() gate.gate{suite = s, baseline = base, candidate = other} end,
       "failed_precondition", "different suites: the candidate results are of suite%-0000")
-    expect_error(function() gate.gate{suite = dir .. "/none.json", baseline = base, candidate = cand} end,
+    expect_error(function() gate.gate{suite = dir .. "/none.json", baseline = base,
+      candidate = cand} end,
       "not_found", "missing suite: no file .*none%.json")
     -- versions of two bases are not compared
     local reg = dir .. "/reg.sqlite"
@@ -191,17 +194,21 @@ describe("flare.release gates", function()
     release.register{family = "b", base_model = "llama", snapshot = "s", registry = reg,
       weights_sha256 = fs.sha256("b")}
     base.version, cand.version = "a@v1", "b@v1"
-    expect_error(function() gate.gate{suite = s, baseline = base, candidate = cand, registry = reg} end,
+    expect_error(function() gate.gate{suite = s, baseline = base, candidate = cand,
+      registry = reg} end,
       "failed_precondition", "version from another base: baseline a@v1 builds on tiny%-gpt, " ..
       "candidate b@v1 on llama")
     cand.version = "a@v9"
-    expect_error(function() gate.gate{suite = s, baseline = base, candidate = cand, registry = reg} end,
+    expect_error(function() gate.gate{suite = s, baseline = base, candidate = cand,
+      registry = reg} end,
       "not_found", "no version a@v9")
     require("flare.release.store").close_all()
     table.remove(cand.items, 3)
     expect_error(function() gate.gate{suite = s, baseline = base, candidate = cand} end,
-      "failed_precondition", "candidate results lack suite item addition%-1%-3 %(they cover 39 of 40")
-    expect_error(function() suite_mod.load{name = "x", tasks = {{task = "additon", seed = 1, n = 2}}} end,
+      "failed_precondition",
+        "candidate results lack suite item addition%-1%-3 %(they cover 39 of 40")
+    expect_error(function() suite_mod.load{name = "x", tasks = {{task = "additon", seed = 1,
+      n = 2}}} end,
       "invalid_argument", "tasks%[1%]%.task': unknown task 'additon' %(did you mean 'addition'%?%)")
     expect_error(function() suite_mod.load{name = "x", tasks = {{task = "sort", n = 2}}} end,
       "invalid_argument", "tasks%[1%]%.seed' is required")
@@ -213,8 +220,10 @@ describe("flare.release gates", function()
   it("exits 0 or 1 from flare release gate and refuses a missing suite", function()
     local s = suite_mod.load(SPEC)
     fs.write_file_atomic(dir .. "/suite.json", json.encode(SPEC))
-    fs.write_file_atomic(dir .. "/base.json", json.encode(results(s, nil, function() return false end)))
-    fs.write_file_atomic(dir .. "/good.json", json.encode(results(s, nil, function() return true end)))
+    fs.write_file_atomic(dir .. "/base.json", json.encode(results(s, nil,
+      function() return false end)))
+    fs.write_file_atomic(dir .. "/good.json", json.encode(results(s, nil,
+      function() return true end)))
     local function gate_cli(cand, suite)
       return flare.proc.run{argv = {flare.executable, "release", "gate", "--suite", suite or
         (dir .. "/suite.json"), "--baseline", dir .. "/base.json", "--candidate", cand,

@@ -45,7 +45,8 @@ describe("flare.release registry", function()
       data_files = {{path = "train.jsonl", sha256 = fs.sha256("rows")}}})
     local w = weights("w1.safetensors", "weights one")
     local r = release.register(reg_opts{family = "tg", base_model = "tiny-gpt", snapshot = "s-1",
-      weights = w, run_dir = run_dir, by = "alice", evals = {suite_id = "x", slices = {a = {mean = 0.5, n = 4}}}})
+      weights = w, run_dir = run_dir, by = "alice", evals = {suite_id = "x", slices = {a = {
+        mean = 0.5, n = 4}}}})
     assert.equal("tg@v1", r.id)
     assert.equal(fs.sha256("weights one"), r.weights_sha256)
     assert.equal("snapshot", r.kind)
@@ -116,7 +117,8 @@ describe("flare.release registry", function()
         passed = false, failed = {"slice:reverse"}}})
     end, "failed_precondition", "failed: slice:reverse")
     expect_error(function()
-      release.promote(r.id, {reason = "r", registry = reg, gate = {candidate = "g@v9", passed = true}})
+      release.promote(r.id, {reason = "r", registry = reg, gate = {candidate = "g@v9",
+        passed = true}})
     end, "failed_precondition", "is for g@v9")
     local p = release.promote(r.id, {reason = "r", registry = reg,
       gate = {candidate = r.id, passed = true, suite_id = "suite-1"}})
@@ -160,7 +162,8 @@ describe("flare.release registry", function()
     end, "invalid_argument", "no config.json in")
     expect_error(function() release.rollback("tg", {registry = reg}) end, "invalid_argument",
       "option 'reason' is required")
-    expect_error(function() release.promote("tg@v1", {reason = "x", to = "prod", registry = reg}) end,
+    expect_error(function() release.promote("tg@v1", {reason = "x", to = "prod",
+      registry = reg}) end,
       "invalid_argument", "did you mean 'production'")
     -- nothing was written by the refused calls
     assert.equal(1, #release.list("tg", {registry = reg}))

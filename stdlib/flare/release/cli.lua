@@ -100,7 +100,8 @@ local function show_record(r)
     "  seed         " .. tostring(c.seed or "-"),
     "  script       " .. tostring(c.script or "-") .. (c.script_sha256 and
       (" sha256 " .. c.script_sha256) or ""),
-    "  git commit   " .. tostring(c.git_commit or "-") .. (c.git_dirty and " (script modified)" or ""),
+    "  git commit   " .. tostring(c.git_commit or "-") ..
+      (c.git_dirty and " (script modified)" or ""),
     "  flare        " .. tostring(c.flare_version or "-"),
     "  config       " .. (c.config and json.encode(c.config, {sort_keys = true}) or "-"),
     "  data         " .. one_line_data(r.data),
@@ -114,8 +115,8 @@ local function show_record(r)
     table.sort(names)
     for _, k in ipairs(names) do
       local s = ev.slices[k]
-      lines[#lines + 1] = string.format("    %-20s %.4f (n=%s)", k, tonumber(s.mean or s.score or s) or 0,
-        tostring(s.n or "-"))
+      lines[#lines + 1] = string.format("    %-20s %.4f (n=%s)", k,
+        tonumber(s.mean or s.score or s) or 0, tostring(s.n or "-"))
     end
   else
     lines[#lines + 1] = "  evals        -"
@@ -132,7 +133,9 @@ local function read_json_file(path, what)
   local text = fs.read_file(path)
   if not text then errors.invalid("flare release", what .. ": no such file " .. path) end
   local ok, v = pcall(json.decode, text)
-  if not ok then errors.invalid("flare release", what .. ": " .. path .. " is not JSON: " .. tostring(v)) end
+  if not ok then
+    errors.invalid("flare release", what .. ": " .. path .. " is not JSON: " .. tostring(v))
+  end
   return v
 end
 
@@ -226,10 +229,12 @@ function commands.drift(args)
 end
 
 function commands.collapse(args)
-  local pos, f = parse(args, {candidate = "value", parent = "value", ["max-length-growth"] = "value",
-    ["max-distinct-drop"] = "value"}, "collapse")
+  local pos, f = parse(args, {candidate = "value", parent = "value",
+    ["max-length-growth"] = "value", ["max-distinct-drop"] = "value"}, "collapse")
   if #pos > 0 then usage("collapse: unexpected argument '" .. pos[1] .. "'") end
-  if not f.candidate or not f.parent then usage("collapse: --candidate and --parent are required") end
+  if not f.candidate or not f.parent then
+    usage("collapse: --candidate and --parent are required")
+  end
   local drift = require("flare.release.drift")
   local r = drift.collapse_files(f.candidate, f.parent, {
     max_length_growth = tonumber(f["max-length-growth"]),

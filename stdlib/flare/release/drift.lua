@@ -45,10 +45,13 @@ local function tokenizer_of(t, who)
 end
 
 local function check_texts(texts, who, name)
-  if type(texts) ~= "table" then errors.invalid(who, "argument '" .. name .. "' must be a list of strings") end
+  if type(texts) ~= "table" then
+    errors.invalid(who, "argument '" .. name .. "' must be a list of strings")
+  end
   for i, t in ipairs(texts) do
     if type(t) ~= "string" then
-      errors.invalid(who, "argument '" .. name .. "[" .. i .. "]' must be a string, got " .. type(t))
+      errors.invalid(who, "argument '" .. name .. "[" .. i .. "]' must be a string, got " ..
+        type(t))
     end
   end
   if #texts == 0 then errors.invalid(who, "argument '" .. name .. "' is empty") end
@@ -153,7 +156,8 @@ function M.collapse(candidate, parent, opts)
   local max_growth, max_drop = opts.max_length_growth or 0.5, opts.max_distinct_drop or 0.25
   local reasons = {}
   if growth > max_growth then
-    reasons[#reasons + 1] = string.format("length grew %.0f%% (limit %.0f%%)", growth * 100, max_growth * 100)
+    reasons[#reasons + 1] = string.format("length grew %.0f%% (limit %.0f%%)", growth * 100,
+      max_growth * 100)
   end
   for n = 1, 2 do
     if drop[n] > max_drop then
@@ -206,7 +210,8 @@ function M.collapse_files(candidate, parent, opts)
 end
 
 function M.drift_summary(r)
-  local lines = {string.format("input drift: Jensen-Shannon distance %.4f (divergence %.4f, base 2) " ..
+  local lines = {
+    string.format("input drift: Jensen-Shannon distance %.4f (divergence %.4f, base 2) " ..
     "over %d training and %d live tokens; alert above %.4f: %s", r.distance, r.divergence,
     r.train_tokens, r.live_tokens, r.max_distance, r.alert and "ALERT" or "ok")}
   for _, t in ipairs(r.top) do
@@ -219,10 +224,12 @@ end
 function M.collapse_summary(r)
   local c, p = r.candidate, r.parent
   return table.concat({
-    string.format("reward collapse check: %s", r.alert and ("ALERT: " .. table.concat(r.reasons, "; "))
+    string.format("reward collapse check: %s", r.alert and ("ALERT: " .. table.concat(r.reasons,
+      "; "))
       or "ok"),
     string.format("  %-10s %10s %10s %12s", "", "distinct-1", "distinct-2", "mean length"),
-    string.format("  %-10s %10.4f %10.4f %12.2f", "parent", p.distinct_1, p.distinct_2, p.mean_length),
+    string.format("  %-10s %10.4f %10.4f %12.2f", "parent", p.distinct_1, p.distinct_2,
+      p.mean_length),
     string.format("  %-10s %10.4f %10.4f %12.2f", "candidate", c.distinct_1, c.distinct_2,
       c.mean_length),
     string.format("  length growth %+.1f%%, distinct-1 drop %.1f%%, distinct-2 drop %.1f%%",

@@ -34,7 +34,9 @@ local function load_results(v, what)
     local text = fs.read_file(v)
     if not text then errors.not_found(what .. " results: no file " .. v) end
     local ok, r = pcall(json.decode, text)
-    if not ok or type(r) ~= "table" then errors.invalid(WHO, what .. " results " .. v .. " is not a JSON object") end
+    if not ok or type(r) ~= "table" then
+      errors.invalid(WHO, what .. " results " .. v .. " is not a JSON object")
+    end
     v = r
   end
   if type(v) ~= "table" or type(v.items) ~= "table" then
@@ -75,7 +77,8 @@ local function values(suite, results, metric, what)
     end
     local x = tonumber(r[metric])
     if x == nil then
-      errors.invalid(WHO, what .. " results item " .. item.id .. " has no numeric '" .. metric .. "'")
+      errors.invalid(WHO, what .. " results item " .. item.id .. " has no numeric '" ..
+        metric .. "'")
     end
     v[i] = x
   end
@@ -110,13 +113,15 @@ function M.gate(o)
         ", the suite is " .. suite.id .. " (results are comparable only on one frozen suite)")
     end
   end
-  local base_model, cand_model = base_of(base.version, o.registry), base_of(cand.version, o.registry)
+  local base_model = base_of(base.version, o.registry)
+  local cand_model = base_of(cand.version, o.registry)
   if base_model and cand_model and base_model ~= cand_model then
     errors.refused("version from another base: baseline " .. base.version .. " builds on " ..
       base_model .. ", candidate " .. cand.version .. " on " .. cand_model)
   end
   local metric = g.metric or "correct"
-  local boot = {resamples = g.resamples or 2000, seed = g.seed or 0, confidence = g.confidence or 0.95}
+  local boot = {resamples = g.resamples or 2000, seed = g.seed or 0,
+    confidence = g.confidence or 0.95}
   local bv = values(suite, base, metric, "baseline")
   local cv, cand_by_id = values(suite, cand, metric, "candidate")
   local report = {suite_id = suite.id, suite_name = suite.name, baseline = base.version,
@@ -212,7 +217,8 @@ function M.gate(o)
     fs.mkdir_p(o.out_dir)
     report.json_path = o.out_dir .. "/gate.json"
     report.html_path = o.out_dir .. "/gate.html"
-    fs.write_file_atomic(report.json_path, json.encode(report, {sort_keys = true, pretty = true}) .. "\n")
+    fs.write_file_atomic(report.json_path,
+      json.encode(report, {sort_keys = true, pretty = true}) .. "\n")
     fs.write_file_atomic(report.html_path, require("flare.release.gate_html").render(report))
   end
   return report
@@ -223,9 +229,12 @@ function M.summary(report)
     "FAILED", tostring(report.candidate or "candidate"), tostring(report.baseline or "baseline"),
     report.suite_id, report.n)}
   for _, g in ipairs(report.gates) do
-    lines[#lines + 1] = string.format("  %-4s %-22s %s", g.passed and "ok" or "FAIL", g.name, g.detail)
+    lines[#lines + 1] = string.format("  %-4s %-22s %s", g.passed and "ok" or "FAIL", g.name,
+      g.detail)
   end
-  if report.json_path then lines[#lines + 1] = "wrote " .. report.json_path .. " and " .. report.html_path end
+  if report.json_path then
+    lines[#lines + 1] = "wrote " .. report.json_path .. " and " .. report.html_path
+  end
   return table.concat(lines, "\n")
 end
 

@@ -42,8 +42,8 @@ local function bars(report)
       '<title>%s: %+.4f (95%% CI %+.4f .. %+.4f)</title></rect>', x0, y + 6, math.max(x1 - x0, 1),
       color, esc(r.name), r.diff, r.ci_lo or r.diff, r.ci_hi or r.diff))
     if r.ci_lo then
-      add(string.format('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#222" stroke-width="1.5"/>',
-        x(r.ci_lo), y + 14, x(r.ci_hi), y + 14))
+      add(string.format('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#222" ' ..
+        'stroke-width="1.5"/>', x(r.ci_lo), y + 14, x(r.ci_hi), y + 14))
       for _, v in ipairs({r.ci_lo, r.ci_hi}) do
         add(string.format('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#222"/>', x(v), y + 9,
           x(v), y + 19))
@@ -75,7 +75,8 @@ function M.render(report)
     "dashed: the most a slice may regress)</h2>")
   add("<figure>" .. bars(report) .. "</figure>")
   local rows = {}
-  for _, g in ipairs(report.gates) do rows[#rows + 1] = {g.name, g.passed and "pass" or "FAIL", g.detail} end
+  for _, g in ipairs(report.gates) do rows[#rows + 1] = {g.name, g.passed and "pass" or "FAIL",
+    g.detail} end
   add("<h2>Gates</h2>" .. table_html({"gate", "result", "numbers"}, rows))
   local srows = {}
   local a = report.aggregate

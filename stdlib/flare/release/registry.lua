@@ -50,7 +50,8 @@ function M.hash_weights(path)
       if not fs.is_dir(p) then lines[#lines + 1] = name .. "\0" .. fs.sha256_file(p) .. "\n" end
     end
     if #lines == 0 then
-      errors.invalid("flare.release.register", "option 'weights': folder " .. path .. " holds no files")
+      errors.invalid("flare.release.register", "option 'weights': folder " .. path ..
+        " holds no files")
     end
     return fs.sha256(table.concat(lines))
   end
@@ -141,7 +142,8 @@ end
 
 local function history(db, id)
   local out = {}
-  for _, r in ipairs(db:query("SELECT * FROM stage_changes WHERE version = ? ORDER BY seq", {id})) do
+  for _, r in ipairs(db:query("SELECT * FROM stage_changes WHERE version = ? ORDER BY seq", {
+    id})) do
     out[#out + 1] = {from = r.from_stage, to = r.to_stage, reason = r.reason, at = r.at, by = r.by,
       action = r.action}
   end
@@ -167,7 +169,8 @@ function M.find(db, ref)
     if not family_of(db, family) then M.unknown_family(db, family) end
     local n = rest:match("^v(%d+)$")
     if n then
-      row = db:query("SELECT * FROM versions WHERE family = ? AND number = ?", {family, tonumber(n)})[1]
+      row = db:query("SELECT * FROM versions WHERE family = ? AND number = ?", {family,
+        tonumber(n)})[1]
     elseif rest == "latest" then
       row = db:query("SELECT * FROM versions WHERE family = ? ORDER BY number DESC LIMIT 1",
         {family})[1]
@@ -192,7 +195,8 @@ function M.find(db, ref)
     if #rows > 1 then
       local ids = {}
       for _, r in ipairs(rows) do ids[#ids + 1] = r.id end
-      errors.invalid("flare.release", "hash prefix " .. ref .. " matches " .. table.concat(ids, ", "))
+      errors.invalid("flare.release", "hash prefix " .. ref .. " matches " .. table.concat(ids,
+        ", "))
     end
     errors.not_found("no version with weights sha256 " .. ref .. "...")
   end
@@ -216,7 +220,8 @@ function M.list(family, opts)
   local db = store.open(opts.registry)
   if not family_of(db, family) then M.unknown_family(db, family) end
   local out = {}
-  for _, r in ipairs(db:query("SELECT * FROM versions WHERE family = ? ORDER BY number", {family})) do
+  for _, r in ipairs(db:query("SELECT * FROM versions WHERE family = ? ORDER BY number", {
+    family})) do
     out[#out + 1] = M.row_to_record(db, r)
   end
   return out
@@ -245,12 +250,12 @@ function M.bucket_weights(bucket_url, identity)
   errors.invalid(who, "option 'snapshot': no snapshot " .. identity .. " in the bucket " .. dir)
 end
 
-M.register_spec = {family = "string", base_model = "string", deployment = "nil|table", snapshot = "nil|string",
+M.register_spec = {family = "string", base_model = "string", deployment = "nil|table",
+  snapshot = "nil|string",
   adapter = "nil|string", weights = "nil|string", weights_sha256 = "nil|string",
   run = "nil|table", run_dir = "nil|string", parent = "nil|string", data = "nil|table",
   evals = "nil|table", stage = "nil|string", by = "nil|string", registry = "nil|string",
   config = "nil|table"}
-local register_spec = M.register_spec
 
 function M.register(opts)
   local who = "flare.release.register"
@@ -280,7 +285,8 @@ function M.register(opts)
   elseif opts.weights then
     sha = M.hash_weights(opts.weights)
   else
-    errors.invalid(who, "option 'weights' (the weights file or folder) or 'weights_sha256' is required")
+    errors.invalid(who,
+      "option 'weights' (the weights file or folder) or 'weights_sha256' is required")
   end
   local stage = opts.stage or "dev"
   if stage ~= "dev" and stage ~= "staging" then

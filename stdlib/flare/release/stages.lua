@@ -59,7 +59,9 @@ end
 local function read_gate(gate)
   if type(gate) == "table" then return gate end
   local text = fs.read_file(gate)
-  if not text then errors.invalid("flare.release.promote", "option 'gate': no such file " .. gate) end
+  if not text then
+    errors.invalid("flare.release.promote", "option 'gate': no such file " .. gate)
+  end
   return json.decode(text)
 end
 
@@ -121,7 +123,9 @@ function M.promote(ref, opts)
   local by = registry.who(opts.by)
   store.transaction(db, function()
     local fresh = registry.find(db, row.id)
-    if fresh.stage ~= "dev" then errors.refused(row.id .. " changed stage meanwhile: " .. fresh.stage) end
+    if fresh.stage ~= "dev" then
+      errors.refused(row.id .. " changed stage meanwhile: " .. fresh.stage)
+    end
     change(db, fresh, "staging", reason, by, "promote")
   end)
   return registry.get(row.id, opts)
@@ -147,7 +151,8 @@ function M.rollback(family, opts)
     errors.invalid("flare.release.rollback", "argument 'family' must be a family name")
   end
   if family:find("@", 1, true) then
-    errors.invalid("flare.release.rollback", "argument 'family' is a family name, not a version ('" ..
+    errors.invalid("flare.release.rollback",
+      "argument 'family' is a family name, not a version ('" ..
       family .. "')")
   end
   local db = store.open(opts.registry)
@@ -157,10 +162,13 @@ function M.rollback(family, opts)
       registry.unknown_family(db, family)
     end
     local current = production_row(db, family)
-    if not current then errors.refused("family " .. family .. " has no production version to roll back") end
+    if not current then
+      errors.refused("family " .. family .. " has no production version to roll back")
+    end
     local prev = previous_production(db, family, current.id)
     if not prev then
-      errors.refused("family " .. family .. " has no earlier production version than " .. current.id)
+      errors.refused("family " .. family .. " has no earlier production version than " ..
+        current.id)
     end
     local row = db:query("SELECT * FROM versions WHERE id = ?", {prev})[1]
     make_production(db, row, "rollback from " .. current.id .. ": " .. opts.reason,

@@ -65,7 +65,8 @@ local cache = {}
 function M.open(path)
   path = path or M.default_path()
   if type(path) ~= "string" or path == "" then
-    flare.error{code = "invalid_argument", message = "flare.release: option 'registry' must be a path"}
+    flare.error{code = "invalid_argument",
+      message = "flare.release: option 'registry' must be a path"}
   end
   local db = cache[path]
   if db then return db end

@@ -34,7 +34,8 @@ end
 
 local function check_spec(spec)
   if type(spec) ~= "table" then errors.invalid(WHO, "a suite is a table or a JSON file path") end
-  args.options(spec, {name = "string", tasks = "table", sampling = "nil|table", slices = "nil|table"},
+  args.options(spec, {name = "string", tasks = "table", sampling = "nil|table",
+    slices = "nil|table"},
     WHO)
   if type(spec.name) ~= "string" or spec.name == "" then
     errors.invalid(WHO, "field 'name' is required")
@@ -53,7 +54,8 @@ local function check_spec(spec)
     local make = tasks[t.task]
     if type(make) ~= "function" or t.task == "rng" or t.task == "get" or t.task == "evaluate" then
       errors.invalid(WHO, where .. ".task': unknown task '" .. t.task .. "'" ..
-        errors.suggest(t.task, tasks.names) .. " (tasks: " .. table.concat(tasks.names, ", ") .. ")")
+        errors.suggest(t.task, tasks.names) .. " (tasks: " .. table.concat(tasks.names, ", ") ..
+          ")")
     end
   end
   args.options(spec.sampling, {temperature = "number", max_tokens = "integer", seed = "integer",
