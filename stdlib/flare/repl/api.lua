@@ -116,6 +116,28 @@ return {
     },
   },
   {
+    title = "Releases (docs/release.md)",
+    entries = {
+      { "flare.release.register{family=, run=, deployment=, snapshot=, evals=}",
+        "record a version (family@vN, weights sha256, config, data pointer) in the registry" },
+      { "flare.release.get(id) / list(family)", "a version's record / a family's versions" },
+      { "flare.release.promote(id, {reason=, gate=})",
+        "dev -> staging with a passing gate report ({to = \"production\"} for production)" },
+      { "flare.release.rollback(family, {reason=})",
+        "the previous production version serves again; the reason is recorded" },
+      { "flare.release.suite{name=, tasks=, sampling=, slices=}",
+        "a frozen evaluation suite (suite.id); suite:run{sampler=} gives per-item results" },
+      { "flare.release.gate{suite=, baseline=, candidate=, gates=, out_dir=}",
+        "promotion gates: paired-bootstrap CI, slice, safety, cost and latency checks" },
+      { "flare.release.drift(train_texts, live_texts)",
+        "Jensen-Shannon distance of the token distributions, with an alert" },
+      { "flare.release.collapse(candidate_texts, parent_texts)",
+        "distinct-n and length growth against the parent version" },
+      { "flare.sqlite.open(path, {busy_timeout_ms=})",
+        "a SQLite database (WAL): db:exec(sql), db:query(sql, params)" },
+    },
+  },
+  {
     title = "Deltas, files, JSON, processes, HTTP",
     entries = {
       { "flare.delta.compress_files(prev, new, out, opts)",
