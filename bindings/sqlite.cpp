@@ -3,7 +3,8 @@
 //   db:exec(sql)                       one or more statements, no parameters
 //   db:query(sql, params) -> rows, changes, last_insert_rowid
 //       one statement; params is a list bound to its ?s (nil holes and flare.json.null
-//       bind NULL); rows is a list of {column = value} (NULL columns absent)
+//       bind NULL; params.n counts trailing nils); rows is a list of {column = value}
+//       (NULL columns absent)
 //   db:in_transaction() -> bool        db:close()        db:path() -> string
 //   sqlite.version() -> "3.40.1"
 // Errors carry code "sqlite_busy" (retryable), "sqlite_constraint" or "sqlite".
@@ -113,12 +114,19 @@ int l_query(lua_State* L) {
     lua_pushnil(L);
     while (lua_next(L, 3) != 0) {
       lua_pop(L, 1);
+      if (lua_type(L, -1) == LUA_TSTRING && std::string_view(lua_tostring(L, -1)) == "n") continue;
       if (lua_type(L, -1) != LUA_TNUMBER) {
         raise_invalid(who, "argument 'params' must be a list, got key " + type_of(L, -1));
       }
       double k = lua_tonumber(L, -1);
       if (k >= 1 && std::floor(k) == k && k > n) n = static_cast<int>(k);
     }
+    // {n = N, ...} (as table.pack makes) counts trailing nils.
+    lua_getfield(L, 3, "n");
+    if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) > n) {
+      n = static_cast<int>(lua_tonumber(L, -1));
+    }
+    lua_pop(L, 1);
     for (int i = 1; i <= n; i++) {
       lua_rawgeti(L, 3, i);
       params.push_back(read_param(L, -1, i));

@@ -94,6 +94,18 @@ describe("flare release", function()
       {{"lsit", "tg"}, 2, "unknown command 'lsit' %(did you mean 'list'%?%)"},
       {{"list", "tg", "--jsno"}, 2, "unknown option %-%-jsno %(did you mean 'json'%?%)"},
       {{"drift", "--train", dir .. "/none", "--live", dir .. "/w1"}, 1, "%-%-train: no file"},
+      {{"canary", "tg", "tg@v1", "--percent", "150", "--reason", "x"}, 1,
+        "option 'percent' must be a traffic share from 0 to 100, got 150"},
+      {{"canary", "tg", "tg@v1", "--percent", "-5", "--reason", "x"}, 1,
+        "traffic share from 0 to 100, got %-5"},
+      {{"canary", "tg", "tg@v1", "--percent", "ten", "--reason", "x"}, 2,
+        "%-%-percent expects a number, got 'ten'"},
+      {{"canary", "tgg", "tg@v1", "--percent", "5", "--reason", "x"}, 1, "unknown family 'tgg'"},
+      {{"canary", "tg", "tg@v1", "--percent", "5", "--reason", "x"}, 1,
+        "tg@v1 has no endpoint"},
+      {{"endpoint", "tg@v1", "--url", "ftp://x", "--model", "m"}, 1,
+        "option 'base_url' must be http://host:port"},
+      {{"metrics", "nope"}, 1, "unknown family 'nope'"},
     }
     for _, c in ipairs(cases) do
       local r = with_reg(c[1])
@@ -101,6 +113,17 @@ describe("flare release", function()
       assert.matches(c[3], r.stderr)
       assert.matches("^flare: release: ", r.stderr)
     end
+    local gw = flare.proc.run{argv = {flare.executable, "gateway", "nope", "--registry", reg},
+      timeout_s = 30}
+    assert.equal(1, gw.status)
+    assert.matches("^flare: gateway: .*unknown family 'nope' %(families: tg%)", gw.stderr)
+    gw = flare.proc.run{argv = {flare.executable, "gateway", "tg", "--registry", reg},
+      timeout_s = 30}
+    assert.equal(1, gw.status)
+    assert.matches("family tg has no production version for the gateway", gw.stderr)
+    gw = flare.proc.run{argv = {flare.executable, "gateway", "tg", "--prot", "1"}, timeout_s = 30}
+    assert.equal(2, gw.status)
+    assert.matches("unknown option %-%-prot %(did you mean 'port'%?%)", gw.stderr)
     -- refused commands changed nothing
     local js = json.decode(with_reg{"list", "tg", "--json"}.stdout)
     assert.equal(1, #js)

@@ -16,6 +16,14 @@ usage: flare release [--registry PATH] COMMAND ...
   promote ID --reason TEXT [--to staging|production] [--gate GATE_JSON] [--force]
   rollback FAMILY --reason TEXT   the previous production version serves again
   retire ID --reason TEXT
+  endpoint ID --url URL --model MODEL
+                                  where the version is served (the gateway's upstream)
+  canary FAMILY ID --percent P --reason TEXT
+                                  P% of the gateway's traffic (sticky per user) to ID;
+                                  --percent 0 ends the canary
+  route FAMILY                    production, canary and share as the gateway serves them
+  metrics FAMILY [--window SECONDS]
+                                  per-version p50/p95/p99 latency, error rate, tokens
   gate --suite SUITE --baseline RESULTS --candidate RESULTS [--gates GATES]
        [--out DIR]                promotion gates; exit 0 pass, 1 fail
   drift --train FILE --live FILE [--max-distance X]
@@ -202,6 +210,57 @@ end
 commands.promote = stage_command("promote", "promote", "version ID")
 commands.rollback = stage_command("rollback", "rollback", "FAMILY")
 commands.retire = stage_command("retire", "retire", "version ID")
+
+function commands.endpoint(args, o)
+  local pos, f = parse(args, {url = "value", model = "value"}, "endpoint")
+  if #pos ~= 1 then usage("endpoint: one version ID is required") end
+  if not f.url or not f.model then usage("endpoint: --url and --model are required") end
+  local id = require("flare.release.stages").set_endpoint(pos[1], {base_url = f.url,
+    model = f.model, registry = o.registry})
+  io.stdout:write(id, " is served at ", f.url, " as ", f.model, "\n")
+  return 0
+end
+
+local function print_route(r)
+  io.stdout:write(string.format("%s: production %s, canary %s at %g%%\n", r.family,
+    r.production and r.production.id or "-", r.canary and r.canary.id or "-", r.canary_percent))
+end
+
+function commands.canary(args, o)
+  local pos, f = parse(args, {percent = "value", reason = "value", by = "value"}, "canary")
+  if #pos < 1 or #pos > 2 then usage("canary: FAMILY and a version ID are required") end
+  if not f.percent then usage("canary: --percent P is required (0 ends the canary)") end
+  local percent = tonumber(f.percent)
+  if not percent then usage("canary: --percent expects a number, got '" .. f.percent .. "'") end
+  if not f.reason then usage("canary: --reason TEXT is required (recorded with the change)") end
+  if percent > 0 and #pos ~= 2 then usage("canary: a version ID is required") end
+  print_route(require("flare.release.stages").canary(pos[1], pos[2], {percent = percent,
+    reason = f.reason, by = f.by, registry = o.registry}))
+  return 0
+end
+
+function commands.route(args, o)
+  local pos = parse(args, {}, "route")
+  if #pos ~= 1 then usage("route: one FAMILY is required") end
+  print_route(require("flare.release.stages").route(pos[1], {registry = o.registry}))
+  return 0
+end
+
+function commands.metrics(args, o)
+  local pos, f = parse(args, {window = "value", json = "bool"}, "metrics")
+  if #pos ~= 1 then usage("metrics: one FAMILY is required") end
+  require("flare.release.stages").route(pos[1], {registry = o.registry})  -- a known family
+  local rows = require("flare.release.gateway").metrics(pos[1], {registry = o.registry,
+    window_s = tonumber(f.window) or 60})
+  if f.json then print_json(rows) return 0 end
+  io.stdout:write(string.format("%-20s %8s %9s %9s %9s %8s %10s\n", "VERSION", "REQUESTS",
+    "P50 MS", "P95 MS", "P99 MS", "ERRORS", "PROMPT TOK"))
+  for _, m in ipairs(rows) do
+    io.stdout:write(string.format("%-20s %8d %9.2f %9.2f %9.2f %7.2f%% %10.1f\n", m.version,
+      m.n, m.p50_ms, m.p95_ms, m.p99_ms, 100 * m.error_rate, m.prompt_tokens_per_request))
+  end
+  return 0
+end
 
 function commands.gate(args, o)
   local pos, f = parse(args, {suite = "value", baseline = "value", candidate = "value",

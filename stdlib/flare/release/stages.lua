@@ -11,6 +11,11 @@
 --       (one not itself rolled back) serves again; the current one is retired
 --   stages.retire(id, {reason =, ...}) -> record
 --   stages.production(family, {registry =}) -> record or nil
+--   stages.set_endpoint(id, {base_url =, model =}) where a version is served (the gateway's
+--       upstream: base_url http(s)://host:port, model the name requests carry)
+--   stages.canary(family, id, {percent =, reason =}) -> route  a share of the gateway's
+--       traffic (0-100, sticky per user id) goes to the version; percent 0 ends the canary
+--   stages.route(family, {registry =}) -> {production =, canary =, canary_percent =}
 local json = require("flare.json")
 local fs = require("flare.fs")
 local args = require("flare.args")
@@ -173,6 +178,9 @@ function M.rollback(family, opts)
     local row = db:query("SELECT * FROM versions WHERE id = ?", {prev})[1]
     make_production(db, row, "rollback from " .. current.id .. ": " .. opts.reason,
       "rolled back to " .. row.id .. ": " .. opts.reason, by, "rollback")
+    -- a canary in flight ends with the rollback
+    db:query("UPDATE routes SET canary = NULL, canary_percent = 0, updated_at = ? " ..
+      "WHERE family = ?", {flare.time(), family})
     return row.id
   end)
   return registry.get(id, opts)
@@ -192,6 +200,99 @@ function M.retire(ref, opts)
     return row.id
   end)
   return registry.get(id, opts)
+end
+
+function M.set_endpoint(ref, opts)
+  local who = "flare.release.set_endpoint"
+  opts = args.options(opts, {base_url = "string", model = "string", registry = "nil|string"}, who)
+  if not opts.base_url or not opts.base_url:match("^https?://[^/]+") then
+    errors.invalid(who, "option 'base_url' must be http://host:port or https://host, got " ..
+      tostring(opts.base_url))
+  end
+  if not opts.model or opts.model == "" then
+    errors.invalid(who, "option 'model' is required (the model name requests to it carry)")
+  end
+  local db = store.open(opts.registry)
+  return store.transaction(db, function()
+    local row = registry.find(db, ref)
+    db:query("INSERT INTO endpoints(version, base_url, model, updated_at) VALUES(?, ?, ?, ?) " ..
+      "ON CONFLICT(version) DO UPDATE SET base_url = excluded.base_url, " ..
+      "model = excluded.model, updated_at = excluded.updated_at",
+      {row.id, (opts.base_url:gsub("/+$", "")), opts.model, flare.time()})
+    return row.id
+  end)
+end
+
+local function check_family(db, family, who)
+  if type(family) ~= "string" or family == "" or family:find("@", 1, true) then
+    errors.invalid(who, "argument 'family' must be a family name, got " .. tostring(family))
+  end
+  if not db:query("SELECT 1 AS x FROM families WHERE family = ?", {family})[1] then
+    registry.unknown_family(db, family)
+  end
+end
+
+function M.canary(family, ref, opts)
+  local who = "flare.release.canary"
+  opts = args.options(opts, {percent = "number", reason = "string", by = "nil|string",
+    registry = "nil|string"}, who)
+  local percent = opts.percent
+  if type(percent) ~= "number" or percent ~= percent or percent < 0 or percent > 100 then
+    errors.invalid(who, "option 'percent' must be a traffic share from 0 to 100, got " ..
+      tostring(percent))
+  end
+  if not opts.reason or opts.reason:match("^%s*$") then
+    errors.invalid(who, "option 'reason' is required (why the canary starts or ends)")
+  end
+  local db = store.open(opts.registry)
+  local by = registry.who(opts.by)
+  store.transaction(db, function()
+    check_family(db, family, who)
+    local prev = db:query("SELECT canary FROM routes WHERE family = ?", {family})[1]
+    local id
+    if percent > 0 then
+      local row = registry.find(db, ref)
+      if row.family ~= family then
+        errors.refused(row.id .. " is a version of family " .. row.family .. ", not " .. family)
+      end
+      if row.stage ~= "staging" and row.stage ~= "dev" then
+        errors.refused(row.id .. " is in stage " .. row.stage ..
+          "; a canary runs a dev or staging version")
+      end
+      if not db:query("SELECT 1 AS x FROM endpoints WHERE version = ?", {row.id})[1] then
+        errors.refused(row.id .. " has no endpoint (flare release endpoint " .. row.id ..
+          " --url URL --model MODEL)")
+      end
+      id = row.id
+    end
+    db:query("INSERT INTO routes(family, canary, canary_percent, updated_at) VALUES(?, ?, ?, ?) " ..
+      "ON CONFLICT(family) DO UPDATE SET canary = excluded.canary, " ..
+      "canary_percent = excluded.canary_percent, updated_at = excluded.updated_at",
+      {family, id, percent > 0 and percent or 0, flare.time()})
+    local target = id or (prev and prev.canary)
+    db:query("INSERT INTO stage_changes(version, family, from_stage, to_stage, reason, at, by, " ..
+      "action) SELECT id, family, stage, stage, ?, ?, ?, ? FROM versions WHERE id = ?",
+      {string.format("canary %g%%: %s", percent, opts.reason), flare.time(), by,
+        percent > 0 and "canary" or "canary_end", target})
+  end)
+  return M.route(family, opts)
+end
+
+function M.route(family, opts)
+  local db = store.open((opts or {}).registry)
+  check_family(db, family, "flare.release.route")
+  local out = {family = family, canary_percent = 0}
+  local prod = production_row(db, family)
+  local function endpoint(id)
+    return db:query("SELECT base_url, model FROM endpoints WHERE version = ?", {id})[1]
+  end
+  if prod then out.production = {id = prod.id, endpoint = endpoint(prod.id)} end
+  local r = db:query("SELECT canary, canary_percent FROM routes WHERE family = ?", {family})[1]
+  if r and r.canary and r.canary_percent > 0 then
+    out.canary = {id = r.canary, endpoint = endpoint(r.canary)}
+    out.canary_percent = r.canary_percent
+  end
+  return out
 end
 
 function M.production(family, opts)

@@ -42,6 +42,36 @@ CREATE TABLE IF NOT EXISTS stage_changes(
   by TEXT NOT NULL,
   action TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS stage_changes_by_family ON stage_changes(family, seq);
+CREATE TABLE IF NOT EXISTS endpoints(
+  version TEXT PRIMARY KEY REFERENCES versions(id),
+  base_url TEXT NOT NULL,
+  model TEXT NOT NULL,
+  updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS routes(
+  family TEXT PRIMARY KEY REFERENCES families(family),
+  canary TEXT REFERENCES versions(id),
+  canary_percent REAL NOT NULL DEFAULT 0,
+  updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS requests(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  family TEXT NOT NULL,
+  version TEXT,
+  route TEXT NOT NULL,
+  at REAL NOT NULL,
+  status INTEGER NOT NULL,
+  latency_ms REAL NOT NULL,
+  upstream_ms REAL,
+  prompt_tokens INTEGER,
+  response_bytes INTEGER,
+  user TEXT,
+  feedback REAL);
+CREATE INDEX IF NOT EXISTS requests_by_version ON requests(family, version, at);
+CREATE TABLE IF NOT EXISTS gateways(
+  family TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  applied_at REAL NOT NULL,
+  pid INTEGER,
+  port INTEGER);
 ]]
 
 function M.default_path()

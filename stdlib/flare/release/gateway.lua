@@ -1,0 +1,323 @@
+-- flare.release.gateway: the front of a model family. nginx is the data plane (bench/gateway
+-- measured it against a gateway on the emulator's HTTP stack); flare is the control plane:
+-- it writes nginx's configuration from the registry, reloads nginx when a route changes, and
+-- moves nginx's access log into the registry's requests table.
+--
+--   local gw = gateway.start{family =, port = 0, registry =, dir =}  -- nginx running
+--   gw:poll()      reloads when the registry's route changed, ingests the log; -> changed
+--   gw:serve()     poll every 0.2 s until interrupted; gw:stop()
+--   gw.port, gw.url, gw.dir
+-- Routing: the family's production version serves; a canary (flare.release.canary) gets its
+-- percentage of requests, sticky per user id (the x-user-id header; a request without one is
+-- placed at random). The model field of an OpenAI or Fireworks request body is rewritten to
+-- the chosen version's endpoint model; the answer carries x-flare-version.
+local json = require("flare.json")
+local fs = require("flare.fs")
+local args = require("flare.args")
+local store = require("flare.release.store")
+local stages = require("flare.release.stages")
+local errors = require("flare.release.errors")
+
+local M = {}
+local Gateway = {}
+Gateway.__index = Gateway
+local WHO = "flare.release.gateway"
+
+local function find_nginx()
+  for _, p in ipairs({"/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"}) do
+    if fs.exists(p) then return p end
+  end
+  errors.refused("flare gateway needs nginx (Debian package nginx; bash dev.sh installs it)")
+end
+
+local function split_url(url, what)
+  local scheme, hostport = url:match("^(https?)://([^/]+)")
+  if not scheme then
+    errors.refused(what .. " endpoint " .. tostring(url) .. " is not http(s)://host")
+  end
+  if not hostport:find(":", 1, true) then
+    hostport = hostport .. (scheme == "https" and ":443" or ":80")
+  end
+  return scheme, hostport
+end
+
+-- nginx's string literal: the value in double quotes, with \ and " escaped.
+local function q(s)
+  return '"' .. tostring(s):gsub('[\\"]', "\\%0"):gsub("%$", "${dollar}") .. '"'
+end
+
+-- The nginx configuration of a route (stages.route) listening on port.
+function M.render(route, port, dir)
+  local prod = route.production
+  if not prod then
+    errors.refused("family " .. route.family .. " has no production version for the gateway " ..
+      "to serve")
+  end
+  if not prod.endpoint then
+    errors.refused(prod.id .. " (production) has no endpoint (flare release endpoint " .. prod.id ..
+      " --url URL --model MODEL)")
+  end
+  local canary = route.canary
+  local scheme, prod_host = split_url(prod.endpoint.base_url, prod.id)
+  local canary_host
+  if canary then
+    local cs
+    cs, canary_host = split_url(canary.endpoint.base_url, canary.id)
+    if cs ~= scheme then errors.refused("production and canary endpoints differ in scheme") end
+  end
+  local share = canary and string.format("%.2f%%", canary.canary_percent or route.canary_percent)
+    or "0%"
+  local lines = {
+    "# written by flare gateway for family " .. route.family .. "; do not edit",
+    "worker_processes 1;",
+    "daemon off;",
+    "pid " .. dir .. "/nginx.pid;",
+    "error_log " .. dir .. "/error.log warn;",
+    "events { worker_connections 4096; }",
+    "http {",
+    "  geo $dollar { default \"$\"; }",
+    "  client_body_temp_path " .. dir .. "/tmp;",
+    "  proxy_temp_path " .. dir .. "/tmp;",
+    "  log_format flare escape=json '{\"t\":$msec,\"route\":\"$route\",\"version\":\"$version\",'",
+    "    '\"status\":$status,\"request_time\":$request_time,'",
+    "    '\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\",'",
+    "    '\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":$bytes_sent}';",
+    "  access_log " .. dir .. "/access.log flare buffer=32k flush=200ms;",
+    "  map $http_x_user_id $sticky { \"\" $request_id; default $http_x_user_id; }",
+    "  split_clients \"$sticky\" $route {",
+    canary and ("    " .. share .. " canary;") or nil,
+    "    * production;",
+    "  }",
+    "  map $route $version { canary " .. q(canary and canary.id or "") .. "; default " ..
+      q(prod.id) .. "; }",
+    "  map $route $target_model { canary " .. q(canary and canary.endpoint.model or "") ..
+      "; default " .. q(prod.endpoint.model) .. "; }",
+    "  map $request_body $flare_body {",
+    "    \"~(?s)^(?<pre>.*?\\\"model\\\"\\s*:\\s*\\\")[^\\\"]*(?<post>\\\".*)$\" " ..
+      "\"${pre}${target_model}${post}\";",
+    "    default $request_body;",
+    "  }",
+    -- At most 32 idle upstream connections per version: a server that gives each open
+    -- connection a worker (the emulator: 128) keeps workers for other clients.
+    "  upstream production { server " .. prod_host .. "; keepalive 32; }",
+    canary and ("  upstream canary { server " .. canary_host .. "; keepalive 32; }") or nil,
+    "  server {",
+    "    listen 127.0.0.1:" .. port .. ";",
+    "    keepalive_requests 100000;",
+    "    client_max_body_size 16m;",
+    "    client_body_buffer_size 16m;",
+    "    location = /__flare_ready { access_log off; return 204; }",
+    "    location / {",
+    "      proxy_pass " .. scheme .. "://$route;",
+    "      proxy_http_version 1.1;",
+    "      proxy_set_header Connection \"\";",
+    "      proxy_set_body $flare_body;",
+    "      proxy_read_timeout 600s;",
+    "      proxy_buffering off;",
+    "      add_header x-flare-version $version always;",
+    "    }",
+    "  }",
+    "}",
+  }
+  local out = {}
+  for i = 1, #lines do
+    if lines[i] then out[#out + 1] = lines[i] end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+local function fingerprint(route)
+  return json.encode(route, {sort_keys = true})
+end
+
+-- Starts nginx on self.port; false when the port was taken (nginx exits at once).
+function Gateway:_launch()
+  fs.write_file_atomic(self.dir .. "/error.log", "")
+  self.child = flare.proc.spawn{argv = {self.nginx, "-c", self.dir .. "/nginx.conf", "-p",
+    self.dir}}
+  local deadline = flare.clock() + 10
+  while true do
+    local ok, r = pcall(flare.http.request, {method = "GET", url = self.url .. "/__flare_ready",
+      timeout_s = 1})
+    if ok and r.status then return true end
+    if not self.child:running() then
+      local why = fs.read_file(self.dir .. "/error.log") or ""
+      if why:find("Address already in use", 1, true) then return false end
+      errors.refused("nginx exited at start: " .. why)
+    end
+    if flare.clock() > deadline then
+      self.child:kill(9)
+      errors.refused("nginx did not answer on port " .. self.port)
+    end
+    flare.sleep(0.05)
+  end
+end
+
+function M.start(o)
+  o = args.options(o, {family = "string", port = "nil|number", registry = "nil|string",
+    dir = "nil|string", quiet = "nil|boolean"}, WHO)
+  if not o.family then errors.invalid(WHO, "option 'family' is required") end
+  local port = o.port or 0
+  if port < 0 or port > 65535 or port ~= math.floor(port) then
+    errors.invalid(WHO, "option 'port' must be a port number (1-65535, 0 = any free one), got " ..
+      tostring(port))
+  end
+  local registry_path = o.registry or store.default_path()
+  local route = stages.route(o.family, {registry = registry_path})
+  local nginx = find_nginx()
+  local dir = o.dir or (registry_path:match("^(.*)/[^/]*$") or ".") .. "/gateway/" .. o.family
+  fs.mkdir_p(dir .. "/tmp")
+  local self = setmetatable({family = o.family, registry = registry_path, dir = dir,
+    nginx = nginx, quiet = o.quiet, log_offset = 0, ingested = 0}, Gateway)
+  local log = dir .. "/access.log"
+  if fs.exists(log) then self.log_offset = #(fs.read_file(log) or "") end
+  local rng = require("flare.tasks").rng(flare.time() * 1000 + fs.getpid())
+  for attempt = 1, port == 0 and 8 or 1 do
+    self.port = port ~= 0 and port or rng:int(20000, 60999)
+    self.url = "http://127.0.0.1:" .. self.port
+    self:_write(route)
+    if attempt == 1 then
+      local check = flare.proc.run{argv = {nginx, "-t", "-q", "-c", dir .. "/nginx.conf", "-p",
+        dir}, timeout_s = 30}
+      if check.status ~= 0 then
+        errors.refused("nginx refused the configuration: " .. check.stderr)
+      end
+    end
+    if self:_launch() then
+      self.cleanup = flare.defer(function() self:stop() end, "stop the gateway of " .. o.family)
+      self:_applied(route)
+      return self
+    end
+  end
+  errors.refused("port " .. self.port .. " is in use")
+end
+
+function Gateway:_write(route)
+  fs.write_file_atomic(self.dir .. "/nginx.conf", M.render(route, self.port, self.dir))
+  self.fingerprint = fingerprint(route)
+end
+
+function Gateway:_applied(route)
+  local db = store.open(self.registry)
+  store.transaction(db, function()
+    db:query("INSERT INTO gateways(family, fingerprint, applied_at, pid, port) " ..
+      "VALUES(?, ?, ?, ?, ?) ON CONFLICT(family) DO UPDATE SET " ..
+      "fingerprint = excluded.fingerprint, " ..
+      "applied_at = excluded.applied_at, pid = excluded.pid, port = excluded.port",
+      {self.family, fingerprint(route), flare.time(), self.child:pid(), self.port})
+  end)
+end
+
+-- Moves the access log's new lines into the requests table; returns how many.
+function Gateway:ingest()
+  local text = fs.read_file(self.dir .. "/access.log")
+  if not text or #text <= self.log_offset then return 0 end
+  local chunk = text:sub(self.log_offset + 1)
+  local last_nl = chunk:match(".*()\n")
+  if not last_nl then return 0 end
+  chunk = chunk:sub(1, last_nl)
+  local rows = {}
+  for line in chunk:gmatch("[^\n]+") do
+    local ok, r = pcall(json.decode, line)
+    if ok and type(r) == "table" then rows[#rows + 1] = r end
+  end
+  local db = store.open(self.registry)
+  store.transaction(db, function()
+    for _, r in ipairs(rows) do
+      local upstream = tonumber((tostring(r.upstream_time or ""):match("([%d.]+)%s*$")))
+      db:query("INSERT INTO requests(family, version, route, at, status, latency_ms, " ..
+        "upstream_ms, " ..
+        "prompt_tokens, response_bytes, user) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        {self.family, r.version ~= "" and r.version or nil, r.route, tonumber(r.t),
+          tonumber(r.status), (tonumber(r.request_time) or 0) * 1000,
+          upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens), tonumber(r.bytes),
+          r.user ~= "" and r.user or nil, n = 10})
+    end
+  end)
+  self.log_offset = self.log_offset + last_nl
+  self.ingested = self.ingested + #rows
+  return #rows
+end
+
+-- Reloads nginx when the registry's route for the family changed; ingests the log.
+function Gateway:poll()
+  local route = stages.route(self.family, {registry = self.registry})
+  local changed = fingerprint(route) ~= self.fingerprint
+  if changed then
+    local ok, err = pcall(self._write, self, route)
+    if ok then
+      self.child:kill(1)  -- SIGHUP: nginx re-reads its configuration, old workers finish
+      self:_applied(route)
+      if not self.quiet then
+        io.stderr:write(string.format("gateway %s: production %s, canary %s %g%%\n", self.family,
+          route.production and route.production.id or "-", route.canary and route.canary.id or "-",
+          route.canary_percent))
+      end
+    elseif not self.quiet then
+      io.stderr:write("gateway " .. self.family .. ": route not applied: " .. tostring(err) .. "\n")
+    end
+  end
+  self:ingest()
+  return changed
+end
+
+function Gateway:serve(o)
+  o = o or {}
+  local interval = o.interval_s or 0.2
+  while self.child:running() do
+    self:poll()
+    flare.sleep(interval)
+  end
+  errors.refused("nginx exited: " .. (fs.read_file(self.dir .. "/error.log") or ""))
+end
+
+function Gateway:stop()
+  if self.stopped then return end
+  self.stopped = true
+  if self.child and self.child:running() then
+    self.child:kill(3)  -- SIGQUIT: graceful, in-flight requests finish
+    local r = self.child:wait{timeout_s = 10}
+    if r.timed_out then self.child:kill(9) end
+  end
+  pcall(self.ingest, self)
+end
+
+-- Live metrics of each version over the last window_s seconds of logged requests.
+function M.metrics(family, o)
+  o = o or {}
+  local db = store.open(o.registry)
+  local since = flare.time() - (o.window_s or 60)
+  local out = {}
+  local rows = db:query("SELECT version, status, latency_ms, prompt_tokens, feedback " ..
+    "FROM requests " ..
+    "WHERE family = ? AND at >= ? ORDER BY latency_ms", {family, since})
+  local by = {}
+  for _, r in ipairs(rows) do
+    local v = r.version or "-"
+    local m = by[v]
+    if not m then
+      m = {version = v, latencies = {}, errors = 0, n = 0, tokens = 0, feedback = {}}
+      by[v] = m
+      out[#out + 1] = m
+    end
+    m.n = m.n + 1
+    m.latencies[#m.latencies + 1] = r.latency_ms
+    if r.status >= 500 then m.errors = m.errors + 1 end
+    m.tokens = m.tokens + (r.prompt_tokens or 0)
+    if r.feedback then m.feedback[#m.feedback + 1] = r.feedback end
+  end
+  local stats = require("flare.release.stats")
+  for _, m in ipairs(out) do
+    m.p50_ms = stats.percentile(m.latencies, 0.5)
+    m.p95_ms = stats.percentile(m.latencies, 0.95)
+    m.p99_ms = stats.percentile(m.latencies, 0.99)
+    m.error_rate = m.errors / m.n
+    m.prompt_tokens_per_request = m.tokens / m.n
+    m.mean_feedback = #m.feedback > 0 and stats.mean(m.feedback) or nil
+    m.latencies, m.feedback = nil, nil
+  end
+  table.sort(out, function(a, b) return a.version < b.version end)
+  return out
+end
+
+return M
