@@ -46,8 +46,9 @@ local function q(s)
   return '"' .. tostring(s):gsub('[\\"]', "\\%0"):gsub("%$", "${dollar}") .. '"'
 end
 
--- The nginx configuration of a route (stages.route) listening on port.
-function M.render(route, port, dir)
+-- The nginx configuration of a route (stages.route) listening on port; /__flare_ready
+-- answers with the configuration's generation (x-flare-generation).
+function M.render(route, port, dir, generation)
   local prod = route.production
   if not prod then
     errors.refused("family " .. route.family .. " has no production version for the gateway " ..
@@ -106,7 +107,8 @@ function M.render(route, port, dir)
     "    keepalive_requests 100000;",
     "    client_max_body_size 16m;",
     "    client_body_buffer_size 16m;",
-    "    location = /__flare_ready { access_log off; return 204; }",
+    "    location = /__flare_ready { access_log off; add_header x-flare-generation " ..
+      (generation or 0) .. " always; return 204; }",
     "    location / {",
     "      proxy_pass " .. scheme .. "://$route;",
     "      proxy_http_version 1.1;",
@@ -193,8 +195,25 @@ function M.start(o)
 end
 
 function Gateway:_write(route)
-  fs.write_file_atomic(self.dir .. "/nginx.conf", M.render(route, self.port, self.dir))
+  self.generation = (self.generation or 0) + 1
+  fs.write_file_atomic(self.dir .. "/nginx.conf", M.render(route, self.port, self.dir,
+    self.generation))
   self.fingerprint = fingerprint(route)
+end
+
+-- Waits until new connections reach the workers of the configuration just written (nginx
+-- starts them on SIGHUP; the old ones finish their requests and exit).
+function Gateway:_wait_generation()
+  local want = tostring(self.generation)
+  local deadline = flare.clock() + 10
+  while flare.clock() < deadline do
+    local ok, r = pcall(flare.http.request, {method = "GET", url = self.url .. "/__flare_ready",
+      headers = {Connection = "close"}, timeout_s = 1})
+    if ok and r.headers and r.headers["x-flare-generation"] == want then return true end
+    flare.sleep(0.01)
+  end
+  local why = fs.read_file(self.dir .. "/error.log") or ""
+  errors.refused("nginx did not take the new configuration within 10 s: " .. why)
 end
 
 function Gateway:_applied(route)
@@ -247,6 +266,7 @@ function Gateway:poll()
     local ok, err = pcall(self._write, self, route)
     if ok then
       self.child:kill(1)  -- SIGHUP: nginx re-reads its configuration, old workers finish
+      self:_wait_generation()
       self:_applied(route)
       if not self.quiet then
         io.stderr:write(string.format("gateway %s: production %s, canary %s %g%%\n", self.family,
