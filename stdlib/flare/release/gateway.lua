@@ -171,8 +171,14 @@ function M.start(o)
   fs.mkdir_p(dir .. "/tmp")
   local self = setmetatable({family = o.family, registry = registry_path, dir = dir,
     nginx = nginx, quiet = o.quiet, log_offset = 0, ingested = 0}, Gateway)
-  local log = dir .. "/access.log"
-  if fs.exists(log) then self.log_offset = #(fs.read_file(log) or "") end
+  -- a restarted gateway goes on where the last one stopped reading (lines it had not read yet
+  -- were written before the restart: they are ingested now)
+  local db = store.open(registry_path)
+  local last = db:query("SELECT log_offset FROM gateways WHERE family = ?", {o.family})[1]
+  local f = io.open(dir .. "/access.log", "rb")
+  local size = f and f:seek("end") or 0
+  if f then f:close() end
+  self.log_offset = last and last.log_offset and last.log_offset <= size and last.log_offset or size
   local rng = require("flare.tasks").rng(flare.time() * 1000 + fs.getpid())
   for attempt = 1, port == 0 and 8 or 1 do
     self.port = port ~= 0 and port or rng:int(20000, 60999)
@@ -229,9 +235,11 @@ end
 
 -- Moves the access log's new lines into the requests table; returns how many.
 function Gateway:ingest()
-  local text = fs.read_file(self.dir .. "/access.log")
-  if not text or #text <= self.log_offset then return 0 end
-  local chunk = text:sub(self.log_offset + 1)
+  local f = io.open(self.dir .. "/access.log", "rb")
+  if not f then return 0 end
+  f:seek("set", self.log_offset)
+  local chunk = f:read(8 * 1024 * 1024) or ""  -- at most 8 MiB a poll
+  f:close()
   local last_nl = chunk:match(".*()\n")
   if not last_nl then return 0 end
   chunk = chunk:sub(1, last_nl)
@@ -252,6 +260,9 @@ function Gateway:ingest()
           upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens), tonumber(r.bytes),
           r.user ~= "" and r.user or nil, n = 10})
     end
+    -- in the same transaction: a line is ingested exactly once, across restarts
+    db:query("UPDATE gateways SET log_offset = ? WHERE family = ?",
+      {self.log_offset + last_nl, self.family})
   end)
   self.log_offset = self.log_offset + last_nl
   self.ingested = self.ingested + #rows

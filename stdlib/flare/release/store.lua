@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS gateways(
   fingerprint TEXT NOT NULL,
   applied_at REAL NOT NULL,
   pid INTEGER,
-  port INTEGER);
+  port INTEGER,
+  log_offset INTEGER);
 ]]
 
 function M.default_path()
