@@ -90,10 +90,10 @@ int main(int argc, char** argv) {
       res.status = r->status;
       res.set_content(r->body, r->get_header_value("Content-Type").c_str());
     }
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                    .count();
-    log.add(std::string(to_canary ? "canary " : "production ") + std::to_string(res.status) +
-            " " + std::to_string(ms) + "\n");
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    log.add(std::string(to_canary ? "canary " : "production ") + std::to_string(res.status) + " " +
+            std::to_string(ms) + "\n");
   };
   server.Post(".*", handler);
   server.Get(".*", handler);
