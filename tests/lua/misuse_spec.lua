@@ -17,6 +17,8 @@ local takes_no_argument = {
   ["flare.cleanup.pending"] = "a count, no argument",
   ["flare.sqlite.version"] = "the SQLite library's version, no argument",
   ["flare.release.default_registry"] = "the registry path, no argument",
+  ["flare.modules.record"] = "the loaded modules, no argument",
+  ["flare.modules.rock_trees"] = "the trees on package.path, no argument",
 }
 
 -- Functions that accept a value of any type as their first argument (so no type is wrong).
