@@ -106,6 +106,10 @@ describe("flare release", function()
       {{"endpoint", "tg@v1", "--url", "ftp://x", "--model", "m"}, 1,
         "option 'base_url' must be http://host:port"},
       {{"metrics", "nope"}, 1, "unknown family 'nope'"},
+      {{"drift", "--train", dir .. "/w1", "--family", "nope"}, 1, "unknown family 'nope'"},
+      {{"drift", "--train", dir .. "/w1", "--family", "tg"}, 1,
+        "no prompts of family tg logged by flare gateway"},
+      {{"drift", "--train", dir .. "/w1"}, 2, "one of %-%-live FILE or %-%-family FAMILY"},
     }
     for _, c in ipairs(cases) do
       local r = with_reg(c[1])

@@ -104,6 +104,13 @@ describe("flare gateway", function()
       gw:poll()
     end
     assert.equal(10400, count_requests(reg, "gw"))
+    -- the logged prompts are the live side of input drift
+    local drift = require("flare.release.drift")
+    local live = drift.live_prompts("gw", {registry = reg, limit = 500})
+    assert.equal(500, #live)
+    assert.equal("ab", live[1])
+    assert.equal(0, drift.drift({"ba", "ab"}, live).distance)
+    assert.is_true(drift.drift({"xyz"}, live).alert)
     local metrics = gateway.metrics("gw", {registry = reg, window_s = 600})
     assert.equal(2, #metrics)
     assert.equal("gw@v1", metrics[1].version)
@@ -124,10 +131,18 @@ describe("flare gateway", function()
     release.rollback("gw", {reason = "error rate", registry = reg})
     assert.is_true(gw:poll())
     assert.same({["gw@v1"] = 300}, send_many(300, "d"))
+    -- a prompt with quotes, a backslash and a newline is logged as sent
+    local odd = 'say "hi"\\\n\tend'
+    local r = flare.http.request{method = "POST", url = gw.url .. "/inference/v1/completions",
+      headers = {Authorization = "Bearer " .. key, ["Content-Type"] = "application/json"},
+      body = json.encode{model = "gw", prompt = odd, max_tokens = 1}}
+    assert.equal(200, r.status, r.body)
     gw:stop()
     deadline = flare.clock() + 5
-    while count_requests(reg, "gw") < 11100 and flare.clock() < deadline do flare.sleep(0.1) end
-    assert.equal(11100, count_requests(reg, "gw"))
+    while count_requests(reg, "gw") < 11101 and flare.clock() < deadline do flare.sleep(0.1) end
+    assert.equal(11101, count_requests(reg, "gw"))
+    assert.equal(odd, require("flare.release.drift").live_prompts("gw", {registry = reg,
+      limit = 1})[1])
 
     -- bad input
     local ok, err = pcall(release.canary, "gw", "gw@v2", {percent = 101, reason = "x",

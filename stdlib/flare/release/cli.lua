@@ -26,8 +26,9 @@ usage: flare release [--registry PATH] COMMAND ...
                                   per-version p50/p95/p99 latency, error rate, tokens
   gate --suite SUITE --baseline RESULTS --candidate RESULTS [--gates GATES]
        [--out DIR]                promotion gates; exit 0 pass, 1 fail
-  drift --train FILE --live FILE [--max-distance X]
+  drift --train FILE (--live FILE | --family FAMILY [--window SECONDS]) [--max-distance X]
                                   Jensen-Shannon distance of the token distributions
+                                  (--family: the prompts flare gateway logged)
   collapse --candidate RESULTS --parent RESULTS
                                   distinct-n and length growth against the parent
 
@@ -277,12 +278,22 @@ function commands.gate(args, o)
   return report.passed and 0 or 1
 end
 
-function commands.drift(args)
-  local pos, f = parse(args, {train = "value", live = "value", ["max-distance"] = "value"}, "drift")
+function commands.drift(args, o)
+  local pos, f = parse(args, {train = "value", live = "value", ["max-distance"] = "value",
+    family = "value", window = "value"}, "drift")
   if #pos > 0 then usage("drift: unexpected argument '" .. pos[1] .. "'") end
-  if not f.train or not f.live then usage("drift: --train and --live are required") end
+  if not f.train or (not f.live) == (not f.family) then
+    usage("drift: --train and one of --live FILE or --family FAMILY are required")
+  end
   local drift = require("flare.release.drift")
-  local r = drift.drift_files(f.train, f.live, {max_distance = tonumber(f["max-distance"])})
+  local opts = {max_distance = tonumber(f["max-distance"])}
+  local r
+  if f.family then
+    r = drift.drift(drift.read_texts(f.train, "--train"), drift.live_prompts(f.family,
+      {registry = o.registry, window_s = tonumber(f.window)}), opts)
+  else
+    r = drift.drift_files(f.train, f.live, opts)
+  end
   io.stdout:write(drift.drift_summary(r), "\n")
   return r.alert and 1 or 0
 end

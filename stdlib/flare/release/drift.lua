@@ -14,6 +14,8 @@
 --     distinct-n is the number of distinct n-grams over the number of n-grams across all outputs;
 --     length_growth = candidate mean length / parent mean length - 1; distinct_drop[n] =
 --     (parent distinct-n - candidate distinct-n) / parent distinct-n.
+--   drift.live_prompts(family, {registry =, window_s = 3600, limit = 10000}): the prompts
+--     `flare gateway` logged, the live side of drift
 --   drift.drift_files(train, live, opts) / drift.collapse_files(candidate, parent, opts): texts
 --     from JSONL (a string, or an object's prompt, text or completion field per line), suite
 --     results ({items = {{text =}}}) or plain text (one per line)
@@ -197,6 +199,28 @@ function M.read_texts(path, who)
     elseif first then
       out[#out + 1] = line
     end
+  end
+  return out
+end
+
+-- The prompts the gateway logged for a family in the last window_s seconds (newest first, at
+-- most limit).
+function M.live_prompts(family, o)
+  o = o or {}
+  local store = require("flare.release.store")
+  local db = store.open(o.registry)
+  if not db:query("SELECT 1 AS x FROM families WHERE family = ?", {family})[1] then
+    require("flare.release.registry").unknown_family(db, family)
+  end
+  local out = {}
+  for _, r in ipairs(db:query("SELECT prompt FROM requests WHERE family = ? AND at >= ? AND " ..
+    "prompt IS NOT NULL ORDER BY seq DESC LIMIT ?", {family, flare.time() - (o.window_s or 3600),
+      o.limit or 10000})) do
+    out[#out + 1] = r.prompt
+  end
+  if #out == 0 then
+    errors.not_found("no prompts of family " .. family .. " logged by flare gateway in the " ..
+      "last " .. (o.window_s or 3600) .. " s")
   end
   return out
 end

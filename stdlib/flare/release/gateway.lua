@@ -82,7 +82,8 @@ function M.render(route, port, dir, generation)
     "  log_format flare escape=json '{\"t\":$msec,\"route\":\"$route\",\"version\":\"$version\",'",
     "    '\"status\":$status,\"request_time\":$request_time,'",
     "    '\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\",'",
-    "    '\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":$bytes_sent}';",
+    "    '\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":$bytes_sent,'",
+    "    '\"prompt\":\"$flare_prompt\"}';",
     "  access_log " .. dir .. "/access.log flare buffer=32k flush=200ms;",
     "  map $http_x_user_id $sticky { \"\" $request_id; default $http_x_user_id; }",
     "  split_clients \"$sticky\" $route {",
@@ -97,6 +98,11 @@ function M.render(route, port, dir, generation)
     "    \"~(?s)^(?<pre>.*?\\\"model\\\"\\s*:\\s*\\\")[^\\\"]*(?<post>\\\".*)$\" " ..
       "\"${pre}${target_model}${post}\";",
     "    default $request_body;",
+    "  }",
+    -- the completions prompt as the body spells it (a JSON string's inside), for drift checks
+    "  map $request_body $flare_prompt {",
+    "    \"~(?s)\\\"prompt\\\"\\s*:\\s*\\\"(?<p>(?:[^\\\"\\\\\\\\]++|\\\\\\\\.)*+)\\\"\" $p;",
+    "    default \"\";",
     "  }",
     -- At most 32 idle upstream connections per version: a server that gives each open
     -- connection a worker (the emulator: 128) keeps workers for other clients.
@@ -233,6 +239,13 @@ function Gateway:_applied(route)
   end)
 end
 
+-- The prompt of a log line: nginx logged the body's JSON string content (escaped again).
+local function prompt_text(logged)
+  if type(logged) ~= "string" or logged == "" then return nil end
+  local ok, text = pcall(json.decode, '"' .. logged .. '"')
+  return ok and type(text) == "string" and text or nil
+end
+
 -- Moves the access log's new lines into the requests table; returns how many.
 function Gateway:ingest()
   local f = io.open(self.dir .. "/access.log", "rb")
@@ -254,11 +267,11 @@ function Gateway:ingest()
       local upstream = tonumber((tostring(r.upstream_time or ""):match("([%d.]+)%s*$")))
       db:query("INSERT INTO requests(family, version, route, at, status, latency_ms, " ..
         "upstream_ms, " ..
-        "prompt_tokens, response_bytes, user) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "prompt_tokens, response_bytes, user, prompt) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         {self.family, r.version ~= "" and r.version or nil, r.route, tonumber(r.t),
           tonumber(r.status), (tonumber(r.request_time) or 0) * 1000,
           upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens), tonumber(r.bytes),
-          r.user ~= "" and r.user or nil, n = 10})
+          r.user ~= "" and r.user or nil, prompt_text(r.prompt), n = 11})
     end
     -- in the same transaction: a line is ingested exactly once, across restarts
     db:query("UPDATE gateways SET log_offset = ? WHERE family = ?",

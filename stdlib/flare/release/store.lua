@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS requests(
   prompt_tokens INTEGER,
   response_bytes INTEGER,
   user TEXT,
+  prompt TEXT,
   feedback REAL);
 CREATE INDEX IF NOT EXISTS requests_by_version ON requests(family, version, at);
 CREATE TABLE IF NOT EXISTS gateways(
