@@ -125,6 +125,14 @@ describe("flare release", function()
       timeout_s = 30}
     assert.equal(1, gw.status)
     assert.matches("family tg has no production version for the gateway", gw.stderr)
+    gw = flare.proc.run{argv = {flare.executable, "gateway", "tg", "--alert-error-rate", "lots"},
+      timeout_s = 30}
+    assert.equal(2, gw.status)
+    assert.matches("%-%-alert%-error%-rate expects a number, got 'lots'", gw.stderr)
+    gw = flare.proc.run{argv = {flare.executable, "gateway", "tg", "--registry", reg,
+      "--alert-error-rate", "120"}, timeout_s = 30}
+    assert.equal(1, gw.status)
+    assert.matches("option 'max_error_rate_pct' must be from 0 to 100, got 120", gw.stderr)
     gw = flare.proc.run{argv = {flare.executable, "gateway", "tg", "--prot", "1"}, timeout_s = 30}
     assert.equal(2, gw.status)
     assert.matches("unknown option %-%-prot %(did you mean 'port'%?%)", gw.stderr)

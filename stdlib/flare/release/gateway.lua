@@ -163,7 +163,8 @@ end
 
 function M.start(o)
   o = args.options(o, {family = "string", port = "nil|number", registry = "nil|string",
-    dir = "nil|string", quiet = "nil|boolean"}, WHO)
+    dir = "nil|string", quiet = "nil|boolean", alerts = "nil|table"}, WHO)
+  local alert_spec = require("flare.release.alerts").spec(o.alerts)
   if not o.family then errors.invalid(WHO, "option 'family' is required") end
   local port = o.port or 0
   if port < 0 or port > 65535 or port ~= math.floor(port) then
@@ -176,7 +177,8 @@ function M.start(o)
   local dir = o.dir or (registry_path:match("^(.*)/[^/]*$") or ".") .. "/gateway/" .. o.family
   fs.mkdir_p(dir .. "/tmp")
   local self = setmetatable({family = o.family, registry = registry_path, dir = dir,
-    nginx = nginx, quiet = o.quiet, log_offset = 0, ingested = 0}, Gateway)
+    nginx = nginx, quiet = o.quiet, log_offset = 0, ingested = 0, alerts = alert_spec,
+    fired = {}}, Gateway)
   -- a restarted gateway goes on where the last one stopped reading (lines it had not read yet
   -- were written before the restart: they are ingested now)
   local db = store.open(registry_path)
@@ -302,7 +304,56 @@ function Gateway:poll()
     end
   end
   self:ingest()
+  -- an alert's rollback changed the route: serve the new one at once
+  if self.alerts and self:check_alerts(route) then return self:poll() or true end
   return changed
+end
+
+local function note(self, message)
+  self.fired[#self.fired + 1] = message
+  if not self.quiet then io.stderr:write("gateway " .. self.family .. ": " .. message .. "\n") end
+end
+
+-- A fired alert on the canary ends it; on a production version changed less than rollout_s
+-- ago, it rolls back to the previous production version. Returns the message or nil.
+function Gateway:check_alerts(route)
+  local alerts = require("flare.release.alerts")
+  local spec = self.alerts
+  local db = store.open(self.registry)
+  local now = flare.time()
+  if route.canary then
+    local started = db:query("SELECT updated_at FROM routes WHERE family = ?", {self.family})[1]
+    local since = math.max(now - spec.window_s, started and started.updated_at or 0)
+    local m = M.metrics(self.family, {registry = self.registry, since = since,
+      version = route.canary.id})[1]
+    local fired = alerts.fired(m, spec)
+    if #fired > 0 then
+      local why = "alert on canary " .. route.canary.id .. ": " .. table.concat(fired, "; ")
+      stages.canary(self.family, nil, {percent = 0, reason = "automatic rollback: " .. why,
+        registry = self.registry, by = "flare gateway"})
+      note(self, why .. "; canary ended")
+      return why
+    end
+  end
+  if route.production then
+    local change = db:query("SELECT at FROM stage_changes WHERE version = ? AND " ..
+      "to_stage = 'production' ORDER BY seq DESC LIMIT 1", {route.production.id})[1]
+    if change and now - change.at < spec.rollout_s then
+      local m = M.metrics(self.family, {registry = self.registry,
+        since = math.max(change.at, now - spec.window_s), version = route.production.id})[1]
+      local fired = alerts.fired(m, spec)
+      if #fired > 0 then
+        local why = "alert on rollout of " .. route.production.id .. ": " ..
+          table.concat(fired, "; ")
+        local ok, err = pcall(stages.rollback, self.family, {reason = "automatic rollback: " ..
+          why, registry = self.registry, by = "flare gateway"})
+        note(self, why .. (ok and "; rolled back" or ("; no rollback: " .. tostring(
+          type(err) == "table" and err.message or err))))
+        return why
+      end
+    end
+  end
+  return nil
 end
 
 function Gateway:serve(o)
@@ -326,27 +377,36 @@ function Gateway:stop()
   pcall(self.ingest, self)
 end
 
--- Live metrics of each version over the last window_s seconds of logged requests.
+-- Live metrics of each version over the last window_s seconds of logged requests (or since
+-- `since`; only `version` when given): n, p50_ms, p95_ms, p99_ms, error_rate (5xx),
+-- timeout_rate (504), prompt_tokens_per_request, mean_feedback.
 function M.metrics(family, o)
   o = o or {}
   local db = store.open(o.registry)
-  local since = flare.time() - (o.window_s or 60)
+  local since = o.since or (flare.time() - (o.window_s or 60))
   local out = {}
-  local rows = db:query("SELECT version, status, latency_ms, prompt_tokens, feedback " ..
-    "FROM requests " ..
-    "WHERE family = ? AND at >= ? ORDER BY latency_ms", {family, since})
+  local sql = "SELECT version, status, latency_ms, prompt_tokens, feedback FROM requests " ..
+    "WHERE family = ? AND at >= ?"
+  local params = {family, since}
+  if o.version then
+    sql = sql .. " AND version = ?"
+    params[3] = o.version
+  end
+  local rows = db:query(sql .. " ORDER BY latency_ms", params)
   local by = {}
   for _, r in ipairs(rows) do
     local v = r.version or "-"
     local m = by[v]
     if not m then
-      m = {version = v, latencies = {}, errors = 0, n = 0, tokens = 0, feedback = {}}
+      m = {version = v, latencies = {}, errors = 0, timeouts = 0, n = 0, tokens = 0,
+        feedback = {}}
       by[v] = m
       out[#out + 1] = m
     end
     m.n = m.n + 1
     m.latencies[#m.latencies + 1] = r.latency_ms
     if r.status >= 500 then m.errors = m.errors + 1 end
+    if r.status == 504 then m.timeouts = m.timeouts + 1 end
     m.tokens = m.tokens + (r.prompt_tokens or 0)
     if r.feedback then m.feedback[#m.feedback + 1] = r.feedback end
   end
@@ -356,6 +416,7 @@ function M.metrics(family, o)
     m.p95_ms = stats.percentile(m.latencies, 0.95)
     m.p99_ms = stats.percentile(m.latencies, 0.99)
     m.error_rate = m.errors / m.n
+    m.timeout_rate = m.timeouts / m.n
     m.prompt_tokens_per_request = m.tokens / m.n
     m.mean_feedback = #m.feedback > 0 and stats.mean(m.feedback) or nil
     m.latencies, m.feedback = nil, nil

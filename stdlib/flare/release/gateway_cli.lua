@@ -4,17 +4,26 @@ local errors = require("flare.release.errors")
 
 local USAGE = [[
 usage: flare gateway FAMILY [--port P] [--registry PATH] [--dir DIR]
+       [--alert-error-rate PCT] [--alert-p95-ms MS] [--alert-min-feedback X]
+       [--alert-window SECONDS] [--alert-min-requests N]
 
 Serves FAMILY's production version (and its canary's share, sticky per x-user-id) on
 127.0.0.1:P through nginx, reloading when `flare release promote|canary|rollback` changes
 the route in the registry, and logging every request to the registry's requests table.
 --port 0 (the default) picks a free port; the line "gateway FAMILY on URL" names it.
 DIR (default: gateway/FAMILY beside the registry) holds nginx.conf and the access log.
+Alerts (over the last --alert-window seconds, 30, once --alert-min-requests, 20, were
+logged): a fired alert on the canary ends it; on a production version promoted less than
+5 minutes ago it rolls back to the previous one; either with the alert as the reason.
 See docs/release.md.]]
 
 local function usage(message)
   flare.error{code = "usage", message = message .. "\n" .. USAGE}
 end
+
+local alert_flags = {["alert-error-rate"] = "max_error_rate_pct", ["alert-p95-ms"] = "max_p95_ms",
+  ["alert-min-feedback"] = "min_feedback", ["alert-window"] = "window_s",
+  ["alert-min-requests"] = "min_requests"}
 
 return function(args)
   local o = {}
@@ -38,8 +47,16 @@ return function(args)
       if not o.port then usage("--port expects a number, got '" .. value .. "'") end
     elseif key == "registry" or key == "dir" then
       o[key] = value
+    elseif alert_flags[key] then
+      o.alerts = o.alerts or {}
+      o.alerts[alert_flags[key]] = tonumber(value)
+      if not o.alerts[alert_flags[key]] then
+        usage("--" .. key .. " expects a number, got '" .. value .. "'")
+      end
     elseif key then
-      usage("unknown option --" .. key .. errors.suggest(key, {"port", "registry", "dir"}))
+      local names = {"port", "registry", "dir"}
+      for k in pairs(alert_flags) do names[#names + 1] = k end
+      usage("unknown option --" .. key .. errors.suggest(key, names))
     elseif not o.family then
       o.family = a
     else
