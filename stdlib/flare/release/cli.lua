@@ -21,7 +21,10 @@ usage: flare release [--registry PATH] COMMAND ...
   canary FAMILY ID --percent P --reason TEXT
                                   P% of the gateway's traffic (sticky per user) to ID;
                                   --percent 0 ends the canary
-  route FAMILY                    production, canary and share as the gateway serves them
+  shadow FAMILY ID --percent P --reason TEXT
+                                  the gateway mirrors P% of requests to ID; its answers
+                                  are logged, never returned; --percent 0 ends it
+  route FAMILY                    production, canary and shadow as the gateway serves them
   metrics FAMILY [--window SECONDS]
                                   per-version p50/p95/p99 latency, error rate, tokens
   gate --suite SUITE --baseline RESULTS --candidate RESULTS [--gates GATES]
@@ -223,22 +226,28 @@ function commands.endpoint(args, o)
 end
 
 local function print_route(r)
-  io.stdout:write(string.format("%s: production %s, canary %s at %g%%\n", r.family,
-    r.production and r.production.id or "-", r.canary and r.canary.id or "-", r.canary_percent))
+  io.stdout:write(string.format("%s: production %s, canary %s at %g%%, shadow %s at %g%%\n",
+    r.family, r.production and r.production.id or "-", r.canary and r.canary.id or "-",
+    r.canary_percent, r.shadow and r.shadow.id or "-", r.shadow_percent))
 end
 
-function commands.canary(args, o)
-  local pos, f = parse(args, {percent = "value", reason = "value", by = "value"}, "canary")
-  if #pos < 1 or #pos > 2 then usage("canary: FAMILY and a version ID are required") end
-  if not f.percent then usage("canary: --percent P is required (0 ends the canary)") end
-  local percent = tonumber(f.percent)
-  if not percent then usage("canary: --percent expects a number, got '" .. f.percent .. "'") end
-  if not f.reason then usage("canary: --reason TEXT is required (recorded with the change)") end
-  if percent > 0 and #pos ~= 2 then usage("canary: a version ID is required") end
-  print_route(require("flare.release.stages").canary(pos[1], pos[2], {percent = percent,
-    reason = f.reason, by = f.by, registry = o.registry}))
-  return 0
+local function share_command(kind)
+  return function(args, o)
+    local pos, f = parse(args, {percent = "value", reason = "value", by = "value"}, kind)
+    if #pos < 1 or #pos > 2 then usage(kind .. ": FAMILY and a version ID are required") end
+    if not f.percent then usage(kind .. ": --percent P is required (0 ends the " .. kind .. ")") end
+    local percent = tonumber(f.percent)
+    if not percent then usage(kind .. ": --percent expects a number, got '" .. f.percent .. "'") end
+    if not f.reason then usage(kind .. ": --reason TEXT is required (recorded with the change)") end
+    if percent > 0 and #pos ~= 2 then usage(kind .. ": a version ID is required") end
+    print_route(require("flare.release.stages")[kind](pos[1], pos[2], {percent = percent,
+      reason = f.reason, by = f.by, registry = o.registry}))
+    return 0
+  end
 end
+
+commands.canary = share_command("canary")
+commands.shadow = share_command("shadow")
 
 function commands.route(args, o)
   local pos = parse(args, {}, "route")

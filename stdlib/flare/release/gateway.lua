@@ -42,9 +42,10 @@ local function split_url(url, what)
 end
 
 -- nginx's string literal: the value in double quotes, with \ and " escaped.
-local function q(s)
-  return '"' .. tostring(s):gsub('[\\"]', "\\%0"):gsub("%$", "${dollar}") .. '"'
+local function inner(s)
+  return (tostring(s):gsub('[\\"]', "\\%0"):gsub("%$", "${dollar}"))
 end
+local function q(s) return '"' .. inner(s) .. '"' end
 
 -- The nginx configuration of a route (stages.route) listening on port; /__flare_ready
 -- answers with the configuration's generation (x-flare-generation).
@@ -66,8 +67,16 @@ function M.render(route, port, dir, generation)
     cs, canary_host = split_url(canary.endpoint.base_url, canary.id)
     if cs ~= scheme then errors.refused("production and canary endpoints differ in scheme") end
   end
-  local share = canary and string.format("%.2f%%", canary.canary_percent or route.canary_percent)
-    or "0%"
+  local share = canary and string.format("%.2f%%", route.canary_percent) or "0%"
+  local shadow = route.shadow
+  local shadow_host
+  if shadow then
+    local ss
+    ss, shadow_host = split_url(shadow.endpoint.base_url, shadow.id)
+    if ss ~= scheme then errors.refused("production and shadow endpoints differ in scheme") end
+  end
+  local log = "access_log " .. dir .. "/access.log "
+  local log_opts = " buffer=32k flush=200ms;"
   local lines = {
     "# written by flare gateway for family " .. route.family .. "; do not edit",
     "worker_processes 1;",
@@ -84,10 +93,22 @@ function M.render(route, port, dir, generation)
     "    '\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\",'",
     "    '\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":$bytes_sent,'",
     "    '\"prompt\":\"$flare_prompt\"}';",
-    "  access_log " .. dir .. "/access.log flare buffer=32k flush=200ms;",
+    "  " .. log .. "flare" .. log_opts,
+    -- the shadow's answers: a log line each, the version written in (ids are [%w_.-]@vN)
+    shadow and ("  log_format flare_shadow escape=json '{\"t\":$msec,\"route\":\"shadow\"," ..
+      "\"version\":\"" .. shadow.id .. "\",\"status\":$status,\"request_time\":$request_time," ..
+      "\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\"," ..
+      "\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":0}';") or false,
+    shadow and ("  split_clients \"${request_id}shadow\" $flare_shadow_on { " ..
+      string.format("%.2f%%", route.shadow_percent) .. " 1; * 0; }") or false,
+    shadow and ("  map $request_body $flare_shadow_body {") or false,
+    shadow and ("    \"~(?s)^(?<pre>.*?\\\"model\\\"\\s*:\\s*\\\")[^\\\"]*(?<post>\\\".*)$\" " ..
+      "\"${pre}" .. inner(shadow.endpoint.model) .. "${post}\";") or false,
+    shadow and "    default $request_body;" or false,
+    shadow and "  }" or false,
     "  map $http_x_user_id $sticky { \"\" $request_id; default $http_x_user_id; }",
     "  split_clients \"$sticky\" $route {",
-    canary and ("    " .. share .. " canary;") or nil,
+    canary and ("    " .. share .. " canary;") or false,
     "    * production;",
     "  }",
     "  map $route $version { canary " .. q(canary and canary.id or "") .. "; default " ..
@@ -107,7 +128,8 @@ function M.render(route, port, dir, generation)
     -- At most 32 idle upstream connections per version: a server that gives each open
     -- connection a worker (the emulator: 128) keeps workers for other clients.
     "  upstream production { server " .. prod_host .. "; keepalive 32; }",
-    canary and ("  upstream canary { server " .. canary_host .. "; keepalive 32; }") or nil,
+    canary and ("  upstream canary { server " .. canary_host .. "; keepalive 32; }") or false,
+    shadow and ("  upstream shadow { server " .. shadow_host .. "; keepalive 16; }") or false,
     "  server {",
     "    listen 127.0.0.1:" .. port .. ";",
     "    keepalive_requests 100000;",
@@ -123,13 +145,26 @@ function M.render(route, port, dir, generation)
     "      proxy_read_timeout 600s;",
     "      proxy_buffering off;",
     "      add_header x-flare-version $version always;",
+    shadow and "      mirror /__flare_shadow;" or false,
+    shadow and "      mirror_request_body on;" or false,
     "    }",
+    shadow and "    location = /__flare_shadow {" or false,
+    shadow and "      internal;" or false,
+    shadow and "      if ($flare_shadow_on = 0) { access_log off; return 204; }" or false,
+    shadow and "      log_subrequest on;" or false,
+    shadow and ("      " .. log .. "flare_shadow" .. log_opts) or false,
+    shadow and ("      proxy_pass " .. scheme .. "://shadow$request_uri;") or false,
+    shadow and "      proxy_http_version 1.1;" or false,
+    shadow and "      proxy_set_header Connection \"\";" or false,
+    shadow and "      proxy_set_body $flare_shadow_body;" or false,
+    shadow and "      proxy_read_timeout 600s;" or false,
+    shadow and "    }" or false,
     "  }",
     "}",
   }
   local out = {}
-  for i = 1, #lines do
-    if lines[i] then out[#out + 1] = lines[i] end
+  for _, line in ipairs(lines) do
+    if line then out[#out + 1] = line end
   end
   return table.concat(out, "\n") .. "\n"
 end

@@ -15,7 +15,10 @@
 --       upstream: base_url http(s)://host:port, model the name requests carry)
 --   stages.canary(family, id, {percent =, reason =}) -> route  a share of the gateway's
 --       traffic (0-100, sticky per user id) goes to the version; percent 0 ends the canary
---   stages.route(family, {registry =}) -> {production =, canary =, canary_percent =}
+--   stages.shadow(family, id, {percent =, reason =}) -> route  the gateway mirrors a share
+--       of requests to the version; its answers are logged, never returned
+--   stages.route(family, {registry =}) -> {production =, canary =, canary_percent =,
+--       shadow =, shadow_percent =}
 local json = require("flare.json")
 local fs = require("flare.fs")
 local args = require("flare.args")
@@ -232,8 +235,9 @@ local function check_family(db, family, who)
   end
 end
 
-function M.canary(family, ref, opts)
-  local who = "flare.release.canary"
+-- Sets the canary or the shadow share of a family's gateway route (kind "canary" | "shadow").
+local function set_share(kind, family, ref, opts)
+  local who = "flare.release." .. kind
   opts = args.options(opts, {percent = "number", reason = "string", by = "nil|string",
     registry = "nil|string"}, who)
   local percent = opts.percent
@@ -242,13 +246,13 @@ function M.canary(family, ref, opts)
       tostring(percent))
   end
   if not opts.reason or opts.reason:match("^%s*$") then
-    errors.invalid(who, "option 'reason' is required (why the canary starts or ends)")
+    errors.invalid(who, "option 'reason' is required (why the " .. kind .. " starts or ends)")
   end
   local db = store.open(opts.registry)
   local by = registry.who(opts.by)
   store.transaction(db, function()
     check_family(db, family, who)
-    local prev = db:query("SELECT canary FROM routes WHERE family = ?", {family})[1]
+    local prev = db:query("SELECT " .. kind .. " AS v FROM routes WHERE family = ?", {family})[1]
     local id
     if percent > 0 then
       local row = registry.find(db, ref)
@@ -257,7 +261,7 @@ function M.canary(family, ref, opts)
       end
       if row.stage ~= "staging" and row.stage ~= "dev" then
         errors.refused(row.id .. " is in stage " .. row.stage ..
-          "; a canary runs a dev or staging version")
+          "; a " .. kind .. " runs a dev or staging version")
       end
       if not db:query("SELECT 1 AS x FROM endpoints WHERE version = ?", {row.id})[1] then
         errors.refused(row.id .. " has no endpoint (flare release endpoint " .. row.id ..
@@ -265,18 +269,22 @@ function M.canary(family, ref, opts)
       end
       id = row.id
     end
-    db:query("INSERT INTO routes(family, canary, canary_percent, updated_at) VALUES(?, ?, ?, ?) " ..
-      "ON CONFLICT(family) DO UPDATE SET canary = excluded.canary, " ..
-      "canary_percent = excluded.canary_percent, updated_at = excluded.updated_at",
-      {family, id, percent > 0 and percent or 0, flare.time()})
-    local target = id or (prev and prev.canary)
+    db:query("INSERT INTO routes(family, " .. kind .. ", " .. kind .. "_percent, updated_at) " ..
+      "VALUES(?, ?, ?, ?) ON CONFLICT(family) DO UPDATE SET " .. kind .. " = excluded." .. kind ..
+      ", " .. kind .. "_percent = excluded." .. kind .. "_percent, " ..
+      "updated_at = excluded.updated_at", {family, id, percent > 0 and percent or 0, flare.time(),
+        n = 4})
+    local target = id or (prev and prev.v)
     db:query("INSERT INTO stage_changes(version, family, from_stage, to_stage, reason, at, by, " ..
       "action) SELECT id, family, stage, stage, ?, ?, ?, ? FROM versions WHERE id = ?",
-      {string.format("canary %g%%: %s", percent, opts.reason), flare.time(), by,
-        percent > 0 and "canary" or "canary_end", target})
+      {string.format("%s %g%%: %s", kind, percent, opts.reason), flare.time(), by,
+        percent > 0 and kind or (kind .. "_end"), target, n = 5})
   end)
   return M.route(family, opts)
 end
+
+function M.canary(family, ref, opts) return set_share("canary", family, ref, opts) end
+function M.shadow(family, ref, opts) return set_share("shadow", family, ref, opts) end
 
 function M.route(family, opts)
   local db = store.open((opts or {}).registry)
@@ -287,10 +295,15 @@ function M.route(family, opts)
     return db:query("SELECT base_url, model FROM endpoints WHERE version = ?", {id})[1]
   end
   if prod then out.production = {id = prod.id, endpoint = endpoint(prod.id)} end
-  local r = db:query("SELECT canary, canary_percent FROM routes WHERE family = ?", {family})[1]
+  out.shadow_percent = 0
+  local r = db:query("SELECT * FROM routes WHERE family = ?", {family})[1]
   if r and r.canary and r.canary_percent > 0 then
     out.canary = {id = r.canary, endpoint = endpoint(r.canary)}
     out.canary_percent = r.canary_percent
+  end
+  if r and r.shadow and r.shadow_percent > 0 then
+    out.shadow = {id = r.shadow, endpoint = endpoint(r.shadow)}
+    out.shadow_percent = r.shadow_percent
   end
   return out
 end

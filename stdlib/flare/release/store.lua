@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS routes(
   family TEXT PRIMARY KEY REFERENCES families(family),
   canary TEXT REFERENCES versions(id),
   canary_percent REAL NOT NULL DEFAULT 0,
+  shadow TEXT REFERENCES versions(id),
+  shadow_percent REAL NOT NULL DEFAULT 0,
   updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS requests(
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
