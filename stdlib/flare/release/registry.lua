@@ -34,9 +34,21 @@ local function decode(text)
   return v
 end
 
+-- The login name of this process's user: $USER, $LOGNAME, else /etc/passwd's entry of its uid.
+local function user_name()
+  local env = os.getenv("USER") or os.getenv("LOGNAME")
+  if env and env ~= "" then return env end
+  local uid = (fs.read_file("/proc/self/status") or ""):match("\nUid:%s*(%d+)")
+  for line in (fs.read_file("/etc/passwd") or ""):gmatch("[^\n]+") do
+    local name, id = line:match("^([^:]*):[^:]*:(%d+):")
+    if id and id == uid then return name end
+  end
+  return uid and ("uid " .. uid) or "unknown"
+end
+
 function M.who(by)
   if by then return by end
-  local user = os.getenv("USER") or os.getenv("LOGNAME") or "unknown"
+  local user = user_name()
   local host = (fs.read_file("/proc/sys/kernel/hostname") or ""):gsub("%s+$", "")
   return host ~= "" and (user .. "@" .. host) or user
 end
