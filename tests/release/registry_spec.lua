@@ -64,6 +64,38 @@ describe("flare.release registry", function()
     assert.equal("tg@v1", release.get("tg@latest", {registry = reg}).id)
   end)
 
+  it("records the git commit of a script in a work tree, and whether it was modified", function()
+    local repo = dir .. "/repo"
+    fs.mkdir_p(repo)
+    fs.write_file_atomic(repo .. "/train.lua", "print(1)\n")
+    local function git(...)
+      local r = flare.proc.run{argv = {"git", "-C", repo, "-c", "user.name=t",
+        "-c", "user.email=t@example.com", ...}, timeout_s = 30}
+      assert.equal(0, r.status, r.stderr)
+      return (r.stdout:gsub("%s+$", ""))
+    end
+    git("init", "-q")
+    git("add", "train.lua")
+    git("commit", "-q", "-m", "x")
+    local head = git("rev-parse", "HEAD")
+    local function run_dir(name)
+      local d = dir .. "/" .. name
+      fs.mkdir_p(d)
+      fs.write_file_atomic(d .. "/config.json", json.encode{seed = 1, config = {},
+        script = repo .. "/train.lua"})
+      return d
+    end
+    local r = release.register(reg_opts{family = "g", base_model = "b", snapshot = "s1",
+      weights_sha256 = fs.sha256("g1"), run_dir = run_dir("r1")})
+    assert.equal(head, r.config.git_commit)
+    assert.is_nil(r.config.git_dirty)
+    fs.write_file_atomic(repo .. "/train.lua", "print(2)\n")
+    r = release.register(reg_opts{family = "g", base_model = "b", snapshot = "s2",
+      weights_sha256 = fs.sha256("g2"), run_dir = run_dir("r2")})
+    assert.equal(head, r.config.git_commit)
+    assert.is_true(r.config.git_dirty)
+  end)
+
   it("takes the task generator and seed as the data pointer without data files", function()
     local r = release.register(reg_opts{family = "tg", base_model = "b", adapter = "acct/lora-1",
       weights_sha256 = fs.sha256("x"), config = {seed = 3, config = {task = "vowels"}}})
