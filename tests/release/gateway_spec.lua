@@ -111,7 +111,24 @@ describe("flare gateway", function()
     assert.equal("ab", live[1])
     assert.equal(0, drift.drift({"ba", "ab"}, live).distance)
     assert.is_true(drift.drift({"xyz"}, live).alert)
+    -- a feedback score for one answer, by its request id
+    local one = flare.http.request{method = "POST", url = gw.url .. "/inference/v1/completions",
+      headers = {Authorization = "Bearer " .. key, ["Content-Type"] = "application/json",
+        ["x-user-id"] = "a1"}, body = '{"model": "gw", "prompt": "ab", "max_tokens": 1}'}
+    local request_id = one.headers["x-flare-request-id"]
+    assert.matches("^%x+$", request_id)
+    deadline = flare.clock() + 10
+    while count_requests(reg, "gw") < 10401 and flare.clock() < deadline do
+      flare.sleep(0.1)
+      gw:poll()
+    end
+    assert.equal("gw@v1", release.feedback(request_id, 0.25, {registry = reg}))
+    local fb = flare.proc.run{argv = {flare.executable, "release", "--registry", reg, "feedback",
+      "ffff0000", "1"}, timeout_s = 30}
+    assert.equal(1, fb.status)
+    assert.matches("no request ffff0000 in the requests table", fb.stderr)
     local metrics = gateway.metrics("gw", {registry = reg, window_s = 600})
+    assert.equal(0.25, metrics[1].mean_feedback)
     assert.equal(2, #metrics)
     assert.equal("gw@v1", metrics[1].version)
     assert.equal(0, metrics[1].error_rate)
@@ -139,8 +156,8 @@ describe("flare gateway", function()
     assert.equal(200, r.status, r.body)
     gw:stop()
     deadline = flare.clock() + 5
-    while count_requests(reg, "gw") < 11101 and flare.clock() < deadline do flare.sleep(0.1) end
-    assert.equal(11101, count_requests(reg, "gw"))
+    while count_requests(reg, "gw") < 11102 and flare.clock() < deadline do flare.sleep(0.1) end
+    assert.equal(11102, count_requests(reg, "gw"))
     assert.equal(odd, require("flare.release.drift").live_prompts("gw", {registry = reg,
       limit = 1})[1])
 

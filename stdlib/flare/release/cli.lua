@@ -25,6 +25,8 @@ usage: flare release [--registry PATH] COMMAND ...
                                   the gateway mirrors P% of requests to ID; its answers
                                   are logged, never returned; --percent 0 ends it
   route FAMILY                    production, canary and shadow as the gateway serves them
+  feedback REQUEST_ID SCORE       a score for an answer of the gateway (its
+                                  x-flare-request-id header)
   metrics FAMILY [--window SECONDS]
                                   per-version p50/p95/p99 latency, error rate, tokens
   gate --suite SUITE --baseline RESULTS --candidate RESULTS [--gates GATES]
@@ -256,6 +258,17 @@ function commands.route(args, o)
   return 0
 end
 
+function commands.feedback(args, o)
+  local pos = parse(args, {}, "feedback")
+  if #pos ~= 2 then usage("feedback: REQUEST_ID and SCORE are required") end
+  local score = tonumber(pos[2])
+  if not score then usage("feedback: SCORE must be a number, got '" .. pos[2] .. "'") end
+  local version = require("flare.release.gateway").feedback(pos[1], score,
+    {registry = o.registry})
+  io.stdout:write("feedback ", pos[2], " on ", pos[1], " (", tostring(version), ")\n")
+  return 0
+end
+
 function commands.metrics(args, o)
   local pos, f = parse(args, {window = "value", json = "bool"}, "metrics")
   if #pos ~= 1 then usage("metrics: one FAMILY is required") end
@@ -263,11 +276,13 @@ function commands.metrics(args, o)
   local rows = require("flare.release.gateway").metrics(pos[1], {registry = o.registry,
     window_s = tonumber(f.window) or 60})
   if f.json then print_json(rows) return 0 end
-  io.stdout:write(string.format("%-20s %8s %9s %9s %9s %8s %10s\n", "VERSION", "REQUESTS",
-    "P50 MS", "P95 MS", "P99 MS", "ERRORS", "PROMPT TOK"))
+  io.stdout:write(string.format("%-20s %8s %9s %9s %9s %8s %10s %9s\n", "VERSION",
+    "REQUESTS", "P50 MS", "P95 MS", "P99 MS", "ERRORS", "PROMPT TOK", "FEEDBACK"))
   for _, m in ipairs(rows) do
-    io.stdout:write(string.format("%-20s %8d %9.2f %9.2f %9.2f %7.2f%% %10.1f\n", m.version,
-      m.n, m.p50_ms, m.p95_ms, m.p99_ms, 100 * m.error_rate, m.prompt_tokens_per_request))
+    io.stdout:write(string.format("%-20s %8d %9.2f %9.2f %9.2f %7.2f%% %10.1f %9s\n",
+      m.version, m.n, m.p50_ms, m.p95_ms, m.p99_ms, 100 * m.error_rate,
+      m.prompt_tokens_per_request,
+      m.mean_feedback and string.format("%.3f", m.mean_feedback) or "-"))
   end
   return 0
 end

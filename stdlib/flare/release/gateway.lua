@@ -92,7 +92,7 @@ function M.render(route, port, dir, generation)
     "    '\"status\":$status,\"request_time\":$request_time,'",
     "    '\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\",'",
     "    '\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":$bytes_sent,'",
-    "    '\"prompt\":\"$flare_prompt\"}';",
+    "    '\"prompt\":\"$flare_prompt\",\"id\":\"$request_id\"}';",
     "  " .. log .. "flare" .. log_opts,
     -- the shadow's answers: a log line each, the version written in (ids are [%w_.-]@vN)
     shadow and ("  log_format flare_shadow escape=json '{\"t\":$msec,\"route\":\"shadow\"," ..
@@ -145,6 +145,7 @@ function M.render(route, port, dir, generation)
     "      proxy_read_timeout 600s;",
     "      proxy_buffering off;",
     "      add_header x-flare-version $version always;",
+    "      add_header x-flare-request-id $request_id always;",
     shadow and "      mirror /__flare_shadow;" or false,
     shadow and "      mirror_request_body on;" or false,
     "    }",
@@ -304,11 +305,13 @@ function Gateway:ingest()
       local upstream = tonumber((tostring(r.upstream_time or ""):match("([%d.]+)%s*$")))
       db:query("INSERT INTO requests(family, version, route, at, status, latency_ms, " ..
         "upstream_ms, " ..
-        "prompt_tokens, response_bytes, user, prompt) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "prompt_tokens, response_bytes, user, prompt, request_id) " ..
+        "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         {self.family, r.version ~= "" and r.version or nil, r.route, tonumber(r.t),
           tonumber(r.status), (tonumber(r.request_time) or 0) * 1000,
           upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens), tonumber(r.bytes),
-          r.user ~= "" and r.user or nil, prompt_text(r.prompt), n = 11})
+          r.user ~= "" and r.user or nil, prompt_text(r.prompt),
+          r.id ~= "" and r.id or nil, n = 12})
     end
     -- in the same transaction: a line is ingested exactly once, across restarts
     db:query("UPDATE gateways SET log_offset = ? WHERE family = ?",
@@ -410,6 +413,30 @@ function Gateway:stop()
     if r.timed_out then self.child:kill(9) end
   end
   pcall(self.ingest, self)
+end
+
+-- Records a feedback score for a request the gateway served (its x-flare-request-id answer
+-- header); the request must be in the requests table already (the gateway moves its log
+-- there every poll). -> the version that answered it.
+function M.feedback(request_id, score, o)
+  local who = "flare.release.feedback"
+  if type(request_id) ~= "string" or not request_id:match("^%x+$") then
+    errors.invalid(who, "argument 'request_id' must be the x-flare-request-id of an answer, got " ..
+      tostring(request_id))
+  end
+  if type(score) ~= "number" or score ~= score then
+    errors.invalid(who, "argument 'score' must be a number, got " .. tostring(score))
+  end
+  local db = store.open((o or {}).registry)
+  return store.transaction(db, function()
+    local row = db:query("SELECT version FROM requests WHERE request_id = ?", {request_id})[1]
+    if not row then
+      errors.not_found("no request " .. request_id .. " in the requests table (the gateway " ..
+        "logs a request within about 0.5 s of its answer)")
+    end
+    db:query("UPDATE requests SET feedback = ? WHERE request_id = ?", {score, request_id})
+    return row.version
+  end)
 end
 
 -- Live metrics of each version over the last window_s seconds of logged requests (or since

@@ -7,9 +7,11 @@ usage: flare gateway FAMILY [--port P] [--registry PATH] [--dir DIR]
        [--alert-error-rate PCT] [--alert-p95-ms MS] [--alert-min-feedback X]
        [--alert-window SECONDS] [--alert-min-requests N]
 
-Serves FAMILY's production version (and its canary's share, sticky per x-user-id) on
-127.0.0.1:P through nginx, reloading when `flare release promote|canary|rollback` changes
-the route in the registry, and logging every request to the registry's requests table.
+Serves FAMILY's production version (and its canary's share, sticky per x-user-id; a shadow
+gets a mirrored share whose answers are only logged) on 127.0.0.1:P through nginx,
+reloading when `flare release promote|canary|shadow|rollback` changes the route in the
+registry, and logging every request to the registry's requests table (answers carry
+x-flare-version and x-flare-request-id, for `flare release feedback`).
 --port 0 (the default) picks a free port; the line "gateway FAMILY on URL" names it.
 DIR (default: gateway/FAMILY beside the registry) holds nginx.conf and the access log.
 Alerts (over the last --alert-window seconds, 30, once --alert-min-requests, 20, were

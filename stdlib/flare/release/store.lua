@@ -67,7 +67,9 @@ CREATE TABLE IF NOT EXISTS requests(
   response_bytes INTEGER,
   user TEXT,
   prompt TEXT,
+  request_id TEXT,
   feedback REAL);
+CREATE INDEX IF NOT EXISTS requests_by_id ON requests(request_id);
 CREATE INDEX IF NOT EXISTS requests_by_version ON requests(family, version, at);
 CREATE TABLE IF NOT EXISTS gateways(
   family TEXT PRIMARY KEY,
