@@ -88,6 +88,10 @@ function M.render(route, port, dir, generation)
     "  geo $dollar { default \"$\"; }",
     "  client_body_temp_path " .. dir .. "/tmp;",
     "  proxy_temp_path " .. dir .. "/tmp;",
+    -- nginx's other temporary paths default to /var/lib/nginx, not writable by a user
+    "  fastcgi_temp_path " .. dir .. "/tmp;",
+    "  uwsgi_temp_path " .. dir .. "/tmp;",
+    "  scgi_temp_path " .. dir .. "/tmp;",
     "  log_format flare escape=json '{\"t\":$msec,\"route\":\"$route\",\"version\":\"$version\",'",
     "    '\"status\":$status,\"request_time\":$request_time,'",
     "    '\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\",'",
@@ -177,8 +181,8 @@ end
 -- Starts nginx on self.port; false when the port was taken (nginx exits at once).
 function Gateway:_launch()
   fs.write_file_atomic(self.dir .. "/error.log", "")
-  self.child = flare.proc.spawn{argv = {self.nginx, "-c", self.dir .. "/nginx.conf", "-p",
-    self.dir}}
+  self.child = flare.proc.spawn{argv = {self.nginx, "-e", self.dir .. "/error.log", "-c",
+    self.dir .. "/nginx.conf", "-p", self.dir}}
   local deadline = flare.clock() + 10
   while true do
     local ok, r = pcall(flare.http.request, {method = "GET", url = self.url .. "/__flare_ready",
@@ -197,6 +201,20 @@ function Gateway:_launch()
   end
 end
 
+-- An nginx left by a gateway of this dir that ended without stopping it (SIGKILL) is still
+-- serving the old route: it is stopped (gracefully) before the new one starts.
+local function stop_leftover(dir)
+  local pid = tonumber((fs.read_file(dir .. "/nginx.pid") or ""):match("%d+"))
+  if not pid then return end
+  local cmdline = (fs.read_file("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " ")
+  if not cmdline:find("nginx", 1, true) or not cmdline:find(dir .. "/nginx.conf", 1, true) then
+    return
+  end
+  flare.proc.run{argv = {"kill", "-QUIT", tostring(pid)}, timeout_s = 10}
+  local deadline = flare.clock() + 10
+  while fs.exists("/proc/" .. pid) and flare.clock() < deadline do flare.sleep(0.05) end
+end
+
 function M.start(o)
   o = args.options(o, {family = "string", port = "nil|number", registry = "nil|string",
     dir = "nil|string", quiet = "nil|boolean", alerts = "nil|table"}, WHO)
@@ -212,6 +230,7 @@ function M.start(o)
   local nginx = find_nginx()
   local dir = o.dir or (registry_path:match("^(.*)/[^/]*$") or ".") .. "/gateway/" .. o.family
   fs.mkdir_p(dir .. "/tmp")
+  stop_leftover(dir)
   local self = setmetatable({family = o.family, registry = registry_path, dir = dir,
     nginx = nginx, quiet = o.quiet, log_offset = 0, ingested = 0, alerts = alert_spec,
     fired = {}}, Gateway)
@@ -229,8 +248,8 @@ function M.start(o)
     self.url = "http://127.0.0.1:" .. self.port
     self:_write(route)
     if attempt == 1 then
-      local check = flare.proc.run{argv = {nginx, "-t", "-q", "-c", dir .. "/nginx.conf", "-p",
-        dir}, timeout_s = 30}
+      local check = flare.proc.run{argv = {nginx, "-t", "-q", "-e", dir .. "/error.log", "-c",
+        dir .. "/nginx.conf", "-p", dir}, timeout_s = 30}
       if check.status ~= 0 then
         errors.refused("nginx refused the configuration: " .. check.stderr)
       end
