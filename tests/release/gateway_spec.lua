@@ -134,9 +134,9 @@ describe("flare gateway", function()
     assert.equal(0, metrics[1].error_rate)
     assert(metrics[1].p95_ms >= metrics[1].p50_ms)
 
-    -- promote v2: all traffic moves; the canary rule goes with the new route
-    release.canary("gw", nil, {percent = 0, reason = "canary done", registry = reg})
+    -- promote v2: all traffic moves, and its canary share ends with it
     release.set_production("gw@v2", {reason = "canary passed", registry = reg})
+    assert.is_nil(release.route("gw", {registry = reg}).canary)
     gw:poll()
     assert.same({["gw@v2"] = 300}, send_many(300, "b"))
 

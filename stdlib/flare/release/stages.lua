@@ -62,6 +62,12 @@ local function make_production(db, row, reason, displaced_reason, by, action)
       action == "rollback" and "rollback" or "replace")
   end
   change(db, row, "production", reason, by, action)
+  -- the version's canary or shadow share ends: it now takes all the traffic
+  local now = flare.time()
+  db:query("UPDATE routes SET canary = NULL, canary_percent = 0, updated_at = ? " ..
+    "WHERE family = ? AND canary = ?", {now, row.family, row.id})
+  db:query("UPDATE routes SET shadow = NULL, shadow_percent = 0, updated_at = ? " ..
+    "WHERE family = ? AND shadow = ?", {now, row.family, row.id})
 end
 
 local function read_gate(gate)
