@@ -1,8 +1,7 @@
 -- Shadow traffic on flare gateway: a share of requests is mirrored to a candidate whose
--- answers are logged but never returned. The candidate's emulator fails every completion, so
--- an answer of it reaching a client would show as a failed request. (Not every mirrored
--- request reaches the emulator promptly: docs/release.md, known problems; the test counts
--- what was logged, not the share.)
+-- answers are logged but never returned. The candidate's emulator (`flare serve` in its own
+-- process) fails every completion, so an answer of it reaching a client would show as a
+-- failed request.
 local release = require("flare.release")
 local gateway = require("flare.release.gateway")
 local store = require("flare.release.store")
@@ -17,11 +16,23 @@ describe("flare gateway shadow", function()
     fs.mkdir_p(dir)
     local reg = dir .. "/registry.sqlite"
     local key = "shadow_spec_key_0123456789abcdef"
-    local ems = {flare.emulator.start{provision_delay_s = 0.05, api_key = key},
-      flare.emulator.start{provision_delay_s = 0.05, api_key = key,
-        faults = "/inference/v1/completions:500"}}
-    for i, em in ipairs(ems) do
-      local c = flare.connect{base_url = em:base_url(), api_key = key, quiet = true}
+    -- production: an emulator in this process; the shadow: `flare serve`, failing every
+    -- completion. (Mirrored requests to a second emulator inside this process reached it
+    -- seconds late or not at all while the test polled; not explained yet.)
+    local prod_em = flare.emulator.start{provision_delay_s = 0.05, api_key = key}
+    local serve = flare.proc.spawn{argv = {"sh", "-c", "exec \"$0\" serve --port 0 " ..
+      "--state-dir \"$1\" --provision-delay 0 --faults /inference/v1/completions:500 " ..
+      ">\"$1.out\" 2>&1", flare.executable, dir .. "/serve"},
+      env = {FLARE_EMULATOR_API_KEY = key}}
+    local shadow_url
+    local deadline = flare.clock() + 20
+    while not shadow_url and flare.clock() < deadline do
+      shadow_url = (fs.read_file(dir .. "/serve.out") or ""):match("listening on (http://%S+)")
+      flare.sleep(0.05)
+    end
+    assert(shadow_url, "flare serve did not start: " .. tostring(fs.read_file(dir .. "/serve.out")))
+    for i, url in ipairs({prod_em:base_url(), shadow_url}) do
+      local c = flare.connect{base_url = url, api_key = key, quiet = true}
       local id = "sh-v" .. i
       local info = c.deployments:create_or_get{deployment_id = id, base_model = BASE,
         min_replica_count = 1, max_replica_count = 1}
@@ -60,43 +71,61 @@ describe("flare gateway shadow", function()
       return db:query("SELECT count(*) AS n, sum(status = 500) AS failed FROM requests " ..
         "WHERE family = 'sh' AND route = ?", {route})[1]
     end
-    -- Polls until want_shadow shadow lines are logged (10 s at most).
-    local function settle(want_shadow)
-      local deadline = flare.clock() + 10
+    -- Polls until the log holds want_production production lines and want_shadow shadow lines
+    -- (10 s at most).
+    local function settle(want_production, want_shadow)
+      local until_t = flare.clock() + 10
       repeat
         flare.sleep(0.1)
         gw:poll()
-      until logged("shadow").n >= want_shadow or flare.clock() > deadline
+      until (logged("production").n >= want_production and logged("shadow").n >= want_shadow) or
+        flare.clock() > until_t
     end
 
+    -- traffic before the shadow starts (docs/release.md, known problems: a shadow added to a
+    -- gateway that had served nothing yet lost mirrored requests)
+    assert.same({["sh@v1"] = 64}, send(64, "w"))
+    settle(64, 0)
     local route = release.shadow("sh", "sh@v2", {percent = 100, reason = "mirror all",
       registry = reg})
     assert.equal(100, route.shadow_percent)
     gw:poll()
-    assert.matches("mirror /__flare_shadow;", fs.read_file(dir .. "/gw/nginx.conf"))
     -- every answer is production's although the shadow fails every request
     assert.same({["sh@v1"] = 200}, send(200, "a"))
-    settle(1)
+    settle(264, 200)
+    assert.equal(264, logged("production").n)
     local shadow = logged("shadow")
-    assert(shadow.n >= 1, "no mirrored answer logged")
-    assert.equal(shadow.n, shadow.failed)  -- each one the injected 500, none returned
+    assert.equal(200, shadow.n)       -- every request mirrored
+    assert.equal(200, shadow.failed)  -- each answer the injected 500, none returned
     local row = db:query("SELECT version FROM requests WHERE route = 'shadow' LIMIT 1")[1]
     assert.equal("sh@v2", row.version)
 
-    -- a 25% shadow, then none
+    -- a 25% shadow: about a quarter mirrored (sd of the count 10.6 at n = 600)
     release.shadow("sh", "sh@v2", {percent = 25, reason = "a quarter", registry = reg})
     gw:poll()
-    assert.matches("25%.00%% 1; %* 0;", fs.read_file(dir .. "/gw/nginx.conf"))
-    assert.same({["sh@v1"] = 100}, send(100, "b"))
+    assert.same({["sh@v1"] = 600}, send(600, "b"))
+    settle(864, 200 + 100)
+    flare.sleep(0.5)
+    gw:poll()
+    local quarter = logged("shadow").n - 200
+    assert(math.abs(quarter - 150) <= 60, "mirrored " .. quarter .. " of 600")
+
+    -- ended: nothing more is mirrored
     release.shadow("sh", nil, {percent = 0, reason = "done", registry = reg})
     gw:poll()
-    local conf = fs.read_file(dir .. "/gw/nginx.conf")
-    assert.is_nil(conf:find("mirror", 1, true))
+    assert.is_nil(fs.read_file(dir .. "/gw/nginx.conf"):find("mirror", 1, true))
+    local before = logged("shadow").n
     assert.same({["sh@v1"] = 100}, send(100, "c"))
+    settle(964, 0)
+    flare.sleep(0.5)
+    gw:poll()
+    assert.equal(before, logged("shadow").n)
     local history = release.get("sh@v2", {registry = reg}).history
     assert.equal("shadow_end", history[#history].action)
     gw:stop()
-    for _, em in ipairs(ems) do em:stop() end
+    prod_em:stop()
+    serve:kill(15)
+    serve:wait{timeout_s = 10}
     store.close_all()
     fs.remove(dir, {recursive = true})
   end)
