@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "host.hpp"
+#include "sandbox_runner.hpp"
 #include "subcommand.hpp"
 
 namespace {
@@ -14,6 +15,7 @@ int run_main(int argc, char** argv) {
     std::fprintf(stderr, "flare: run needs a script file (see `flare --help`)\n");
     return 2;
   }
+  if (std::string(argv[1]) == "--sandbox") return flare::lua::sandbox_main(argc - 1, argv + 1);
   std::string path = argv[1];
   std::string dir;
   if (path != "-") {
@@ -30,4 +32,4 @@ int run_main(int argc, char** argv) {
 
 }  // namespace
 
-FLARE_SUBCOMMAND(run, "run a Lua script: flare run FILE [ARGS...]", run_main);
+FLARE_SUBCOMMAND(run, "run a Lua script: flare run [--sandbox [OPTIONS]] FILE [ARGS...]", run_main);

@@ -6,6 +6,7 @@
 #include <vector>
 
 struct lua_State;
+struct lua_Debug;
 
 namespace flare::lua {
 
@@ -33,6 +34,11 @@ class Host {
   int run_loaded(int load_status, const std::vector<std::string>& args, const std::string& name);
   lua_State* L_;
 };
+
+// The hook the interrupt hook puts back after it has run (the sandbox's limit checks); by
+// default none. Signal-safe to call (atomics only).
+using LuaHook = void (*)(lua_State*, lua_Debug*);
+void set_resting_hook(LuaHook hook, int mask, int count);
 
 // Where the Lua standard library lives for this executable.
 std::string stdlib_dir();

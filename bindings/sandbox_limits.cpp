@@ -1,0 +1,208 @@
+#include "sandbox_limits.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "error_boundary.hpp"
+#include "host.hpp"
+#include "runtime/interrupt.hpp"
+
+namespace flare::sandbox {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+enum class Reached { None, Memory, Time, Instructions };
+
+constexpr int kCountStep = 1000;
+
+Limits g_limits;
+std::atomic<Reached> g_reached{Reached::None};
+std::atomic<bool> g_sticky{false};  // raise again at every instruction (until protected_run ends)
+
+// Memory: every byte the state allocates after arming, against the cap.
+lua_Alloc g_inner_alloc = nullptr;
+void* g_inner_ud = nullptr;
+size_t g_used = 0;
+size_t g_cap = 0;
+
+// Instructions.
+double g_executed = 0;
+double g_budget = 0;
+
+// Time: a thread waits for the deadline, then interrupts the Lua thread.
+std::mutex g_mu;
+std::condition_variable g_cv;
+Clock::time_point g_deadline;
+bool g_stop = false;
+bool g_timer_running = false;
+std::thread g_timer;
+pthread_t g_lua_thread;
+
+void* counting_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
+  size_t old = ptr ? osize : 0;
+  if (nsize > old && g_cap > 0 && g_used + (nsize - old) > g_cap) {
+    g_reached.store(Reached::Memory);
+    return nullptr;  // LuaJIT raises "not enough memory"
+  }
+  void* p = g_inner_alloc(g_inner_ud ? g_inner_ud : ud, ptr, osize, nsize);
+  if (p || nsize == 0) g_used = g_used - std::min(g_used, old) + nsize;
+  return p;
+}
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.15g", v);
+  return buf;
+}
+
+flare::Error limit_error(Reached r) {
+  switch (r) {
+    case Reached::Memory:
+      return flare::Error("sandbox_limit", "sandbox: limits.memory reached: " +
+                                               number(g_limits.memory_mb) +
+                                               " MB of Lua memory (grant: --memory-mb MB)");
+    case Reached::Time:
+      return flare::Error("sandbox_limit", "sandbox: limits.time reached: " +
+                                               number(g_limits.time_s) +
+                                               " s of wall-clock time (grant: --time-limit SECONDS)");
+    case Reached::Instructions:
+      return flare::Error("sandbox_limit", "sandbox: limits.instructions reached: " +
+                                               number(g_limits.instructions) +
+                                               " VM instructions (grant: --max-instructions N)");
+    case Reached::None:
+      break;
+  }
+  return flare::Error("sandbox_limit", "sandbox: limit reached");
+}
+
+void raise_reached(lua_State* L) {
+  flare::lua::push_error_table(L, limit_error(g_reached.load()));
+  lua_error(L);
+}
+
+// The resting hook while limits are armed: counts instructions; raises a reached limit.
+void limit_hook(lua_State* L, lua_Debug*) {
+  if (g_sticky.load() && g_reached.load() != Reached::None) raise_reached(L);
+  if (g_budget > 0) {
+    g_executed += kCountStep;
+    if (g_executed > g_budget) {
+      g_reached.store(Reached::Instructions);
+      g_sticky.store(true);
+      flare::lua::set_resting_hook(limit_hook, LUA_MASKCOUNT, 1);
+      lua_sethook(L, limit_hook, LUA_MASKCOUNT, 1);
+      raise_reached(L);
+    }
+  }
+}
+
+void timer_main() {
+  std::unique_lock<std::mutex> lock(g_mu);
+  for (;;) {
+    if (g_stop) return;
+    if (g_cv.wait_until(lock, g_deadline) == std::cv_status::timeout && !g_stop &&
+        Clock::now() >= g_deadline) {
+      g_reached.store(Reached::Time);
+      g_sticky.store(true);
+      flare::lua::set_resting_hook(limit_hook, LUA_MASKCOUNT, 1);
+      // As a Ctrl-C does: waits in C return, compiled loops leave at their hook check.
+      pthread_kill(g_lua_thread, SIGINT);
+      g_deadline = Clock::time_point::max();
+    }
+  }
+}
+
+void set_deadline(double seconds) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(seconds));
+  g_cv.notify_all();
+}
+
+// Pushes the traceback of a string error (structured errors stay as they are).
+int traceback(lua_State* L) {
+  if (lua_isstring(L, 1)) luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  return 1;
+}
+
+}  // namespace
+
+void arm_limits(lua_State* L, const Limits& limits) {
+  g_limits = limits;
+  if (limits.memory_mb > 0) {
+    g_inner_alloc = lua_getallocf(L, &g_inner_ud);
+    g_used = static_cast<size_t>(lua_gc(L, LUA_GCCOUNT, 0)) * 1024;
+    g_cap = static_cast<size_t>(limits.memory_mb * 1024 * 1024);
+    lua_setallocf(L, counting_alloc, g_inner_ud);
+  }
+  g_budget = limits.instructions;
+  if (g_budget > 0) {
+    // A count hook makes every compiled loop leave its trace at each iteration (the hook check),
+    // which costs far more than interpreting: the budget runs interpreted.
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    flare::lua::set_resting_hook(limit_hook, LUA_MASKCOUNT, kCountStep);
+    lua_sethook(L, limit_hook, LUA_MASKCOUNT, kCountStep);
+  } else {
+    flare::lua::set_resting_hook(limit_hook, 0, 0);
+  }
+  if (limits.time_s > 0) {
+    g_lua_thread = pthread_self();
+    g_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                    std::chrono::duration<double>(limits.time_s));
+    g_timer_running = true;
+    g_timer = std::thread(timer_main);
+  }
+}
+
+void disarm_limits() {
+  if (!g_timer_running) return;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_stop = true;
+    g_cv.notify_all();
+  }
+  g_timer.join();
+  g_timer_running = false;
+}
+
+int protected_run(lua_State* L) {
+  int nargs = lua_gettop(L) - 1;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, 1);
+  int status = lua_pcall(L, nargs, LUA_MULTRET, 1);
+  // The sandboxed code has unwound: what remains is the cleanups', with a grace.
+  Reached reached = g_reached.load();
+  g_sticky.store(false);
+  flare::lua::set_resting_hook(limit_hook, g_budget > 0 ? LUA_MASKCOUNT : 0,
+                               g_budget > 0 ? kCountStep : 0);
+  lua_sethook(L, limit_hook, g_budget > 0 ? LUA_MASKCOUNT : 0, g_budget > 0 ? kCountStep : 0);
+  if (reached != Reached::None) {
+    g_reached.store(Reached::None);
+    if (g_budget > 0) g_budget = g_executed + g_budget * 0.1 + 1e7;
+    if (g_cap > 0) g_cap = g_used + static_cast<size_t>(kGraceMemoryMb * 1024 * 1024);
+    if (g_limits.time_s > 0) set_deadline(kGraceSeconds);
+    if (reached == Reached::Time) {  // the interrupt was ours, not the user's
+      flare::interrupt::clear();
+      flare::interrupt::reset_count();
+    }
+  }
+  if (status != 0) {
+    if (reached != Reached::None) {
+      lua_pop(L, 1);
+      flare::lua::push_error_table(L, limit_error(reached));
+    }
+    return lua_error(L);
+  }
+  return lua_gettop(L) - 1;
+}
+
+}  // namespace flare::sandbox
