@@ -1,5 +1,6 @@
 #include "sandbox_runner.hpp"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -90,8 +91,11 @@ std::vector<landlock::Rule> host_rules(const sandbox::ProcessConfig& c, const st
   for (const auto& r : c.read_roots) rules.push_back({r, Access::Read});
   for (const auto& w : c.write_roots) rules.push_back({w, Access::ReadWrite});
   rules.push_back({scratch, Access::ReadWrite});
-  if (const char* st = std::getenv("FLARE_EMULATOR_STATE_DIR"); st && *st)
+  if (const char* st = std::getenv("FLARE_EMULATOR_STATE_DIR"); st && *st) {
+    std::error_code ec;
+    fs::create_directories(st, ec);  // the emulator makes it; Landlock needs it now
     rules.push_back({st, Access::ReadWrite});
+  }
   return rules;
 }
 
@@ -120,6 +124,33 @@ void harden(lua_State* L) {
   lua_pop(L, 2);
   lua_pushnil(L);
   lua_setglobal(L, "ffi");
+}
+
+// The Landlocked process cannot remove its temporary folder from /tmp: a child forked before
+// Landlock waits for the process to end (its pipe closes) and removes it then.
+void remove_when_done(const std::string& dir) {
+  int fds[2];
+  if (pipe(fds) != 0) return;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[1]);
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    char c;
+    while (read(fds[0], &c, 1) > 0) {
+    }
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    _exit(0);
+  }
+  close(fds[0]);
+  if (pid < 0) close(fds[1]);
+  // The write end stays open (and is closed on exec, which the sandbox never reaches).
+  else fcntl(fds[1], F_SETFD, FD_CLOEXEC);
 }
 
 }  // namespace
@@ -211,6 +242,7 @@ int sandbox_main(int argc, char** argv) {
   }
   std::string scratch = buf.data();
   setenv("TMPDIR", scratch.c_str(), 1);
+  remove_when_done(scratch);
 
   // Before any thread starts: Landlock binds this thread and what it starts later.
   auto outcome = landlock::restrict_self(host_rules(c, scratch));
@@ -234,7 +266,6 @@ int sandbox_main(int argc, char** argv) {
     status = host.run_string("return require('flare.sandbox')._main(...)", "=(sandbox)", boot_args);
     sandbox::disarm_limits();
   }
-  fs::remove(scratch, ec);  // empty once the emulator removed its state; Landlock may refuse
   return status;
 }
 

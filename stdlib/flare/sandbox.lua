@@ -227,14 +227,11 @@ end
 
 function Box:_find_module(name)
   local rel = name:gsub("%.", "/")
+  local exists = real_require("flare.fs").exists
   for _, dir in ipairs(self.search) do
     for _, pat in ipairs{"/?.lua", "/?/init.lua"} do
       local path = dir .. pat:gsub("%?", rel)
-      local f = real_open(path, "r")
-      if f then
-        f:close()
-        return path
-      end
+      if exists(path) then return path end  -- loadfile checks where it really is
     end
   end
 end
