@@ -1,7 +1,8 @@
 // flare.sandbox_native: the C++ half of flare.sandbox (stdlib/flare/sandbox.lua).
 //   check_path(path, mode, roots) -> canonical path, or raises sandbox_denied (mode "r" | "w")
+//   exists(path)                   -> whether it exists, policies aside (require's search)
 //   protected_run(f, ...)          -> f's results; limits reached become sandbox_limit errors
-//   new_policy{prefixes=}          -> id of a policy for flare.sandbox.require
+//   new_policy{prefixes=, read=, write=} -> id of a policy for flare.sandbox.require
 //   scope_call(id, f, ...)         -> f's results, called with that policy in force
 //   process_config()               -> what `flare run --sandbox` granted, or nil
 //   landlock_abi()                 -> the kernel's Landlock ABI version, 0 when none
@@ -32,10 +33,15 @@ namespace fs = std::filesystem;
 
 std::deque<Policy> g_policies;  // flare.sandbox.require's, alive for the process
 
-bool within(const std::string& path, const std::string& root) {
-  if (root == "/") return true;
-  return path == root || (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
-                          path[root.size()] == '/');
+std::vector<std::string> string_list(lua_State* L, int idx) {
+  std::vector<std::string> out;
+  size_t n = lua_objlen(L, idx);
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, static_cast<int>(i));
+    if (lua_type(L, -1) == LUA_TSTRING) out.emplace_back(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  return out;
 }
 
 int l_check_path(lua_State* L) {
@@ -43,43 +49,29 @@ int l_check_path(lua_State* L) {
   std::string path(flare::lua::check_string(L, 1, who, "path"));
   std::string mode(flare::lua::check_string(L, 2, who, "mode"));
   flare::lua::check_table(L, 3, who, "roots");
+  std::string real = resolve_within(path, mode == "w", string_list(L, 3));
+  lua_pushlstring(L, real.data(), real.size());
+  return 1;
+}
+
+// Whether something exists at path (any policy aside: require reports where it resolves).
+int l_exists(lua_State* L) {
   std::error_code ec;
-  fs::path p = path.empty() ? fs::path(".") : fs::path(path);
-  if (p.is_relative()) p = fs::current_path(ec) / p;
-  // Symlinks and .. in the part that exists are resolved, so the check sees the real target.
-  std::string real = fs::weakly_canonical(p, ec).string();
-  if (ec) real = p.lexically_normal().string();
-  size_t n = lua_objlen(L, 3);
-  for (size_t i = 1; i <= n; i++) {
-    lua_rawgeti(L, 3, static_cast<int>(i));
-    const char* root = lua_tostring(L, -1);
-    bool ok = root && within(real, root);
-    lua_pop(L, 1);
-    if (ok) {
-      lua_pushlstring(L, real.data(), real.size());
-      return 1;
-    }
-  }
-  bool write = mode == "w";
-  deny(write ? "files.write" : "files.read",
-       (write ? "writing " : "reading ") + path +
-           (real != path ? " (" + real + ")" : std::string()) +
-           (write ? ": writes are limited to the run directory"
-                  : ": reads are limited to the script's folder and the run directory"),
-       write ? "--allow-write DIR" : "--allow-read DIR");
+  lua_pushboolean(L, fs::exists(std::string(flare::lua::check_string(
+                                    L, 1, "flare.sandbox.exists", "path")),
+                                ec));
+  return 1;
 }
 
 int l_new_policy(lua_State* L) {
   flare::lua::Options o(L, 1, "flare.sandbox.new_policy");
   Policy p;
-  if (o.push_table("prefixes")) {
-    size_t n = lua_objlen(L, -1);
-    for (size_t i = 1; i <= n; i++) {
-      lua_rawgeti(L, -1, static_cast<int>(i));
-      if (lua_type(L, -1) == LUA_TSTRING) p.prefixes.emplace_back(lua_tostring(L, -1));
+  for (auto [key, list] : {std::pair{"prefixes", &p.prefixes}, std::pair{"read", &p.read_roots},
+                           std::pair{"write", &p.write_roots}}) {
+    if (o.push_table(key)) {
+      *list = string_list(L, lua_gettop(L));
       lua_pop(L, 1);
     }
-    lua_pop(L, 1);
   }
   o.finish();
   p.origins = configured_origins();
@@ -147,6 +139,7 @@ int l_landlock_abi(lua_State* L) {
 int open_sandbox_native(lua_State* L) {
   static const luaL_Reg functions[] = {{"check_path", l_check_path},
                                        {"protected_run", protected_run},
+                                       {"exists", l_exists},
                                        {"new_policy", l_new_policy},
                                        {"scope_call", l_scope_call},
                                        {"process_config", l_process_config},

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 
 #include "runtime/error.hpp"
@@ -228,6 +229,52 @@ void check_model(const std::string& model, const char* who) {
   std::string id = model.substr(at + 13);
   id = id.substr(0, id.find_first_of("/#:"));
   check_id(*p, "deployment", id, std::string(who) + " of");
+}
+
+namespace {
+
+bool within(const std::string& path, const std::string& root) {
+  if (root == "/") return true;
+  return path == root || (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
+                          path[root.size()] == '/');
+}
+
+std::string resolve(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path p = path.empty() ? fs::path(".") : fs::path(path);
+  if (p.is_relative()) p = fs::current_path(ec) / p;
+  std::string real = fs::weakly_canonical(p, ec).string();
+  return ec ? p.lexically_normal().string() : real;
+}
+
+bool allowed(const std::string& real, const std::vector<std::string>& roots) {
+  for (const auto& r : roots)
+    if (within(real, r)) return true;
+  return false;
+}
+
+}  // namespace
+
+std::string resolve_within(const std::string& path, bool write,
+                           const std::vector<std::string>& roots) {
+  std::string real = resolve(path);
+  if (allowed(real, roots)) return real;
+  deny(write ? "files.write" : "files.read",
+       (write ? "writing " : "reading ") + path + (real != path ? " (" + real + ")" : std::string()) +
+           (write ? ": writes are limited to the run directory"
+                  : ": reads are limited to the script's folder and the run directory"),
+       write ? "--allow-write DIR" : "--allow-read DIR");
+}
+
+void check_file(const std::string& path, bool write) {
+  const Policy* p = current();
+  if (p) resolve_within(path, write, write ? p->write_roots : p->read_roots);
+}
+
+bool file_allowed(const std::string& path, bool write) {
+  const Policy* p = current();
+  return !p || allowed(resolve(path), write ? p->write_roots : p->read_roots);
 }
 
 }  // namespace flare::sandbox

@@ -12,8 +12,10 @@
 namespace flare::sandbox {
 
 struct Policy {
-  std::vector<std::string> prefixes;  // --allow-prefix: deployment and trainer ids
-  std::vector<std::string> origins;   // scheme://host:port of the configured endpoints
+  std::vector<std::string> prefixes;     // --allow-prefix: deployment and trainer ids
+  std::vector<std::string> origins;      // scheme://host:port of the configured endpoints
+  std::vector<std::string> read_roots;   // canonical folders flare.fs may read under
+  std::vector<std::string> write_roots;  // and write under
 };
 
 // Whether sandboxed code is running (or the whole process is sandboxed).
@@ -55,6 +57,15 @@ void check_url(const std::string& url, const char* who);
 void check_request(const std::string& method, const std::string& path,
                    const std::map<std::string, std::string>& headers);
 void check_model(const std::string& model, const char* who);
+
+// Files: `path` resolved (absolute, symlinks and .. of the part that exists resolved) when it is
+// under one of the roots; else sandbox_denied naming files.read or files.write.
+std::string resolve_within(const std::string& path, bool write,
+                           const std::vector<std::string>& roots);
+// The same against the policy in force (flare.fs and the helpers built on it); a no-op outside
+// the sandbox. file_allowed answers without raising.
+void check_file(const std::string& path, bool write);
+bool file_allowed(const std::string& path, bool write);
 
 // "scheme://host:port" of a URL (default ports filled in, lower case), "" when not a URL.
 std::string origin_of(const std::string& url);

@@ -259,7 +259,8 @@ int sandbox_main(int argc, char** argv) {
   {
     Host host(c.script_dir);
     harden(host.state());
-    sandbox::activate_process({c.prefixes, sandbox::configured_origins()});
+    sandbox::activate_process(
+        {c.prefixes, sandbox::configured_origins(), c.read_roots, c.write_roots});
     sandbox::arm_limits(host.state(), o.limits);
     std::vector<std::string> boot_args{c.script};
     boot_args.insert(boot_args.end(), args.begin(), args.end());

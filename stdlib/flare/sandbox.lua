@@ -200,7 +200,8 @@ function Box:_fs()
   local fs = real_require("flare.fs")
   local c = copy(fs)
   local box = self
-  for _, name in ipairs{"read_file", "exists", "is_dir", "list_dir", "sha256_file"} do
+  -- (exists and is_dir answer false outside the folders, in C++, while a policy is in force)
+  for _, name in ipairs{"read_file", "list_dir", "sha256_file"} do
     local f = fs[name]
     c[name] = function(path, ...) return f(box:check(path, "r"), ...) end
   end
@@ -218,6 +219,12 @@ function Box:_flare_member(name)
   local v
   if name == "fs" then
     v = self:_fs()
+  elseif name == "connect" then
+    local connect, box = real_flare.connect, self
+    v = function(opts)
+      if real_type(opts) == "table" and opts.state_dir then box:check(opts.state_dir, "w") end
+      return connect(opts)
+    end
   else
     v = module_copy(real_flare[name])
   end
@@ -227,11 +234,10 @@ end
 
 function Box:_find_module(name)
   local rel = name:gsub("%.", "/")
-  local exists = real_require("flare.fs").exists
   for _, dir in ipairs(self.search) do
     for _, pat in ipairs{"/?.lua", "/?/init.lua"} do
       local path = dir .. pat:gsub("%?", rel)
-      if exists(path) then return path end  -- loadfile checks where it really is
+      if native.exists(path) then return path end  -- loadfile checks where it really is
     end
   end
 end
@@ -410,32 +416,32 @@ function M.require(name, opts)
   for _, d in ipairs(canon(opts.write or {})) do write[#write + 1] = d; read[#read + 1] = d end
   local prefixes = opts.allow_prefix
   if real_type(prefixes) == "string" then prefixes = {prefixes} end
-  local policy = native.new_policy{prefixes = prefixes or {}}
+  local policy = native.new_policy{prefixes = prefixes or {}, read = read, write = write}
   local box = M.new{read = read, write = write, search = canon({root}), policy = policy,
     args = {}}
   local fn, err = box:loadfile(path)
   if not fn then real_error(err, 2) end
-  local function guard(f)
-    return function(...) return native.scope_call(policy, f, ...) end
+  -- What the module hands back runs with its policy in force: its functions, the functions in
+  -- its plain tables, and the functions those return, one level of tables down each time.
+  local guard, pass
+  function guard(f)
+    return function(...) return pass(native.scope_call(policy, f, ...)) end
   end
-  local mod = native.scope_call(policy, fn, name)
-  local out = mod
-  if real_type(mod) == "function" then
-    out = guard(mod)
-  elseif real_type(mod) == "table" then
-    out = {}
-    for k, v in pairs(mod) do
-      if real_type(v) == "function" then
-        out[k] = guard(v)
-      elseif real_type(v) == "table" and real_getmetatable(v) == nil then
-        local t = {}
-        for k2, v2 in pairs(v) do t[k2] = real_type(v2) == "function" and guard(v2) or v2 end
-        out[k] = t
-      else
-        out[k] = v
-      end
-    end
+  local function wrap(v, depth)
+    if real_type(v) == "function" then return guard(v) end
+    if real_type(v) ~= "table" or real_getmetatable(v) ~= nil or depth > 1 then return v end
+    local t = {}
+    for k, x in pairs(v) do t[k] = wrap(x, depth + 1) end
+    return t
   end
+  function pass(...)
+    local n = select("#", ...)
+    if n == 0 then return end
+    local out = {...}
+    for i = 1, n do out[i] = wrap(out[i], 0) end
+    return unpack(out, 1, n)
+  end
+  local out = wrap(native.scope_call(policy, fn, name), 0)
   required[name] = out
   return out
 end
