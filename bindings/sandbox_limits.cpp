@@ -64,24 +64,29 @@ std::string number(double v) {
   return buf;
 }
 
+flare::Error limit(const std::string& capability, const std::string& what,
+                   const std::string& grant) {
+  flare::Error e("sandbox_limit",
+                 "sandbox: " + capability + " reached: " + what + " (grant: " + grant + ")");
+  e.fields = {{"capability", capability}, {"grant", grant}};
+  return e;
+}
+
 flare::Error limit_error(Reached r) {
   switch (r) {
     case Reached::Memory:
-      return flare::Error("sandbox_limit", "sandbox: limits.memory reached: " +
-                                               number(g_limits.memory_mb) +
-                                               " MB of Lua memory (grant: --memory-mb MB)");
+      return limit("limits.memory", number(g_limits.memory_mb) + " MB of Lua memory",
+                   "--memory-mb MB");
     case Reached::Time:
-      return flare::Error("sandbox_limit", "sandbox: limits.time reached: " +
-                                               number(g_limits.time_s) +
-                                               " s of wall-clock time (grant: --time-limit SECONDS)");
+      return limit("limits.time", number(g_limits.time_s) + " s of wall-clock time",
+                   "--time-limit SECONDS");
     case Reached::Instructions:
-      return flare::Error("sandbox_limit", "sandbox: limits.instructions reached: " +
-                                               number(g_limits.instructions) +
-                                               " VM instructions (grant: --max-instructions N)");
+      return limit("limits.instructions", number(g_limits.instructions) + " VM instructions",
+                   "--max-instructions N");
     case Reached::None:
       break;
   }
-  return flare::Error("sandbox_limit", "sandbox: limit reached");
+  return limit("limits", "a limit", "see flare run --sandbox --help");
 }
 
 void raise_reached(lua_State* L) {

@@ -136,8 +136,10 @@ Scope::~Scope() {
 }
 
 void deny(const std::string& capability, const std::string& what, const std::string& grant) {
-  throw flare::Error("sandbox_denied",
-                     "sandbox: " + capability + " denied: " + what + " (grant: " + grant + ")");
+  flare::Error e("sandbox_denied",
+                 "sandbox: " + capability + " denied: " + what + " (grant: " + grant + ")");
+  e.fields = {{"capability", capability}, {"grant", grant}};
+  throw e;
 }
 
 std::string origin_of(const std::string& url) {

@@ -295,6 +295,26 @@ describe("flare run --sandbox: escapes", function()
   end)
 end)
 
+describe("flare run --sandbox: refusals", function()
+  it("are structured errors naming the capability and its grant, from Lua and from C++", function()
+    local r = run([[
+      local function refusal(f, ...)
+        local ok, e = pcall(f, ...)
+        assert(not ok and type(e) == "table" and e.code == "sandbox_denied", tostring(e))
+        return e.capability .. " | " .. e.grant
+      end
+      print(refusal(io.open, "/etc/hostname"))
+      print(refusal(flare.fs.read_file, "/etc/hostname"))
+      print(refusal(os.execute, "true"))
+      print(refusal(flare.http.request, {url = "http://127.0.0.1:9/"}))]])
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("files.read | --allow-read DIR\nfiles.read | --allow-read DIR\n" ..
+      "process | not grantable; run the script without --sandbox\n" ..
+      "network | set FIREWORKS_BASE_URL (or FIREWORKS_INFERENCE_URL / FIREWORKS_HOTLOAD_URL) to it\n",
+      r.stdout)
+  end)
+end)
+
 describe("flare run --sandbox: limits", function()
   it("a wall-clock limit stops a compiled loop, also when the script catches the error", function()
     local r = run([[
