@@ -146,8 +146,8 @@ function Box:_setfenv(f, t)
   return real_setfenv(f, t)
 end
 
+-- Only metatables the sandbox set (so not the string metatable, nor flare's classes).
 function Box:_getmetatable(v)
-  if real_type(v) == "string" then return nil end
   local mt = real_getmetatable(v)
   if mt == nil or self.owned[mt] then return mt end
   if real_type(mt) ~= "table" then return mt end  -- a __metatable value

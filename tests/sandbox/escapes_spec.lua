@@ -175,7 +175,10 @@ describe("flare run --sandbox: escapes", function()
       local recipe_mt = getmetatable(flare.recipe)
       local json_null_mt = getmetatable(flare.json.null)
       if recipe_mt or json_null_mt then print("ESCAPED") end
-      local ok = pcall(setmetatable, flare.recipe, {})
+      local run = flare.recipe{name = "objects", config = {}, args = {"--dry-run"}}
+      local ok, e = pcall(setmetatable, run, {__index = function() return "ESCAPED" end})
+      if ok then print("ESCAPED: replaced the metatable of a host object") end
+      assert(e.capability == "metatables", tostring(e))
       print("BLOCKED")]])
     blocked(r)
   end)
