@@ -16,8 +16,8 @@
 #include "fireworks/redact.hpp"
 #include "lua_support.hpp"
 #include "module.hpp"
-#include "sandbox_policy.hpp"
 #include "runtime/error.hpp"
+#include "sandbox_policy.hpp"
 
 using flare::lua::check_udata;
 using flare::lua::Options;

@@ -23,10 +23,10 @@
 
 #include "lua_support.hpp"
 #include "module.hpp"
-#include "sandbox_policy.hpp"
 #include "runtime/error.hpp"
 #include "runtime/file_io.hpp"
 #include "runtime/sha256.hpp"
+#include "sandbox_policy.hpp"
 
 namespace flare::lua {
 namespace {

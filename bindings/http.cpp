@@ -10,8 +10,8 @@
 
 #include "lua_support.hpp"
 #include "module.hpp"
-#include "sandbox_policy.hpp"
 #include "net/http_client.hpp"
+#include "sandbox_policy.hpp"
 
 namespace flare::lua {
 namespace {

@@ -57,9 +57,9 @@ int l_check_path(lua_State* L) {
 // Whether something exists at path (any policy aside: require reports where it resolves).
 int l_exists(lua_State* L) {
   std::error_code ec;
-  lua_pushboolean(L, fs::exists(std::string(flare::lua::check_string(
-                                    L, 1, "flare.sandbox.exists", "path")),
-                                ec));
+  lua_pushboolean(
+      L,
+      fs::exists(std::string(flare::lua::check_string(L, 1, "flare.sandbox.exists", "path")), ec));
   return 1;
 }
 

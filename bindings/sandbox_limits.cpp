@@ -127,8 +127,8 @@ void timer_main() {
 
 void set_deadline(double seconds) {
   std::lock_guard<std::mutex> lock(g_mu);
-  g_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(seconds));
+  g_deadline = Clock::now() +
+               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   g_cv.notify_all();
 }
 

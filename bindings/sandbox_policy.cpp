@@ -150,9 +150,9 @@ std::string origin_of(const std::string& url) {
   size_t end = url.find_first_of("/?#", start);
   std::string authority = lower(url.substr(start, end == std::string::npos ? end : end - start));
   if (size_t at = authority.rfind('@'); at != std::string::npos) authority.erase(0, at + 1);
-  bool has_port = authority.find(':', authority.rfind(']') == std::string::npos
-                                          ? 0
-                                          : authority.rfind(']')) != std::string::npos;
+  bool has_port =
+      authority.find(':', authority.rfind(']') == std::string::npos ? 0 : authority.rfind(']')) !=
+      std::string::npos;
   if (!has_port) authority += scheme == "https" ? ":443" : ":80";
   return scheme + "://" + authority;
 }
@@ -170,8 +170,8 @@ void check_url(const std::string& url, const char* who) {
     }
   }
   if (!o.empty() && std::find(allowed.begin(), allowed.end(), o) != allowed.end()) return;
-  deny("network", std::string(who) + ": " + (o.empty() ? url : o) +
-                      " is not a configured Fireworks endpoint",
+  deny("network",
+       std::string(who) + ": " + (o.empty() ? url : o) + " is not a configured Fireworks endpoint",
        "set FIREWORKS_BASE_URL (or FIREWORKS_INFERENCE_URL / FIREWORKS_HOTLOAD_URL) to it");
 }
 
@@ -208,16 +208,20 @@ void check_request(const std::string& method_in, const std::string& full_path,
         return check_id(*p, kind, id, method);
       }
       if (method == "GET") return;  // listing
-      std::string id = query_value(query, coll == "deployments" ? "deploymentId" : "rlorTrainerJobId");
+      std::string id =
+          query_value(query, coll == "deployments" ? "deploymentId" : "rlorTrainerJobId");
       return check_id(*p, kind, id, method);
     }
     if (method == "GET") return;
-    deny("api", method + " " + path + ": only deployment and trainer operations are open to " +
-                    "sandboxed code", "run the script without --sandbox");
+    deny("api",
+         method + " " + path + ": only deployment and trainer operations are open to " +
+             "sandboxed code",
+         "run the script without --sandbox");
   }
   if (is(0, "training") && is(1, "v1") && is(2, "rlorTrainerJobs") && parts.size() >= 5)
     return check_id(*p, "trainer job", parts[4], method);
-  if (is(0, "inference") || is(0, "hot_load")) return;  // their deployment travels in a header or model
+  if (is(0, "inference") || is(0, "hot_load"))
+    return;  // their deployment travels in a header or model
   if (method == "GET" && parts.size() == 2 && is(0, "v1") && is(1, "accounts")) return;
   deny("api", method + " " + path + ": not an operation open to sandboxed code",
        "run the script without --sandbox");
@@ -263,7 +267,8 @@ std::string resolve_within(const std::string& path, bool write,
   std::string real = resolve(path);
   if (allowed(real, roots)) return real;
   deny(write ? "files.write" : "files.read",
-       (write ? "writing " : "reading ") + path + (real != path ? " (" + real + ")" : std::string()) +
+       (write ? "writing " : "reading ") + path +
+           (real != path ? " (" + real + ")" : std::string()) +
            (write ? ": writes are limited to the run directory"
                   : ": reads are limited to the script's folder and the run directory"),
        write ? "--allow-write DIR" : "--allow-read DIR");

@@ -76,7 +76,8 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 // What flare's own trusted parts need besides the sandbox's grants: its program and stdlib, the
 // system's libraries (opened on first use), certificates, name resolution, randomness.
-std::vector<landlock::Rule> host_rules(const sandbox::ProcessConfig& c, const std::string& scratch) {
+std::vector<landlock::Rule> host_rules(const sandbox::ProcessConfig& c,
+                                       const std::string& scratch) {
   using landlock::Access;
   std::vector<landlock::Rule> rules;
   std::error_code ec;
@@ -150,7 +151,8 @@ void remove_when_done(const std::string& dir) {
   close(fds[0]);
   if (pid < 0) close(fds[1]);
   // The write end stays open (and is closed on exec, which the sandbox never reaches).
-  else fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+  else
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
 }
 
 }  // namespace
@@ -182,7 +184,8 @@ int sandbox_main(int argc, char** argv) {
     } else if (name == "--run-dir") {
       o.run_dir = value;
     } else if (name == "--memory-mb" || name == "--time-limit" || name == "--max-instructions") {
-      if (!parse_number(value, num)) return usage(name + " must be a number >= 0, got '" + value + "'");
+      if (!parse_number(value, num))
+        return usage(name + " must be a number >= 0, got '" + value + "'");
       (name == "--memory-mb"    ? o.limits.memory_mb
        : name == "--time-limit" ? o.limits.time_s
                                 : o.limits.instructions) = num;

@@ -1,7 +1,8 @@
 -- flare.sandbox: code you did not write, run with only the capabilities granted (docs/sandbox.md).
 --
---   flare run --sandbox [--allow-prefix P] [--allow-read DIR] ... FILE   a whole script; the process
---                                  is sandboxed too (Landlock, limits, API checks in C++)
+--   flare run --sandbox [--allow-prefix P] [--allow-read DIR] ... FILE
+--                                  a whole script; the process is sandboxed too (Landlock,
+--                                  limits, API checks in C++)
 --   flare.sandbox.require(name, {allow_prefix =, read =, write =, run_dir =})
 --                                  one shared module inside a trusted script: the language-level
 --                                  checks below, and the API checks while its functions run
@@ -26,7 +27,11 @@ local real_open, real_lines, real_getenv = io.open, io.lines, os.getenv
 local real_remove, real_rename = os.remove, os.rename
 local real_collect = collectgarbage
 local real_string, real_flare = string, flare
-local pairs, select, tostring, rawget = pairs, select, tostring, rawget
+local pairs, select, tostring = pairs, select, tostring
+
+local function bad_argument(n, fname, expected)
+  real_error("bad argument #" .. n .. " to '" .. fname .. "' (" .. expected .. " expected)", 3)
+end
 
 -- The string metatable gives every string the string library's functions: without
 -- string.dump, and through a table sandboxed code cannot reach.
@@ -109,7 +114,7 @@ function Box:_load(chunk, name, _, env)
     return nil, err
   end
   if env ~= nil then
-    if real_type(env) ~= "table" then real_error("bad argument #4 to 'load' (table expected)", 2) end
+    if real_type(env) ~= "table" then bad_argument(4, "load", "table") end
     self.envs[env] = true
     real_setfenv(fn, env)
     return fn
@@ -124,7 +129,9 @@ end
 
 function Box:_getfenv(f)
   if f == nil then f = 1 end
-  if f == 0 then denied("getfenv", "the thread's environment (the host's globals)", NOT_GRANTABLE) end
+  if f == 0 then
+    denied("getfenv", "the thread's environment (the host's globals)", NOT_GRANTABLE)
+  end
   -- Levels count from the sandboxed caller: this function and env.getfenv are two more.
   local e = real_getfenv(real_type(f) == "number" and f + 2 or f)
   if self:_own_env(e) then return e end
@@ -133,7 +140,7 @@ end
 
 function Box:_setfenv(f, t)
   if f == 0 then denied("setfenv", "the thread's environment", NOT_GRANTABLE) end
-  if real_type(t) ~= "table" then real_error("bad argument #2 to 'setfenv' (table expected)", 2) end
+  if real_type(t) ~= "table" then bad_argument(2, "setfenv", "table") end
   local level = real_type(f) == "number" and f + 2 or nil
   local e = real_getfenv(level or f)
   if not self:_own_env(e) then
@@ -155,14 +162,14 @@ function Box:_getmetatable(v)
 end
 
 function Box:_setmetatable(t, mt)
-  if real_type(t) ~= "table" then real_error("bad argument #1 to 'setmetatable' (table expected)", 2) end
+  if real_type(t) ~= "table" then bad_argument(1, "setmetatable", "table") end
   local cur = real_getmetatable(t)
   if cur ~= nil and not self.owned[cur] then
     denied("metatables", "replacing the metatable of a table the sandbox did not make",
       NOT_GRANTABLE)
   end
   if mt ~= nil then
-    if real_type(mt) ~= "table" then real_error("bad argument #2 to 'setmetatable' (nil or table expected)", 2) end
+    if real_type(mt) ~= "table" then bad_argument(2, "setmetatable", "nil or table") end
     self.owned[mt] = true
   end
   return real_setmetatable(t, mt)
@@ -243,7 +250,7 @@ function Box:_find_module(name)
 end
 
 function Box:_require(name)
-  if real_type(name) ~= "string" then real_error("bad argument #1 to 'require' (string expected)", 2) end
+  if real_type(name) ~= "string" then bad_argument(1, "require", "string") end
   local loaded = self.package.loaded
   if loaded[name] ~= nil then return loaded[name] end
   deny_module(name)
@@ -355,7 +362,8 @@ function Box:_make_env(args)
     self.package.loaded[k] = env[k]
   end
   self.package.loaded._G = env
-  local globals = {debug = "debug", ffi = "ffi", jit = "jit", newproxy = "debug", module = "c_modules"}
+  local globals = {debug = "debug", ffi = "ffi", jit = "jit", newproxy = "debug",
+    module = "c_modules"}
   real_setmetatable(env, {__index = function(_, k)
     if globals[k] then
       denied(globals[k], "the global '" .. k .. "'", NOT_GRANTABLE)

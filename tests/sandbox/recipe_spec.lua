@@ -6,7 +6,8 @@ local fs = require("flare.fs")
 local recipe = require("flare.recipe")
 
 local root = os.getenv("FLARE_SOURCE_DIR") or fs.cwd()
-local scratch = "/tmp/flare-sandbox-recipe-" .. fs.getpid() .. "-" .. math.floor(flare.clock() * 1e6)
+local scratch = "/tmp/flare-sandbox-recipe-" .. fs.getpid() .. "-" ..
+  math.floor(flare.clock() * 1e6)
 fs.mkdir_p(scratch)
 flare.defer(function() fs.remove(scratch, {recursive = true}) end, "remove the scratch folder")
 
@@ -37,12 +38,13 @@ describe("a shared recipe, trusted and sandboxed", function()
     assert.same(trusted, sandboxed)
   end)
 
-  it("without --allow-prefix the recipe stops at its first deployment call, naming the rule", function()
+  it("without --allow-prefix it stops at its first deployment call, naming the rule", function()
     local dir = scratch .. "/denied"
     fs.mkdir_p(dir)
     local r = proc.run{argv = {"/proc/self/exe", "run", "--sandbox", root .. "/scripts/grpo.lua",
-      "--steps=1"}, cwd = dir, timeout_s = 120, env = {FLARE_EMULATOR_STATE_DIR = dir .. "/emulator",
-      FLARE_RUNS_DIR = dir .. "/runs", FLARE_EMULATOR_URL = "", FIREWORKS_API_KEY = ""}}
+      "--steps=1"}, cwd = dir, timeout_s = 120, env = {
+      FLARE_EMULATOR_STATE_DIR = dir .. "/emulator", FLARE_RUNS_DIR = dir .. "/runs",
+      FLARE_EMULATOR_URL = "", FIREWORKS_API_KEY = ""}}
     assert.equal(1, r.status, r.stderr)
     assert.truthy(r.stderr:find("api.resources denied: GET deployment 'grpo-tiny'", 1, true),
       r.stderr)

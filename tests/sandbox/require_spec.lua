@@ -1,8 +1,6 @@
 -- flare.sandbox.require: one shared module inside a trusted script. The module runs in a
 -- sandbox of its own (language-level checks, API checks while its functions run); the host
 -- keeps its key, globals and files.
-local fs = require("flare.fs")
-
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 package.path = here .. "/shared/?.lua;" .. package.path
 

@@ -13,15 +13,6 @@ function M.read_outside(path)
   return ok, err
 end
 
-function M.read_here()
-  local f = io.open(M.dir() .. "/team_eval.lua")
-  local ok = f ~= nil
-  if f then f:close() end
-  return ok
-end
-
-function M.dir() return debug_dir or "?" end
-
 function M.key(fw)
   return fw.api_key, os.getenv("FIREWORKS_API_KEY"), fw._conn:api_key()
 end
@@ -37,7 +28,7 @@ end
 
 function M.poison()
   local host_tostring = tostring
-  string.format = function() return "poisoned" end
+  string.format = function() return "poisoned" end  -- luacheck: ignore 122
   rawset(_G, "print", function() end)
   return pcall(setfenv, host_tostring, {}) or pcall(setfenv, 0, {})
 end
