@@ -45,7 +45,7 @@ std::vector<std::string> string_list(lua_State* L, int idx) {
 }
 
 int l_check_path(lua_State* L) {
-  const char* who = "flare.sandbox.check_path";
+  const char* who = "flare.sandbox_native.check_path";
   std::string path(flare::lua::check_string(L, 1, who, "path"));
   std::string mode(flare::lua::check_string(L, 2, who, "mode"));
   flare::lua::check_table(L, 3, who, "roots");
@@ -59,12 +59,12 @@ int l_exists(lua_State* L) {
   std::error_code ec;
   lua_pushboolean(
       L,
-      fs::exists(std::string(flare::lua::check_string(L, 1, "flare.sandbox.exists", "path")), ec));
+      fs::exists(std::string(flare::lua::check_string(L, 1, "flare.sandbox_native.exists", "path")), ec));
   return 1;
 }
 
 int l_new_policy(lua_State* L) {
-  flare::lua::Options o(L, 1, "flare.sandbox.new_policy");
+  flare::lua::Options o(L, 1, "flare.sandbox_native.new_policy");
   Policy p;
   for (auto [key, list] : {std::pair{"prefixes", &p.prefixes}, std::pair{"read", &p.read_roots},
                            std::pair{"write", &p.write_roots}}) {
@@ -82,9 +82,9 @@ int l_new_policy(lua_State* L) {
 }
 
 int l_scope_call(lua_State* L) {
-  auto id = flare::lua::check_integer(L, 1, "flare.sandbox.scope_call", "id", 1,
+  auto id = flare::lua::check_integer(L, 1, "flare.sandbox_native.scope_call", "id", 1,
                                       static_cast<long long>(g_policies.size()));
-  flare::lua::check_function(L, 2, "flare.sandbox.scope_call", "f");
+  flare::lua::check_function(L, 2, "flare.sandbox_native.scope_call", "f");
   int nargs = lua_gettop(L) - 2;
   int status;
   {

@@ -13,6 +13,7 @@
 
 #include "error_boundary.hpp"
 #include "host.hpp"
+#include "lua_support.hpp"
 #include "runtime/interrupt.hpp"
 
 namespace flare::sandbox {
@@ -179,8 +180,8 @@ void disarm_limits() {
 }
 
 int protected_run(lua_State* L) {
+  flare::lua::check_function(L, 1, "flare.sandbox_native.protected_run", "f");
   int nargs = lua_gettop(L) - 1;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_pushcfunction(L, traceback);
   lua_insert(L, 1);
   int status = lua_pcall(L, nargs, LUA_MULTRET, 1);

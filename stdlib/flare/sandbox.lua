@@ -50,7 +50,6 @@ local function denied(capability, what, grant)
   if real_type(e) == "table" then e.capability, e.grant = capability, grant end
   real_error(ok and "sandbox_denied" or e, 3)
 end
-M.denied = denied
 
 local NOT_GRANTABLE = "not grantable; run the script without --sandbox"
 local SECRET = {"KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "AUTH"}
@@ -68,7 +67,7 @@ Box.__index = Box
 
 -- A sandbox: opts.read / opts.write (canonical folders), opts.search (folders of its modules),
 -- opts.args (its `arg`), opts.policy (flare.sandbox.require's API policy id).
-function M.new(opts)
+function M._new(opts)
   local box = real_setmetatable({read = opts.read or {}, write = opts.write or {},
     search = opts.search or {}, policy = opts.policy, owned = real_setmetatable({}, {__mode = "k"}),
     envs = real_setmetatable({}, {__mode = "k"}), flare_members = {}}, Box)
@@ -383,7 +382,7 @@ function M._main(script, ...)
   _G.arg = args
   local search = {cfg.script_dir}
   for p in (real_getenv("FLARE_PATH") or ""):gmatch("[^;]+") do search[#search + 1] = p end
-  local box = M.new{read = cfg.read, write = cfg.write, search = search, args = args}
+  local box = M._new{read = cfg.read, write = cfg.write, search = search, args = args}
   local fn, err = box:loadfile(script)
   if not fn then
     if tostring(err):find("binary", 1, true) then
@@ -425,7 +424,7 @@ function M.require(name, opts)
   local prefixes = opts.allow_prefix
   if real_type(prefixes) == "string" then prefixes = {prefixes} end
   local policy = native.new_policy{prefixes = prefixes or {}, read = read, write = write}
-  local box = M.new{read = read, write = write, search = canon({root}), policy = policy,
+  local box = M._new{read = read, write = write, search = canon({root}), policy = policy,
     args = {}}
   local fn, err = box:loadfile(path)
   if not fn then real_error(err, 2) end
@@ -454,4 +453,8 @@ function M.require(name, opts)
   return out
 end
 
+require("flare.args").checked(M, "flare.sandbox", {
+  require = {"name:string", {"opts", {allow_prefix = "string|table", read = "table",
+    write = "table", run_dir = "string"}}},
+})
 return M
