@@ -35,6 +35,10 @@ class Host {
   lua_State* L_;
 };
 
+// flare.api_version: raised when a change breaks scripts and shared modules
+// written for the previous one (modules check it when they are required).
+constexpr int kApiVersion = 1;
+
 // The hook the interrupt hook puts back after it has run (the sandbox's limit checks); by
 // default none. Signal-safe to call (atomics only).
 using LuaHook = void (*)(lua_State*, lua_Debug*);

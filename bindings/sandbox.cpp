@@ -113,6 +113,8 @@ int l_process_config(lua_State* L) {
   lua_setfield(L, -2, "script_dir");
   lua_pushstring(L, c.run_dir.c_str());
   lua_setfield(L, -2, "run_dir");
+  push_list(L, c.search);
+  lua_setfield(L, -2, "search");
   push_list(L, c.read_roots);
   lua_setfield(L, -2, "read");
   push_list(L, c.write_roots);

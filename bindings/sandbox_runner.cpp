@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "host.hpp"
+#include "module_trees.hpp"
 #include "runtime/landlock.hpp"
 #include "sandbox_config.hpp"
 #include "sandbox_limits.hpp"
@@ -60,18 +61,6 @@ void add_unique(std::vector<std::string>& v, const std::string& s) {
   for (const auto& x : v)
     if (x == s) return;
   v.push_back(s);
-}
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i <= s.size()) {
-    size_t j = s.find(sep, i);
-    if (j == std::string::npos) j = s.size();
-    if (j > i) out.push_back(s.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
 }
 
 // What flare's own trusted parts need besides the sandbox's grants: its program and stdlib, the
@@ -230,8 +219,13 @@ int sandbox_main(int argc, char** argv) {
     add_unique(c.read_roots, d);
     add_unique(c.write_roots, d);
   }
-  if (const char* extra = std::getenv("FLARE_PATH"))
-    for (const auto& d : split(extra, ';')) add_unique(c.read_roots, canonical_dir(d, false));
+  // Lua modules come from the script's folder, the LuaRocks trees and FLARE_PATH, as outside
+  // the sandbox (C modules do not load in it).
+  add_unique(c.search, c.script_dir);
+  for (const auto& t : rock_trees())
+    add_unique(c.search, canonical_dir(t.root + "/share/lua/5.1", false));
+  for (const auto& d : flare_path_dirs()) add_unique(c.search, canonical_dir(d, false));
+  for (const auto& d : c.search) add_unique(c.read_roots, d);
   c.prefixes = o.prefixes;
 
   // Flare's own temporary files (the in-process emulator's state) go to a folder of their own,

@@ -69,7 +69,7 @@ Box.__index = Box
 -- opts.args (its `arg`), opts.policy (flare.sandbox.require's API policy id).
 function M._new(opts)
   local box = real_setmetatable({read = opts.read or {}, write = opts.write or {},
-    search = opts.search or {}, policy = opts.policy, owned = real_setmetatable({}, {__mode = "k"}),
+    search = opts.search or {}, policy = opts.policy, record_modules = opts.record_modules, owned = real_setmetatable({}, {__mode = "k"}),
     envs = real_setmetatable({}, {__mode = "k"}), flare_members = {}}, Box)
   box.env = box:_make_env(opts.args)
   return box
@@ -218,10 +218,19 @@ function Box:_fs()
   return c
 end
 
+-- A flare.* name is flare's own only when it is a C module or a file of the stdlib: the host's
+-- require would otherwise find it in the sandbox's folders and run it as trusted code.
+local function stdlib_module(name)
+  if package.preload[name] or package.loaded[name] then return true end
+  local stdlib = native.stdlib_dir()
+  return package.searchpath(name, stdlib .. "/?.lua;" .. stdlib .. "/?/init.lua") ~= nil
+end
+
 function Box:_flare_member(name)
   local cached = self.flare_members[name]
   if cached ~= nil then return cached end
   deny_module("flare." .. name)
+  if not stdlib_module("flare." .. name) then return nil end
   local v
   if name == "fs" then
     v = self:_fs()
@@ -256,6 +265,8 @@ function Box:_require(name)
   local v
   if name == "flare" then
     v = self.env.flare
+  elseif name:match("^flare%.") and not stdlib_module(name) then
+    real_error("module '" .. name .. "' is not one of flare's", 2)
   elseif name:match("^flare%.") and not name:find("%.", 7) then
     v = self:_flare_member(name:sub(7))
   elseif name:match("^flare%.") then
@@ -273,6 +284,9 @@ function Box:_require(name)
     local fn, err = self:loadfile(path)
     if not fn then real_error(err, 2) end
     v = fn(name)
+    if v == nil then v = loaded[name] == nil and true or loaded[name] end
+    -- Under `flare run --sandbox` the run's record (config.json's modules) lists it too.
+    if self.record_modules then package.loaded[name] = v end
   end
   if v == nil then v = loaded[name] == nil and true or loaded[name] end
   loaded[name] = v
@@ -375,14 +389,16 @@ end
 -- stdlib from now on; the script runs in its own sandbox.
 function M._main(script, ...)
   local cfg = native.process_config()
+  -- The host's require: the stdlib first (a sandboxed file never shadows a flare module); the
+  -- sandbox's folders after it, only so that flare.modules can name the files of the run's record.
   local stdlib = native.stdlib_dir()
-  package.path = stdlib .. "/?.lua;" .. stdlib .. "/?/init.lua"
-  package.cpath = ""
+  local path = stdlib .. "/?.lua;" .. stdlib .. "/?/init.lua"
+  for _, d in ipairs(cfg.search) do path = path .. ";" .. d .. "/?.lua;" .. d .. "/?/init.lua" end
+  package.path, package.cpath = path, ""
   local args = {[-1] = "flare", [0] = script, ...}
   _G.arg = args
-  local search = {cfg.script_dir}
-  for p in (real_getenv("FLARE_PATH") or ""):gmatch("[^;]+") do search[#search + 1] = p end
-  local box = M._new{read = cfg.read, write = cfg.write, search = search, args = args}
+  local box = M._new{read = cfg.read, write = cfg.write, search = cfg.search, args = args,
+    record_modules = true}
   local fn, err = box:loadfile(script)
   if not fn then
     if tostring(err):find("binary", 1, true) then

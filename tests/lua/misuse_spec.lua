@@ -18,6 +18,8 @@ local takes_no_argument = {
   ["flare.sandbox_native.landlock_abi"] = "the kernel's Landlock ABI version, no argument",
   ["flare.sandbox_native.process_config"] = "what flare run --sandbox granted, no argument",
   ["flare.sandbox_native.stdlib_dir"] = "the stdlib's folder, no argument",
+  ["flare.modules.record"] = "the loaded modules, no argument",
+  ["flare.modules.rock_trees"] = "the trees on package.path, no argument",
 }
 
 -- Functions that accept a value of any type as their first argument (so no type is wrong).

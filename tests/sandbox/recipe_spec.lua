@@ -38,6 +38,27 @@ describe("a shared recipe, trusted and sandboxed", function()
     assert.same(trusted, sandboxed)
   end)
 
+  it("a sandboxed run's record names the modules it required", function()
+    local dir = scratch .. "/record"
+    fs.mkdir_p(dir .. "/runs")
+    fs.write_file_atomic(dir .. "/helper.lua", "return {answer = 42}\n")
+    fs.write_file_atomic(dir .. "/main.lua", [[
+      local helper = require("helper")
+      local run = flare.recipe{name = "record", config = {}}
+      run:log{step = 1, answer = helper.answer}
+    ]])
+    local r = proc.run{argv = {"/proc/self/exe", "run", "--sandbox", "--run-dir", dir .. "/runs",
+      dir .. "/main.lua"}, cwd = dir, timeout_s = 60}
+    assert.equal(0, r.status, r.stdout .. r.stderr)
+    local runs = fs.list_dir(dir .. "/runs/record")
+    local config = flare.json.decode(assert(fs.read_file(dir .. "/runs/record/" ..
+      runs[#runs] .. "/config.json")))
+    local entry = config.modules and config.modules.helper
+    assert.truthy(entry, "config.json has no modules.helper")
+    assert.equal(dir .. "/helper.lua", entry.path)
+    assert.equal(fs.sha256("return {answer = 42}\n"), entry.sha256)
+  end)
+
   it("without --allow-prefix it stops at its first deployment call, naming the rule", function()
     local dir = scratch .. "/denied"
     fs.mkdir_p(dir)

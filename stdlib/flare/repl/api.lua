@@ -9,6 +9,8 @@ return {
       { "flare.connect(opts)",
         "connect to Fireworks (FIREWORKS_API_KEY) or, without a key, the local emulator" },
       { "flare.version", "the flare version string" },
+      { "flare.api_version",
+        "the API version shared modules check when they are required (docs/sharing.md)" },
       { "flare.sleep(seconds)", "sleep; Ctrl-C interrupts it at once" },
       { "flare.clock()", "monotonic seconds, for measuring durations" },
       { "flare.time()", "wall-clock seconds since the epoch" },
@@ -92,6 +94,8 @@ return {
         "a run: command-line config, runs/<name>/<timestamp>/, metrics and checkpoints; " ..
         "main_metric is the curve flare report charts first" },
       { "run:log{step=, ...}", "append a metrics line to metrics.jsonl" },
+      { "flare.modules.record()",
+        "the non-stdlib modules loaded: path, sha256, rock and version (config.json's modules)" },
       { "run:checkpoint{step=, state=}", "append a checkpoint record (resumable with --resume)" },
       { "flare.grpo.build_datums(groups, rewards, opts)",
         "GRPO advantages and trainer datums from sampled groups" },
