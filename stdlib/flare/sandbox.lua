@@ -27,7 +27,7 @@ local real_open, real_lines, real_getenv = io.open, io.lines, os.getenv
 local real_remove, real_rename = os.remove, os.rename
 local real_collect = collectgarbage
 local real_string, real_flare = string, flare
-local pairs, select, tostring = pairs, select, tostring
+local pairs, select, tostring, rawget = pairs, select, tostring, rawget
 
 local function bad_argument(n, fname, expected)
   real_error("bad argument #" .. n .. " to '" .. fname .. "' (" .. expected .. " expected)", 3)
@@ -69,7 +69,8 @@ Box.__index = Box
 -- opts.args (its `arg`), opts.policy (flare.sandbox.require's API policy id).
 function M._new(opts)
   local box = real_setmetatable({read = opts.read or {}, write = opts.write or {},
-    search = opts.search or {}, policy = opts.policy, record_modules = opts.record_modules, owned = real_setmetatable({}, {__mode = "k"}),
+    search = opts.search or {}, policy = opts.policy, record_modules = opts.record_modules,
+    owned = real_setmetatable({}, {__mode = "k"}),
     envs = real_setmetatable({}, {__mode = "k"}), flare_members = {}}, Box)
   box.env = box:_make_env(opts.args)
   return box
@@ -230,7 +231,8 @@ function Box:_flare_member(name)
   local cached = self.flare_members[name]
   if cached ~= nil then return cached end
   deny_module("flare." .. name)
-  if not stdlib_module("flare." .. name) then return nil end
+  -- Fields of the flare table itself (version, api_version, sleep, ...), else its modules.
+  if rawget(real_flare, name) == nil and not stdlib_module("flare." .. name) then return nil end
   local v
   if name == "fs" then
     v = self:_fs()
