@@ -9,7 +9,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-flare=${1:-$root/build/flare}
+flare=$(cd "$(dirname "${1:-$root/build/flare}")" && pwd)/$(basename "${1:-$root/build/flare}")
 scripts=$root/bench/interrupt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
