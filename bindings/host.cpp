@@ -185,6 +185,12 @@ void open_flare_global(lua_State* L) {
 }
 
 int traceback_handler(lua_State* L) {
+  // An error a nearer handler already described (the sandbox's, at the raise) keeps that
+  // description: a traceback from here would show only where it was raised again.
+  lua_getfield(L, LUA_REGISTRYINDEX, "flare.described_error");
+  bool described = lua_rawequal(L, -1, 1);
+  lua_pop(L, 1);
+  if (described) return 1;
   if (lua_isstring(L, 1)) {
     luaL_traceback(L, L, lua_tostring(L, 1), 1);
     return 1;

@@ -133,9 +133,22 @@ void set_deadline(double seconds) {
   g_cv.notify_all();
 }
 
-// Pushes the traceback of a string error (structured errors stay as they are).
+// Marks the error at the top as described, so that the host's handler keeps the traceback.
+void mark_described(lua_State* L) {
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "flare.described_error");
+}
+
+// Where the sandboxed code raised the error, as the host's handler records it (host.cpp).
 int traceback(lua_State* L) {
-  if (lua_isstring(L, 1)) luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  if (lua_isstring(L, 1)) {
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  } else {
+    luaL_traceback(L, L, nullptr, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "flare.last_traceback");
+    lua_settop(L, 1);
+  }
+  mark_described(L);
   return 1;
 }
 
@@ -205,6 +218,7 @@ int protected_run(lua_State* L) {
     if (reached != Reached::None) {
       lua_pop(L, 1);
       flare::lua::push_error_table(L, limit_error(reached));
+      mark_described(L);  // raised where the traceback handler saw the limit
     }
     return lua_error(L);
   }
