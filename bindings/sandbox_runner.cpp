@@ -151,6 +151,10 @@ int sandbox_main(int argc, char** argv) {
   int i = 1;
   for (; i < argc; i++) {
     std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf("%s", kUsage);
+      return 0;
+    }
     if (a.size() < 2 || a.compare(0, 2, "--") != 0) break;
     std::string value;
     size_t eq = a.find('=');

@@ -333,6 +333,23 @@ describe("flare run --sandbox: refusals", function()
   end)
 end)
 
+describe("flare run --sandbox: the command line", function()
+  it("lists its options and refuses unknown ones", function()
+    local r = proc.run{argv = {"/proc/self/exe", "run", "--sandbox", "--help"}}
+    assert.equal(0, r.status)
+    for _, o in ipairs{"--allow-prefix", "--allow-read", "--allow-write", "--run-dir",
+      "--memory-mb", "--time-limit", "--max-instructions"} do
+      assert.truthy(r.stdout:find(o, 1, true), o)
+    end
+    r = proc.run{argv = {"/proc/self/exe", "run", "--sandbox", "--allow-everything", "x.lua"}}
+    assert.equal(2, r.status)
+    assert.truthy(r.stderr:find("unknown option '--allow-everything'", 1, true), r.stderr)
+    r = proc.run{argv = {"/proc/self/exe", "run", "--sandbox", "--time-limit", "soon", "x.lua"}}
+    assert.equal(2, r.status)
+    assert.truthy(r.stderr:find("--time-limit must be a number", 1, true), r.stderr)
+  end)
+end)
+
 describe("flare run --sandbox: limits", function()
   it("a wall-clock limit stops a compiled loop, also when the script catches the error", function()
     local r = run([[
