@@ -59,7 +59,8 @@ int l_exists(lua_State* L) {
   std::error_code ec;
   lua_pushboolean(
       L,
-      fs::exists(std::string(flare::lua::check_string(L, 1, "flare.sandbox_native.exists", "path")), ec));
+      fs::exists(std::string(flare::lua::check_string(L, 1, "flare.sandbox_native.exists", "path")),
+                 ec));
   return 1;
 }
 
