@@ -2,7 +2,7 @@
 //   check_path(path, mode, roots) -> canonical path, or raises sandbox_denied (mode "r" | "w")
 //   exists(path)                   -> whether it exists, policies aside (require's search)
 //   protected_run(f, ...)          -> f's results; limits reached become sandbox_limit errors
-//   new_policy{prefixes=, read=, write=} -> id of a policy for flare.sandbox.require
+//   new_policy{prefixes=, read=, write=, time_limit_s=} -> id of a policy for flare.sandbox.require
 //   scope_call(id, f, ...)         -> f's results, called with that policy in force
 //   process_config()               -> what `flare run --sandbox` granted, or nil
 //   landlock_abi()                 -> the kernel's Landlock ABI version, 0 when none
@@ -31,7 +31,11 @@ ProcessConfig& process_config() {
 namespace {
 namespace fs = std::filesystem;
 
-std::deque<Policy> g_policies;  // flare.sandbox.require's, alive for the process
+struct RequirePolicy {
+  Policy policy;
+  double time_limit_s = 0;
+};
+std::deque<RequirePolicy> g_policies;  // flare.sandbox.require's, alive for the process
 
 std::vector<std::string> string_list(lua_State* L, int idx) {
   std::vector<std::string> out;
@@ -66,7 +70,9 @@ int l_exists(lua_State* L) {
 
 int l_new_policy(lua_State* L) {
   flare::lua::Options o(L, 1, "flare.sandbox_native.new_policy");
-  Policy p;
+  RequirePolicy rp;
+  Policy& p = rp.policy;
+  rp.time_limit_s = o.number("time_limit_s", 0, 0);
   for (auto [key, list] : {std::pair{"prefixes", &p.prefixes}, std::pair{"read", &p.read_roots},
                            std::pair{"write", &p.write_roots}}) {
     if (o.push_table(key)) {
@@ -77,7 +83,7 @@ int l_new_policy(lua_State* L) {
   o.finish();
   p.origins = configured_origins();
   note_sandbox_created();
-  g_policies.push_back(std::move(p));
+  g_policies.push_back(std::move(rp));
   lua_pushinteger(L, static_cast<lua_Integer>(g_policies.size()));
   return 1;
 }
@@ -87,10 +93,11 @@ int l_scope_call(lua_State* L) {
                                       static_cast<long long>(g_policies.size()));
   flare::lua::check_function(L, 2, "flare.sandbox_native.scope_call", "f");
   int nargs = lua_gettop(L) - 2;
+  const RequirePolicy& rp = g_policies[static_cast<size_t>(id - 1)];
   int status;
   {
-    Scope scope(&g_policies[static_cast<size_t>(id - 1)]);
-    status = lua_pcall(L, nargs, LUA_MULTRET, 0);
+    Scope scope(&rp.policy);
+    status = pcall_with_time_limit(L, nargs, rp.time_limit_s);
   }
   if (status != 0) return lua_error(L);
   return lua_gettop(L) - 1;

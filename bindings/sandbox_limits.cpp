@@ -39,14 +39,23 @@ size_t g_cap = 0;
 double g_executed = 0;
 double g_budget = 0;
 
-// Time: a thread waits for the deadline, then interrupts the Lua thread.
-std::mutex g_mu;
-std::condition_variable g_cv;
-Clock::time_point g_deadline;
-bool g_stop = false;
-bool g_timer_running = false;
-std::thread g_timer;
-pthread_t g_lua_thread;
+// Time: a thread waits for the deadline, then interrupts the Lua thread. Its state is never
+// destroyed: flare.sandbox.require's timer thread is detached and outlives main().
+struct Timer {
+  std::mutex mu;
+  std::condition_variable cv;
+  Clock::time_point deadline = Clock::time_point::max();
+  bool stop = false;
+  bool started = false;
+  std::thread thread;  // flare run --sandbox's, joined by disarm_limits
+  pthread_t lua_thread{};
+};
+Timer& timer() {
+  static Timer* t = new Timer;
+  return *t;
+}
+std::string g_time_grant = "--time-limit SECONDS";
+int g_call_depth = 0;
 
 void* counting_alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   size_t old = ptr ? osize : 0;
@@ -79,8 +88,7 @@ flare::Error limit_error(Reached r) {
       return limit("limits.memory", number(g_limits.memory_mb) + " MB of Lua memory",
                    "--memory-mb MB");
     case Reached::Time:
-      return limit("limits.time", number(g_limits.time_s) + " s of wall-clock time",
-                   "--time-limit SECONDS");
+      return limit("limits.time", number(g_limits.time_s) + " s of wall-clock time", g_time_grant);
     case Reached::Instructions:
       return limit("limits.instructions", number(g_limits.instructions) + " VM instructions",
                    "--max-instructions N");
@@ -111,26 +119,50 @@ void limit_hook(lua_State* L, lua_Debug*) {
 }
 
 void timer_main() {
-  std::unique_lock<std::mutex> lock(g_mu);
+  Timer& t = timer();
+  std::unique_lock<std::mutex> lock(t.mu);
   for (;;) {
-    if (g_stop) return;
-    if (g_cv.wait_until(lock, g_deadline) == std::cv_status::timeout && !g_stop &&
-        Clock::now() >= g_deadline) {
+    if (t.stop) return;
+    if (t.cv.wait_until(lock, t.deadline) == std::cv_status::timeout && !t.stop &&
+        Clock::now() >= t.deadline) {
       g_reached.store(Reached::Time);
       g_sticky.store(true);
       flare::lua::set_resting_hook(limit_hook, LUA_MASKCOUNT, 1);
       // As a Ctrl-C does: waits in C return, compiled loops leave at their hook check.
-      pthread_kill(g_lua_thread, SIGINT);
-      g_deadline = Clock::time_point::max();
+      pthread_kill(t.lua_thread, SIGINT);
+      t.deadline = Clock::time_point::max();
     }
   }
 }
 
+// seconds < 0: no deadline.
 void set_deadline(double seconds) {
-  std::lock_guard<std::mutex> lock(g_mu);
-  g_deadline = Clock::now() +
-               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  g_cv.notify_all();
+  Timer& t = timer();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.deadline = seconds < 0 ? Clock::time_point::max()
+                           : Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                std::chrono::duration<double>(seconds));
+  t.cv.notify_all();
+}
+
+void start_timer(bool detached) {
+  Timer& t = timer();
+  if (t.started) return;
+  t.started = true;
+  t.lua_thread = pthread_self();
+  if (detached) {
+    std::thread(timer_main).detach();
+  } else {
+    t.thread = std::thread(timer_main);
+  }
+}
+
+// After our own timer's interrupt: consume it (its signal may still be on its way).
+void consume_time_interrupt() {
+  for (int i = 0; i < 200 && !flare::interrupt::pending(); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  flare::interrupt::clear();
+  flare::interrupt::reset_count();
 }
 
 // Marks the error at the top as described, so that the host's handler keeps the traceback.
@@ -173,23 +205,47 @@ void arm_limits(lua_State* L, const Limits& limits) {
     flare::lua::set_resting_hook(limit_hook, 0, 0);
   }
   if (limits.time_s > 0) {
-    g_lua_thread = pthread_self();
-    g_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(limits.time_s));
-    g_timer_running = true;
-    g_timer = std::thread(timer_main);
+    set_deadline(limits.time_s);
+    start_timer(false);
   }
 }
 
 void disarm_limits() {
-  if (!g_timer_running) return;
+  Timer& t = timer();
+  if (!t.thread.joinable()) return;
   {
-    std::lock_guard<std::mutex> lock(g_mu);
-    g_stop = true;
-    g_cv.notify_all();
+    std::lock_guard<std::mutex> lock(t.mu);
+    t.stop = true;
+    t.cv.notify_all();
   }
-  g_timer.join();
-  g_timer_running = false;
+  t.thread.join();
+}
+
+int pcall_with_time_limit(lua_State* L, int nargs, double seconds) {
+  bool outer = seconds > 0 && g_call_depth == 0;
+  if (outer) {
+    g_limits.time_s = seconds;
+    g_time_grant = "time_limit_s of flare.sandbox.require";
+    set_deadline(seconds);
+    start_timer(true);
+  }
+  g_call_depth++;
+  int status = lua_pcall(L, nargs, LUA_MULTRET, 0);
+  g_call_depth--;
+  if (!outer) return status;
+  set_deadline(-1);
+  Reached reached = g_reached.exchange(Reached::None);
+  g_sticky.store(false);
+  flare::lua::set_resting_hook(nullptr, 0, 0);
+  lua_sethook(L, nullptr, 0, 0);
+  if (reached == Reached::Time) {
+    consume_time_interrupt();
+    if (status != 0) {
+      lua_pop(L, 1);
+      flare::lua::push_error_table(L, limit_error(reached));
+    }
+  }
+  return status;
 }
 
 int protected_run(lua_State* L) {
@@ -209,10 +265,7 @@ int protected_run(lua_State* L) {
     if (g_budget > 0) g_budget = g_executed + g_budget * 0.1 + 1e7;
     if (g_cap > 0) g_cap = g_used + static_cast<size_t>(kGraceMemoryMb * 1024 * 1024);
     if (g_limits.time_s > 0) set_deadline(kGraceSeconds);
-    if (reached == Reached::Time) {  // the interrupt was ours, not the user's
-      flare::interrupt::clear();
-      flare::interrupt::reset_count();
-    }
+    if (reached == Reached::Time) consume_time_interrupt();  // ours, not the user's
   }
   if (status != 0) {
     if (reached != Reached::None) {

@@ -22,6 +22,11 @@ void arm_limits(lua_State* L, const Limits& limits);
 // Stops the timer thread (before the state closes).
 void disarm_limits();
 
+// flare.sandbox.require: lua_pcall of the function below nargs arguments; the outermost call
+// into a module ends with {code = "sandbox_limit", capability = "limits.time"} after seconds
+// (0: no limit), compiled loops included.
+int pcall_with_time_limit(lua_State* L, int nargs, double seconds);
+
 // flare.sandbox_native.protected_run(f, ...): calls f; a limit reached meanwhile, or an error,
 // is raised again as {code = "sandbox_limit" | ..., message = ...} after f has unwound; then
 // the cleanup grace begins.

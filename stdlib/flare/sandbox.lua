@@ -414,7 +414,8 @@ end
 -- flare.sandbox.require(name, opts): the module `name` (found on package.path) loaded into a
 -- sandbox of its own; reads under its folder (and opts.read, opts.run_dir), writes under
 -- opts.write and opts.run_dir; its functions run with the API checks in force (opts.allow_prefix,
--- a string or a list, for deployment and trainer ids). Returns the module, whose functions
+-- a string or a list, for deployment and trainer ids), each call into it for at most
+-- opts.time_limit_s seconds. Returns the module, whose functions
 -- (and those of its tables, one level down) are called through the checks.
 local required = {}
 function M.require(name, opts)
@@ -441,7 +442,8 @@ function M.require(name, opts)
   for _, d in ipairs(canon(opts.write or {})) do write[#write + 1] = d; read[#read + 1] = d end
   local prefixes = opts.allow_prefix
   if real_type(prefixes) == "string" then prefixes = {prefixes} end
-  local policy = native.new_policy{prefixes = prefixes or {}, read = read, write = write}
+  local policy = native.new_policy{prefixes = prefixes or {}, read = read, write = write,
+    time_limit_s = opts.time_limit_s}
   local box = M._new{read = read, write = write, search = canon({root}), policy = policy,
     args = {}}
   local fn, err = box:loadfile(path)
@@ -473,6 +475,6 @@ end
 
 require("flare.args").checked(M, "flare.sandbox", {
   require = {"name:string", {"opts", {allow_prefix = "string|table", read = "table",
-    write = "table", run_dir = "string"}}},
+    write = "table", run_dir = "string", time_limit_s = "number"}}},
 })
 return M

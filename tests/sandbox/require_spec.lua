@@ -46,4 +46,17 @@ describe("flare.sandbox.require", function()
     -- The host itself is not limited.
     assert.equal(nil, fw.deployments:get("team-b-prod"))
   end)
+
+  it("stops a call into the module at its time limit, compiled loops included", function()
+    local spin = flare.sandbox.require("team_spin", {time_limit_s = 0.3})
+    local t0 = flare.clock()
+    local ok, err = pcall(spin.spin)
+    assert.falsy(ok)
+    assert.equal("sandbox_limit", err.code, tostring(err))
+    assert.equal("limits.time", err.capability)
+    assert.truthy(flare.clock() - t0 < 10)
+    -- The host goes on: no interrupt left pending, the module still answers.
+    flare.sleep(0.05)
+    assert.equal("done", spin.quick())
+  end)
 end)
