@@ -17,6 +17,9 @@ local takes_no_argument = {
   ["flare.cleanup.pending"] = "a count, no argument",
   ["flare.sqlite.version"] = "the SQLite library's version, no argument",
   ["flare.release.default_registry"] = "the registry path, no argument",
+  ["flare.sandbox_native.landlock_abi"] = "the kernel's Landlock ABI version, no argument",
+  ["flare.sandbox_native.process_config"] = "what flare run --sandbox granted, no argument",
+  ["flare.sandbox_native.stdlib_dir"] = "the stdlib's folder, no argument",
   ["flare.modules.record"] = "the loaded modules, no argument",
   ["flare.modules.rock_trees"] = "the trees on package.path, no argument",
 }
@@ -78,6 +81,8 @@ takes_options("flare.openai.sampler", "modle", "model",
   function(o) return flare.openai.sampler(with({base_url = no_port}, o)) end)
 takes_options("flare.chat.format", "add_generation_promt", "add_generation_prompt",
   function(o) return flare.chat.format({{role = "user", content = "a"}}, o) end)
+takes_options("flare.sandbox_native.new_policy", "prefixs", "prefixes",
+  flare.sandbox_native.new_policy)
 takes_options("flare.recipe", "confg", "config",
   function(o) return flare.recipe(with({name = "m"}, o)) end)
 takes_options("flare.recipe.new", "confg", "config",
