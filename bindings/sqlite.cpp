@@ -7,7 +7,8 @@
 //       (NULL columns absent)
 //   db:in_transaction() -> bool        db:close()        db:path() -> string
 //   sqlite.version() -> "3.40.1"
-// Errors carry code "sqlite_busy" (retryable), "sqlite_constraint" or "sqlite".
+// Errors carry code "sqlite_busy" (retryable), "sqlite_constraint" or "sqlite". In a sandbox
+// (flare run --sandbox) the path must be under its granted folders (sandbox_denied otherwise).
 #include <cmath>
 #include <lua.hpp>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "json_convert.hpp"
 #include "lua_support.hpp"
 #include "module.hpp"
+#include "sandbox_policy.hpp"
 #include "sqlite/database.hpp"
 
 namespace flare::lua {
@@ -46,6 +48,8 @@ int l_open(lua_State* L) {
     opts.readonly = o.boolean("readonly", false);
     o.finish();
   }
+  // In a sandbox the file must lie under its granted folders, as flare.fs's.
+  flare::sandbox::check_file(path, !opts.readonly);
   auto& box = push_udata<DbBox>(L, kDbMeta);
   box.db = std::make_unique<flare::sqlite::Database>(path, opts);
   return 1;

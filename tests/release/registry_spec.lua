@@ -201,6 +201,18 @@ describe("flare.release registry", function()
     assert.equal(1, #release.list("tg", {registry = reg}))
   end)
 
+  it("opens no database outside a sandbox's folders", function()
+    fs.mkdir_p(dir .. "/box")
+    fs.write_file_atomic(dir .. "/box/t.lua", "flare.sqlite.open(" .. string.format("%q",
+      dir .. "/outside.sqlite") .. ")\n")
+    local r = flare.proc.run{argv = {flare.executable, "run", "--sandbox", "--run-dir",
+      dir .. "/box/runs", dir .. "/box/t.lua"}, cwd = dir .. "/box", timeout_s = 60,
+      env = {FLARE_RUNS_DIR = "", FIREWORKS_API_KEY = ""}}
+    assert.equal(1, r.status, r.stdout .. r.stderr)
+    assert.matches("sandbox: files%.write denied: writing .*outside%.sqlite", r.stderr)
+    assert.is_false(fs.exists(dir .. "/outside.sqlite"))
+  end)
+
   it("keeps every version of two writer processes running at once", function()
     local go = dir .. "/go"
     local writer = "tests/release/writer.lua"
