@@ -16,7 +16,7 @@
 -- the line and the byte offset (0-based).
 --
 -- Provenance: each file read is recorded as {path, sha256, bytes, rows, format} in the
--- run's config.json under "data" (the run given as {run =}, else the flare.recipe run of
+-- run's config.json under "data_files" (the run given as {run =}, else the flare.recipe run of
 -- this script), so the run names exactly the data it trained on. flare.data.files_read()
 -- lists them too.
 local args = require("flare.args")

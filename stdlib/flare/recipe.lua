@@ -19,7 +19,7 @@
 --   run:steps()                 iterator over run.start_step .. config.steps
 --   run:plan(lines)             prints the plan; returns run.dry_run
 --   run:on_exit(fn)             same as flare.defer(fn)
---   run:record_data{path =, sha256 =, ...}  adds a data file to config.json's "data" list
+--   run:record_data{path =, sha256 =, ...}  adds a data file to config.json's "data_files" list
 --                               (flare.data calls it for every file it reads; the run is
 --                               flare.recipe.current(), the last one this script made)
 --   run:connect(opts)           flare.connect(), or the emulator named by $FLARE_EMULATOR_URL /
@@ -400,11 +400,11 @@ function Run:record_data(entry)
     list[#list + 1] = entry
     return list
   end
-  self.meta.data = merge(self.meta.data or {})
+  self.meta.data_files = merge(self.meta.data_files or {})
   if self.dry_run or not self.dir then return end
   local path = self.dir .. "/config.json"
   local saved = json().decode(assert(fs().read_file(path)))
-  saved.data = merge(saved.data or {})
+  saved.data_files = merge(saved.data_files or {})
   fs().write_file_atomic(path, json().encode(saved, {sort_keys = true, pretty = true}) .. "\n")
 end
 

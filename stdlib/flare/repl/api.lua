@@ -122,7 +122,7 @@ return {
       { "flare.tasks.export(name, path, {n=, seed=})",
         "a JSONL data set of a task's problems (prompt, completion, messages, verifier fields)" },
       { "flare.data.load(path, {format=, header=, run=})",
-        "JSONL or RFC 4180 CSV rows, sha256 recorded in the run's config.json (\"data\")" },
+        "JSONL or RFC 4180 CSV rows, sha256 recorded in the run's config.json (\"data_files\")" },
       { "flare.data.split(rows, {eval=, seed=})",
         "train, eval: a seeded shuffle with eval rows held out (a fraction or a count)" },
       { "flare.data.batches(rows, {batch_size=, epochs=, seed=})",
