@@ -106,8 +106,6 @@ function M.parse_csv(text, path, o)
     end
   end
   if #record > 0 then records[#records + 1] = record end
-  -- Record i starts on the line after i - 1 line breaks outside quotes; the error path
-  -- below recounts from the text only when it needs a line.
   if o.header == false then return records end
   local header = table.remove(records, 1)
   if not header then return {} end
@@ -120,8 +118,7 @@ function M.parse_csv(text, path, o)
   for i, r in ipairs(records) do
     if #r == 1 and r[1] == "" then goto continue end  -- an empty line
     if #r ~= #header then
-      -- Find the record's line: count records again up to it.
-      local line = M.csv_record_line(text, i + 1)
+      local line = M.csv_record_line(text, i + 1)  -- counted again only for the error
       fail(path, line.line, line.offset, string.format("%d fields, the header has %d", #r,
         #header))
     end
