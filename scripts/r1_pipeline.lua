@@ -8,29 +8,25 @@
 --   flare run scripts/r1_pipeline.lua --from-stage=final_rl  # rerun from a stage of the last
 --                                     # run (or --resume=DIR) on the recorded outputs before it
 --   flare run scripts/r1_pipeline.lua --resume    # continue after the last finished stage
--- Resuming needs the emulator's state to outlive the process: set FLARE_EMULATOR_STATE_DIR
--- (or FLARE_EMULATOR_URL for a running `flare serve`).
+-- Resuming needs the emulator's state to outlive the process (FLARE_EMULATOR_STATE_DIR or _URL).
 local loops, distill = flare.loops, flare.distill
 
-local run = flare.recipe{name = "r1", main_metric = "correct_rate",
-  args = flare.pipeline.args(arg), config = {
+local run = flare.recipe{name = "r1", main_metric = "correct_rate", args =
+  flare.pipeline.args(arg), config = {
   digits = 1, seed = 0, from_stage = "", base_model = "accounts/local/models/tiny-gpt-m",
-  deployment_id = "r1", on_exit = "scale_to_zero",
-  learning_rate = 3e-3, batch_size = 32, max_tokens = 4, temperature = 0.7,
-  cold_start_examples = 64, cold_start_steps = 60,       -- the small verified set
+  deployment_id = "r1", on_exit = "scale_to_zero", max_tokens = 4, temperature = 0.7,
+  learning_rate = 3e-3, batch_size = 32, cold_start_examples = 64, cold_start_steps = 60,
   rl_steps = 40, final_rl_steps = 40, prompts_per_step = 16, group_size = 8,
-  loss = "importance_sampling", rl_learning_rate = 1e-4,
-  rs_problems = 256, rs_k = 8, rs_want = 1,              -- rejection sampling
-  general_task = "reverse", general_examples = 64, sft_steps = 100,
-  eval_problems = 64, eval_n = 4,
-}}
+  loss = "importance_sampling", rl_learning_rate = 1e-4,  -- RL's steps are noisier than SFT's
+  rs_problems = 256, rs_k = 8, rs_want = 1, eval_problems = 64, eval_n = 4,
+  general_task = "reverse", general_examples = 64, sft_steps = 100}}
 local c = run.config
 local function task(seed) return flare.tasks.get("addition", {digits = c.digits, seed = seed}) end
 local fw, info, sampler
 
 local function evaluate(ctx, when)  -- the held-out correct rate of what the deployment serves
-  local r = flare.tasks.evaluate(sampler, task(0), task(c.seed + 999):sample(c.eval_problems),
-    {n = c.eval_n, max_tokens = c.max_tokens, temperature = c.temperature, seed = c.seed * 100003 + 2})
+  local r = flare.tasks.evaluate(sampler, task(0), task(c.seed + 999):sample(c.eval_problems), {
+    n = c.eval_n, max_tokens = c.max_tokens, temperature = c.temperature, seed = c.seed + 2})
   ctx:log{eval = when, correct_rate = r.correct_rate}
   return r.correct_rate
 end
@@ -48,22 +44,20 @@ end
 local function sft(ctx, data, steps)
   local t, syncer = model(ctx)
   local before = evaluate(ctx, "before")
-  loops.sft{trainer = t, learning_rate = c.learning_rate, steps = steps, log = function(m)
-    ctx:log(m) end, batch = function(step) return loops.cycle(data, c.batch_size, step) end}
+  loops.sft{trainer = t, learning_rate = c.learning_rate, steps = steps, log = ctx.logger,
+    batch = function(step) return loops.cycle(data, c.batch_size, step) end}
   syncer:save_and_hotload(ctx.name .. "-after")
   ctx:moved(before, evaluate(ctx, "after"))
-  return {model = ctx:save(t)}
+  return ctx:save(t)
 end
 
 local function rl(ctx, from, steps)
   local t, syncer = model(ctx, from)
-  local before = evaluate(ctx, "before")
-  local seed = c.seed * 100003 + ctx.index * 1000
+  local before, seed = evaluate(ctx, "before"), c.seed * 100003 + ctx.index * 1000
   loops.grpo{trainer = t, syncer = syncer, sampler = sampler, task = task(0), steps = steps,
     problems = function(step) return task(seed + step):sample(c.prompts_per_step) end,
     group_size = c.group_size, max_tokens = c.max_tokens, temperature = c.temperature,
-    learning_rate = c.rl_learning_rate, loss = c.loss, seed = seed, log = function(m)
-    ctx:log(m) end}
+    learning_rate = c.rl_learning_rate, loss = c.loss, seed = seed, log = ctx.logger}
   ctx:moved(before, evaluate(ctx, "after"))
   return {model = ctx:save(t)}
 end
@@ -71,9 +65,8 @@ end
 local function references(name, opts, n)  -- the generator's answers, checked by the verifier
   local out, tk = {}, flare.tasks.get(name, opts)
   for _, p in ipairs(tk:sample(n)) do
-    if tk:verify(p, tostring(p.answer)) then
-      out[#out + 1] = distill.text_sample(p.prompt, tostring(p.answer))
-    end
+    if tk:verify(p, tostring(p.answer)) then out[#out + 1] = distill.text_sample(p.prompt,
+      tostring(p.answer)) end
   end
   return out
 end
@@ -83,9 +76,8 @@ local p = flare.pipeline{run = run, from_stage = c.from_stage, stages = {
     "(every sample fails, every group is dropped)", run = function(ctx)
     local data = references("addition", {digits = c.digits, seed = c.seed + 1},
       c.cold_start_examples)
-    local out = sft(ctx, data, c.cold_start_steps)
-    out.data = flare.pipeline.save_samples(run.dir .. "/cold_start.jsonl", data)
-    return out
+    return {model = sft(ctx, data, c.cold_start_steps),
+      data = flare.pipeline.save_samples(run.dir .. "/cold_start.jsonl", data)}
   end},
   {name = "rl", metric = "correct_rate", fixes = "SFT on a few examples imitates them and " ..
     "stops; the verifier's reward pushes past them", run = function(ctx)
@@ -96,26 +88,24 @@ local p = flare.pipeline{run = run, from_stage = c.from_stage, stages = {
     local before = evaluate(ctx, "before")
     local problems, by_id = task(c.seed + 2):sample(c.rs_problems), {}
     for _, pr in ipairs(problems) do by_id[pr.id] = pr end
-    local result = distill.rejection_sample{sampler = sampler, verify = function(pr, text)
-      return task(0):verify(pr, text) end, problems = problems,
-      k = c.rs_k, want = c.rs_want, dedupe_scope = "prompt", max_tokens = c.max_tokens, temperature = c.temperature,
-      seed = c.seed * 100003 + 3}
-    local verified = 0
+    local result = distill.rejection_sample{sampler = sampler, problems = problems,
+      verify = function(pr, text) return task(0):verify(pr, text) end, k = c.rs_k,
+      want = c.rs_want, dedupe_scope = "prompt", max_tokens = c.max_tokens,
+      temperature = c.temperature, seed = c.seed * 100003 + 3}
+    local verified = 0  -- checked again: what the next stage trains on
     for _, s in ipairs(result.samples) do
-      if task(0):verify(by_id[s.id], s.completion) then verified = verified + 1 end
+      verified = verified + (task(0):verify(by_id[s.id], s.completion) and 1 or 0)
     end
-    ctx:log{accepted = result.stats.accepted, acceptance_rate = result.stats.acceptance_rate,
-      solved_prompts = result.stats.solved_prompts}
+    ctx:log{accepted = result.stats.accepted, acceptance_rate = result.stats.acceptance_rate}
     ctx:moved(before, verified / math.max(1, #result.samples))
-    return {data = flare.pipeline.save_samples(run.dir .. "/survivors.jsonl", result.samples),
-      survivors = #result.samples}
+    return {data = flare.pipeline.save_samples(run.dir .. "/survivors.jsonl", result.samples)}
   end},
   {name = "fresh_sft", metric = "correct_rate", fixes = "the RL model drifted and narrowed; a " ..
     "fresh base learns the verified traces, general data keeps the rest", run = function(ctx)
     local data = flare.pipeline.load_samples(ctx.outputs.rejection.data)
     local general = references(c.general_task, {seed = c.seed + 4}, c.general_examples)
-    for i, s in ipairs(general) do table.insert(data, math.min(#data + 1, 2 * i), s) end
-    return sft(ctx, data, c.sft_steps)
+    for i, s in ipairs(general) do table.insert(data, math.min(#data + 1, 2 * i), s) end -- mixed
+    return {model = sft(ctx, data, c.sft_steps)}
   end},
   {name = "final_rl", metric = "correct_rate", fixes = "what SFT on survivors leaves: the " ..
     "problems it never solved", run = function(ctx)
@@ -125,7 +115,6 @@ if p:plan() then return end
 
 flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_model,
     min_replica_count = 0, max_replica_count = 1}, function(i, f)
-  info, fw = i, f
-  sampler = fw:sampler{deployment = info}
+  info, fw, sampler = i, f, f:sampler{deployment = i}
   p:run()
 end, {fw = run:connect(), on_exit = c.on_exit})

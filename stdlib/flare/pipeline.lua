@@ -14,7 +14,8 @@
 --   ctx.name, ctx.index, ctx.run         the stage, its position, the recipe run
 --   ctx.outputs[name]                    outputs earlier stages returned (this run or recorded)
 --   ctx:log{step =, ...}                 run:log with stage = ctx.name (`flare report` draws
---                                        one curve per stage and metric: "<stage>/<metric>")
+--                                        one curve per stage and metric: "<stage>/<metric>");
+--                                        ctx.logger is the same as a function of the metrics
 --   ctx:moved(before, after)             the stage's metric before and after it, as measured
 --   ctx:trainer(fw, o)                   a trainer job of this stage (closed when the stage
 --                                        ends), o = fw:trainer's options plus from = an earlier
@@ -99,7 +100,8 @@ function M.new(o)
     local name = self.stages[i].name
     if not self.records[name] then
       flare.error{code = "config", message = "--from-stage=" .. tostring(self.from) ..
-        ": stage '" .. name .. "' has no record in " .. tostring(self.recipe.dir) .. "/stages.jsonl"}
+        ": stage '" .. name .. "' has no record in " .. tostring(self.recipe.dir) ..
+        "/stages.jsonl"}
     end
     self.outputs[name] = self.records[name].outputs
   end
@@ -138,6 +140,7 @@ function Pipeline:run_stages()
     local s = self.stages[i]
     local ctx = setmetatable({name = s.name, index = i, run = self.recipe, outputs = self.outputs,
       handles = {}}, Stage)
+    ctx.logger = function(metrics) ctx:log(metrics) end
     local started = flare.clock()
     io.stdout:write("== stage ", i, "/", #self.stages, ": ", s.name, "\n")
     local ok, outputs = pcall(s.run, ctx)
