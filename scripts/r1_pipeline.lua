@@ -3,7 +3,6 @@
 -- model on the survivors plus general data, a final RL. Each stage logs under its name, is
 -- recorded in the run directory (stages.jsonl) and the run ends with the stage map: what each
 -- stage fixes and what it moved (the held-out correct rate before -> after it).
---
 --   flare run scripts/r1_pipeline.lua
 --   flare run scripts/r1_pipeline.lua --from-stage=final_rl  # rerun from a stage of the last
 --                                     # run (or --resume=DIR) on the recorded outputs before it
@@ -41,11 +40,11 @@ local function model(ctx, from)
   return t, syncer
 end
 
-local function sft(ctx, data, steps)
+local function sft(ctx, data, steps, held_out)  -- held_out: eval_loss logged before and after
   local t, syncer = model(ctx)
   local before = evaluate(ctx, "before")
   loops.sft{trainer = t, learning_rate = c.learning_rate, steps = steps, log = ctx.logger,
-    batch = function(step) return loops.cycle(data, c.batch_size, step) end}
+    eval = held_out, batch = function(step) return loops.cycle(data, c.batch_size, step) end}
   syncer:save_and_hotload(ctx.name .. "-after")
   ctx:moved(before, evaluate(ctx, "after"))
   return ctx:save(t)
@@ -105,7 +104,8 @@ local p = flare.pipeline{run = run, from_stage = c.from_stage, stages = {
     local data = flare.pipeline.load_samples(ctx.outputs.rejection.data)
     local general = references(c.general_task, {seed = c.seed + 4}, c.general_examples)
     for i, s in ipairs(general) do table.insert(data, math.min(#data + 1, 2 * i), s) end -- mixed
-    return {model = sft(ctx, data, c.sft_steps)}
+    return {model = sft(ctx, data, c.sft_steps, references(c.general_task, {seed = c.seed + 5},
+      32))}  -- eval_loss: how well the model does on general data it did not see
   end},
   {name = "final_rl", metric = "correct_rate", fixes = "what SFT on survivors leaves: the " ..
     "problems it never solved", run = function(ctx)

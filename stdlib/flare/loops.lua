@@ -1,10 +1,11 @@
 -- flare.loops: the training loops multi-stage recipes share, on a trainer client.
 --
 --   loops.sft{trainer =, batch = function(step) -> samples, steps =, learning_rate =,
---     log = function(metrics)}
+--     log = function(metrics), eval = nil}
 --       cross_entropy steps on in-memory samples ({prompt_tokens, tokens}, as
 --       flare.distill.text_sample or rejection_sample give them); logs {step, loss}, where
---       loss is per completion token
+--       loss is per completion token; with eval (held-out samples) also eval_loss, by a forward
+--       pass, before the first step (step 0) and after the last
 --   loops.grpo{trainer =, syncer =, sampler =, task =, problems = function(step) -> problems,
 --     steps =, group_size = 8, max_tokens =, temperature = 1.0, learning_rate =,
 --     loss = "importance_sampling", seed = 0, log = function(metrics)}
@@ -23,16 +24,24 @@ function M.cycle(list, size, step)
   return out
 end
 
+local function per_token(out, datums)
+  local tokens = 0
+  for _, d in ipairs(datums) do
+    for _, w in ipairs(d.loss_fn_inputs.weights) do tokens = tokens + w end
+  end
+  return out.metrics.loss / math.max(1, tokens)
+end
+
 function M.sft(o)
+  local held = o.eval and distill.sft_datums(o.eval)
+  local function eval_loss() return per_token(o.trainer:forward(held, "cross_entropy"), held) end
+  if held then o.log{step = 0, eval_loss = eval_loss()} end
   for step = 1, o.steps do
     local datums = distill.sft_datums(o.batch(step))
     local out = o.trainer:forward_backward(datums, "cross_entropy")
     local opt = o.trainer:optim_step{learning_rate = o.learning_rate}
-    local tokens = 0
-    for _, d in ipairs(datums) do
-      for _, w in ipairs(d.loss_fn_inputs.weights) do tokens = tokens + w end
-    end
-    o.log{step = step, loss = out.metrics.loss / math.max(1, tokens), grad_norm = opt.grad_norm}
+    o.log{step = step, loss = per_token(out, datums), grad_norm = opt.grad_norm,
+      eval_loss = (held and step == o.steps) and eval_loss() or nil}
   end
 end
 
@@ -72,7 +81,7 @@ local fn = "function"
 return require("flare.args").checked(M, "flare.loops", {
   cycle = {"list:table", "size:integer", "step:integer"},
   sft = {{"opts", {trainer = "table", batch = fn, steps = "integer", learning_rate = "number",
-    log = fn}}},
+    log = fn, eval = "table"}}},
   grpo = {{"opts", {trainer = "table", syncer = "table", sampler = "table", task = "table",
     problems = fn, steps = "integer", group_size = "integer", max_tokens = "integer",
     temperature = "number", learning_rate = "number", loss = "string", seed = "integer",

@@ -57,6 +57,9 @@ describe("r1 pipeline recipe", function()
     local run = require("flare.report").load(dir)
     assert.same(stages, run.stages)
     assert.truthy(run.series["rl/reward"] and #run.series["rl/reward"].values == 25)
+    local general = run.series["fresh_sft/eval_loss"].values  -- held-out general data
+    assert.truthy(#general == 2 and general[2] < general[1], "general eval_loss " ..
+      table.concat(general, " -> "))
     local loss = run.series["cold_start/loss"].values
     assert.truthy(loss[1] > loss[#loss], "cold start loss " .. loss[1] .. " -> " .. loss[#loss])
 
