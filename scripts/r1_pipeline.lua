@@ -14,11 +14,11 @@ local run = flare.recipe{name = "r1", main_metric = "correct_rate", args =
   flare.pipeline.args(arg), config = {
   digits = 1, seed = 0, from_stage = "", base_model = "accounts/local/models/tiny-gpt-m",
   deployment_id = "r1", on_exit = "scale_to_zero", max_tokens = 4, temperature = 0.7,
-  learning_rate = 3e-3, batch_size = 32, cold_start_examples = 64, cold_start_steps = 60,
+  learning_rate = 3e-3, batch_size = 32, cold_start_examples = 64, cold_start_steps = 150,
   rl_steps = 40, final_rl_steps = 40, prompts_per_step = 16, group_size = 8,
   loss = "importance_sampling", rl_learning_rate = 1e-4,  -- RL's steps are noisier than SFT's
   rs_problems = 256, rs_k = 8, rs_want = 1, eval_problems = 64, eval_n = 4,
-  general_task = "reverse", general_examples = 64, sft_steps = 100}}
+  general_task = "reverse", general_examples = 64, sft_steps = 200}}
 local c = run.config
 local function task(seed) return flare.tasks.get("addition", {digits = c.digits, seed = seed}) end
 local fw, info, sampler

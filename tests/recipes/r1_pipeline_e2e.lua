@@ -7,7 +7,8 @@ local fs = require("flare.fs")
 
 local env
 local short = {"--seed=0", "--base-model=accounts/local/models/tiny-gpt",
-  "--rl-steps=25", "--final-rl-steps=25", "--rs-problems=192", "--sft-steps=80"}
+  "--cold-start-steps=60", "--rl-steps=25", "--final-rl-steps=25", "--rs-problems=192",
+  "--sft-steps=80"}
 
 local function args(extra)
   local out = {}
