@@ -70,6 +70,9 @@ function M.load_samples(path)
 end
 
 function M.new(o)
+  if type(o.run) ~= "table" or type(o.stages) ~= "table" then
+    args.invalid("flare.pipeline", "options 'run' (a flare.recipe run) and 'stages' are required")
+  end
   local self = setmetatable({recipe = o.run, stages = o.stages, from = o.from_stage ~= "" and
     o.from_stage or nil, records = {}, outputs = {}}, Pipeline)
   local known = {}
@@ -202,7 +205,8 @@ function Stage:save(trainer, name)
   return {job = trainer.job_id, state = state}
 end
 
-args.checked(M, "flare.pipeline", {args = {"argv:table"},
+local options = {run = "table", stages = "table", from_stage = "string"}
+args.checked(M, "flare.pipeline", {args = {"argv:table"}, new = {{"opts", options}},
   save_samples = {"path:string", "samples:table"}, load_samples = {"path:string"}})
 return setmetatable(M, {__call = args.wrap(function(_, o) return M.new(o) end, "flare.pipeline",
-  {"pipeline:table", {"opts", {run = "table", stages = "table", from_stage = "string"}}})})
+  {"pipeline:table", {"opts", options}})})
