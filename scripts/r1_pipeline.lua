@@ -76,7 +76,7 @@ local p = flare.pipeline{run = run, from_stage = c.from_stage, stages = {
     local data = references("addition", {digits = c.digits, seed = c.seed + 1},
       c.cold_start_examples)
     return {model = sft(ctx, data, c.cold_start_steps),
-      data = flare.pipeline.save_samples(run.dir .. "/cold_start.jsonl", data)}
+      data = ctx:save_samples("cold_start.jsonl", data)}
   end},
   {name = "rl", metric = "correct_rate", fixes = "SFT on a few examples imitates them and " ..
     "stops; the verifier's reward pushes past them", run = function(ctx)
@@ -97,11 +97,11 @@ local p = flare.pipeline{run = run, from_stage = c.from_stage, stages = {
     end
     ctx:log{accepted = result.stats.accepted, acceptance_rate = result.stats.acceptance_rate}
     ctx:moved(before, verified / math.max(1, #result.samples))
-    return {data = flare.pipeline.save_samples(run.dir .. "/survivors.jsonl", result.samples)}
+    return {data = ctx:save_samples("survivors.jsonl", result.samples)}
   end},
   {name = "fresh_sft", metric = "correct_rate", fixes = "the RL model drifted and narrowed; a " ..
     "fresh base learns the verified traces, general data keeps the rest", run = function(ctx)
-    local data = flare.pipeline.load_samples(ctx.outputs.rejection.data)
+    local data = ctx:load_samples(ctx.outputs.rejection.data)
     local general = references(c.general_task, {seed = c.seed + 4}, c.general_examples)
     for i, s in ipairs(general) do table.insert(data, math.min(#data + 1, 2 * i), s) end -- mixed
     return {model = sft(ctx, data, c.sft_steps, references(c.general_task, {seed = c.seed + 5},

@@ -21,8 +21,8 @@
 --                                        ends), o = fw:trainer's options plus from = an earlier
 --                                        ctx:save() output to start from
 --   ctx:save(trainer, name)              save_state -> {job =, state =}, an output to start from
---   pipeline.save_samples(path, samples) -> path; pipeline.load_samples(path) -> samples: a
---                                        stage's dataset as JSONL in the run directory
+--   ctx:save_samples(name, samples)      -> name: a dataset as JSONL in the run directory, an
+--                                        output; ctx:load_samples(name) reads it back
 --
 -- Records: <run dir>/stages.jsonl, one line per finished stage: {stage, outputs, metric,
 -- before, after, time_s}. --resume skips the stages recorded there; --from-stage=NAME (which
@@ -50,23 +50,6 @@ function M.args(argv)
   end
   if from and not resume then out[#out + 1] = "--resume" end
   return out
-end
-
--- A stage's dataset as a JSONL file in the run directory (a sample a line); the path is what
--- the stage records as its output, and what a later stage (or run) reads back.
-function M.save_samples(path, samples)
-  local lines = {}
-  for i, sample in ipairs(samples) do lines[i] = json.encode(sample, {sort_keys = true}) end
-  fs.write_file_atomic(path, table.concat(lines, "\n") .. (#lines > 0 and "\n" or ""))
-  return path
-end
-
-function M.load_samples(path)
-  local samples = jsonl.read(path)
-  if not samples then
-    flare.error{code = "not_found", message = "stage dataset " .. path .. " does not exist"}
-  end
-  return samples
 end
 
 function M.new(o)
@@ -199,6 +182,25 @@ function Stage:trainer(fw, o)
   return t
 end
 
+-- A stage's dataset as JSONL in the run directory (a sample a line); the file name (relative to
+-- the run directory, so a resumed run finds it wherever it runs from) is the stage's output.
+function Stage:save_samples(name, samples)
+  local lines = {}
+  for i, sample in ipairs(samples) do lines[i] = json.encode(sample, {sort_keys = true}) end
+  fs.write_file_atomic(self.run.dir .. "/" .. name, table.concat(lines, "\n") ..
+    (#lines > 0 and "\n" or ""))
+  return name
+end
+
+function Stage:load_samples(name)
+  local samples = jsonl.read(self.run.dir .. "/" .. name)
+  if not samples then
+    flare.error{code = "not_found", message = "stage dataset " .. self.run.dir .. "/" .. name ..
+      " does not exist"}
+  end
+  return samples
+end
+
 function Stage:save(trainer, name)
   local state = name or self.name
   trainer:save_state(state)
@@ -206,7 +208,6 @@ function Stage:save(trainer, name)
 end
 
 local options = {run = "table", stages = "table", from_stage = "string"}
-args.checked(M, "flare.pipeline", {args = {"argv:table"}, new = {{"opts", options}},
-  save_samples = {"path:string", "samples:table"}, load_samples = {"path:string"}})
+args.checked(M, "flare.pipeline", {args = {"argv:table"}, new = {{"opts", options}}})
 return setmetatable(M, {__call = args.wrap(function(_, o) return M.new(o) end, "flare.pipeline",
   {"pipeline:table", {"opts", options}})})

@@ -87,6 +87,28 @@ describe("flare.pipeline", function()
     assert.matches("recorded", p2:map_lines()[2])
   end)
 
+  it("records a stage's dataset by its name in the run directory", function()
+    local function stages(seen)
+      return {{name = "make", run = function(ctx)
+        return {data = ctx:save_samples("made.jsonl", {{prompt = "1+1=", completion = "2"}})}
+      end}, {name = "use", run = function(ctx)
+        seen[#seen + 1] = ctx:load_samples(ctx.outputs.make.data)
+      end}}
+    end
+    local seen = {}
+    local run = recipe{name = "data", config = {}, args = {}, runs_dir = root, progress = false}
+    quiet(function() pipeline{run = run, stages = stages(seen)}:run() end)
+    assert.equal("made.jsonl", recipe.read_jsonl(run.dir .. "/stages.jsonl")[1].outputs.data)
+    local again = recipe{name = "data", config = {from_stage = ""}, progress = false,
+      args = pipeline.args({"--from-stage=use"}), runs_dir = root}
+    quiet(function() pipeline{run = again, stages = stages(seen), from_stage = "use"}:run() end)
+    assert.same({{prompt = "1+1=", completion = "2"}}, seen[2])
+    fs.remove(run.dir .. "/made.jsonl")
+    assert.error_matches(function()
+      quiet(function() pipeline{run = again, stages = stages(seen), from_stage = "use"}:run() end)
+    end, "stage dataset .*made.jsonl does not exist")
+  end)
+
   it("names an unknown stage and a stage with no record", function()
     local p = start({}, "b")
     assert.error_matches(function() quiet(function() p:run() end) end, "stage b failed")

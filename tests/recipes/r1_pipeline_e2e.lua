@@ -47,7 +47,7 @@ describe("r1 pipeline recipe", function()
     -- Every survivor verifies, and the RL model's own samples did not all.
     assert.truthy(s.rejection.after == 1 and s.rejection.before < 1, "rejection " ..
       moved("rejection"))
-    local survivors = e2e.jsonl(s.rejection.outputs.data)
+    local survivors = e2e.jsonl(dir .. "/" .. s.rejection.outputs.data)
     assert.truthy(#survivors >= 40, "survivors: " .. #survivors)
     -- A fresh base starts near 0 and SFT on the survivors lifts it (0.31 at seed 0).
     assert.truthy(s.fresh_sft.before <= 0.1 and s.fresh_sft.after >= 0.15,
