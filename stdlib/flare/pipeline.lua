@@ -172,8 +172,10 @@ end
 function Stage:moved(before, after) self.before, self.after = before, after end
 
 function Stage:trainer(fw, o)
-  local opts = {job_id = (self.run.name .. "-" .. self.name .. "-" .. self.run.id):lower()
-    :gsub("[^%w-]", "-")}
+  -- A new job per attempt: one left by a killed attempt holds half-trained weights.
+  local attempt = string.format("%x", math.floor(flare.time() * 10) % 0x10000000)
+  local opts = {job_id = (self.run.name .. "-" .. self.name .. "-" .. self.run.id .. "-" ..
+    attempt):lower():gsub("[^%w-]", "-")}
   for k, v in pairs(o) do if k ~= "from" then opts[k] = v end end
   local t = fw:trainer(opts)
   self.handles[#self.handles + 1] = {trainer = t, deferred = cleanup.defer(function() t:close()
