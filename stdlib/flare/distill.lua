@@ -13,7 +13,8 @@
 --                                   --   completions whatever the timing (and retries)
 --     out_dir = "runs/x/distill",   -- optional: JSONL shards + progress, resumed on rerun
 --     shard_size = 1000, dedupe_ngram = 8, dedupe_overlap = 0.5,
---   }
+--     dedupe_scope = "all",         -- or "prompt": duplicates only among one prompt's samples
+--   }                               --   (short answers, e.g. numbers, repeat across prompts)
 --   result.samples  accepted {id, prompt, completion, prompt_tokens, tokens}
 --   result.stats    {prompts, samples, accepted, truncated, rejected, duplicates,
 --                    acceptance_rate, completion_tokens, accepted_tokens,
@@ -192,7 +193,9 @@ function M.rejection_sample(o)
       stats.pass_rate_histogram[h] = (stats.pass_rate_histogram[h] or 0) + 1
       if (d.correct or 0) > 0 then stats.solved_prompts = stats.solved_prompts + 1 end
     else
-      live[#live + 1] = {problem = p, id = id, samples = 0, correct = 0, accepted = 0}
+      live[#live + 1] = {problem = p, id = id, samples = 0, correct = 0, accepted = 0,
+        dedupe = o.dedupe_scope == "prompt" and
+          M.dedupe_filter{ngram = o.dedupe_ngram, overlap = o.dedupe_overlap} or dedupe}
     end
   end
   stats.accepted = #accepted
@@ -224,10 +227,10 @@ function M.rejection_sample(o)
           stats.rejected = stats.rejected + 1
         elseif st.accepted >= want then  -- luacheck: ignore 542
           -- enough already: counted for the pass rate only
-        elseif dedupe:is_duplicate(text) then
+        elseif st.dedupe:is_duplicate(text) then
           stats.duplicates = stats.duplicates + 1
         else
-          dedupe:add(text)
+          st.dedupe:add(text)
           st.accepted = st.accepted + 1
           local sample = {id = st.id, prompt = st.problem.prompt, completion = text,
             prompt_tokens = c.prompt_tokens, tokens = c.tokens}
@@ -343,7 +346,8 @@ return require("flare.args").checked(M, "flare.distill", {
   rejection_sample = {{"opts", {sampler = "table", problems = "table", verify = "function",
     k = "integer", batch = "integer", want = "integer", max_tokens = "integer",
     temperature = "number", out_dir = "string", seed = "integer",
-    shard_size = "integer", dedupe_ngram = "integer", dedupe_overlap = "number"}}},
+    shard_size = "integer", dedupe_ngram = "integer", dedupe_overlap = "number",
+    dedupe_scope = "string"}}},
   text_sample = {"prompt:string", "completion:string", "eos:nil|integer"},
   sft_datum = {"sample:table"},
   sft_datums = {"samples:table"},

@@ -96,6 +96,10 @@ takes_options("flare.with_deployment", "on_exitt", "on_exit",
 takes_options("flare.distill.rejection_sample", "problem", "problems",
   flare.distill.rejection_sample)
 takes_options("flare.distill.dedupe_filter", "ngrm", "ngram", flare.distill.dedupe_filter)
+takes_options("flare.pipeline", "stage", "stages", flare.pipeline)
+takes_options("flare.pipeline.new", "stage", "stages", flare.pipeline.new)
+takes_options("flare.loops.sft", "step", "steps", flare.loops.sft)
+takes_options("flare.loops.grpo", "step", "steps", flare.loops.grpo)
 takes_options("flare.grpo.advantages", "normalize", "normalize_std",
   function(o) return flare.grpo.advantages({1, 2}, o) end)
 takes_options("flare.grpo.datum", "epss", "eps",
