@@ -1,5 +1,5 @@
 // flare.json: encode(value, {pretty=, sort_keys=}), decode(text), null,
-// array(t), object(t), decode_lines(text, {source=}) for JSON lines. The rules are in
+// array(t), object(t), decode_lines(text, {source=}) for JSON lines, parser(). The rules are in
 // json_convert.hpp; parsing is text/json_parse.hpp (simdjson, exact errors).
 #include <charconv>
 #include <cstring>
@@ -107,6 +107,14 @@ int json_decode_lines(lua_State* L) {
   }
   lua_settop(L, 3);
   return 2;
+}
+
+// parser() -> "simdjson", or "nlohmann (WHY)" when libflare-simdjson.so could not be used.
+int json_parser(lua_State* L) {
+  std::string missing = text::json_fast_parser_missing();
+  std::string name = missing.empty() ? "simdjson" : "nlohmann (" + missing + ")";
+  lua_pushlstring(L, name.data(), name.size());
+  return 1;
 }
 
 // Writes JSON text into one growing buffer.
@@ -236,7 +244,8 @@ int json_object(lua_State* L) {
 int open_json(lua_State* L) {
   static const luaL_Reg functions[] = {
       {"encode", json_encode}, {"decode", json_decode}, {"decode_lines", json_decode_lines},
-      {"array", json_array},   {"object", json_object}, {nullptr, nullptr},
+      {"parser", json_parser}, {"array", json_array},   {"object", json_object},
+      {nullptr, nullptr},
   };
   push_functions(L, functions);
   push_json_null(L);

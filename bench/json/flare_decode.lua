@@ -15,6 +15,7 @@ local function best(fn)
   return t_best, rows
 end
 
+io.stderr:write("flare.json parser: ", json.parser(), "\n")
 local t, rows = best(function() return #json.decode_lines(text) end)
 print(string.format("decode_lines %.4f %d", t, rows))
 t, rows = best(function()

@@ -86,6 +86,12 @@ describe("flare.json.decode", function()
   end)
 end)
 
+describe("flare.json.parser", function()
+  it("is simdjson in this build (libflare-simdjson.so beside the program)", function()
+    assert.equal("simdjson", json.parser())
+  end)
+end)
+
 describe("flare.json.decode_lines", function()
   it("decodes each line that is not blank and returns their line numbers", function()
     local values, lines = json.decode_lines('{"a":1}\n\n  \r\n[1,[]]\n"x"\n')
