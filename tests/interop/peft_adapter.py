@@ -260,7 +260,7 @@ def run(c):
             err = abs(got - want)
             assert err <= bf16_ulp(want) + 1e-30, f"{name}: flare {got}, W + (alpha/r) B A = {want}"
             worst = max(worst, err / max(abs(want), 1e-30))
-        changed += values != base[name][2]
+        changed += values != base_weight(base, name[:-len(".weight")])[2]
     check(changed == len(recomputed), "every adapted matrix differs from the base")
     print(f"ok - merged = W + (alpha/r) B A to one bf16 step (worst relative error {worst:.2e})")
 
