@@ -311,6 +311,9 @@ TEST_CASE("LoRA state save/load continues bit-identically; mismatches are refuse
   CHECK_THROWS_WITH_AS(full.load_state(state), "trainer state: lora rank is 4, this trainer's is 0",
                        std::invalid_argument);
   CHECK_THROWS_AS(b.load_state(full.save_state()), std::invalid_argument);
+  Trainer no_head(c, base, 1, {4, 8, 1, false});
+  CHECK_THROWS_WITH_AS(no_head.load_state(state), doctest::Contains("train_unembed differs"),
+                       std::invalid_argument);
 }
 
 TEST_CASE("bad LoRA settings and adapters are refused with clear messages") {
