@@ -1,5 +1,6 @@
 -- flare.fireworks.trainer: a trainer job (rlorTrainerJobs) and its Tinker-shaped API.
---   local t = fw:trainer{base_model = (required), lora_rank = 0, lora_alpha = 32, train_unembed = true,
+--   local t = fw:trainer{base_model = (required), lora_rank = 0, lora_alpha = 32,
+--       train_unembed = true,
 --       learning_rate = 1e-5 (the SDK's), hot_load_deployment_id = nil, job_id = "flare-<8 hex>",
 --       display_name = nil, max_context_length = nil, timeout_s = 900,
 --       poll_interval_s = fw:poll_interval("trainer"),
