@@ -15,6 +15,9 @@ local takes_no_argument = {
   ["flare.fs.cwd"] = "the current directory, no argument",
   ["flare.repl.c_modules"] = "the list of C modules, no argument",
   ["flare.cleanup.pending"] = "a count, no argument",
+  ["flare.sandbox_native.landlock_abi"] = "the kernel's Landlock ABI version, no argument",
+  ["flare.sandbox_native.process_config"] = "what flare run --sandbox granted, no argument",
+  ["flare.sandbox_native.stdlib_dir"] = "the stdlib's folder, no argument",
   ["flare.modules.record"] = "the loaded modules, no argument",
   ["flare.modules.rock_trees"] = "the trees on package.path, no argument",
 }
@@ -76,6 +79,8 @@ takes_options("flare.openai.sampler", "modle", "model",
   function(o) return flare.openai.sampler(with({base_url = no_port}, o)) end)
 takes_options("flare.chat.format", "add_generation_promt", "add_generation_prompt",
   function(o) return flare.chat.format({{role = "user", content = "a"}}, o) end)
+takes_options("flare.sandbox_native.new_policy", "prefixs", "prefixes",
+  flare.sandbox_native.new_policy)
 takes_options("flare.recipe", "confg", "config",
   function(o) return flare.recipe(with({name = "m"}, o)) end)
 takes_options("flare.recipe.new", "confg", "config",

@@ -100,6 +100,8 @@ return {
         "a run: command-line config, runs/<name>/<timestamp>/, metrics and checkpoints; " ..
         "main_metric is the curve flare report charts first" },
       { "run:log{step=, ...}", "append a metrics line to metrics.jsonl" },
+      { "flare.sandbox.require(name, {allow_prefix=, run_dir=, time_limit_s=})",
+        "a shared module in a sandbox of its own: no ffi, os, debug or key (docs/sandbox.md)" },
       { "flare.modules.record()",
         "the non-stdlib modules loaded: path, sha256, rock and version (config.json's modules)" },
       { "run:checkpoint{step=, state=}", "append a checkpoint record (resumable with --resume)" },
