@@ -63,8 +63,8 @@ return {
   {
     title = "Training, weight sync and sampling",
     entries = {
-      { "fw:trainer{base_model=, lora_rank=, lora_alpha=, learning_rate=}",
-        "a policy trainer client (LoRA when lora_rank > 0)" },
+      { "fw:trainer{base_model=, lora_rank=, lora_alpha=, train_unembed=, learning_rate=}",
+        "a policy trainer client (LoRA when lora_rank > 0; train_unembed = false skips lm_head)" },
       { "flare.weight_syncer{policy_client=, deploy_mgr=, deployment_id=, base_model=}",
         "saves trainer snapshots and hotloads them (base first, deltas after)" },
       { "syncer:save_and_hotload(name)", "save a snapshot and hotload it onto the deployment" },
