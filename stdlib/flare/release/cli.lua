@@ -55,35 +55,7 @@ end
 
 -- Splits args into positionals and --flags (each flag of `spec`: "value" or "bool").
 local function parse(args, spec, command)
-  local pos, flags = {}, {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a:sub(1, 2) == "--" then
-      local key, value = a:match("^%-%-([^=]+)=(.*)$")
-      key = key or a:sub(3)
-      local kind = spec[key]
-      if not kind then
-        local names = {}
-        for k in pairs(spec) do names[#names + 1] = k end
-        usage(command .. ": unknown option --" .. key .. errors.suggest(key, names))
-      end
-      if kind == "bool" then
-        flags[key] = true
-      else
-        if value == nil then
-          i = i + 1
-          value = args[i]
-          if value == nil then usage(command .. ": --" .. key .. " needs a value") end
-        end
-        flags[key] = value
-      end
-    else
-      pos[#pos + 1] = a
-    end
-    i = i + 1
-  end
-  return pos, flags
+  return require("flare.release.cli_args").parse(args, spec, command, usage)
 end
 
 local function fmt_time(t)
