@@ -454,6 +454,42 @@ function Gateway:stop()
   pcall(self.ingest, self)
 end
 
+-- `flare gateway` as a child process (it polls the registry on its own while this process
+-- runs a rollout or a replay): -> {url =, proc =, stop = fn}, once it serves.
+function M.spawn(o)
+  o = args.options(o, {family = "string", registry = "string", dir = "nil|string",
+    alerts = "nil|table"}, "flare.release.gateway.spawn")
+  local argv = {flare.executable, "gateway", o.family, "--registry", o.registry}
+  if o.dir then argv[#argv + 1] = "--dir"; argv[#argv + 1] = o.dir end
+  for flag, key in pairs(require("flare.release.alerts").flags) do
+    if o.alerts and o.alerts[key] then
+      argv[#argv + 1] = "--" .. flag
+      argv[#argv + 1] = tostring(o.alerts[key])
+    end
+  end
+  local started = flare.time()
+  local proc = flare.proc.spawn{argv = argv}
+  local db = store.open(o.registry)
+  local deadline = flare.clock() + 30
+  while flare.clock() < deadline do
+    local g = db:query("SELECT port, applied_at FROM gateways WHERE family = ?", {o.family})[1]
+    if g and g.applied_at >= started then
+      local gw = {url = "http://127.0.0.1:" .. g.port, proc = proc}
+      function gw.stop()
+        if proc:running() then proc:kill(15) end
+        return proc:wait{timeout_s = 15}
+      end
+      return gw
+    end
+    if not proc:running() then
+      errors.refused("flare gateway exited at start: " .. tostring(proc:wait{}.stderr))
+    end
+    flare.sleep(0.05)
+  end
+  proc:kill(9)
+  errors.refused("flare gateway did not start within 30 s")
+end
+
 -- Records a feedback score for a request the gateway served (its x-flare-request-id answer
 -- header); the request must be in the requests table already (the gateway moves its log
 -- there every poll). -> the version that answered it.

@@ -8,6 +8,8 @@
 --     reason =, registry =, by =, force =, poll_s = 0.25, on_step = fn(step)})
 --   -> {ok =, id =, steps = {{percent =, held_s =, metrics =}, ...}, reason =, elapsed_s =}
 --   rollout.parse_steps("5,25,50,100"), rollout.parse_duration("30s" | "500ms" | "2m" | "4")
+--   rollout.wait_applied(family, t, {registry =}) -> true once the family's running gateway
+--     serves the route as changed at time t (flare.time()), false without one (at most 5 s)
 local args = require("flare.args")
 local fs = require("flare.fs")
 local store = require("flare.release.store")
@@ -54,8 +56,10 @@ function M.parse_duration(text, who)
   return tonumber(n) * scale
 end
 
--- Waits (at most 5 s) until a running gateway of the family applied the route changed at t.
-local function wait_applied(db, family, t)
+-- Waits (at most 5 s) until a running gateway of the family applied the route changed at t;
+-- false when no gateway of the family runs.
+function M.wait_applied(family, t, o)
+  local db = store.open((o or {}).registry)
   local deadline = flare.clock() + 5
   while flare.clock() < deadline do
     local g = db:query("SELECT applied_at, pid FROM gateways WHERE family = ?", {family})[1]
@@ -102,6 +106,7 @@ function M.run(family, ref, o)
   end
   local function fail(why, action)
     out.ok, out.reason = false, why
+    local changed_at = flare.time()
     local reason = "automatic rollback: alert on rollout of " .. id .. ": " .. why
     if action == "canary" then
       stages.canary(family, nil, {percent = 0, reason = reason, registry = o.registry,
@@ -110,6 +115,7 @@ function M.run(family, ref, o)
       stages.rollback(family, {reason = reason, registry = o.registry,
         by = o.by or "flare release rollout"})
     end
+    M.wait_applied(family, changed_at, opts)  -- the gateway no longer serves the version
     out.elapsed_s = flare.clock() - t0
     return out
   end
@@ -123,7 +129,7 @@ function M.run(family, ref, o)
       stages.set_production(id, {reason = reason, registry = o.registry, by = o.by,
         force = o.force})
     end
-    local applied = wait_applied(db, family, changed_at)
+    local applied = M.wait_applied(family, changed_at, opts)
     local step = {percent = percent, applied_by_gateway = applied}
     local hold_start = flare.clock()
     if o.on_step then o.on_step(step) end

@@ -7,13 +7,16 @@
 --     verifier)
 --   traffic.replay{prompts = list | path, url =, rate =, duration_s =, verifier = NAME,
 --     users = 100, model = "replay", max_tokens = 16, temperature = 0, api_key =,
---     timeout_s = 30, max_in_flight = 1024, on_answer = fn(item, response, score)}
+--     timeout_s = 30, max_in_flight = 1024, on_answer = fn(item, response, score),
+--     stop = fn() -> true to stop sending early, interval_s = 1, on_interval = fn(tick)}
 --   -> {sent =, answered =, elapsed_s =, achieved_rate =, statuses = {["200"] = n, ...},
 --       p50_ms =, p95_ms =, p99_ms =, scored =, mean_score =, feedback_posted =, by_version =}
 -- Each answer is scored with the verifier (a flare.tasks task name, or the item's own `task`)
 -- and the score posted to the gateway (POST /__flare_feedback?id=ID&score=S, the answer's
 -- x-flare-request-id), where it lands in the registry's requests table as the request's
--- feedback. Users: the item's `user`, else one of `users` ids in turn (the gateway's canary
+-- feedback. Every interval_s, on_interval gets the answers of that interval per version:
+-- tick = {t = seconds since the start, versions = {[version] = {n =, errors =, error_rate =,
+-- p50_ms =, p95_ms =}}} (answers without x-flare-version count as "-"). Users: the item's `user`, else one of `users` ids in turn (the gateway's canary
 -- is sticky per x-user-id).
 local json = require("flare.json")
 local fs = require("flare.fs")
@@ -62,7 +65,8 @@ function M.replay(o)
   o = args.options(o, {prompts = "table|string", url = "string", rate = "number",
     duration_s = "number", verifier = "nil|string", users = "nil|number", model = "nil|string",
     max_tokens = "nil|number", temperature = "nil|number", api_key = "nil|string",
-    timeout_s = "nil|number", max_in_flight = "nil|number", on_answer = "nil|function"}, WHO)
+    timeout_s = "nil|number", max_in_flight = "nil|number", on_answer = "nil|function",
+    stop = "nil|function", interval_s = "nil|number", on_interval = "nil|function"}, WHO)
   local prompts = type(o.prompts) == "string" and M.read_prompts(o.prompts) or o.prompts
   if #prompts == 0 then errors.invalid(WHO, "option 'prompts' is empty") end
   if not o.url or not o.url:match("^https?://[^/]+") then
@@ -89,16 +93,31 @@ function M.replay(o)
   local total = math.max(1, math.floor(o.rate * o.duration_s + 0.5))
   local max_in_flight = o.max_in_flight or 1024
   local out = {sent = 0, answered = 0, statuses = {}, scored = 0, feedback_posted = 0,
-    feedback_failed = 0, skipped = 0, by_version = {}}
+    feedback_failed = 0, skipped = 0, by_version = {}, error_messages = {}}
   local latencies, scores, in_flight, feedback = {}, {}, {}, {}
+  local tick = {}  -- this interval's answers per version
+  local function note(version, ms, failed)
+    local v = tick[version] or {latencies = {}, errors = 0}
+    tick[version] = v
+    v.latencies[#v.latencies + 1] = ms
+    if failed then v.errors = v.errors + 1 end
+  end
   local function finish(f)
     local ok, r = pcall(f.handle.wait, f.handle)
     local status = ok and tostring(r.status) or "error"
     out.statuses[status] = (out.statuses[status] or 0) + 1
     out.answered = out.answered + 1
-    if not ok then return end
+    if not ok then
+      note("-", 1000 * (flare.clock() - f.started), true)
+      if #out.error_messages < 5 then
+        out.error_messages[#out.error_messages + 1] = type(r) == "table" and r.message or
+          tostring(r)
+      end
+      return
+    end
     latencies[#latencies + 1] = 1000 * r.total_s
     local version = r.headers["x-flare-version"]
+    note(version or "-", 1000 * r.total_s, r.status >= 500)
     if version then
       local v = out.by_version[version] or {n = 0, errors = 0}
       out.by_version[version] = v
@@ -131,11 +150,27 @@ function M.replay(o)
     in_flight = still
   end
   local t0 = flare.clock()
+  local interval = o.interval_s or 1
+  local next_tick = t0 + interval
+  local function maybe_tick(force)
+    if not o.on_interval or (flare.clock() < next_tick and not force) then return end
+    local versions = {}
+    for v, a in pairs(tick) do
+      table.sort(a.latencies)
+      versions[v] = {n = #a.latencies, errors = a.errors, error_rate = a.errors / #a.latencies,
+        p50_ms = stats.percentile(a.latencies, 0.5), p95_ms = stats.percentile(a.latencies, 0.95)}
+    end
+    tick = {}
+    next_tick = next_tick + interval
+    o.on_interval({t = flare.clock() - t0, versions = versions})
+  end
   for i = 1, total do
+    if o.stop and o.stop() then break end
     local due = t0 + (i - 1) / o.rate
     local wait = due - flare.clock()
     if wait > 0 then flare.sleep(wait) end
     reap()
+    maybe_tick()
     if #in_flight >= max_in_flight then
       out.skipped = out.skipped + 1  -- the server fell this far behind: not sent
     else
@@ -153,7 +188,7 @@ function M.replay(o)
       local h = {}
       for k, v in pairs(headers) do h[k] = v end
       h["x-user-id"] = tostring(item.user or ("user-" .. ((i - 1) % users + 1)))
-      in_flight[#in_flight + 1] = {item = item, handle = flare.http.submit{method = "POST",
+      in_flight[#in_flight + 1] = {item = item, started = flare.clock(), handle = flare.http.submit{method = "POST",
         url = url .. route, headers = h, body = json.encode(body),
         timeout_s = o.timeout_s or 30}}
       out.sent = out.sent + 1
@@ -163,7 +198,9 @@ function M.replay(o)
   while #in_flight > 0 do
     flare.sleep(0.005)
     reap()
+    maybe_tick()
   end
+  maybe_tick(true)
   out.elapsed_s = flare.clock() - t0
   for _, h in ipairs(feedback) do
     local ok, r = pcall(h.wait, h)
@@ -183,6 +220,27 @@ function M.replay(o)
   return out
 end
 
+-- Writes n problems of each task (flare.tasks, from seed) as a prompts file for replay:
+-- one JSON object a line with the problem's fields and its task (the verifier's name).
+function M.write_prompts(path, o)
+  o = args.options(o, {tasks = "table", n = "number", seed = "nil|number", options = "nil|table"},
+    "flare.release.traffic.write_prompts")
+  local gens, lines = {}, {}
+  for k, name in ipairs(o.tasks) do
+    local opts = {seed = (o.seed or 0) + k}
+    for key, v in pairs((o.options or {})[name] or {}) do opts[key] = v end
+    gens[k] = tasks.get(name, opts)
+  end
+  for _ = 1, o.n do
+    for _, g in ipairs(gens) do
+      lines[#lines + 1] = json.encode(g:sample(1)[1], {sort_keys = true})
+    end
+  end
+  local text = table.concat(lines, "\n") .. "\n"
+  fs.write_file_atomic(path, text)
+  return path
+end
+
 function M.summary(r, target_rate)
   local codes = {}
   for k in pairs(r.statuses) do codes[#codes + 1] = k end
@@ -193,7 +251,8 @@ function M.summary(r, target_rate)
     string.format("sent %d requests in %.2fs: %.1f req/s (target %g)%s", r.sent, r.send_s,
       r.achieved_rate, target_rate, r.skipped > 0 and
         string.format(", %d not sent (too many in flight)", r.skipped) or ""),
-    "statuses " .. (#parts > 0 and table.concat(parts, ", ") or "-"),
+    "statuses " .. (#parts > 0 and table.concat(parts, ", ") or "-") ..
+      (#r.error_messages > 0 and (" (" .. r.error_messages[1] .. ")") or ""),
     r.p50_ms and string.format("latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", r.p50_ms,
       r.p95_ms, r.p99_ms) or "latency -",
   }
