@@ -22,6 +22,9 @@ local takes_no_argument = {
   ["flare.sandbox_native.stdlib_dir"] = "the stdlib's folder, no argument",
   ["flare.modules.record"] = "the loaded modules, no argument",
   ["flare.modules.rock_trees"] = "the trees on package.path, no argument",
+  ["flare.data.files_read"] = "the data files read so far, no argument",
+  ["flare.json.parser"] = "the JSON parser in use, no argument",
+  ["flare.recipe.current"] = "the script's flare.recipe run, no argument",
 }
 
 -- Functions that accept a value of any type as their first argument (so no type is wrong).
@@ -94,6 +97,10 @@ takes_options("flare.with_deployment", "on_exitt", "on_exit",
 takes_options("flare.distill.rejection_sample", "problem", "problems",
   flare.distill.rejection_sample)
 takes_options("flare.distill.dedupe_filter", "ngrm", "ngram", flare.distill.dedupe_filter)
+takes_options("flare.pipeline", "stage", "stages", flare.pipeline)
+takes_options("flare.pipeline.new", "stage", "stages", flare.pipeline.new)
+takes_options("flare.loops.sft", "step", "steps", flare.loops.sft)
+takes_options("flare.loops.grpo", "step", "steps", flare.loops.grpo)
 takes_options("flare.grpo.advantages", "normalize", "normalize_std",
   function(o) return flare.grpo.advantages({1, 2}, o) end)
 takes_options("flare.grpo.datum", "epss", "eps",
