@@ -34,7 +34,8 @@ function M.train(conn, info, o)
       for _, name in ipairs(phase.tasks) do
         local opts = {seed = (o.seed or 0) + step}
         for k, v in pairs((phase.options or {})[name] or {}) do opts[k] = v end
-        for _, p in ipairs(tasks.get(name, opts):sample(math.max(1, math.floor(batch / #phase.tasks)))) do
+        local per_task = math.max(1, math.floor(batch / #phase.tasks))
+        for _, p in ipairs(tasks.get(name, opts):sample(per_task)) do
           samples[#samples + 1] = distill.text_sample(p.prompt, tostring(p.answer) .. "\n")
         end
       end

@@ -50,8 +50,8 @@ function M.parse_duration(text, who)
   local n, unit = tostring(text):match("^%s*([%d.]+)%s*(%a*)%s*$")
   local scale = UNITS[unit == "" and "s" or unit]
   if not tonumber(n) or not scale then
-    errors.invalid(who or WHO, "a duration is a number with ms, s, m or h (30s, 500ms, 2m), got '" ..
-      tostring(text) .. "'")
+    errors.invalid(who or WHO, "a duration is a number with ms, s, m or h (30s, 500ms, 2m), " ..
+      "got '" .. tostring(text) .. "'")
   end
   return tonumber(n) * scale
 end

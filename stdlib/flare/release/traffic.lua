@@ -16,8 +16,8 @@
 -- x-flare-request-id), where it lands in the registry's requests table as the request's
 -- feedback. Every interval_s, on_interval gets the answers of that interval per version:
 -- tick = {t = seconds since the start, versions = {[version] = {n =, errors =, error_rate =,
--- p50_ms =, p95_ms =}}} (answers without x-flare-version count as "-"). Users: the item's `user`, else one of `users` ids in turn (the gateway's canary
--- is sticky per x-user-id).
+-- p50_ms =, p95_ms =}}} (answers without x-flare-version count as "-"). Users: the item's
+-- `user`, else one of `users` ids in turn (the gateway's canary is sticky per x-user-id).
 local json = require("flare.json")
 local fs = require("flare.fs")
 local args = require("flare.args")
@@ -193,9 +193,9 @@ function M.replay(o)
       local h = {}
       for k, v in pairs(headers) do h[k] = v end
       h["x-user-id"] = tostring(item.user or ("user-" .. ((i - 1) % users + 1)))
-      in_flight[#in_flight + 1] = {item = item, started = flare.clock(), handle = flare.http.submit{method = "POST",
-        url = url .. route, headers = h, body = json.encode(body),
-        timeout_s = o.timeout_s or 30}}
+      local handle = flare.http.submit{method = "POST", url = url .. route, headers = h,
+        body = json.encode(body), timeout_s = o.timeout_s or 30}
+      in_flight[#in_flight + 1] = {item = item, started = flare.clock(), handle = handle}
       out.sent = out.sent + 1
     end
   end
