@@ -134,6 +134,20 @@ describe("flare release rollout", function()
     assert.equal("flare release rollout", h[#h].by)
     assert.equal("staging", release.get("ro@v3", {registry = reg}).stage)
 
+    -- straight to 100: production is watched through the hold and rolled back
+    r, tally = rollout_under_load({"ro@v3", "--steps", "100", "--hold", "20s",
+      "--alert-error-rate", "5", "--alert-min-requests", "10"})
+    assert.equal(1, r.status, r.stdout .. r.stderr)
+    assert.matches("ro@v3 at 100%% %(production%)", r.stdout)
+    assert.matches("production is ro@v2", r.stdout)
+    assert.equal("ro@v2", release.production("ro", {registry = reg}).id)
+    local v3 = release.get("ro@v3", {registry = reg})
+    assert.equal("retired", v3.stage)
+    assert.equal("rollback", v3.history[#v3.history].action)
+    assert.matches("rolled back to ro@v2: automatic rollback: alert on rollout of ro@v3: " ..
+      "error rate", v3.history[#v3.history].reason)
+    assert(tally["ro@v3"].failed > 0, "the rollout saw no failure")
+
     gw_proc:kill(15)
     gw_proc:wait{timeout_s = 10}
     good:stop()

@@ -255,8 +255,10 @@ function commands.rollout(args, o)
     hold_s = f.hold and rollout.parse_duration(f.hold, "flare release rollout --hold") or nil,
     reason = f.reason or "staged rollout", force = f.force, alerts = thresholds,
     on_step = function(step)
-      io.stdout:write(string.format("%6.1fs  %s at %g%%%s\n", flare.clock() - t0, pos[2],
-        step.percent, step.percent == 100 and " (production)" or ""))
+      io.stdout:write(string.format("%6.1fs  %s at %g%%%s%s\n", flare.clock() - t0, pos[2],
+        step.percent, step.percent == 100 and " (production)" or "",
+        step.applied_by_gateway and "" or " (no running gateway of " .. pos[1] ..
+          " took the change within 5 s: alerts see only requests it logs)"))
       io.stdout:flush()
     end})
   for _, s in ipairs(r.steps) do
