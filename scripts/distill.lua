@@ -42,12 +42,9 @@ local function trainer_for(info, name)
 end
 
 local function sft(trainer, samples, steps, from)
-  for step = 1, steps do
-    local batch = samples(step)
-    local out = trainer:forward_backward(distill.sft_datums(batch), "cross_entropy")
-    trainer:optim_step{learning_rate = c.learning_rate}
-    run:log{phase = from, step = step, loss = out.metrics and out.metrics.loss}
-  end
+  flare.loops.sft{trainer = trainer, batch = samples, steps = steps,
+    learning_rate = c.learning_rate,
+    log = function(m) run:log{phase = from, step = m.step, loss = m.loss} end}
 end
 
 local accepted

@@ -40,11 +40,6 @@ local function with_model(id, fn)  -- a deployment, its trainer, syncer and samp
       fw:sampler{deployment = info})
   end, {fw = fw, on_exit = c.on_exit})
 end
-local function sft_step(trainer, samples)
-  local m = trainer:forward_backward(distill.sft_datums(samples), "cross_entropy").metrics
-  trainer:optim_step{learning_rate = c.learning_rate}
-  return {loss = m.loss / math.max(1, m.tokens)}
-end
 local teacher, kept
 local function kept_batch(step)  -- the kept samples in turn, batch_size at a time
   local b, n, k = {}, #kept.samples, (step - 1) * c.batch_size
@@ -55,13 +50,14 @@ end
 with_model("teacher", function(t, syncer, sampler)
   teacher = t
   if done.teacher then t:load_state("teacher") else
-    for step = 1, c.teacher_steps do
-      local batch = {}
-      for i, p in ipairs(problems(c.seed * 1000 + step, c.batch_size)) do
-        batch[i] = distill.text_sample(p.prompt, tostring(p.answer))
-      end
-      sft_step(t, batch)
-    end
+    flare.loops.sft{trainer = t, steps = c.teacher_steps, learning_rate = c.learning_rate,
+      batch = function(step)
+        local batch = {}
+        for i, p in ipairs(problems(c.seed * 1000 + step, c.batch_size)) do
+          batch[i] = distill.text_sample(p.prompt, tostring(p.answer))
+        end
+        return batch
+      end}
     t:save_state("teacher")
   end
   syncer:save_and_hotload("teacher")
@@ -79,7 +75,7 @@ if #kept.samples == 0 then flare.error{code = "no_samples",
 local function student(name, step_fn)
   if done[name] ~= nil then return done[name] end
   return with_model(name, function(t, syncer, sampler)
-    for w = 1, c.warm_steps do sft_step(t, kept_batch(1000 + w)) end
+    for w = 1, c.warm_steps do flare.loops.sft_step(t, kept_batch(1000 + w), c.learning_rate) end
     syncer:save_and_hotload(name .. "-0")
     local rate = correct_rate(sampler, 2)
     run:log{phase = name, step = 0, correct_rate = rate}
@@ -110,7 +106,8 @@ local on_policy = student("on-policy", function(t, sampler, step)
   t:optim_step{learning_rate = c.learning_rate}
   return {reverse_kl = info.reverse_kl}  -- per sampled token, before the step
 end)
-local rejection = student("rejection-sft", function(t, _, s) return sft_step(t, kept_batch(s)) end)
+local rejection = student("rejection-sft", function(t, _, s)
+  return {loss = flare.loops.sft_step(t, kept_batch(s), c.learning_rate).loss} end)
 local function show(s) return s and ("step " .. s) or ("no step of " .. c.steps) end
 print(string.format("teacher correct rate %.3f; goal %.3f\non-policy distillation reached it " ..
   "at %s\nrejection-sampling SFT reached it at %s", done.teacher, goal, show(on_policy),
