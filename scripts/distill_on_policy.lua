@@ -32,12 +32,9 @@ end
 local function with_model(id, fn)  -- a deployment, its trainer, syncer and sampler
   return flare.with_deployment({deployment_id = "odist-" .. id, base_model = c.base_model,
     max_replica_count = 1}, function(info)
-    local t = fw:trainer{base_model = c.base_model, learning_rate = c.learning_rate,
-      hot_load_deployment_id = info.deployment_id, job_id = "odist-" .. id .. "-" .. run.id}
-    run:on_exit(function() t:close() end, "close " .. id .. " trainer")
-    return fn(t, flare.weight_syncer{policy_client = t, deploy_mgr = fw.deployments,
-      deployment_id = info.deployment_id, base_model = c.base_model, quiet = true},
-      fw:sampler{deployment = info})
+    local t, syncer = run:trainer(fw, info, {name = "odist-" .. id, what = id .. " trainer",
+      base_model = c.base_model, learning_rate = c.learning_rate})
+    return fn(t, syncer, fw:sampler{deployment = info})
   end, {fw = fw, on_exit = c.on_exit})
 end
 local teacher, kept

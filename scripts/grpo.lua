@@ -47,15 +47,12 @@ end
 flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_model,
     min_replica_count = 0, max_replica_count = 1}, function(info, fw)
   -- One trainer job per run: --resume reattaches to it (or recreates it) and loads its saved state.
-  local trainer = fw:trainer{base_model = c.base_model, learning_rate = c.learning_rate,
-    hot_load_deployment_id = info.deployment_id, job_id = "grpo-" .. run.id}
-  run:on_exit(function() trainer:close() end, "close trainer")
+  local trainer, syncer = run:trainer(fw, info, {base_model = c.base_model,
+    learning_rate = c.learning_rate})
   if run.state then trainer:load_state(run.state.trainer_state) end
   -- The reference: a trainer job that never steps, asked for logprobs only (forward).
   local ref = ref_model and fw:trainer{base_model = ref_model, job_id = "grpo-ref-" .. run.id}
   if ref then run:on_exit(function() ref:close() end, "close reference") end
-  local syncer = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
-    deployment_id = info.deployment_id, base_model = c.base_model, quiet = true}
   syncer:save_and_hotload("step-" .. (run.start_step - 1))
   local curve = flare.loops.grpo{trainer = trainer, syncer = syncer, ref = ref,
     sampler = fw:sampler{deployment = info}, task = flare.tasks.get(c.task),

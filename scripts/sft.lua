@@ -59,12 +59,9 @@ end
 
 flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_model,
     min_replica_count = 0, max_replica_count = 1}, function(info, fw)
-  local trainer = fw:trainer{base_model = c.base_model, learning_rate = c.learning_rate,
-    hot_load_deployment_id = info.deployment_id, job_id = "sft-" .. run.id}
-  run:on_exit(function() trainer:close() end, "close trainer")
+  local trainer, syncer = run:trainer(fw, info, {base_model = c.base_model,
+    learning_rate = c.learning_rate})
   if run.state then trainer:load_state(run.state.trainer_state) end
-  local syncer = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
-    deployment_id = info.deployment_id, base_model = c.base_model, quiet = true}
   local sampler = fw:sampler{deployment = info}
 
   -- Eval loss (per token) on every held-out row; accuracy of greedy answers on the first
