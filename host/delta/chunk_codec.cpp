@@ -66,7 +66,18 @@ void put_stream(std::vector<std::byte>& out, std::span<const std::byte> raw, int
   uint8_t mode = kStreamRaw;
   if (raw.size() >= 32) {
     tmp.resize(ZSTD_compressBound(raw.size()));
-    size_t n = ZSTD_compressCCtx(zstd().c, tmp.data(), tmp.size(), raw.data(), raw.size(), level);
+    // The streams (gaps, value planes) have few repeats: matches shorter than
+    // 7 bytes cost more than coding their bytes as Huffman literals, so the
+    // match finder looks for long ones only (faster, and smaller output).
+    thread_local int set_level = 0;
+    ZSTD_CCtx* c = zstd().c;
+    if (set_level != level) {
+      ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+      ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+      ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, 7);
+      set_level = level;
+    }
+    size_t n = ZSTD_compress2(c, tmp.data(), tmp.size(), raw.data(), raw.size());
     if (ZSTD_isError(n)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(n));
     if (n < raw.size()) {
       mode = kStreamZstd;
@@ -280,7 +291,7 @@ inline void class_prefix(const uint64_t* ge, size_t words, unsigned k, bool coun
 template <typename T>
 std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> base,
                                      const ChangedElements<T>& ch, size_t n, uint64_t changed,
-                                     const ChunkParams& p, unsigned top) {
+                                     const ChunkParams& p, unsigned top, size_t& gap_bytes) {
   constexpr size_t B = sizeof(T);
   const ExponentField f = exponent_field(dtype);
   ClassSetup s;
@@ -377,9 +388,12 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   out.push_back(static_cast<std::byte>(s.top & 0xff));
   out.push_back(static_cast<std::byte>(s.top >> 8));
   for (unsigned k = 0; k < K; ++k) put_varint(out, counts[k]);
+  gap_bytes = 0;
   for (unsigned k = 0; k < K; ++k) {
     if (!counts[k]) continue;
+    const size_t before = out.size();
     put_stream(out, {gap_begin[k], static_cast<size_t>(gap_at[k] - gap_begin[k])}, p.zstd_level);
+    gap_bytes += out.size() - before;
     std::byte* p0 = plane[k] - counts[k];  // advanced by one per element above
     for (size_t q = 0; q < B; ++q) put_stream(out, {p0 + q * counts[k], counts[k]}, p.zstd_level);
   }
@@ -707,17 +721,23 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   size_t best_size = next.size();
   // Wide floats change almost everywhere, but how far they move depends on
   // their exponent, so the class-conditioned value planes of the sparse form
-  // still beat the dense form there.
+  // beat the dense form there at every density.
   const bool wide_float = sizeof(T) >= 4 && f.bits > 0;
+  bool try_dense = !wide_float;
   if (density <= 0.35 || wide_float) {
-    auto sparse = encode_sparse<T>(dtype, base, ch, n, changed, p, top);
+    size_t gap_bytes = 0;
+    auto sparse = encode_sparse<T>(dtype, base, ch, n, changed, p, top, gap_bytes);
     if (sparse.size() < best_size) {
       best_size = sparse.size();
       best.encoding = ChunkEncoding::Sparse;
       best.payload = std::move(sparse);
     }
+    // The dense form codes the changed values without the class context and
+    // a zero for every unchanged element, at least one bit each (a Huffman
+    // code); it can only win when the sparse form's positions cost more.
+    try_dense = try_dense && gap_bytes > (n - changed) / 8;
   }
-  if (density >= 0.08) {
+  if (try_dense) {
     auto dense = encode_planes<T, true>(base, next, n, p.zstd_level);
     if (dense.size() < best_size) {
       best_size = dense.size();

@@ -11,6 +11,7 @@
 #include "delta/adler32.hpp"
 #include "delta/chunk_codec.hpp"
 #include "delta/delta_format.hpp"
+#include "delta/mapped_file.hpp"
 #include "runtime/error.hpp"
 #include "runtime/file_io.hpp"
 #include "runtime/thread_pool.hpp"
@@ -243,8 +244,10 @@ void check_base_layout(const DeltaHeader& h,
   }
 }
 
+// release(range) is called with the base's ranges once read, and
+// release_payload with the payload's.
 void apply_core(const ParsedDelta& d, std::span<const TensorView> base_in, const ApplyOptions& opts,
-                Sink& sink, const ReleaseFn& release) {
+                Sink& sink, const ReleaseFn& release, const ReleaseFn& release_payload = {}) {
   const DeltaHeader& h = d.header;
   std::map<std::string_view, const TensorView*> base;
   for (const auto& t : base_in) base.emplace(t.name, &t);
@@ -314,6 +317,7 @@ void apply_core(const ParsedDelta& d, std::span<const TensorView> base_in, const
                                            hex32(rec.adler32));
     sink.done(jobs[j].tensor, jobs[j].chunk, out);
     if (release) release(base_chunk);
+    if (release_payload) release_payload(d.payload.subspan(rec.offset, rec.length));
   });
 }
 
@@ -488,17 +492,22 @@ DeltaInfo encode_files(const std::string& base_path, const std::string& next_pat
 
 DeltaInfo apply_files(const std::string& base_path, const std::string& delta_path,
                       const std::string& out_path, const ApplyOptions& opts) {
-  std::vector<std::byte> bytes = read_file(delta_path);
+  // The delta is mapped and its pages released once read, like the base's:
+  // resident memory stays near a few chunks whatever the delta's size.
+  const MappedFile delta = MappedFile::open(delta_path);
+  auto release_delta = [&](std::span<const std::byte> r) { delta.release(r); };
   ParsedDelta d;
   try {
-    d = parse_delta(bytes);
+    d = parse_delta(delta.bytes(), release_delta);
   } catch (const Error& e) {
     throw Error(e.code, delta_path + ": " + e.what());
   }
   SafetensorsFile base = open_checkpoint(base_path);
   AtomicFile out(out_path);
   FileSink sink(out, d.header);
-  apply_core(d, base.tensors(), opts, sink, [&](std::span<const std::byte> r) { base.release(r); });
+  apply_core(
+      d, base.tensors(), opts, sink, [&](std::span<const std::byte> r) { base.release(r); },
+      release_delta);
   out.commit(/*durable=*/true);
   return describe(d);
 }

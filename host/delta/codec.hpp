@@ -30,7 +30,7 @@ inline constexpr uint32_t kFormatVersion = 1;
 void check_zstd_level(int level);
 
 struct EncodeOptions {
-  int zstd_level = 3;                 // level for the entropy-coded streams: 1..ZSTD_maxCLevel()
+  int zstd_level = 1;                 // level for the entropy-coded streams: 1..ZSTD_maxCLevel()
   unsigned threads = 0;               // 0 = all cores
   uint64_t chunk_elements = 1 << 20;  // elements per independently coded chunk
   std::string base_identity;          // recorded in the delta (e.g. the base snapshot's name)
