@@ -8,6 +8,8 @@
 #include <fstream>
 #include <limits>
 
+#include "delta/adler32.hpp"
+#include "delta/chunk_codec.hpp"
 #include "helpers.hpp"
 #include "runtime/error.hpp"
 
@@ -361,4 +363,40 @@ TEST_CASE("tensors at odd addresses (another writer's unaligned offsets) encode 
   for (size_t i = 0; i < next.size(); ++i)
     CHECK(std::equal(out[i].data.begin(), out[i].data.end(), next[i].data.begin(),
                      next[i].data.end()));
+}
+
+TEST_CASE("dense chunks (which flare's encoder no longer writes for training steps) decode") {
+  // A bf16 chunk whose dense payload is built by hand: one raw stream of the
+  // byte planes of z = zigzag(next - base), low bytes first.
+  const size_t n = 1000;
+  std::vector<uint16_t> base(n), next(n);
+  for (size_t i = 0; i < n; ++i) {
+    base[i] = static_cast<uint16_t>(0x3c00 + i * 7);
+    next[i] = static_cast<uint16_t>(base[i] + (i % 3 == 0 ? 1 : i % 3 == 1 ? 0 : 0xffff));
+  }
+  std::vector<std::byte> payload;
+  const size_t raw = 2 * n;  // 2000 = varint d0 0f
+  payload.push_back(std::byte{0});
+  for (int k = 0; k < 2; ++k) {
+    payload.push_back(static_cast<std::byte>(0x80 | (raw & 0x7f)));
+    payload.push_back(static_cast<std::byte>(raw >> 7));
+  }
+  for (int q = 0; q < 2; ++q)
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t d = static_cast<uint16_t>(next[i] - base[i]);
+      const uint16_t z = static_cast<uint16_t>((d << 1) ^ ((d & 0x8000) ? 0xffff : 0));
+      payload.push_back(static_cast<std::byte>(z >> (8 * q)));
+    }
+  std::vector<uint16_t> out(n);
+  ChunkSums sums;
+  const uint64_t changed =
+      decode_chunk(DType::BF16, ChunkEncoding::Dense, payload, std::as_bytes(std::span(base)),
+                   std::as_writable_bytes(std::span(out)), &sums);
+  CHECK(out == next);
+  CHECK(changed == 667);
+  CHECK(sums.out == adler32(std::as_bytes(std::span(next))));
+  payload.pop_back();  // a short stream is refused
+  CHECK_THROWS(decode_chunk(DType::BF16, ChunkEncoding::Dense, payload,
+                            std::as_bytes(std::span(base)),
+                            std::as_writable_bytes(std::span(out))));
 }
