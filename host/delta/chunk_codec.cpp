@@ -240,7 +240,10 @@ struct ChangedElements {
   std::unique_ptr<T[]> z;
   std::unique_ptr<uint16_t[]> e;  // exponent field of the base element
   size_t cap = 0;
-  uint32_t hist[2048];  // changed elements per base exponent value
+  // Changed elements per base exponent value, counted in four interleaved
+  // histograms (summed into hist[0]): neighbours often share an exponent, and
+  // one counter would make each increment wait for the previous one's store.
+  uint32_t hist[4][2048];
 };
 template <typename T>
 ChangedElements<T>& changed_scratch(size_t n) {
@@ -309,7 +312,7 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   if (K > 1) {
     for (unsigned e = 0; e <= emask; ++e) {
       cls[e] = static_cast<uint8_t>(e > s.top ? 0 : std::min(K - 1, (s.top - e) / s.width));
-      counts[cls[e]] += ch.hist[e];
+      counts[cls[e]] += ch.hist[0][e];
     }
   } else {
     counts[0] = changed;
@@ -689,9 +692,10 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   const bool want_top = f.bits > 0 && p.classes > 1;
   t_masks.resize((n + 63) / 64);
   ChangedElements<T>& ch = changed_scratch<T>(n);
-  uint32_t* hist = ch.hist;
+  uint32_t(*hist)[2048] = ch.hist;
   const unsigned emask = f.bits ? (1u << f.bits) - 1 : 0;
-  if (want_top) std::fill_n(hist, emask + 1, 0u);
+  if (want_top)
+    for (auto& h : ch.hist) std::fill_n(h, emask + 1, 0u);
   uint64_t changed = 0;
   unsigned top = 0;
   for (size_t begin = 0; begin < n; begin += kBlock) {
@@ -718,7 +722,7 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
         z[j] = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)), bv);
         const unsigned ex = static_cast<unsigned>(bv >> f.shift) & emask;
         e[j] = static_cast<uint16_t>(ex);
-        ++hist[ex];
+        ++hist[j & 3][ex];
       }
     } else {
       for (uint64_t j = 0; j < c; ++j)
@@ -727,6 +731,8 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     }
     changed += c;
   }
+  if (want_top)
+    for (unsigned x = 0; x <= emask; ++x) hist[0][x] += hist[1][x] + hist[2][x] + hist[3][x];
   best.changed = changed;
   if (changed == 0) {
     best.encoding = ChunkEncoding::Same;
@@ -747,9 +753,10 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   // takes at least the order-0 entropy of its low plane: the changed
   // elements' low bytes among the unchanged elements' zeros. Only when the
   // sparse form costs more can the dense form be smaller.
-  uint64_t low[256] = {};
+  uint64_t low4[4][256] = {}, low[256];
   const T* zs = ch.z.get();
-  for (uint64_t j = 0; j < changed; ++j) ++low[zs[j] & 0xff];
+  for (uint64_t j = 0; j < changed; ++j) ++low4[j & 3][zs[j] & 0xff];
+  for (unsigned v = 0; v < 256; ++v) low[v] = low4[0][v] + low4[1][v] + low4[2][v] + low4[3][v];
   low[0] += n - changed;
   double bits = 0;
   for (uint64_t c : low)
