@@ -69,13 +69,16 @@ void put_stream(std::vector<std::byte>& out, std::span<const std::byte> raw, int
     tmp.resize(ZSTD_compressBound(raw.size()));
     // The streams (gaps, value planes) have few repeats: matches shorter than
     // 7 bytes cost more than coding their bytes as Huffman literals, so the
-    // match finder looks for long ones only (faster, and smaller output).
+    // match finder looks for long ones only, in a small table (faster, and
+    // smaller output: 11.08 MB against 11.80 at level 3 for a bf16 step
+    // changing 20% of 84M elements).
     thread_local int set_level = 0;
     ZSTD_CCtx* c = zstd().c;
     if (set_level != level) {
       ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
       ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
       ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, 7);
+      ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, 7);
       set_level = level;
     }
     size_t n = ZSTD_compress2(c, tmp.data(), tmp.size(), raw.data(), raw.size());
@@ -415,16 +418,18 @@ inline void copy_out(std::byte* out, const std::byte* src, size_t len, OutputUse
     std::memcpy(out, src, len);
 }
 
-// Builds out block by block: base copied in and summed, patch(w0, w1, block)
-// changes the elements of words [w0, w1) (element 64 * w0 + j at block[j]),
-// and the patched block is summed while it is in L1 (faster than adding up
-// what each patched byte changed, measured at 20% and 100% changed). A kept
+// Builds out block by block: base copied in, patch(w0, w1, block) changes the
+// elements of words [w0, w1) (element 64 * w0 + j at block[j]), and the
+// patched block is summed while it is in L1 (faster than adding up what each
+// patched byte changed, measured at 20% and 100% changed). The base is not
+// summed (see ChunkSums). A kept
 // output is built in a cache-resident staging block and streamed out; one
 // reread at once is built in place (its lines stay in the cache for that).
 template <typename T, typename Patch>
 void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out, size_t n,
                        ChunkSums* sums, OutputUse use, Patch&& patch) {
   alignas(64) static thread_local T staging[kBlock];
+  if (sums) sums->base_summed = false;
   const bool in_place =
       use == OutputUse::Reread && reinterpret_cast<uintptr_t>(out.data()) % alignof(T) == 0;
   for (size_t begin = 0; begin < n; begin += kBlock) {
@@ -434,12 +439,8 @@ void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out
     T* block = in_place ? reinterpret_cast<T*>(dst) : staging;
     std::byte* bytes = reinterpret_cast<std::byte*>(block);
     std::memcpy(bytes, base.data() + begin * sizeof(T), len);
-    const uint32_t block_sum = sums ? adler32({bytes, len}) : 1;
     patch(begin / 64, (begin + count + 63) / 64, block);
-    if (sums) {
-      sums->base = adler32_combine(sums->base, block_sum, len);
-      sums->out = adler32_combine(sums->out, adler32({bytes, len}), len);
-    }
+    if (sums) sums->out = adler32_combine(sums->out, adler32({bytes, len}), len);
     if (!in_place) copy_out(dst, bytes, len, use);
   }
   stream_fence();

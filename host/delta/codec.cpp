@@ -288,8 +288,9 @@ void apply_core(const ParsedDelta& d, std::span<const TensorView> base_in, const
                       hex32(rec.base_adler32));
     };
     std::span<std::byte> out = sink.buffer(jobs[j].tensor, jobs[j].chunk, len);
-    // The decoder sums base and output block by block while they are in cache;
-    // a wrong base is reported as such even when it made the decoding fail.
+    // The decoder sums the output (and, where the output alone does not show
+    // a wrong base, the base) block by block while they are in cache; a wrong
+    // base is reported as such even when it made the decoding fail.
     uint64_t changed;
     ChunkSums sums;
     try {
@@ -303,14 +304,16 @@ void apply_core(const ParsedDelta& d, std::span<const TensorView> base_in, const
           "invalid_delta",
           "delta: " + where + " (" + std::string(encoding_name(rec.encoding)) + "): " + ex.what());
     }
-    check_base(sums.base);
+    if (sums.base_summed) check_base(sums.base);
     const bool counted = rec.encoding == ChunkEncoding::Same ||
                          rec.encoding == ChunkEncoding::Sparse ||
                          rec.encoding == ChunkEncoding::Dense;
+    const uint32_t got = sums.out;
+    if (!sums.base_summed && ((counted && changed != rec.changed) || got != rec.adler32))
+      check_base(adler32(base_chunk));
     if (counted && changed != rec.changed)
       throw Error("invalid_delta", "delta: " + where + " changes " + std::to_string(changed) +
                                        " elements, its record says " + std::to_string(rec.changed));
-    const uint32_t got = sums.out;
     if (got != rec.adler32)
       throw Error("checksum_mismatch", "delta: " + where + ": reconstructed Adler-32 " +
                                            hex32(got) + " differs from the recorded " +
