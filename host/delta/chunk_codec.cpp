@@ -690,7 +690,7 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   // One pass over the chunk in cache-sized blocks: both checksums, the change
   // masks, the top exponent, and z and the base exponent of every changed element.
   const ExponentField f = exponent_field(dtype);
-  const bool want_top = f.bits > 0 && p.classes > 1;
+  const bool want_top = f.bits > 0 && p.classes != 1;  // 0: chosen below, by density
   t_masks.resize((n + 63) / 64);
   ChangedElements<T>& ch = changed_scratch<T>(n);
   uint32_t(*hist)[2048] = ch.hist;
@@ -743,7 +743,13 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   // The sparse form first, at every density: its value planes are coded by
   // exponent class, which beats the dense form's planes (measured on bf16
   // steps changing 1-53% of the elements and fp32 steps changing all).
-  auto sparse = encode_sparse<T>(dtype, base, ch, n, changed, p, top);
+  ChunkParams sp = p;
+  if (sp.classes == 0) {  // by density: finer context where many elements changed
+    const bool many = changed * 10 >= n;
+    sp.classes = many ? 12 : 6;
+    sp.class_width = many ? 1 : 2;
+  }
+  auto sparse = encode_sparse<T>(dtype, base, ch, n, changed, sp, top);
   if (sparse.size() < best_size) {
     best_size = sparse.size();
     best.encoding = ChunkEncoding::Sparse;

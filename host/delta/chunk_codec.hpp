@@ -14,7 +14,7 @@ namespace flare::delta {
 
 struct ChunkParams {
   int zstd_level = 1;
-  unsigned classes = 6;      // exponent classes for sparse positions (1 = no context)
+  unsigned classes = 6;  // exponent classes for sparse positions (1 = no context, 0 = by density)
   unsigned class_width = 2;  // exponent values per class
 };
 

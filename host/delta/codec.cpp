@@ -125,8 +125,8 @@ Encoded encode_core(std::span<const TensorView> base_in, std::span<const TensorV
   ChunkParams params;
   check_zstd_level(opts.zstd_level);
   params.zstd_level = opts.zstd_level;
-  if (opts.context_classes < 1 || opts.context_classes > 64)
-    throw Error("invalid_argument", "context_classes must be in [1, 64]");
+  if (opts.context_classes > 64)
+    throw Error("invalid_argument", "context_classes must be 0 (by density) or in [1, 64]");
   params.classes = opts.context_classes;
   if (opts.class_width < 1 || opts.class_width > 255)
     throw Error("invalid_argument", "class_width must be in [1, 255]");

@@ -36,8 +36,10 @@ struct EncodeOptions {
   std::string base_identity;          // recorded in the delta (e.g. the base snapshot's name)
   // Exponent classes used as context for sparse chunks (1..64; 1 = no context)
   // and exponent values per class: more classes code training steps smaller,
-  // fewer decode faster.
-  unsigned context_classes = 6;
+  // fewer decode faster. 0 chooses per chunk by how many elements changed:
+  // 6 classes of 2 exponents below 10%, 12 of 1 from 10% on, where the finer
+  // context saves more than it costs (class_width is then not used).
+  unsigned context_classes = 0;
   unsigned class_width = 2;
 };
 

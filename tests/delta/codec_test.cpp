@@ -248,7 +248,7 @@ TEST_CASE("every exponent-class setting round-trips; context makes training step
   auto [a, b] = bf16_step(1 << 17, 1e-6, 21);
   Tensor f32 = random_tensor("w", DType::F32, {5000}, 22), f32b = perturb(f32, 0.3, 23);
   size_t without_context = 0, with_context = 0;
-  for (unsigned k : {1u, 2u, 6u, 12u, 64u}) {
+  for (unsigned k : {0u, 1u, 2u, 6u, 12u, 64u}) {
     for (unsigned w : {1u, 2u, 3u}) {
       CAPTURE(k);
       CAPTURE(w);
@@ -266,10 +266,30 @@ TEST_CASE("every exponent-class setting round-trips; context makes training step
   }
   CHECK(with_context < without_context);
   EncodeOptions bad;
-  bad.context_classes = 0;
+  bad.context_classes = 65;
   CHECK_THROWS_WITH_AS(
       encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, bad),
-      doctest::Contains("context_classes must be in [1, 64]"), flare::Error);
+      doctest::Contains("context_classes must be 0 (by density) or in [1, 64]"), flare::Error);
+}
+
+TEST_CASE("by default the exponent classes follow each chunk's density") {
+  auto encode_with = [](const Tensor& a, const Tensor& b, unsigned k, unsigned w) {
+    EncodeOptions o;
+    o.context_classes = k;
+    o.class_width = w;
+    return encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, o);
+  };
+  for (double lr : {1e-6, 1e-5}) {
+    CAPTURE(lr);
+    auto [a, b] = bf16_step(1 << 17, lr, 41);
+    auto d = encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()});
+    const double density = inspect(d).tensors[0].density;
+    const bool many = density >= 0.1;
+    CHECK(many == (lr > 5e-6));  // about 3% and 20% changed
+    CHECK(d == (many ? encode_with(a, b, 12, 1) : encode_with(a, b, 6, 2)));
+    CHECK(d != (many ? encode_with(a, b, 6, 2) : encode_with(a, b, 12, 1)));
+    check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, d).tensors, {b});
+  }
 }
 
 TEST_CASE("apply_into reconstructs into caller-owned buffers that are reused across applies") {
