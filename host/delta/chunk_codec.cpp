@@ -297,8 +297,8 @@ inline void class_prefix(const uint64_t* ge, size_t words, unsigned k, bool coun
 // class's buffers, sized once from the class counts (from the histogram).
 template <typename T>
 std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> base,
-                                     const ChangedElements<T>& ch, size_t n, uint64_t changed,
-                                     const ChunkParams& p, unsigned top) {
+                                     const ChangedElements<T>& ch, const uint64_t* masks, size_t n,
+                                     uint64_t changed, const ChunkParams& p, unsigned top) {
   constexpr size_t B = sizeof(T);
   const ExponentField f = exponent_field(dtype);
   ClassSetup s;
@@ -361,18 +361,63 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
     uint32_t* C = t_c.data();
     uint32_t cg[65] = {};  // elements of class >= t before the current word (cg[K] = 0)
     const uint16_t* es = ch.e.get();
+    // Where most elements changed, class by class (below); else one flat loop
+    // over the changed elements, which has no branch per word and class.
+    const bool by_class = 2 * changed > n;
     uint64_t j = 0;
     for (size_t w0 = 0; w0 < words; w0 += kBlockWords) {
       const size_t w1 = std::min(words, w0 + kBlockWords);
       const uint32_t end = static_cast<uint32_t>(std::min<size_t>(n, w1 * 64));
       cm.fill(w0, w1);
-      const bool counts_only = j == changed || pos[j] >= end;  // no change in the block
+      const bool counts_only =  // no change in the block
+          j == changed || (!by_class && pos[j] >= end) ||
+          (by_class && std::all_of(masks + w0, masks + w1, [](uint64_t x) { return x == 0; }));
       // K = 6, the default, keeps the counters in registers.
       if (K == 6)
         class_prefix<6>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
       else
         class_prefix<0>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
       if (counts_only) continue;
+      if (by_class) {
+        // Class by class over the block's words: each class's buffers and
+        // last rank stay in registers (per element through arrays indexed
+        // by class, each waited on the previous element's stores). j of an
+        // element is the changed elements before it (popcounts of the masks).
+        uint32_t jw[kBlockWords];
+        for (size_t w = w0; w < w1; ++w) {
+          jw[w - w0] = static_cast<uint32_t>(j);
+          j += static_cast<uint64_t>(__builtin_popcountll(masks[w]));
+        }
+        for (unsigned k = 0; k < K; ++k) {
+          if (!counts[k]) continue;
+          std::byte* gp = gap_at[k];
+          std::byte* pl = plane[k];
+          const size_t cnt = counts[k];
+          uint64_t nr = next_rank[k];
+          for (size_t w = w0; w < w1; ++w) {
+            const uint64_t* g = G + (w - w0) * S;
+            const uint32_t* c = C + (w - w0) * S;
+            const uint64_t member = g[k] & ~g[k + 1];
+            const uint64_t before = uint64_t{c[k]} - c[k + 1];
+            for (uint64_t m = masks[w] & member; m; m &= m - 1) {
+              const uint64_t below = (m & (0 - m)) - 1;
+              const uint64_t rank =
+                  before + static_cast<uint64_t>(__builtin_popcountll(member & below));
+              const T z =
+                  zs[jw[w - w0] + static_cast<uint64_t>(__builtin_popcountll(masks[w] & below))];
+              gp += put_varint28(gp, static_cast<uint32_t>(rank - nr));
+              nr = rank + 1;
+              for (size_t q = 0; q < B; ++q)
+                pl[q * cnt] = static_cast<std::byte>((z >> (8 * q)) & 0xff);
+              ++pl;
+            }
+          }
+          gap_at[k] = gp;
+          plane[k] = pl;
+          next_rank[k] = nr;
+        }
+        continue;
+      }
       for (; j < changed && pos[j] < end; ++j) {
         const uint32_t i = pos[j];
         const size_t off = (i / 64 - w0) * S;
@@ -749,7 +794,7 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     sp.classes = many ? 12 : 6;
     sp.class_width = many ? 1 : 2;
   }
-  auto sparse = encode_sparse<T>(dtype, base, ch, n, changed, sp, top);
+  auto sparse = encode_sparse<T>(dtype, base, ch, t_masks.data(), n, changed, sp, top);
   if (sparse.size() < best_size) {
     best_size = sparse.size();
     best.encoding = ChunkEncoding::Sparse;
