@@ -25,7 +25,8 @@ void print_help() {
   for (const auto& s : flare::cli::subcommands()) std::printf("  %-12s %s\n", s.name, s.summary);
   std::printf(
       "\nenvironment: FIREWORKS_API_KEY, FIREWORKS_BASE_URL (else the local emulator),\n"
-      "FLARE_PATH (';'-separated folders of shared Lua modules)\n");
+      "FLARE_PATH (';'-separated folders of shared Lua modules, searched after the LuaRocks\n"
+      "trees ./lua_modules, ~/.luarocks and /usr/local; `flare version` lists them)\n");
 }
 
 int help_main(int, char**) {

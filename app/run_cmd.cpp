@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "host.hpp"
+#include "module_checks.hpp"
 #include "subcommand.hpp"
 
 namespace {
@@ -15,6 +16,9 @@ int run_main(int argc, char** argv) {
     return 2;
   }
   std::string path = argv[1];
+  if (path.rfind("--replay", 0) == 0 || path == "--force") {
+    return flare::cli::replay_main(argc - 1, argv + 1);
+  }
   std::string dir;
   if (path != "-") {
     std::error_code ec;
@@ -25,9 +29,11 @@ int run_main(int argc, char** argv) {
     dir = std::filesystem::path(path).parent_path().string();
   }
   flare::lua::Host host(dir);
+  flare::cli::warn_about_lock(host);
   return host.run_file(path, std::vector<std::string>(argv + 2, argv + argc));
 }
 
 }  // namespace
 
-FLARE_SUBCOMMAND(run, "run a Lua script: flare run FILE [ARGS...]", run_main);
+FLARE_SUBCOMMAND(run, "run a Lua script: flare run FILE [ARGS...] | --replay RUN_DIR [--force]",
+                 run_main);

@@ -13,6 +13,7 @@
 #include "error_boundary.hpp"
 #include "lua_support.hpp"
 #include "module.hpp"
+#include "module_trees.hpp"
 #include "runtime/interrupt.hpp"
 #if defined(FLARE_HAVE_FIREWORKS)
 #include "fireworks/event_loop.hpp"
@@ -125,32 +126,18 @@ int flare_index(lua_State* L) {
   return 1;
 }
 
-void append_dir(std::string& path, const std::string& dir) {
-  std::string d = dir.empty() ? "." : dir;
-  if (d.size() > 1 && d.back() == '/') d.pop_back();
-  path += d + "/?.lua;" + d + "/?/init.lua;";
-}
-
 void set_search_path(lua_State* L, const std::string& script_dir) {
-  std::string path;
-  append_dir(path, script_dir);
-  if (const char* extra = std::getenv("FLARE_PATH")) {
-    std::string s = extra;
-    size_t start = 0;
-    while (start <= s.size()) {
-      size_t end = s.find(';', start);
-      if (end == std::string::npos) end = s.size();
-      if (end > start) append_dir(path, s.substr(start, end - start));
-      start = end + 1;
-    }
-  }
-  append_dir(path, stdlib_dir());
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
-  path += lua_tostring(L, -1);
+  std::string path = lua_search_path(script_dir, stdlib_dir()) + lua_tostring(L, -1);
   lua_pop(L, 1);
   lua_pushstring(L, path.c_str());
   lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "cpath");
+  std::string cpath = c_search_path() + lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_pushstring(L, cpath.c_str());
+  lua_setfield(L, -2, "cpath");
   lua_pop(L, 1);
 }
 
@@ -158,6 +145,8 @@ void open_flare_global(lua_State* L) {
   lua_createtable(L, 0, 16);
   lua_pushstring(L, FLARE_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushinteger(L, kApiVersion);
+  lua_setfield(L, -2, "api_version");
   lua_pushcfunction(L, l_sleep);
   lua_setfield(L, -2, "sleep");
   lua_pushcfunction(L, l_clock);

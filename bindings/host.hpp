@@ -34,6 +34,10 @@ class Host {
   lua_State* L_;
 };
 
+// flare.api_version: raised when a change breaks scripts and shared modules
+// written for the previous one (modules check it when they are required).
+constexpr int kApiVersion = 1;
+
 // Where the Lua standard library lives for this executable.
 std::string stdlib_dir();
 

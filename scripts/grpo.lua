@@ -4,6 +4,10 @@
 --   flare run scripts/grpo.lua                       # vowels task: reward ~0 -> >= 0.8
 --   flare run scripts/grpo.lua --steps=100 --task=addition --group-size=16 --max-tokens=8
 --   flare run scripts/grpo.lua --async               # sample step k+1 while step k trains
+--   flare run scripts/grpo.lua --loss=dr_grpo --kl-beta=0.1   # a KL penalty to the base model
+--     --loss: importance_sampling, ppo, grpo, dr_grpo, gspo, cispo, reinforce (docs/losses.md)
+--     --ref-model: the reference (default: the base model when --kl-beta > 0); with one, `kl`
+--     is logged (the policy's KL to it, --kl-estimator k1/k2/k3), penalised by --kl-beta
 --   flare run scripts/grpo.lua --resume              # continue the last run after its last
 --                                                    # checkpoint
 -- Resuming needs the emulator's state to outlive the process: set FLARE_EMULATOR_STATE_DIR
@@ -14,18 +18,26 @@ local run = flare.recipe{name = "grpo", main_metric = "reward", config = {
   steps = 40, task = "vowels", seed = 0,
   prompts_per_step = 2, group_size = 8,            -- completions per prompt
   max_tokens = 4, temperature = 1.0,
-  learning_rate = 1e-2, loss = "importance_sampling", -- or "ppo" (clip 0.2)
-  normalize_std = false,                           -- Tinker: advantage = reward - group mean
+  learning_rate = 1e-2, loss = "importance_sampling", -- or any of flare.grpo.losses
+  clip_low = 0.2, clip_high = 0.2, tis_cap = 0,    -- DAPO: clip_high 0.28; TIS cap (0 = off)
+  kl_beta = 0, kl_estimator = "k3", ref_model = "", grad_clip_norm = 0,
+  normalize_std = false,  -- Tinker: advantage = reward - group mean (grpo, gspo: / group std)
   base_every = 20,  -- a full base snapshot every K steps, deltas between
   async = false, max_steps_off_policy = 1,         -- async: how stale a sampled batch may be
   deployment_id = "grpo-tiny", base_model = "accounts/local/models/tiny-gpt",
   on_exit = "scale_to_zero",                       -- or "delete" / "keep"
 }}
 local c = run.config
+local loss_cfg, adv_opts = grpo.loss_setup(c.loss, {clip_low = c.clip_low,
+  clip_high = c.clip_high, kl_beta = c.kl_beta, kl_estimator = c.kl_estimator,
+  tis_cap = c.tis_cap, max_tokens = c.max_tokens, sequences = c.prompts_per_step * c.group_size})
+adv_opts.normalize_std = adv_opts.normalize_std or c.normalize_std
+local ref_model = c.ref_model ~= "" and c.ref_model or (c.kl_beta > 0 and c.base_model or nil)
 
 if run:plan{
   "deployment " .. c.deployment_id .. " (" .. c.base_model .. "), on exit: " .. c.on_exit,
-  "trainer on " .. c.base_model .. ", lr " .. c.learning_rate .. ", loss " .. c.loss,
+  "trainer on " .. c.base_model .. ", lr " .. c.learning_rate .. ", loss " .. c.loss ..
+    (ref_model and (", reference " .. ref_model .. ", kl_beta " .. c.kl_beta) or ""),
   string.format("%d steps x %d prompts x %d samples of <= %d tokens, %s", c.steps,
     c.prompts_per_step,
     c.group_size, c.max_tokens, c.async and "async" or "sync"),
@@ -44,6 +56,9 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
     hot_load_deployment_id = info.deployment_id, job_id = "grpo-" .. run.id}
   run:on_exit(function() trainer:close() end, "close trainer")
   if run.state then trainer:load_state(run.state.trainer_state) end
+  -- The reference: a trainer job that never steps, asked for logprobs only (forward).
+  local ref = ref_model and fw:trainer{base_model = ref_model, job_id = "grpo-ref-" .. run.id}
+  if ref then run:on_exit(function() ref:close() end, "close reference") end
   local syncer = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
     deployment_id = info.deployment_id, base_model = c.base_model, quiet = true}
   local sampler = fw:sampler{deployment = info}
@@ -75,12 +90,12 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
       rewards[g] = {}
       for i, s in ipairs(group) do rewards[g][i] = task:reward(batch.problems[g], s.text) end
     end
-    local datums, kept = grpo.build_datums(groups, rewards, {normalize_std = c.normalize_std})
-    local out = {}
+    local datums, kept = grpo.build_datums(groups, rewards, adv_opts)
+    local out, opt = {metrics = {}}, {}
     if #datums > 0 then
-      out = trainer:forward_backward(datums, c.loss,
-        c.loss == "ppo" and {clip_epsilon = 0.2} or nil)
-      trainer:optim_step{learning_rate = c.learning_rate}
+      if ref then grpo.attach_ref_logprobs(datums, ref:forward(datums).loss_fn_outputs) end
+      out = trainer:forward_backward(datums, c.loss, loss_cfg)
+      opt = trainer:optim_step{learning_rate = c.learning_rate, grad_clip_norm = c.grad_clip_norm}
     end
     local snapshot = syncer:save_and_hotload("step-" .. step,
       step % c.base_every == 0 and "base" or nil)
@@ -93,7 +108,8 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
     curve[#curve + 1] = m.reward_mean
     run:log{step = step, reward = m.reward_mean, ["pass@1"] = m["pass@1"],
       groups_kept = kept.kept_groups,
-      truncated = m.truncation_rate, kl = m.kl_sampler_trainer, sync_s = m.sync_s,
+      truncated = m.truncation_rate, logprob_mismatch = m.logprob_mismatch, kl = out.metrics.kl,
+      grad_norm = opt.grad_norm, loss = out.metrics.loss, sync_s = m.sync_s,
       curve = flare.recipe.sparkline(curve, 0, 1)}
   end
   if #curve > 0 then

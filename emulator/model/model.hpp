@@ -165,25 +165,74 @@ class Model {
 struct Datum {
   std::vector<int> tokens;
   std::vector<int> target_tokens;
-  std::vector<float> weights;           // cross_entropy token weights (default 1)
-  std::vector<float> sampler_logprobs;  // importance_sampling / ppo
-  std::vector<float> advantages;        // importance_sampling / ppo
+  // cross_entropy: token weights (default 1). Policy losses: a 0 weight leaves the
+  // position out (prompt tokens), any other value counts it as a loss token.
+  std::vector<float> weights;
+  std::vector<float> sampler_logprobs;  // the policy losses' behaviour policy (logprobs)
+  std::vector<float> advantages;        // the policy losses' advantages
+  std::vector<float> ref_logprobs;      // a reference model's logprobs: KL penalty and dpo
 };
 
-enum class LossFn { CrossEntropy, ImportanceSampling, Ppo };
+// The built-in losses; their definitions are in losses.hpp. Wire names (Tinker's where
+// Tinker has the loss): cross_entropy, importance_sampling, ppo, cispo, grpo, dr_grpo, gspo,
+// reinforce, dpo.
+enum class LossFn {
+  CrossEntropy,
+  ImportanceSampling,
+  Ppo,
+  Grpo,
+  DrGrpo,
+  Gspo,
+  Cispo,
+  Reinforce,
+  Dpo,
+};
+// The wire name of `fn`, and the LossFn of a wire name (false when unknown).
+const char* loss_name(LossFn fn);
+bool parse_loss_name(std::string_view name, LossFn& out);
+// Every wire name, comma-separated, for error messages.
+std::string loss_names();
+
+// How the summed per-token (or, for gspo and dpo, per-sequence/per-pair) loss is scaled.
+enum class Normalization {
+  Default,   // the loss's own: sequence for grpo, sum for the others
+  Sum,       // Σ (Tinker's losses are sums)
+  Token,     // Σ / (loss tokens of the batch)
+  Sequence,  // mean over sequences of (Σ over the sequence / its loss tokens)
+  Constant,  // Σ / normalization_tokens (Dr. GRPO: a fixed token budget)
+};
+
+// Schulman's estimators of KL(policy || reference) from δ = logp - ref_logp on a token
+// sampled from the policy: k1 = δ, k2 = δ²/2, k3 = exp(-δ) - 1 + δ.
+enum class KlEstimator { K1, K2, K3 };
 
 struct LossConfig {
-  float clip_low = 0.2f;  // ppo: ratio clipped to [1 - clip_low, 1 + clip_high]
+  float clip_low = 0.2f;  // ratio clipped to [1 - clip_low, 1 + clip_high] (DAPO: low != high)
   float clip_high = 0.2f;
+  Normalization normalization = Normalization::Default;
+  double normalization_tokens = 0;  // Normalization::Constant's divisor (> 0)
+  double tis_cap = 0;               // truncated importance sampling: cap C > 0, 0 = off
+  double kl_beta = 0;               // weight of the KL penalty against ref_logprobs
+  KlEstimator kl_estimator = KlEstimator::K3;
+  double dpo_beta = 0.1;  // dpo's β
 };
+
+// Throws std::invalid_argument naming the field ("loss_fn_config.tis_cap: ...") when a value
+// is out of range or does not apply to the loss.
+void check_loss_config(LossFn loss, const LossConfig& lc);
 
 struct ForwardBackwardResult {
   std::vector<std::vector<float>>
       logprobs;  // per datum, per position: trainer logprob of the target
   double loss = 0;
-  double mean_ratio = 1;     // mean exp(trainer - sampler) over advantage-bearing tokens
-  double clip_fraction = 0;  // ppo: fraction of tokens whose ratio was clipped
-  double kl = 0;             // mean (sampler_logprob - trainer_logprob) estimate, k3 form
+  double mean_ratio = 1;        // mean exp(trainer - sampler) over advantage-bearing tokens
+  double clip_fraction = 0;     // fraction of those tokens (gspo: sequences) clipped
+  double logprob_mismatch = 0;  // mean k3 estimate of KL(trainer || sampler) on those tokens
+  double kl = 0;                // mean KL estimate against ref_logprobs (the configured estimator)
+  long kl_tokens = 0;           // loss tokens that carried ref_logprobs
+  double tis_fraction = 0;      // fraction of tokens whose IS weight hit tis_cap
+  double preference_accuracy = 0;  // dpo: fraction of pairs whose implicit reward margin > 0
+  double reward_margin = 0;        // dpo: mean β·(Δchosen - Δrejected)
   long tokens = 0;
 };
 
@@ -207,9 +256,11 @@ struct OptimResult {
 // B train (gradients, Adam moments and state cover them alone).
 // Not thread-safe: call one method at a time (each call uses `threads` threads
 // internally). Bad datums throw std::invalid_argument naming "data[i].field"
-// and leave the gradient accumulator untouched. Metrics (mean_ratio, kl,
+// and leave the gradient accumulator untouched. Metrics (mean_ratio, logprob_mismatch,
 // clip_fraction) cover the tokens that have sampler_logprobs and, when
-// advantages are given, a nonzero advantage (prompt tokens carry 0).
+// advantages are given, a nonzero advantage (prompt tokens carry 0); kl covers
+// the loss tokens that have ref_logprobs. dpo takes the data as pairs: data[2k]
+// the chosen sequence, data[2k + 1] the rejected one.
 class Trainer {
  public:
   // threads 0 = hardware threads. Throws std::invalid_argument for a LoRA rank

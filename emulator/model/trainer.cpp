@@ -13,14 +13,6 @@ namespace flare::model {
 
 namespace {
 
-struct DatumStats {
-  double loss = 0;
-  double ratio_sum = 0;
-  double kl_sum = 0;
-  long metric_tokens = 0;  // tokens that carry sampler logprobs and a nonzero advantage
-  long clipped = 0;
-};
-
 // Splits [0, data.size()) into `parts` contiguous ranges of similar token counts.
 std::vector<size_t> split_by_tokens(const std::vector<Datum>& data, int parts) {
   size_t total = 0;
@@ -116,10 +108,11 @@ void Trainer::Impl::refresh_compute_weights() {
 
 ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn loss,
                                          const LossConfig& lc, bool backward) {
-  detail::check_data(cfg, data, loss);
+  detail::check_data(cfg, data, loss, lc);
   ForwardBackwardResult res;
   res.logprobs.resize(data.size());
-  std::vector<DatumStats> stats(data.size());
+  std::vector<detail::LossStats> stats(data.size());
+  const std::vector<double> scales = detail::datum_scales(loss, lc, data);
   const detail::LoraNet<float> adapter{&llay, lora16.data(), lorat16.data(), scale};
   const detail::NetView<float> net{&cfg,
                                    &lay,
@@ -130,50 +123,36 @@ ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn 
                                    lora.rank > 0 ? &adapter : nullptr};
   const bool use_lora = lora.rank > 0;
   const size_t n_trained = trained_count();
+  // dpo couples the two datums of a pair: every sequence's logprobs come first, the
+  // gradient of each after (a second forward rebuilds the activations backward needs).
+  const bool pairwise = loss == LossFn::Dpo;
+  std::vector<std::vector<float>> dlogp(data.size());
 
-  auto process = [&](size_t i, detail::SeqWork<float>& ws, float* g) {
+  auto forward_one = [&](size_t i, detail::SeqWork<float>& ws) {
     const Datum& d = data[i];
-    const size_t n = d.tokens.size();
-    std::vector<float>& lp = res.logprobs[i];
-    lp.resize(n);
-    detail::sequence_forward(net, d.tokens, d.target_tokens, ws, lp.data());
-    std::vector<float> dlogp(n);
-    DatumStats& st = stats[i];
-    for (size_t t = 0; t < n; ++t) {
-      const float weight = d.weights.empty() ? 1.0f : d.weights[t];
-      const float slp = d.sampler_logprobs.empty() ? 0.0f : d.sampler_logprobs[t];
-      const float adv = d.advantages.empty() ? 0.0f : d.advantages[t];
-      const auto tl = detail::token_loss<float>(loss, lc, lp[t], weight, slp, adv);
-      st.loss += tl.loss;
-      dlogp[t] = tl.dlogp;
-      if (!d.sampler_logprobs.empty() && (d.advantages.empty() || adv != 0.0f)) {
-        const double log_r = double(lp[t]) - double(slp);  // log(trainer / sampler)
-        const double r = std::exp(log_r);
-        st.ratio_sum += r;
-        st.kl_sum += (r - 1.0) - log_r;
-        st.metric_tokens += 1;
-        if (loss == LossFn::Ppo && (r < 1.0 - lc.clip_low || r > 1.0 + lc.clip_high))
-          st.clipped += 1;
-      }
-    }
-    if (backward)
-      detail::sequence_backward(net, d.tokens, d.target_tokens, ws, dlogp.data(),
-                                use_lora ? nullptr : g, use_lora ? g : nullptr);
+    res.logprobs[i].resize(d.tokens.size());
+    detail::sequence_forward(net, d.tokens, d.target_tokens, ws, res.logprobs[i].data());
+  };
+  auto backward_one = [&](size_t i, detail::SeqWork<float>& ws, float* g) {
+    const Datum& d = data[i];
+    detail::sequence_backward(net, d.tokens, d.target_tokens, ws, dlogp[i].data(),
+                              use_lora ? nullptr : g, use_lora ? g : nullptr);
   };
 
   const int parts = int(std::min<size_t>(size_t(threads), std::max<size_t>(1, data.size())));
   const std::vector<size_t> bounds = split_by_tokens(data, parts);
-  auto worker = [&](int k) {
-    float* g = nullptr;
-    if (backward) {
-      thread_grad[k].assign(n_trained, 0.0f);
-      g = thread_grad[k].data();
-    }
-    for (size_t i = bounds[k]; i < bounds[k + 1]; ++i) process(i, work[k], g);
-  };
-  if (parts == 1) {
-    worker(0);
-  } else {
+  // Runs body(i, work, grad) for every datum, the datums split across threads; `grad` is
+  // the thread's gradient buffer (zeroed) when with_grad, else nullptr.
+  auto for_each_datum = [&](bool with_grad, const auto& body) {
+    auto worker = [&](int k) {
+      float* g = nullptr;
+      if (with_grad) {
+        thread_grad[k].assign(n_trained, 0.0f);
+        g = thread_grad[k].data();
+      }
+      for (size_t i = bounds[k]; i < bounds[k + 1]; ++i) body(i, work[k], g);
+    };
+    if (parts == 1) return worker(0);
     std::vector<std::exception_ptr> errors(parts);
     std::vector<std::thread> pool;
     for (int k = 1; k < parts; ++k)
@@ -192,6 +171,33 @@ ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn 
     for (std::thread& t : pool) t.join();
     for (const std::exception_ptr& e : errors)
       if (e) std::rethrow_exception(e);
+  };
+
+  if (pairwise) {
+    for_each_datum(false,
+                   [&](size_t i, detail::SeqWork<float>& ws, float*) { forward_one(i, ws); });
+    for (size_t i = 0; i + 1 < data.size(); i += 2) {
+      dlogp[i].resize(data[i].tokens.size());
+      dlogp[i + 1].resize(data[i + 1].tokens.size());
+      detail::dpo_pair<float>(lc, data[i], data[i + 1], res.logprobs[i].data(),
+                              res.logprobs[i + 1].data(), float(scales[i]), dlogp[i].data(),
+                              dlogp[i + 1].data(), stats[i]);
+    }
+    if (backward)
+      for_each_datum(true, [&](size_t i, detail::SeqWork<float>& ws, float* g) {
+        forward_one(i, ws);
+        backward_one(i, ws, g);
+      });
+  } else {
+    for_each_datum(backward, [&](size_t i, detail::SeqWork<float>& ws, float* g) {
+      forward_one(i, ws);
+      const float* lp = res.logprobs[i].data();
+      dlogp[i].resize(data[i].tokens.size());
+      detail::datum_loss<float>(loss, lc, data[i], lp, lp, float(scales[i]), dlogp[i].data(),
+                                stats[i]);
+      if (backward) backward_one(i, ws, g);
+      std::vector<float>().swap(dlogp[i]);
+    });
   }
   if (backward)  // fixed summation order: independent of thread timing
     for (int k = 0; k < parts; ++k) {
@@ -199,20 +205,35 @@ ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn 
       for (size_t i = 0; i < n_trained; ++i) grad[i] += tg[i];
     }
 
-  long metric_tokens = 0, clipped = 0;
-  double ratio_sum = 0, kl_sum = 0;
+  detail::LossStats total;
   for (size_t i = 0; i < data.size(); ++i) {
-    res.loss += stats[i].loss;
-    ratio_sum += stats[i].ratio_sum;
-    kl_sum += stats[i].kl_sum;
-    metric_tokens += stats[i].metric_tokens;
-    clipped += stats[i].clipped;
+    const detail::LossStats& st = stats[i];
+    total.loss += st.loss;
+    total.ratio_sum += st.ratio_sum;
+    total.mismatch_sum += st.mismatch_sum;
+    total.metric_tokens += st.metric_tokens;
+    total.clipped += st.clipped;
+    total.tis_capped += st.tis_capped;
+    total.kl_sum += st.kl_sum;
+    total.kl_tokens += st.kl_tokens;
+    total.pairs += st.pairs;
+    total.pairs_right += st.pairs_right;
+    total.margin_sum += st.margin_sum;
     res.tokens += long(data[i].tokens.size());
   }
-  if (metric_tokens > 0) {
-    res.mean_ratio = ratio_sum / double(metric_tokens);
-    res.kl = kl_sum / double(metric_tokens);
-    res.clip_fraction = double(clipped) / double(metric_tokens);
+  res.loss = total.loss;
+  if (total.metric_tokens > 0) {
+    const double n = double(total.metric_tokens);
+    res.mean_ratio = total.ratio_sum / n;
+    res.logprob_mismatch = total.mismatch_sum / n;
+    res.clip_fraction = double(total.clipped) / n;
+    res.tis_fraction = double(total.tis_capped) / n;
+  }
+  res.kl_tokens = total.kl_tokens;
+  if (total.kl_tokens > 0) res.kl = total.kl_sum / double(total.kl_tokens);
+  if (total.pairs > 0) {
+    res.preference_accuracy = double(total.pairs_right) / double(total.pairs);
+    res.reward_margin = total.margin_sum / double(total.pairs);
   }
   return res;
 }

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -103,7 +104,8 @@ model::Datum parse_datum(const nlohmann::json& d, size_t index) {
   auto in = d.find("loss_fn_inputs");
   if (in == d.end() || !in->is_object())
     bad_request("field '" + at + ".loss_fn_inputs' is required");
-  static const std::set<std::string> known = {"target_tokens", "weights", "logprobs", "advantages"};
+  static const std::set<std::string> known = {"target_tokens", "weights", "logprobs", "advantages",
+                                              "ref_logprobs"};
   for (auto& [k, v] : in->items()) {
     if (!known.count(k)) bad_request("unknown field '" + at + ".loss_fn_inputs." + k + "'");
   }
@@ -118,46 +120,79 @@ model::Datum parse_datum(const nlohmann::json& d, size_t index) {
   if (in->contains("advantages")) {
     out.advantages = numbers<float>((*in)["advantages"], at + ".loss_fn_inputs.advantages");
   }
+  if (in->contains("ref_logprobs")) {
+    out.ref_logprobs = numbers<float>((*in)["ref_logprobs"], at + ".loss_fn_inputs.ref_logprobs");
+  }
   return out;
 }
 
 model::LossFn parse_loss(const std::string& name) {
-  if (name == "cross_entropy") return model::LossFn::CrossEntropy;
-  if (name == "importance_sampling") return model::LossFn::ImportanceSampling;
-  if (name == "ppo") return model::LossFn::Ppo;
-  bad_request("loss_fn '" + name +
-              "' is not supported (supported: cross_entropy, importance_sampling, ppo)");
+  model::LossFn fn;
+  if (!model::parse_loss_name(name, fn))
+    bad_request("loss_fn '" + name + "' is not supported (supported: " + model::loss_names() + ")");
+  return fn;
 }
 
-model::LossConfig parse_loss_config(const nlohmann::json& input) {
+// One of `choices` (the wire names, in enum order) for a string field of loss_fn_config.
+template <typename E, size_t N>
+E parse_choice(const nlohmann::json& v, const std::string& field,
+               const std::array<const char*, N>& choices) {
+  std::string list;
+  for (const char* c : choices) list += (list.empty() ? "'" : ", '") + std::string(c) + "'";
+  if (!v.is_string()) bad_request("field '" + field + "' must be one of " + list);
+  for (size_t i = 0; i < N; ++i)
+    if (v.get<std::string>() == choices[i]) return static_cast<E>(i);
+  bad_request("field '" + field + "' is '" + v.get<std::string>() + "', not one of " + list);
+}
+
+// Tinker's clip names (clip_low_threshold / clip_high_threshold bound the ratio) and flare's
+// options; see docs/losses.md. Values out of range fail in check_loss_config, naming the field.
+model::LossConfig parse_loss_config(const nlohmann::json& input, model::LossFn loss) {
   model::LossConfig c;
   auto it = input.find("loss_fn_config");
-  if (it == input.end() || it->is_null()) return c;
-  if (!it->is_object()) bad_request("field 'loss_fn_config' must be an object");
-  for (auto& [k, v] : it->items()) {
-    std::string f = "loss_fn_config." + k;
-    if (!v.is_number()) bad_request("field '" + f + "' must be a number");
-    double x = v.get<double>();
-    if (k == "clip_epsilon" || k == "eps_clip") {
-      c.clip_low = c.clip_high = static_cast<float>(x);
-    } else if (k == "clip_low") {
-      c.clip_low = static_cast<float>(x);
-    } else if (k == "clip_high") {
-      c.clip_high = static_cast<float>(x);
-    } else if (k == "clip_low_threshold") {  // Tinker's form: a bound on the ratio
-      c.clip_low = static_cast<float>(1.0 - x);
-    } else if (k == "clip_high_threshold") {
-      c.clip_high = static_cast<float>(x - 1.0);
-    } else {
-      bad_request("unknown field '" + f +
-                  "' (supported: clip_epsilon, clip_low, clip_high, clip_low_threshold, "
-                  "clip_high_threshold)");
+  if (it != input.end() && !it->is_null()) {
+    if (!it->is_object()) bad_request("field 'loss_fn_config' must be an object");
+    for (auto& [k, v] : it->items()) {
+      std::string f = "loss_fn_config." + k;
+      if (k == "normalization") {
+        c.normalization = parse_choice<model::Normalization>(
+            v, f, std::array<const char*, 5>{"default", "sum", "token", "sequence", "constant"});
+        continue;
+      }
+      if (k == "kl_estimator") {
+        c.kl_estimator =
+            parse_choice<model::KlEstimator>(v, f, std::array<const char*, 3>{"k1", "k2", "k3"});
+        continue;
+      }
+      if (!v.is_number()) bad_request("field '" + f + "' must be a number");
+      double x = v.get<double>();
+      if (k == "clip_epsilon" || k == "eps_clip") {
+        c.clip_low = c.clip_high = static_cast<float>(x);
+      } else if (k == "clip_low" || k == "eps_clip_low") {
+        c.clip_low = static_cast<float>(x);
+      } else if (k == "clip_high" || k == "eps_clip_high") {
+        c.clip_high = static_cast<float>(x);
+      } else if (k == "clip_low_threshold") {  // Tinker's form: a bound on the ratio
+        c.clip_low = static_cast<float>(1.0 - x);
+      } else if (k == "clip_high_threshold") {
+        c.clip_high = static_cast<float>(x - 1.0);
+      } else if (k == "normalization_tokens") {
+        c.normalization_tokens = x;
+      } else if (k == "tis_cap") {
+        c.tis_cap = x;
+      } else if (k == "kl_beta") {
+        c.kl_beta = x;
+      } else if (k == "dpo_beta") {
+        c.dpo_beta = x;
+      } else {
+        bad_request("unknown field '" + f +
+                    "' (supported: clip_epsilon, clip_low, clip_high, clip_low_threshold, "
+                    "clip_high_threshold, normalization, normalization_tokens, tis_cap, kl_beta, "
+                    "kl_estimator, dpo_beta)");
+      }
     }
   }
-  if (c.clip_low < 0 || c.clip_low >= 1 || c.clip_high < 0) {
-    bad_request("loss_fn_config gives clip range [1 - " + std::to_string(c.clip_low) + ", 1 + " +
-                std::to_string(c.clip_high) + "], which is empty or inverted");
-  }
+  model::check_loss_config(loss, c);  // std::invalid_argument: a 400 naming the field
   return c;
 }
 
@@ -177,7 +212,7 @@ void run_forward(RouteEnv& env, const httplib::Request& req, httplib::Response& 
   for (size_t i = 0; i < input["data"].size(); ++i)
     data.push_back(parse_datum(input["data"][i], i));
   model::LossFn loss = parse_loss(get_string(input, "loss_fn", "cross_entropy"));
-  model::LossConfig cfg = parse_loss_config(input);
+  model::LossConfig cfg = parse_loss_config(input, loss);
 
   std::lock_guard lock(job.rt->mu);
   if (!job.rt->trainer) not_found("trainer job " + job.id + " was deleted");
@@ -192,15 +227,21 @@ void run_forward(RouteEnv& env, const httplib::Request& req, httplib::Response& 
   }
   nlohmann::json outputs = nlohmann::json::array();
   for (const auto& lp : r.logprobs) outputs.push_back({{"logprobs", lp}});
+  nlohmann::json metrics = {{"loss", r.loss},
+                            {"mean_ratio", r.mean_ratio},
+                            {"clip_fraction", r.clip_fraction},
+                            {"logprob_mismatch", r.logprob_mismatch},
+                            {"tokens", r.tokens}};
+  if (r.kl_tokens > 0) metrics["kl"] = r.kl;  // against the datums' ref_logprobs
+  if (cfg.tis_cap > 0) metrics["tis_fraction"] = r.tis_fraction;
+  if (loss == model::LossFn::Dpo) {
+    metrics["preference_accuracy"] = r.preference_accuracy;
+    metrics["reward_margin"] = r.reward_margin;
+  }
   send_json(res, 200,
             {{"loss_fn_output_type", get_string(input, "loss_fn", "cross_entropy")},
              {"loss_fn_outputs", outputs},
-             {"metrics",
-              {{"loss", r.loss},
-               {"mean_ratio", r.mean_ratio},
-               {"clip_fraction", r.clip_fraction},
-               {"kl", r.kl},
-               {"tokens", r.tokens}}}});
+             {"metrics", metrics}});
 }
 
 void optim_step(RouteEnv& env, const httplib::Request& req, httplib::Response& res) {

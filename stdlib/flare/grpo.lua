@@ -9,8 +9,15 @@
 --       equal carry no signal and are dropped. info = {groups =, kept_groups =,
 --       dropped_groups =, datums =, tokens =}.
 --   grpo.pass_at_k(n, c, k)              -> unbiased 1 - C(n-c, k) / C(n, k)
---   grpo.logprob_mismatch(datums, outputs) -> {kl =, abs_diff =, tokens =}
+--   grpo.logprob_mismatch(datums, outputs) -> {mismatch =, abs_diff =, tokens =}
 --   grpo.metrics{groups =, rewards =, k =, threshold =, datums =, outputs =, sync_s =}
+--   grpo.losses                          -> the policy losses a GRPO step can train with
+--   grpo.loss_setup(loss, opts)          -> loss_fn_config, advantage options (see below)
+--   grpo.attach_ref_logprobs(datums, outputs) -> datums carrying a reference model's logprobs
+--       (outputs = loss_fn_outputs of reference:forward(datums)), for the KL penalty and `kl`
+--   grpo.kl_into_advantages(datums, beta) -> datums, mean k1: the KL penalty as a reward term
+--       (for a trainer without kl_beta): A_t - beta * (sampler_logp_t - ref_logp_t) on each
+--       completion token, which needs ref_logprobs attached first
 local M = {}
 
 local function mean(xs)
@@ -142,8 +149,9 @@ function M.pass_at_k(n, c, k)
   return 1 - p
 end
 
--- Sampler vs trainer logprobs on completion positions: kl is the mean of
--- (sampler - trainer), an estimate of KL(sampler || trainer) on sampler tokens.
+-- Sampler vs trainer logprobs on completion positions: mismatch is the mean of
+-- (sampler - trainer), an estimate of KL(sampler || trainer) on sampler tokens. It is not
+-- the `kl` metric, which is the policy's KL to a reference model.
 function M.logprob_mismatch(datums, outputs)
   local n, diff, absd = 0, 0, 0
   for i, d in ipairs(datums) do
@@ -159,8 +167,8 @@ function M.logprob_mismatch(datums, outputs)
       end
     end
   end
-  if n == 0 then return {kl = 0, abs_diff = 0, tokens = 0} end
-  return {kl = diff / n, abs_diff = absd / n, tokens = n}
+  if n == 0 then return {mismatch = 0, abs_diff = 0, tokens = 0} end
+  return {mismatch = diff / n, abs_diff = absd / n, tokens = n}
 end
 
 -- Step metrics. threshold: reward counted as correct for pass@k (default 1).
@@ -193,11 +201,75 @@ function M.metrics(o)
   }
   if o.datums and o.outputs then
     local mm = M.logprob_mismatch(o.datums, o.outputs)
-    r.kl_sampler_trainer = mm.kl
+    r.logprob_mismatch = mm.mismatch
     r.logprob_abs_diff = mm.abs_diff
   end
   if o.sync_s then r.sync_s = o.sync_s end
   return r
+end
+
+-- The trainer's policy losses (docs/losses.md) and, per loss, the advantage's std
+-- normalisation its paper uses: GRPO divides by the group's std, Dr. GRPO does not.
+M.losses = {"importance_sampling", "ppo", "grpo", "dr_grpo", "gspo", "cispo", "reinforce"}
+local std_normalised = {grpo = true, gspo = true}
+local clipped = {ppo = true, grpo = true, dr_grpo = true, gspo = true, cispo = true}
+
+-- loss_fn_config for `loss` from opts {clip_low = 0.2, clip_high = 0.2 (DAPO raises it),
+-- kl_beta = 0, kl_estimator = "k3", tis_cap = 0, max_tokens = (dr_grpo's constant token
+-- budget per sequence), sequences = (sequences per batch)}, and the advantage options
+-- {normalize_std = } that go with it. nil config when the loss needs none.
+function M.loss_setup(loss, opts)
+  opts = opts or {}
+  local known = false
+  for _, l in ipairs(M.losses) do known = known or l == loss end
+  if not known then
+    error("grpo.loss_setup: loss '" .. tostring(loss) .. "' is not one of " ..
+      table.concat(M.losses, ", "), 2)
+  end
+  local cfg = {}
+  if clipped[loss] then  -- Tinker's names: bounds on the ratio
+    cfg.clip_low_threshold = 1 - (opts.clip_low or 0.2)
+    cfg.clip_high_threshold = 1 + (opts.clip_high or opts.clip_low or 0.2)
+  end
+  if loss == "dr_grpo" and opts.max_tokens then
+    cfg.normalization, cfg.normalization_tokens = "constant",
+      opts.max_tokens * (opts.sequences or 1)
+  end
+  if (opts.kl_beta or 0) > 0 then
+    cfg.kl_beta, cfg.kl_estimator = opts.kl_beta, opts.kl_estimator or "k3"
+  end
+  if (opts.tis_cap or 0) > 0 then cfg.tis_cap = opts.tis_cap end
+  return next(cfg) and cfg or nil, {normalize_std = std_normalised[loss] or false}
+end
+
+function M.attach_ref_logprobs(datums, outputs)
+  for i, d in ipairs(datums) do
+    local lp = outputs[i] and outputs[i].logprobs
+    if type(lp) ~= "table" then
+      error("grpo.attach_ref_logprobs: outputs[" .. i .. "].logprobs is missing", 2)
+    end
+    d.loss_fn_inputs.ref_logprobs = lp
+  end
+  return datums
+end
+
+function M.kl_into_advantages(datums, beta)
+  local sum, n = 0, 0
+  for i, d in ipairs(datums) do
+    local inp = d.loss_fn_inputs
+    if type(inp.ref_logprobs) ~= "table" then
+      error("grpo.kl_into_advantages: datums[" .. i .. "] has no ref_logprobs " ..
+        "(grpo.attach_ref_logprobs first)", 2)
+    end
+    for t, w in ipairs(inp.weights) do
+      if w ~= 0 then
+        local k1 = inp.logprobs[t] - inp.ref_logprobs[t]
+        inp.advantages[t] = inp.advantages[t] - beta * k1
+        sum, n = sum + k1, n + 1
+      end
+    end
+  end
+  return datums, n > 0 and sum / n or 0
 end
 
 -- The options of advantages, datum and build_datums (build_datums passes its own on).
@@ -215,6 +287,11 @@ return require("flare.args").checked(M, "flare.grpo", {
   build_datums = {"groups:table", "rewards:table", {"opts", grpo_options}},
   pass_at_k = {"n:integer", "c:integer", "k:integer"},
   logprob_mismatch = {"datums:table", "outputs:table"},
+  loss_setup = {"loss:string", {"opts", {clip_low = "number", clip_high = "number",
+    kl_beta = "number", kl_estimator = "string", tis_cap = "number", max_tokens = "integer",
+    sequences = "integer"}}},
+  attach_ref_logprobs = {"datums:table", "outputs:table"},
+  kl_into_advantages = {"datums:table", "beta:number"},
   metrics = {{"opts", {groups = "table", rewards = "table", k = "integer", threshold = "number",
     datums = "table",
     outputs = "table", sync_s = "number"}}},

@@ -28,6 +28,7 @@ local checks = require("flare.args")
 local cleanup = require("flare.cleanup")
 local format = require("flare.format")
 local jsonl = require("flare.jsonl")
+local modules = require("flare.modules")
 
 local M = {}
 
@@ -218,6 +219,8 @@ function M.new(o)
     flare_version = flare.version, main_metric = o.main_metric,
     script = script, created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"), args = {unpack(args)}}
   if script and fs().exists(script) then meta.script_sha256 = fs().sha256_file(script) end
+  meta.modules = json().object(modules.record())
+  meta.replay_of = modules.replay_of  -- set by `flare run --replay RUN_DIR`
   self.meta = meta
 
   if self.dry_run then
@@ -237,12 +240,34 @@ function M.new(o)
     self.dir = dir
     fs().write_file_atomic(dir .. "/config.json", json().encode(meta,
       {sort_keys = true, pretty = true}) .. "\n")
+    cleanup.defer(function() self:record_late_modules() end, "record the run's modules")
   end
   self.id = self.dir:match("([^/]+)/*$")
   if self.resumed then
     io.stdout:write("resuming ", self.dir, " at step ", self.start_step, "\n")
   end
   return self
+end
+
+-- Modules required after flare.recipe{} join config.json's `modules` when the run ends
+-- (only that field of the file is changed; the entries written at the start stay).
+function Run:record_late_modules()
+  local now = modules.record()
+  local added = false
+  for name in pairs(now) do added = added or self.meta.modules[name] == nil end
+  if not added then return end
+  local path = self.dir .. "/config.json"
+  local saved = json().decode(assert(fs().read_file(path)))
+  local merged = {}
+  for name, e in pairs(type(saved.modules) == "table" and saved.modules or {}) do
+    merged[name] = e
+  end
+  for name, e in pairs(now) do
+    if merged[name] == nil then merged[name] = e end
+  end
+  saved.modules = json().object(merged)
+  fs().write_file_atomic(path, json().encode(saved, {sort_keys = true, pretty = true}) .. "\n")
+  self.meta.modules = saved.modules
 end
 
 function Run:plan(lines)

@@ -63,6 +63,51 @@ describe("trainer client", function()
     assert.error_matches(function() trainer:forward_backward({{tokens = {1}}}) end, "target_tokens")
   end)
 
+  it("takes every built-in loss, a reference's logprobs and reports kl apart from the mismatch",
+    function()
+    local d = {tokens = {1, 2, 3, 4}, target_tokens = {2, 3, 4, 5}, weights = {0, 1, 1, 1}}
+    -- A reference: a second job that never steps; forward gives its logprobs.
+    local ref = fw:trainer{base_model = fx.BASE_MODEL, poll_interval_s = 0.05}
+    local ref_lp = ref:forward({d}).loss_fn_outputs[1].logprobs
+    ref:close()
+    local lp = trainer:forward({d}).loss_fn_outputs[1].logprobs
+    d.logprobs, d.advantages, d.ref_logprobs = lp, {0, 1, 1, 1}, ref_lp
+    for _, loss in ipairs({"importance_sampling", "ppo", "grpo", "dr_grpo", "gspo", "cispo",
+      "reinforce"}) do
+      local out = trainer:forward({d}, loss, {kl_beta = 0.1, kl_estimator = "k2"})
+      assert.truthy(type(out.metrics.loss) == "number", loss)
+      assert.near(0, out.metrics.logprob_mismatch, 1e-6, loss)
+      assert.truthy(type(out.metrics.kl) == "number", loss)
+    end
+    local moved = {}
+    for i, x in ipairs(lp) do moved[i] = x - 0.5 end  -- logp - ref = 0.5 on each token
+    d.ref_logprobs = moved
+    local out = trainer:forward({d}, "reinforce", {kl_estimator = "k1"})
+    assert.near(0.5, out.metrics.kl, 1e-3)
+    local pair = trainer:forward({d, d}, "dpo", {dpo_beta = 0.5})
+    assert.near(math.log(2), pair.metrics.loss, 1e-6)  -- equal sequences: z = 0
+    assert.equal(0, pair.metrics.preference_accuracy)
+  end)
+
+  it("answers a bad loss or loss_fn_config with a 400 naming the field", function()
+    local d = {tokens = {1, 2}, target_tokens = {2, 3}, logprobs = {-1, -1}, advantages = {1, 1}}
+    local function fails(pattern, ...)
+      local ok, e = pcall(trainer.forward, trainer, ...)
+      assert.falsy(ok, pattern)
+      assert.equal(400, e.status, e.message)
+      assert.truthy(e.message:find(pattern, 1, true), e.message)
+    end
+    fails("loss_fn 'grpo2' is not supported (supported: cross_entropy,", {d}, "grpo2")
+    fails("loss_fn_config.normalization' is 'mean', not one of", {d}, "grpo",
+      {normalization = "mean"})
+    fails("loss_fn_config.tis_cap: does not apply to cispo", {d}, "cispo", {tis_cap = 2})
+    fails("loss_fn_config.normalization_tokens: must be > 0", {d}, "dr_grpo",
+      {normalization = "constant"})
+    fails("data[0].ref_logprobs: required by kl_beta > 0", {d}, "ppo", {kl_beta = 0.1})
+    fails("data: dpo takes (chosen, rejected) pairs, got 1", {d}, "dpo")
+    fails("loss_fn_config.kl_estimator' must be one of", {d}, "ppo", {kl_estimator = 3})
+  end)
+
   it("attaches to an existing job and reports a failed creation", function()
     local again = fw:trainer{base_model = fx.BASE_MODEL, job_id = trainer.job_id,
       poll_interval_s = 0.05}

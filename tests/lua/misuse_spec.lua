@@ -15,6 +15,8 @@ local takes_no_argument = {
   ["flare.fs.cwd"] = "the current directory, no argument",
   ["flare.repl.c_modules"] = "the list of C modules, no argument",
   ["flare.cleanup.pending"] = "a count, no argument",
+  ["flare.modules.record"] = "the loaded modules, no argument",
+  ["flare.modules.rock_trees"] = "the trees on package.path, no argument",
 }
 
 -- Functions that accept a value of any type as their first argument (so no type is wrong).

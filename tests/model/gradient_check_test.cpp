@@ -52,40 +52,60 @@ struct DoubleNet {
   }
 };
 
-// Σ over datums and tokens of the per-token loss; adds the gradient into
-// `grad` (and the adapter's into `lora_grad`) when not null.
-double total_loss(const DoubleNet& net, const std::vector<Datum>& data, LossFn fn,
-                  const LossConfig& lc, std::vector<double>* grad,
-                  std::vector<double>* lora_grad = nullptr) {
+std::vector<std::vector<double>> logprobs(const DoubleNet& net, const std::vector<Datum>& data) {
   SeqWork<double> ws;
-  double loss = 0;
-  for (const Datum& d : data) {
-    const size_t n = d.tokens.size();
-    std::vector<double> lp(n), dlogp(n);
-    sequence_forward(net.view(), d.tokens, d.target_tokens, ws, lp.data());
-    for (size_t t = 0; t < n; ++t) {
-      const double weight = d.weights.empty() ? 1.0 : d.weights[t];
-      const double slp = d.sampler_logprobs.empty() ? 0.0 : d.sampler_logprobs[t];
-      const double adv = d.advantages.empty() ? 0.0 : d.advantages[t];
-      const TokenLoss<double> tl = token_loss<double>(fn, lc, lp[t], weight, slp, adv);
-      loss += tl.loss;
-      dlogp[t] = tl.dlogp;
-    }
-    if (grad || lora_grad)
-      sequence_backward(net.view(), d.tokens, d.target_tokens, ws, dlogp.data(),
-                        grad ? grad->data() : nullptr, lora_grad ? lora_grad->data() : nullptr);
+  std::vector<std::vector<double>> lps(data.size());
+  for (size_t i = 0; i < data.size(); ++i) {
+    lps[i].resize(data[i].tokens.size());
+    sequence_forward(net.view(), data[i].tokens, data[i].target_tokens, ws, lps[i].data());
   }
-  return loss;
+  return lps;
+}
+
+// The batch loss as the trainer computes it (datum_loss, or dpo_pair over pairs, with the
+// normalisation's scales); adds the gradient into `grad` (and the adapter's into `lora_grad`)
+// when not null. Stop-gradient terms take their value from `frozen` (the logprobs at the
+// point differentiated), so the differences see them as the constants they are.
+double total_loss(const DoubleNet& net, const std::vector<Datum>& data, LossFn fn,
+                  const LossConfig& lc, const std::vector<std::vector<double>>& frozen,
+                  std::vector<double>* grad, std::vector<double>* lora_grad = nullptr) {
+  const std::vector<std::vector<double>> lps = logprobs(net, data);
+  const std::vector<double> scales = datum_scales(fn, lc, data);
+  std::vector<std::vector<double>> dl(data.size());
+  for (size_t i = 0; i < data.size(); ++i) dl[i].resize(data[i].tokens.size());
+  LossStats st;
+  if (fn == LossFn::Dpo) {
+    for (size_t i = 0; i + 1 < data.size(); i += 2)
+      dpo_pair<double>(lc, data[i], data[i + 1], lps[i].data(), lps[i + 1].data(), scales[i],
+                       dl[i].data(), dl[i + 1].data(), st);
+  } else {
+    for (size_t i = 0; i < data.size(); ++i)
+      datum_loss<double>(fn, lc, data[i], lps[i].data(), frozen[i].data(), scales[i], dl[i].data(),
+                         st);
+  }
+  if (grad || lora_grad) {
+    SeqWork<double> ws;
+    for (size_t i = 0; i < data.size(); ++i) {
+      std::vector<double> lp(data[i].tokens.size());
+      sequence_forward(net.view(), data[i].tokens, data[i].target_tokens, ws, lp.data());
+      sequence_backward(net.view(), data[i].tokens, data[i].target_tokens, ws, dl[i].data(),
+                        grad ? grad->data() : nullptr, lora_grad ? lora_grad->data() : nullptr);
+    }
+  }
+  return st.loss;
 }
 
 std::vector<Datum> make_data(const DoubleNet& net) {
-  const std::vector<std::vector<int>> seqs = {
-      {kBos, 72, 101, 108, 108, 111}, {kBos, 3, 250}, {kBos, 120, 121, 122, 257, 40, 41}};
+  const std::vector<std::vector<int>> seqs = {{kBos, 72, 101, 108, 108, 111},
+                                              {kBos, 3, 250},
+                                              {kBos, 120, 121, 122, 257, 40, 41},
+                                              {kBos, 9, 8, 7, 6}};
   // Ratios exp(delta) = 1.65, 1.05, 0.61, 0.95, 1.35: inside and outside the
   // PPO clip range, all well away from its kinks at 0.8 and 1.2.
   const double deltas[] = {0.5, 0.05, -0.5, -0.05, 0.3};
   const float advantages[] = {1.0f, -0.7f, 0.5f, -1.2f, 0.8f, -0.3f};
   const float weights[] = {1.0f, 0.5f, 0.0f, 2.0f};
+  const double ref_deltas[] = {0.7, -0.2, 0.1, -0.6};  // logp - ref_logp
   std::vector<Datum> data;
   SeqWork<double> ws;
   int k = 0;
@@ -99,6 +119,7 @@ std::vector<Datum> make_data(const DoubleNet& net) {
       d.weights.push_back(weights[k % 4]);
       d.advantages.push_back(advantages[k % 6]);
       d.sampler_logprobs.push_back(float(lp[t] - deltas[k % 5]));
+      d.ref_logprobs.push_back(float(lp[t] - ref_deltas[k % 4]));
     }
     data.push_back(d);
   }
@@ -108,7 +129,8 @@ std::vector<Datum> make_data(const DoubleNet& net) {
 // Central differences of `weights` (the net's full weights or its adapter) tensor by
 // tensor against the analytic gradient `grad`: relative error at most 1e-5.
 void check_against_differences(DoubleNet& net, const std::vector<Datum>& data, LossFn fn,
-                               const LossConfig& lc, const std::vector<double>& grad,
+                               const LossConfig& lc, const std::vector<std::vector<double>>& frozen,
+                               const std::vector<double>& grad,
                                const std::vector<TensorSpec>& specs, std::vector<double>& weights,
                                const std::vector<size_t>& offsets,
                                const std::vector<size_t>& sizes) {
@@ -120,10 +142,10 @@ void check_against_differences(DoubleNet& net, const std::vector<Datum>& data, L
       const double saved = weights[j];
       weights[j] = saved + h;
       net.refresh();
-      const double up = total_loss(net, data, fn, lc, nullptr);
+      const double up = total_loss(net, data, fn, lc, frozen, nullptr);
       weights[j] = saved - h;
       net.refresh();
-      const double down = total_loss(net, data, fn, lc, nullptr);
+      const double down = total_loss(net, data, fn, lc, frozen, nullptr);
       weights[j] = saved;
       const double fd = (up - down) / (2 * h);
       diff_sq += (fd - grad[j]) * (fd - grad[j]);
@@ -137,15 +159,15 @@ void check_against_differences(DoubleNet& net, const std::vector<Datum>& data, L
   }
 }
 
-void check_gradient(LossFn fn) {
+void check_gradient(LossFn fn, const LossConfig& lc = {}) {
   const Config c = model_test::micro_config();
   DoubleNet net(c);
   const std::vector<Datum> data = make_data(net);
-  const LossConfig lc{0.2f, 0.2f};
+  const std::vector<std::vector<double>> frozen = logprobs(net, data);
   std::vector<double> grad(net.w.size(), 0.0);
-  total_loss(net, data, fn, lc, &grad);
+  total_loss(net, data, fn, lc, frozen, &grad);
 
-  check_against_differences(net, data, fn, lc, grad, parameter_specs(c), net.w,
+  check_against_differences(net, data, fn, lc, frozen, grad, parameter_specs(c), net.w,
                             net.lay.tensor_offset, net.lay.tensor_size);
 }
 
@@ -155,13 +177,14 @@ void check_lora_gradient(LossFn fn) {
   const Config c = model_test::micro_config();
   DoubleNet net(c, 2);
   const std::vector<Datum> data = make_data(net);
-  const LossConfig lc{0.2f, 0.2f};
+  const std::vector<std::vector<double>> frozen = logprobs(net, data);
+  const LossConfig lc;  // clip 0.2 both sides
   std::vector<double> grad(net.lw.size(), 0.0);
-  total_loss(net, data, fn, lc, nullptr, &grad);
+  total_loss(net, data, fn, lc, frozen, nullptr, &grad);
 
   const std::vector<TensorSpec> specs = lora_specs(c, 2);
   REQUIRE(specs.size() == net.llay.tensor_offset.size());
-  check_against_differences(net, data, fn, lc, grad, specs, net.lw, net.llay.tensor_offset,
+  check_against_differences(net, data, fn, lc, frozen, grad, specs, net.lw, net.llay.tensor_offset,
                             net.llay.tensor_size);
 }
 
@@ -171,6 +194,9 @@ TEST_CASE("gradient check: LoRA A and B of every projection, every loss") {
   check_lora_gradient(LossFn::CrossEntropy);
   check_lora_gradient(LossFn::ImportanceSampling);
   check_lora_gradient(LossFn::Ppo);
+  check_lora_gradient(LossFn::Gspo);
+  check_lora_gradient(LossFn::Cispo);
+  check_lora_gradient(LossFn::Dpo);
 }
 
 TEST_CASE("gradient check: cross_entropy, every parameter tensor") {
@@ -185,8 +211,61 @@ TEST_CASE("gradient check: ppo, every parameter tensor") {
   check_gradient(LossFn::Ppo);
 }
 
+TEST_CASE("gradient check: grpo with DAPO's asymmetric clip, per-sequence normalisation") {
+  LossConfig lc;
+  lc.clip_low = 0.2f;
+  lc.clip_high = 0.28f;
+  check_gradient(LossFn::Grpo, lc);
+}
+
+TEST_CASE("gradient check: dr_grpo over a constant token budget") {
+  LossConfig lc;
+  lc.normalization = Normalization::Constant;
+  lc.normalization_tokens = 7;
+  check_gradient(LossFn::DrGrpo, lc);
+}
+
+TEST_CASE("gradient check: gspo's sequence-level ratio") {
+  check_gradient(LossFn::Gspo);
+  LossConfig lc;
+  lc.normalization = Normalization::Sequence;
+  check_gradient(LossFn::Gspo, lc);
+}
+
+TEST_CASE("gradient check: cispo's stop-gradient clipped weight") {
+  check_gradient(LossFn::Cispo);
+}
+
+TEST_CASE("gradient check: reinforce, token normalisation") {
+  LossConfig lc;
+  lc.normalization = Normalization::Token;
+  check_gradient(LossFn::Reinforce, lc);
+}
+
+TEST_CASE("gradient check: dpo pairs") {
+  LossConfig lc;
+  lc.dpo_beta = 0.5;
+  check_gradient(LossFn::Dpo, lc);
+}
+
+TEST_CASE("gradient check: truncated importance sampling") {
+  LossConfig lc;
+  lc.tis_cap = 1.3;
+  check_gradient(LossFn::Ppo, lc);
+  check_gradient(LossFn::ImportanceSampling, lc);
+}
+
+TEST_CASE("gradient check: the KL penalty, each estimator") {
+  for (KlEstimator est : {KlEstimator::K1, KlEstimator::K2, KlEstimator::K3}) {
+    LossConfig lc;
+    lc.kl_beta = 0.3;
+    lc.kl_estimator = est;
+    check_gradient(LossFn::ImportanceSampling, lc);
+  }
+}
+
 TEST_CASE("ppo ignores the gradient of tokens whose clipped term is the minimum") {
-  const LossConfig lc{0.2f, 0.2f};
+  const LossConfig lc;  // clip 0.2 both sides
   // ratio 1.65 > 1.2 with A > 0: clipped term smaller, no gradient.
   auto a = token_loss<double>(LossFn::Ppo, lc, 0.0, 1.0, -0.5, 1.0);
   CHECK(a.clipped);

@@ -136,7 +136,7 @@ TEST_CASE("importance sampling with a positive advantage raises that token's pro
   d.advantages[answer] = 1.0f;
   const ForwardBackwardResult r = trainer.forward_backward({d}, LossFn::ImportanceSampling, {});
   CHECK(r.mean_ratio == doctest::Approx(1.0));
-  CHECK(r.kl == doctest::Approx(0.0).epsilon(1e-9));
+  CHECK(r.logprob_mismatch == doctest::Approx(0.0).epsilon(1e-9));
   CHECK(r.loss == doctest::Approx(-1.0).epsilon(1e-5));
   AdamParams adam;
   adam.learning_rate = 1e-3;
@@ -145,7 +145,7 @@ TEST_CASE("importance sampling with a positive advantage raises that token's pro
   CHECK(after[answer] > before[answer] + 0.05f);
 }
 
-TEST_CASE("ppo metrics: ratio, clip fraction and kl over advantage-bearing tokens") {
+TEST_CASE("ppo metrics: ratio, clip fraction and logprob mismatch over advantage-bearing tokens") {
   const Config c = model_test::micro_config();
   Trainer trainer(c, model_test::spread_weights(c, 0.2, 3), 1);
   Datum d = text_datum("abcd");
@@ -160,9 +160,9 @@ TEST_CASE("ppo metrics: ratio, clip fraction and kl over advantage-bearing token
       kl += std::exp(double(deltas[t])) - 1 - deltas[t];
     }
   }
-  const ForwardBackwardResult r = trainer.forward({d}, LossFn::Ppo, {0.2f, 0.2f});
+  const ForwardBackwardResult r = trainer.forward({d}, LossFn::Ppo, LossConfig{});
   CHECK(r.mean_ratio == doctest::Approx(ratio_sum / 4).epsilon(1e-4));
-  CHECK(r.kl == doctest::Approx(kl / 4).epsilon(1e-3));
+  CHECK(r.logprob_mismatch == doctest::Approx(kl / 4).epsilon(1e-3));
   CHECK(r.clip_fraction == doctest::Approx(0.5));  // exp(0.5) and exp(-0.5) leave [0.8, 1.2]
   // loss = -Σ min(r·A, clip(r)·A): 1.2 (clipped), 1, max(-0.61, -0.8)→-0.8·… computed below.
   const double expected = -(1.2 * 1 + 1.0 * 1 + std::min(-std::exp(-0.5), -0.8) + std::exp(0.1));
@@ -272,4 +272,63 @@ TEST_CASE("the larger built-in model trains and serves") {
   const std::vector<float> expected = model_logprobs(model, d);
   const auto got = trainer.forward({d}, LossFn::CrossEntropy, {}).logprobs[0];
   for (size_t t = 0; t < expected.size(); ++t) CHECK(std::fabs(got[t] - expected[t]) <= 1e-4);
+}
+
+TEST_CASE("dpo through the trainer: pairs split across threads, the pair loss from the logprobs") {
+  const Config c = model_test::micro_config();
+  const Weights w = model_test::spread_weights(c, 0.2, 8);
+  std::vector<Datum> data = {text_datum("aei"), text_datum("xyz!"), text_datum("ou"),
+                             text_datum("qq")};
+  Trainer one(c, w, 1), three(c, w, 3);
+  const auto base = one.forward(data, LossFn::CrossEntropy, {}).logprobs;
+  for (size_t i = 0; i < data.size(); ++i) {
+    data[i].ref_logprobs = base[i];
+    for (float& x : data[i].ref_logprobs) x -= 0.1f * float(i);  // Δ_i = 0.1·i per token
+  }
+  LossConfig lc;
+  lc.dpo_beta = 0.5;
+  const ForwardBackwardResult a = one.forward_backward(data, LossFn::Dpo, lc);
+  const ForwardBackwardResult b = three.forward_backward(data, LossFn::Dpo, lc);
+  // z = β·(Δ_chosen − Δ_rejected): pair 1 0.5·(0 − 0.1·5) < 0, pair 2 0.5·(0.2·3 − 0.3·3) < 0.
+  auto softplus = [](double x) { return std::log1p(std::exp(x)); };
+  const double z1 = 0.5 * (0.0 - 0.1 * 5), z2 = 0.5 * (0.2 * 3 - 0.3 * 3);
+  CHECK(a.loss == doctest::Approx(softplus(-z1) + softplus(-z2)).epsilon(1e-4));
+  CHECK(a.preference_accuracy == 0.0);
+  CHECK(a.reward_margin == doctest::Approx((z1 + z2) / 2).epsilon(1e-4));
+  CHECK(a.loss == b.loss);
+  AdamParams adam;
+  adam.learning_rate = 1e-2;
+  CHECK(one.optim_step(adam).grad_norm == doctest::Approx(three.optim_step(adam).grad_norm));
+  // The step raises the chosen sequences against the rejected ones.
+  const ForwardBackwardResult after = one.forward(data, LossFn::Dpo, lc);
+  CHECK(after.loss < a.loss);
+  CHECK(after.reward_margin > a.reward_margin);
+}
+
+TEST_CASE("the KL penalty pulls the policy back towards the reference") {
+  const Config c = model_test::micro_config();
+  const Weights w = model_test::spread_weights(c, 0.2, 9);
+  Datum d = text_datum("abc");
+  Trainer moved(c, w, 1);
+  d.ref_logprobs = moved.forward({d}, LossFn::CrossEntropy, {}).logprobs[0];
+  // Move the policy away from the reference by training on the text; then a fresh
+  // optimiser (no momentum left from that) on the moved weights.
+  AdamParams adam;
+  adam.learning_rate = 3e-2;
+  for (int i = 0; i < 5; ++i) {
+    moved.forward_backward({d}, LossFn::CrossEntropy, {});
+    moved.optim_step(adam);
+  }
+  Trainer policy(c, moved.master(), 1);
+  d.sampler_logprobs = policy.forward({d}, LossFn::CrossEntropy, {}).logprobs[0];
+  d.advantages.assign(d.tokens.size(), 0.0f);  // no reward signal: only the penalty acts
+  LossConfig lc;
+  lc.kl_beta = 1.0;
+  const double before = policy.forward({d}, LossFn::Grpo, lc).kl;
+  CHECK(before > 0.01);
+  for (int i = 0; i < 5; ++i) {
+    policy.forward_backward({d}, LossFn::Grpo, lc);
+    policy.optim_step(adam);
+  }
+  CHECK(policy.forward({d}, LossFn::Grpo, lc).kl < 0.5 * before);
 }

@@ -9,10 +9,20 @@
 --   t:forward_backward(datums, loss_fn = "cross_entropy", config = nil)
 --       -> {loss_fn_outputs = {{logprobs = {...}}, ...}, metrics = {...}}
 --       a datum is the protocol's {model_input = {chunks = ...}, loss_fn_inputs = {...}} or
---       the short form {tokens = {...}, target_tokens = {...}, weights =, logprobs =, advantages =}
---   t:forward(datums, loss_fn, config)  -- no gradient
+--       the short form {tokens = {...}, target_tokens = {...}, weights =, logprobs =, advantages =,
+--       ref_logprobs =}
+--       loss_fn: cross_entropy, importance_sampling, ppo, cispo (Tinker's names), grpo, dr_grpo,
+--       gspo, reinforce, dpo; config (loss_fn_config): clip_low, clip_high (or Tinker's
+--       clip_low_threshold / clip_high_threshold), normalization ("sum" | "token" | "sequence" |
+--       "constant", with normalization_tokens), tis_cap, kl_beta, kl_estimator ("k1" | "k2" |
+--       "k3"), dpo_beta. See docs/losses.md. metrics: loss, mean_ratio, clip_fraction,
+--       logprob_mismatch (sampler vs trainer), kl (policy vs the datums' ref_logprobs, when
+--       given), tis_fraction, preference_accuracy and reward_margin (dpo), tokens
+--   t:forward(datums, loss_fn, config)  -- no gradient; a trainer that never steps is a
+--       reference model: its loss_fn_outputs[i].logprobs are the reference logprobs
 --   t:optim_step{learning_rate = <trainer's>, beta1 = 0.9, beta2 = 0.95, eps = 1e-12,
 --       weight_decay = 0, grad_clip_norm = 0}  -> {grad_norm =, step =, metrics =}
+--       grad_norm is the norm before clipping to grad_clip_norm (0 = no clipping)
 --   lora_rank > 0 trains a LoRA adapter (rank 1 to 64) on every projection, the base frozen;
 --   lora_alpha (the SDK's default 32) scales it by lora_alpha / lora_rank.
 --   t:save_weights_for_sampler(name, {checkpoint_type = "base" | "delta" | "merged_base"})
@@ -154,7 +164,7 @@ local function as_datum(d, i)
       "datums[" .. i .. "] needs model_input/loss_fn_inputs or tokens and target_tokens")
   end
   local inputs = {target_tokens = d.target_tokens}
-  for _, k in ipairs({"weights", "logprobs", "advantages"}) do inputs[k] = d[k] end
+  for _, k in ipairs({"weights", "logprobs", "advantages", "ref_logprobs"}) do inputs[k] = d[k] end
   return {model_input = {chunks = {{type = "encoded_text", tokens = d.tokens}}},
     loss_fn_inputs = inputs}
 end
