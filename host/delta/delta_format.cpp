@@ -166,7 +166,7 @@ ParsedDelta parse_delta(std::span<const std::byte> bytes,
   d.payload = bytes.subspan(kPrefixBytes + header_len, payload_len);
   d.total_bytes = size;
   uint32_t sum = kAdler32Init;
-  constexpr uint64_t kPiece = uint64_t{32} << 20;
+  constexpr uint64_t kPiece = uint64_t{4} << 20;  // resident at once while summed
   const uint64_t piece = release ? kPiece : std::max<uint64_t>(payload_len, 1);
   for (uint64_t at = 0; at < payload_len; at += piece) {
     const auto part = d.payload.subspan(at, std::min(piece, payload_len - at));
