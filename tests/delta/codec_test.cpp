@@ -194,6 +194,25 @@ TEST_CASE("a delta refuses the wrong base") {
         doctest::Contains("delta does not apply to this base: tensor 'w' chunk 0: base Adler-32"),
         flare::Error);
   }
+  SUBCASE("any one element differs, in chunks with few or most elements changed") {
+    // The decoder of a sparse chunk checks the output's Adler-32 and sums the
+    // base only to name the cause: a wrong base must still be named.
+    Tensor f = random_tensor("w", DType::F32, {3000}, 4), g = perturb(f, 0.9, 5);
+    auto dense_delta = encode(std::vector<TensorView>{f.view()}, std::vector<TensorView>{g.view()});
+    for (auto [base, d] : {std::pair{&a, &delta}, std::pair{&f, &dense_delta}}) {
+      for (size_t at = 0; at < base->data.size(); at += 97) {
+        for (uint8_t flip : {uint8_t{0x01}, uint8_t{0x80}}) {
+          Tensor other = *base;
+          other.data[at] ^= std::byte{flip};
+          CAPTURE(at);
+          CHECK_THROWS_WITH_AS(flare::delta::apply(std::vector<TensorView>{other.view()}, *d),
+                               doctest::Contains("delta does not apply to this base: tensor 'w' "
+                                                 "chunk 0: base Adler-32"),
+                               flare::Error);
+        }
+      }
+    }
+  }
   SUBCASE("tensor missing") {
     CHECK_THROWS_WITH_AS(flare::delta::apply(std::vector<TensorView>{}, delta),
                          doctest::Contains("tensor 'w' is missing from the base"), flare::Error);
