@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 
@@ -46,11 +47,21 @@ MappedFile::~MappedFile() {
 
 void MappedFile::release(std::span<const std::byte> range) const {
   if (!addr_ || range.empty()) return;
+  // Rounded out to the 64 KB windows the kernel maps around a faulting page
+  // (fault-around): else the pages it mapped past a range's ends, into ranges
+  // released before, stayed resident (about 64 KB per chunk, 25 MB over a
+  // 570 MB checkpoint). Dropping a page another thread still reads is safe:
+  // the mapping is shared and read-only, so its next read maps it again from
+  // the page cache.
+  constexpr uintptr_t kWindow = uintptr_t{64} << 10;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(addr_);
+  const uintptr_t hi = lo + size_;
+  uintptr_t begin = reinterpret_cast<uintptr_t>(range.data()) & ~(kWindow - 1);
+  uintptr_t end =
+      (reinterpret_cast<uintptr_t>(range.data()) + range.size() + kWindow - 1) & ~(kWindow - 1);
+  begin = std::max(begin, lo);  // the mapping starts on a page boundary
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  uintptr_t begin = reinterpret_cast<uintptr_t>(range.data());
-  uintptr_t end = begin + range.size();
-  begin = (begin + page - 1) & ~(page - 1);
-  end &= ~(page - 1);
+  end = std::min(end, (hi + page - 1) & ~(page - 1));
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 

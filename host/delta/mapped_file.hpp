@@ -20,7 +20,8 @@ class MappedFile {
   ~MappedFile();
 
   std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(addr_), size_}; }
-  // The whole pages inside `range` (a subspan of bytes()) are not needed any more.
+  // The pages of `range` (a subspan of bytes()) and of the 64 KB windows around
+  // its ends leave the resident set; reading them again maps them again.
   void release(std::span<const std::byte> range) const;
 
  private:
