@@ -372,7 +372,7 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
       const bool counts_only =  // no change in the block
           j == changed || (!by_class && pos[j] >= end) ||
           (by_class && std::all_of(masks + w0, masks + w1, [](uint64_t x) { return x == 0; }));
-      // K = 6, the default, keeps the counters in registers.
+      // K = 6 keeps the counters in registers.
       if (K == 6)
         class_prefix<6>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
       else
