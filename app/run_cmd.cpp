@@ -6,6 +6,7 @@
 
 #include "host.hpp"
 #include "module_checks.hpp"
+#include "sandbox_runner.hpp"
 #include "subcommand.hpp"
 
 namespace {
@@ -15,6 +16,7 @@ int run_main(int argc, char** argv) {
     std::fprintf(stderr, "flare: run needs a script file (see `flare --help`)\n");
     return 2;
   }
+  if (std::string(argv[1]) == "--sandbox") return flare::lua::sandbox_main(argc - 1, argv + 1);
   std::string path = argv[1];
   if (path.rfind("--replay", 0) == 0 || path == "--force") {
     return flare::cli::replay_main(argc - 1, argv + 1);
@@ -35,5 +37,7 @@ int run_main(int argc, char** argv) {
 
 }  // namespace
 
-FLARE_SUBCOMMAND(run, "run a Lua script: flare run FILE [ARGS...] | --replay RUN_DIR [--force]",
+FLARE_SUBCOMMAND(run,
+                 "run a Lua script: flare run [--sandbox [OPTIONS]] FILE [ARGS...] | --replay "
+                 "RUN_DIR [--force]",
                  run_main);

@@ -17,6 +17,7 @@
 #include "lua_support.hpp"
 #include "module.hpp"
 #include "runtime/error.hpp"
+#include "sandbox_policy.hpp"
 
 using flare::lua::check_udata;
 using flare::lua::Options;
@@ -48,6 +49,7 @@ int l_start(lua_State* L) {
   Handle& mem = flare::lua::push_udata<Handle>(L, kMeta);
   try {
     mem = std::make_unique<flare::emulator::LoadedEmulator>(o);
+    flare::sandbox::allow_origin(mem->base_url(), mem->api_key());
   } catch (const flare::Error& e) {
     throw flare::Error(e.code, std::string("flare.emulator.start: ") + e.what());
   }
@@ -63,7 +65,12 @@ int l_base_url(lua_State* L) {
   return push_string(L, check(L, "emulator:base_url").base_url());
 }
 int l_api_key(lua_State* L) {
-  return push_string(L, check(L, "emulator:api_key").api_key());
+  const auto& em = check(L, "emulator:api_key");
+  if (!flare::sandbox::emulator_key_readable()) {  // connections get it in C++ (key_for)
+    lua_pushnil(L);
+    return 1;
+  }
+  return push_string(L, em.api_key());
 }
 int l_account_id(lua_State* L) {
   return push_string(L, check(L, "emulator:account_id").account_id());

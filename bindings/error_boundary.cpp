@@ -53,6 +53,10 @@ void push_error_table(lua_State* L, const flare::Error& e) {
   }
   lua_pushboolean(L, e.retryable);
   lua_setfield(L, -2, "retryable");
+  for (const auto& [name, value] : e.fields) {
+    lua_pushlstring(L, value.data(), value.size());
+    lua_setfield(L, -2, name.c_str());
+  }
   if (!e.request_id.empty()) {
     lua_pushstring(L, e.request_id.c_str());
     lua_setfield(L, -2, "request_id");

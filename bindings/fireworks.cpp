@@ -44,6 +44,7 @@
 #include "json_convert.hpp"
 #include "lua_support.hpp"
 #include "module.hpp"
+#include "sandbox_policy.hpp"
 
 namespace fw = flare::fireworks;
 using flare::lua::check_udata;
@@ -85,7 +86,13 @@ int l_connection(lua_State* L) {
   if (auto v = o.opt_boolean("verify_ssl")) conn->verify_ssl = *v ? 1 : 0;
   if (auto h = o.string_map("additional_headers")) conn->additional_headers = std::move(*h);
   o.finish();
+  if (flare::sandbox::active()) {  // sandboxed code: configured endpoints only, keys stay in C++
+    for (const auto* u : {&conn->base_url, &conn->inference_url, &conn->hotload_api_url})
+      if (!u->empty()) flare::sandbox::check_url(*u, "flare.fireworks.connection");
+  }
+  if (conn->api_key.empty()) conn->api_key = flare::sandbox::key_for(conn->base_url);
   conn->normalise();
+  if (flare::sandbox::active()) flare::sandbox::seal(conn.get());
   push_ud<const fw::Connection>(L, std::move(conn), kConnMeta);
   return 1;
 }
@@ -118,6 +125,10 @@ Future start_request(lua_State* L, const char* who) {
   if (auto h = o.string_map("headers")) r.headers = std::move(*h);
   r.timeout_s = o.number("timeout_s", 0, 0);
   r.what = o.string("what", r.method + " " + r.path);
+  if (flare::sandbox::active()) {
+    std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
+    flare::sandbox::check_request(r.method, r.path, h);
+  }
   r.retry.max_attempts = static_cast<int>(o.integer("retries", 7, 1));
   r.retry.backoff_initial_s = o.number("backoff_s", 1.0, 0);
   r.retry.backoff_max_s = std::max(r.retry.backoff_initial_s, 10.0);
@@ -223,6 +234,10 @@ int l_conn_redact(lua_State* L) {
 
 int l_conn_key(lua_State* L) {
   auto& c = check_ud<const fw::Connection>(L, 1, kConnMeta, "conn:api_key");
+  if (!flare::sandbox::key_readable(c.get())) {  // never readable by sandboxed code
+    lua_pushnil(L);
+    return 1;
+  }
   lua_pushlstring(L, c->api_key.data(), c->api_key.size());
   return 1;
 }
@@ -236,6 +251,7 @@ int l_sampler(lua_State* L) {
   fw::SamplerOptions so;
   so.model = o.required_string("model");
   if (so.model.empty()) o.invalid("model", "must not be empty");
+  flare::sandbox::check_model(so.model, who);
   fw::ConcurrencyOptions& c = so.concurrency;
   c.adaptive = o.boolean("adaptive", c.adaptive);
   c.fixed_window = static_cast<int>(o.integer("concurrency", c.fixed_window, 1));

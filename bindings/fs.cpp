@@ -26,6 +26,7 @@
 #include "runtime/error.hpp"
 #include "runtime/file_io.hpp"
 #include "runtime/sha256.hpp"
+#include "sandbox_policy.hpp"
 
 namespace flare::lua {
 namespace {
@@ -36,7 +37,16 @@ std::string sys_error(const std::string& what, const std::string& path) {
   return what + " '" + path + "': " + std::strerror(errno);
 }
 
-std::string check_path(lua_State* L, int idx, const char* who) {
+// In a sandbox the path must also be under its granted folders (flare/sandbox_policy.hpp).
+std::string check_path(lua_State* L, int idx, const char* who, bool write = false) {
+  std::string_view path = check_string(L, idx, who, "path");
+  if (path.empty()) raise_invalid(who, "argument 'path' must not be empty");
+  flare::sandbox::check_file(std::string(path), write);
+  return std::string(path);
+}
+
+// exists and is_dir: a path outside a sandbox's folders reads as absent.
+std::string probe_path(lua_State* L, int idx, const char* who) {
   std::string_view path = check_string(L, idx, who, "path");
   if (path.empty()) raise_invalid(who, "argument 'path' must not be empty");
   return std::string(path);
@@ -63,7 +73,7 @@ void write_all(int fd, const char* p, size_t n, const std::string& path) {
 }
 
 int l_mkdir_p(lua_State* L) {
-  std::string path = check_path(L, 1, "flare.fs.mkdir_p");
+  std::string path = check_path(L, 1, "flare.fs.mkdir_p", true);
   std::error_code ec;
   stdfs::create_directories(path, ec);
   if (ec || !stdfs::is_directory(path)) {
@@ -75,13 +85,15 @@ int l_mkdir_p(lua_State* L) {
 
 int l_exists(lua_State* L) {
   std::error_code ec;
-  lua_pushboolean(L, stdfs::exists(check_path(L, 1, "flare.fs.exists"), ec));
+  std::string path = probe_path(L, 1, "flare.fs.exists");
+  lua_pushboolean(L, flare::sandbox::file_allowed(path, false) && stdfs::exists(path, ec));
   return 1;
 }
 
 int l_is_dir(lua_State* L) {
   std::error_code ec;
-  lua_pushboolean(L, stdfs::is_directory(check_path(L, 1, "flare.fs.is_dir"), ec));
+  std::string path = probe_path(L, 1, "flare.fs.is_dir");
+  lua_pushboolean(L, flare::sandbox::file_allowed(path, false) && stdfs::is_directory(path, ec));
   return 1;
 }
 
@@ -134,7 +146,7 @@ int l_read_file(lua_State* L) {
 }
 
 int l_write_file_atomic(lua_State* L) {
-  std::string path = check_path(L, 1, "flare.fs.write_file_atomic");
+  std::string path = check_path(L, 1, "flare.fs.write_file_atomic", true);
   std::string_view data = check_string(L, 2, "flare.fs.write_file_atomic", "data");
   try {
     write_file_atomic(path, std::as_bytes(std::span(data.data(), data.size())), /*durable=*/true);
@@ -145,7 +157,7 @@ int l_write_file_atomic(lua_State* L) {
 }
 
 int l_append_line(lua_State* L) {
-  std::string path = check_path(L, 1, "flare.fs.append_line");
+  std::string path = check_path(L, 1, "flare.fs.append_line", true);
   std::string line(check_string(L, 2, "flare.fs.append_line", "line"));
   if (line.find('\n') != std::string::npos) {
     raise_invalid("flare.fs.append_line", "argument 'line' contains a newline (byte offset " +
@@ -167,7 +179,7 @@ int l_append_line(lua_State* L) {
 }
 
 int l_remove(lua_State* L) {
-  std::string path = check_path(L, 1, "flare.fs.remove");
+  std::string path = check_path(L, 1, "flare.fs.remove", true);
   bool recursive = opt_flag(L, 2, "flare.fs.remove", "recursive");
   std::error_code ec;
   bool removed;

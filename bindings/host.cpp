@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,13 +31,17 @@ namespace fs = std::filesystem;
 namespace {
 
 lua_State* g_main_state = nullptr;
+std::atomic<LuaHook> g_resting_hook{nullptr};
+std::atomic<int> g_resting_mask{0};
+std::atomic<int> g_resting_count{0};
 
 // Armed from the signal handler so that Lua code that never waits in C (a
 // plain loop) is interrupted too. Removes itself first. Loops compiled to
 // machine code see it as well: flare links a LuaJIT built with
 // LUAJIT_ENABLE_CHECKHOOK (dev.sh), whose traces leave when a hook is set.
+// Puts back the resting hook (the sandbox's limits) instead.
 void interrupt_hook(lua_State* L, lua_Debug*) {
-  lua_sethook(L, nullptr, 0, 0);
+  lua_sethook(L, g_resting_hook.load(), g_resting_mask.load(), g_resting_count.load());
   if (flare::interrupt::pending()) {
     flare::interrupt::clear();
     push_error_table(L, flare::Interrupted());
@@ -180,6 +185,12 @@ void open_flare_global(lua_State* L) {
 }
 
 int traceback_handler(lua_State* L) {
+  // An error a nearer handler already described (the sandbox's, at the raise) keeps that
+  // description: a traceback from here would show only where it was raised again.
+  lua_getfield(L, LUA_REGISTRYINDEX, "flare.described_error");
+  bool described = lua_rawequal(L, -1, 1);
+  lua_pop(L, 1);
+  if (described) return 1;
   if (lua_isstring(L, 1)) {
     luaL_traceback(L, L, lua_tostring(L, 1), 1);
     return 1;
@@ -205,6 +216,12 @@ void push_args(lua_State* L, const std::vector<std::string>& args, const std::st
 }
 
 }  // namespace
+
+void set_resting_hook(LuaHook hook, int mask, int count) {
+  g_resting_mask.store(mask);
+  g_resting_count.store(count);
+  g_resting_hook.store(hook);
+}
 
 const char* luajit_version() {
   return LUAJIT_VERSION;

@@ -6,6 +6,7 @@
 #include <vector>
 
 struct lua_State;
+struct lua_Debug;
 
 namespace flare::lua {
 
@@ -37,6 +38,11 @@ class Host {
 // flare.api_version: raised when a change breaks scripts and shared modules
 // written for the previous one (modules check it when they are required).
 constexpr int kApiVersion = 1;
+
+// The hook the interrupt hook puts back after it has run (the sandbox's limit checks); by
+// default none. Signal-safe to call (atomics only).
+using LuaHook = void (*)(lua_State*, lua_Debug*);
+void set_resting_hook(LuaHook hook, int mask, int count);
 
 // Where the Lua standard library lives for this executable.
 std::string stdlib_dir();

@@ -11,6 +11,7 @@
 #include "lua_support.hpp"
 #include "module.hpp"
 #include "net/http_client.hpp"
+#include "sandbox_policy.hpp"
 
 namespace flare::lua {
 namespace {
@@ -36,6 +37,7 @@ Request read_request(lua_State* L, int idx, const char* who) {
   Options o(L, idx, who);
   Request r;
   r.url = o.required_string("url");
+  flare::sandbox::check_url(r.url, who);
   r.method = o.string("method", r.method);
   for (auto& c : r.method)
     if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);

@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
   size_t full_values = 0, adapter_values = 0;
   for (const TensorSpec& s : parameter_specs(c))
     full_values += size_t(s.shape[0]) * (s.shape.size() > 1 ? s.shape[1] : 1);
-  for (const TensorSpec& s : lora_specs(c, lora.rank))
+  for (const TensorSpec& s : lora_specs(c, lora.rank, lora.train_unembed))
     adapter_values += size_t(s.shape[0] * s.shape[1]);
   double load[1] = {0};
   getloadavg(load, 1);

@@ -39,7 +39,7 @@ struct Model::Impl : Net {};
 Model::Model(const Config& cfg, const Weights& weights) : impl_(std::make_unique<Impl>()) {
   detail::check_weights(cfg, weights);
   impl_->cfg = cfg;
-  impl_->lay = detail::make_layout(cfg);
+  impl_->lay = detail::make_layout(cfg, weights);
   impl_->w = detail::flatten(impl_->lay, weights);
   impl_->wt.resize(impl_->w.size());
   detail::transposed_copy(cfg, impl_->lay, impl_->w.data(), impl_->wt.data());
@@ -191,7 +191,13 @@ void run_rows(const Net& m, std::vector<Row>& rows, int first_logit_row, float* 
   const int first = std::clamp(first_logit_row, 0, B);
   for (int b = first; b < B; ++b)
     detail::rmsnorm_row(x.data() + size_t(b) * d, w + lay.norm, d, eps, h.data() + size_t(b) * d);
-  detail::matmul(h.data() + size_t(first) * d, B - first, d, wt + lay.embed, V, logits);
+  detail::matmul(h.data() + size_t(first) * d, B - first, d, wt + lay.head, V, logits);
+  for (const Segment& s : segments) {  // lm_head adapters, over the rows that get logits
+    const int lo = std::max(s.lo, first);
+    if (lo >= s.hi || !s.a->lay.has_head) continue;
+    detail::lora_forward(s.a->net(), s.a->lay.head, h.data() + size_t(lo) * d, s.hi - lo, us.data(),
+                         logits + size_t(lo - first) * V);
+  }
 }
 
 void check_token(int token, const char* where, size_t index) {

@@ -20,7 +20,7 @@ void check_config(const Config& cfg) {
   if (!(cfg.norm_eps > 0) || !(cfg.rope_theta > 0)) fail("norm_eps and rope_theta must be > 0");
 }
 
-Layout make_layout(const Config& cfg) {
+Layout make_layout(const Config& cfg, bool untied_head) {
   check_config(cfg);
   Layout lay;
   size_t at = 0;
@@ -47,8 +47,13 @@ Layout make_layout(const Config& cfg) {
     lay.layers.push_back(l);
   }
   lay.norm = take(d);
+  lay.head = untied_head ? take(size_t(cfg.vocab) * d) : lay.embed;
   lay.total = at;
   return lay;
+}
+
+Layout make_layout(const Config& cfg, const Weights& w) {
+  return make_layout(cfg, w.size() == parameter_specs(cfg).size() + 1);
 }
 
 static std::string shape_str(const std::vector<int64_t>& s) {
@@ -58,7 +63,10 @@ static std::string shape_str(const std::vector<int64_t>& s) {
 }
 
 void check_weights(const Config& cfg, const Weights& w) {
-  check_tensors(parameter_specs(cfg), w);
+  std::vector<TensorSpec> specs = parameter_specs(cfg);
+  if (w.size() == specs.size() + 1 && w.back().name == untied_head_spec(cfg).name)
+    specs.push_back(untied_head_spec(cfg));
+  check_tensors(specs, w);
 }
 
 void check_tensors(const std::vector<TensorSpec>& specs, const Weights& w) {

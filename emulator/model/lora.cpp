@@ -10,6 +10,7 @@
 
 namespace flare::model {
 
+const char* const kLoraHeadName = "lm_head";
 const char* const kLoraTargetNames[kLoraTargets] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                     "gate_proj", "up_proj", "down_proj"};
 
@@ -35,23 +36,35 @@ std::string target_prefix(int layer, int t) {
 
 }  // namespace
 
-std::vector<TensorSpec> lora_specs(const Config& cfg, int rank) {
+TensorSpec untied_head_spec(const Config& cfg) {
+  return {std::string(kLoraHeadName) + ".weight", {cfg.vocab, cfg.d_model}};
+}
+
+std::vector<TensorSpec> lora_specs(const Config& cfg, int rank, bool unembed) {
   detail::check_config(cfg);
   check_rank(rank);
   std::vector<TensorSpec> specs;
+  auto pair = [&](const std::string& prefix, int in, int out) {
+    specs.push_back({prefix + ".lora_A.weight", {rank, in}});
+    specs.push_back({prefix + ".lora_B.weight", {out, rank}});
+  };
   for (int i = 0; i < cfg.n_layers; ++i)
     for (int t = 0; t < kLoraTargets; ++t) {
       const auto [in, out] = target_dims(cfg, t);
-      specs.push_back({target_prefix(i, t) + ".lora_A.weight", {rank, in}});
-      specs.push_back({target_prefix(i, t) + ".lora_B.weight", {out, rank}});
+      pair(target_prefix(i, t), in, out);
     }
+  if (unembed) pair(kLoraHeadName, cfg.d_model, cfg.vocab);
   return specs;
+}
+
+bool lora_has_head(const Weights& lora) {
+  return !lora.empty() && lora.back().name.starts_with(std::string(kLoraHeadName) + ".lora_");
 }
 
 Weights init_lora(const Config& cfg, const LoraConfig& lora) {
   detail::SplitMix64 rng{lora.seed};
   Weights w;
-  for (TensorSpec& spec : lora_specs(cfg, lora.rank)) {
+  for (TensorSpec& spec : lora_specs(cfg, lora.rank, lora.train_unembed)) {
     Tensor t{spec.name, spec.shape, {}};
     t.data.assign(size_t(spec.shape[0] * spec.shape[1]), 0.0f);
     if (spec.name.ends_with(".lora_A.weight")) {
@@ -69,7 +82,7 @@ float lora_scale(double alpha, int rank) {
 
 namespace detail {
 
-LoraLayout make_lora_layout(const Config& cfg, int rank) {
+LoraLayout make_lora_layout(const Config& cfg, int rank, bool unembed) {
   check_config(cfg);
   check_rank(rank);
   LoraLayout lay;
@@ -94,6 +107,12 @@ LoraLayout make_lora_layout(const Config& cfg, int rank) {
     }
     lay.layers.push_back(std::move(layer));
   }
+  if (unembed) {
+    lay.has_head = true;
+    lay.head = {0, 0, cfg.d_model, cfg.vocab};
+    lay.head.a = take(size_t(rank) * cfg.d_model);
+    lay.head.b = take(size_t(cfg.vocab) * rank);
+  }
   lay.total = at;
   return lay;
 }
@@ -111,8 +130,14 @@ Weights merge_lora(const Config& cfg, const Weights& base, const Weights& lora, 
   detail::check_weights(cfg, base);
   if (lora.empty()) throw std::invalid_argument("merge_lora: the adapter has no tensors");
   const int rank = int(lora[0].shape.at(0));
-  detail::check_tensors(lora_specs(cfg, rank), lora);
+  detail::check_tensors(lora_specs(cfg, rank, lora_has_head(lora)), lora);
   Weights out = base;
+  // The head is tied to the embedding: a LoRA on lm_head changes the output side
+  // alone, so the merged weights carry a head of their own.
+  if (lora_has_head(lora) && out.size() == parameter_specs(cfg).size()) {
+    const TensorSpec head = untied_head_spec(cfg);
+    out.push_back({head.name, head.shape, out[0].data});
+  }
   for (size_t k = 0; k + 1 < lora.size(); k += 2) {
     // ".lora_A.weight" -> ".weight" names the base tensor.
     const std::string& an = lora[k].name;
@@ -139,11 +164,11 @@ Adapter::Adapter(const Config& cfg, const Weights& lora, float scale)
   if (lora.empty() || lora[0].shape.size() != 2)
     throw std::invalid_argument("adapter: no lora_A tensor to take the rank from");
   const int rank = int(lora[0].shape[0]);
-  detail::check_tensors(lora_specs(cfg, rank), lora);
+  detail::check_tensors(lora_specs(cfg, rank, lora_has_head(lora)), lora);
   if (!std::isfinite(scale)) throw std::invalid_argument("adapter: scale is not finite");
   Impl& m = *impl_;
   m.cfg = cfg;
-  m.lay = detail::make_lora_layout(cfg, rank);
+  m.lay = detail::make_lora_layout(cfg, rank, lora_has_head(lora));
   m.w = detail::flatten(m.lay, lora);
   m.wt.resize(m.w.size());
   detail::transposed_copy(m.lay, m.w.data(), m.wt.data());

@@ -4,7 +4,8 @@
 //
 // Architecture: decoder-only; vocabulary = 256 bytes + BOS + EOS; RMSNorm
 // (pre-norm); rotary positions; multi-head causal attention; SiLU-gated MLP;
-// tied input/output embeddings. Tensor names follow the usual conventions:
+// tied input/output embeddings (or an untied lm_head.weight at the end, see
+// untied_head_spec). Tensor names follow the usual conventions:
 //   model.embed_tokens.weight                      [vocab, d_model]
 //   model.layers.N.input_layernorm.weight          [d_model]
 //   model.layers.N.self_attn.{q,k,v,o}_proj.weight [d_model, d_model]
@@ -54,6 +55,10 @@ struct TensorSpec {
   std::vector<int64_t> shape;
 };
 std::vector<TensorSpec> parameter_specs(const Config&);
+// lm_head.weight [vocab, d_model]: an output head of its own. The built-in models
+// tie the head to the embedding; weights may end with this tensor instead (a LoRA
+// adapter on lm_head merged into them), and the model then uses it for the logits.
+TensorSpec untied_head_spec(const Config&);
 
 // Deterministic initial weights from cfg.seed, every value exactly representable in bf16.
 Weights init_weights(const Config&);
@@ -68,24 +73,31 @@ std::string decode_tokens(std::span<const int> tokens);
 // ---- LoRA ------------------------------------------------------------------
 // Low-rank adapters on every projection, named as PEFT's target_modules: the
 // projection y = x Wᵀ becomes y = x Wᵀ + scale · (x Aᵀ) Bᵀ with A [rank, in],
-// B [out, rank] and scale = alpha / rank.
+// B [out, rank] and scale = alpha / rank. Optionally also on the output head
+// (lm_head, the SDK's train_unembed): logits = h Eᵀ + scale · (h Aᵀ) Bᵀ, the
+// input embedding E unchanged.
 
 inline constexpr int kLoraTargets = 7;
 // q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
 extern const char* const kLoraTargetNames[kLoraTargets];
+extern const char* const kLoraHeadName;  // "lm_head"
 inline constexpr int kMaxLoraRank = 64;
 
 struct LoraConfig {
-  int rank = 0;       // 0 = full-weight training
-  double alpha = 0;   // scale = alpha / rank
-  uint64_t seed = 0;  // initialisation of A
+  int rank = 0;               // 0 = full-weight training
+  double alpha = 0;           // scale = alpha / rank
+  uint64_t seed = 0;          // initialisation of A
+  bool train_unembed = true;  // an adapter on lm_head too (the SDK's name and default)
 };
 
-// Adapter tensors in canonical order, per layer and target A then B:
+// Adapter tensors in canonical order, per layer and target A then B, then lm_head's:
 //   model.layers.N.self_attn.q_proj.lora_A.weight [rank, in]
 //   model.layers.N.self_attn.q_proj.lora_B.weight [out, rank]   (mlp.gate_proj, ... alike)
+//   lm_head.lora_A.weight [rank, d_model], lm_head.lora_B.weight [vocab, rank]  (unembed)
 // Throws std::invalid_argument unless 1 <= rank <= kMaxLoraRank.
-std::vector<TensorSpec> lora_specs(const Config& cfg, int rank);
+std::vector<TensorSpec> lora_specs(const Config& cfg, int rank, bool unembed);
+// Whether adapter tensors (lora_specs order) include lm_head's.
+bool lora_has_head(const Weights& lora);
 // A as PEFT initialises it (kaiming-uniform with a = sqrt(5), i.e. uniform in
 // ±1/sqrt(in)) from lora.seed, rounded to bf16; B zero, so base + adapter
 // computes exactly the base until B moves.
@@ -93,14 +105,17 @@ Weights init_lora(const Config& cfg, const LoraConfig& lora);
 // The scale as every forward uses it (float(alpha / rank)).
 float lora_scale(double alpha, int rank);
 // W + scale · B A for each target projection of `base` (canonical order), computed
-// in double; the result holds exact sums, round_to_bf16 it for a checkpoint.
+// in double; the result holds exact sums, round_to_bf16 it for a checkpoint. With
+// an lm_head adapter the result ends with lm_head.weight = E + scale · B A (an
+// untied head; the embedding stays E).
 Weights merge_lora(const Config& cfg, const Weights& base, const Weights& lora, float scale);
 
 // An adapter ready to serve: A, B and their transposes. Immutable and shared by
 // the sequences that use it.
 class Adapter {
  public:
-  // `lora` in lora_specs() order (rank taken from the first A); throws
+  // `lora` in lora_specs() order (rank taken from the first A, lm_head's pair
+  // when the last tensors are lm_head's); throws
   // std::invalid_argument naming the tensor on a missing/extra tensor or wrong shape.
   Adapter(const Config& cfg, const Weights& lora, float scale);
   ~Adapter();
@@ -283,7 +298,8 @@ class Trainer {
   const Weights& master() const;    // with LoRA: the frozen base
   Weights sampler_weights() const;  // bf16-rounded copy of the master weights (base only)
   Weights adapter_weights() const;  // bf16-rounded A and B (lora_specs order); empty without LoRA
-  Weights merged_weights() const;   // bf16(base + scale · B A): the adapter folded in
+  Weights merged_weights() const;   // bf16(base + scale · B A): the adapter folded in (with an
+                                    // lm_head adapter, an untied lm_head.weight at the end)
 
   // Everything needed to continue bit-identically: trained weights (the adapter
   // under LoRA), Adam moments, pending gradient, step.

@@ -40,6 +40,7 @@ struct SeqWork {
   int n = 0;
   std::vector<LayerActs<T>> layers;
   std::vector<T> x_out, inv_f, h_f, logp;  // logp: [n, vocab] log-softmax
+  std::vector<T> head_us;                  // lm_head adapter: [n, rank] scale · h_f Aᵀ
   // backward scratch
   std::vector<T> dx, dh, dq, dk, dv, dctx, dgate, dup, dact, dlogits, drow, tscratch, dus, ltmp;
 
@@ -56,6 +57,7 @@ struct SeqWork {
       l.lora_us.resize(size_t(lora_rank) * N * 7);
     }
     dus.resize(size_t(lora_rank) * N);
+    head_us.resize(size_t(lora_rank) * N);
     x_out.resize(N * d);
     h_f.resize(N * d);
     inv_f.resize(N);
@@ -137,7 +139,9 @@ void sequence_forward(const NetView<T>& net, std::span<const int> tokens,
   for (int t = 0; t < n; ++t)
     ws.inv_f[t] = rmsnorm_row(ws.x_out.data() + size_t(t) * d, w + lay.norm, d, eps,
                               ws.h_f.data() + size_t(t) * d);
-  matmul(ws.h_f.data(), n, d, wt + lay.embed, V, ws.logp.data());
+  matmul(ws.h_f.data(), n, d, wt + lay.head, V, ws.logp.data());
+  if (lora && lora->lay->has_head)
+    lora_forward(*lora, lora->lay->head, ws.h_f.data(), n, ws.head_us.data(), ws.logp.data());
   for (int t = 0; t < n; ++t) {
     T* row = ws.logp.data() + size_t(t) * V;
     log_softmax_row(row, V, row);
@@ -172,10 +176,14 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     for (int v = 0; v < V; ++v) dl[v] = -g * std::exp(lp[v]);
     dl[targets[t]] += g;
   }
-  // Tied head: logits = h_f · Eᵀ. E [V, d] is already the "[in, out]" form for dh = dlogits · E.
-  matmul(ws.dlogits.data(), n, V, w + lay.embed, d, ws.dh.data());
+  // Head: logits = h_f · Hᵀ (H = E when tied). H [V, d] is already the "[in, out]" form for
+  // dh = dlogits · H.
+  matmul(ws.dlogits.data(), n, V, w + lay.head, d, ws.dh.data());
   if (grad)
-    matmul_weight_grad(ws.dlogits.data(), n, V, ws.h_f.data(), d, grad + lay.embed, ws.tscratch);
+    matmul_weight_grad(ws.dlogits.data(), n, V, ws.h_f.data(), d, grad + lay.head, ws.tscratch);
+  if (lora && lora->lay->has_head)
+    lora_backward(*lora, lora->lay->head, ws.h_f.data(), ws.head_us.data(), ws.dlogits.data(), n,
+                  ws.dh.data(), lora_grad, ws.dus, ws.tscratch, ws.ltmp);
 
   std::fill(ws.dx.begin(), ws.dx.end(), T(0));
   for (int t = 0; t < n; ++t)

@@ -35,11 +35,11 @@ Trainer::Trainer(const Config& cfg, Weights master, int threads, const LoraConfi
   detail::check_weights(cfg, master);
   Impl& m = *impl_;
   m.cfg = cfg;
-  m.lay = detail::make_layout(cfg);
+  m.lay = detail::make_layout(cfg, master);
   if (lora.rank != 0) {
     if (!(lora.alpha > 0) || !std::isfinite(lora.alpha))
       throw std::invalid_argument("lora alpha must be a finite number > 0");
-    m.llay = detail::make_lora_layout(cfg, lora.rank);  // checks the rank
+    m.llay = detail::make_lora_layout(cfg, lora.rank, lora.train_unembed);  // checks the rank
     m.lora = lora;
     m.lora_master = init_lora(cfg, lora);
     m.scale = lora_scale(lora.alpha, lora.rank);

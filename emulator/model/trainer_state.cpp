@@ -121,9 +121,10 @@ void Trainer::load_state(std::string_view bytes) {
   if (step < 0) throw std::invalid_argument("trainer state: negative step");
   const uint64_t n = r.get<uint64_t>("parameter count");
   if (n != m.trained_count())
-    throw std::invalid_argument("trainer state: holds " + std::to_string(n) +
-                                " parameters, this trainer has " +
-                                std::to_string(m.trained_count()));
+    throw std::invalid_argument(
+        "trainer state: holds " + std::to_string(n) + " parameters, this trainer has " +
+        std::to_string(m.trained_count()) +
+        (rank > 0 ? " (an adapter with and one without lm_head: train_unembed differs)" : ""));
   std::vector<float> master, adam_m, adam_v, grad;
   r.floats(master, n, "master weights");
   r.floats(adam_m, n, "adam m");

@@ -2,6 +2,7 @@
 
 #include "emulator/server/control_plane.hpp"
 #include "emulator/server/replica.hpp"
+#include "emulator/server/state_paths.hpp"
 
 namespace flare::emulator {
 
@@ -74,19 +75,52 @@ std::string addon_status(const ControlPlane& cp, const DeployedModel& dm) {
   return dm.loaded_once ? "REACTIVATING" : "DEPLOYING";
 }
 
-void load_addons(ControlPlane& cp, Deployment& d) {
+std::vector<AddonLoad> take_addon_loads(ControlPlane& cp, Deployment& d) {
   Serving& s = *d.serving;
-  if (!s.cfg) return;
+  std::vector<AddonLoad> loads;
+  if (!s.cfg) return loads;
   for (auto& [id, dm] : cp.deployed_models) {
-    if (dm.deployment_id != d.row.id || s.addons.count(id) || !dm.failure.empty()) continue;
+    if (dm.deployment_id != d.row.id || s.addons.count(id) || s.addons_loading.count(id) ||
+        !dm.failure.empty())
+      continue;
     auto mt = cp.lora_models.find(dm.model_id);
+    if (mt == cp.lora_models.end()) {
+      dm.failure = "loading the adapter failed: model '" + dm.model_id + "' no longer exists";
+      dm.update_time = now_s();
+      cp.save(dm);
+      continue;
+    }
+    s.addons_loading.insert(id);
+    loads.push_back({id, d.row.id, dm.model_id, mt->second.dir, d.serving, s.cfg});
+  }
+  return loads;
+}
+
+void run_addon_loads(ControlPlane& cp, const std::vector<AddonLoad>& loads) {
+  for (const AddonLoad& l : loads) {
+    std::shared_ptr<const model::Adapter> adapter;
+    std::string error;
     try {
-      if (mt == cp.lora_models.end())
-        throw std::runtime_error("model '" + dm.model_id + "' no longer exists");
-      s.addons[id] = load_adapter(*s.cfg, mt->second.dir);
-      dm.loaded_once = true;
+      adapter = load_adapter(*l.cfg, l.dir);
     } catch (const std::exception& e) {
-      dm.failure = std::string("loading the adapter failed: ") + e.what();
+      error = e.what();
+    }
+    std::lock_guard lock(cp.mu);
+    l.serving->addons_loading.erase(l.deployed_model_id);
+    auto dt = cp.deployments.find(l.deployment_id);
+    auto mt = cp.deployed_models.find(l.deployed_model_id);
+    // Undeployed, moved, or the replica went away meanwhile: nothing to install (a new
+    // replica loads its deployed models again).
+    if (dt == cp.deployments.end() || dt->second.serving != l.serving ||
+        l.serving->phase != Phase::Up || mt == cp.deployed_models.end() ||
+        mt->second.deployment_id != l.deployment_id || mt->second.model_id != l.model_id)
+      continue;
+    DeployedModel& dm = mt->second;
+    if (adapter) {
+      l.serving->addons[dm.id] = std::move(adapter);
+      dm.loaded_once = true;
+    } else {
+      dm.failure = "loading the adapter failed: " + hide_state_dir(cp.state_dir, error);
     }
     dm.update_time = now_s();
     cp.save(dm);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "emulator/model/model.hpp"
 
@@ -50,10 +51,23 @@ struct Deployment;
 // coming back and reloads it), FAILED (failure says why). Call with cp.mu held.
 std::string addon_status(const ControlPlane& cp, const DeployedModel& dm);
 
-// Loads every deployed model of engine `d` that its replica does not serve
-// yet (a new one, or all of them after a reactivation). Call with cp.mu held
-// and the replica up.
-void load_addons(ControlPlane& cp, Deployment& d);
+// Loading an addon reads its folder, which may be slow: it runs without cp.mu
+// held, so requests (completions on the engine's other addons, control-plane
+// calls) go on meanwhile, and the result is installed under the lock.
+struct Serving;
+struct AddonLoad {
+  std::string deployed_model_id, deployment_id, model_id, dir;
+  std::shared_ptr<Serving> serving;  // the replica the adapter is for
+  const model::Config* cfg = nullptr;
+};
+// The deployed models of engine `d` its replica does not serve yet (a new one,
+// or all of them after a reactivation) and that no load is running for; marks
+// them as loading. Call with cp.mu held and the replica up.
+std::vector<AddonLoad> take_addon_loads(ControlPlane& cp, Deployment& d);
+// Reads each adapter without cp.mu, then under it installs those whose replica
+// is still up and whose deployed model still targets it (Failed with the
+// reason when the folder cannot be loaded). Call without cp.mu held.
+void run_addon_loads(ControlPlane& cp, const std::vector<AddonLoad>& loads);
 
 inline constexpr const char* kLoraModelKind = "lora_model";
 inline constexpr const char* kDeployedModelKind = "deployed_model";

@@ -84,7 +84,11 @@ model::Weights to_weights(const model::Config& cfg, const std::vector<delta::Ten
   std::map<std::string, const delta::TensorView*> by_name;
   for (const auto& t : tensors) by_name[t.name] = &t;
   model::Weights out;
-  for (const auto& spec : model::parameter_specs(cfg)) {
+  std::vector<model::TensorSpec> specs = model::parameter_specs(cfg);
+  // An untied output head (a merged lm_head adapter) is the one optional tensor.
+  const model::TensorSpec head = model::untied_head_spec(cfg);
+  if (by_name.count(head.name)) specs.push_back(head);
+  for (const auto& spec : specs) {
     auto it = by_name.find(spec.name);
     if (it == by_name.end()) {
       throw std::invalid_argument("checkpoint is missing tensor '" + spec.name + "' of " +
@@ -159,6 +163,7 @@ void write_peft_adapter(const std::string& dir, const std::string& base_model, i
   std::filesystem::rename(tensors + ".tmp", tensors);
   nlohmann::json targets = nlohmann::json::array();
   for (const char* t : model::kLoraTargetNames) targets.push_back(t);
+  if (model::lora_has_head(lora)) targets.push_back(model::kLoraHeadName);
   const nlohmann::json config = {{"peft_type", "LORA"},
                                  {"task_type", "CAUSAL_LM"},
                                  {"base_model_name_or_path", base_model},
@@ -237,11 +242,12 @@ PeftAdapter read_peft_adapter(const model::Config& cfg, const std::string& dir,
     fail("field 'target_modules' (a list of module names) is required");
   for (const auto& t : c["target_modules"]) {
     const std::string name = t.is_string() ? t.get<std::string>() : t.dump();
-    if (std::find_if(std::begin(model::kLoraTargetNames), std::end(model::kLoraTargetNames),
+    if (name != model::kLoraHeadName &&
+        std::find_if(std::begin(model::kLoraTargetNames), std::end(model::kLoraTargetNames),
                      [&](const char* k) { return name == k; }) == std::end(model::kLoraTargetNames))
       fail("target module '" + name +
-           "' is not a projection of this model (q_proj, k_proj, v_proj, o_proj, gate_proj, "
-           "up_proj, down_proj)");
+           "' is not a LoRA target of this model (q_proj, k_proj, v_proj, o_proj, gate_proj, "
+           "up_proj, down_proj, lm_head)");
     targets.insert(name);
   }
 
@@ -250,17 +256,18 @@ PeftAdapter read_peft_adapter(const model::Config& cfg, const std::string& dir,
   std::map<std::string, const delta::TensorView*> by_name;
   for (const auto& t : file.tensors()) by_name[t.name] = &t;
   a.weights.clear();
-  for (const model::TensorSpec& spec : model::lora_specs(cfg, a.rank)) {
+  for (const model::TensorSpec& spec : model::lora_specs(cfg, a.rank, true)) {
     const std::string name = kPeftPrefix + spec.name;
-    const size_t dot = spec.name.rfind(".lora_");
-    const std::string module = spec.name.substr(spec.name.rfind('.', dot - 1) + 1,
-                                                dot - spec.name.rfind('.', dot - 1) - 1);
+    // "model.layers.N.mlp.up_proj.lora_A.weight" -> "up_proj"; "lm_head.lora_A.weight" -> "lm_head"
+    const std::string path = spec.name.substr(0, spec.name.rfind(".lora_"));
+    const std::string module = path.substr(path.rfind('.') + 1);
     model::Tensor t{spec.name, spec.shape, {}};
     auto it = by_name.find(name);
     if (!targets.count(module)) {
       if (it != by_name.end())
         throw std::invalid_argument(tensors_path + ": tensor '" + name + "' of module '" + module +
                                     "', which target_modules does not list");
+      if (module == model::kLoraHeadName) continue;  // no head adapter: the head stays the base's
       t.data.assign(size_t(spec.shape[0] * spec.shape[1]), 0.0f);
     } else {
       if (it == by_name.end())

@@ -34,7 +34,8 @@ struct PeftAdapter {
   double alpha = 0;
   bool rslora = false;     // use_rslora: scale alpha / sqrt(r) instead of alpha / r
   std::string base_model;  // base_model_name_or_path
-  model::Weights weights;  // model::lora_specs() order; targets the folder leaves out are zero
+  model::Weights weights;  // model::lora_specs() order; projections the folder leaves out are
+                           // zero, lm_head's pair only when it is a target
   float scale() const;
 };
 

@@ -242,6 +242,7 @@ void ControlPlane::restore() {
 
 void ControlPlane::tick() {
   std::vector<std::shared_ptr<Serving>> to_join;
+  std::vector<AddonLoad> addon_loads;
   {
     std::lock_guard lock(mu);
     double now = now_s();
@@ -297,7 +298,10 @@ void ControlPlane::tick() {
                    now - s.last_used >= d.scale_to_zero_window(opt.idle_timeout_s)) {
           scale_down(d);
         }
-        if (s.phase == Phase::Up) load_addons(*this, d);
+        if (s.phase == Phase::Up) {
+          auto loads = take_addon_loads(*this, d);
+          addon_loads.insert(addon_loads.end(), loads.begin(), loads.end());
+        }
       }
       ++it;
     }
@@ -311,6 +315,7 @@ void ControlPlane::tick() {
       }
     }
   }
+  run_addon_loads(*this, addon_loads);
   for (auto& s : to_join) {
     if (s->loader.joinable()) s->loader.join();
   }

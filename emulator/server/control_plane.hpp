@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +48,7 @@ struct Serving {
   std::shared_ptr<const model::Adapter> adapter;
   // An engine (enableAddons): the LoRA addons loaded on the replica, by deployed model id.
   std::map<std::string, std::shared_ptr<const model::Adapter>> addons;
+  std::set<std::string> addons_loading;  // deployed model ids whose adapter is being read
   LoadingState loading;
   bool loading_busy = false;
   std::thread loader;

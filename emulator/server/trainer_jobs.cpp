@@ -13,21 +13,11 @@ namespace {
 
 const std::set<std::string> kJobFields = {"serviceMode", "trainingConfig", "hotLoadDeploymentId",
                                           "displayName", "description",    "annotations"};
-const std::set<std::string> kTrainingFields = {"baseModel",
-                                               "loraRank",
-                                               "loraAlpha",
-                                               "learningRate",
-                                               "maxContextLength",
-                                               "batchSize",
-                                               "gradientAccumulationSteps",
-                                               "epochs",
-                                               "warmupSteps",
-                                               "region",
-                                               "acceleratorType",
-                                               "acceleratorCount",
-                                               "jinjaTemplate",
-                                               "outputModel",
-                                               "seed"};
+const std::set<std::string> kTrainingFields = {
+    "baseModel",        "loraRank",         "loraAlpha",   "trainUnembed",
+    "learningRate",     "maxContextLength", "batchSize",   "gradientAccumulationSteps",
+    "epochs",           "warmupSteps",      "region",      "acceleratorType",
+    "acceleratorCount", "jinjaTemplate",    "outputModel", "seed"};
 
 std::string job_name(const ControlPlane& cp, const std::string& id) {
   return "accounts/" + cp.account + "/rlorTrainerJobs/" + id;
@@ -68,6 +58,8 @@ void create(RouteEnv& env, const httplib::Request& req, httplib::Response& res) 
       bad_request("trainingConfig.loraAlpha must be a number > 0");
     (*tc)["loraAlpha"] = alpha;
   }
+  if (tc->contains("trainUnembed") && !(*tc)["trainUnembed"].is_boolean())
+    bad_request("trainingConfig.trainUnembed must be true or false");
   // Stored as plain integers (the gateway also takes int64 values as strings).
   if (tc->contains("loraRank")) (*tc)["loraRank"] = rank;
   if (tc->contains("seed")) (*tc)["seed"] = get_int(*tc, "seed", 0);
@@ -128,6 +120,7 @@ void start_trainer(ControlPlane& cp, TrainerJob& job) {
   if (lora.rank > 0) {
     lora.alpha = tc.value("loraAlpha", 2.0 * lora.rank);
     lora.seed = uint64_t(tc.value("seed", 0L));
+    lora.train_unembed = tc.value("trainUnembed", true);
   }
   job.rt->cfg = cfg;
   job.rt->trainer = std::make_unique<model::Trainer>(*cfg, model::init_weights(*cfg), 0, lora);

@@ -4,6 +4,8 @@
 // request_id=}; any other std::exception becomes a plain string error.
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace flare {
 
@@ -12,6 +14,8 @@ struct Error : std::runtime_error {
   int status = 0;          // HTTP status when there was one
   bool retryable = false;  // whether repeating the same call may succeed
   std::string request_id;  // correlation id, when known
+  // More string fields of the Lua error table (a sandbox refusal's capability and grant).
+  std::vector<std::pair<std::string, std::string>> fields;
 
   Error(std::string code_, const std::string& message, int status_ = 0, bool retryable_ = false,
         std::string request_id_ = {})

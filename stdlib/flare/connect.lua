@@ -67,7 +67,7 @@ end
 
 Fw.__tostring = function(self)
   return string.format("flare.connect(%s %s, account %s, key %s)", self.backend, self.base_url,
-    tostring(self.account_id), native.redact_key(rawget(self, "_conn"):api_key()))
+    tostring(self.account_id), native.redact_key(rawget(self, "_conn"):api_key() or ""))
 end
 
 function Fw:_native() return rawget(self, "_conn") end

@@ -13,7 +13,8 @@
 --                                   --   completions whatever the timing (and retries)
 --     out_dir = "runs/x/distill",   -- optional: JSONL shards + progress, resumed on rerun
 --     shard_size = 1000, dedupe_ngram = 8, dedupe_overlap = 0.5,
---   }
+--     dedupe_scope = "all",         -- or "prompt": duplicates only among one prompt's samples
+--   }                               --   (short answers, e.g. numbers, repeat across prompts)
 --   result.samples  accepted {id, prompt, completion, prompt_tokens, tokens}
 --   result.stats    {prompts, samples, accepted, truncated, rejected, duplicates,
 --                    acceptance_rate, completion_tokens, accepted_tokens,
@@ -23,6 +24,12 @@
 --   (weight 1 on completion tokens only).
 --   distill.text_sample(prompt, completion, eos = 257): a sample of a byte-level model.
 --   distill.dedupe_filter{ngram = 8, overlap = 0.5}: a filter object with :accept(text).
+--   distill.reverse_kl_datums(groups, teacher) -> datums, {reverse_kl =, tokens =}: on-policy
+--   distillation. groups are the student's samples (sampled with logprobs = true at
+--   temperature 1); the teacher (a trainer client) scores their tokens with a forward pass,
+--   and each completion token gets the advantage teacher_lp - student_lp, so that
+--   importance_sampling on the datums minimises the per-token reverse KL (Tinker's
+--   cookbook). reverse_kl: its mean over the sampled tokens before the step.
 local M = {}
 
 local function ngrams(text, n)
@@ -186,7 +193,9 @@ function M.rejection_sample(o)
       stats.pass_rate_histogram[h] = (stats.pass_rate_histogram[h] or 0) + 1
       if (d.correct or 0) > 0 then stats.solved_prompts = stats.solved_prompts + 1 end
     else
-      live[#live + 1] = {problem = p, id = id, samples = 0, correct = 0, accepted = 0}
+      live[#live + 1] = {problem = p, id = id, samples = 0, correct = 0, accepted = 0,
+        dedupe = o.dedupe_scope == "prompt" and
+          M.dedupe_filter{ngram = o.dedupe_ngram, overlap = o.dedupe_overlap} or dedupe}
     end
   end
   stats.accepted = #accepted
@@ -218,10 +227,10 @@ function M.rejection_sample(o)
           stats.rejected = stats.rejected + 1
         elseif st.accepted >= want then  -- luacheck: ignore 542
           -- enough already: counted for the pass rate only
-        elseif dedupe:is_duplicate(text) then
+        elseif st.dedupe:is_duplicate(text) then
           stats.duplicates = stats.duplicates + 1
         else
-          dedupe:add(text)
+          st.dedupe:add(text)
           st.accepted = st.accepted + 1
           local sample = {id = st.id, prompt = st.problem.prompt, completion = text,
             prompt_tokens = c.prompt_tokens, tokens = c.tokens}
@@ -285,6 +294,32 @@ function M.sft_datums(samples)
   return out
 end
 
+function M.reverse_kl_datums(groups, teacher)
+  local grpo = require("flare.grpo")
+  local datums, scoring = {}, {}
+  for _, group in ipairs(groups) do
+    for _, sample in ipairs(grpo.completions_of(group)) do
+      local d = grpo.datum(sample, 0)  -- sampler logprobs; the advantages are set below
+      datums[#datums + 1] = d
+      scoring[#scoring + 1] = {model_input = d.model_input, loss_fn_inputs = {
+        target_tokens = d.loss_fn_inputs.target_tokens, weights = d.loss_fn_inputs.weights}}
+    end
+  end
+  if #datums == 0 then return datums, {reverse_kl = 0, tokens = 0} end
+  local scored = teacher:forward(scoring, "cross_entropy").loss_fn_outputs
+  local kl, tokens = 0, 0
+  for i, d in ipairs(datums) do
+    local inp, teacher_lp = d.loss_fn_inputs, scored[i].logprobs
+    for j, w in ipairs(inp.weights) do
+      if w > 0 then
+        inp.advantages[j] = teacher_lp[j] - inp.logprobs[j]
+        kl, tokens = kl - inp.advantages[j], tokens + 1
+      end
+    end
+  end
+  return datums, {reverse_kl = kl / math.max(1, tokens), tokens = tokens}
+end
+
 -- Stats as printable lines, histogram bars included.
 function M.format_stats(stats)
   local lines =
@@ -311,9 +346,11 @@ return require("flare.args").checked(M, "flare.distill", {
   rejection_sample = {{"opts", {sampler = "table", problems = "table", verify = "function",
     k = "integer", batch = "integer", want = "integer", max_tokens = "integer",
     temperature = "number", out_dir = "string", seed = "integer",
-    shard_size = "integer", dedupe_ngram = "integer", dedupe_overlap = "number"}}},
+    shard_size = "integer", dedupe_ngram = "integer", dedupe_overlap = "number",
+    dedupe_scope = "string"}}},
   text_sample = {"prompt:string", "completion:string", "eos:nil|integer"},
   sft_datum = {"sample:table"},
   sft_datums = {"samples:table"},
   format_stats = {"stats:table"},
+  reverse_kl_datums = {"groups:table", "teacher:table"},
 })

@@ -5,6 +5,7 @@
 --       run.config (config.json), run.rows (metrics.jsonl lines), run.series[name] =
 --       {steps = {...}, values = {...}}, run.metric_names (main metric first),
 --       run.main_metric, run.checkpoints (checkpoints.jsonl lines), run.timings
+--       run.stages (stage names, when metrics lines carry a `stage`: series "<stage>/<metric>")
 --   report.write_html(run, path)        -- inline SVG, no network; returns path
 --   report.render_html(run) -> string
 --   report.term_chart(series, opts) -> string
@@ -40,7 +41,7 @@ return require("flare.args").checked({
   cli = require("flare.report.cli"),
 }, "flare.report", {
   load = {"dir:string"},
-  main_metric = {"names:table", "config:nil|table"},
+  main_metric = {"names:table", "config:nil|table", "stages:nil|table"},
   stats = {"values:table"},
   read_jsonl = {"path:string"},
   render_html = {"run:table"},

@@ -2,10 +2,14 @@
 // uploaded PEFT folders, deployed models loaded and unloaded, the lifecycle
 // statuses, routing by "<model>#<deployment>" and by model name, and refusals.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <random>
 #include <thread>
 
@@ -215,6 +219,50 @@ TEST_CASE("undeploying one addon leaves the others serving without a failed requ
       {{"model", "accounts/local/models/m0#accounts/local/deployments/eng"}, {"prompt", "ab"}});
   CHECK(gone.status == 404);
   CHECK(s.control("GET", "/v1/accounts/local/deployedModels/" + ids[0]).status == 404);
+}
+
+TEST_CASE("a slow adapter load holds up no request: the engine's other addon keeps serving") {
+  test::Server s;
+  s.create_ready("eng", engine_body());
+  for (const char* m : {"fast", "slow"}) {
+    std::string folder = write_adapter(kBase, unsigned(m[0]));
+    REQUIRE(import_model(s, m, folder).status == 200);
+    fs::remove_all(folder);
+  }
+  const std::string fast = short_id(deploy(s, "fast", "eng").json());
+  REQUIRE(wait_status(s, fast, "DEPLOYED") == "DEPLOYED");
+  // The slow model's config becomes a FIFO: loading it waits until this test writes it.
+  const std::string config = s.state_dir + "/lora-models/slow/adapter_config.json";
+  const std::string text = slurp(config);
+  fs::remove(config);
+  REQUIRE(mkfifo(config.c_str(), 0600) == 0);
+  const std::string slow = short_id(deploy(s, "slow", "eng").json());
+  // Opening the write end succeeds once the loader has opened the read end.
+  int fd = -1;
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((fd = open(config.c_str(), O_WRONLY | O_NONBLOCK)) < 0 &&
+         std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  REQUIRE_MESSAGE(fd >= 0, "the adapter load never started");
+  // While it waits: the other addon serves and the control plane answers.
+  auto answered = std::async(std::launch::async, [&] {
+    const int served = s.complete({{"model",
+                                    "accounts/local/models/fast#accounts/local/"
+                                    "deployments/eng"},
+                                   {"prompt", "ab"},
+                                   {"max_tokens", 2}})
+                           .status;
+    return std::make_pair(served, status_of(s, slow));
+  });
+  const bool in_time = answered.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  CHECK_MESSAGE(in_time, "requests waited for the adapter load");
+  CHECK(write(fd, text.data(), text.size()) == ssize_t(text.size()));
+  close(fd);
+  const auto [served, status] = answered.get();
+  CHECK(served == 200);
+  CHECK(status == "DEPLOYING");
+  CHECK(wait_status(s, slow, "DEPLOYED") == "DEPLOYED");
+  CHECK(logprobs(s, "accounts/local/models/slow") != logprobs(s, "accounts/local/models/fast"));
 }
 
 TEST_CASE("addon lifecycle: Pending, Deployed, Deactivated, Reactivating, restored after restart") {

@@ -44,6 +44,7 @@ TEST_CASE("a PEFT folder round-trips the adapter (bf16) with its rank and alpha"
   CHECK(a.scale() == model::lora_scale(12, 4));
   CHECK(a.base_model == "accounts/local/models/tiny-gpt");
   REQUIRE(a.weights.size() == lora.size());
+  CHECK(model::lora_has_head(a.weights));  // lm_head's pair (train_unembed) round-trips too
   for (size_t i = 0; i < lora.size(); ++i) {
     CHECK(a.weights[i].name == lora[i].name);
     CHECK(a.weights[i].data == lora[i].data);  // init_lora values are bf16-exact
@@ -59,7 +60,7 @@ TEST_CASE("PEFT configs flare cannot serve are refused naming the field") {
       {"r", 4},
       {"lora_alpha", 8},
       {"target_modules",
-       {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}}};
+       {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}}};
   auto with = [&](const char* key, const nlohmann::json& value) {
     nlohmann::json j = good;
     j[key] = value;
@@ -80,8 +81,12 @@ TEST_CASE("PEFT configs flare cannot serve are refused naming the field") {
   CHECK(with("bias", "all") == "adapter_config.json: field 'bias' must be \"none\"");
   CHECK(with("rank_pattern", {{"q_proj", 8}}).find("field 'rank_pattern' is not supported") !=
         std::string::npos);
-  CHECK(with("target_modules", {"q_proj", "lm_head"}).find("target module 'lm_head'") !=
+  CHECK(with("target_modules", {"q_proj", "embed_tokens"}).find("target module 'embed_tokens'") !=
         std::string::npos);
+  CHECK(with("target_modules",
+             {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+            .find("tensor 'base_model.model.lm_head.lora_A.weight' of module 'lm_head', which "
+                  "target_modules does not list") != std::string::npos);
   CHECK(with("task_type", "SEQ_CLS") ==
         "adapter_config.json: field 'task_type' must be \"CAUSAL_LM\", got \"SEQ_CLS\"");
   // A module the config leaves out must have no tensors in the file.

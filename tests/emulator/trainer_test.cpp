@@ -1,6 +1,7 @@
 // Trainer jobs, the trainer gateway, sampler snapshots and sampler/trainer parity.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -94,6 +95,12 @@ TEST_CASE("trainer job lifecycle and validation") {
       {{"trainingConfig", {{"baseModel", tc["baseModel"]}, {"loraRank", 8}, {"loraAlpha", 0}}}});
   CHECK(alpha.status == 400);
   CHECK(alpha.json()["error"]["message"] == "trainingConfig.loraAlpha must be a number > 0");
+  Reply unembed =
+      create_job(s, "j",
+                 {{"trainingConfig",
+                   {{"baseModel", tc["baseModel"]}, {"loraRank", 8}, {"trainUnembed", "no"}}}});
+  CHECK(unembed.status == 400);
+  CHECK(unembed.json()["error"]["message"] == "trainingConfig.trainUnembed must be true or false");
   CHECK(create_job(s, "j", {{"trainingConfig", {{"baseModel", "accounts/local/models/nope"}}}})
             .status == 400);
   CHECK(create_job(s, "j", {{"trainingConfig", tc}, {"hotLoadDeploymentId", "missing"}}).status ==
@@ -221,6 +228,30 @@ TEST_CASE("parity: the deployment serves the trainer's logprobs after base and d
   Reply stale =
       s.complete({{"model", "accounts/local/deployments/par"}, {"prompt", "x"}, {"max_tokens", 1}});
   CHECK(stale.json()["model"] == "accounts/local/models/tiny-gpt@step-4-abcd1234");
+}
+
+TEST_CASE("LoRA trainer: lm_head is a target by default; trainUnembed false leaves it out") {
+  Server s;
+  s.create_ready("heads", {{"minReplicaCount", 1}});
+  for (bool unembed : {true, false}) {
+    const std::string id = unembed ? "with-head" : "no-head";
+    nlohmann::json tc = {{"baseModel", "accounts/local/models/tiny-gpt"}, {"loraRank", 4}};
+    if (!unembed) tc["trainUnembed"] = false;
+    REQUIRE(create_job(s, id, {{"trainingConfig", tc}, {"hotLoadDeploymentId", "heads"}}).status ==
+            200);
+    wait_running(s, id);
+    Job job{s, id};
+    train_step(job, 2e-2);
+    REQUIRE(job.call("save_weights_for_sampler", {{"path", id}}).status == 200);
+    std::ifstream in(s.bucket_dir("heads") + "/" + id + "/adapter_config.json");
+    const nlohmann::json config = nlohmann::json::parse(in);
+    const auto targets = config["target_modules"].get<std::vector<std::string>>();
+    CHECK(std::count(targets.begin(), targets.end(), "lm_head") == (unembed ? 1 : 0));
+    CHECK(targets.size() == (unembed ? 8u : 7u));
+    const auto adapter = flare::emulator::read_peft_adapter(*flare::model::builtin("tiny-gpt"),
+                                                            s.bucket_dir("heads") + "/" + id);
+    CHECK(flare::model::lora_has_head(adapter.weights) == unembed);
+  }
 }
 
 TEST_CASE("LoRA trainer: step 0 is the base, adapters save as PEFT folders and serve with parity") {

@@ -5,8 +5,11 @@ few steps and saves its adapter (save_weights_for_sampler) and the adapter folde
 full weights (checkpoint_type merged_base). This script reads both with its own
 safetensors reader and PEFT's naming and shapes (base_model.model.<module>.lora_A.weight
 [r, in], lora_B.weight [out, r], scale lora_alpha / r), recomputes W + (alpha / r) B A
-from the base weights, and compares it with flare's merged checkpoint. Then it writes a
-PEFT folder itself (another tool's: two target modules, F32, its own tensor order),
+from the base weights, and compares it with flare's merged checkpoint. The output head
+(lm_head, trained by default as the SDK's train_unembed) is tied to the input embedding
+in the base, so its merged weight is embed_tokens + (alpha / r) B A, written as an untied
+lm_head.weight while embed_tokens stays the base's. Then it writes a PEFT folder itself
+(another tool's: three target modules with lm_head, F32, its own tensor order),
 hotloads it and checks that the deployment serves what the same adapter merged by this
 script into full F32 weights serves. Usage: peft_adapter.py FLARE_EXECUTABLE
 """
@@ -28,6 +31,8 @@ BASE_MODEL = "accounts/local/models/tiny-gpt"
 PREFIX = "base_model.model."
 TARGETS = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
            "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+HEAD = "lm_head"  # the output head; tied models share its weight with the input embedding
+EMBED = "model.embed_tokens.weight"
 
 
 # ---- safetensors, from the format's description --------------------------------------------
@@ -89,22 +94,33 @@ def module_of(layer, target):
     return f"model.layers.{layer}.{TARGETS[target]}.{target}"
 
 
+def modules(targets, layers):
+    """The adapted modules' names: every layer's projections, then lm_head when targeted."""
+    names = [module_of(layer, t) for layer in range(layers) for t in targets if t != HEAD]
+    return names + ([HEAD] if HEAD in targets else [])
+
+
+def base_weight(base, m):
+    """The weight a module computes with: lm_head's is the embedding unless the model unties it."""
+    if m == HEAD and HEAD + ".weight" not in base:
+        return base[EMBED]
+    return base[m + ".weight"]
+
+
 def merge(base, adapter, scale, targets, layers):
     """W + scale * B @ A for each adapted module, in double precision: {name: [floats]}."""
     merged = {}
-    for layer in range(layers):
-        for t in targets:
-            m = module_of(layer, t)
-            _, (out, inn), w = base[m + ".weight"]
-            _, (r, a_in), a = adapter[PREFIX + m + ".lora_A.weight"]
-            _, (b_out, r2), b = adapter[PREFIX + m + ".lora_B.weight"]
-            assert (a_in, b_out, r2) == (inn, out, r), f"{m}: A {r}x{a_in}, B {b_out}x{r2}, W {out}x{inn}"
-            res = list(w)
-            for o in range(out):
-                brow = b[o * r:(o + 1) * r]
-                for i in range(inn):
-                    res[o * inn + i] = w[o * inn + i] + scale * sum(brow[k] * a[k * inn + i] for k in range(r))
-            merged[m + ".weight"] = res
+    for m in modules(targets, layers):
+        _, (out, inn), w = base_weight(base, m)
+        _, (r, a_in), a = adapter[PREFIX + m + ".lora_A.weight"]
+        _, (b_out, r2), b = adapter[PREFIX + m + ".lora_B.weight"]
+        assert (a_in, b_out, r2) == (inn, out, r), f"{m}: A {r}x{a_in}, B {b_out}x{r2}, W {out}x{inn}"
+        res = list(w)
+        for o in range(out):
+            brow = b[o * r:(o + 1) * r]
+            for i in range(inn):
+                res[o * inn + i] = w[o * inn + i] + scale * sum(brow[k] * a[k * inn + i] for k in range(r))
+        merged[m + ".weight"] = res
     return merged
 
 
@@ -208,28 +224,33 @@ def run(c):
         config = json.load(f)
     check(config["peft_type"] == "LORA" and config["task_type"] == "CAUSAL_LM", "peft_type LORA, CAUSAL_LM")
     check(config["r"] == rank and config["lora_alpha"] == alpha, "r and lora_alpha as the job asked")
-    check(sorted(config["target_modules"]) == sorted(TARGETS), "every projection is a target module")
+    check(sorted(config["target_modules"]) == sorted(list(TARGETS) + [HEAD]),
+          "every projection and lm_head (train_unembed, the SDK's default) are target modules")
     check(config["bias"] == "none" and config["base_model_name_or_path"] == BASE_MODEL,
           "bias none; base_model_name_or_path names the base model")
     check(not config.get("use_rslora") and not config.get("use_dora"), "plain LoRA (no rslora, no dora)")
 
     adapter = read_safetensors(os.path.join(folder, "adapter_model.safetensors"))
+    targets = list(TARGETS) + [HEAD]
     expected = set()
-    for layer in range(layers):
-        for t in TARGETS:
-            m = module_of(layer, t)
-            out, inn = base[m + ".weight"][1]
-            expected.add(PREFIX + m + ".lora_A.weight")
-            expected.add(PREFIX + m + ".lora_B.weight")
-            check(adapter[PREFIX + m + ".lora_A.weight"][1] == [rank, inn], f"{m}.lora_A is [r, in] = [{rank}, {inn}]")
-            check(adapter[PREFIX + m + ".lora_B.weight"][1] == [out, rank], f"{m}.lora_B is [out, r] = [{out}, {rank}]")
+    for m in modules(targets, layers):
+        out, inn = base_weight(base, m)[1]
+        expected.add(PREFIX + m + ".lora_A.weight")
+        expected.add(PREFIX + m + ".lora_B.weight")
+        check(adapter[PREFIX + m + ".lora_A.weight"][1] == [rank, inn], f"{m}.lora_A is [r, in] = [{rank}, {inn}]")
+        check(adapter[PREFIX + m + ".lora_B.weight"][1] == [out, rank], f"{m}.lora_B is [out, r] = [{out}, {rank}]")
+    check(PREFIX + "lm_head.lora_B.weight" in expected and
+          adapter[PREFIX + "lm_head.lora_B.weight"][1] == [base[EMBED][1][0], rank],
+          "base_model.model.lm_head.lora_B.weight is [vocab, r]")
     check(set(adapter) == expected, f"exactly the {len(expected)} PEFT tensor names")
     check({d for d, _, _ in adapter.values()} <= {"BF16", "F32"}, "BF16 or F32 tensors")
     check(all(any(v != 0 for v in adapter[n][2]) for n in expected), "training moved every A and B")
 
-    recomputed = merge(base, adapter, alpha / rank, TARGETS, layers)
+    recomputed = merge(base, adapter, alpha / rank, targets, layers)
     merged = read_safetensors(os.path.join(lora_bucket, "merged-4", "model.safetensors"))
-    check(set(merged) == set(base), "the merged checkpoint has the base's tensors")
+    check(set(merged) == set(base) | {"lm_head.weight"},
+          "the merged checkpoint has the base's tensors and an untied lm_head.weight")
+    check(merged[EMBED][2] == base[EMBED][2], "the input embedding stays the base's")
     worst, changed = 0.0, 0
     for name, (_, shape, values) in merged.items():
         if name not in recomputed:
@@ -239,7 +260,7 @@ def run(c):
             err = abs(got - want)
             assert err <= bf16_ulp(want) + 1e-30, f"{name}: flare {got}, W + (alpha/r) B A = {want}"
             worst = max(worst, err / max(abs(want), 1e-30))
-        changed += values != base[name][2]
+        changed += values != base_weight(base, name[:-len(".weight")])[2]
     check(changed == len(recomputed), "every adapted matrix differs from the base")
     print(f"ok - merged = W + (alpha/r) B A to one bf16 step (worst relative error {worst:.2e})")
 
@@ -253,14 +274,12 @@ def run(c):
     poll("READY", lambda: c.call("GET", f"/v1/accounts/{acct}/deployments/{dep}")[1]["state"] == "READY")
     bucket = bucket_of(c.call("GET", f"/v1/accounts/{acct}/deployments/{dep}")[1]["hotLoadBucketUrl"])
     rng = random.Random(7)
-    r2, alpha2, targets2 = 4, 12, ["v_proj", "q_proj"]
+    r2, alpha2, targets2 = 4, 12, ["v_proj", "lm_head", "q_proj"]
     tensors = []
-    for layer in reversed(range(layers)):
-        for t in targets2:
-            m = module_of(layer, t)
-            out, inn = base[m + ".weight"][1]
-            tensors.append((PREFIX + m + ".lora_B.weight", [out, r2], [rng.gauss(0, 0.05) for _ in range(out * r2)]))
-            tensors.append((PREFIX + m + ".lora_A.weight", [r2, inn], [rng.gauss(0, 0.05) for _ in range(r2 * inn)]))
+    for m in reversed(modules(targets2, layers)):
+        out, inn = base_weight(base, m)[1]
+        tensors.append((PREFIX + m + ".lora_B.weight", [out, r2], [rng.gauss(0, 0.05) for _ in range(out * r2)]))
+        tensors.append((PREFIX + m + ".lora_A.weight", [r2, inn], [rng.gauss(0, 0.05) for _ in range(r2 * inn)]))
     own = os.path.join(bucket, "other-tool")
     os.makedirs(own)
     write_safetensors(os.path.join(own, "adapter_model.safetensors"), tensors)
@@ -270,7 +289,9 @@ def run(c):
                    "base_model_name_or_path": "tiny-gpt", "fan_in_fan_out": False}, f)
     theirs = {n: ("F32", shape, v) for n, shape, v in tensors}
     merged2 = merge(base, theirs, alpha2 / r2, targets2, layers)
-    full_weights = [(n, base[n][1], merged2.get(n, base[n][2])) for n in sorted(base)]
+    names = sorted(set(base) | set(merged2))  # merged2 adds an untied lm_head.weight
+    full_weights = [(n, base_weight(base, n[:-len(".weight")])[1], merged2[n] if n in merged2 else base[n][2])
+                    for n in names]
     os.makedirs(os.path.join(bucket, "other-tool-merged"))
     write_safetensors(os.path.join(bucket, "other-tool-merged", "model.safetensors"), full_weights)
 

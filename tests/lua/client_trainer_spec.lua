@@ -260,6 +260,7 @@ describe("weight_syncer", function()
     trainer = fw:trainer{base_model = fx.BASE_MODEL, hot_load_deployment_id = info.deployment_id,
       lora_rank = 4, lora_alpha = 16, poll_interval_s = 0.05}
     assert.equal(16, trainer:get().trainingConfig.loraAlpha)
+    assert.is_nil(trainer:get().trainingConfig.trainUnembed)  -- the server's default: true
     local mgr, calls = recording(fw.deployments)
     local sy = syncer{deploy_mgr = mgr, lora_rank = 4}
     local probe = {tokens = {256, 104, 105, 32, 116, 104, 101, 114},
@@ -294,6 +295,10 @@ describe("weight_syncer", function()
     assert.error_matches(function()
       fw:trainer{base_model = fx.BASE_MODEL, lora_rank = 4, lora_alpha = 0}
     end, "lora_alpha must be > 0")
+    local heads_off = fw:trainer{base_model = fx.BASE_MODEL, lora_rank = 2, train_unembed = false,
+      poll_interval_s = 0.05}
+    assert.is_false(heads_off:get().trainingConfig.trainUnembed)
+    heads_off:close()
     trainer:close()
   end)
 

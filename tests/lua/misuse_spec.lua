@@ -15,8 +15,16 @@ local takes_no_argument = {
   ["flare.fs.cwd"] = "the current directory, no argument",
   ["flare.repl.c_modules"] = "the list of C modules, no argument",
   ["flare.cleanup.pending"] = "a count, no argument",
+  ["flare.sqlite.version"] = "the SQLite library's version, no argument",
+  ["flare.release.default_registry"] = "the registry path, no argument",
+  ["flare.sandbox_native.landlock_abi"] = "the kernel's Landlock ABI version, no argument",
+  ["flare.sandbox_native.process_config"] = "what flare run --sandbox granted, no argument",
+  ["flare.sandbox_native.stdlib_dir"] = "the stdlib's folder, no argument",
   ["flare.modules.record"] = "the loaded modules, no argument",
   ["flare.modules.rock_trees"] = "the trees on package.path, no argument",
+  ["flare.data.files_read"] = "the data files read so far, no argument",
+  ["flare.json.parser"] = "the JSON parser in use, no argument",
+  ["flare.recipe.current"] = "the script's flare.recipe run, no argument",
 }
 
 -- Functions that accept a value of any type as their first argument (so no type is wrong).
@@ -76,6 +84,8 @@ takes_options("flare.openai.sampler", "modle", "model",
   function(o) return flare.openai.sampler(with({base_url = no_port}, o)) end)
 takes_options("flare.chat.format", "add_generation_promt", "add_generation_prompt",
   function(o) return flare.chat.format({{role = "user", content = "a"}}, o) end)
+takes_options("flare.sandbox_native.new_policy", "prefixs", "prefixes",
+  flare.sandbox_native.new_policy)
 takes_options("flare.recipe", "confg", "config",
   function(o) return flare.recipe(with({name = "m"}, o)) end)
 takes_options("flare.recipe.new", "confg", "config",
@@ -87,6 +97,10 @@ takes_options("flare.with_deployment", "on_exitt", "on_exit",
 takes_options("flare.distill.rejection_sample", "problem", "problems",
   flare.distill.rejection_sample)
 takes_options("flare.distill.dedupe_filter", "ngrm", "ngram", flare.distill.dedupe_filter)
+takes_options("flare.pipeline", "stage", "stages", flare.pipeline)
+takes_options("flare.pipeline.new", "stage", "stages", flare.pipeline.new)
+takes_options("flare.loops.sft", "step", "steps", flare.loops.sft)
+takes_options("flare.loops.grpo", "step", "steps", flare.loops.grpo)
 takes_options("flare.grpo.advantages", "normalize", "normalize_std",
   function(o) return flare.grpo.advantages({1, 2}, o) end)
 takes_options("flare.grpo.datum", "epss", "eps",
@@ -118,6 +132,11 @@ takes_options("flare.report.term_summary", "colour", "color",
 takes_options("flare.report.cli", "dri", "dir", flare.report.cli)
 takes_options("flare.format.sparkline", "widht", "width",
   function(o) return flare.format.sparkline({1, 2}, o) end)
+takes_options("flare.release.register", "familly", "family", flare.release.register)
+takes_options("flare.release.families", "registy", "registry", flare.release.families)
+takes_options("flare.release.gate", "candidat", "candidate", flare.release.gate)
+takes_options("flare.sqlite.open", "busy_timeout", "busy_timeout_ms",
+  function(o) return flare.sqlite.open(tmp("db"), o) end)
 takes_options("flare.test.run_file", "verbos", "verbose",
   function(o) return flare.test.run_file(tmp("none.lua"), o) end)
 
@@ -281,7 +300,8 @@ describe("every public flare.* function", function()
       local em = flare.emulator.start{provision_delay_s = 0}
       local objects = {conn = conn, sampler = sampler, batch = sampler:submit{prompts = {}},
         child = child, emulator = em, future = conn:submit{path = "/x", retries = 1},
-        handle = flare.http.submit{url = no_port, connect_timeout_s = 1}}
+        handle = flare.http.submit{url = no_port, connect_timeout_s = 1},
+        db = flare.sqlite.open(tmp("self.db"))}
       local walked = 0
       for label, obj in pairs(objects) do
         local mt = getmetatable(obj)
@@ -312,6 +332,8 @@ describe("every public flare.* function", function()
       objects.future:cancel()
       child:wait()
       em:stop()
+      objects.db:close()
+      for _, suffix in ipairs({"", "-wal", "-shm"}) do os.remove(tmp("self.db") .. suffix) end
       r.check()
     end)
 

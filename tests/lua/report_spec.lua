@@ -106,6 +106,25 @@ describe("flare.report.load", function()
     assert.same({ 0.1, 0.2 }, run.series.kl.values)
   end)
 
+  it("files a pipeline's metrics per stage, in stage order", function()
+    dir = make_dir()
+    write(dir .. "/config.json", json.encode({ name = "r1", main_metric = "correct_rate" }))
+    write(dir .. "/metrics.jsonl", table.concat({
+      '{"stage": "sft", "step": 1, "loss": 3}', '{"stage": "sft", "step": 2, "loss": 2}',
+      '{"stage": "sft", "eval": "after", "correct_rate": 0.2}',
+      '{"stage": "rl", "step": 1, "reward": 0.1}', '{"stage": "rl", "step": 2, "reward": 0.3}',
+      '{"stage": "rl", "eval": "after", "correct_rate": 0.4}' }, "\n") .. "\n")
+    local run = report.load(dir)
+    assert.same({ "sft", "rl" }, run.stages)
+    assert.same({ 3, 2 }, run.series["sft/loss"].values)
+    assert.same({ 0.1, 0.3 }, run.series["rl/reward"].values)
+    assert.is_nil(run.series.loss)
+    assert.equal("sft/correct_rate", run.main_metric)
+    assert.same({ "sft/correct_rate", "sft/loss", "rl/correct_rate", "rl/reward" },
+      run.metric_names)
+    assert.matches("rl/reward", report.term_summary(run, { width = 20, height = 3 }), 1, true)
+  end)
+
   it("uses the line number when a line has no step", function()
     dir = make_dir()
     write(dir .. "/metrics.jsonl", '{"loss": 3}\n\n{"loss": 2}\n')

@@ -19,14 +19,17 @@ struct DoubleNet {
   Config cfg;
   Layout lay;
   std::vector<double> w, wt, cos, sin;
-  // With a LoRA rank: an adapter with random A and B (B nonzero, so A has a gradient).
+  // With a LoRA rank: an adapter with random A and B (B nonzero, so A has a gradient) on
+  // every projection and lm_head.
   LoraLayout llay;
   std::vector<double> lw, lwt;
   LoraNet<double> lora{};
 
-  explicit DoubleNet(const Config& c, int rank = 0) : cfg(c), lay(make_layout(c)) {
+  // `untied`: the weights end with lm_head.weight, a head apart from the embedding.
+  explicit DoubleNet(const Config& c, int rank = 0, bool untied = false)
+      : cfg(c), lay(make_layout(c, untied)) {
     if (rank > 0) {
-      llay = make_lora_layout(c, rank);
+      llay = make_lora_layout(c, rank, true);
       std::mt19937_64 rng(5);
       std::normal_distribution<double> normal(0.0, 0.3);
       lw.resize(llay.total);
@@ -34,7 +37,12 @@ struct DoubleNet {
       lwt.resize(lw.size());
       lora = {&llay, lw.data(), lwt.data(), 1.5};
     }
-    const Weights f = model_test::spread_weights(c, 0.3, 11);
+    Weights f = model_test::spread_weights(c, 0.3, 11);
+    if (untied) {
+      Tensor head{untied_head_spec(c).name, untied_head_spec(c).shape, f[0].data};
+      for (size_t i = 0; i < head.data.size(); ++i) head.data[i] *= float(1 + i % 3) / 2.0f;
+      f.push_back(head);
+    }
     const std::vector<float> flat = flatten(lay, f);
     w.assign(flat.begin(), flat.end());
     wt.resize(w.size());
@@ -159,20 +167,23 @@ void check_against_differences(DoubleNet& net, const std::vector<Datum>& data, L
   }
 }
 
-void check_gradient(LossFn fn, const LossConfig& lc = {}) {
+void check_gradient(LossFn fn, const LossConfig& lc = {}, bool untied = false) {
   const Config c = model_test::micro_config();
-  DoubleNet net(c);
+  DoubleNet net(c, 0, untied);
   const std::vector<Datum> data = make_data(net);
   const std::vector<std::vector<double>> frozen = logprobs(net, data);
   std::vector<double> grad(net.w.size(), 0.0);
   total_loss(net, data, fn, lc, frozen, &grad);
 
-  check_against_differences(net, data, fn, lc, frozen, grad, parameter_specs(c), net.w,
-                            net.lay.tensor_offset, net.lay.tensor_size);
+  std::vector<TensorSpec> specs = parameter_specs(c);
+  if (untied) specs.push_back(untied_head_spec(c));
+  REQUIRE(specs.size() == net.lay.tensor_offset.size());
+  check_against_differences(net, data, fn, lc, frozen, grad, specs, net.w, net.lay.tensor_offset,
+                            net.lay.tensor_size);
 }
 
-// Every A and B tensor of an adapter on every projection, the base frozen (its
-// gradient is not computed at all).
+// Every A and B tensor of an adapter on every projection and lm_head, the base frozen
+// (its gradient is not computed at all).
 void check_lora_gradient(LossFn fn) {
   const Config c = model_test::micro_config();
   DoubleNet net(c, 2);
@@ -182,7 +193,7 @@ void check_lora_gradient(LossFn fn) {
   std::vector<double> grad(net.lw.size(), 0.0);
   total_loss(net, data, fn, lc, frozen, nullptr, &grad);
 
-  const std::vector<TensorSpec> specs = lora_specs(c, 2);
+  const std::vector<TensorSpec> specs = lora_specs(c, 2, true);
   REQUIRE(specs.size() == net.llay.tensor_offset.size());
   check_against_differences(net, data, fn, lc, frozen, grad, specs, net.lw, net.llay.tensor_offset,
                             net.llay.tensor_size);
@@ -190,13 +201,12 @@ void check_lora_gradient(LossFn fn) {
 
 }  // namespace
 
-TEST_CASE("gradient check: LoRA A and B of every projection, every loss") {
-  check_lora_gradient(LossFn::CrossEntropy);
-  check_lora_gradient(LossFn::ImportanceSampling);
-  check_lora_gradient(LossFn::Ppo);
-  check_lora_gradient(LossFn::Gspo);
-  check_lora_gradient(LossFn::Cispo);
-  check_lora_gradient(LossFn::Dpo);
+TEST_CASE("gradient check: LoRA A and B of every projection and lm_head, every loss") {
+  for (LossFn fn : {LossFn::CrossEntropy, LossFn::ImportanceSampling, LossFn::Ppo, LossFn::Grpo,
+                    LossFn::DrGrpo, LossFn::Gspo, LossFn::Cispo, LossFn::Reinforce, LossFn::Dpo}) {
+    INFO("loss ", loss_name(fn));
+    check_lora_gradient(fn);
+  }
 }
 
 TEST_CASE("gradient check: cross_entropy, every parameter tensor") {
@@ -209,6 +219,10 @@ TEST_CASE("gradient check: importance_sampling, every parameter tensor") {
 
 TEST_CASE("gradient check: ppo, every parameter tensor") {
   check_gradient(LossFn::Ppo);
+}
+
+TEST_CASE("gradient check: an untied lm_head (a merged head adapter), every parameter tensor") {
+  check_gradient(LossFn::CrossEntropy, {}, true);
 }
 
 TEST_CASE("gradient check: grpo with DAPO's asymmetric clip, per-sequence normalisation") {

@@ -159,8 +159,14 @@ TEST_CASE("bad weights and bad inputs are refused with clear messages") {
   CHECK_THROWS_WITH_AS(Model(c, missing), doctest::Contains("missing tensor model.norm.weight"),
                        std::invalid_argument);
   Weights extra = w;
-  extra.push_back({"lm_head.weight", {258, 8}, std::vector<float>(258 * 8)});
-  CHECK_THROWS_WITH_AS(Model(c, extra), doctest::Contains("unexpected tensor lm_head.weight"),
+  extra.push_back({"lm_head.bias", {258}, std::vector<float>(258)});
+  CHECK_THROWS_WITH_AS(Model(c, extra), doctest::Contains("unexpected tensor lm_head.bias"),
+                       std::invalid_argument);
+  // An untied head (lm_head.weight, what merging an lm_head adapter writes) is the one
+  // optional tensor, checked like the others.
+  Weights head = w;
+  head.push_back({"lm_head.weight", {258, 4}, std::vector<float>(258 * 4)});
+  CHECK_THROWS_WITH_AS(Model(c, head), doctest::Contains("lm_head.weight has shape [258, 4]"),
                        std::invalid_argument);
 
   const Model model(c, w);

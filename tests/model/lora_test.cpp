@@ -65,9 +65,9 @@ std::unique_ptr<Trainer> trained_lora(const Config& c, const Weights& base, int 
 
 }  // namespace
 
-TEST_CASE("lora specs use PEFT's target names and shapes on every projection") {
+TEST_CASE("lora specs use PEFT's target names and shapes on every projection and lm_head") {
   const Config c = *builtin("tiny-gpt");
-  const std::vector<TensorSpec> specs = lora_specs(c, 8);
+  const std::vector<TensorSpec> specs = lora_specs(c, 8, false);
   REQUIRE(specs.size() == size_t(c.n_layers) * kLoraTargets * 2);
   CHECK(specs[0].name == "model.layers.0.self_attn.q_proj.lora_A.weight");
   CHECK(specs[0].shape == std::vector<int64_t>{8, c.d_model});
@@ -78,8 +78,19 @@ TEST_CASE("lora specs use PEFT's target names and shapes on every projection") {
   CHECK(specs[12].name == "model.layers.0.mlp.down_proj.lora_A.weight");
   CHECK(specs[12].shape == std::vector<int64_t>{8, c.d_ff});
   CHECK(specs.back().name == "model.layers.1.mlp.down_proj.lora_B.weight");
-  CHECK_THROWS_WITH_AS(lora_specs(c, 0), "lora rank 0 is outside [1, 64]", std::invalid_argument);
-  CHECK_THROWS_AS(lora_specs(c, 65), std::invalid_argument);
+  // train_unembed: lm_head's pair at the end, the output head's [vocab, d_model] factored.
+  const std::vector<TensorSpec> head = lora_specs(c, 8, true);
+  REQUIRE(head.size() == specs.size() + 2);
+  CHECK(head[specs.size()].name == "lm_head.lora_A.weight");
+  CHECK(head[specs.size()].shape == std::vector<int64_t>{8, c.d_model});
+  CHECK(head.back().name == "lm_head.lora_B.weight");
+  CHECK(head.back().shape == std::vector<int64_t>{c.vocab, 8});
+  CHECK(LoraConfig{}.train_unembed);  // the SDK's default
+  CHECK(init_lora(c, {8, 16, 1}).size() == head.size());
+  CHECK(init_lora(c, {8, 16, 1, false}).size() == specs.size());
+  CHECK_THROWS_WITH_AS(lora_specs(c, 0, true), "lora rank 0 is outside [1, 64]",
+                       std::invalid_argument);
+  CHECK_THROWS_AS(lora_specs(c, 65, false), std::invalid_argument);
 }
 
 TEST_CASE("lora init: A kaiming-uniform in +-1/sqrt(in) from the seed, B zero") {
@@ -172,6 +183,55 @@ TEST_CASE("the sampler with the adapter loaded matches the LoRA trainer's logpro
   CHECK(merged_worst < 5e-3);  // bf16 rounding of the merged weights only
 }
 
+TEST_CASE("an lm_head adapter moves the logits; merging it unties the head, the embedding kept") {
+  const Config c = *builtin("tiny-gpt");
+  const Weights base = init_weights(c);
+  auto t = std::make_unique<Trainer>(c, base, 2, LoraConfig{4, 8, 3});
+  const double before = t->forward(sample_data(), LossFn::CrossEntropy, {}).loss;
+  AdamParams p;
+  p.learning_rate = 1e-2;
+  for (int s = 0; s < 8; ++s) {
+    t->forward_backward(sample_data(), LossFn::CrossEntropy, {});
+    t->optim_step(p);
+  }
+  const double after = t->forward(sample_data(), LossFn::CrossEntropy, {}).loss;
+  CHECK(after < before * 0.9);
+  const Weights adapter = t->adapter_weights();
+  REQUIRE(lora_has_head(adapter));
+  CHECK(adapter.back().name == "lm_head.lora_B.weight");
+  bool head_moved = false;
+  for (float x : adapter.back().data) head_moved |= x != 0.0f;
+  CHECK(head_moved);
+
+  const Weights merged = t->merged_weights();
+  const size_t n_base = parameter_specs(c).size();
+  REQUIRE(merged.size() == n_base + 1);
+  CHECK(merged.back().name == "lm_head.weight");
+  CHECK(merged.back().shape == std::vector<int64_t>{c.vocab, c.d_model});
+  CHECK(merged[0].data == t->sampler_weights()[0].data);  // the input embedding is unchanged
+  CHECK(merged.back().data != merged[0].data);
+  // Without train_unembed the merged weights keep the tied head.
+  auto plain = std::make_unique<Trainer>(c, base, 2, LoraConfig{4, 8, 3, false});
+  CHECK(!lora_has_head(plain->adapter_weights()));
+  CHECK(plain->merged_weights().size() == n_base);
+
+  // An untied head equal to the embedding computes exactly the tied model.
+  Weights untied = base;
+  untied.push_back({"lm_head.weight", untied_head_spec(c).shape, base[0].data});
+  const Model tied_model(c, base), untied_model(c, untied);
+  CHECK(bit_equal(model_logprobs(tied_model, sample_data()[0], nullptr),
+                  model_logprobs(untied_model, sample_data()[0], nullptr)));
+  // A trainer on untied weights trains the head and the embedding apart.
+  Trainer full(c, untied, 2);
+  full.forward_backward(sample_data(), LossFn::CrossEntropy, {});
+  full.optim_step(p);
+  CHECK(full.master().back().data != full.master()[0].data);
+  Weights misnamed = untied;
+  misnamed.back().name = "lm_head.bias";
+  CHECK_THROWS_WITH_AS(Model(c, misnamed), "weights: unexpected tensor lm_head.bias",
+                       std::invalid_argument);
+}
+
 TEST_CASE("one decode batch serves sequences with different adapters and none, per row") {
   const Config c = *builtin("tiny-gpt");
   const Weights base = init_weights(c);
@@ -251,6 +311,9 @@ TEST_CASE("LoRA state save/load continues bit-identically; mismatches are refuse
   CHECK_THROWS_WITH_AS(full.load_state(state), "trainer state: lora rank is 4, this trainer's is 0",
                        std::invalid_argument);
   CHECK_THROWS_AS(b.load_state(full.save_state()), std::invalid_argument);
+  Trainer no_head(c, base, 1, {4, 8, 1, false});
+  CHECK_THROWS_WITH_AS(no_head.load_state(state), doctest::Contains("train_unembed differs"),
+                       std::invalid_argument);
 }
 
 TEST_CASE("bad LoRA settings and adapters are refused with clear messages") {
@@ -269,6 +332,10 @@ TEST_CASE("bad LoRA settings and adapters are refused with clear messages") {
                        "[7, 4], expected [64, 4]",
                        std::invalid_argument);
   lora = init_lora(c, {4, 8, 1});
+  lora.pop_back();
+  CHECK_THROWS_WITH_AS(Adapter(c, lora, 1.0f), "weights: missing tensor lm_head.lora_B.weight",
+                       std::invalid_argument);
+  lora = init_lora(c, {4, 8, 1, false});
   lora.pop_back();
   CHECK_THROWS_WITH_AS(Adapter(c, lora, 1.0f),
                        "weights: missing tensor model.layers.1.mlp.down_proj.lora_B.weight",

@@ -1,5 +1,6 @@
 -- flare.fireworks.trainer: a trainer job (rlorTrainerJobs) and its Tinker-shaped API.
 --   local t = fw:trainer{base_model = (required), lora_rank = 0, lora_alpha = 32,
+--       train_unembed = true,
 --       learning_rate = 1e-5 (the SDK's), hot_load_deployment_id = nil, job_id = "flare-<8 hex>",
 --       display_name = nil, max_context_length = nil, timeout_s = 900,
 --       poll_interval_s = fw:poll_interval("trainer"),
@@ -24,7 +25,9 @@
 --       weight_decay = 0, grad_clip_norm = 0}  -> {grad_norm =, step =, metrics =}
 --       grad_norm is the norm before clipping to grad_clip_norm (0 = no clipping)
 --   lora_rank > 0 trains a LoRA adapter (rank 1 to 64) on every projection, the base frozen;
---   lora_alpha (the SDK's default 32) scales it by lora_alpha / lora_rank.
+--   lora_alpha (the SDK's default 32) scales it by lora_alpha / lora_rank. train_unembed (the
+--   SDK's name and default, true) also puts one on the output head (lm_head); false is sent
+--   as trainingConfig.trainUnembed = false.
 --   t:save_weights_for_sampler(name, {checkpoint_type = "base" | "delta" | "merged_base"})
 --       -> {path =, snapshot_name =, ...}; a delta is made against this trainer's previous
 --       sampler snapshot. With LoRA, "base" and "delta" both save the whole adapter (a PEFT
@@ -48,7 +51,7 @@ local DEFAULT_LORA_ALPHA = 32  -- the SDK's create_training_client default
 
 local spec = {
   base_model = "string", lora_rank = "integer", lora_alpha = "number", learning_rate = "number",
-    hot_load_deployment_id = "string",
+    train_unembed = "boolean", hot_load_deployment_id = "string",
   job_id = "string", display_name = "string", max_context_length = "integer", timeout_s = "number",
   poll_interval_s = "number", quiet = "boolean",
 }
@@ -81,6 +84,8 @@ function M.new(fw, opts)
   if self.lora_rank > 0 then  -- the SDK's default alpha; ignored for full-weight training
     self.lora_alpha = opts.lora_alpha or DEFAULT_LORA_ALPHA
     training.loraAlpha = self.lora_alpha
+    self.train_unembed = opts.train_unembed ~= false
+    if not self.train_unembed then training.trainUnembed = false end
   end
   if opts.max_context_length then training.maxContextLength = opts.max_context_length end
   local body = {serviceMode = true, trainingConfig = training}

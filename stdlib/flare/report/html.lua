@@ -34,6 +34,7 @@ local function esc(s)
   return (tostring(s):gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
     ['"'] = "&quot;", ["'"] = "&#39;" }))
 end
+M.esc = esc
 
 local function svg_plot(name, s, color)
   local W, H, ml, mr, mt, mb = 520, 250, 62, 18, 16, 40
@@ -95,6 +96,7 @@ td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 pre{background:#fff;border:1px solid #ddd;padding:10px;overflow:auto;max-height:480px}
 ]]
+M.style = style
 
 local function table_html(head, rows)
   local out = { "<table>" }
@@ -111,6 +113,7 @@ local function table_html(head, rows)
   out[#out + 1] = "</table>"
   return table.concat(out)
 end
+M.table_html = table_html
 
 local function checkpoint_rows(checkpoints)
   local keys, seen = {}, {}

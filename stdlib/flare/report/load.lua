@@ -8,7 +8,9 @@
 --   load.stats(values) -> {count, total, mean, min, max, p50, p90, first, last}
 --
 -- A metric is any key of a metrics line whose value is a finite number, except
--- step and the timestamps (time, timestamp, wall_time).
+-- step and the timestamps (time, timestamp, wall_time). A line with a `stage` (a
+-- flare.pipeline run) files its metrics as "<stage>/<metric>", one curve per stage;
+-- run.stages lists the stages in the order they appear.
 local jsonl = require("flare.jsonl")
 
 local M = {}
@@ -23,13 +25,21 @@ M.is_finite = is_finite
 -- What a recipe's own curve is called when it does not name one.
 local preferred = { "reward", "reward_mean" }
 
-function M.main_metric(names, config)
+-- stages: the stage names in order, when the metrics are filed per stage; the main metric is
+-- then the first stage's series of that name.
+function M.main_metric(names, config, stages)
   local present = {}
   for _, n in ipairs(names) do present[n] = true end
+  local function find(metric)
+    if present[metric] then return metric end
+    for _, st in ipairs(stages or {}) do
+      if present[st .. "/" .. metric] then return st .. "/" .. metric end
+    end
+  end
   local named = type(config) == "table" and config.main_metric
-  if type(named) == "string" and present[named] then return named end
+  if type(named) == "string" and find(named) then return find(named) end
   for _, n in ipairs(preferred) do
-    if present[n] then return n end
+    if find(n) then return find(n) end
   end
   return names[1]
 end
@@ -80,30 +90,45 @@ end
 
 -- Series of every metric; steps default to the line number when a line has none.
 local function build_series(rows, config)
-  local series, names = {}, {}
+  local series, names, stages, stage_index = {}, {}, {}, {}
   for i, row in ipairs(rows) do
     local step = is_finite(row.step) and row.step or i
+    local prefix = ""
+    if type(row.stage) == "string" then
+      prefix = row.stage .. "/"
+      if not stage_index[row.stage] then
+        stages[#stages + 1] = row.stage
+        stage_index[row.stage] = #stages
+      end
+    end
     for k, v in pairs(row) do
       if type(k) == "string" and not not_metrics[k] and is_finite(v) then
-        local s = series[k]
+        local s = series[prefix .. k]
         if not s then
           s = { steps = {}, values = {} }
-          series[k] = s
-          names[#names + 1] = k
+          series[prefix .. k] = s
+          names[#names + 1] = prefix .. k
         end
         s.steps[#s.steps + 1] = step
         s.values[#s.values + 1] = v
       end
     end
   end
-  table.sort(names)
-  local main = M.main_metric(names, config)
+  local function order(n)  -- pipeline order of the stages, then by name
+    local st = n:match("^(.*)/")
+    return (st and stage_index[st]) or 0
+  end
+  table.sort(names, function(a, b)
+    if order(a) ~= order(b) then return order(a) < order(b) end
+    return a < b
+  end)
+  local main = M.main_metric(names, config, stages)
   local ordered = { main }
   for _, n in ipairs(names) do
     if n ~= main then ordered[#ordered + 1] = n end
   end
   if main == nil then ordered = {} end
-  return series, ordered, main
+  return series, ordered, main, stages
 end
 
 local function build_timings(rows, series, names)
@@ -144,7 +169,7 @@ function M.load(dir)
     config = value
   end
   rows = rows or {}
-  local series, names, main = build_series(rows, config)
+  local series, names, main, stages = build_series(rows, config)
   local run = {
     dir = dir,
     name = type(config.name) == "string" and config.name or dir:match("([^/]+)/[^/]+$") or dir,
@@ -153,6 +178,7 @@ function M.load(dir)
     series = series,
     metric_names = names,
     main_metric = main,
+    stages = stages,
     checkpoints = jsonl.read(dir .. "/checkpoints.jsonl") or {},
   }
   run.timings = build_timings(rows, series, names)

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Gateway overhead: requests/s and latency p50/p99 at concurrency 64 (wrk -t2 -c64), direct to
+# the upstream against through `flare gateway` (nginx: split_clients 5% canary, the body's model
+# rewritten, keep-alive upstreams, a JSON access log) and through the prototype on the
+# emulator's HTTP stack (bench_gateway_proxy; it forwards the body as is).
+#   bench/gateway/run.sh BUILD_DIR [ROUNDS] [SECONDS] [static|emulator]
+# static: the upstream is nginx answering a fixed JSON body, the cheapest possible model server,
+# so the gateway's own cost is the whole difference. emulator: `flare serve` answering one-token
+# completions of tiny-gpt, two deployments (production and canary).
+set -euo pipefail
+build=${1:-build}
+rounds=${2:-3}
+secs=${3:-5}
+mode=${4:-static}
+here=$(cd "$(dirname "$0")" && pwd)
+flare="$build/flare"
+proxy_bin="$build/bench/gateway/bench_gateway_proxy"
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+own=$(free_port)
+key=bench_gateway_key_0123456789
+
+if [ "$mode" = static ]; then
+  up1=$(free_port); up2=$(free_port)
+  cat > "$dir/up.conf" <<CONF
+worker_processes 1; daemon off; pid $dir/up.pid; error_log $dir/up.err;
+events { worker_connections 4096; }
+http {
+  access_log off; default_type application/json;
+  server { listen 127.0.0.1:$up1; keepalive_requests 1000000;
+    location / { return 200 '{"choices":[{"text":"ok","finish_reason":"length"}]}'; } }
+  server { listen 127.0.0.1:$up2; keepalive_requests 1000000;
+    location / { return 200 '{"choices":[{"text":"ok","finish_reason":"length"}]}'; } }
+}
+CONF
+  nginx -c "$dir/up.conf" -p "$dir" & pids+=($!)
+  m1=m1; m2=m2
+else
+  up1=$(free_port); up2=$up1
+  FLARE_EMULATOR_API_KEY="$key" "$flare" serve --port "$up1" --state-dir "$dir/state" \
+    --provision-delay 0 --idle-timeout 3600 >"$dir/serve.log" 2>&1 & pids+=($!)
+  for _ in $(seq 50); do curl -sf -o /dev/null -H "X-Api-Key: $key" "http://127.0.0.1:$up1/v1/accounts" && break; sleep 0.1; done
+  for d in v1 v2; do
+    curl -sf -o /dev/null -X POST -H "X-Api-Key: $key" -H 'Content-Type: application/json' \
+      -d '{"baseModel":"accounts/local/models/tiny-gpt","minReplicaCount":1,"maxReplicaCount":1}' \
+      "http://127.0.0.1:$up1/v1/accounts/local/deployments?deploymentId=$d"
+  done
+  m1=accounts/local/deployments/v1; m2=accounts/local/deployments/v2
+  for _ in $(seq 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $key" \
+      -H 'Content-Type: application/json' -d "{\"model\":\"$m2\",\"prompt\":\"ab\",\"max_tokens\":1}" \
+      "http://127.0.0.1:$up1/inference/v1/completions")
+    [ "$code" = 200 ] && break
+    sleep 0.1
+  done
+fi
+
+# The gateway as flare ships it: a registry with two versions, production and a 5% canary.
+reg="$dir/registry.sqlite"
+rel() { "$flare" release --registry "$reg" "$@" >/dev/null; }
+echo 1 >"$dir/w1"; echo 2 >"$dir/w2"
+rel register --family bench --base-model b --snapshot s1 --weights "$dir/w1"
+rel register --family bench --base-model b --snapshot s2 --weights "$dir/w2"
+rel endpoint bench@v1 --url "http://127.0.0.1:$up1" --model "$m1"
+rel endpoint bench@v2 --url "http://127.0.0.1:$up2" --model "$m2"
+rel promote bench@v1 --to production --force --reason bench
+rel promote bench@v2 --force --reason bench
+rel canary bench bench@v2 --percent 5 --reason bench
+"$flare" gateway bench --registry "$reg" --dir "$dir/gw" >"$dir/gw.out" 2>&1 & pids+=($!)
+for _ in $(seq 100); do grep -q 'gateway bench on' "$dir/gw.out" 2>/dev/null && break; sleep 0.1; done
+gw=$(grep -o 'http://[0-9.:]*' "$dir/gw.out")
+"$proxy_bin" "$own" "$up1" "$up2" 5 "$dir/own.log" & pids+=($!)
+sleep 0.5
+
+measure() {  # URL MODEL -> "rps p50_us p99_us non2xx"
+  BENCH_KEY=$key BENCH_MODEL=$2 wrk -t2 -c64 -d"${secs}s" --latency -s "$here/post.lua" "$1" | awk '
+    function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; return v * 1e6 }
+    /Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $NF }
+    $1 == "50%" { p50 = us($2) } $1 == "99%" { p99 = us($2) }
+    END { printf "%.0f %.0f %.0f %d\n", rps, p50, p99, bad }'
+}
+declare -A rps p50 p99
+for r in $(seq 1 "$rounds"); do
+  for target in direct nginx own; do
+    case $target in
+      direct) url="http://127.0.0.1:$up1/inference/v1/completions"; model=$m1 ;;
+      nginx) url="$gw/inference/v1/completions"; model=bench ;;
+      own) url="http://127.0.0.1:$own/inference/v1/completions"; model=$m1 ;;
+    esac
+    read -r a b c bad < <(measure "$url" "$model")
+    rps[$target]+="$a "; p50[$target]+="$b "; p99[$target]+="$c "
+    echo "round $r $target: $a req/s, p50 $b us, p99 $c us, non-2xx $bad" >&2
+  done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+d_rps=$(echo "${rps[direct]}" | median); d_p50=$(echo "${p50[direct]}" | median)
+d_p99=$(echo "${p99[direct]}" | median)
+echo
+echo "upstream: $mode; median of $rounds rounds, ${secs} s each, wrk -t2 -c64, load $(cut -d' ' -f1 /proc/loadavg)"
+echo
+echo "| path | req/s | of direct | p50 | added p50 | p99 | added p99 |"
+echo "|---|---|---|---|---|---|---|"
+echo "| direct to the upstream | $d_rps | 1.00 | ${d_p50} µs | — | ${d_p99} µs | — |"
+for target in nginx own; do
+  a=$(echo "${rps[$target]}" | median); b=$(echo "${p50[$target]}" | median)
+  c=$(echo "${p99[$target]}" | median)
+  name=$([ $target = nginx ] && echo "flare gateway (nginx)" || echo "prototype on HttpServer + httplib")
+  echo "| $name | $a | $(awk -v a="$a" -v d="$d_rps" 'BEGIN{printf "%.2f", a/d}') | ${b} µs | $((b - d_p50)) µs | ${c} µs | $((c - d_p99)) µs |"
+done
+sleep 1.5  # the gateway moves its access log into the registry every 0.2 s
+"$flare" release --registry "$reg" metrics bench --window 3600

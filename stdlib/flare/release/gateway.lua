@@ -1,0 +1,509 @@
+-- flare.release.gateway: the front of a model family. nginx is the data plane (bench/gateway
+-- measured it against a gateway on the emulator's HTTP stack); flare is the control plane:
+-- it writes nginx's configuration from the registry, reloads nginx when a route changes, and
+-- moves nginx's access log into the registry's requests table.
+--
+--   local gw = gateway.start{family =, port = 0, registry =, dir =}  -- nginx running
+--   gw:poll()      reloads when the registry's route changed, ingests the log; -> changed
+--   gw:serve()     poll every 0.2 s until interrupted; gw:stop()
+--   gw.port, gw.url, gw.dir
+-- Routing: the family's production version serves; a canary (flare.release.canary) gets its
+-- percentage of requests, sticky per user id (the x-user-id header; a request without one is
+-- placed at random). The model field of an OpenAI or Fireworks request body is rewritten to
+-- the chosen version's endpoint model; the answer carries x-flare-version.
+local json = require("flare.json")
+local fs = require("flare.fs")
+local args = require("flare.args")
+local store = require("flare.release.store")
+local stages = require("flare.release.stages")
+local errors = require("flare.release.errors")
+
+local M = {}
+local Gateway = {}
+Gateway.__index = Gateway
+local WHO = "flare.release.gateway"
+
+local function find_nginx()
+  for _, p in ipairs({"/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"}) do
+    if fs.exists(p) then return p end
+  end
+  errors.refused("flare gateway needs nginx (Debian package nginx; bash dev.sh installs it)")
+end
+
+local function split_url(url, what)
+  local scheme, hostport = url:match("^(https?)://([^/]+)")
+  if not scheme then
+    errors.refused(what .. " endpoint " .. tostring(url) .. " is not http(s)://host")
+  end
+  if not hostport:find(":", 1, true) then
+    hostport = hostport .. (scheme == "https" and ":443" or ":80")
+  end
+  return scheme, hostport
+end
+
+-- nginx's string literal: the value in double quotes, with \ and " escaped.
+local function inner(s)
+  return (tostring(s):gsub('[\\"]', "\\%0"):gsub("%$", "${dollar}"))
+end
+local function q(s) return '"' .. inner(s) .. '"' end
+
+-- The nginx configuration of a route (stages.route) listening on port; /__flare_ready
+-- answers with the configuration's generation (x-flare-generation).
+function M.render(route, port, dir, generation)
+  local prod = route.production
+  if not prod then
+    errors.refused("family " .. route.family .. " has no production version for the gateway " ..
+      "to serve")
+  end
+  if not prod.endpoint then
+    errors.refused(prod.id .. " (production) has no endpoint (flare release endpoint " .. prod.id ..
+      " --url URL --model MODEL)")
+  end
+  local canary = route.canary
+  local scheme, prod_host = split_url(prod.endpoint.base_url, prod.id)
+  local canary_host
+  if canary then
+    local cs
+    cs, canary_host = split_url(canary.endpoint.base_url, canary.id)
+    if cs ~= scheme then errors.refused("production and canary endpoints differ in scheme") end
+  end
+  local share = canary and string.format("%.2f%%", route.canary_percent) or "0%"
+  local shadow = route.shadow
+  local shadow_host
+  if shadow then
+    local ss
+    ss, shadow_host = split_url(shadow.endpoint.base_url, shadow.id)
+    if ss ~= scheme then errors.refused("production and shadow endpoints differ in scheme") end
+  end
+  local log = "access_log " .. dir .. "/access.log "
+  local log_opts = " buffer=32k flush=200ms;"
+  local lines = {
+    "# written by flare gateway for family " .. route.family .. "; do not edit",
+    "worker_processes 1;",
+    "daemon off;",
+    "pid " .. dir .. "/nginx.pid;",
+    "error_log " .. dir .. "/error.log warn;",
+    "events { worker_connections 4096; }",
+    "http {",
+    "  geo $dollar { default \"$\"; }",
+    "  client_body_temp_path " .. dir .. "/tmp;",
+    "  proxy_temp_path " .. dir .. "/tmp;",
+    -- nginx's other temporary paths default to /var/lib/nginx, not writable by a user
+    "  fastcgi_temp_path " .. dir .. "/tmp;",
+    "  uwsgi_temp_path " .. dir .. "/tmp;",
+    "  scgi_temp_path " .. dir .. "/tmp;",
+    "  log_format flare escape=json '{\"t\":$msec,\"route\":\"$route\",\"version\":\"$version\",'",
+    "    '\"status\":$status,\"request_time\":$request_time,'",
+    "    '\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\",'",
+    "    '\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":$bytes_sent,'",
+    "    '\"prompt\":\"$flare_prompt\",\"id\":\"$request_id\"}';",
+    "  " .. log .. "flare" .. log_opts,
+    -- the shadow's answers: a log line each, the version written in (ids are [%w_.-]@vN)
+    shadow and ("  log_format flare_shadow escape=json '{\"t\":$msec,\"route\":\"shadow\"," ..
+      "\"version\":\"" .. shadow.id .. "\",\"status\":$status,\"request_time\":$request_time," ..
+      "\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\"," ..
+      "\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":0}';") or false,
+    shadow and ("  split_clients \"${request_id}shadow\" $flare_shadow_on { " ..
+      string.format("%.2f%%", route.shadow_percent) .. " 1; * 0; }") or false,
+    shadow and ("  map $request_body $flare_shadow_body {") or false,
+    shadow and ("    \"~(?s)^(?<pre>.*?\\\"model\\\"\\s*:\\s*\\\")[^\\\"]*(?<post>\\\".*)$\" " ..
+      "\"${pre}" .. inner(shadow.endpoint.model) .. "${post}\";") or false,
+    shadow and "    default $request_body;" or false,
+    shadow and "  }" or false,
+    "  map $http_x_user_id $sticky { \"\" $request_id; default $http_x_user_id; }",
+    "  split_clients \"$sticky\" $route {",
+    canary and ("    " .. share .. " canary;") or false,
+    "    * production;",
+    "  }",
+    "  map $route $version { canary " .. q(canary and canary.id or "") .. "; default " ..
+      q(prod.id) .. "; }",
+    "  map $route $target_model { canary " .. q(canary and canary.endpoint.model or "") ..
+      "; default " .. q(prod.endpoint.model) .. "; }",
+    "  map $request_body $flare_body {",
+    "    \"~(?s)^(?<pre>.*?\\\"model\\\"\\s*:\\s*\\\")[^\\\"]*(?<post>\\\".*)$\" " ..
+      "\"${pre}${target_model}${post}\";",
+    "    default $request_body;",
+    "  }",
+    -- the completions prompt as the body spells it (a JSON string's inside), for drift checks
+    "  map $request_body $flare_prompt {",
+    "    \"~(?s)\\\"prompt\\\"\\s*:\\s*\\\"(?<p>(?:[^\\\"\\\\\\\\]++|\\\\\\\\.)*+)\\\"\" $p;",
+    "    default \"\";",
+    "  }",
+    -- At most 32 idle upstream connections per version: a server that gives each open
+    -- connection a worker (the emulator: 128) keeps workers for other clients.
+    "  upstream production { server " .. prod_host .. "; keepalive 32; }",
+    canary and ("  upstream canary { server " .. canary_host .. "; keepalive 32; }") or false,
+    shadow and ("  upstream shadow { server " .. shadow_host .. "; keepalive 16; }") or false,
+    "  server {",
+    "    listen 127.0.0.1:" .. port .. ";",
+    "    keepalive_requests 100000;",
+    "    client_max_body_size 16m;",
+    "    client_body_buffer_size 16m;",
+    "    location = /__flare_ready { access_log off; add_header x-flare-generation " ..
+      (generation or 0) .. " always; return 204; }",
+    "    location / {",
+    "      proxy_pass " .. scheme .. "://$route;",
+    "      proxy_http_version 1.1;",
+    "      proxy_set_header Connection \"\";",
+    "      proxy_set_body $flare_body;",
+    "      proxy_read_timeout 600s;",
+    "      proxy_buffering off;",
+    "      add_header x-flare-version $version always;",
+    "      add_header x-flare-request-id $request_id always;",
+    shadow and "      mirror /__flare_shadow;" or false,
+    shadow and "      mirror_request_body on;" or false,
+    "    }",
+    shadow and "    location = /__flare_shadow {" or false,
+    shadow and "      internal;" or false,
+    shadow and "      if ($flare_shadow_on = 0) { access_log off; return 204; }" or false,
+    shadow and "      log_subrequest on;" or false,
+    shadow and ("      " .. log .. "flare_shadow" .. log_opts) or false,
+    shadow and ("      proxy_pass " .. scheme .. "://shadow$request_uri;") or false,
+    shadow and "      proxy_http_version 1.1;" or false,
+    shadow and "      proxy_set_header Connection \"\";" or false,
+    shadow and "      proxy_set_body $flare_shadow_body;" or false,
+    shadow and "      proxy_read_timeout 600s;" or false,
+    shadow and "    }" or false,
+    "  }",
+    "}",
+  }
+  local out = {}
+  for _, line in ipairs(lines) do
+    if line then out[#out + 1] = line end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+local function fingerprint(route)
+  return json.encode(route, {sort_keys = true})
+end
+
+-- Starts nginx on self.port; false when the port was taken (nginx exits at once).
+function Gateway:_launch()
+  fs.write_file_atomic(self.dir .. "/error.log", "")
+  self.child = flare.proc.spawn{argv = {self.nginx, "-e", self.dir .. "/error.log", "-c",
+    self.dir .. "/nginx.conf", "-p", self.dir}}
+  local deadline = flare.clock() + 10
+  while true do
+    local ok, r = pcall(flare.http.request, {method = "GET", url = self.url .. "/__flare_ready",
+      timeout_s = 1})
+    if ok and r.status then return true end
+    if not self.child:running() then
+      local why = fs.read_file(self.dir .. "/error.log") or ""
+      if why:find("Address already in use", 1, true) then return false end
+      errors.refused("nginx exited at start: " .. why)
+    end
+    if flare.clock() > deadline then
+      self.child:kill(9)
+      errors.refused("nginx did not answer on port " .. self.port)
+    end
+    flare.sleep(0.05)
+  end
+end
+
+-- An nginx left by a gateway of this dir that ended without stopping it (SIGKILL) is still
+-- serving the old route: it is stopped (gracefully) before the new one starts.
+local function stop_leftover(dir)
+  local pid = tonumber((fs.read_file(dir .. "/nginx.pid") or ""):match("%d+"))
+  if not pid then return end
+  local cmdline = (fs.read_file("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " ")
+  if not cmdline:find("nginx", 1, true) or not cmdline:find(dir .. "/nginx.conf", 1, true) then
+    return
+  end
+  flare.proc.run{argv = {"kill", "-QUIT", tostring(pid)}, timeout_s = 10}
+  local deadline = flare.clock() + 10
+  while fs.exists("/proc/" .. pid) and flare.clock() < deadline do flare.sleep(0.05) end
+end
+
+function M.start(o)
+  o = args.options(o, {family = "string", port = "nil|number", registry = "nil|string",
+    dir = "nil|string", quiet = "nil|boolean", alerts = "nil|table"}, WHO)
+  local alert_spec = require("flare.release.alerts").spec(o.alerts)
+  if not o.family then errors.invalid(WHO, "option 'family' is required") end
+  local port = o.port or 0
+  if port < 0 or port > 65535 or port ~= math.floor(port) then
+    errors.invalid(WHO, "option 'port' must be a port number (1-65535, 0 = any free one), got " ..
+      tostring(port))
+  end
+  local registry_path = o.registry or store.default_path()
+  local route = stages.route(o.family, {registry = registry_path})
+  local nginx = find_nginx()
+  local dir = o.dir or (registry_path:match("^(.*)/[^/]*$") or ".") .. "/gateway/" .. o.family
+  fs.mkdir_p(dir .. "/tmp")
+  stop_leftover(dir)
+  local self = setmetatable({family = o.family, registry = registry_path, dir = dir,
+    nginx = nginx, quiet = o.quiet, log_offset = 0, ingested = 0, alerts = alert_spec,
+    fired = {}}, Gateway)
+  -- a restarted gateway goes on where the last one stopped reading (lines it had not read yet
+  -- were written before the restart: they are ingested now)
+  local db = store.open(registry_path)
+  local last = db:query("SELECT log_offset FROM gateways WHERE family = ?", {o.family})[1]
+  local f = io.open(dir .. "/access.log", "rb")
+  local size = f and f:seek("end") or 0
+  if f then f:close() end
+  self.log_offset = last and last.log_offset and last.log_offset <= size and last.log_offset or size
+  local rng = require("flare.tasks").rng(flare.time() * 1000 + fs.getpid())
+  for attempt = 1, port == 0 and 8 or 1 do
+    self.port = port ~= 0 and port or rng:int(20000, 60999)
+    self.url = "http://127.0.0.1:" .. self.port
+    self:_write(route)
+    if attempt == 1 then
+      local check = flare.proc.run{argv = {nginx, "-t", "-q", "-e", dir .. "/error.log", "-c",
+        dir .. "/nginx.conf", "-p", dir}, timeout_s = 30}
+      if check.status ~= 0 then
+        errors.refused("nginx refused the configuration: " .. check.stderr)
+      end
+    end
+    if self:_launch() then
+      self.cleanup = flare.defer(function() self:stop() end, "stop the gateway of " .. o.family)
+      self:_applied(route)
+      return self
+    end
+  end
+  errors.refused("port " .. self.port .. " is in use")
+end
+
+function Gateway:_write(route)
+  self.generation = (self.generation or 0) + 1
+  fs.write_file_atomic(self.dir .. "/nginx.conf", M.render(route, self.port, self.dir,
+    self.generation))
+  self.fingerprint = fingerprint(route)
+end
+
+-- Waits until new connections reach the workers of the configuration just written (nginx
+-- starts them on SIGHUP; the old ones finish their requests and exit).
+function Gateway:_wait_generation()
+  local want = tostring(self.generation)
+  local deadline = flare.clock() + 10
+  while flare.clock() < deadline do
+    local ok, r = pcall(flare.http.request, {method = "GET", url = self.url .. "/__flare_ready",
+      headers = {Connection = "close"}, timeout_s = 1})
+    if ok and r.headers and r.headers["x-flare-generation"] == want then return true end
+    flare.sleep(0.01)
+  end
+  local why = fs.read_file(self.dir .. "/error.log") or ""
+  errors.refused("nginx did not take the new configuration within 10 s: " .. why)
+end
+
+function Gateway:_applied(route)
+  local db = store.open(self.registry)
+  store.transaction(db, function()
+    db:query("INSERT INTO gateways(family, fingerprint, applied_at, pid, port) " ..
+      "VALUES(?, ?, ?, ?, ?) ON CONFLICT(family) DO UPDATE SET " ..
+      "fingerprint = excluded.fingerprint, " ..
+      "applied_at = excluded.applied_at, pid = excluded.pid, port = excluded.port",
+      {self.family, fingerprint(route), flare.time(), self.child:pid(), self.port})
+  end)
+end
+
+-- The prompt of a log line: nginx logged the body's JSON string content (escaped again).
+local function prompt_text(logged)
+  if type(logged) ~= "string" or logged == "" then return nil end
+  local ok, text = pcall(json.decode, '"' .. logged .. '"')
+  return ok and type(text) == "string" and text or nil
+end
+
+-- Moves the access log's new lines into the requests table; returns how many.
+function Gateway:ingest()
+  local f = io.open(self.dir .. "/access.log", "rb")
+  if not f then return 0 end
+  f:seek("set", self.log_offset)
+  local chunk = f:read(8 * 1024 * 1024) or ""  -- at most 8 MiB a poll
+  f:close()
+  local last_nl = chunk:match(".*()\n")
+  if not last_nl then return 0 end
+  chunk = chunk:sub(1, last_nl)
+  local rows = {}
+  for line in chunk:gmatch("[^\n]+") do
+    local ok, r = pcall(json.decode, line)
+    if ok and type(r) == "table" then rows[#rows + 1] = r end
+  end
+  local db = store.open(self.registry)
+  store.transaction(db, function()
+    for _, r in ipairs(rows) do
+      local upstream = tonumber((tostring(r.upstream_time or ""):match("([%d.]+)%s*$")))
+      db:query("INSERT INTO requests(family, version, route, at, status, latency_ms, " ..
+        "upstream_ms, " ..
+        "prompt_tokens, response_bytes, user, prompt, request_id) " ..
+        "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        {self.family, r.version ~= "" and r.version or nil, r.route, tonumber(r.t),
+          tonumber(r.status), (tonumber(r.request_time) or 0) * 1000,
+          upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens), tonumber(r.bytes),
+          r.user ~= "" and r.user or nil, prompt_text(r.prompt),
+          r.id ~= "" and r.id or nil, n = 12})
+    end
+    -- in the same transaction: a line is ingested exactly once, across restarts
+    db:query("UPDATE gateways SET log_offset = ? WHERE family = ?",
+      {self.log_offset + last_nl, self.family})
+  end)
+  self.log_offset = self.log_offset + last_nl
+  self.ingested = self.ingested + #rows
+  return #rows
+end
+
+-- Reloads nginx when the registry's route for the family changed; ingests the log.
+function Gateway:poll()
+  local route = stages.route(self.family, {registry = self.registry})
+  local changed = fingerprint(route) ~= self.fingerprint
+  if changed then
+    local ok, err = pcall(self._write, self, route)
+    if ok then
+      self.child:kill(1)  -- SIGHUP: nginx re-reads its configuration, old workers finish
+      self:_wait_generation()
+      self:_applied(route)
+      if not self.quiet then
+        io.stderr:write(string.format("gateway %s: production %s, canary %s %g%%\n", self.family,
+          route.production and route.production.id or "-", route.canary and route.canary.id or "-",
+          route.canary_percent))
+      end
+    elseif not self.quiet then
+      io.stderr:write("gateway " .. self.family .. ": route not applied: " .. tostring(err) .. "\n")
+    end
+  end
+  self:ingest()
+  -- an alert's rollback changed the route: serve the new one at once
+  if self.alerts and self:check_alerts(route) then return self:poll() or true end
+  return changed
+end
+
+local function note(self, message)
+  self.fired[#self.fired + 1] = message
+  if not self.quiet then io.stderr:write("gateway " .. self.family .. ": " .. message .. "\n") end
+end
+
+-- A fired alert on the canary ends it; on a production version changed less than rollout_s
+-- ago, it rolls back to the previous production version. Returns the message or nil.
+function Gateway:check_alerts(route)
+  local alerts = require("flare.release.alerts")
+  local spec = self.alerts
+  local db = store.open(self.registry)
+  local now = flare.time()
+  if route.canary then
+    local started = db:query("SELECT updated_at FROM routes WHERE family = ?", {self.family})[1]
+    local since = math.max(now - spec.window_s, started and started.updated_at or 0)
+    local m = M.metrics(self.family, {registry = self.registry, since = since,
+      version = route.canary.id})[1]
+    local fired = alerts.fired(m, spec)
+    if #fired > 0 then
+      local why = "alert on canary " .. route.canary.id .. ": " .. table.concat(fired, "; ")
+      stages.canary(self.family, nil, {percent = 0, reason = "automatic rollback: " .. why,
+        registry = self.registry, by = "flare gateway"})
+      note(self, why .. "; canary ended")
+      return why
+    end
+  end
+  if route.production then
+    local change = db:query("SELECT at FROM stage_changes WHERE version = ? AND " ..
+      "to_stage = 'production' ORDER BY seq DESC LIMIT 1", {route.production.id})[1]
+    if change and now - change.at < spec.rollout_s then
+      local m = M.metrics(self.family, {registry = self.registry,
+        since = math.max(change.at, now - spec.window_s), version = route.production.id})[1]
+      local fired = alerts.fired(m, spec)
+      if #fired > 0 then
+        local why = "alert on rollout of " .. route.production.id .. ": " ..
+          table.concat(fired, "; ")
+        local ok, err = pcall(stages.rollback, self.family, {reason = "automatic rollback: " ..
+          why, registry = self.registry, by = "flare gateway"})
+        note(self, why .. (ok and "; rolled back" or ("; no rollback: " .. tostring(
+          type(err) == "table" and err.message or err))))
+        return why
+      end
+    end
+  end
+  return nil
+end
+
+function Gateway:serve(o)
+  o = o or {}
+  local interval = o.interval_s or 0.2
+  while self.child:running() do
+    self:poll()
+    flare.sleep(interval)
+  end
+  errors.refused("nginx exited: " .. (fs.read_file(self.dir .. "/error.log") or ""))
+end
+
+function Gateway:stop()
+  if self.stopped then return end
+  self.stopped = true
+  if self.child and self.child:running() then
+    self.child:kill(3)  -- SIGQUIT: graceful, in-flight requests finish
+    local r = self.child:wait{timeout_s = 10}
+    if r.timed_out then self.child:kill(9) end
+  end
+  pcall(self.ingest, self)
+end
+
+-- Records a feedback score for a request the gateway served (its x-flare-request-id answer
+-- header); the request must be in the requests table already (the gateway moves its log
+-- there every poll). -> the version that answered it.
+function M.feedback(request_id, score, o)
+  local who = "flare.release.feedback"
+  if type(request_id) ~= "string" or not request_id:match("^%x+$") then
+    errors.invalid(who, "argument 'request_id' must be the x-flare-request-id of an answer, got " ..
+      tostring(request_id))
+  end
+  if type(score) ~= "number" or score ~= score then
+    errors.invalid(who, "argument 'score' must be a number, got " .. tostring(score))
+  end
+  local db = store.open((o or {}).registry)
+  return store.transaction(db, function()
+    local row = db:query("SELECT version FROM requests WHERE request_id = ?", {request_id})[1]
+    if not row then
+      errors.not_found("no request " .. request_id .. " in the requests table (the gateway " ..
+        "logs a request within about 0.5 s of its answer)")
+    end
+    db:query("UPDATE requests SET feedback = ? WHERE request_id = ?", {score, request_id})
+    return row.version
+  end)
+end
+
+-- Live metrics of each version over the last window_s seconds of logged requests (or since
+-- `since`; only `version` when given): n, p50_ms, p95_ms, p99_ms, error_rate (5xx),
+-- timeout_rate (504), prompt_tokens_per_request, mean_feedback.
+function M.metrics(family, o)
+  o = o or {}
+  local db = store.open(o.registry)
+  local since = o.since or (flare.time() - (o.window_s or 60))
+  local out = {}
+  local sql = "SELECT version, status, latency_ms, prompt_tokens, feedback FROM requests " ..
+    "WHERE family = ? AND at >= ?"
+  local params = {family, since}
+  if o.version then
+    sql = sql .. " AND version = ?"
+    params[3] = o.version
+  end
+  local rows = db:query(sql .. " ORDER BY latency_ms", params)
+  local by = {}
+  for _, r in ipairs(rows) do
+    local v = r.version or "-"
+    local m = by[v]
+    if not m then
+      m = {version = v, latencies = {}, errors = 0, timeouts = 0, n = 0, tokens = 0,
+        feedback = {}}
+      by[v] = m
+      out[#out + 1] = m
+    end
+    m.n = m.n + 1
+    m.latencies[#m.latencies + 1] = r.latency_ms
+    if r.status >= 500 then m.errors = m.errors + 1 end
+    if r.status == 504 then m.timeouts = m.timeouts + 1 end
+    m.tokens = m.tokens + (r.prompt_tokens or 0)
+    if r.feedback then m.feedback[#m.feedback + 1] = r.feedback end
+  end
+  local stats = require("flare.release.stats")
+  for _, m in ipairs(out) do
+    m.p50_ms = stats.percentile(m.latencies, 0.5)
+    m.p95_ms = stats.percentile(m.latencies, 0.95)
+    m.p99_ms = stats.percentile(m.latencies, 0.99)
+    m.error_rate = m.errors / m.n
+    m.timeout_rate = m.timeouts / m.n
+    m.prompt_tokens_per_request = m.tokens / m.n
+    m.mean_feedback = #m.feedback > 0 and stats.mean(m.feedback) or nil
+    m.latencies, m.feedback = nil, nil
+  end
+  table.sort(out, function(a, b) return a.version < b.version end)
+  return out
+end
+
+return M
