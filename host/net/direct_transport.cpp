@@ -124,17 +124,21 @@ void DirectTransport::Pool::stop_waiting(Transfer* t) {
 void DirectTransport::Pool::direct_start(Transfer* t) {
   DirectConn* c = nullptr;
   Host& h = hosts[t->key];
-  if (!h.idle.empty()) {
+  // A retry after a stale connection opens a new one, past the opening cap (once per
+  // transfer): the server closes its idle connections in sweeps, so the next idle one
+  // may be as dead as the last, and its close not yet seen here.
+  const bool pooled = !t->direct_retried;
+  if (pooled && !h.idle.empty()) {
     c = h.idle.back();
     h.idle.pop_back();
     --idle_count;
-  } else if (h.opening.size() >= kMaxOpening &&
+  } else if (pooled && h.opening.size() >= kMaxOpening &&
              (check_opening(h, false), h.idle.empty() && h.opening.size() >= kMaxOpening)) {
     h.waiting.push_back(t);
     ++waiting_total;
     t->waiting = true;
     return;
-  } else if (!h.idle.empty()) {
+  } else if (pooled && !h.idle.empty()) {
     c = h.idle.back();
     h.idle.pop_back();
     --idle_count;
