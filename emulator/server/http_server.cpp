@@ -331,6 +331,13 @@ struct HttpServer::Impl {
       }
     }
     for (Conn* c : expired) {
+      // An idle keep-alive connection whose next request arrived as its time ran
+      // out is served (epoll reports it next), not closed on the request unread.
+      char b;
+      if (c->state == ConnState::Waiting && !c->got_bytes &&
+          ::recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+        continue;
+      }
       if (c->state == ConnState::Waiting && c->buffered() > 0) {
         send_and_forget(c->fd, 408, "Request Timeout",
                         "the request headers did not arrive within " +

@@ -104,6 +104,19 @@ void DirectTransport::Pool::dispatch_waiting(const std::string& key) {
   }
 }
 
+// Closes the idle connections at the top of the pool that are past the server's
+// announced keep-alive time (the pool is used last in, first out).
+void DirectTransport::Pool::drop_expired_idle(Host& h) {
+  if (h.idle.empty() || h.idle.back()->reuse_before == steady::time_point::max()) return;
+  auto now = steady::now();
+  while (!h.idle.empty() && h.idle.back()->reuse_before <= now) {
+    DirectConn* c = h.idle.back();
+    h.idle.pop_back();
+    --idle_count;
+    direct_close(c, false);
+  }
+}
+
 void DirectTransport::Pool::take_from_idle(DirectConn* c) {
   auto& list = hosts[c->key].idle;
   auto pos = std::find(list.begin(), list.end(), c);
@@ -128,6 +141,7 @@ void DirectTransport::Pool::direct_start(Transfer* t) {
   // transfer): the server closes its idle connections in sweeps, so the next idle one
   // may be as dead as the last, and its close not yet seen here.
   const bool pooled = !t->direct_retried;
+  drop_expired_idle(h);
   if (pooled && !h.idle.empty()) {
     c = h.idle.back();
     h.idle.pop_back();

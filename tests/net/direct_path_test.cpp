@@ -348,6 +348,19 @@ TEST_CASE("direct: a retry after a stale keep-alive connection goes on a new con
   }
 }
 
+TEST_CASE("direct: a connection idle near the server's announced keep-alive time is not reused") {
+  RawServer server(RawServer::answer_each(
+      "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1, max=100\r\nContent-Length: 1\r\n\r\nk"));
+  auto client = make_client(false);
+  REQUIRE(perform(*client, get(server.url("/1"))).response);
+  REQUIRE(perform(*client, get(server.url("/2"))).response);
+  CHECK(server.connections() == 1);
+  // Past half of the announced second the server may close it as the request goes out.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  REQUIRE(perform(*client, get(server.url("/3"))).response);
+  CHECK(server.connections() == 2);
+}
+
 TEST_CASE("direct: a server that closes without answering: an error, and the POST is sent once") {
   for (bool curl : kTransports) {
     CAPTURE(curl);
