@@ -91,7 +91,8 @@ bool wait_ready(int fd, short events, double deadline, const std::atomic<bool>& 
   }
 }
 
-// A canned response for a connection turned away before any handler runs.
+// A canned response for a connection turned away before any handler runs; the
+// caller closes it.
 void send_and_forget(int fd, int status, const char* reason, const std::string& message,
                      bool retry) {
   std::string body =
@@ -103,6 +104,12 @@ void send_and_forget(int fd, int status, const char* reason, const std::string& 
                      "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
   std::string all = head + body;
   (void)!::send(fd, all.data(), all.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  // The request bytes already here are taken in: closing a socket with unread
+  // bytes sends a reset, which can reach the client before it reads the answer.
+  ::shutdown(fd, SHUT_WR);
+  char sink[16384];
+  for (int i = 0; i < 16 && ::recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+  }
 }
 
 }  // namespace
