@@ -114,7 +114,7 @@ measure() {  # URL MODEL GATEWAY_PID -> "rps p50_us p99_us non2xx gw_us ingest_u
     END { printf "%.0f %.0f %.0f %d %.1f %.1f %.1f %.1f\n", rps, p50, p99, bad, g * 1e4 / n,
       i * 1e4 / n, u * 1e4 / n, w * 1e6 / n }' "$dir/wrk.out"
 }
-declare -A rps p50 p99 cgw cin cup cwrk
+declare -A rps p50 p99 cgw cin cup cwrk ratio added idle
 for r in $(seq 1 "$rounds"); do
   for target in direct nginx own; do
     case $target in
@@ -127,6 +127,20 @@ for r in $(seq 1 "$rounds"); do
     cgw[$target]+="$g "; cin[$target]+="$i "; cup[$target]+="$u "; cwrk[$target]+="$w "
     echo "round $r $target: $a req/s, p50 $b us, p99 $c us, non-2xx $bad;" \
       "CPU us/req: gateway $g, log ingest $i, upstream $u, wrk $w" >&2
+    # paired with this round's direct figures: the load of the machine moves both alike
+    [ $target = direct ] && { dr=$a; dp=$b; }
+    ratio[$target]+="$(awk -v a="$a" -v d="$dr" 'BEGIN{printf "%.2f", a/d}') "
+    added[$target]+="$((b - dp)) "
+  done
+  # unloaded: one connection, one request at a time, the hop's own latency
+  for target in direct nginx; do
+    [ $target = direct ] && url="http://127.0.0.1:$up1/inference/v1/completions" model=$m1 \
+      || url="$gw/inference/v1/completions" model=bench
+    b=$(BENCH_KEY=$key BENCH_MODEL=$model $pin_gw wrk -t1 -c1 -d2s --latency -s \
+      "$here/post.lua" "$url" | awk '
+      function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; return v * 1e6 }
+      $1 == "50%" { print us($2) }')
+    idle[$target]+="$b "
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -139,14 +153,18 @@ echo "upstream: $mode; median of $rounds rounds, ${secs} s each, wrk -t2 -c64," 
   "$([ "${PIN:-0}" = 1 ] && echo "upstream on CPU 1, wrk and gateway on CPU 0," || echo "unpinned,")" \
   "load $(cut -d' ' -f1 /proc/loadavg)"
 echo
-echo "| path | req/s | of direct | p50 | added p50 | p99 | added p99 | CPU µs/req: gateway | log ingest | upstream | wrk |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
-echo "| direct to the upstream | $d_rps | 1.00 | ${d_p50} µs | — | ${d_p99} µs | — | $(cpu direct) |"
+echo "| path | req/s | of direct | p50 | added p50 | p99 | CPU µs/req: gateway | log ingest | upstream | wrk |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| direct to the upstream | $d_rps | 1.00 | ${d_p50} µs | — | ${d_p99} µs | $(cpu direct) |"
 for target in nginx own; do
   a=$(echo "${rps[$target]}" | median); b=$(echo "${p50[$target]}" | median)
   c=$(echo "${p99[$target]}" | median)
   name=$([ $target = nginx ] && echo "flare gateway (nginx)" || echo "prototype on HttpServer + httplib")
-  echo "| $name | $a | $(awk -v a="$a" -v d="$d_rps" 'BEGIN{printf "%.2f", a/d}') | ${b} µs | $((b - d_p50)) µs | ${c} µs | $((c - d_p99)) µs | $(cpu $target) |"
+  echo "| $name | $a | $(echo "${ratio[$target]}" | median) | ${b} µs | $(echo "${added[$target]}" | median) µs | ${c} µs | $(cpu $target) |"
 done
+echo
+echo "(of direct, added p50: the median over rounds of each round's ratio and difference to that round's direct run)"
+i_d=$(echo "${idle[direct]}" | median); i_n=$(echo "${idle[nginx]}" | median)
+echo "unloaded (wrk -t1 -c1, 2 s a round): p50 direct $i_d µs, flare gateway (nginx) $i_n µs, added $(awk -v a="$i_n" -v d="$i_d" 'BEGIN{printf "%.0f", a-d}') µs"
 sleep 1.5  # the gateway moves its access log into the registry every 0.2 s
 "$flare" release --registry "$reg" metrics bench --window 3600
