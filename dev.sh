@@ -11,9 +11,9 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 BUILD_PACKAGES=(g++ make cmake pkg-config luajit libluajit-5.1-dev libcurl4-openssl-dev
   nlohmann-json3-dev libzstd-dev zstd doctest-dev libsqlite3-dev libcpp-httplib-dev libedit-dev
-  libisal-dev zlib1g-dev dpkg-dev patch nginx)
-TEST_PACKAGES=(clang libclang-rt-14-dev python3 python3-aiohttp wrk tmux chromium lua-check nodejs npm
-  luarocks)
+  libisal-dev zlib1g-dev libsimdjson-dev dpkg-dev patch nginx)
+TEST_PACKAGES=(clang libclang-rt-14-dev python3 python3-aiohttp wrk tmux chromium lua-check lua-cjson
+  nodejs npm luarocks)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -1,8 +1,8 @@
 // flare.json: encode(value, {pretty=, sort_keys=}), decode(text), null,
-// array(t), object(t). The rules are in json_convert.hpp.
+// array(t), object(t), decode_lines(text, {source=}) for JSON lines, parser(). The rules are in
+// json_convert.hpp; parsing is text/json_parse.hpp (simdjson, exact errors).
 #include <charconv>
 #include <cstring>
-#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 
@@ -10,90 +10,110 @@
 #include "lua_support.hpp"
 #include "module.hpp"
 #include "text/escape.hpp"
+#include "text/json_parse.hpp"
 
 namespace flare::lua {
 namespace {
 
-// Streams JSON text events straight into Lua tables (no intermediate DOM).
-struct SaxToLua {
-  using json = nlohmann::json;
+// JSON events (text/json_parse.hpp) straight into Lua tables.
+struct EventsToLua : text::JsonEvents {
+  explicit EventsToLua(LuaJsonBuilder& builder) : b(builder) {}
   LuaJsonBuilder& b;
-  std::size_t error_position = 0;
-  std::string error;
-
-  bool null() { return b.null(), true; }
-  bool boolean(bool v) { return b.boolean(v), true; }
-  bool number_integer(json::number_integer_t v) { return b.integer(v), true; }
-  bool number_unsigned(json::number_unsigned_t v) { return b.unsigned_integer(v), true; }
-  bool number_float(json::number_float_t v, const json::string_t&) { return b.number(v), true; }
-  bool string(json::string_t& s) { return b.string(s.data(), s.size()), true; }
-  bool binary(json::binary_t&) { return false; }
-  bool start_object(std::size_t) { return b.begin_object(), true; }
-  bool key(json::string_t& s) { return b.key(s.data(), s.size()), true; }
-  bool end_object() { return b.end_container(), true; }
-  bool start_array(std::size_t) { return b.begin_array(), true; }
-  bool end_array() { return b.end_container(), true; }
-  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) {
-    error_position = position;
-    error = e.what();
-    return false;
-  }
+  void null() override { b.null(); }
+  void boolean(bool v) override { b.boolean(v); }
+  void integer(std::int64_t v) override { b.integer(v); }
+  void unsigned_integer(std::uint64_t v) override { b.unsigned_integer(v); }
+  void number(double v) override { b.number(v); }
+  void string(std::string_view s) override { b.string(s.data(), s.size()); }
+  void begin_array(std::size_t n) override { b.begin_array(n); }
+  void begin_object(std::size_t n) override { b.begin_object(n); }
+  void key(std::string_view k) override { b.key(k.data(), k.size()); }
+  void end_container() override { b.end_container(); }
 };
 
-// nlohmann's message is "[json.exception.parse_error.101] parse error at line 1,
-// column 5: syntax error ..."; keep the part after the position, made printable.
-std::string parse_error_detail(const std::string& what) {
-  std::string detail = what;
-  if (detail.starts_with("[json.exception.")) detail.erase(0, detail.find("] ") + 2);
-  if (detail.starts_with("parse error at line")) detail.erase(0, detail.find(": ") + 2);
-  return text::printable(detail);
-}
-
-// Byte offset of the bracket that opens nesting level kJsonMaxDepth + 1.
-std::size_t too_deep_offset(std::string_view text) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kJsonMaxDepth) return i;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return text.size();
+std::string too_deep(std::string_view text, std::size_t base) {
+  return "nesting deeper than " + std::to_string(kJsonMaxDepth) + " at byte offset " +
+         std::to_string(base + text::json_too_deep_offset(text, kJsonMaxDepth));
 }
 
 int json_decode(lua_State* L) {
-  std::string_view arg = check_string(L, 1, "flare.json.decode", "text");
-  const char* text = arg.data();
-  std::size_t n = arg.size();
+  std::string_view text = check_string(L, 1, "flare.json.decode", "text");
   lua_settop(L, 1);
   LuaJsonBuilder builder(L);
-  SaxToLua sax{builder, 0, {}};
-  bool ok;
+  EventsToLua sink(builder);
   try {
-    ok = nlohmann::json::sax_parse(text, text + n, &sax);
-  } catch (const JsonTooDeep& e) {
-    throw std::runtime_error("flare.json.decode: " + std::string(e.what()) + " at byte offset " +
-                             std::to_string(too_deep_offset(std::string_view(text, n))));
-  }
-  if (!ok) {
-    // nlohmann counts the offending byte as read; report its 0-based offset.
-    std::size_t offset = sax.error_position > 0 ? sax.error_position - 1 : 0;
-    if (offset > n) offset = n;
-    throw std::runtime_error("flare.json.decode: invalid JSON at byte offset " +
-                             std::to_string(offset) + ": " + parse_error_detail(sax.error));
+    text::thread_json_parser().parse(text, sink);
+  } catch (const JsonTooDeep&) {
+    throw std::runtime_error("flare.json.decode: " + too_deep(text, 0));
+  } catch (const text::JsonSyntaxError& e) {
+    throw std::runtime_error(std::string("flare.json.decode: ") + e.what());
   }
   builder.take_result();
+  return 1;
+}
+
+// decode_lines(text, {source =}) -> a list of the values of the lines that are not blank,
+// and a list of their line numbers. Errors: "SOURCE line N: invalid JSON at byte offset
+// K: ..." (K counts from the start of text; SOURCE defaults to flare.json.decode_lines).
+int json_decode_lines(lua_State* L) {
+  std::string_view text = check_string(L, 1, "flare.json.decode_lines", "text");
+  std::string source;
+  {
+    Options o(L, 2, "flare.json.decode_lines", false);
+    source = o.string("source", "flare.json.decode_lines");
+    o.finish();
+  }
+  lua_settop(L, 1);
+  // While the result grows the collector would mark it again each time the heap doubles
+  // (a third of the time on a 100 MB file): a high pause lets the running cycle finish
+  // and starts no other during the call. (Stopping it instead could freeze the string
+  // table in its sweep phase, where LuaJIT does not resize it: quadratic interning.)
+  struct RaisePause {
+    lua_State* L;
+    int old;
+    ~RaisePause() {
+      lua_gc(L, LUA_GCSETPAUSE, old);
+      lua_gc(L, LUA_GCRESTART, -1);  // threshold from the restored pause
+    }
+  } pause{L, lua_gc(L, LUA_GCSETPAUSE, 1000)};
+  lua_newtable(L);  // 2: values
+  lua_newtable(L);  // 3: their line numbers
+  LuaJsonBuilder builder(L);
+  EventsToLua sink(builder);
+  int count = 0;
+  std::size_t line_no = 0, line_start = 0;
+  // A line's value is stored when the next line starts, and after the last.
+  auto store = [&] {
+    if (line_no == 0) return;
+    builder.take_next();
+    lua_rawseti(L, 2, ++count);
+    lua_pushnumber(L, static_cast<double>(line_no));
+    lua_rawseti(L, 3, count);
+  };
+  try {
+    text::thread_json_parser().parse_lines(text, sink, [&](std::size_t n, std::size_t offset) {
+      store();
+      line_no = n;
+      line_start = offset;
+    });
+    store();
+  } catch (const JsonTooDeep&) {
+    std::string_view rest = text.substr(line_start);
+    rest = rest.substr(0, rest.find('\n'));
+    throw std::runtime_error(source + " line " + std::to_string(line_no) + ": " +
+                             too_deep(rest, line_start));
+  } catch (const text::JsonSyntaxError& e) {
+    throw std::runtime_error(source + " " + e.what());
+  }
+  lua_settop(L, 3);
+  return 2;
+}
+
+// parser() -> "simdjson", or "nlohmann (WHY)" when libflare-simdjson.so could not be used.
+int json_parser(lua_State* L) {
+  std::string missing = text::json_fast_parser_missing();
+  std::string name = missing.empty() ? "simdjson" : "nlohmann (" + missing + ")";
+  lua_pushlstring(L, name.data(), name.size());
   return 1;
 }
 
@@ -223,8 +243,9 @@ int json_object(lua_State* L) {
 
 int open_json(lua_State* L) {
   static const luaL_Reg functions[] = {
-      {"encode", json_encode}, {"decode", json_decode}, {"array", json_array},
-      {"object", json_object}, {nullptr, nullptr},
+      {"encode", json_encode}, {"decode", json_decode}, {"decode_lines", json_decode_lines},
+      {"parser", json_parser}, {"array", json_array},   {"object", json_object},
+      {nullptr, nullptr},
   };
   push_functions(L, functions);
   push_json_null(L);

@@ -420,6 +420,31 @@ LuaJsonBuilder::LuaJsonBuilder(lua_State* L) : L_(L) {
   base_ = lua_gettop(L) + 1;
   push_marker(L, kArrayMeta);
   push_marker(L, kObjectMeta);
+  lua_pushnil(L);  // the string cache, made once a value has many short strings
+}
+
+void LuaJsonBuilder::push_short_string(const char* s, std::size_t n) {
+  if (cache_.empty()) {
+    if (++uncached_ < kCacheAfter) {
+      lua_pushlstring(L_, s, n);
+      return;
+    }
+    lua_createtable(L_, static_cast<int>(kCacheSlots), 0);
+    lua_replace(L_, base_ + 2);
+    cache_.resize(kCacheSlots);
+  }
+  auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  std::size_t slot = (n * 131 + byte(0) * 31 + byte(n - 1) * 7 + byte(n / 2)) % kCacheSlots;
+  CachedString& c = cache_[slot];
+  if (c.size == n && std::memcmp(c.bytes, s, n) == 0) {
+    lua_rawgeti(L_, base_ + 2, static_cast<int>(slot) + 1);
+    return;
+  }
+  lua_pushlstring(L_, s, n);
+  lua_pushvalue(L_, -1);
+  lua_rawseti(L_, base_ + 2, static_cast<int>(slot) + 1);
+  c.size = static_cast<std::uint8_t>(n);
+  std::memcpy(c.bytes, s, n);
 }
 
 void LuaJsonBuilder::added() {
@@ -478,28 +503,37 @@ void LuaJsonBuilder::number(double d) {
 }
 
 void LuaJsonBuilder::string(const char* s, std::size_t n) {
-  lua_pushlstring(L_, s, n);
+  if (n > 0 && n <= kCachedMax) {
+    push_short_string(s, n);
+  } else {
+    lua_pushlstring(L_, s, n);
+  }
   added();
 }
 
-void LuaJsonBuilder::begin(bool is_array) {
+void LuaJsonBuilder::begin(bool is_array, std::size_t size) {
   if (static_cast<int>(frames_.size()) >= kJsonMaxDepth) throw JsonTooDeep();
   if (!lua_checkstack(L_, 4)) throw std::runtime_error("Lua stack exhausted");
-  lua_newtable(L_);
+  int n = static_cast<int>(std::min<std::size_t>(size, 1 << 20));
+  lua_createtable(L_, is_array ? n : 0, is_array ? 0 : n);
   lua_pushvalue(L_, is_array ? base_ : base_ + 1);
   lua_setmetatable(L_, -2);
   frames_.push_back({is_array, 0});
 }
 
-void LuaJsonBuilder::begin_array() {
-  begin(true);
+void LuaJsonBuilder::begin_array(std::size_t size) {
+  begin(true, size);
 }
-void LuaJsonBuilder::begin_object() {
-  begin(false);
+void LuaJsonBuilder::begin_object(std::size_t size) {
+  begin(false, size);
 }
 
 void LuaJsonBuilder::key(const char* s, std::size_t n) {
-  lua_pushlstring(L_, s, n);
+  if (n > 0 && n <= kCachedMax) {
+    push_short_string(s, n);
+  } else {
+    lua_pushlstring(L_, s, n);
+  }
 }
 
 void LuaJsonBuilder::end_container() {
@@ -511,6 +545,11 @@ void LuaJsonBuilder::take_result() {
   if (!have_result_ || !frames_.empty()) throw std::runtime_error("incomplete JSON value");
   lua_replace(L_, base_);
   lua_settop(L_, base_);
+}
+
+void LuaJsonBuilder::take_next() {
+  if (!have_result_ || !frames_.empty()) throw std::runtime_error("incomplete JSON value");
+  have_result_ = false;
 }
 
 void push_json(lua_State* L, const nlohmann::json& value) {

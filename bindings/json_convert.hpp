@@ -59,13 +59,17 @@ class LuaJsonBuilder {
   void unsigned_integer(std::uint64_t n);
   void number(double d);
   void string(const char* s, std::size_t n);
-  void begin_array();
-  void begin_object();
+  // size: a hint (element or member count; 0 when unknown).
+  void begin_array(std::size_t size = 0);
+  void begin_object(std::size_t size = 0);
   void key(const char* s, std::size_t n);
   void end_container();
 
   // Throws if the value is incomplete; replaces the builder's slots with it.
   void take_result();
+  // For a sequence of values: throws if the value is incomplete; leaves it on the stack
+  // top, above the builder's slots, and makes ready for the next value.
+  void take_next();
   int depth() const { return static_cast<int>(frames_.size()); }
 
  private:
@@ -73,12 +77,25 @@ class LuaJsonBuilder {
     bool is_array;
     int count;
   };
-  void begin(bool is_array);
+  void begin(bool is_array, std::size_t size);
   void added();
   void push_big_integer(std::int64_t hi, std::uint32_t lo, bool is_unsigned);
 
+  void push_short_string(const char* s, std::size_t n);
+
   lua_State* L_;
-  int base_;  // stack slot of the array marker; object marker at base_ + 1
+  int base_;  // stack slot of the array marker; object marker at base_ + 1; string cache + 2
+  // Recently pushed keys and short strings, so that the keys every row repeats are not
+  // interned again: slot i holds bytes_[i], and the Lua string at index i + 1 of the
+  // cache table.
+  // A small document does not pay for the cache: it starts after kCacheAfter strings.
+  static constexpr std::size_t kCacheSlots = 256, kCachedMax = 16, kCacheAfter = 64;
+  std::size_t uncached_ = 0;
+  struct CachedString {
+    std::uint8_t size = 0xff;  // none
+    char bytes[kCachedMax];
+  };
+  std::vector<CachedString> cache_;
   std::vector<Frame> frames_;
   bool have_result_ = false;
 };

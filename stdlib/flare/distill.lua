@@ -24,6 +24,12 @@
 --   (weight 1 on completion tokens only).
 --   distill.text_sample(prompt, completion, eos = 257): a sample of a byte-level model.
 --   distill.dedupe_filter{ngram = 8, overlap = 0.5}: a filter object with :accept(text).
+--   distill.reverse_kl_datums(groups, teacher) -> datums, {reverse_kl =, tokens =}: on-policy
+--   distillation. groups are the student's samples (sampled with logprobs = true at
+--   temperature 1); the teacher (a trainer client) scores their tokens with a forward pass,
+--   and each completion token gets the advantage teacher_lp - student_lp, so that
+--   importance_sampling on the datums minimises the per-token reverse KL (Tinker's
+--   cookbook). reverse_kl: its mean over the sampled tokens before the step.
 local M = {}
 
 local function ngrams(text, n)
@@ -288,6 +294,32 @@ function M.sft_datums(samples)
   return out
 end
 
+function M.reverse_kl_datums(groups, teacher)
+  local grpo = require("flare.grpo")
+  local datums, scoring = {}, {}
+  for _, group in ipairs(groups) do
+    for _, sample in ipairs(grpo.completions_of(group)) do
+      local d = grpo.datum(sample, 0)  -- sampler logprobs; the advantages are set below
+      datums[#datums + 1] = d
+      scoring[#scoring + 1] = {model_input = d.model_input, loss_fn_inputs = {
+        target_tokens = d.loss_fn_inputs.target_tokens, weights = d.loss_fn_inputs.weights}}
+    end
+  end
+  if #datums == 0 then return datums, {reverse_kl = 0, tokens = 0} end
+  local scored = teacher:forward(scoring, "cross_entropy").loss_fn_outputs
+  local kl, tokens = 0, 0
+  for i, d in ipairs(datums) do
+    local inp, teacher_lp = d.loss_fn_inputs, scored[i].logprobs
+    for j, w in ipairs(inp.weights) do
+      if w > 0 then
+        inp.advantages[j] = teacher_lp[j] - inp.logprobs[j]
+        kl, tokens = kl - inp.advantages[j], tokens + 1
+      end
+    end
+  end
+  return datums, {reverse_kl = kl / math.max(1, tokens), tokens = tokens}
+end
+
 -- Stats as printable lines, histogram bars included.
 function M.format_stats(stats)
   local lines =
@@ -320,4 +352,5 @@ return require("flare.args").checked(M, "flare.distill", {
   sft_datum = {"sample:table"},
   sft_datums = {"samples:table"},
   format_stats = {"stats:table"},
+  reverse_kl_datums = {"groups:table", "teacher:table"},
 })

@@ -32,13 +32,10 @@ function M.read(path)
   if text == nil then return nil end
   local torn = torn_tail_start(text)
   if torn then text = text:sub(1, torn - 1) end
-  local rows, line_no = {}, 0
-  for line in text:gmatch("([^\n]*)\n?") do
-    line_no = line_no + 1
-    if line:match("%S") then
-      local value, why = decode_object(line)
-      if not value then error(string.format("%s line %d: %s", path, line_no, why), 0) end
-      rows[#rows + 1] = value
+  local rows, lines = json.decode_lines(text, {source = path})
+  for i, row in ipairs(rows) do
+    if type(row) ~= "table" or rawget(row, 1) ~= nil then
+      error(string.format("%s line %d: expected a JSON object", path, lines[i]), 0)
     end
   end
   return rows

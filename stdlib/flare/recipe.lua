@@ -19,6 +19,9 @@
 --   run:steps()                 iterator over run.start_step .. config.steps
 --   run:plan(lines)             prints the plan; returns run.dry_run
 --   run:on_exit(fn)             same as flare.defer(fn)
+--   run:record_data{path =, sha256 =, ...}  adds a data file to config.json's "data_files" list
+--                               (flare.data calls it for every file it reads; the run is
+--                               flare.recipe.current(), the last one this script made)
 --   run:connect(opts)           flare.connect(), or the emulator named by $FLARE_EMULATOR_URL /
 --                               $FLARE_EMULATOR_STATE_DIR
 --
@@ -34,6 +37,9 @@ local M = {}
 
 local Run = {}
 Run.__index = Run
+local current_run
+
+function M.current() return current_run end
 
 local function config_error(message)
   flare.error{code = "config", message = message}
@@ -222,6 +228,7 @@ function M.new(o)
   meta.modules = json().object(modules.record())
   meta.replay_of = modules.replay_of  -- set by `flare run --replay RUN_DIR`
   self.meta = meta
+  current_run = self
 
   if self.dry_run then
     io.stdout:write("dry run: ", o.name, " (nothing is created)\nconfig: ",
@@ -381,6 +388,26 @@ function Run:connect(opts)
   return M.connect(opts)
 end
 
+-- The data pointer of the run: one entry per file (path + sha256), kept in config.json.
+function Run:record_data(entry)
+  if type(entry) ~= "table" or type(entry.path) ~= "string" or type(entry.sha256) ~= "string" then
+    error("run:record_data: a table with path and sha256 strings is required", 2)
+  end
+  local function merge(list)
+    for _, e in ipairs(list) do
+      if e.path == entry.path and e.sha256 == entry.sha256 then return list end
+    end
+    list[#list + 1] = entry
+    return list
+  end
+  self.meta.data_files = merge(self.meta.data_files or {})
+  if self.dry_run or not self.dir then return end
+  local path = self.dir .. "/config.json"
+  local saved = json().decode(assert(fs().read_file(path)))
+  saved.data_files = merge(saved.data_files or {})
+  fs().write_file_atomic(path, json().encode(saved, {sort_keys = true, pretty = true}) .. "\n")
+end
+
 function Run:on_exit(fn, name)
   return cleanup.defer(fn, name)
 end
@@ -398,6 +425,7 @@ checks.checked(M, "flare.recipe", {
   new = {{"opts", recipe_options}},
   parse_args = {"args:table", "defaults:table"},
   read_jsonl = {"path:string"},
+  current = {},
   connect = {"opts:nil|table"},
   sparkline = {"values:table", "lo:nil|number", "hi:nil|number"},
 })

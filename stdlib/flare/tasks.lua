@@ -8,6 +8,11 @@
 --   task:reward(problem, text)            -- 0..1
 --   task:verify(problem, text)            -- true when the answer is fully correct
 --
+--   tasks.export(name, path, {n = 2000, seed = 0, ...task options}) -> {path =, rows =,
+--     sha256 =}: a JSONL data set of n problems, one object per line: the problem's fields
+--     (id, task, prompt, answer, ...: enough for task:verify on the row), `completion` (the
+--     reference answer as text) and `messages` (user prompt, assistant answer) for SFT.
+--
 -- Tasks: addition, reverse, sort, countdown, vowels (answer with vowels only).
 local args = require("flare.args")
 local verify = require("flare.verify")
@@ -206,9 +211,32 @@ function M.evaluate(sampler, task, problems, o)
       samples = samples}
 end
 
+function M.export(name, path, o)
+  o = o or {}
+  local opts = {}
+  for k, v in pairs(o) do if k ~= "n" then opts[k] = v end end
+  local task = M.get(name, opts)
+  local json, fs = require("flare.json"), require("flare.fs")
+  local lines = {}
+  for i, p in ipairs(task:sample(o.n or 2000)) do
+    local row = {}
+    for k, v in pairs(p) do row[k] = v end
+    row.completion = tostring(p.answer)
+    row.messages = {{role = "user", content = p.prompt},
+      {role = "assistant", content = row.completion}}
+    lines[i] = json.encode(row, {sort_keys = true})
+  end
+  local text = table.concat(lines, "\n") .. "\n"
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then fs.mkdir_p(dir) end
+  fs.write_file_atomic(path, text)
+  return {path = path, rows = #lines, sha256 = fs.sha256(text)}
+end
+
 function M.get(name, opts)
   local make = M[name]
-  if type(make) ~= "function" or name == "rng" or name == "get" then
+  if type(make) ~= "function" or name == "rng" or name == "get" or name == "export" or
+    name == "evaluate" then
     args.invalid("flare.tasks.get", "unknown task '" .. tostring(name) .. "' (tasks: " ..
       table.concat(M.names, ", ") .. ")")
   end
@@ -223,4 +251,5 @@ return args.checked(M, "flare.tasks", {
     k = "integer",
     max_tokens = "integer", temperature = "number", seed = "integer"}}},
   get = {"name:string", "opts:nil|table"},
+  export = {"name:string", "path:string", "opts:nil|table"},
 })

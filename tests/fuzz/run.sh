@@ -46,18 +46,28 @@ link() {
   fi
 }
 
+# host/text without the simdjson module (a library of its own, see simdjson_abi.h).
+text_sources() { ls "$root"/host/text/*.cpp | grep -v simdjson_module; }
+
 build_target() {
   case "$1" in
     delta | safetensors)
       compile "$root"/host/delta/*.cpp "$root"/host/runtime/{shared_library,file_io,thread_pool}.cpp
       link "$1" -lzstd -lz -lpthread -ldl ;;
     json)
+      # libflare-simdjson.so beside the target, where json_parse.cpp opens it: simdjson
+      # parses and the exact parser decides what it refuses, as in the flare program.
+      local module="$out/libflare-simdjson.so" msrc="$root/host/text/simdjson_module.cpp"
+      if [[ ! -f "$module" || "$msrc" -nt "$module" ]]; then
+        "$CXX" "${flags[@]}" -fsanitize=fuzzer-no-link -fPIC -shared "$msrc" -lsimdjson -o "$module"
+      fi
       compile "$root"/bindings/{json,json_convert,lua_support,module_registry,error_boundary}.cpp \
-        "$root"/host/text/*.cpp
-      link json $(pkg-config --libs luajit) ;;
+        $(text_sources) "$root"/host/runtime/shared_library.cpp
+      link json $(pkg-config --libs luajit) -ldl ;;
     completion)
-      compile "$root"/host/fireworks/completion_codec.cpp "$root"/host/text/*.cpp
-      link completion ;;
+      compile "$root"/host/fireworks/completion_codec.cpp $(text_sources) \
+        "$root"/host/runtime/shared_library.cpp
+      link completion -ldl ;;
     http1)
       compile "$root"/host/net/http1_parser.cpp
       link http1 ;;

@@ -86,6 +86,51 @@ describe("flare.json.decode", function()
   end)
 end)
 
+describe("flare.json.parser", function()
+  it("is simdjson in this build (libflare-simdjson.so beside the program)", function()
+    assert.equal("simdjson", json.parser())
+  end)
+end)
+
+describe("flare.json.decode_lines", function()
+  it("decodes each line that is not blank and returns their line numbers", function()
+    local values, lines = json.decode_lines('{"a":1}\n\n  \r\n[1,[]]\n"x"\n')
+    assert.equal(3, #values)
+    assert.equal(1, values[1].a)
+    assert.equal("[1,[]]", json.encode(values[2]))
+    assert.equal("x", values[3])
+    assert.same({1, 4, 5}, lines)
+    assert.same({}, (json.decode_lines("")))
+  end)
+
+  it("reads a long file of rows like the per-line decode, big integers included", function()
+    local parts = {}
+    for i = 1, 2000 do
+      parts[i] = json.encode({step = i, loss = 1 / i, tag = "t" .. (i % 7), big = 2 ^ 60 + i})
+    end
+    local text = table.concat(parts, "\n")
+    local values = json.decode_lines(text)
+    assert.equal(2000, #values)
+    for i = 1, 2000, 137 do assert.same(json.decode(parts[i]), values[i]) end
+    assert.equal("t5", values[2000].tag)
+  end)
+
+  it("names the source, the line and the byte offset in the whole text", function()
+    assert.error_matches(function()
+      json.decode_lines('{"a":1}\n{"a" 1}\n', {source = "data.jsonl"})
+    end, "^data%.jsonl line 2: invalid JSON at byte offset 13: ")
+    assert.error_matches(function() json.decode_lines('[1]\n"a\255"') end,
+      "flare%.json%.decode_lines line 2: invalid JSON at byte offset 6: .*UTF%-8")
+    assert.error_matches(function()
+      json.decode_lines("[]\n" .. string.rep("[", 1200))
+    end, "line 2: nesting deeper than 1000 at byte offset 1003")
+    assert.error_matches(function() json.decode_lines({}) end,
+      "argument 'text' must be a string")
+    assert.error_matches(function() json.decode_lines("", {sorce = "x"}) end,
+      "unknown option 'sorce'")
+  end)
+end)
+
 describe("flare.json.encode", function()
   it("writes integral numbers inside int64 as integers", function()
     assert.equal("3", json.encode(3))

@@ -22,6 +22,9 @@ local takes_no_argument = {
   ["flare.sandbox_native.stdlib_dir"] = "the stdlib's folder, no argument",
   ["flare.modules.record"] = "the loaded modules, no argument",
   ["flare.modules.rock_trees"] = "the trees on package.path, no argument",
+  ["flare.data.files_read"] = "the data files read so far, no argument",
+  ["flare.json.parser"] = "the JSON parser in use, no argument",
+  ["flare.recipe.current"] = "the script's flare.recipe run, no argument",
 }
 
 -- Functions that accept a value of any type as their first argument (so no type is wrong).

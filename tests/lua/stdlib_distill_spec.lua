@@ -134,3 +134,26 @@ describe("distill.sft_datum", function()
     assert.matches("0%.5%-0%.6    1 #$", lines[9])
   end)
 end)
+
+describe("distill.reverse_kl_datums", function()
+  it("gives each completion token the advantage teacher_lp - student_lp", function()
+    -- The teacher's forward pass answers per position of the datum it is given; a table
+    -- with that method stands in for the trainer client (the e2e test uses the real one).
+    local seen
+    local teacher = {forward = function(_, datums, loss)
+      seen = {datums = datums, loss = loss}
+      return {loss_fn_outputs = {{logprobs = {-9, -0.5, -1.0}}}}
+    end}
+    local groups = {{{prompt_tokens = {97, 58}, tokens = {101, 257}, logprobs = {-2.0, -0.25}}}}
+    local datums, info = distill.reverse_kl_datums(groups, teacher)
+    assert.equal("cross_entropy", seen.loss)
+    assert.same({58, 101, 257}, seen.datums[1].loss_fn_inputs.target_tokens)
+    assert.is_nil(seen.datums[1].loss_fn_inputs.advantages)
+    local inp = datums[1].loss_fn_inputs
+    assert.same({0, 1, 1}, inp.weights)
+    assert.same({0, -0.5 + 2.0, -1.0 + 0.25}, inp.advantages)
+    assert.same({0, -2.0, -0.25}, inp.logprobs)
+    assert.near(((-2.0 + 0.5) + (-0.25 + 1.0)) / 2, info.reverse_kl, 1e-12)
+    assert.equal(2, info.tokens)
+  end)
+end)

@@ -96,3 +96,30 @@ describe("tasks", function()
     assert.error_matches(function() tasks.addition{digit = 2} end, "unknown option 'digit'")
   end)
 end)
+
+describe("flare.tasks.export", function()
+  it("writes a JSONL data set whose rows verify with their own completion", function()
+    local dir = "/tmp/flare-tasks-export-" .. flare.fs.getpid() .. "-" ..
+      math.floor(flare.clock() * 1e6)
+    local a = tasks.export("addition", dir .. "/a.jsonl", {n = 50, seed = 3, digits = 1})
+    local b = tasks.export("addition", dir .. "/b.jsonl", {n = 50, seed = 3, digits = 1})
+    assert.equal(50, a.rows)
+    assert.equal(a.sha256, b.sha256)  -- the same bytes for the same seed
+    assert.equal(a.sha256, flare.fs.sha256_file(a.path))
+    local rows = flare.data.load(a.path).rows
+    local task = tasks.get("addition")
+    for _, row in ipairs(rows) do
+      assert.is_true(task:verify(row, row.completion))
+      assert.equal(row.prompt, row.messages[1].content)
+      assert.equal(row.completion, row.messages[2].content)
+      assert.equal("assistant", row.messages[2].role)
+    end
+    assert.truthy(tonumber(rows[1].completion) <= 18)
+    local c = tasks.export("countdown", dir .. "/c.jsonl", {n = 20, seed = 1})
+    for _, row in ipairs(flare.data.read_jsonl(c.path)) do
+      assert.is_true(tasks.get("countdown"):verify(row, row.completion))
+    end
+    assert.error_matches(function() tasks.export("nope", dir .. "/x.jsonl") end, "unknown task")
+    flare.fs.remove(dir, {recursive = true})
+  end)
+end)

@@ -1,0 +1,241 @@
+#include "text/json_parse.hpp"
+
+#include <exception>
+#include <nlohmann/json.hpp>
+
+#include "runtime/shared_library.hpp"
+#include "text/escape.hpp"
+#include "text/simdjson_abi.h"
+
+#ifndef FLARE_INSTALL_LIBDIR
+#define FLARE_INSTALL_LIBDIR "/usr/local/lib/flare"
+#endif
+
+namespace flare::text {
+namespace {
+
+using nlohmann::json;
+
+// The module, opened on first use: next to the program (the build dir), under
+// ../lib/flare of it, the configured install dir, then the loader's search path
+// (LD_LIBRARY_PATH: the unit tests). Without it the exact
+// parser parses everything (slower, same results).
+struct Module {
+  decltype(&flare_simdjson_parser_new) parser_new = nullptr;
+  decltype(&flare_simdjson_parser_free) parser_free = nullptr;
+  decltype(&flare_simdjson_parse) parse = nullptr;
+  std::string missing;  // why it could not be used
+};
+
+const Module& module() {
+  static const Module m = [] {
+    Module m;
+    static const char* kName = "libflare-simdjson.so";
+    static SharedLibrary lib(
+        {executable_dir() + "/" + kName, executable_dir() + "/../lib/flare/" + kName,
+         std::string(FLARE_INSTALL_LIBDIR) + "/" + kName, kName},
+        "fast JSON parsing");
+    try {
+      auto version =
+          lib.function<decltype(flare_simdjson_abi_version)>("flare_simdjson_abi_version");
+      if (version() != FLARE_SIMDJSON_ABI_VERSION) {
+        m.missing = std::string(kName) + " does not match this program";
+        return m;
+      }
+      m.parser_new = lib.function<decltype(flare_simdjson_parser_new)>("flare_simdjson_parser_new");
+      m.parser_free =
+          lib.function<decltype(flare_simdjson_parser_free)>("flare_simdjson_parser_free");
+      m.parse = lib.function<decltype(flare_simdjson_parse)>("flare_simdjson_parse");
+    } catch (const std::exception& e) {
+      m.missing = e.what();
+    }
+    return m;
+  }();
+  return m;
+}
+
+// simdjson events to the sink. An exception from the sink cannot cross the module:
+// it is kept here, the parse stops, and it is thrown again on this side.
+struct Trampoline {
+  JsonEvents& sink;
+  std::exception_ptr error;
+
+  template <class F>
+  static int call(void* ctx, F&& f) {
+    auto* self = static_cast<Trampoline*>(ctx);
+    try {
+      f(self->sink);
+      return 0;
+    } catch (...) {
+      self->error = std::current_exception();
+      return 1;
+    }
+  }
+  static const flare_json_events events;
+};
+
+const flare_json_events Trampoline::events = {
+    [](void* c) { return call(c, [](JsonEvents& s) { s.null(); }); },
+    [](void* c, int b) { return call(c, [b](JsonEvents& s) { s.boolean(b != 0); }); },
+    [](void* c, std::int64_t n) { return call(c, [n](JsonEvents& s) { s.integer(n); }); },
+    [](void* c, std::uint64_t n) { return call(c, [n](JsonEvents& s) { s.unsigned_integer(n); }); },
+    [](void* c, double d) { return call(c, [d](JsonEvents& s) { s.number(d); }); },
+    [](void* c, const char* p, std::size_t n) {
+      return call(c, [p, n](JsonEvents& s) { s.string({p, n}); });
+    },
+    [](void* c, std::size_t n) { return call(c, [n](JsonEvents& s) { s.begin_array(n); }); },
+    [](void* c, std::size_t n) { return call(c, [n](JsonEvents& s) { s.begin_object(n); }); },
+    [](void* c, const char* p, std::size_t n) {
+      return call(c, [p, n](JsonEvents& s) { s.key({p, n}); });
+    },
+    [](void* c) { return call(c, [](JsonEvents& s) { s.end_container(); }); },
+};
+
+// nlohmann's SAX events to the sink; records the first syntax error.
+struct Sax {
+  JsonEvents& sink;
+  std::size_t error_position = 0;
+  std::string error;
+
+  bool null() { return sink.null(), true; }
+  bool boolean(bool v) { return sink.boolean(v), true; }
+  bool number_integer(json::number_integer_t v) { return sink.integer(v), true; }
+  bool number_unsigned(json::number_unsigned_t v) { return sink.unsigned_integer(v), true; }
+  bool number_float(json::number_float_t v, const json::string_t&) { return sink.number(v), true; }
+  bool string(json::string_t& s) { return sink.string(s), true; }
+  bool binary(json::binary_t&) { return false; }
+  bool start_object(std::size_t) { return sink.begin_object(0), true; }
+  bool key(json::string_t& s) { return sink.key(s), true; }
+  bool end_object() { return sink.end_container(), true; }
+  bool start_array(std::size_t) { return sink.begin_array(0), true; }
+  bool end_array() { return sink.end_container(), true; }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) {
+    error_position = position;
+    error = e.what();
+    return false;
+  }
+};
+
+// nlohmann's message is "[json.exception.parse_error.101] parse error at line 1,
+// column 5: syntax error ..."; keep the part after the position, made printable.
+std::string error_detail(const std::string& what) {
+  std::string detail = what;
+  if (detail.starts_with("[json.exception.")) detail.erase(0, detail.find("] ") + 2);
+  if (detail.starts_with("parse error at line")) detail.erase(0, detail.find(": ") + 2);
+  return printable(detail);
+}
+
+bool blank(std::string_view line) {
+  return line.find_first_not_of(" \t\r") == std::string_view::npos;
+}
+
+}  // namespace
+
+JsonSyntaxError::JsonSyntaxError(std::size_t line_, std::size_t offset_, std::string detail_,
+                                 bool with_line)
+    : std::runtime_error((with_line ? "line " + std::to_string(line_) + ": " : std::string()) +
+                         "invalid JSON at byte offset " + std::to_string(offset_) + ": " + detail_),
+      line(line_),
+      offset(offset_),
+      detail(std::move(detail_)) {}
+
+struct JsonParser::Impl {
+  static constexpr std::size_t kKeepCapacity = std::size_t{8} << 20;
+  flare_simdjson_parser* fast = nullptr;
+
+  Impl() {
+    if (module().parse) fast = module().parser_new();
+  }
+  ~Impl() {
+    if (fast) module().parser_free(fast);
+  }
+
+  // The text parsed at `base` in an enclosing text; `padded` says that
+  // FLARE_SIMDJSON_PADDING bytes after it may be read.
+  void value(std::string_view text, bool padded, JsonEvents& sink, std::size_t line,
+             std::size_t base, bool with_line) {
+    if (fast) {
+      // The parser keeps buffers of a few times the largest text it parsed: after a big
+      // one, a fresh parser gives them back.
+      struct Shrink {
+        Impl& self;
+        bool big;
+        ~Shrink() {
+          if (!big || !self.fast) return;
+          module().parser_free(self.fast);
+          self.fast = module().parser_new();
+        }
+      } shrink{*this, text.size() > kKeepCapacity};
+      Trampoline t{sink, nullptr};
+      int r =
+          module().parse(fast, text.data(), text.size(), padded ? 1 : 0, &Trampoline::events, &t);
+      if (r == 0) return;
+      if (t.error) std::rethrow_exception(t.error);
+    }
+    // simdjson refused it (a syntax error, or a number it does not read such as an
+    // integer beyond 64 bits): the exact parser decides, and names the offset.
+    Sax sax{sink, 0, {}};
+    if (json::sax_parse(text.begin(), text.end(), &sax)) return;
+    // nlohmann counts the offending byte as read; report its 0-based offset.
+    std::size_t offset = sax.error_position > 0 ? sax.error_position - 1 : 0;
+    if (offset > text.size()) offset = text.size();
+    throw JsonSyntaxError(line, base + offset, error_detail(sax.error), with_line);
+  }
+};
+
+JsonParser::JsonParser() : impl_(std::make_unique<Impl>()) {}
+JsonParser::~JsonParser() = default;
+
+void JsonParser::parse(std::string_view text, JsonEvents& sink) {
+  impl_->value(text, false, sink, 1, 0, false);
+}
+
+void JsonParser::parse_lines_impl(std::string_view text, JsonEvents& sink, LineHook& hook) {
+  std::size_t start = 0, line_no = 0;
+  while (start < text.size()) {
+    ++line_no;
+    std::size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    if (!blank(line)) {
+      hook.line(line_no, start);
+      // Bytes of the following lines serve as simdjson's padding: no copy but near the end.
+      bool padded = end + FLARE_SIMDJSON_PADDING <= text.size();
+      impl_->value(line, padded, sink, line_no, start, true);
+    }
+    start = end + 1;
+  }
+}
+
+std::string json_fast_parser_missing() {
+  return module().parse ? std::string() : module().missing;
+}
+
+JsonParser& thread_json_parser() {
+  thread_local JsonParser parser;
+  return parser;
+}
+
+std::size_t json_too_deep_offset(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return i;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return text.size();
+}
+
+}  // namespace flare::text
