@@ -10,6 +10,9 @@
 # on two shared cores, throughput ratios move with whatever else runs; CPU per request does not
 # much. PIN=1 pins the upstream to CPU 1 and wrk and the gateways to CPU 0 (taskset), so the
 # gateway competes with the load generator, not with the upstream.
+# VARIANT='SED SCRIPT' adds a row: the same nginx with its generated configuration edited by
+# the sed script (reloaded before each of its rounds, the generated one restored after), e.g.
+# VARIANT='s/keepalive 64; keepalive_timeout 10s;/keepalive 32;/' for a smaller upstream pool.
 # static: the upstream is nginx answering a fixed JSON body, the cheapest possible model server,
 # so the gateway's own cost is the whole difference. emulator: `flare serve` answering one-token
 # completions of tiny-gpt, two deployments (production and canary).
@@ -86,6 +89,14 @@ ingest_pid=$!
 for _ in $(seq 100); do grep -q 'gateway bench on' "$dir/gw.out" 2>/dev/null && break; sleep 0.1; done
 gw=$(grep -o 'http://[0-9.:]*' "$dir/gw.out")
 gw_pid=$(cat "$dir/gw/nginx.pid")
+targets="direct nginx own"
+if [ -n "${VARIANT:-}" ]; then
+  targets="direct nginx variant own"
+  cp "$dir/gw/nginx.conf" "$dir/generated.conf"
+  sed -e "$VARIANT" "$dir/generated.conf" >"$dir/variant.conf"
+  nginx -t -q -c "$dir/variant.conf" -p "$dir/gw"
+fi
+use_conf() { cp "$dir/$1.conf" "$dir/gw/nginx.conf"; kill -HUP "$gw_pid"; sleep 1; }
 $pin_gw "$proxy_bin" "$own" "$up1" "$up2" 5 "$dir/own.log" & pids+=($!)
 own_pid=$!
 sleep 0.5
@@ -116,13 +127,15 @@ measure() {  # URL MODEL GATEWAY_PID -> "rps p50_us p99_us non2xx gw_us ingest_u
 }
 declare -A rps p50 p99 cgw cin cup cwrk ratio added idle
 for r in $(seq 1 "$rounds"); do
-  for target in direct nginx own; do
+  for target in $targets; do
     case $target in
       direct) url="http://127.0.0.1:$up1/inference/v1/completions"; model=$m1; pid= ;;
       nginx) url="$gw/inference/v1/completions"; model=bench; pid=$gw_pid ;;
+      variant) url="$gw/inference/v1/completions"; model=bench; pid=$gw_pid; use_conf variant ;;
       own) url="http://127.0.0.1:$own/inference/v1/completions"; model=$m1; pid=$own_pid ;;
     esac
     read -r a b c bad g i u w < <(measure "$url" "$model" "$pid")
+    [ $target = variant ] && use_conf generated
     rps[$target]+="$a "; p50[$target]+="$b "; p99[$target]+="$c "
     cgw[$target]+="$g "; cin[$target]+="$i "; cup[$target]+="$u "; cwrk[$target]+="$w "
     echo "round $r $target: $a req/s, p50 $b us, p99 $c us, non-2xx $bad;" \
@@ -156,10 +169,14 @@ echo
 echo "| path | req/s | of direct | p50 | added p50 | p99 | CPU µs/req: gateway | log ingest | upstream | wrk |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 echo "| direct to the upstream | $d_rps | 1.00 | ${d_p50} µs | — | ${d_p99} µs | $(cpu direct) |"
-for target in nginx own; do
+for target in ${targets#direct }; do
   a=$(echo "${rps[$target]}" | median); b=$(echo "${p50[$target]}" | median)
   c=$(echo "${p99[$target]}" | median)
-  name=$([ $target = nginx ] && echo "flare gateway (nginx)" || echo "prototype on HttpServer + httplib")
+  case $target in
+    nginx) name="flare gateway (nginx)" ;;
+    variant) name="flare gateway, config edited: \`$VARIANT\`" ;;
+    own) name="prototype on HttpServer + httplib" ;;
+  esac
   echo "| $name | $a | $(echo "${ratio[$target]}" | median) | ${b} µs | $(echo "${added[$target]}" | median) µs | ${c} µs | $(cpu $target) |"
 done
 echo
