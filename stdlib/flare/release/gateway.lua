@@ -137,8 +137,8 @@ function M.render(route, port, dir, generation)
     "  }",
     -- Up to 64 idle upstream connections per version, closed after 10 s idle: with a smaller
     -- pool than the clients in flight, nginx closes and reopens upstream connections under
-    -- load (at 32 against 64 clients, a third more CPU per request in the gateway and half
-    -- more in the upstream, bench/gateway); the timeout gives a server that keeps a worker
+    -- load (at 32 against 64 clients, about a quarter more CPU per request in the gateway
+    -- and in the upstream, bench/gateway); the timeout gives a server that keeps a worker
     -- per open connection its workers back once the load is gone.
     "  upstream production { server " .. prod_host .. "; " .. POOL .. " }",
     canary and ("  upstream canary { server " .. canary_host .. "; " .. POOL .. " }") or false,
