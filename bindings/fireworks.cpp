@@ -49,6 +49,7 @@
 namespace fw = flare::fireworks;
 using flare::lua::check_udata;
 using flare::lua::Options;
+using flare::lua::push_strings;
 
 namespace {
 
@@ -474,11 +475,7 @@ int l_sampler_stats(lua_State* L) {
   lua_setfield(L, -2, "limit");
   lua_pushnumber(L, static_cast<double>(s.in_flight));
   lua_setfield(L, -2, "in_flight");
-  lua_createtable(L, static_cast<int>(s.warnings.size()), 0);
-  for (size_t i = 0; i < s.warnings.size(); ++i) {
-    lua_pushlstring(L, s.warnings[i].data(), s.warnings[i].size());
-    lua_rawseti(L, -2, static_cast<int>(i + 1));
-  }
+  push_strings(L, s.warnings);
   lua_setfield(L, -2, "warnings");
   return 1;
 }

@@ -108,11 +108,7 @@ int l_list_dir(lua_State* L) {
   if (ec)
     throw std::runtime_error("flare.fs.list_dir: cannot list '" + path + "': " + ec.message());
   std::sort(names.begin(), names.end());
-  lua_createtable(L, static_cast<int>(names.size()), 0);
-  for (size_t i = 0; i < names.size(); i++) {
-    lua_pushlstring(L, names[i].data(), names[i].size());
-    lua_rawseti(L, -2, static_cast<int>(i + 1));
-  }
+  push_strings(L, names);
   return 1;
 }
 

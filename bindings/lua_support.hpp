@@ -122,6 +122,9 @@ void register_class(lua_State* L, const char* meta, const luaL_Reg* methods,
 // Pushes a new table holding `functions` (a module's table).
 void push_functions(lua_State* L, const luaL_Reg* functions);
 
+// Pushes a new list of the strings (any bytes).
+void push_strings(lua_State* L, const std::vector<std::string>& items);
+
 // Constructs a T in a new userdata with the class's metatable and pushes it.
 template <typename T, typename... Args>
 T& push_udata(lua_State* L, const char* meta, Args&&... args) {

@@ -14,14 +14,6 @@
 namespace flare::lua {
 namespace {
 
-void push_strings(lua_State* L, const std::vector<std::string>& items) {
-  lua_createtable(L, static_cast<int>(items.size()), 0);
-  for (size_t i = 0; i < items.size(); i++) {
-    lua_pushlstring(L, items[i].data(), items[i].size());
-    lua_rawseti(L, -2, static_cast<int>(i + 1));
-  }
-}
-
 int l_list_dir(lua_State* L) {
   std::string path(check_string(L, 1, "flare.repl.list_dir", "path"));
   std::vector<std::string> files, dirs;

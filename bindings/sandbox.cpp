@@ -103,14 +103,6 @@ int l_scope_call(lua_State* L) {
   return lua_gettop(L) - 1;
 }
 
-void push_list(lua_State* L, const std::vector<std::string>& v) {
-  lua_createtable(L, static_cast<int>(v.size()), 0);
-  for (size_t i = 0; i < v.size(); i++) {
-    lua_pushlstring(L, v[i].data(), v[i].size());
-    lua_rawseti(L, -2, static_cast<int>(i + 1));
-  }
-}
-
 int l_process_config(lua_State* L) {
   const ProcessConfig& c = process_config();
   if (!c.active) return 0;
@@ -121,13 +113,13 @@ int l_process_config(lua_State* L) {
   lua_setfield(L, -2, "script_dir");
   lua_pushstring(L, c.run_dir.c_str());
   lua_setfield(L, -2, "run_dir");
-  push_list(L, c.search);
+  flare::lua::push_strings(L, c.search);
   lua_setfield(L, -2, "search");
-  push_list(L, c.read_roots);
+  flare::lua::push_strings(L, c.read_roots);
   lua_setfield(L, -2, "read");
-  push_list(L, c.write_roots);
+  flare::lua::push_strings(L, c.write_roots);
   lua_setfield(L, -2, "write");
-  push_list(L, c.prefixes);
+  flare::lua::push_strings(L, c.prefixes);
   lua_setfield(L, -2, "prefixes");
   lua_pushinteger(L, c.landlock_abi);
   lua_setfield(L, -2, "landlock_abi");

@@ -34,20 +34,14 @@ local function deployment(id) return {deployment_id = id, base_model = c.base_mo
 
 -- A trainer linked to a deployment, closed at exit, with a syncer onto that deployment.
 local function trainer_for(info, name)
-  local t = fw:trainer{base_model = c.base_model, learning_rate = c.learning_rate,
-    hot_load_deployment_id = info.deployment_id, job_id = name .. "-" .. run.id}
-  run:on_exit(function() t:close() end, "close " .. name .. " trainer")
-  return t, flare.weight_syncer{policy_client = t, deploy_mgr = fw.deployments,
-    deployment_id = info.deployment_id, base_model = c.base_model, quiet = true}
+  return run:trainer(fw, info, {name = name, what = name .. " trainer",
+    base_model = c.base_model, learning_rate = c.learning_rate})
 end
 
 local function sft(trainer, samples, steps, from)
-  for step = 1, steps do
-    local batch = samples(step)
-    local out = trainer:forward_backward(distill.sft_datums(batch), "cross_entropy")
-    trainer:optim_step{learning_rate = c.learning_rate}
-    run:log{phase = from, step = step, loss = out.metrics and out.metrics.loss}
-  end
+  flare.loops.sft{trainer = trainer, batch = samples, steps = steps,
+    learning_rate = c.learning_rate,
+    log = function(m) run:log{phase = from, step = m.step, loss = m.loss} end}
 end
 
 local accepted

@@ -32,18 +32,10 @@ end
 local function with_model(id, fn)  -- a deployment, its trainer, syncer and sampler
   return flare.with_deployment({deployment_id = "odist-" .. id, base_model = c.base_model,
     max_replica_count = 1}, function(info)
-    local t = fw:trainer{base_model = c.base_model, learning_rate = c.learning_rate,
-      hot_load_deployment_id = info.deployment_id, job_id = "odist-" .. id .. "-" .. run.id}
-    run:on_exit(function() t:close() end, "close " .. id .. " trainer")
-    return fn(t, flare.weight_syncer{policy_client = t, deploy_mgr = fw.deployments,
-      deployment_id = info.deployment_id, base_model = c.base_model, quiet = true},
-      fw:sampler{deployment = info})
+    local t, syncer = run:trainer(fw, info, {name = "odist-" .. id, what = id .. " trainer",
+      base_model = c.base_model, learning_rate = c.learning_rate})
+    return fn(t, syncer, fw:sampler{deployment = info})
   end, {fw = fw, on_exit = c.on_exit})
-end
-local function sft_step(trainer, samples)
-  local m = trainer:forward_backward(distill.sft_datums(samples), "cross_entropy").metrics
-  trainer:optim_step{learning_rate = c.learning_rate}
-  return {loss = m.loss / math.max(1, m.tokens)}
 end
 local teacher, kept
 local function kept_batch(step)  -- the kept samples in turn, batch_size at a time
@@ -55,13 +47,14 @@ end
 with_model("teacher", function(t, syncer, sampler)
   teacher = t
   if done.teacher then t:load_state("teacher") else
-    for step = 1, c.teacher_steps do
-      local batch = {}
-      for i, p in ipairs(problems(c.seed * 1000 + step, c.batch_size)) do
-        batch[i] = distill.text_sample(p.prompt, tostring(p.answer))
-      end
-      sft_step(t, batch)
-    end
+    flare.loops.sft{trainer = t, steps = c.teacher_steps, learning_rate = c.learning_rate,
+      batch = function(step)
+        local batch = {}
+        for i, p in ipairs(problems(c.seed * 1000 + step, c.batch_size)) do
+          batch[i] = distill.text_sample(p.prompt, tostring(p.answer))
+        end
+        return batch
+      end}
     t:save_state("teacher")
   end
   syncer:save_and_hotload("teacher")
@@ -79,7 +72,7 @@ if #kept.samples == 0 then flare.error{code = "no_samples",
 local function student(name, step_fn)
   if done[name] ~= nil then return done[name] end
   return with_model(name, function(t, syncer, sampler)
-    for w = 1, c.warm_steps do sft_step(t, kept_batch(1000 + w)) end
+    for w = 1, c.warm_steps do flare.loops.sft_step(t, kept_batch(1000 + w), c.learning_rate) end
     syncer:save_and_hotload(name .. "-0")
     local rate = correct_rate(sampler, 2)
     run:log{phase = name, step = 0, correct_rate = rate}
@@ -110,7 +103,8 @@ local on_policy = student("on-policy", function(t, sampler, step)
   t:optim_step{learning_rate = c.learning_rate}
   return {reverse_kl = info.reverse_kl}  -- per sampled token, before the step
 end)
-local rejection = student("rejection-sft", function(t, _, s) return sft_step(t, kept_batch(s)) end)
+local rejection = student("rejection-sft", function(t, _, s)
+  return {loss = flare.loops.sft_step(t, kept_batch(s), c.learning_rate).loss} end)
 local function show(s) return s and ("step " .. s) or ("no step of " .. c.steps) end
 print(string.format("teacher correct rate %.3f; goal %.3f\non-policy distillation reached it " ..
   "at %s\nrejection-sampling SFT reached it at %s", done.teacher, goal, show(on_policy),

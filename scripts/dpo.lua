@@ -32,13 +32,10 @@ local function problems(seed, n) return flare.tasks.get(c.task, {seed = seed}):s
 
 flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_model,
     min_replica_count = 0, max_replica_count = 1}, function(info, fw)
-  local trainer = fw:trainer{base_model = c.base_model, learning_rate = c.learning_rate,
-    hot_load_deployment_id = info.deployment_id, job_id = "dpo-" .. run.id}
-  run:on_exit(function() trainer:close() end, "close trainer")
+  local trainer, syncer = run:trainer(fw, info, {base_model = c.base_model,
+    learning_rate = c.learning_rate})
   local ref = fw:trainer{base_model = c.base_model, job_id = "dpo-ref-" .. run.id}
   run:on_exit(function() ref:close() end, "close reference")
-  local syncer = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
-    deployment_id = info.deployment_id, base_model = c.base_model, quiet = true}
   local sampler = fw:sampler{deployment = info}
 
   -- Samples, verifier scores and verdicts for `ps`; the pairs carry the reference's logprobs.

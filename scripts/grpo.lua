@@ -12,7 +12,6 @@
 --                                                    # checkpoint
 -- Resuming needs the emulator's state to outlive the process: set FLARE_EMULATOR_STATE_DIR
 -- (or FLARE_EMULATOR_URL for a running `flare serve`).
-local grpo = flare.grpo
 
 local run = flare.recipe{name = "grpo", main_metric = "reward", config = {
   steps = 40, task = "vowels", seed = 0,
@@ -28,10 +27,7 @@ local run = flare.recipe{name = "grpo", main_metric = "reward", config = {
   on_exit = "scale_to_zero",                       -- or "delete" / "keep"
 }}
 local c = run.config
-local loss_cfg, adv_opts = grpo.loss_setup(c.loss, {clip_low = c.clip_low,
-  clip_high = c.clip_high, kl_beta = c.kl_beta, kl_estimator = c.kl_estimator,
-  tis_cap = c.tis_cap, max_tokens = c.max_tokens, sequences = c.prompts_per_step * c.group_size})
-adv_opts.normalize_std = adv_opts.normalize_std or c.normalize_std
+flare.grpo.loss_setup(c.loss)  -- an unknown --loss fails before anything is created
 local ref_model = c.ref_model ~= "" and c.ref_model or (c.kl_beta > 0 and c.base_model or nil)
 
 if run:plan{
@@ -43,7 +39,6 @@ if run:plan{
     c.group_size, c.max_tokens, c.async and "async" or "sync"),
 } then return end
 
-local task = flare.tasks.get(c.task)
 -- Problems of step s depend only on (seed, s): a resumed run sees the same ones.
 local function problems_for(step)
   return flare.tasks.get(c.task, {seed = c.seed * 100003 + step}):sample(c.prompts_per_step)
@@ -52,66 +47,35 @@ end
 flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_model,
     min_replica_count = 0, max_replica_count = 1}, function(info, fw)
   -- One trainer job per run: --resume reattaches to it (or recreates it) and loads its saved state.
-  local trainer = fw:trainer{base_model = c.base_model, learning_rate = c.learning_rate,
-    hot_load_deployment_id = info.deployment_id, job_id = "grpo-" .. run.id}
-  run:on_exit(function() trainer:close() end, "close trainer")
+  local trainer, syncer = run:trainer(fw, info, {base_model = c.base_model,
+    learning_rate = c.learning_rate})
   if run.state then trainer:load_state(run.state.trainer_state) end
   -- The reference: a trainer job that never steps, asked for logprobs only (forward).
   local ref = ref_model and fw:trainer{base_model = ref_model, job_id = "grpo-ref-" .. run.id}
   if ref then run:on_exit(function() ref:close() end, "close reference") end
-  local syncer = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
-    deployment_id = info.deployment_id, base_model = c.base_model, quiet = true}
-  local sampler = fw:sampler{deployment = info}
   syncer:save_and_hotload("step-" .. (run.start_step - 1))
-  local version = run.start_step - 1  -- the step whose weights the deployment serves
-
-  local function submit(step)
-    local problems, prompts = problems_for(step), {}
-    for i, p in ipairs(problems) do prompts[i] = p.prompt end
-    return {step = step, problems = problems, version = version,
-      -- Seeded per step (sample j of a prompt: seed + j - 1): the same completions whatever the
-      -- timing, so a run with retried requests ends as one without.
-      future = sampler:submit{prompts = prompts, seed = (c.seed * 100003 + step) * c.group_size,
-      n = c.group_size, max_tokens = c.max_tokens, temperature = c.temperature, logprobs = true}}
-  end
-
-  local curve, pending = {}, nil
-  for step in run:steps() do
-    -- Async: this step's batch was sampled while the previous step trained, if not too stale.
-    local batch = pending
-    if not (batch and batch.step == step and
-      step - 1 - batch.version <= c.max_steps_off_policy) then
-      batch = submit(step)
-    end
-    local groups = batch.future:wait()
-    pending = (c.async and step < c.steps) and submit(step + 1) or nil
-    local rewards = {}
-    for g, group in ipairs(groups) do
-      rewards[g] = {}
-      for i, s in ipairs(group) do rewards[g][i] = task:reward(batch.problems[g], s.text) end
-    end
-    local datums, kept = grpo.build_datums(groups, rewards, adv_opts)
-    local out, opt = {metrics = {}}, {}
-    if #datums > 0 then
-      if ref then grpo.attach_ref_logprobs(datums, ref:forward(datums).loss_fn_outputs) end
-      out = trainer:forward_backward(datums, c.loss, loss_cfg)
-      opt = trainer:optim_step{learning_rate = c.learning_rate, grad_clip_norm = c.grad_clip_norm}
-    end
-    local snapshot = syncer:save_and_hotload("step-" .. step,
-      step % c.base_every == 0 and "base" or nil)
-    version = step
-    local state = "step-" .. step
-    trainer:save_state(state)
-    run:checkpoint{step = step, snapshot = snapshot, state = {trainer_state = state}}
-    local m = grpo.metrics{groups = groups, rewards = rewards, k = 1, datums = datums,
-      outputs = out.loss_fn_outputs, sync_s = syncer.last_timing.total_time_s}
-    curve[#curve + 1] = m.reward_mean
-    run:log{step = step, reward = m.reward_mean, ["pass@1"] = m["pass@1"],
-      groups_kept = kept.kept_groups,
-      truncated = m.truncation_rate, logprob_mismatch = m.logprob_mismatch, kl = out.metrics.kl,
-      grad_norm = opt.grad_norm, loss = out.metrics.loss, sync_s = m.sync_s,
-      curve = flare.recipe.sparkline(curve, 0, 1)}
-  end
+  local curve = flare.loops.grpo{trainer = trainer, syncer = syncer, ref = ref,
+    sampler = fw:sampler{deployment = info}, task = flare.tasks.get(c.task),
+    problems = problems_for, steps = c.steps, start_step = run.start_step,
+    each_step = run:steps(), group_size = c.group_size, max_tokens = c.max_tokens,
+    temperature = c.temperature, learning_rate = c.learning_rate, loss = c.loss,
+    loss_opts = {clip_low = c.clip_low, clip_high = c.clip_high, kl_beta = c.kl_beta,
+      kl_estimator = c.kl_estimator, tis_cap = c.tis_cap,
+      sequences = c.prompts_per_step * c.group_size},
+    normalize_std = c.normalize_std, grad_clip_norm = c.grad_clip_norm, seed = c.seed * 100003,
+    async = c.async, max_steps_off_policy = c.max_steps_off_policy,
+    hotload = function(step)
+      local snapshot = syncer:save_and_hotload("step-" .. step,
+        step % c.base_every == 0 and "base" or nil)
+      trainer:save_state("step-" .. step)
+      run:checkpoint{step = step, snapshot = snapshot, state = {trainer_state = "step-" .. step}}
+    end,
+    log = function(row, s)
+      row.truncated, row.logprob_mismatch = s.metrics.truncation_rate, s.metrics.logprob_mismatch
+      row.kl, row.sync_s = s.out.metrics.kl, s.metrics.sync_s
+      row.curve = flare.recipe.sparkline(s.curve, 0, 1)
+      run:log(row)
+    end}
   if #curve > 0 then
     print(string.format("reward %.3f -> %.3f  %s", curve[1], curve[#curve],
       flare.recipe.sparkline(curve, 0, 1)))

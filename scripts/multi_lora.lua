@@ -26,17 +26,6 @@ if run:plan{
 
 local fw = run:connect()
 
--- prompt .. answer .. "\n" as bytes; the loss weighs the answer's tokens only.
-local function datum(p)
-  local text = p.prompt .. tostring(p.answer) .. "\n"
-  local tokens, targets, weights = {}, {}, {}
-  for i = 1, #text - 1 do
-    tokens[i], targets[i] = text:byte(i), text:byte(i + 1)
-    weights[i] = i >= #p.prompt and 1 or 0
-  end
-  return {tokens = tokens, target_tokens = targets, weights = weights}
-end
-
 -- Cleanup runs last-registered first: the engine (with its deployments), then the models.
 local models = {}
 flare.defer(function()
@@ -51,13 +40,15 @@ for i, name in ipairs(tasks) do
   local trainer = fw:trainer{base_model = c.base_model, lora_rank = c.lora_rank,
     learning_rate = c.learning_rate}
   flare.defer(function() trainer:close() end, "close trainer " .. name)
-  for step = 1, c.steps do
-    local batch = {}
-    local problems = task(name, c.seed * 7919 + step):sample(c.batch)
-    for k, p in ipairs(problems) do batch[k] = datum(p) end
-    trainer:forward_backward(batch, "cross_entropy")
-    trainer:optim_step{learning_rate = c.learning_rate}
-  end
+  -- prompt .. answer .. "\n" as bytes; the loss weighs the answer's tokens only.
+  flare.loops.sft{trainer = trainer, steps = c.steps, learning_rate = c.learning_rate,
+    batch = function(step)
+      local batch = {}
+      for k, p in ipairs(task(name, c.seed * 7919 + step):sample(c.batch)) do
+        batch[k] = flare.distill.text_sample(p.prompt, tostring(p.answer), 10)
+      end
+      return batch
+    end}
   trainer:save_weights_for_sampler(name .. "-final")
   local addon = string.format("%s-%s-%d", c.engine_id, name, i)
   addons[i] = fw.engines:deploy{engine = engine, name = addon,

@@ -39,15 +39,15 @@ local function example(row)
   end
   return {prompt = row.prompt, completion = tostring(row.completion), row = row}
 end
-local function datums(list)
+local function samples(list)
   local out = {}
   for i, row in ipairs(list) do
     local ex = example(row)
-    out[i] = distill.sft_datum(distill.text_sample(ex.prompt, ex.completion))
+    out[i] = distill.text_sample(ex.prompt, ex.completion)
   end
   return out
 end
-local eval_datums = datums(held)
+local eval_samples = samples(held)
 
 local function correct(ex, text)
   for _, name in ipairs(flare.tasks.names) do
@@ -59,19 +59,15 @@ end
 
 flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_model,
     min_replica_count = 0, max_replica_count = 1}, function(info, fw)
-  local trainer = fw:trainer{base_model = c.base_model, learning_rate = c.learning_rate,
-    hot_load_deployment_id = info.deployment_id, job_id = "sft-" .. run.id}
-  run:on_exit(function() trainer:close() end, "close trainer")
+  local trainer, syncer = run:trainer(fw, info, {base_model = c.base_model,
+    learning_rate = c.learning_rate})
   if run.state then trainer:load_state(run.state.trainer_state) end
-  local syncer = flare.weight_syncer{policy_client = trainer, deploy_mgr = fw.deployments,
-    deployment_id = info.deployment_id, base_model = c.base_model, quiet = true}
   local sampler = fw:sampler{deployment = info}
 
   -- Eval loss (per token) on every held-out row; accuracy of greedy answers on the first
   -- accuracy_rows of them.
   local function evaluate(step)
-    local em = trainer:forward(eval_datums, "cross_entropy").metrics
-    local loss = em.loss / math.max(1, em.tokens)  -- per token
+    local loss = flare.loops.eval_loss(trainer, eval_samples)
     syncer:save_and_hotload("eval-" .. step)
     local exs, prompts = {}, {}
     for i = 1, math.min(c.accuracy_rows, #held) do
@@ -90,23 +86,23 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
   local first_loss, first_acc = evaluate(run.start_step - 1)
   if not run.resumed then run:log{step = 0, eval_loss = first_loss, accuracy = first_acc} end
   local loss, acc = first_loss, first_acc
-  for batch, at in data.batches(train, {batch_size = c.batch_size, epochs = math.huge,
-      seed = c.seed}) do
-    if at.step > c.steps then break end
-    if at.step >= run.start_step then
-      local out = trainer:forward_backward(datums(batch), "cross_entropy")
-      trainer:optim_step{learning_rate = c.learning_rate}
-      local m = {step = at.step, loss = out.metrics.loss / math.max(1, out.metrics.tokens),
-        epoch = at.epoch}
-      if at.step % c.eval_every == 0 or at.step == c.steps then
-        loss, acc = evaluate(at.step)
+  local next_batch = data.batches(train, {batch_size = c.batch_size, epochs = math.huge,
+    seed = c.seed})
+  flare.loops.sft{trainer = trainer, steps = c.steps, start_step = run.start_step,
+    learning_rate = c.learning_rate, log = function(m) run:log(m) end,
+    batch = function(step)  -- the step-th batch: a resumed run skips those before it
+      local batch, at
+      repeat batch, at = next_batch() until at.step == step
+      return samples(batch), {epoch = at.epoch}
+    end,
+    after_step = function(m)
+      if m.step % c.eval_every == 0 or m.step == c.steps then
+        loss, acc = evaluate(m.step)
         m.eval_loss, m.accuracy = loss, acc
-        trainer:save_state("step-" .. at.step)
-        run:checkpoint{step = at.step, state = {trainer_state = "step-" .. at.step}}
+        trainer:save_state("step-" .. m.step)
+        run:checkpoint{step = m.step, state = {trainer_state = "step-" .. m.step}}
       end
-      run:log(m)
-    end
-  end
+    end}
   print(string.format("eval loss %.3f -> %.3f, held-out accuracy %.3f -> %.3f (%d rows)",
     first_loss, loss, first_acc, acc, math.min(c.accuracy_rows, #held)))
 end, {fw = run:connect(), on_exit = c.on_exit})

@@ -181,6 +181,7 @@ struct Scenario {
   const char* label;
   bool bf16;
   double lr;
+  int adam_steps = 0;  // 0: base is the master, next one Adam-like step of it
 };
 
 template <typename T>
@@ -199,22 +200,27 @@ std::vector<delta::TensorView> views_of(const std::vector<T>& flat,
 
 void run_scenario(const Scenario& s, const std::vector<float>& master,
                   const std::vector<bench::Layer>& layout, const std::string& dir) {
-  std::vector<float> stepped = master;
-  bench::adam_like_step(stepped, s.lr, 7);
+  std::vector<float> stepped = master, before;
+  if (s.adam_steps > 0)
+    bench::adam_steps(stepped, before, s.lr, s.adam_steps, 7);
+  else
+    bench::adam_like_step(stepped, s.lr, 7);
+  const std::vector<float>& from = s.adam_steps > 0 ? before : master;
   const std::string base = dir + "/flare-bench-base.safetensors",
                     next = dir + "/flare-bench-next.safetensors", diff = dir + "/flare-bench.delta",
                     out = dir + "/flare-bench-out.safetensors", patch = dir + "/flare-bench.zst";
   if (s.bf16) {
     std::vector<uint16_t> a, b;
-    bench::to_bf16(master, a);
+    bench::to_bf16(from, a);
     bench::to_bf16(stepped, b);
     delta::write_safetensors(base, views_of(a, layout, delta::DType::BF16));
     delta::write_safetensors(next, views_of(b, layout, delta::DType::BF16));
   } else {
-    delta::write_safetensors(base, views_of(master, layout, delta::DType::F32));
+    delta::write_safetensors(base, views_of(from, layout, delta::DType::F32));
     delta::write_safetensors(next, views_of(stepped, layout, delta::DType::F32));
   }
   stepped = {};
+  before = {};
   const double next_bytes = static_cast<double>(fs::file_size(next));
 
   // Best of three encodes and of three applies to a file, each in a fresh
@@ -371,7 +377,7 @@ int main(int argc, char** argv) {
     else if (a == "--only" && i + 1 < argc)
       only = std::stoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench_delta [--params N] [--dir DIR] [--quick] [--only 0-3]\n");
+      std::fprintf(stderr, "usage: bench_delta [--params N] [--dir DIR] [--quick] [--only 0-5]\n");
       return 2;
     }
   }
@@ -394,8 +400,10 @@ int main(int argc, char** argv) {
   const Scenario scenarios[] = {{"bf16, lr 3e-7", true, 3e-7},
                                 {"bf16, lr 1e-6", true, 1e-6},
                                 {"bf16, lr 1e-5", true, 1e-5},
+                                {"bf16, lr 5e-5", true, 5e-5},
+                                {"bf16, lr 1e-5, Adam step 10", true, 1e-5, 10},
                                 {"fp32, lr 1e-6", false, 1e-6}};
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < static_cast<int>(std::size(scenarios)); ++i)
     if (only < 0 || only == i) run_scenario(scenarios[i], master, layout, dir);
   master = {};
   adler_table();

@@ -76,6 +76,37 @@ void adam_like_step(std::vector<float>& w, double lr, uint64_t seed) {
   });
 }
 
+namespace {
+// About N(0,1) from one 64-bit hash of (seed, i): the sum of four 16-bit
+// uniforms, centred and scaled (cheap, and smooth enough for gradient noise).
+inline float hashed_normal(uint64_t seed, uint64_t i) {
+  uint64_t h = SplitMix{seed ^ (i * 0xd1342543de82ef95ull)}.next();
+  const double sum = static_cast<double>(h & 0xffff) + static_cast<double>((h >> 16) & 0xffff) +
+                     static_cast<double>((h >> 32) & 0xffff) + static_cast<double>(h >> 48);
+  return static_cast<float>((sum / 65536.0 - 2.0) * 1.7320508075688772);
+}
+}  // namespace
+
+void adam_steps(std::vector<float>& w, std::vector<float>& before_last, double lr, int steps,
+                uint64_t seed) {
+  std::vector<float> m(w.size(), 0.0f), v(w.size(), 0.0f);
+  constexpr double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  for (int t = 1; t <= steps; ++t) {
+    if (t == steps) before_last = w;
+    const double c1 = 1.0 - std::pow(b1, t), c2 = 1.0 - std::pow(b2, t);
+    const uint64_t step_seed = seed * 0x100000001b3ull + static_cast<uint64_t>(t);
+    split(w.size(), [&](unsigned, size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) {
+        const double g = hashed_normal(seed, i) + hashed_normal(step_seed, i);
+        m[i] = static_cast<float>(b1 * m[i] + (1 - b1) * g);
+        v[i] = static_cast<float>(b2 * v[i] + (1 - b2) * g * g);
+        const double mhat = m[i] / c1, vhat = v[i] / c2;
+        w[i] = static_cast<float>(w[i] - lr * mhat / (std::sqrt(vhat) + eps));
+      }
+    });
+  }
+}
+
 void to_bf16(const std::vector<float>& w, std::vector<uint16_t>& out) {
   out.resize(w.size());
   split(w.size(), [&](unsigned, size_t begin, size_t end) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 
 namespace flare::delta {
 namespace {
@@ -439,8 +440,12 @@ bool deposit_all_classes(const uint64_t* ge, unsigned classes, size_t words,
                                       deposit_all_bmi2<5>,
                                       deposit_all_bmi2<6>,
                                       deposit_all_bmi2<7>,
-                                      deposit_all_bmi2<8>};
-  if (classes < 2 || classes > 8) return false;
+                                      deposit_all_bmi2<8>,
+                                      deposit_all_bmi2<9>,
+                                      deposit_all_bmi2<10>,
+                                      deposit_all_bmi2<11>,
+                                      deposit_all_bmi2<12>};
+  if (classes < 2 || classes >= std::size(kByClasses)) return false;
   kByClasses[classes](ge, words, bitmaps, seen, live, chg);
   return true;
 }

@@ -13,8 +13,8 @@
 namespace flare::delta {
 
 struct ChunkParams {
-  int zstd_level = 3;
-  unsigned classes = 6;      // exponent classes for sparse positions (1 = no context)
+  int zstd_level = 1;
+  unsigned classes = 6;  // exponent classes for sparse positions (1 = no context, 0 = by density)
   unsigned class_width = 2;  // exponent values per class
 };
 
@@ -32,9 +32,14 @@ struct EncodedChunk {
 EncodedChunk encode_chunk(DType dtype, std::span<const std::byte> base,
                           std::span<const std::byte> next, const ChunkParams& params);
 
-// Adler-32s of a decoded chunk's base and output.
+// Adler-32s of a decoded chunk's base and output. Where the output is a
+// one-to-one function of the base given the payload (same, sparse, dense), a
+// wrong base shows in the output's sum, and the decoder may leave the base's
+// unsummed (base_summed false) for the caller to take when the output's sum
+// or change count disagrees, to name the cause.
 struct ChunkSums {
   uint32_t base = 1, out = 1;
+  bool base_summed = true;
 };
 
 // What becomes of a decoded chunk: Kept where it is (a serving process's

@@ -11,6 +11,7 @@
 #include "delta/adler32.hpp"
 #include "delta/chunk_codec.hpp"
 #include "delta/delta_format.hpp"
+#include "delta/mapped_file.hpp"
 #include "runtime/error.hpp"
 #include "runtime/file_io.hpp"
 #include "runtime/thread_pool.hpp"
@@ -124,8 +125,8 @@ Encoded encode_core(std::span<const TensorView> base_in, std::span<const TensorV
   ChunkParams params;
   check_zstd_level(opts.zstd_level);
   params.zstd_level = opts.zstd_level;
-  if (opts.context_classes < 1 || opts.context_classes > 64)
-    throw Error("invalid_argument", "context_classes must be in [1, 64]");
+  if (opts.context_classes > 64)
+    throw Error("invalid_argument", "context_classes must be 0 (by density) or in [1, 64]");
   params.classes = opts.context_classes;
   if (opts.class_width < 1 || opts.class_width > 255)
     throw Error("invalid_argument", "class_width must be in [1, 255]");
@@ -243,8 +244,10 @@ void check_base_layout(const DeltaHeader& h,
   }
 }
 
+// release(range) is called with the base's ranges once read, and
+// release_payload with the payload's.
 void apply_core(const ParsedDelta& d, std::span<const TensorView> base_in, const ApplyOptions& opts,
-                Sink& sink, const ReleaseFn& release) {
+                Sink& sink, const ReleaseFn& release, const ReleaseFn& release_payload = {}) {
   const DeltaHeader& h = d.header;
   std::map<std::string_view, const TensorView*> base;
   for (const auto& t : base_in) base.emplace(t.name, &t);
@@ -285,8 +288,9 @@ void apply_core(const ParsedDelta& d, std::span<const TensorView> base_in, const
                       hex32(rec.base_adler32));
     };
     std::span<std::byte> out = sink.buffer(jobs[j].tensor, jobs[j].chunk, len);
-    // The decoder sums base and output block by block while they are in cache;
-    // a wrong base is reported as such even when it made the decoding fail.
+    // The decoder sums the output (and, where the output alone does not show
+    // a wrong base, the base) block by block while they are in cache; a wrong
+    // base is reported as such even when it made the decoding fail.
     uint64_t changed;
     ChunkSums sums;
     try {
@@ -300,20 +304,23 @@ void apply_core(const ParsedDelta& d, std::span<const TensorView> base_in, const
           "invalid_delta",
           "delta: " + where + " (" + std::string(encoding_name(rec.encoding)) + "): " + ex.what());
     }
-    check_base(sums.base);
+    if (sums.base_summed) check_base(sums.base);
     const bool counted = rec.encoding == ChunkEncoding::Same ||
                          rec.encoding == ChunkEncoding::Sparse ||
                          rec.encoding == ChunkEncoding::Dense;
+    const uint32_t got = sums.out;
+    if (!sums.base_summed && ((counted && changed != rec.changed) || got != rec.adler32))
+      check_base(adler32(base_chunk));
     if (counted && changed != rec.changed)
       throw Error("invalid_delta", "delta: " + where + " changes " + std::to_string(changed) +
                                        " elements, its record says " + std::to_string(rec.changed));
-    const uint32_t got = sums.out;
     if (got != rec.adler32)
       throw Error("checksum_mismatch", "delta: " + where + ": reconstructed Adler-32 " +
                                            hex32(got) + " differs from the recorded " +
                                            hex32(rec.adler32));
     sink.done(jobs[j].tensor, jobs[j].chunk, out);
     if (release) release(base_chunk);
+    if (release_payload) release_payload(d.payload.subspan(rec.offset, rec.length));
   });
 }
 
@@ -488,17 +495,22 @@ DeltaInfo encode_files(const std::string& base_path, const std::string& next_pat
 
 DeltaInfo apply_files(const std::string& base_path, const std::string& delta_path,
                       const std::string& out_path, const ApplyOptions& opts) {
-  std::vector<std::byte> bytes = read_file(delta_path);
+  // The delta is mapped and its pages released once read, like the base's:
+  // resident memory stays near a few chunks whatever the delta's size.
+  const MappedFile delta = MappedFile::open(delta_path);
+  auto release_delta = [&](std::span<const std::byte> r) { delta.release(r); };
   ParsedDelta d;
   try {
-    d = parse_delta(bytes);
+    d = parse_delta(delta.bytes(), release_delta);
   } catch (const Error& e) {
     throw Error(e.code, delta_path + ": " + e.what());
   }
   SafetensorsFile base = open_checkpoint(base_path);
   AtomicFile out(out_path);
   FileSink sink(out, d.header);
-  apply_core(d, base.tensors(), opts, sink, [&](std::span<const std::byte> r) { base.release(r); });
+  apply_core(
+      d, base.tensors(), opts, sink, [&](std::span<const std::byte> r) { base.release(r); },
+      release_delta);
   out.commit(/*durable=*/true);
   return describe(d);
 }

@@ -30,14 +30,16 @@ inline constexpr uint32_t kFormatVersion = 1;
 void check_zstd_level(int level);
 
 struct EncodeOptions {
-  int zstd_level = 3;                 // level for the entropy-coded streams: 1..ZSTD_maxCLevel()
+  int zstd_level = 1;                 // level for the entropy-coded streams: 1..ZSTD_maxCLevel()
   unsigned threads = 0;               // 0 = all cores
   uint64_t chunk_elements = 1 << 20;  // elements per independently coded chunk
   std::string base_identity;          // recorded in the delta (e.g. the base snapshot's name)
   // Exponent classes used as context for sparse chunks (1..64; 1 = no context)
   // and exponent values per class: more classes code training steps smaller,
-  // fewer decode faster.
-  unsigned context_classes = 6;
+  // fewer decode faster. 0 chooses per chunk by how many elements changed:
+  // 6 classes of 2 exponents below 10%, 12 of 1 from 10% on, where the finer
+  // context saves more than it costs (class_width is then not used).
+  unsigned context_classes = 0;
   unsigned class_width = 2;
 };
 

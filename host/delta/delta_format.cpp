@@ -136,7 +136,8 @@ std::vector<std::byte> delta_preamble(const DeltaHeader& h, uint64_t payload_byt
   return out;
 }
 
-ParsedDelta parse_delta(std::span<const std::byte> bytes) {
+ParsedDelta parse_delta(std::span<const std::byte> bytes,
+                        const std::function<void(std::span<const std::byte>)>& release) {
   const uint64_t size = bytes.size();
   if (size == 0) invalid("empty file");
   if (size < kPrefixBytes)
@@ -164,8 +165,16 @@ ParsedDelta parse_delta(std::span<const std::byte> bytes) {
   ParsedDelta d;
   d.payload = bytes.subspan(kPrefixBytes + header_len, payload_len);
   d.total_bytes = size;
-  if (adler32_parallel(d.payload) != payload_adler)
-    invalid("payload checksum mismatch (corrupt payload)");
+  uint32_t sum = kAdler32Init;
+  constexpr uint64_t kPiece = uint64_t{4} << 20;  // resident at once while summed
+  const uint64_t piece = release ? kPiece : std::max<uint64_t>(payload_len, 1);
+  for (uint64_t at = 0; at < payload_len; at += piece) {
+    const auto part = d.payload.subspan(at, std::min(piece, payload_len - at));
+    sum = at == 0 ? adler32_parallel(part)
+                  : adler32_combine(sum, adler32_parallel(part), part.size());
+    if (release) release(part);
+  }
+  if (sum != payload_adler) invalid("payload checksum mismatch (corrupt payload)");
 
   json j;
   try {

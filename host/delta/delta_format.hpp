@@ -2,6 +2,7 @@
 // The container of flare-delta-v1 (see FORMAT.md): a 40-byte prefix, a JSON
 // directory of tensors and chunks, and the chunk payloads.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -68,8 +69,11 @@ struct ParsedDelta {
 };
 
 // Validates everything that can be checked without the base; throws
-// flare::Error{"invalid_delta"} naming the field or byte offset.
-ParsedDelta parse_delta(std::span<const std::byte> bytes);
+// flare::Error{"invalid_delta"} naming the field or byte offset. With
+// `release`, the payload is checksummed in pieces, each handed to it once
+// summed (a mapped file's pages leave the resident set).
+ParsedDelta parse_delta(std::span<const std::byte> bytes,
+                        const std::function<void(std::span<const std::byte>)>& release = {});
 
 DeltaInfo describe(const ParsedDelta& d);
 

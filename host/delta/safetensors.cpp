@@ -1,16 +1,12 @@
 #include "delta/safetensors.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "delta/mapped_file.hpp"
 #include "runtime/error.hpp"
 #include "runtime/file_io.hpp"
 
@@ -76,12 +72,8 @@ uint64_t element_count(const Shape& shape) {
 }
 
 struct SafetensorsFile::Mapping {
-  void* addr = nullptr;
-  size_t length = 0;
+  MappedFile file;
   std::vector<std::byte> owned;
-  ~Mapping() {
-    if (addr) munmap(addr, length);
-  }
 };
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&&) noexcept = default;
@@ -91,18 +83,8 @@ SafetensorsFile::~SafetensorsFile() = default;
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SafetensorsFile f;
   f.mapping_ = std::make_unique<Mapping>();
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) throw_io("cannot open " + path);
-  struct stat st {};
-  if (fstat(fd.get(), &st) != 0) throw_io("cannot stat " + path);
-  size_t size = static_cast<size_t>(st.st_size);
-  if (size > 0) {
-    void* addr = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
-    if (addr == MAP_FAILED) throw_io("cannot map " + path);
-    f.mapping_->addr = addr;
-    f.mapping_->length = size;
-    f.bytes_ = {static_cast<const std::byte*>(addr), size};
-  }
+  f.mapping_->file = MappedFile::open(path);
+  f.bytes_ = f.mapping_->file.bytes();
   try {
     f.parse();
   } catch (const Error& e) {
@@ -128,13 +110,7 @@ SafetensorsFile SafetensorsFile::from_bytes(std::vector<std::byte> bytes) {
 }
 
 void SafetensorsFile::release(std::span<const std::byte> range) const {
-  if (!mapping_ || !mapping_->addr || range.empty()) return;
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  uintptr_t begin = reinterpret_cast<uintptr_t>(range.data());
-  uintptr_t end = begin + range.size();
-  begin = (begin + page - 1) & ~(page - 1);
-  end &= ~(page - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  if (mapping_) mapping_->file.release(range);
 }
 
 const TensorView* SafetensorsFile::find(std::string_view name) const {

@@ -24,6 +24,12 @@
 --                               flare.recipe.current(), the last one this script made)
 --   run:connect(opts)           flare.connect(), or the emulator named by $FLARE_EMULATOR_URL /
 --                               $FLARE_EMULATOR_STATE_DIR
+--   run:trainer(fw, deployment, o) -> trainer, syncer
+--                               a trainer job (o: fw:trainer's options, plus name = the job id's
+--                               prefix, default the run's name, and what = the exit step's
+--                               label, "close <what>", default "trainer") with job_id
+--                               <name>-<run.id>, hotloading onto `deployment` (its info), closed
+--                               at exit; and a quiet flare.weight_syncer from it onto it
 --
 -- flare.recipe{main_metric = "reward", ...} names the metric `flare report` charts first
 -- (written to config.json; without it the report looks for reward, then reward_mean).
@@ -410,6 +416,18 @@ end
 
 function Run:on_exit(fn, name)
   return cleanup.defer(fn, name)
+end
+
+function Run:trainer(fw, deployment, o)
+  local opts = {hot_load_deployment_id = deployment.deployment_id,
+    job_id = (o.name or self.name) .. "-" .. self.id}
+  for k, v in pairs(o) do
+    if k ~= "name" and k ~= "what" then opts[k] = v end
+  end
+  local t = fw:trainer(opts)
+  self:on_exit(function() t:close() end, "close " .. (o.what or "trainer"))
+  return t, require("flare.weight_syncer"){policy_client = t, deploy_mgr = fw.deployments,
+    deployment_id = deployment.deployment_id, base_model = opts.base_model, quiet = true}
 end
 
 -- A one-line chart of a series, e.g. the reward curve: "▁▂▄▆█", over lo..hi (default:

@@ -10,6 +10,8 @@
 --   flare.release.suite(spec) -> suite (suite.id); suite:run{sampler =, version =} -> results
 --   flare.release.gate{suite =, baseline =, candidate =, gates =, out_dir =} -> report
 --   flare.release.drift(train_texts, live_texts, opts) / collapse(candidate_texts, parent_texts)
+--   flare.release.rollout(family, id, {steps =, hold_s =, alerts =, reason =}) -> result
+--   flare.release.replay{prompts =, url =, rate =, duration_s =, verifier =} -> counts, latency
 -- Every registry function takes {registry = PATH} (default $FLARE_REGISTRY or the XDG data dir).
 local args = require("flare.args")
 local registry = require("flare.release.registry")
@@ -31,6 +33,8 @@ local M = {
   canary = stages.canary,
   shadow = stages.shadow,
   route = stages.route,
+  rollout = require("flare.release.rollout").run,
+  replay = require("flare.release.traffic").replay,
   feedback = require("flare.release.gateway").feedback,
   default_registry = require("flare.release.store").default_path,
   suite = require("flare.release.suite").load,
@@ -62,6 +66,14 @@ return args.checked(M, "flare.release", {
   shadow = {"family:string", "id:nil|string", {"opts", {percent = "number", reason = "string",
     by = "string", registry = "string"}}},
   route = {"family:string", reg_only},
+  rollout = {"family:string", "id:string", {"opts", {steps = "table|string", hold_s = "number",
+    alerts = "table", reason = "string", registry = "string", by = "string", force = "boolean",
+    poll_s = "number", on_step = "function"}}},
+  replay = {{"opts", {prompts = "table|string", url = "string", rate = "number",
+    duration_s = "number", verifier = "string", users = "number", model = "string",
+    max_tokens = "number", temperature = "number", api_key = "string", timeout_s = "number",
+    max_in_flight = "number", on_answer = "function", stop = "function", interval_s = "number",
+    on_interval = "function"}}},
   feedback = {"request_id:string", "score:number", reg_only},
   suite = {"spec:string|table"},
   gate = {{"opts", require("flare.release.gate").options_spec}},

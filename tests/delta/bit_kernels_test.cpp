@@ -157,7 +157,7 @@ TEST_CASE("flatten_bits lists the set bits' positions on every instruction-set p
 TEST_CASE("deposit_all_classes matches one deposit_class_bits per class") {
   std::mt19937_64 rng(11);
   const size_t words = 70;
-  for (unsigned K = 2; K <= 8; ++K) {
+  for (unsigned K = 2; K <= 12; ++K) {
     // Nested masks "class >= 1..K-1" per word, as le_masks writes them.
     std::vector<uint64_t> ge(words * (K - 1));
     for (size_t w = 0; w < words; ++w) {
@@ -168,7 +168,7 @@ TEST_CASE("deposit_all_classes matches one deposit_class_bits per class") {
     std::vector<std::vector<uint64_t>> bitmaps(K, std::vector<uint64_t>(words + 2));
     std::vector<const uint64_t*> bits(K);
     std::vector<uint64_t> seen0(K);
-    bool live[8];
+    bool live[12];
     for (unsigned k = 0; k < K; ++k) {
       live[k] = k != 1;
       if (live[k])
@@ -192,8 +192,8 @@ TEST_CASE("deposit_all_classes matches one deposit_class_bits per class") {
     CHECK_MESSAGE(got == want, K, " classes");
     CHECK(seen == want_seen);
   }
-  uint64_t seen[9] = {}, chg[1] = {};
-  const uint64_t* none[9] = {};
-  bool live[9] = {};
-  CHECK_FALSE(deposit_all_classes(nullptr, 9, 0, none, seen, live, chg));
+  uint64_t seen[13] = {}, chg[1] = {};
+  const uint64_t* none[13] = {};
+  bool live[13] = {};
+  CHECK_FALSE(deposit_all_classes(nullptr, 13, 0, none, seen, live, chg));
 }

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <limits>
 
+#include "delta/adler32.hpp"
+#include "delta/chunk_codec.hpp"
 #include "helpers.hpp"
 #include "runtime/error.hpp"
 
@@ -192,6 +194,25 @@ TEST_CASE("a delta refuses the wrong base") {
         doctest::Contains("delta does not apply to this base: tensor 'w' chunk 0: base Adler-32"),
         flare::Error);
   }
+  SUBCASE("any one element differs, in chunks with few or most elements changed") {
+    // The decoder of a sparse chunk checks the output's Adler-32 and sums the
+    // base only to name the cause: a wrong base must still be named.
+    Tensor f = random_tensor("w", DType::F32, {3000}, 4), g = perturb(f, 0.9, 5);
+    auto dense_delta = encode(std::vector<TensorView>{f.view()}, std::vector<TensorView>{g.view()});
+    for (auto [base, d] : {std::pair{&a, &delta}, std::pair{&f, &dense_delta}}) {
+      for (size_t at = 0; at < base->data.size(); at += 97) {
+        for (uint8_t flip : {uint8_t{0x01}, uint8_t{0x80}}) {
+          Tensor other = *base;
+          other.data[at] ^= std::byte{flip};
+          CAPTURE(at);
+          CHECK_THROWS_WITH_AS(flare::delta::apply(std::vector<TensorView>{other.view()}, *d),
+                               doctest::Contains("delta does not apply to this base: tensor 'w' "
+                                                 "chunk 0: base Adler-32"),
+                               flare::Error);
+        }
+      }
+    }
+  }
   SUBCASE("tensor missing") {
     CHECK_THROWS_WITH_AS(flare::delta::apply(std::vector<TensorView>{}, delta),
                          doctest::Contains("tensor 'w' is missing from the base"), flare::Error);
@@ -246,7 +267,7 @@ TEST_CASE("every exponent-class setting round-trips; context makes training step
   auto [a, b] = bf16_step(1 << 17, 1e-6, 21);
   Tensor f32 = random_tensor("w", DType::F32, {5000}, 22), f32b = perturb(f32, 0.3, 23);
   size_t without_context = 0, with_context = 0;
-  for (unsigned k : {1u, 2u, 6u, 12u, 64u}) {
+  for (unsigned k : {0u, 1u, 2u, 6u, 12u, 64u}) {
     for (unsigned w : {1u, 2u, 3u}) {
       CAPTURE(k);
       CAPTURE(w);
@@ -264,10 +285,30 @@ TEST_CASE("every exponent-class setting round-trips; context makes training step
   }
   CHECK(with_context < without_context);
   EncodeOptions bad;
-  bad.context_classes = 0;
+  bad.context_classes = 65;
   CHECK_THROWS_WITH_AS(
       encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, bad),
-      doctest::Contains("context_classes must be in [1, 64]"), flare::Error);
+      doctest::Contains("context_classes must be 0 (by density) or in [1, 64]"), flare::Error);
+}
+
+TEST_CASE("by default the exponent classes follow each chunk's density") {
+  auto encode_with = [](const Tensor& a, const Tensor& b, unsigned k, unsigned w) {
+    EncodeOptions o;
+    o.context_classes = k;
+    o.class_width = w;
+    return encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, o);
+  };
+  for (double lr : {1e-6, 1e-5}) {
+    CAPTURE(lr);
+    auto [a, b] = bf16_step(1 << 17, lr, 41);
+    auto d = encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()});
+    const double density = inspect(d).tensors[0].density;
+    const bool many = density >= 0.1;
+    CHECK(many == (lr > 5e-6));  // about 3% and 20% changed
+    CHECK(d == (many ? encode_with(a, b, 12, 1) : encode_with(a, b, 6, 2)));
+    CHECK(d != (many ? encode_with(a, b, 6, 2) : encode_with(a, b, 12, 1)));
+    check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, d).tensors, {b});
+  }
 }
 
 TEST_CASE("apply_into reconstructs into caller-owned buffers that are reused across applies") {
@@ -361,4 +402,40 @@ TEST_CASE("tensors at odd addresses (another writer's unaligned offsets) encode 
   for (size_t i = 0; i < next.size(); ++i)
     CHECK(std::equal(out[i].data.begin(), out[i].data.end(), next[i].data.begin(),
                      next[i].data.end()));
+}
+
+TEST_CASE("dense chunks (which flare's encoder no longer writes for training steps) decode") {
+  // A bf16 chunk whose dense payload is built by hand: one raw stream of the
+  // byte planes of z = zigzag(next - base), low bytes first.
+  const size_t n = 1000;
+  std::vector<uint16_t> base(n), next(n);
+  for (size_t i = 0; i < n; ++i) {
+    base[i] = static_cast<uint16_t>(0x3c00 + i * 7);
+    next[i] = static_cast<uint16_t>(base[i] + (i % 3 == 0 ? 1 : i % 3 == 1 ? 0 : 0xffff));
+  }
+  std::vector<std::byte> payload;
+  const size_t raw = 2 * n;  // 2000 = varint d0 0f
+  payload.push_back(std::byte{0});
+  for (int k = 0; k < 2; ++k) {
+    payload.push_back(static_cast<std::byte>(0x80 | (raw & 0x7f)));
+    payload.push_back(static_cast<std::byte>(raw >> 7));
+  }
+  for (int q = 0; q < 2; ++q)
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t d = static_cast<uint16_t>(next[i] - base[i]);
+      const uint16_t z = static_cast<uint16_t>((d << 1) ^ ((d & 0x8000) ? 0xffff : 0));
+      payload.push_back(static_cast<std::byte>(z >> (8 * q)));
+    }
+  std::vector<uint16_t> out(n);
+  ChunkSums sums;
+  const uint64_t changed =
+      decode_chunk(DType::BF16, ChunkEncoding::Dense, payload, std::as_bytes(std::span(base)),
+                   std::as_writable_bytes(std::span(out)), &sums);
+  CHECK(out == next);
+  CHECK(changed == 667);
+  CHECK(sums.out == adler32(std::as_bytes(std::span(next))));
+  payload.pop_back();  // a short stream is refused
+  CHECK_THROWS(decode_chunk(DType::BF16, ChunkEncoding::Dense, payload,
+                            std::as_bytes(std::span(base)),
+                            std::as_writable_bytes(std::span(out))));
 }

@@ -135,6 +135,7 @@ takes_options("flare.format.sparkline", "widht", "width",
 takes_options("flare.release.register", "familly", "family", flare.release.register)
 takes_options("flare.release.families", "registy", "registry", flare.release.families)
 takes_options("flare.release.gate", "candidat", "candidate", flare.release.gate)
+takes_options("flare.release.replay", "duraton_s", "duration_s", flare.release.replay)
 takes_options("flare.sqlite.open", "busy_timeout", "busy_timeout_ms",
   function(o) return flare.sqlite.open(tmp("db"), o) end)
 takes_options("flare.test.run_file", "verbos", "verbose",

@@ -1,5 +1,7 @@
 local recipe = require("flare.recipe")
 local fs = require("flare.fs")
+local helpers = require("spec_helpers")
+local quiet = helpers.quiet
 local json = require("flare.json")
 
 local root
@@ -11,20 +13,9 @@ local function new_run(args, extra)
   return recipe(o)
 end
 
--- run:log prints a line per call; keep spec output readable.
-local real_stdout = io.stdout
-local function quiet(fn)
-  local sink = io.open("/dev/null", "w")
-  io.stdout = sink  -- luacheck: ignore 122
-  local ok, err = pcall(fn)
-  io.stdout = real_stdout  -- luacheck: ignore 122
-  sink:close()
-  if not ok then error(err, 0) end
-end
-
 describe("flare.recipe config", function()
   before_each(function()
-    root = "/tmp/flare-recipe-spec-" .. fs.getpid() .. "-" .. math.floor(flare.clock() * 1e6)
+    root = helpers.temp_path("recipe")
   end)
   after_each(function() fs.remove(root, {recursive = true}) end)
 

@@ -2,6 +2,8 @@
 -- read recorded in the run's config.json.
 local data = flare.data
 local fs = flare.fs
+local helpers = require("spec_helpers")
+local quiet = helpers.quiet
 local json = flare.json
 
 local dir
@@ -10,19 +12,9 @@ local function write(name, text)
   return dir .. "/" .. name
 end
 
-local real_stdout = io.stdout
-local function quiet(fn)
-  local sink = io.open("/dev/null", "w")
-  io.stdout = sink  -- luacheck: ignore 122
-  local ok, err = pcall(fn)
-  io.stdout = real_stdout  -- luacheck: ignore 122
-  sink:close()
-  if not ok then error(err, 0) end
-end
-
 describe("flare.data", function()
   before_each(function()
-    dir = "/tmp/flare-data-spec-" .. fs.getpid() .. "-" .. math.floor(flare.clock() * 1e6)
+    dir = helpers.temp_path("data")
     fs.mkdir_p(dir)
   end)
   after_each(function() fs.remove(dir, {recursive = true}) end)

@@ -3,17 +3,10 @@
 local pipeline = require("flare.pipeline")
 local recipe = require("flare.recipe")
 local fs = require("flare.fs")
+local helpers = require("spec_helpers")
+local quiet = helpers.quiet
 
 local root, ran
-
-local function quiet(fn)  -- run:log and the stage map print; keep spec output readable
-  local real, sink = io.stdout, io.open("/dev/null", "w")
-  io.stdout = sink  -- luacheck: ignore 122
-  local ok, err = pcall(fn)
-  io.stdout = real  -- luacheck: ignore 122
-  sink:close()
-  if not ok then error(err, 0) end
-end
 
 -- Three stages; each logs two lines and returns what it got from the one before, plus one.
 local function start(argv, fail_at)
@@ -42,7 +35,7 @@ end
 
 describe("flare.pipeline", function()
   before_each(function()
-    root = "/tmp/flare-pipeline-spec-" .. fs.getpid() .. "-" .. math.floor(flare.clock() * 1e6)
+    root = helpers.temp_path("pipeline")
     ran = {}
   end)
   after_each(function() fs.remove(root, {recursive = true}) end)

@@ -14,6 +14,11 @@ local WHO = "flare.release.alerts"
 M.options_spec = {max_error_rate_pct = "number", max_p95_ms = "number", min_feedback = "number",
   min_requests = "number", window_s = "number", rollout_s = "number"}
 
+-- The command-line flags of the thresholds (flare gateway, flare release rollout).
+M.flags = {["alert-error-rate"] = "max_error_rate_pct", ["alert-p95-ms"] = "max_p95_ms",
+  ["alert-min-feedback"] = "min_feedback", ["alert-window"] = "window_s",
+  ["alert-min-requests"] = "min_requests"}
+
 function M.spec(opts)
   opts = args.options(opts, M.options_spec, WHO)
   if opts.max_error_rate_pct and (opts.max_error_rate_pct < 0 or opts.max_error_rate_pct > 100) then

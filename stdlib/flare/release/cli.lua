@@ -24,6 +24,14 @@ usage: flare release [--registry PATH] COMMAND ...
   shadow FAMILY ID --percent P --reason TEXT
                                   the gateway mirrors P% of requests to ID; its answers
                                   are logged, never returned; --percent 0 ends it
+  rollout FAMILY ID [--steps 5,25,50,100] [--hold 30s] [--reason TEXT] [--force]
+          [--alert-error-rate PCT (5)] [--alert-p95-ms MS] [--alert-min-feedback X]
+          [--alert-window SECONDS] [--alert-min-requests N]
+                                  walks ID's canary share through the steps, holding
+                                  each and checking the alerts on the requests the
+                                  gateway logged; at 100 ID becomes production. A fired
+                                  alert ends the canary (or rolls production back),
+                                  recorded as the reason; exit 1
   route FAMILY                    production, canary and shadow as the gateway serves them
   feedback REQUEST_ID SCORE       a score for an answer of the gateway (its
                                   x-flare-request-id header)
@@ -47,35 +55,7 @@ end
 
 -- Splits args into positionals and --flags (each flag of `spec`: "value" or "bool").
 local function parse(args, spec, command)
-  local pos, flags = {}, {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a:sub(1, 2) == "--" then
-      local key, value = a:match("^%-%-([^=]+)=(.*)$")
-      key = key or a:sub(3)
-      local kind = spec[key]
-      if not kind then
-        local names = {}
-        for k in pairs(spec) do names[#names + 1] = k end
-        usage(command .. ": unknown option --" .. key .. errors.suggest(key, names))
-      end
-      if kind == "bool" then
-        flags[key] = true
-      else
-        if value == nil then
-          i = i + 1
-          value = args[i]
-          if value == nil then usage(command .. ": --" .. key .. " needs a value") end
-        end
-        flags[key] = value
-      end
-    else
-      pos[#pos + 1] = a
-    end
-    i = i + 1
-  end
-  return pos, flags
+  return require("flare.release.cli_args").parse(args, spec, command, usage)
 end
 
 local function fmt_time(t)
@@ -250,6 +230,52 @@ end
 
 commands.canary = share_command("canary")
 commands.shadow = share_command("shadow")
+
+function commands.rollout(args, o)
+  local alerts = require("flare.release.alerts")
+  local spec = {steps = "value", hold = "value", reason = "value", by = "value", force = "bool"}
+  for flag in pairs(alerts.flags) do spec[flag] = "value" end
+  local pos, f = parse(args, spec, "rollout")
+  if #pos ~= 2 then usage("rollout: FAMILY and a version ID are required") end
+  local rollout = require("flare.release.rollout")
+  local thresholds = {}
+  for flag, key in pairs(alerts.flags) do
+    if f[flag] then
+      thresholds[key] = tonumber(f[flag])
+      if not thresholds[key] then
+        usage("rollout: --" .. flag .. " expects a number, got '" .. f[flag] .. "'")
+      end
+    end
+  end
+  if not (thresholds.max_error_rate_pct or thresholds.max_p95_ms or thresholds.min_feedback) then
+    thresholds.max_error_rate_pct = 5
+  end
+  local t0 = flare.clock()
+  local r = rollout.run(pos[1], pos[2], {steps = f.steps, registry = o.registry, by = f.by,
+    hold_s = f.hold and rollout.parse_duration(f.hold, "flare release rollout --hold") or nil,
+    reason = f.reason or "staged rollout", force = f.force, alerts = thresholds,
+    on_step = function(step)
+      io.stdout:write(string.format("%6.1fs  %s at %g%%%s%s\n", flare.clock() - t0, pos[2],
+        step.percent, step.percent == 100 and " (production)" or "",
+        step.applied_by_gateway and "" or " (no running gateway of " .. pos[1] ..
+          " took the change within 5 s: alerts see only requests it logs)"))
+      io.stdout:flush()
+    end})
+  for _, s in ipairs(r.steps) do
+    local m = s.metrics
+    io.stdout:write(string.format("  step %g%%: held %.1fs, %s\n", s.percent, s.held_s,
+      m and string.format("%d requests, error rate %.1f%%, p95 %.1f ms", m.n,
+        100 * m.error_rate, m.p95_ms) or "no requests logged"))
+  end
+  if not r.ok then
+    local route = require("flare.release.stages").route(pos[1], {registry = o.registry})
+    io.stdout:write(string.format("rollout of %s stopped after %.1fs: %s; production is %s\n",
+      r.id, r.elapsed_s, r.reason, route.production and route.production.id or "-"))
+    return 1
+  end
+  io.stdout:write(string.format("%s is production after %.1fs\n", r.id, r.elapsed_s))
+  return 0
+end
 
 function commands.route(args, o)
   local pos = parse(args, {}, "route")

@@ -104,6 +104,8 @@ function M.render(route, port, dir, generation)
     "    '\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":$bytes_sent,'",
     "    '\"prompt\":\"$flare_prompt\",\"id\":\"$request_id\"}';",
     "  " .. log .. "flare" .. log_opts,
+    "  log_format flare_feedback escape=json '{\"t\":$msec,\"route\":\"feedback\"," ..
+      "\"id\":\"$arg_id\",\"score\":\"$arg_score\"}';",
     -- the shadow's answers: a log line each, the version written in (ids are [%w_.-]@vN)
     shadow and ("  log_format flare_shadow escape=json '{\"t\":$msec,\"route\":\"shadow\"," ..
       "\"version\":\"" .. shadow.id .. "\",\"status\":$status,\"request_time\":$request_time," ..
@@ -150,6 +152,14 @@ function M.render(route, port, dir, generation)
     "    client_body_buffer_size 16m;",
     "    location = /__flare_ready { access_log off; add_header x-flare-generation " ..
       (generation or 0) .. " always; return 204; }",
+    -- a feedback score for an answer (its x-flare-request-id): a log line the gateway
+    -- applies to the request's row when it moves the log into the registry
+    "    location = /__flare_feedback {",
+    "      if ($arg_id !~ \"^[0-9a-f]{32}$\") { return 400; }",
+    "      if ($arg_score !~ \"^-?[0-9]+(\\.[0-9]+)?$\") { return 400; }",
+    "      " .. log .. "flare_feedback" .. log_opts,
+    "      return 204;",
+    "    }",
     "    location / {",
     "      proxy_pass " .. scheme .. "://$route;",
     "      proxy_http_version 1.1;",
@@ -312,6 +322,19 @@ local function prompt_text(logged)
   return ok and type(text) == "string" and text or nil
 end
 
+local function insert_request(db, family, r)
+  local upstream = tonumber((tostring(r.upstream_time or ""):match("([%d.]+)%s*$")))
+  db:query("INSERT INTO requests(family, version, route, at, status, latency_ms, " ..
+    "upstream_ms, " ..
+    "prompt_tokens, response_bytes, user, prompt, request_id) " ..
+    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    {family, r.version ~= "" and r.version or nil, r.route, tonumber(r.t),
+      tonumber(r.status), (tonumber(r.request_time) or 0) * 1000,
+      upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens), tonumber(r.bytes),
+      r.user ~= "" and r.user or nil, prompt_text(r.prompt),
+      r.id ~= "" and r.id or nil, n = 12})
+end
+
 -- Moves the access log's new lines into the requests table; returns how many.
 function Gateway:ingest()
   local f = io.open(self.dir .. "/access.log", "rb")
@@ -330,16 +353,13 @@ function Gateway:ingest()
   local db = store.open(self.registry)
   store.transaction(db, function()
     for _, r in ipairs(rows) do
-      local upstream = tonumber((tostring(r.upstream_time or ""):match("([%d.]+)%s*$")))
-      db:query("INSERT INTO requests(family, version, route, at, status, latency_ms, " ..
-        "upstream_ms, " ..
-        "prompt_tokens, response_bytes, user, prompt, request_id) " ..
-        "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        {self.family, r.version ~= "" and r.version or nil, r.route, tonumber(r.t),
-          tonumber(r.status), (tonumber(r.request_time) or 0) * 1000,
-          upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens), tonumber(r.bytes),
-          r.user ~= "" and r.user or nil, prompt_text(r.prompt),
-          r.id ~= "" and r.id or nil, n = 12})
+      if r.route == "feedback" then
+        -- after the request's own line (nginx logs an answer before its client can rate it)
+        db:query("UPDATE requests SET feedback = ? WHERE request_id = ? AND family = ?",
+          {tonumber(r.score), r.id, self.family})
+      else
+        insert_request(db, self.family, r)
+      end
     end
     -- in the same transaction: a line is ingested exactly once, across restarts
     db:query("UPDATE gateways SET log_offset = ? WHERE family = ?",
@@ -441,6 +461,42 @@ function Gateway:stop()
     if r.timed_out then self.child:kill(9) end
   end
   pcall(self.ingest, self)
+end
+
+-- `flare gateway` as a child process (it polls the registry on its own while this process
+-- runs a rollout or a replay): -> {url =, proc =, stop = fn}, once it serves.
+function M.spawn(o)
+  o = args.options(o, {family = "string", registry = "string", dir = "nil|string",
+    alerts = "nil|table"}, "flare.release.gateway.spawn")
+  local argv = {flare.executable, "gateway", o.family, "--registry", o.registry}
+  if o.dir then argv[#argv + 1] = "--dir"; argv[#argv + 1] = o.dir end
+  for flag, key in pairs(require("flare.release.alerts").flags) do
+    if o.alerts and o.alerts[key] then
+      argv[#argv + 1] = "--" .. flag
+      argv[#argv + 1] = tostring(o.alerts[key])
+    end
+  end
+  local started = flare.time()
+  local proc = flare.proc.spawn{argv = argv}
+  local db = store.open(o.registry)
+  local deadline = flare.clock() + 30
+  while flare.clock() < deadline do
+    local g = db:query("SELECT port, applied_at FROM gateways WHERE family = ?", {o.family})[1]
+    if g and g.applied_at >= started then
+      local gw = {url = "http://127.0.0.1:" .. g.port, proc = proc}
+      function gw.stop()
+        if proc:running() then proc:kill(15) end
+        return proc:wait{timeout_s = 15}
+      end
+      return gw
+    end
+    if not proc:running() then
+      errors.refused("flare gateway exited at start: " .. tostring(proc:wait{}.stderr))
+    end
+    flare.sleep(0.05)
+  end
+  proc:kill(9)
+  errors.refused("flare gateway did not start within 30 s")
 end
 
 -- Records a feedback score for a request the gateway served (its x-flare-request-id answer

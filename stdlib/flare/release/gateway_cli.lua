@@ -23,9 +23,7 @@ local function usage(message)
   flare.error{code = "usage", message = message .. "\n" .. USAGE}
 end
 
-local alert_flags = {["alert-error-rate"] = "max_error_rate_pct", ["alert-p95-ms"] = "max_p95_ms",
-  ["alert-min-feedback"] = "min_feedback", ["alert-window"] = "window_s",
-  ["alert-min-requests"] = "min_requests"}
+local alert_flags = require("flare.release.alerts").flags
 
 return function(args)
   local o = {}

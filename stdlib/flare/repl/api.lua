@@ -171,6 +171,11 @@ return {
         "a share of the gateway's traffic (sticky per user id) to a version; percent 0 ends it" },
       { "flare.release.set_endpoint(id, {base_url=, model=})",
         "where a version is served: the upstream `flare gateway FAMILY` routes to" },
+      { "flare.release.rollout(family, id, {steps=, hold_s=, alerts=, reason=})",
+        "staged rollout: canary steps held and checked against alerts, then production; " ..
+          "a fired alert rolls back" },
+      { "flare.release.replay{prompts=, url=, rate=, duration_s=, verifier=}",
+        "open-loop load replay; verifier scores posted to the gateway as feedback" },
       { "flare.sqlite.open(path, {busy_timeout_ms=})",
         "a SQLite database (WAL): db:exec(sql), db:query(sql, params)" },
     },
