@@ -76,6 +76,17 @@ int json_decode_lines(lua_State* L) {
       lua_gc(L, LUA_GCRESTART, -1);  // threshold from the restored pause
     }
   } pause{L, lua_gc(L, LUA_GCSETPAUSE, 1000)};
+  // The pause counts from the end of a cycle: a collector idle since one that ended under
+  // the old pause would start a new cycle once the heap doubled, midway through the
+  // result, and mark and sweep it. When the result may double the heap (values take
+  // about twice their text), that cycle is done now instead, before the result exists:
+  // the running one is finished, or one is made over the heap as it is, and its end
+  // counts the high pause.
+  double heap_bytes = lua_gc(L, LUA_GCCOUNT, 0) * 1024.0;
+  if (lua_gc(L, LUA_GCISRUNNING, 0) && 2.0 * static_cast<double>(text.size()) >= heap_bytes) {
+    while (lua_gc(L, LUA_GCSTEP, 0) == 0) {
+    }
+  }
   lua_newtable(L);  // 2: values
   lua_newtable(L);  // 3: their line numbers
   LuaJsonBuilder builder(L);

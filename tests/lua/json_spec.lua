@@ -115,6 +115,21 @@ describe("flare.json.decode_lines", function()
     assert.equal("t5", values[2000].tag)
   end)
 
+  it("keeps a result that outgrows the heap whole; garbage from before is collected", function()
+    local finalized = false
+    do
+      local p = newproxy(true)
+      getmetatable(p).__gc = function() finalized = true end
+    end
+    local heap = collectgarbage("count") * 1024
+    local row = '{"text": "' .. string.rep("w ", 40) .. '", "n": [1, 2.5, null]}\n'
+    local text = string.rep(row, math.ceil(heap / #row) + 1000)
+    local values = json.decode_lines(text)
+    assert.is_true(finalized)
+    assert.equal(#text / #row, #values)
+    assert.same(json.decode(row), values[#values])
+  end)
+
   it("names the source, the line and the byte offset in the whole text", function()
     assert.error_matches(function()
       json.decode_lines('{"a":1}\n{"a" 1}\n', {source = "data.jsonl"})
