@@ -1,12 +1,12 @@
 #include "sqlite/database.hpp"
 
+#include <algorithm>
+
 #include "runtime/error.hpp"
 #include "sqlite/libsqlite.hpp"
 
 namespace flare::sqlite {
 namespace {
-
-constexpr size_t kCachedStatements = 16;
 
 // Resets a cached statement when the query that used it ends, however it ends.
 class Reset {
@@ -46,7 +46,8 @@ Value column_value(sqlite3_stmt* st, int col) {
 
 }  // namespace
 
-Database::Database(const std::string& path, const OpenOptions& options) : path_(path) {
+Database::Database(const std::string& path, const OpenOptions& options)
+    : path_(path), kept_statements_(static_cast<size_t>(std::max(options.kept_statements, 0))) {
   const auto& s = libsqlite();
   int flags = options.readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
   int rc = s.open_v2(path.c_str(), &db_, flags, nullptr);
@@ -103,7 +104,7 @@ void Database::exec(const std::string& sql) {
 
 sqlite3_stmt* Database::prepared(const std::string& sql) {
   const auto& s = libsqlite();
-  for (auto it = statements_.begin(); it != statements_.end(); ++it) {
+  for (auto it = statements_.begin(); it != statements_.end() && kept_statements_ > 0; ++it) {
     if (it->first == sql) {
       statements_.splice(statements_.begin(), statements_, it);
       return it->second;
@@ -121,7 +122,7 @@ sqlite3_stmt* Database::prepared(const std::string& sql) {
                               std::string(tail).substr(0, 40));
   }
   statements_.emplace_front(sql, raw);
-  if (statements_.size() > kCachedStatements) {
+  if (statements_.size() > std::max<size_t>(kept_statements_, 1)) {
     s.finalize(statements_.back().second);
     statements_.pop_back();
   }

@@ -44,7 +44,8 @@ struct Result {
 struct OpenOptions {
   int busy_timeout_ms = 10000;
   bool wal = true;
-  bool readonly = false;  // also: the file must exist
+  bool readonly = false;     // also: the file must exist
+  int kept_statements = 16;  // prepared statements kept for reuse (0: each query prepares)
 };
 
 class Database {
@@ -74,6 +75,7 @@ class Database {
   // INSERT runs, and the gateway's log ingestion repeats a few statements per line.
   std::list<std::pair<std::string, sqlite3_stmt*>> statements_;
   std::string path_;
+  size_t kept_statements_;
 };
 
 // The SQLite library's version string ("3.40.1"); opens the library.
