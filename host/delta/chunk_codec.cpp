@@ -261,31 +261,31 @@ ChangedElements<T>& changed_scratch(size_t n) {
 }
 
 // For each of `words` words with masks ge (K - 1 per word) of class >= 1..K-1:
-// G gets the masks of class >= 0..K (all, ge..., none) and C the running
-// counts cg of class >= 0..K before the word; cg advances past the words.
-// KC: K known at compile time (0: use k).
+// M gets each class's members (class >= k minus class >= k + 1) and C each
+// class's element count before the word; cnt (counts before the first word)
+// advances past the words. KC: K known at compile time (0: use k).
 template <unsigned KC>
 inline void class_prefix(const uint64_t* ge, size_t words, unsigned k, bool counts_only,
-                         uint32_t* cg, uint64_t* G, uint32_t* C) {
+                         uint32_t* cnt, uint64_t* M, uint32_t* C) {
   const unsigned K = KC ? KC : k;
-  const size_t S = K + 1;
-  uint32_t acc[65];
-  for (unsigned t = 0; t < K; ++t) acc[t] = cg[t];
+  uint32_t acc[64];
+  for (unsigned t = 0; t < K; ++t) acc[t] = cnt[t];
   for (size_t w = 0; w < words; ++w, ge += K - 1) {
-    if (!counts_only) {
-      uint64_t* g = G + w * S;
-      uint32_t* c = C + w * S;
-      g[0] = ~uint64_t{0};
-      g[K] = 0;
-      c[K] = 0;
-      for (unsigned t = 0; t < K; ++t) c[t] = acc[t];
-      for (unsigned t = 1; t < K; ++t) g[t] = ge[t - 1];
+    uint64_t* m = M + w * K;
+    uint32_t* c = C + w * K;
+    uint64_t above = ~uint64_t{0};  // class >= t
+    for (unsigned t = 0; t < K; ++t) {
+      const uint64_t next = t + 1 < K ? ge[t] : 0;
+      const uint64_t member = above & ~next;
+      if (!counts_only) {
+        m[t] = member;
+        c[t] = acc[t];
+      }
+      acc[t] += static_cast<uint32_t>(__builtin_popcountll(member));
+      above = next;
     }
-    acc[0] += 64;
-    for (unsigned t = 1; t < K; ++t)
-      acc[t] += static_cast<uint32_t>(__builtin_popcountll(ge[t - 1]));
   }
-  for (unsigned t = 0; t < K; ++t) cg[t] = acc[t];
+  for (unsigned t = 0; t < K; ++t) cnt[t] = acc[t];
 }
 
 // A block of words at a time: the nested class masks "class >= t" come from
@@ -326,40 +326,48 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   thread_local std::unique_ptr<std::byte[]> t_buf;
   thread_local size_t buf_cap = 0;
   std::byte* buf = scratch(t_buf, buf_cap, changed * (4 + B));
-  std::byte* gap_at[64];
+  // Each class's output in one place (a pointer per array made every element
+  // compute three addresses).
+  struct ClassOut {
+    std::byte* gap;    // next gap's bytes
+    std::byte* plane;  // next value's low byte; plane q is `stride` bytes on
+    uint64_t stride;
+    uint64_t next_rank;
+  };
+  ClassOut co[64];
   std::byte* gap_begin[64];
-  std::byte* plane[64];
   size_t at = 0;
   for (unsigned k = 0; k < K; ++k) {
-    gap_begin[k] = gap_at[k] = buf + at;
+    gap_begin[k] = co[k].gap = buf + at;
+    co[k].next_rank = 0;
+    co[k].stride = counts[k];
     at += counts[k] * 4;
   }
   for (unsigned k = 0; k < K; ++k) {
-    plane[k] = buf + at;
+    co[k].plane = buf + at;
     at += counts[k] * B;
   }
-  uint64_t next_rank[64] = {};
-  auto put = [&](unsigned k, uint64_t rank, T z) {
-    gap_at[k] += put_varint28(gap_at[k], static_cast<uint32_t>(rank - next_rank[k]));
-    next_rank[k] = rank + 1;
-    std::byte* v = plane[k]++;
-    for (size_t q = 0; q < B; ++q) v[q * counts[k]] = static_cast<std::byte>((z >> (8 * q)) & 0xff);
+  auto put = [&](ClassOut& o, uint64_t rank, T z) {
+    o.gap += put_varint28(o.gap, static_cast<uint32_t>(rank - o.next_rank));
+    o.next_rank = rank + 1;
+    std::byte* v = o.plane++;
+    for (size_t q = 0; q < B; ++q) v[q * o.stride] = static_cast<std::byte>((z >> (8 * q)) & 0xff);
   };
   const uint32_t* pos = ch.pos.get();
   const T* zs = ch.z.get();
   if (K == 1) {
-    for (uint64_t j = 0; j < changed; ++j) put(0, pos[j], zs[j]);
+    for (uint64_t j = 0; j < changed; ++j) put(co[0], pos[j], zs[j]);
   } else {
     ClassMasks<T> cm(f, s, base, n);
     const size_t words = (n + 63) / 64;
-    const size_t S = K + 1;  // per word: masks of class >= 0..K, counts before the word
-    thread_local std::vector<uint64_t> t_g;
+    // Per word and class: its members and its element count before the word.
+    thread_local std::vector<uint64_t> t_m;
     thread_local std::vector<uint32_t> t_c;
-    t_g.resize(kBlockWords * S);
-    t_c.resize(kBlockWords * S);
-    uint64_t* G = t_g.data();
+    t_m.resize(kBlockWords * K);
+    t_c.resize(kBlockWords * K);
+    uint64_t* M = t_m.data();
     uint32_t* C = t_c.data();
-    uint32_t cg[65] = {};  // elements of class >= t before the current word (cg[K] = 0)
+    uint32_t cnt[64] = {};  // elements of each class before the current word
     const uint16_t* es = ch.e.get();
     // Where most elements changed, class by class (below); else one flat loop
     // over the changed elements, which has no branch per word and class.
@@ -372,11 +380,13 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
       const bool counts_only =  // no change in the block
           j == changed || (!by_class && pos[j] >= end) ||
           (by_class && std::all_of(masks + w0, masks + w1, [](uint64_t x) { return x == 0; }));
-      // K = 6 keeps the counters in registers.
+      // The densities' usual K (6, 12) keep the counters in registers.
       if (K == 6)
-        class_prefix<6>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
+        class_prefix<6>(cm.ge(w0), w1 - w0, K, counts_only, cnt, M, C);
+      else if (K == 12)
+        class_prefix<12>(cm.ge(w0), w1 - w0, K, counts_only, cnt, M, C);
       else
-        class_prefix<0>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
+        class_prefix<0>(cm.ge(w0), w1 - w0, K, counts_only, cnt, M, C);
       if (counts_only) continue;
       if (by_class) {
         // Class by class over the block's words: each class's buffers and
@@ -390,15 +400,13 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
         }
         for (unsigned k = 0; k < K; ++k) {
           if (!counts[k]) continue;
-          std::byte* gp = gap_at[k];
-          std::byte* pl = plane[k];
-          const size_t cnt = counts[k];
-          uint64_t nr = next_rank[k];
+          std::byte* gp = co[k].gap;
+          std::byte* pl = co[k].plane;
+          const size_t stride = co[k].stride;
+          uint64_t nr = co[k].next_rank;
           for (size_t w = w0; w < w1; ++w) {
-            const uint64_t* g = G + (w - w0) * S;
-            const uint32_t* c = C + (w - w0) * S;
-            const uint64_t member = g[k] & ~g[k + 1];
-            const uint64_t before = uint64_t{c[k]} - c[k + 1];
+            const uint64_t member = M[(w - w0) * K + k];
+            const uint64_t before = C[(w - w0) * K + k];
             for (uint64_t m = masks[w] & member; m; m &= m - 1) {
               const uint64_t below = (m & (0 - m)) - 1;
               const uint64_t rank =
@@ -408,27 +416,22 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
               gp += put_varint28(gp, static_cast<uint32_t>(rank - nr));
               nr = rank + 1;
               for (size_t q = 0; q < B; ++q)
-                pl[q * cnt] = static_cast<std::byte>((z >> (8 * q)) & 0xff);
+                pl[q * stride] = static_cast<std::byte>((z >> (8 * q)) & 0xff);
               ++pl;
             }
           }
-          gap_at[k] = gp;
-          plane[k] = pl;
-          next_rank[k] = nr;
+          co[k].gap = gp;
+          co[k].plane = pl;
+          co[k].next_rank = nr;
         }
         continue;
       }
       for (; j < changed && pos[j] < end; ++j) {
         const uint32_t i = pos[j];
-        const size_t off = (i / 64 - w0) * S;
-        const uint64_t below = (uint64_t{1} << (i % 64)) - 1;
         const unsigned k = cls[es[j]];
-        const uint64_t* g = G + off;
-        const uint32_t* c = C + off;
-        const uint64_t rank =
-            (c[k] + static_cast<uint64_t>(__builtin_popcountll(g[k] & below))) -
-            (c[k + 1] + static_cast<uint64_t>(__builtin_popcountll(g[k + 1] & below)));
-        put(k, rank, zs[j]);
+        const size_t off = (i / 64 - w0) * K + k;
+        const uint64_t below = (uint64_t{1} << (i % 64)) - 1;
+        put(co[k], C[off] + static_cast<uint64_t>(__builtin_popcountll(M[off] & below)), zs[j]);
       }
     }
   }
@@ -442,8 +445,8 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   for (unsigned k = 0; k < K; ++k) put_varint(out, counts[k]);
   for (unsigned k = 0; k < K; ++k) {
     if (!counts[k]) continue;
-    put_stream(out, {gap_begin[k], static_cast<size_t>(gap_at[k] - gap_begin[k])}, p.zstd_level);
-    std::byte* p0 = plane[k] - counts[k];  // advanced by one per element above
+    put_stream(out, {gap_begin[k], static_cast<size_t>(co[k].gap - gap_begin[k])}, p.zstd_level);
+    std::byte* p0 = co[k].plane - counts[k];  // advanced by one per element above
     for (size_t q = 0; q < B; ++q) put_stream(out, {p0 + q * counts[k], counts[k]}, p.zstd_level);
   }
   return out;
@@ -577,14 +580,29 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   }
   // Each class's changed element numbers (bit r: the class's element r
   // changed) as a bitmap, set straight from its gaps and checked to lie in the
-  // chunk. Numbers ascend, so each word is assembled in a register and stored
-  // once (words without a bit as zeros), and the bitmap is cleared past its
-  // last bit far enough for a block to read on.
+  // chunk. The bitmaps are all zeros between calls (the words a call wrote
+  // are cleared when it returns or throws), so a gap needs no branch: numbers
+  // ascend, and each is ORed into its word assembled in a register (cleared
+  // when the word changes) and stored whole; words without a bit stay zero,
+  // as far past the last bit as a block reads on.
   const size_t stride = n / 64 + kBlockWords + 2 + 64;
   thread_local std::unique_ptr<uint64_t[]> t_bitmaps;
   thread_local size_t bitmaps_cap = 0;
+  if (stride * s.classes > bitmaps_cap) {
+    bitmaps_cap = std::max(stride * s.classes, bitmaps_cap + bitmaps_cap / 2);
+    t_bitmaps.reset(new uint64_t[bitmaps_cap]());
+  }
   // A local copy: stores to out may alias the thread_locals.
-  uint64_t* bitmaps = scratch(t_bitmaps, bitmaps_cap, stride * s.classes);
+  uint64_t* bitmaps = t_bitmaps.get();
+  struct ClearOnExit {
+    uint64_t* bitmaps;
+    size_t stride;
+    size_t dirty[64] = {};  // words written in each class's bitmap
+    ~ClearOnExit() {
+      for (size_t k = 0; k < 64; ++k)
+        if (dirty[k]) std::fill_n(bitmaps + k * stride, dirty[k], uint64_t{0});
+    }
+  } clear{bitmaps, stride};
   const std::byte* value[64][8];
   uint64_t last[64];  // last changed element number of each class
   for (unsigned k = 0; k < s.classes; ++k) {
@@ -597,10 +615,11 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
       value[k][q] = c.planes[q].data();
     }
     uint64_t* bm = bitmaps + k * stride;
+    clear.dirty[k] = stride;  // until the loop below finishes
     const std::byte* gaps = c.gaps.data();
     const size_t gaps_len = c.gaps.size();
     size_t gp = 0, word = 0;  // the word being assembled in `bits`
-    uint64_t r = 0, bits = 0;
+    uint64_t r = ~uint64_t{0}, bits = 0;
     for (uint64_t j = 0; j < count[k]; ++j) {
       uint64_t g;
       if (gp < gaps_len && std::to_integer<uint8_t>(gaps[gp]) < 0x80) {  // one-byte gap
@@ -610,22 +629,17 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
         if (!v || *v >= n) corrupt("gap stream is corrupt");
         g = *v;
       }
-      r = j == 0 ? g : r + 1 + g;
+      r += 1 + g;
       if (r >= n) corrupt("gap stream points past the end of the chunk");
       const size_t w = r / 64;
-      if (w != word) {
-        bm[word] = bits;
-        std::fill(bm + word + 1, bm + w, uint64_t{0});
-        word = w;
-        bits = 0;
-      }
+      bits &= 0 - static_cast<uint64_t>(w == word);
       bits |= uint64_t{1} << (r % 64);
+      bm[w] = bits;
+      word = w;
     }
     if (gp != gaps_len) corrupt("gap stream has trailing bytes");
-    bm[word] = bits;
     last[k] = r;
-    const size_t readable = r / 64 + kBlockWords + 2;
-    std::fill(bm + word + 1, bm + std::max(readable, word + 1), uint64_t{0});
+    clear.dirty[k] = word + 1;
   }
   if (pos != in.size())
     corrupt("sparse chunk has " + std::to_string(in.size() - pos) + " trailing bytes");
@@ -744,6 +758,9 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     for (auto& h : ch.hist) std::fill_n(h, emask + 1, 0u);
   uint64_t changed = 0;
   unsigned top = 0;
+  // Low bytes of z, counted in four interleaved histograms (for the dense
+  // form's bound below).
+  uint32_t low4[4][256] = {};
   for (size_t begin = 0; begin < n; begin += kBlock) {
     const size_t count = std::min(kBlock, n - begin);
     const auto b = base.subspan(begin * sizeof(T), count * sizeof(T));
@@ -765,15 +782,20 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     if (want_top) {
       for (uint64_t j = 0; j < c; ++j) {
         const T bv = load<T>(bb + size_t{pos[j]} * sizeof(T));
-        z[j] = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)), bv);
+        const T zj = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)), bv);
+        z[j] = zj;
+        ++low4[j & 3][zj & 0xff];
         const unsigned ex = static_cast<unsigned>(bv >> f.shift) & emask;
         e[j] = static_cast<uint16_t>(ex);
         ++hist[j & 3][ex];
       }
     } else {
-      for (uint64_t j = 0; j < c; ++j)
-        z[j] = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)),
-                      load<T>(bb + size_t{pos[j]} * sizeof(T)));
+      for (uint64_t j = 0; j < c; ++j) {
+        const T zj = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)),
+                            load<T>(bb + size_t{pos[j]} * sizeof(T)));
+        z[j] = zj;
+        ++low4[j & 3][zj & 0xff];
+      }
     }
     changed += c;
   }
@@ -805,10 +827,9 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   // takes at least the order-0 entropy of its low plane: the changed
   // elements' low bytes among the unchanged elements' zeros. Only when the
   // sparse form costs more can the dense form be smaller.
-  uint64_t low4[4][256] = {}, low[256];
-  const T* zs = ch.z.get();
-  for (uint64_t j = 0; j < changed; ++j) ++low4[j & 3][zs[j] & 0xff];
-  for (unsigned v = 0; v < 256; ++v) low[v] = low4[0][v] + low4[1][v] + low4[2][v] + low4[3][v];
+  uint64_t low[256];
+  for (unsigned v = 0; v < 256; ++v)
+    low[v] = uint64_t{low4[0][v]} + low4[1][v] + low4[2][v] + low4[3][v];
   low[0] += n - changed;
   double bits = 0;
   for (uint64_t c : low)
