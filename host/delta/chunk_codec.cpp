@@ -620,7 +620,8 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
     const size_t gaps_len = c.gaps.size();
     size_t gp = 0, word = 0;  // the word being assembled in `bits`
     uint64_t r = ~uint64_t{0}, bits = 0;
-    for (uint64_t j = 0; j < count[k]; ++j) {
+    const uint64_t changes = count[k];  // in a register: stores to bm may alias count
+    for (uint64_t j = 0; j < changes; ++j) {
       uint64_t g;
       if (gp < gaps_len && std::to_integer<uint8_t>(gaps[gp]) < 0x80) {  // one-byte gap
         g = std::to_integer<uint8_t>(gaps[gp++]);
