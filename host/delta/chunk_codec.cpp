@@ -458,6 +458,19 @@ struct ClassStreams {
   std::vector<std::byte> planes[8];
 };
 
+// out[d] = the value whose byte q is planes[q][d], for d < count.
+template <typename T>
+void interleave_planes(const std::vector<std::byte>* planes, size_t count, T* __restrict out) {
+  const std::byte* p[sizeof(T)];
+  for (size_t q = 0; q < sizeof(T); ++q) p[q] = planes[q].data();
+  for (size_t d = 0; d < count; ++d) {
+    T z = 0;
+    for (size_t q = 0; q < sizeof(T); ++q)
+      z |= static_cast<T>(static_cast<T>(std::to_integer<T>(p[q][d])) << (8 * q));
+    out[d] = z;
+  }
+}
+
 // Copies len bytes to out as `use` asks (stream_fence() after the last).
 inline void copy_out(std::byte* out, const std::byte* src, size_t len, OutputUse use) {
   if (use == OutputUse::Kept)
@@ -497,20 +510,17 @@ void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out
 // Patches a block's changed elements (change masks chg of its nw words) class
 // by class: class k's members in word w are "class >= k" minus "class >= k +
 // 1" (ge: K - 1 masks per word), and its changed elements take the class's
-// next values in position order. One class at a time keeps its value counter
-// in a register (a counter per class in memory made every element wait on
-// the previous one's store). Not inlined: inside the decoder's loops the
+// next values in position order (value[k] advances). One class at a time
+// keeps its value pointer in a register (a pointer per class in memory made
+// every element wait on the previous one's store). Not inlined: inside the decoder's loops the
 // compiler kept this loop's operands on the stack.
 template <typename T>
 [[gnu::noinline]] void patch_by_class(const uint64_t* chg, const uint64_t* ge, unsigned K,
-                                      size_t nw, T* __restrict block,
-                                      const std::byte* const (*value)[8], const uint64_t* count,
-                                      uint64_t* done) {
+                                      size_t nw, T* __restrict block, const T** value,
+                                      const uint64_t* count) {
   for (unsigned k = 0; k < K; ++k) {
     if (!count[k]) continue;
-    const std::byte* v[sizeof(T)];
-    for (size_t q = 0; q < sizeof(T); ++q) v[q] = value[k][q];
-    uint64_t d = done[k];
+    const T* v = value[k];
     for (size_t w = 0; w < nw; ++w) {
       uint64_t m = chg[w];
       if (k > 0) m &= ge[w * (K - 1) + k - 1];
@@ -518,38 +528,27 @@ template <typename T>
       while (m) {
         const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(m));
         m &= m - 1;
-        const T b = block[i];
-        T z = 0;
-        for (size_t q = 0; q < sizeof(T); ++q)
-          z |= static_cast<T>(static_cast<T>(std::to_integer<T>(v[q][d])) << (8 * q));
-        ++d;
-        const T x = unzigzag_add(b, z);
-        block[i] = x;
+        block[i] = unzigzag_add(block[i], *v++);
       }
     }
-    done[k] = d;
+    value[k] = v;
   }
 }
 
 // Patches the changed elements at[0..count) (chunk positions, ascending, from
-// element `first` on) of a block: each takes the next value of its class,
-// which its base element's exponent gives. Not inlined: inside the decoder's
+// element `first` on) of a block: each takes the next value of its class
+// (value[k] advances), which its base element's exponent gives. Not inlined: inside the decoder's
 // loops the compiler kept this loop's operands on the stack.
 template <typename T>
 [[gnu::noinline]] void patch_changes(const uint32_t* at, size_t count,
                                      const std::byte* __restrict base, T* __restrict block,
                                      size_t first, unsigned shift, unsigned emask,
-                                     const uint8_t* cls, const std::byte* const (*value)[8],
-                                     uint64_t* done) {
+                                     const uint8_t* cls, const T** value) {
   for (size_t j = 0; j < count; ++j) {
     const size_t i = at[j] - first;
     const T b = load<T>(base + i * sizeof(T));
     const unsigned k = cls[static_cast<unsigned>(b >> shift) & emask];
-    const uint64_t d = done[k]++;
-    T z = 0;
-    for (size_t q = 0; q < sizeof(T); ++q)
-      z |= static_cast<T>(static_cast<T>(std::to_integer<T>(value[k][q][d])) << (8 * q));
-    block[i] = unzigzag_add(b, z);
+    block[i] = unzigzag_add(b, *value[k]++);
   }
 }
 
@@ -603,7 +602,13 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
         if (dirty[k]) std::fill_n(bitmaps + k * stride, dirty[k], uint64_t{0});
     }
   } clear{bitmaps, stride};
-  const std::byte* value[64][8];
+  // Each class's values, z whole (its byte planes interleaved), one class
+  // after another: a changed element reads one value through one pointer.
+  thread_local std::unique_ptr<T[]> t_values;
+  thread_local size_t values_cap = 0;
+  T* values = scratch(t_values, values_cap, total + 1);
+  const T* value[64];  // next value of each class
+  const T* value_end[64];
   uint64_t last[64];  // last changed element number of each class
   for (unsigned k = 0; k < s.classes; ++k) {
     if (!count[k]) continue;
@@ -612,8 +617,11 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
     for (size_t q = 0; q < sizeof(T); ++q) {
       get_stream(in, pos, count[k], c.planes[q], "value plane");
       if (c.planes[q].size() != count[k]) corrupt("value plane has the wrong length");
-      value[k][q] = c.planes[q].data();
     }
+    interleave_planes(c.planes, count[k], values);
+    value[k] = values;
+    values += count[k];
+    value_end[k] = values;
     uint64_t* bm = bitmaps + k * stride;
     clear.dirty[k] = stride;  // until the loop below finishes
     const std::byte* gaps = c.gaps.data();
@@ -662,7 +670,7 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   ClassMasks<T> cm(f, s, base, n);
   thread_local std::unique_ptr<uint32_t[]> t_pos(new uint32_t[kBlock + 64]);
   uint32_t* changed_at = t_pos.get();
-  uint64_t seen[64] = {}, done[64] = {};
+  uint64_t seen[64] = {};
   copy_patch_blocks<T>(base, out, n, sums, use, [&](size_t w0, size_t w1, T* block) {
     cm.fill(w0, w1);
     const size_t nw = w1 - w0;
@@ -682,14 +690,15 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
           seen[k] = deposit_class_bits(k ? ge + k - 1 : nullptr, k + 1 < K ? ge + k : nullptr,
                                        K - 1, nw, class_bits[k], seen[k], chg);
     chg[nw - 1] &= valid_mask(w1 - 1, n);
-    if (by_class) return patch_by_class<T>(chg, ge, K, nw, block, value, count, done);
+    if (by_class) return patch_by_class<T>(chg, ge, K, nw, block, value, count);
     const size_t changes = flatten_bits(chg, nw, static_cast<uint32_t>(w0 * 64), changed_at);
     patch_changes<T>(changed_at, changes, base.data() + w0 * 64 * sizeof(T), block, w0 * 64,
-                     f.shift, emask, cls, value, done);
+                     f.shift, emask, cls, value);
   });
   // A changed element number past its class's members was never deposited.
   for (unsigned k = 0; k < s.classes; ++k)
-    if (done[k] != count[k]) corrupt("gap stream points past the end of the chunk");
+    if (count[k] && value[k] != value_end[k])
+      corrupt("gap stream points past the end of the chunk");
   return total;
 }
 
