@@ -91,7 +91,8 @@ bool wait_ready(int fd, short events, double deadline, const std::atomic<bool>& 
   }
 }
 
-// A canned response for a connection turned away before any handler runs.
+// A canned response for a connection turned away before any handler runs; the
+// caller closes it.
 void send_and_forget(int fd, int status, const char* reason, const std::string& message,
                      bool retry) {
   std::string body =
@@ -103,6 +104,12 @@ void send_and_forget(int fd, int status, const char* reason, const std::string& 
                      "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
   std::string all = head + body;
   (void)!::send(fd, all.data(), all.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  // The request bytes already here are taken in: closing a socket with unread
+  // bytes sends a reset, which can reach the client before it reads the answer.
+  ::shutdown(fd, SHUT_WR);
+  char sink[16384];
+  for (int i = 0; i < 16 && ::recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+  }
 }
 
 }  // namespace
@@ -331,6 +338,13 @@ struct HttpServer::Impl {
       }
     }
     for (Conn* c : expired) {
+      // An idle keep-alive connection whose next request arrived as its time ran
+      // out is served (epoll reports it next), not closed on the request unread.
+      char b;
+      if (c->state == ConnState::Waiting && !c->got_bytes &&
+          ::recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+        continue;
+      }
       if (c->state == ConnState::Waiting && c->buffered() > 0) {
         send_and_forget(c->fd, 408, "Request Timeout",
                         "the request headers did not arrive within " +

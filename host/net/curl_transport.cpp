@@ -220,6 +220,26 @@ struct CurlTransport::Multi {
     socket_action(CURL_SOCKET_TIMEOUT, 0);
   }
 
+  // A reused connection that ended with nothing received (the server closed it
+  // idle as the request went out): libcurl retries that once, but on another
+  // pooled connection, which the same idle sweep may have closed. The request
+  // goes once more, on a new connection.
+  bool retry_fresh(Transfer* t) {
+    CURLcode r = t->result;
+    if (t->fresh_retry ||
+        (r != CURLE_GOT_NOTHING && r != CURLE_SEND_ERROR && r != CURLE_RECV_ERROR))
+      return false;
+    long connects = 0, status = 0;
+    libcurl().easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
+    libcurl().easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (connects != 0 || status != 0 || t->header_count != 0 || !t->response.body.empty())
+      return false;
+    t->fresh_retry = true;
+    t->error_buffer[0] = '\0';
+    libcurl().easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 1L);
+    return libcurl().multi_add_handle(multi, t->easy) == CURLM_OK;
+  }
+
   void collect_finished() {
     int left = 0;
     while (CURLMsg* msg = libcurl().multi_info_read(multi, &left)) {
@@ -228,6 +248,7 @@ struct CurlTransport::Multi {
       libcurl().easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
       t->result = msg->data.result;
       libcurl().multi_remove_handle(multi, t->easy);
+      if (retry_fresh(t)) continue;
       t->state = State::Finished;
       finished.push_back(t);
     }
@@ -267,6 +288,10 @@ void CurlTransport::free_easy(CURL* easy) {
 void CurlTransport::start(Transfer* t) {
   t->started = steady::now();
   multi_->configure(t);
+  if (t->fresh_retry) {
+    libcurl().easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 0L);
+    t->fresh_retry = false;
+  }
   CURLMcode rc = libcurl().multi_add_handle(multi_->multi, t->easy);
   if (rc != CURLM_OK)
     throw Error("transport_failed", describe_request(t->request.method, t->request.url) + ": " +

@@ -160,6 +160,12 @@ void DirectTransport::Pool::direct_done(DirectConn* c) {
   c->t = nullptr;
   t->conn = nullptr;
   if (reusable) {
+    // A connection is reused only well within the idle time the server announced.
+    int keep_s = c->parser.keep_alive_timeout_s();
+    c->reuse_before =
+        keep_s < 0 ? steady::time_point::max()
+                   : steady::now() +
+                         std::chrono::milliseconds(keep_s * 1000 - std::min(keep_s * 500, 1000));
     c->in.clear();
     c->in_off = 0;
     c->out.clear();

@@ -24,6 +24,8 @@ struct DirectConn {
   bool reused = false;   // served a response before this one
   bool opening = false;  // counted in Host::opening (the server may not have it yet)
   std::chrono::steady_clock::time_point sent_at;  // when the request was all out
+  // Idle past this, the server may close it as a request goes out: not reused.
+  std::chrono::steady_clock::time_point reuse_before = std::chrono::steady_clock::time_point::max();
   Transfer* t = nullptr;
   std::string out;  // request bytes
   std::size_t out_off = 0;
@@ -93,6 +95,8 @@ struct DirectTransport::Pool {
   void dispatch_waiting(const std::string& key);
 
   void take_from_idle(DirectConn* c);
+
+  void drop_expired_idle(Host& h);
 
   void stop_waiting(Transfer* t);
 

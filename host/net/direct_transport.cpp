@@ -104,6 +104,19 @@ void DirectTransport::Pool::dispatch_waiting(const std::string& key) {
   }
 }
 
+// Closes the idle connections at the top of the pool that are past the server's
+// announced keep-alive time (the pool is used last in, first out).
+void DirectTransport::Pool::drop_expired_idle(Host& h) {
+  if (h.idle.empty() || h.idle.back()->reuse_before == steady::time_point::max()) return;
+  auto now = steady::now();
+  while (!h.idle.empty() && h.idle.back()->reuse_before <= now) {
+    DirectConn* c = h.idle.back();
+    h.idle.pop_back();
+    --idle_count;
+    direct_close(c, false);
+  }
+}
+
 void DirectTransport::Pool::take_from_idle(DirectConn* c) {
   auto& list = hosts[c->key].idle;
   auto pos = std::find(list.begin(), list.end(), c);
@@ -124,17 +137,22 @@ void DirectTransport::Pool::stop_waiting(Transfer* t) {
 void DirectTransport::Pool::direct_start(Transfer* t) {
   DirectConn* c = nullptr;
   Host& h = hosts[t->key];
-  if (!h.idle.empty()) {
+  // A retry after a stale connection opens a new one, past the opening cap (once per
+  // transfer): the server closes its idle connections in sweeps, so the next idle one
+  // may be as dead as the last, and its close not yet seen here.
+  const bool pooled = !t->direct_retried;
+  drop_expired_idle(h);
+  if (pooled && !h.idle.empty()) {
     c = h.idle.back();
     h.idle.pop_back();
     --idle_count;
-  } else if (h.opening.size() >= kMaxOpening &&
+  } else if (pooled && h.opening.size() >= kMaxOpening &&
              (check_opening(h, false), h.idle.empty() && h.opening.size() >= kMaxOpening)) {
     h.waiting.push_back(t);
     ++waiting_total;
     t->waiting = true;
     return;
-  } else if (!h.idle.empty()) {
+  } else if (pooled && !h.idle.empty()) {
     c = h.idle.back();
     h.idle.pop_back();
     --idle_count;

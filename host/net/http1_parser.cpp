@@ -82,6 +82,18 @@ void take_body(const std::string& in, std::size_t& off, std::size_t& remaining, 
   remaining -= take;
 }
 
+// "timeout=5, max=100" -> 5; -1 without a timeout.
+int parse_keep_alive_timeout(std::string_view value) {
+  auto at = value.find("timeout=");
+  if (at == std::string_view::npos) return -1;
+  int seconds = -1;
+  for (char c : value.substr(at + 8)) {
+    if (c < '0' || c > '9' || seconds > 100000) break;
+    seconds = (seconds < 0 ? 0 : seconds * 10) + (c - '0');
+  }
+  return seconds;
+}
+
 }  // namespace
 
 void ResponseParser::begin() {
@@ -121,6 +133,7 @@ ResponseParser::Result ResponseParser::feed(const std::string& in, std::size_t& 
         if (!parse_status_line(line, response.status, http10))
           return fail(Failure::BadReply, "Unsupported HTTP version or bad status line");
         keep_alive_ = !http10;
+        keep_alive_timeout_s_ = -1;
         interim_ = response.status < 200;
         chunked_ = false;
         has_length_ = false;
@@ -150,6 +163,8 @@ ResponseParser::Result ResponseParser::feed(const std::string& in, std::size_t& 
           } else if (iequals(name, "connection")) {
             if (iequals(value, "close")) keep_alive_ = false;
             if (iequals(value, "keep-alive")) keep_alive_ = true;
+          } else if (iequals(name, "keep-alive")) {
+            keep_alive_timeout_s_ = parse_keep_alive_timeout(value);
           }
           if (!interim_) store_header(response, header_count, name, value);
           break;

@@ -50,6 +50,8 @@ class ResponseParser {
               std::size_t& header_count);
 
   bool keep_alive() const { return keep_alive_; }
+  // The idle time the server keeps the connection for ("Keep-Alive: timeout=N"), -1 if unsaid.
+  int keep_alive_timeout_s() const { return keep_alive_timeout_s_; }
   // The body runs until the connection closes (it is complete then).
   bool until_close() const { return phase_ == Phase::UntilClose; }
   // Inside a Content-Length body: `remaining` bytes are missing.
@@ -69,6 +71,7 @@ class ResponseParser {
   bool chunked_ = false;
   bool has_length_ = false;
   bool keep_alive_ = true;
+  int keep_alive_timeout_s_ = -1;
   bool interim_ = false;  // inside a 1xx response
   Failure failure_ = Failure::None;
   const char* message_ = "";

@@ -48,6 +48,7 @@ struct Transfer {
   Response response;
   DoneCallback on_done;
   char error_buffer[CURL_ERROR_SIZE] = {};
+  bool fresh_retry = false;  // libcurl: sent again on a new connection (FRESH_CONNECT is set)
   // Direct transfers (see DirectConn) instead of libcurl:
   bool direct = false;
   bool direct_retried = false;  // already retried once on a fresh connection

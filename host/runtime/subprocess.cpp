@@ -2,11 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -58,6 +61,7 @@ Child::Child(const SpawnOptions& opts) {
   if (pipe(pin) || pipe(pout) || pipe(perr) || pipe2(pexec, O_CLOEXEC)) {
     throw std::runtime_error(std::string("cannot create pipes: ") + std::strerror(errno));
   }
+  const int max_fd = static_cast<int>(std::min<long>(sysconf(_SC_OPEN_MAX), 1 << 16));
   pid_t pid = fork();
   if (pid < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
   if (pid == 0) {
@@ -79,6 +83,13 @@ Child::Child(const SpawnOptions& opts) {
     dup2(pout[1], 1);
     dup2(perr[1], 2);
     for (int fd : {pin[0], pin[1], pout[0], pout[1], perr[0], perr[1]}) close(fd);
+    // Descriptors the parent's other threads opened without O_CLOEXEC (an
+    // accepted socket, another child's pipe) must not live on in the child: a
+    // long-lived child would hold a connection the parent closed open, so its
+    // peer waits for an answer no one reads. pexec[1] has O_CLOEXEC already.
+    if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) {
+      for (int fd = 3; fd < max_fd; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
     int e = 0;
     if (!opts.cwd.empty() && chdir(opts.cwd.c_str()) != 0) {
       e = errno;

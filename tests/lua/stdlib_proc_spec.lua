@@ -10,6 +10,17 @@ describe("flare.proc.run", function()
     assert.falsy(r.timed_out)
   end)
 
+  it("leaves the parent's other open files out of the child", function()
+    -- io.open's descriptor has no close-on-exec flag: the child must still not hold it
+    local path = os.tmpname()
+    local f = assert(io.open(path, "r"))
+    local r = proc.run{argv = {"sh", "-c", 'for d in /proc/$$/fd/*; do readlink "$d" || :; done'}}
+    f:close()
+    os.remove(path)
+    assert.equal(0, r.status, r.stderr)
+    assert.is_nil(r.stdout:find(path, 1, true), r.stdout)
+  end)
+
   it("passes argv without a shell", function()
     local r = proc.run{argv = {"printf", "%s|", "a b", "$HOME", ";ls"}}
     assert.equal("a b|$HOME|;ls|", r.stdout)

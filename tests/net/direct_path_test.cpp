@@ -310,6 +310,57 @@ TEST_CASE("direct: a keep-alive connection the server closed while idle is repla
   }
 }
 
+// The idle-close race at scale: a server closes its idle keep-alive connections
+// together (one sweep) while the client reuses one. The retry must not land on
+// another connection of the same sweep: it goes on a new connection.
+TEST_CASE("direct: a retry after a stale keep-alive connection goes on a new connection") {
+  constexpr int kPooled = 6;
+  for (bool curl : kTransports) {
+    CAPTURE(curl);
+    RawServer* self = nullptr;
+    RawServer server([&self](RawConn& c) {
+      if (c.index() >= kPooled) {
+        while (c.read_request()) c.send("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh");
+        return;
+      }
+      if (!c.read_request()) return;
+      // Every pooled connection carries one request at once, so that each is a connection.
+      for (int i = 0; i < 1000 && self->connections() < kPooled; ++i) self->sleep_ms(5);
+      c.send("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npooled");
+      // The next request meets the idle sweep: closed unanswered (and unprocessed).
+      if (c.read_request()) c.close();
+    });
+    self = &server;
+    auto client = make_client(curl);
+    std::vector<Outcome> warm(kPooled);
+    std::vector<RequestId> ids;
+    for (auto& w : warm) ids.push_back(client->submit(get(server.url("/warm")), record_into(w)));
+    client->wait_all(ids);
+    for (auto& w : warm) REQUIRE(w.response);
+    REQUIRE(server.connections() == kPooled);
+    for (int i = 0; i < 3; ++i) {
+      CAPTURE(i);
+      auto out = perform(*client, get(server.url("/after")));
+      CHECK(error_code(out) == "<no error>");
+      REQUIRE(out.response);
+      CHECK(out.response->body == "fresh");
+    }
+  }
+}
+
+TEST_CASE("direct: a connection idle near the server's announced keep-alive time is not reused") {
+  RawServer server(RawServer::answer_each(
+      "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1, max=100\r\nContent-Length: 1\r\n\r\nk"));
+  auto client = make_client(false);
+  REQUIRE(perform(*client, get(server.url("/1"))).response);
+  REQUIRE(perform(*client, get(server.url("/2"))).response);
+  CHECK(server.connections() == 1);
+  // Past half of the announced second the server may close it as the request goes out.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  REQUIRE(perform(*client, get(server.url("/3"))).response);
+  CHECK(server.connections() == 2);
+}
+
 TEST_CASE("direct: a server that closes without answering: an error, and the POST is sent once") {
   for (bool curl : kTransports) {
     CAPTURE(curl);

@@ -85,7 +85,17 @@ TEST_CASE("http1: the same response in one piece and byte by byte") {
     REQUIRE(p.response.headers.items.size() == 2);
     CHECK(*p.response.headers.find("x-a") == "a");
     CHECK(p.parser.keep_alive());
+    CHECK(p.parser.keep_alive_timeout_s() == -1);
   }
+}
+
+TEST_CASE("http1: the keep-alive time the server announces") {
+  auto a =
+      parse("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=10000\r\nContent-Length: 0\r\n\r\n");
+  CHECK(a.result == ResponseParser::Result::Done);
+  CHECK(a.parser.keep_alive_timeout_s() == 5);
+  auto b = parse("HTTP/1.1 200 OK\r\nKeep-Alive: max=3\r\nContent-Length: 0\r\n\r\n");
+  CHECK(b.parser.keep_alive_timeout_s() == -1);
 }
 
 TEST_CASE("http1: framing, keep-alive and errors") {
