@@ -343,8 +343,6 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   thread_local size_t buf_cap = 0;
   std::byte* buf = scratch(t_buf, buf_cap, changed * (4 + B));
   // Each class's output in one place (a pointer per array made every element
-  // compute three addresses).
-  // Each class's output in one place (a pointer per array made every element
   // compute three addresses); values are stored whole and split into byte
   // planes once the chunk is listed.
   struct ClassOut {
@@ -537,8 +535,8 @@ void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out
 // 1" (ge: K - 1 masks per word), and its changed elements take the class's
 // next values in position order (value[k] advances). One class at a time
 // keeps its value pointer in a register (a pointer per class in memory made
-// every element wait on the previous one's store). Not inlined: inside the decoder's loops the
-// compiler kept this loop's operands on the stack.
+// every element wait on the previous one's store). Not inlined: inside the
+// decoder's loops the compiler kept this loop's operands on the stack.
 template <typename T>
 [[gnu::noinline]] void patch_by_class(const uint64_t* chg, const uint64_t* ge, unsigned K,
                                       size_t nw, T* __restrict block, const T** value,
