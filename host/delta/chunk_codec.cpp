@@ -533,17 +533,22 @@ void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out
 // Patches a block's changed elements (change masks chg of its nw words) class
 // by class: class k's members in word w are "class >= k" minus "class >= k +
 // 1" (ge: K - 1 masks per word), and its changed elements take the class's
-// next values in position order (value[k] advances). One class at a time
-// keeps its value pointer in a register (a pointer per class in memory made
-// every element wait on the previous one's store). Not inlined: inside the
-// decoder's loops the compiler kept this loop's operands on the stack.
+// next values in position order, byte q from plane[k][q] (done[k] advances).
+// One class at a time keeps its value counter and plane pointers in
+// registers (a counter per class in memory made every element wait on the
+// previous one's store), so the planes are read as they are (interleaving
+// them first was slower here). Not inlined: inside the decoder's loops the
+// compiler kept this loop's operands on the stack.
 template <typename T>
 [[gnu::noinline]] void patch_by_class(const uint64_t* chg, const uint64_t* ge, unsigned K,
-                                      size_t nw, T* __restrict block, const T** value,
-                                      const uint64_t* count) {
+                                      size_t nw, T* __restrict block,
+                                      const std::byte* const (*plane)[8], const uint64_t* count,
+                                      uint64_t* done) {
   for (unsigned k = 0; k < K; ++k) {
     if (!count[k]) continue;
-    const T* v = value[k];
+    const std::byte* v[sizeof(T)];
+    for (size_t q = 0; q < sizeof(T); ++q) v[q] = plane[k][q];
+    uint64_t d = done[k];
     for (size_t w = 0; w < nw; ++w) {
       uint64_t m = chg[w];
       if (k > 0) m &= ge[w * (K - 1) + k - 1];
@@ -551,10 +556,14 @@ template <typename T>
       while (m) {
         const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(m));
         m &= m - 1;
-        block[i] = unzigzag_add(block[i], *v++);
+        T z = 0;
+        for (size_t q = 0; q < sizeof(T); ++q)
+          z |= static_cast<T>(static_cast<T>(std::to_integer<T>(v[q][d])) << (8 * q));
+        ++d;
+        block[i] = unzigzag_add(block[i], z);
       }
     }
-    value[k] = v;
+    done[k] = d;
   }
 }
 
@@ -625,14 +634,18 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
         if (dirty[k]) std::fill_n(bitmaps + k * stride, dirty[k], uint64_t{0});
     }
   } clear{bitmaps, stride};
-  // Each class's values, z whole (its byte planes interleaved), one class
-  // after another: a changed element reads one value through one pointer.
+  // Where most elements changed, the changed elements are patched class by
+  // class from the value planes; else in one flat loop, which reads each
+  // class's values z whole (its byte planes interleaved, one class after
+  // another) through one pointer per class.
+  const bool by_class = 2 * total > n;
   thread_local std::unique_ptr<T[]> t_values;
   thread_local size_t values_cap = 0;
-  T* values = scratch(t_values, values_cap, total + 1);
-  const T* value[64];  // next value of each class
-  const T* value_end[64];
-  uint64_t last[64];  // last changed element number of each class
+  T* values = by_class ? nullptr : scratch(t_values, values_cap, total + 1);
+  const T* value[64];  // next value of each class (flat loop)
+  const T* value_begin[64];
+  const std::byte* plane[64][8];  // each class's planes (class by class)
+  uint64_t last[64];              // last changed element number of each class
   for (unsigned k = 0; k < s.classes; ++k) {
     if (!count[k]) continue;
     ClassStreams& c = streams[k];
@@ -641,10 +654,13 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
       get_stream(in, pos, count[k], c.planes[q], "value plane");
       if (c.planes[q].size() != count[k]) corrupt("value plane has the wrong length");
     }
-    interleave_planes(c.planes, count[k], values);
-    value[k] = values;
-    values += count[k];
-    value_end[k] = values;
+    if (by_class) {
+      for (size_t q = 0; q < sizeof(T); ++q) plane[k][q] = c.planes[q].data();
+    } else {
+      interleave_planes(c.planes, count[k], values);
+      value_begin[k] = value[k] = values;
+      values += count[k];
+    }
     uint64_t* bm = bitmaps + k * stride;
     clear.dirty[k] = stride;  // until the loop below finishes
     const std::byte* gaps = c.gaps.data();
@@ -689,11 +705,10 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   // changed positions patches them, each taking the next value of its class
   // (from its base exponent): its loop has no branch per word and class,
   // which sparse words mispredict.
-  const bool by_class = 2 * total > n;
   ClassMasks<T> cm(f, s, base, n);
   thread_local std::unique_ptr<uint32_t[]> t_pos(new uint32_t[kBlock + 64]);
   uint32_t* changed_at = t_pos.get();
-  uint64_t seen[64] = {};
+  uint64_t seen[64] = {}, done[64] = {};
   copy_patch_blocks<T>(base, out, n, sums, use, [&](size_t w0, size_t w1, T* block) {
     cm.fill(w0, w1);
     const size_t nw = w1 - w0;
@@ -713,14 +728,15 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
           seen[k] = deposit_class_bits(k ? ge + k - 1 : nullptr, k + 1 < K ? ge + k : nullptr,
                                        K - 1, nw, class_bits[k], seen[k], chg);
     chg[nw - 1] &= valid_mask(w1 - 1, n);
-    if (by_class) return patch_by_class<T>(chg, ge, K, nw, block, value, count);
+    if (by_class) return patch_by_class<T>(chg, ge, K, nw, block, plane, count, done);
     const size_t changes = flatten_bits(chg, nw, static_cast<uint32_t>(w0 * 64), changed_at);
     patch_changes<T>(changed_at, changes, base.data() + w0 * 64 * sizeof(T), block, w0 * 64,
                      f.shift, emask, cls, value);
   });
   // A changed element number past its class's members was never deposited.
   for (unsigned k = 0; k < s.classes; ++k)
-    if (count[k] && value[k] != value_end[k])
+    if (count[k] &&
+        (by_class ? done[k] : static_cast<uint64_t>(value[k] - value_begin[k])) != count[k])
       corrupt("gap stream points past the end of the chunk");
   return total;
 }
