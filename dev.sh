@@ -4,6 +4,7 @@
 #   bash dev.sh test    install packages, build, run every test (unit, Lua specs, end-to-end,
 #                       sanitizer build of the core libraries, fuzzers); last line "N passed, N failed"
 #   bash dev.sh build   install packages and build only
+#   bash dev.sh bench   install packages and the baselines bench/ compares against, build
 # Each step is cheap when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,6 +15,9 @@ BUILD_PACKAGES=(g++ make cmake pkg-config luajit libluajit-5.1-dev libcurl4-open
   libisal-dev zlib1g-dev libsimdjson-dev dpkg-dev patch nginx)
 TEST_PACKAGES=(clang libclang-rt-14-dev python3 python3-aiohttp wrk tmux chromium lua-check lua-cjson
   nodejs npm luarocks)
+# Baselines of bench/: PyTorch on OpenBLAS (libopenblas0, so that libblas.so.3 is
+# not the reference BLAS) for bench/train, hyperfine for bench/startup.
+BENCH_PACKAGES=(python3-torch libopenblas0 hyperfine)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -148,5 +152,6 @@ case "${1:-}" in
   main) shift; main_job "$@" ;;
   test) run_tests ;;
   build) build ;;
-  *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  bench) install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" "${BENCH_PACKAGES[@]}"; build ;;
+  *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -4,10 +4,15 @@
 // LoRA adapter on every sequence against the base alone, from one run; and the
 // size of a rank-8 adapter against a full snapshot. Prints a markdown table.
 //   bench_train [model=tiny-gpt] [repeats=5]
+// With --torch DIR: forward+backward of tiny-gpt and tiny-gpt-m on 1 and 2
+// threads beside the PyTorch rates that run.sh left in DIR/<model>-<threads>
+// (torch_train.py's "THREADS TOKENS_PER_S TOKENS_PER_CPU_S" line).
+//   bench_train --torch DIR [repeats=5]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -116,9 +121,109 @@ Rate decode_rate(const Model& model, int batch, int steps, int repeats,
   return timer.best;
 }
 
+// PyTorch's rate from DIR/<model>-<threads>; false when the file is missing.
+bool torch_rate(const std::string& dir, const std::string& model, int threads, Rate& r) {
+  std::ifstream in(dir + "/" + model + "-" + std::to_string(threads));
+  int t = 0;
+  return bool(in >> t >> r.wall >> r.cpu) && t == threads;
+}
+
+// flare on 1 and 2 threads, timed alternately so that both see the same load,
+// beside PyTorch.
+int versus_torch(const std::string& dir, int repeats) {
+  struct Row {
+    std::string model;
+    Rate flare[2], torch[2];
+    bool have_torch[2];
+  };
+  std::vector<Row> rows;
+  const std::vector<Datum> data = make_batch(64, 64);
+  for (const char* name : {"tiny-gpt", "tiny-gpt-m"}) {
+    const Config& c = *builtin(name);
+    Row row{name, {}, {}, {}};
+    Trainer one(c, init_weights(c), 1), two(c, init_weights(c), 2);
+    Trainer* trainers[2] = {&one, &two};
+    Timer timers[2] = {Timer{0}, Timer{0}};
+    for (int k = 0; k < 2; ++k)  // warm-up
+      timers[k].tokens =
+          double(trainers[k]->forward_backward(data, LossFn::CrossEntropy, {}).tokens);
+    for (int r = 0; r < repeats; ++r)
+      for (int k = 0; k < 2; ++k) {
+        timers[k].start();
+        trainers[k]->forward_backward(data, LossFn::CrossEntropy, {});
+        timers[k].stop();
+      }
+    for (int k = 0; k < 2; ++k) {
+      row.flare[k] = timers[k].best;
+      row.have_torch[k] = torch_rate(dir, name, k + 1, row.torch[k]);
+    }
+    rows.push_back(row);
+  }
+  double load[1] = {0};
+  getloadavg(load, 1);
+
+  std::printf(
+      "## Trainer forward+backward, batch 64 x 64 tokens, flare against PyTorch (best of %d)\n\n",
+      repeats);
+  std::printf(
+      "| model | threads | flare tokens/s | flare tokens per CPU-s | PyTorch tokens/s | "
+      "PyTorch tokens per CPU-s | flare / PyTorch (per CPU-s) |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
+  bool missing = false, cpu_goal = true;
+  for (const Row& r : rows)
+    for (int k = 0; k < 2; ++k) {
+      std::printf("| %s | %d | %.0f | %.0f | ", r.model.c_str(), k + 1, r.flare[k].wall,
+                  r.flare[k].cpu);
+      if (r.have_torch[k]) {
+        const double ratio = r.flare[k].cpu / r.torch[k].cpu;
+        std::printf("%.0f | %.0f | %.2fx |\n", r.torch[k].wall, r.torch[k].cpu, ratio);
+        if (k == 0) cpu_goal = cpu_goal && ratio >= 1.2;
+      } else {
+        std::printf("- | - | - |\n");
+        missing = true;
+      }
+    }
+  // On a shared machine a run may not get the cores it asks for: "CPUs busy" (CPU-seconds per
+  // second) says how many the 1- and 2-thread runs had, and the per-CPU-second ratio what the
+  // threads did with their share.
+  std::printf(
+      "\n| model | flare 2 threads / 1 thread (tokens/s) | CPUs busy, 1 / 2 threads | tokens per "
+      "CPU-s, 2 threads / 1 thread | PyTorch 2 threads / 1 thread (tokens/s) |\n");
+  std::printf("|---|---:|---:|---:|---:|\n");
+  for (const Row& r : rows) {
+    std::printf("| %s | %.2fx | %.2f / %.2f | %.2fx | ", r.model.c_str(),
+                r.flare[1].wall / r.flare[0].wall, r.flare[0].wall / r.flare[0].cpu,
+                r.flare[1].wall / r.flare[1].cpu, r.flare[1].cpu / r.flare[0].cpu);
+    if (r.have_torch[0] && r.have_torch[1])
+      std::printf("%.2fx |\n", r.torch[1].wall / r.torch[0].wall);
+    else
+      std::printf("- |\n");
+  }
+  std::printf("\nload average %.1f on %u hardware threads\n", load[0],
+              std::thread::hardware_concurrency());
+  if (missing)
+    std::printf("PyTorch rows skipped: no rates in %s (python3-torch not installed?)\n",
+                dir.c_str());
+  else
+    std::printf("goal >= 1.2x PyTorch's tokens per CPU-s on one thread, both models: %s\n",
+                cpu_goal ? "met" : "NOT met");
+  const double scaling = rows[1].flare[1].wall / rows[1].flare[0].wall;
+  std::printf("goal 2 threads >= 1.7x 1 thread on tiny-gpt-m: %s (%.2fx)\n",
+              scaling >= 1.7 ? "met" : "NOT met", scaling);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "--torch") {
+    const int repeats = argc > 3 ? std::atoi(argv[3]) : 5;
+    if (repeats <= 0) {
+      std::fprintf(stderr, "usage: bench_train --torch DIR [repeats=5]\n");
+      return 2;
+    }
+    return versus_torch(argv[2], repeats);
+  }
   const std::string name = argc > 1 ? argv[1] : "tiny-gpt";
   const int repeats = argc > 2 ? std::atoi(argv[2]) : 5;
   const Config* cfg = builtin(name);

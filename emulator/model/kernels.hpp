@@ -13,6 +13,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "emulator/model/matmul_isa.hpp"
+
 namespace flare::model::detail {
 
 // 16-byte SIMD vectors (GCC vector extensions): 4 floats or 2 doubles.
@@ -47,14 +49,15 @@ inline T dot(const T* __restrict a, const T* __restrict b, int n) {
   return sum;
 }
 
-// R rows of y = x · wt, columns [0, out), in tiles of two vectors of kBytes.
-// Each element is the k-ordered sum Σ_k x[r, k]·wt[k, o] started from 0 (then
-// added to y when accumulating), whatever the tile shape: results are
-// bit-identical for every R and kBytes.
+// R rows of y = x · wt, columns [0, out), in tiles of two vectors of kBytes,
+// with x(i, k) = x[i·x_row + k·x_k] (see matmul_isa.hpp). Each element is the
+// k-ordered sum Σ_k x(i, k)·wt[k, o] of separate products and additions,
+// started from 0 (then added to y when accumulating), whatever the tile shape:
+// results are bit-identical for every R and kBytes.
 template <class T, int R, int kBytes>
-inline __attribute__((always_inline)) void matmul_rows(const T* __restrict x, int in,
-                                                       const T* __restrict wt, int out,
-                                                       T* __restrict y, bool accumulate) {
+inline __attribute__((always_inline)) void matmul_rows(const T* __restrict x, size_t x_row,
+                                                       size_t x_k, int in, const T* __restrict wt,
+                                                       int out, T* __restrict y, bool accumulate) {
   typedef T V __attribute__((vector_size(kBytes)));
   constexpr int N = kBytes / sizeof(T), kCols = 2 * N;
   int o = 0;
@@ -66,7 +69,7 @@ inline __attribute__((always_inline)) void matmul_rows(const T* __restrict x, in
       std::memcpy(&w0, w, sizeof w0);
       std::memcpy(&w1, w + N, sizeof w1);
       for (int i = 0; i < R; ++i) {
-        const T a = x[size_t(i) * in + k];
+        const T a = x[i * x_row + k * x_k];
         acc0[i] += a * w0;
         acc1[i] += a * w1;
       }
@@ -87,41 +90,47 @@ inline __attribute__((always_inline)) void matmul_rows(const T* __restrict x, in
   for (; o < out; ++o)
     for (int i = 0; i < R; ++i) {
       T acc = 0;
-      for (int k = 0; k < in; ++k) acc += x[size_t(i) * in + k] * wt[size_t(k) * out + o];
+      for (int k = 0; k < in; ++k) acc += x[i * x_row + k * x_k] * wt[size_t(k) * out + o];
       T& dst = y[size_t(i) * out + o];
       dst = accumulate ? dst + acc : acc;
     }
 }
 
-template <class T, int kBytes, int kRows>
-inline __attribute__((always_inline)) void matmul_tiled(const T* x, int rows, int in, const T* wt,
-                                                        int out, T* y, bool accumulate) {
-  int r = 0;
-  for (; r + kRows <= rows; r += kRows)
-    matmul_rows<T, kRows, kBytes>(x + size_t(r) * in, in, wt, out, y + size_t(r) * out, accumulate);
-  for (; r < rows; ++r)
-    matmul_rows<T, 1, kBytes>(x + size_t(r) * in, in, wt, out, y + size_t(r) * out, accumulate);
-}
-
-// The baseline (SSE2) tiling, for any scalar type.
+// The portable (SSE2) product for any scalar type, 4 rows at a time.
 template <class T>
-void matmul_generic(const T* x, int rows, int in, const T* wt, int out, T* y, bool accumulate) {
-  matmul_tiled<T, 16, 4>(x, rows, in, wt, out, y, accumulate);
+void matmul_generic(const T* x, size_t x_row, size_t x_k, int rows, int in, const T* wt, int out,
+                    T* y, bool accumulate) {
+  int r = 0;
+  for (; r + 4 <= rows; r += 4)
+    matmul_rows<T, 4, 16>(x + r * x_row, x_row, x_k, in, wt, out, y + size_t(r) * out, accumulate);
+  for (; r < rows; ++r)
+    matmul_rows<T, 1, 16>(x + r * x_row, x_row, x_k, in, wt, out, y + size_t(r) * out, accumulate);
 }
 
-// The same float product with 32-byte AVX2 tiles (kernels_avx2.cpp); only
-// called when the CPU supports AVX2. Bit-identical to matmul_generic<float>.
-void matmul_f32_avx2(const float* x, int rows, int in, const float* wt, int out, float* y,
-                     bool accumulate);
-bool cpu_has_avx2();
+// matmul over strided x: the float product runs on the widest instruction set
+// of matmul_isa() (fused multiply-adds: its bits differ from the portable
+// path's, but not between row groupings or between AVX2 and AVX-512).
+template <class T>
+void matmul_strided(const T* x, size_t x_row, size_t x_k, int rows, int in, const T* wt, int out,
+                    T* y, bool accumulate) {
+  if constexpr (std::is_same_v<T, float>) {
+    switch (matmul_isa()) {
+      case MatmulIsa::kAvx512:
+        return matmul_f32_avx512(x, x_row, x_k, rows, in, wt, out, y, accumulate);
+      case MatmulIsa::kAvx2Fma:
+        return matmul_f32_avx2(x, x_row, x_k, rows, in, wt, out, y, accumulate);
+      case MatmulIsa::kGeneric:
+        break;
+    }
+  }
+  matmul_generic(x, x_row, x_k, rows, in, wt, out, y, accumulate);
+}
 
 // y[r, :] = x[r, :] · wt, with wt stored [in, out]. When `accumulate`, the
 // product is added to y instead of replacing it.
 template <class T>
 void matmul(const T* x, int rows, int in, const T* wt, int out, T* y, bool accumulate = false) {
-  if constexpr (std::is_same_v<T, float>)
-    if (cpu_has_avx2()) return matmul_f32_avx2(x, rows, in, wt, out, y, accumulate);
-  matmul_generic(x, rows, in, wt, out, y, accumulate);
+  matmul_strided(x, size_t(in), 1, rows, in, wt, out, y, accumulate);
 }
 
 // y[r, o] = dot(x[r, :], w[o, :]) with w stored [out, in]: for narrow outputs
@@ -135,14 +144,10 @@ void matmul_narrow(const T* x, int rows, int in, const T* w, int out, T* y) {
 }
 
 // dw[o, k] += Σ_r dy[r, o] · x[r, k]  (the weight gradient of y = x·Wᵀ, W [out, in]),
-// computed as the product dyᵀ · x; `scratch` holds dyᵀ.
+// the product dyᵀ · x read straight from dy's columns, summed over r in order.
 template <class T>
-void matmul_weight_grad(const T* dy, int rows, int out, const T* x, int in, T* dw,
-                        std::vector<T>& scratch) {
-  scratch.resize(size_t(rows) * out);
-  for (int r = 0; r < rows; ++r)
-    for (int o = 0; o < out; ++o) scratch[size_t(o) * rows + r] = dy[size_t(r) * out + o];
-  matmul(scratch.data(), out, rows, x, in, dw, true);
+void matmul_weight_grad(const T* dy, int rows, int out, const T* x, int in, T* dw) {
+  matmul_strided(dy, 1, size_t(out), out, rows, x, in, dw, true);
 }
 
 // y = x / rms(x) * g; returns 1 / rms(x).
@@ -250,9 +255,18 @@ void log_softmax_row(const T* logits, int n, T* logp) {
   for (int i = 0; i < n; ++i) logp[i] = logits[i] - lse;
 }
 
+// silu(a) = a·σ(a); σ(a) lands in *sigmoid (for the backward).
+template <class T>
+T silu(T a, T* sigmoid) {
+  const T den = T(1) + std::exp(-a);
+  *sigmoid = T(1) / den;
+  return a / den;
+}
+
 template <class T>
 T silu(T a) {
-  return a / (T(1) + std::exp(-a));
+  T unused;
+  return silu(a, &unused);
 }
 
 }  // namespace flare::model::detail

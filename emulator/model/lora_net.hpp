@@ -51,7 +51,7 @@ void lora_backward(const LoraNet<T>& lora, const LoraModule& m, const T* x, cons
   }
   matmul_narrow(dy, rows, m.out, lora.wt + m.b, r, dus.data());
   for (size_t i = 0; i < size_t(rows) * r; ++i) dus[i] *= lora.scale;
-  if (grad) matmul_weight_grad(dus.data(), rows, r, x, m.in, grad + m.a, scratch);
+  if (grad) matmul_weight_grad(dus.data(), rows, r, x, m.in, grad + m.a);
   matmul(dus.data(), rows, r, lora.w + m.a, m.in, dx, true);
 }
 

@@ -269,8 +269,9 @@ struct OptimResult {
 // sampler snapshot holds), so trainer logprobs match the deployment's. With
 // LoRA (lora.rank > 0) the base weights are frozen and only the adapter's A and
 // B train (gradients, Adam moments and state cover them alone).
-// Not thread-safe: call one method at a time (each call uses `threads` threads
-// internally). Bad datums throw std::invalid_argument naming "data[i].field"
+// Not thread-safe: call one method at a time (each call runs on up to `threads`
+// threads of the process's shared pool; on the caller alone while another call
+// holds the pool). Bad datums throw std::invalid_argument naming "data[i].field"
 // and leave the gradient accumulator untouched. Metrics (mean_ratio, logprob_mismatch,
 // clip_fraction) cover the tokens that have sampler_logprobs and, when
 // advantages are given, a nonzero advantage (prompt tokens carry 0); kl covers

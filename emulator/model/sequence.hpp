@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "emulator/model/attention.hpp"
 #include "emulator/model/kernels.hpp"
 #include "emulator/model/layout.hpp"
 #include "emulator/model/lora_net.hpp"
@@ -28,7 +29,7 @@ struct NetView {
 
 template <class T>
 struct LayerActs {
-  std::vector<T> x_in, inv1, h1, q, k, v, probs, ctx, x_mid, inv2, h2, gate, up, act;
+  std::vector<T> x_in, inv1, h1, q, k, v, probs, ctx, x_mid, inv2, h2, gate, up, act, sig;
   std::vector<T> lora_us;  // per target [n, rank]: scale · x Aᵀ
   T* us(int target, int n, int rank) { return lora_us.data() + size_t(target) * n * rank; }
 };
@@ -42,7 +43,8 @@ struct SeqWork {
   std::vector<T> x_out, inv_f, h_f, logp;  // logp: [n, vocab] log-softmax
   std::vector<T> head_us;                  // lm_head adapter: [n, rank] scale · h_f Aᵀ
   // backward scratch
-  std::vector<T> dx, dh, dq, dk, dv, dctx, dgate, dup, dact, dlogits, drow, tscratch, dus, ltmp;
+  std::vector<T> dx, dh, dq, dk, dv, dctx, dgate, dup, dact, dlogits, tscratch, dus, ltmp;
+  AttentionWork<T> att;
 
   void resize(const Config& c, int len, int lora_rank = 0) {
     n = len;
@@ -50,7 +52,7 @@ struct SeqWork {
     layers.resize(c.n_layers);
     for (LayerActs<T>& l : layers) {
       for (auto* v : {&l.x_in, &l.h1, &l.q, &l.k, &l.v, &l.ctx, &l.x_mid, &l.h2}) v->resize(N * d);
-      for (auto* v : {&l.gate, &l.up, &l.act}) v->resize(N * f);
+      for (auto* v : {&l.gate, &l.up, &l.act, &l.sig}) v->resize(N * f);
       l.inv1.resize(N);
       l.inv2.resize(N);
       l.probs.resize(H * N * N);
@@ -65,7 +67,6 @@ struct SeqWork {
     for (auto* v : {&dx, &dh, &dq, &dk, &dv, &dctx}) v->resize(N * d);
     for (auto* v : {&dgate, &dup, &dact}) v->resize(N * f);
     dlogits.resize(N * c.vocab);
-    drow.resize(std::max<size_t>(N, d));
   }
 };
 
@@ -113,10 +114,8 @@ void sequence_forward(const NetView<T>& net, std::span<const int> tokens,
       rope_row(a.q.data() + size_t(t) * d, H, hd, cs, sn);
       rope_row(a.k.data() + size_t(t) * d, H, hd, cs, sn);
     }
-    for (int t = 0; t < n; ++t)
-      attend_heads(a.q.data() + size_t(t) * d, a.k.data(), a.v.data(), t + 1, size_t(d), H, hd,
-                   scale, a.probs.data() + size_t(t) * n, size_t(n) * n,
-                   a.ctx.data() + size_t(t) * d);
+    attention_forward(a.q.data(), a.k.data(), a.v.data(), n, H, hd, scale, a.probs.data(),
+                      a.ctx.data(), ws.att);
     a.x_mid = a.x_in;
     matmul(a.ctx.data(), n, d, wt + o.wo, d, a.x_mid.data(), true);
     if (lora) adapt(kO, a.ctx.data(), a.x_mid.data());
@@ -129,7 +128,7 @@ void sequence_forward(const NetView<T>& net, std::span<const int> tokens,
       adapt(kGate, a.h2.data(), a.gate.data());
       adapt(kUp, a.h2.data(), a.up.data());
     }
-    for (size_t i = 0; i < size_t(n) * f; ++i) a.act[i] = silu(a.gate[i]) * a.up[i];
+    for (size_t i = 0; i < size_t(n) * f; ++i) a.act[i] = silu(a.gate[i], &a.sig[i]) * a.up[i];
     std::vector<T>& next = li + 1 < c.n_layers ? ws.layers[li + 1].x_in : ws.x_out;
     next = a.x_mid;
     matmul(a.act.data(), n, f, wt + o.down, d, next.data(), true);
@@ -179,8 +178,7 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
   // Head: logits = h_f · Hᵀ (H = E when tied). H [V, d] is already the "[in, out]" form for
   // dh = dlogits · H.
   matmul(ws.dlogits.data(), n, V, w + lay.head, d, ws.dh.data());
-  if (grad)
-    matmul_weight_grad(ws.dlogits.data(), n, V, ws.h_f.data(), d, grad + lay.head, ws.tscratch);
+  if (grad) matmul_weight_grad(ws.dlogits.data(), n, V, ws.h_f.data(), d, grad + lay.head);
   if (lora && lora->lay->has_head)
     lora_backward(*lora, lora->lay->head, ws.h_f.data(), ws.head_us.data(), ws.dlogits.data(), n,
                   ws.dh.data(), lora_grad, ws.dus, ws.tscratch, ws.ltmp);
@@ -201,19 +199,18 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     };
     // MLP: x_out = x_mid + act · Wdᵀ, act = silu(gate) * up.
     matmul(ws.dx.data(), n, d, w + o.down, f, ws.dact.data());
-    if (grad) matmul_weight_grad(ws.dx.data(), n, d, a.act.data(), f, grad + o.down, ws.tscratch);
+    if (grad) matmul_weight_grad(ws.dx.data(), n, d, a.act.data(), f, grad + o.down);
     if (lora) adapt_back(kDown, a.act.data(), ws.dx.data(), ws.dact.data());
     for (size_t i = 0; i < N * f; ++i) {
-      const T g = a.gate[i];
-      const T s = T(1) / (T(1) + std::exp(-g));
+      const T g = a.gate[i], s = a.sig[i];
       ws.dup[i] = ws.dact[i] * g * s;
       ws.dgate[i] = ws.dact[i] * a.up[i] * s * (T(1) + g * (T(1) - s));
     }
     matmul(ws.dgate.data(), n, f, w + o.gate, d, ws.dh.data());
     matmul(ws.dup.data(), n, f, w + o.up, d, ws.dh.data(), true);
     if (grad) {
-      matmul_weight_grad(ws.dgate.data(), n, f, a.h2.data(), d, grad + o.gate, ws.tscratch);
-      matmul_weight_grad(ws.dup.data(), n, f, a.h2.data(), d, grad + o.up, ws.tscratch);
+      matmul_weight_grad(ws.dgate.data(), n, f, a.h2.data(), d, grad + o.gate);
+      matmul_weight_grad(ws.dup.data(), n, f, a.h2.data(), d, grad + o.up);
     }
     if (lora) {
       adapt_back(kGate, a.h2.data(), ws.dgate.data(), ws.dh.data());
@@ -225,37 +222,10 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
                            base_grad(o.ln2));
     // Attention: x_mid = x_in + ctx · Woᵀ.
     matmul(ws.dx.data(), n, d, w + o.wo, d, ws.dctx.data());
-    if (grad) matmul_weight_grad(ws.dx.data(), n, d, a.ctx.data(), d, grad + o.wo, ws.tscratch);
+    if (grad) matmul_weight_grad(ws.dx.data(), n, d, a.ctx.data(), d, grad + o.wo);
     if (lora) adapt_back(kO, a.ctx.data(), ws.dx.data(), ws.dctx.data());
-    std::fill(ws.dq.begin(), ws.dq.end(), T(0));
-    std::fill(ws.dk.begin(), ws.dk.end(), T(0));
-    std::fill(ws.dv.begin(), ws.dv.end(), T(0));
-    T* ds = ws.drow.data();
-    for (int h = 0; h < H; ++h)
-      for (int t = 0; t < n; ++t) {
-        const T* p = a.probs.data() + (size_t(h) * n + t) * n;
-        const T* dc = ws.dctx.data() + size_t(t) * d + h * hd;
-        T sum = 0;
-        for (int s = 0; s <= t; ++s) {
-          const T* vs = a.v.data() + size_t(s) * d + h * hd;
-          const T dp = dot(dc, vs, hd);
-          ds[s] = dp;
-          sum += p[s] * dp;
-          T* dvs = ws.dv.data() + size_t(s) * d + h * hd;
-          for (int i = 0; i < hd; ++i) dvs[i] += p[s] * dc[i];
-        }
-        const T* qt = a.q.data() + size_t(t) * d + h * hd;
-        T* dqt = ws.dq.data() + size_t(t) * d + h * hd;
-        for (int s = 0; s <= t; ++s) {
-          const T g = p[s] * (ds[s] - sum) * scale;
-          const T* ks = a.k.data() + size_t(s) * d + h * hd;
-          T* dks = ws.dk.data() + size_t(s) * d + h * hd;
-          for (int i = 0; i < hd; ++i) {
-            dqt[i] += g * ks[i];
-            dks[i] += g * qt[i];
-          }
-        }
-      }
+    attention_backward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), ws.dctx.data(), n, H, hd,
+                       scale, ws.dq.data(), ws.dk.data(), ws.dv.data(), ws.att);
     for (int t = 0; t < n; ++t) {
       const T* cs = net.rope_cos + size_t(t) * half;
       const T* sn = net.rope_sin + size_t(t) * half;
@@ -266,9 +236,9 @@ void sequence_backward(const NetView<T>& net, std::span<const int> tokens,
     matmul(ws.dk.data(), n, d, w + o.wk, d, ws.dh.data(), true);
     matmul(ws.dv.data(), n, d, w + o.wv, d, ws.dh.data(), true);
     if (grad) {
-      matmul_weight_grad(ws.dq.data(), n, d, a.h1.data(), d, grad + o.wq, ws.tscratch);
-      matmul_weight_grad(ws.dk.data(), n, d, a.h1.data(), d, grad + o.wk, ws.tscratch);
-      matmul_weight_grad(ws.dv.data(), n, d, a.h1.data(), d, grad + o.wv, ws.tscratch);
+      matmul_weight_grad(ws.dq.data(), n, d, a.h1.data(), d, grad + o.wq);
+      matmul_weight_grad(ws.dk.data(), n, d, a.h1.data(), d, grad + o.wk);
+      matmul_weight_grad(ws.dv.data(), n, d, a.h1.data(), d, grad + o.wv);
     }
     if (lora) {
       adapt_back(kQ, a.h1.data(), ws.dq.data(), ws.dh.data());

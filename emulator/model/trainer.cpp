@@ -1,13 +1,14 @@
 // Trainer: forward + backward over a batch of datums split across threads,
 // gradient accumulation, and AdamW on fp32 master weights.
 #include <cmath>
-#include <exception>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
 #include "emulator/model/datum_check.hpp"
 #include "emulator/model/losses.hpp"
 #include "emulator/model/trainer_impl.hpp"
+#include "runtime/thread_pool.hpp"
 
 namespace flare::model {
 
@@ -54,7 +55,6 @@ Trainer::Trainer(const Config& cfg, Weights master, int threads, const LoraConfi
   m.adam_m.assign(m.trained_count(), 0.0f);
   m.adam_v.assign(m.trained_count(), 0.0f);
   m.work.resize(threads);
-  m.thread_grad.resize(threads);
   m.refresh_compute_weights();
 }
 
@@ -139,38 +139,41 @@ ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn 
                               use_lora ? nullptr : g, use_lora ? g : nullptr);
   };
 
-  const int parts = int(std::min<size_t>(size_t(threads), std::max<size_t>(1, data.size())));
-  const std::vector<size_t> bounds = split_by_tokens(data, parts);
-  // Runs body(i, work, grad) for every datum, the datums split across threads; `grad` is
-  // the thread's gradient buffer (zeroed) when with_grad, else nullptr.
+  // The datums fall into chunks of similar token counts, each with its own
+  // gradient buffer; the pool's threads take chunks as they come free (a thread
+  // slowed by other load does less), and the buffers are summed in chunk order,
+  // so the result does not depend on which thread ran what.
+  const size_t chunks = std::min(data.size(), size_t(kChunksPerThread) * size_t(threads));
+  const std::vector<size_t> bounds = split_by_tokens(data, int(std::max<size_t>(1, chunks)));
+  if (backward && chunk_grad.size() < chunks) chunk_grad.resize(chunks);
+  // Runs body(i, work, grad) for every datum; `grad` is the datum's chunk gradient
+  // buffer (zeroed) when with_grad, else nullptr.
   auto for_each_datum = [&](bool with_grad, const auto& body) {
-    auto worker = [&](int k) {
+    std::mutex free_mu;
+    std::vector<detail::SeqWork<float>*> free_work;
+    for (auto& w : work) free_work.push_back(&w);
+    flare::parallel_for(chunks, unsigned(threads), [&](size_t k) {
+      detail::SeqWork<float>* ws;
+      {
+        std::lock_guard lock(free_mu);
+        ws = free_work.back();
+        free_work.pop_back();
+      }
       float* g = nullptr;
       if (with_grad) {
-        thread_grad[k].assign(n_trained, 0.0f);
-        g = thread_grad[k].data();
+        chunk_grad[k].assign(n_trained, 0.0f);
+        g = chunk_grad[k].data();
       }
-      for (size_t i = bounds[k]; i < bounds[k + 1]; ++i) body(i, work[k], g);
-    };
-    if (parts == 1) return worker(0);
-    std::vector<std::exception_ptr> errors(parts);
-    std::vector<std::thread> pool;
-    for (int k = 1; k < parts; ++k)
-      pool.emplace_back([&, k] {
-        try {
-          worker(k);
-        } catch (...) {
-          errors[k] = std::current_exception();
-        }
-      });
-    try {
-      worker(0);
-    } catch (...) {
-      errors[0] = std::current_exception();
-    }
-    for (std::thread& t : pool) t.join();
-    for (const std::exception_ptr& e : errors)
-      if (e) std::rethrow_exception(e);
+      try {
+        for (size_t i = bounds[k]; i < bounds[k + 1]; ++i) body(i, *ws, g);
+      } catch (...) {
+        std::lock_guard lock(free_mu);
+        free_work.push_back(ws);
+        throw;
+      }
+      std::lock_guard lock(free_mu);
+      free_work.push_back(ws);
+    });
   };
 
   if (pairwise) {
@@ -199,11 +202,16 @@ ForwardBackwardResult Trainer::Impl::run(const std::vector<Datum>& data, LossFn 
       std::vector<float>().swap(dlogp[i]);
     });
   }
-  if (backward)  // fixed summation order: independent of thread timing
-    for (int k = 0; k < parts; ++k) {
-      const float* tg = thread_grad[k].data();
-      for (size_t i = 0; i < n_trained; ++i) grad[i] += tg[i];
-    }
+  if (backward) {  // fixed summation order: independent of thread timing
+    constexpr size_t kSlice = size_t(1) << 16;
+    flare::parallel_for((n_trained + kSlice - 1) / kSlice, unsigned(threads), [&](size_t s) {
+      const size_t lo = s * kSlice, hi = std::min(n_trained, lo + kSlice);
+      for (size_t k = 0; k < chunks; ++k) {
+        const float* cg = chunk_grad[k].data();
+        for (size_t i = lo; i < hi; ++i) grad[i] += cg[i];
+      }
+    });
+  }
 
   detail::LossStats total;
   for (size_t i = 0; i < data.size(); ++i) {

@@ -26,8 +26,11 @@ struct Trainer::Impl {
   // Over the trained parameters: canonical layout, or LoraLayout under LoRA.
   std::vector<float> grad, adam_m, adam_v;
   long step = 0;
-  std::vector<detail::SeqWork<float>> work;     // per thread
-  std::vector<std::vector<float>> thread_grad;  // per thread
+  // A forward_backward splits its datums into up to kChunksPerThread x threads
+  // chunks: enough for the pool to even out threads slowed by other load.
+  static constexpr int kChunksPerThread = 2;
+  std::vector<detail::SeqWork<float>> work;    // one per thread at work
+  std::vector<std::vector<float>> chunk_grad;  // per chunk
 
   // Recomputes w16/wt16 from master (and lora16/lorat16 from lora_master).
   void refresh_compute_weights();

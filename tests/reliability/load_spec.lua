@@ -1,5 +1,5 @@
 -- Load: 1000 sampling requests in flight at once from one script against the in-process
--- emulator, three times over. Every request is answered (the sampler retries what the
+-- emulator, twice over. Every request is answered (the sampler retries what the
 -- server turns away), no file descriptor is left behind once the emulator is stopped and
 -- the client has seen its connections close, and the process's peak RSS is printed
 -- (README, Reliability). No timing is asserted.
