@@ -1,5 +1,6 @@
 // flare.sqlite: a SQLite database file for flare's own records (the release registry).
-//   sqlite.open(path, {busy_timeout_ms = 10000, wal = true, readonly = false}) -> db
+//   sqlite.open(path, {busy_timeout_ms = 10000, wal = true, readonly = false,
+//               kept_statements = 16}) -> db     (prepared statements kept for reuse)
 //   db:exec(sql)                       one or more statements, no parameters
 //   db:query(sql, params) -> rows, changes, last_insert_rowid
 //       one statement; params is a list bound to its ?s (nil holes and flare.json.null
@@ -46,6 +47,7 @@ int l_open(lua_State* L) {
     opts.busy_timeout_ms = static_cast<int>(o.integer("busy_timeout_ms", 10000, 0, 3600000));
     opts.wal = o.boolean("wal", true);
     opts.readonly = o.boolean("readonly", false);
+    opts.kept_statements = static_cast<int>(o.integer("kept_statements", 16, 0, 1000));
     o.finish();
   }
   // In a sandbox the file must lie under its granted folders, as flare.fs's.

@@ -101,7 +101,7 @@ uint64_t deposit_class_bits(const uint64_t* lo, const uint64_t* hi, size_t strid
                             Isa isa = best_isa());
 
 // deposit_class_bits for every class of a block in one walk over its words,
-// for 2 to 8 classes (ge: the K - 1 masks "class >= 1..K-1" of each word,
+// for 2 to 12 classes (ge: the K - 1 masks "class >= 1..K-1" of each word,
 // as le_masks writes them). Class k reads bitmaps[k] from seen[k] on and
 // advances seen[k] only where live[k] is set; a class that is not live must
 // have zero bits at seen[k] (its bitmap ended, or it has none). Returns false,

@@ -1,5 +1,6 @@
 #include "delta/chunk_codec.hpp"
 
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_c_literalCompressionMode
 #include <zstd.h>
 
 #include <algorithm>
@@ -58,7 +59,13 @@ ZstdContexts& zstd() {
   return ctx;
 }
 
-void put_stream(std::vector<std::byte>& out, std::span<const std::byte> raw, int level) {
+// How a stream's bytes are coded: Matches finds repeats of 7 bytes or more
+// in a small table; Literals (for level 1) codes the bytes as Huffman
+// literals and skips the match search.
+enum class StreamCoding { Matches, Literals };
+
+void put_stream(std::vector<std::byte>& out, std::span<const std::byte> raw, int level,
+                StreamCoding coding = StreamCoding::Matches) {
   std::vector<std::byte>& tmp = [&]() -> std::vector<std::byte>& {
     thread_local std::vector<std::byte> buf;
     return buf;
@@ -69,17 +76,26 @@ void put_stream(std::vector<std::byte>& out, std::span<const std::byte> raw, int
     tmp.resize(ZSTD_compressBound(raw.size()));
     // The streams (gaps, value planes) have few repeats: matches shorter than
     // 7 bytes cost more than coding their bytes as Huffman literals, so the
-    // match finder looks for long ones only, in a small table (faster, and
-    // smaller output: 11.08 MB against 11.80 at level 3 for a bf16 step
-    // changing 20% of 84M elements).
-    thread_local int set_level = 0;
+    // match finder looks for long ones only, in a small table. Where even
+    // those do not pay (Literals), the match finder steps over a whole block
+    // at a time (ZSTD_c_targetLength is the fast strategy's acceleration)
+    // with literal compression kept on (zstd turns it off at that setting by
+    // default): a bf16 step changing 20% of 134M elements codes to 16.42 MB
+    // against 17.44 MB, with a third less time in zstd. On fp32 steps the
+    // gap streams are runs of zeros, which matches code far better.
+    const int key = level * 2 + (coding == StreamCoding::Literals);
+    thread_local int set_key = 0;
     ZSTD_CCtx* c = zstd().c;
-    if (set_level != level) {
+    if (set_key != key) {
       ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
       ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
       ZSTD_CCtx_setParameter(c, ZSTD_c_minMatch, 7);
       ZSTD_CCtx_setParameter(c, ZSTD_c_hashLog, 7);
-      set_level = level;
+      // Without the parameter (another zstd), Matches.
+      if (coding == StreamCoding::Literals && level == 1 &&
+          !ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_literalCompressionMode, ZSTD_ps_enable)))
+        ZSTD_CCtx_setParameter(c, ZSTD_c_targetLength, ZSTD_TARGETLENGTH_MAX);
+      set_key = key;
     }
     size_t n = ZSTD_compress2(c, tmp.data(), tmp.size(), raw.data(), raw.size());
     if (ZSTD_isError(n)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(n));
@@ -261,31 +277,31 @@ ChangedElements<T>& changed_scratch(size_t n) {
 }
 
 // For each of `words` words with masks ge (K - 1 per word) of class >= 1..K-1:
-// G gets the masks of class >= 0..K (all, ge..., none) and C the running
-// counts cg of class >= 0..K before the word; cg advances past the words.
-// KC: K known at compile time (0: use k).
+// M gets each class's members (class >= k minus class >= k + 1) and C each
+// class's element count before the word; cnt (counts before the first word)
+// advances past the words. KC: K known at compile time (0: use k).
 template <unsigned KC>
 inline void class_prefix(const uint64_t* ge, size_t words, unsigned k, bool counts_only,
-                         uint32_t* cg, uint64_t* G, uint32_t* C) {
+                         uint32_t* cnt, uint64_t* M, uint32_t* C) {
   const unsigned K = KC ? KC : k;
-  const size_t S = K + 1;
-  uint32_t acc[65];
-  for (unsigned t = 0; t < K; ++t) acc[t] = cg[t];
+  uint32_t acc[64];
+  for (unsigned t = 0; t < K; ++t) acc[t] = cnt[t];
   for (size_t w = 0; w < words; ++w, ge += K - 1) {
-    if (!counts_only) {
-      uint64_t* g = G + w * S;
-      uint32_t* c = C + w * S;
-      g[0] = ~uint64_t{0};
-      g[K] = 0;
-      c[K] = 0;
-      for (unsigned t = 0; t < K; ++t) c[t] = acc[t];
-      for (unsigned t = 1; t < K; ++t) g[t] = ge[t - 1];
+    uint64_t* m = M + w * K;
+    uint32_t* c = C + w * K;
+    uint64_t above = ~uint64_t{0};  // class >= t
+    for (unsigned t = 0; t < K; ++t) {
+      const uint64_t next = t + 1 < K ? ge[t] : 0;
+      const uint64_t member = above & ~next;
+      if (!counts_only) {
+        m[t] = member;
+        c[t] = acc[t];
+      }
+      acc[t] += static_cast<uint32_t>(__builtin_popcountll(member));
+      above = next;
     }
-    acc[0] += 64;
-    for (unsigned t = 1; t < K; ++t)
-      acc[t] += static_cast<uint32_t>(__builtin_popcountll(ge[t - 1]));
   }
-  for (unsigned t = 0; t < K; ++t) cg[t] = acc[t];
+  for (unsigned t = 0; t < K; ++t) cnt[t] = acc[t];
 }
 
 // A block of words at a time: the nested class masks "class >= t" come from
@@ -326,40 +342,47 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   thread_local std::unique_ptr<std::byte[]> t_buf;
   thread_local size_t buf_cap = 0;
   std::byte* buf = scratch(t_buf, buf_cap, changed * (4 + B));
-  std::byte* gap_at[64];
+  // Each class's output in one place (a pointer per array made every element
+  // compute three addresses); values are stored whole and split into byte
+  // planes once the chunk is listed.
+  struct ClassOut {
+    std::byte* gap;  // next gap's bytes
+    T* value;        // next value
+    uint64_t next_rank;
+  };
+  ClassOut co[64];
   std::byte* gap_begin[64];
-  std::byte* plane[64];
+  T* value_begin[64];
   size_t at = 0;
-  for (unsigned k = 0; k < K; ++k) {
-    gap_begin[k] = gap_at[k] = buf + at;
-    at += counts[k] * 4;
-  }
-  for (unsigned k = 0; k < K; ++k) {
-    plane[k] = buf + at;
+  for (unsigned k = 0; k < K; ++k) {  // values first: aligned for T
+    value_begin[k] = co[k].value = reinterpret_cast<T*>(buf + at);
+    co[k].next_rank = 0;
     at += counts[k] * B;
   }
-  uint64_t next_rank[64] = {};
-  auto put = [&](unsigned k, uint64_t rank, T z) {
-    gap_at[k] += put_varint28(gap_at[k], static_cast<uint32_t>(rank - next_rank[k]));
-    next_rank[k] = rank + 1;
-    std::byte* v = plane[k]++;
-    for (size_t q = 0; q < B; ++q) v[q * counts[k]] = static_cast<std::byte>((z >> (8 * q)) & 0xff);
+  for (unsigned k = 0; k < K; ++k) {
+    gap_begin[k] = co[k].gap = buf + at;
+    at += counts[k] * 4;
+  }
+  auto put = [&](ClassOut& o, uint64_t rank, T z) {
+    o.gap += put_varint28(o.gap, static_cast<uint32_t>(rank - o.next_rank));
+    o.next_rank = rank + 1;
+    *o.value++ = z;
   };
   const uint32_t* pos = ch.pos.get();
   const T* zs = ch.z.get();
   if (K == 1) {
-    for (uint64_t j = 0; j < changed; ++j) put(0, pos[j], zs[j]);
+    for (uint64_t j = 0; j < changed; ++j) put(co[0], pos[j], zs[j]);
   } else {
     ClassMasks<T> cm(f, s, base, n);
     const size_t words = (n + 63) / 64;
-    const size_t S = K + 1;  // per word: masks of class >= 0..K, counts before the word
-    thread_local std::vector<uint64_t> t_g;
+    // Per word and class: its members and its element count before the word.
+    thread_local std::vector<uint64_t> t_m;
     thread_local std::vector<uint32_t> t_c;
-    t_g.resize(kBlockWords * S);
-    t_c.resize(kBlockWords * S);
-    uint64_t* G = t_g.data();
+    t_m.resize(kBlockWords * K);
+    t_c.resize(kBlockWords * K);
+    uint64_t* M = t_m.data();
     uint32_t* C = t_c.data();
-    uint32_t cg[65] = {};  // elements of class >= t before the current word (cg[K] = 0)
+    uint32_t cnt[64] = {};  // elements of each class before the current word
     const uint16_t* es = ch.e.get();
     // Where most elements changed, class by class (below); else one flat loop
     // over the changed elements, which has no branch per word and class.
@@ -372,11 +395,13 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
       const bool counts_only =  // no change in the block
           j == changed || (!by_class && pos[j] >= end) ||
           (by_class && std::all_of(masks + w0, masks + w1, [](uint64_t x) { return x == 0; }));
-      // K = 6 keeps the counters in registers.
+      // The densities' usual K (6, 12) keep the counters in registers.
       if (K == 6)
-        class_prefix<6>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
+        class_prefix<6>(cm.ge(w0), w1 - w0, K, counts_only, cnt, M, C);
+      else if (K == 12)
+        class_prefix<12>(cm.ge(w0), w1 - w0, K, counts_only, cnt, M, C);
       else
-        class_prefix<0>(cm.ge(w0), w1 - w0, K, counts_only, cg, G, C);
+        class_prefix<0>(cm.ge(w0), w1 - w0, K, counts_only, cnt, M, C);
       if (counts_only) continue;
       if (by_class) {
         // Class by class over the block's words: each class's buffers and
@@ -390,15 +415,12 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
         }
         for (unsigned k = 0; k < K; ++k) {
           if (!counts[k]) continue;
-          std::byte* gp = gap_at[k];
-          std::byte* pl = plane[k];
-          const size_t cnt = counts[k];
-          uint64_t nr = next_rank[k];
+          std::byte* gp = co[k].gap;
+          T* vp = co[k].value;
+          uint64_t nr = co[k].next_rank;
           for (size_t w = w0; w < w1; ++w) {
-            const uint64_t* g = G + (w - w0) * S;
-            const uint32_t* c = C + (w - w0) * S;
-            const uint64_t member = g[k] & ~g[k + 1];
-            const uint64_t before = uint64_t{c[k]} - c[k + 1];
+            const uint64_t member = M[(w - w0) * K + k];
+            const uint64_t before = C[(w - w0) * K + k];
             for (uint64_t m = masks[w] & member; m; m &= m - 1) {
               const uint64_t below = (m & (0 - m)) - 1;
               const uint64_t rank =
@@ -407,28 +429,21 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
                   zs[jw[w - w0] + static_cast<uint64_t>(__builtin_popcountll(masks[w] & below))];
               gp += put_varint28(gp, static_cast<uint32_t>(rank - nr));
               nr = rank + 1;
-              for (size_t q = 0; q < B; ++q)
-                pl[q * cnt] = static_cast<std::byte>((z >> (8 * q)) & 0xff);
-              ++pl;
+              *vp++ = z;
             }
           }
-          gap_at[k] = gp;
-          plane[k] = pl;
-          next_rank[k] = nr;
+          co[k].gap = gp;
+          co[k].value = vp;
+          co[k].next_rank = nr;
         }
         continue;
       }
       for (; j < changed && pos[j] < end; ++j) {
         const uint32_t i = pos[j];
-        const size_t off = (i / 64 - w0) * S;
-        const uint64_t below = (uint64_t{1} << (i % 64)) - 1;
         const unsigned k = cls[es[j]];
-        const uint64_t* g = G + off;
-        const uint32_t* c = C + off;
-        const uint64_t rank =
-            (c[k] + static_cast<uint64_t>(__builtin_popcountll(g[k] & below))) -
-            (c[k + 1] + static_cast<uint64_t>(__builtin_popcountll(g[k + 1] & below)));
-        put(k, rank, zs[j]);
+        const size_t off = (i / 64 - w0) * K + k;
+        const uint64_t below = (uint64_t{1} << (i % 64)) - 1;
+        put(co[k], C[off] + static_cast<uint64_t>(__builtin_popcountll(M[off] & below)), zs[j]);
       }
     }
   }
@@ -440,11 +455,22 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   out.push_back(static_cast<std::byte>(s.top & 0xff));
   out.push_back(static_cast<std::byte>(s.top >> 8));
   for (unsigned k = 0; k < K; ++k) put_varint(out, counts[k]);
+  // Huffman literals for 1- and 2-byte elements (bf16 steps: smaller and
+  // faster); wider ones keep the matches (fp32: 2.6x against 2.4x).
+  const StreamCoding coding = B <= 2 ? StreamCoding::Literals : StreamCoding::Matches;
+  thread_local std::unique_ptr<std::byte[]> t_plane;
+  thread_local size_t plane_cap = 0;
+  std::byte* planes = scratch(t_plane, plane_cap, changed);
   for (unsigned k = 0; k < K; ++k) {
     if (!counts[k]) continue;
-    put_stream(out, {gap_begin[k], static_cast<size_t>(gap_at[k] - gap_begin[k])}, p.zstd_level);
-    std::byte* p0 = plane[k] - counts[k];  // advanced by one per element above
-    for (size_t q = 0; q < B; ++q) put_stream(out, {p0 + q * counts[k], counts[k]}, p.zstd_level);
+    put_stream(out, {gap_begin[k], static_cast<size_t>(co[k].gap - gap_begin[k])}, p.zstd_level,
+               coding);
+    const T* v = value_begin[k];
+    const size_t cnt = counts[k];
+    for (size_t q = 0; q < B; ++q) {
+      for (size_t d = 0; d < cnt; ++d) planes[d] = static_cast<std::byte>((v[d] >> (8 * q)) & 0xff);
+      put_stream(out, {planes, cnt}, p.zstd_level, coding);
+    }
   }
   return out;
 }
@@ -454,6 +480,19 @@ struct ClassStreams {
   std::vector<std::byte> gaps;
   std::vector<std::byte> planes[8];
 };
+
+// out[d] = the value whose byte q is planes[q][d], for d < count.
+template <typename T>
+void interleave_planes(const std::vector<std::byte>* planes, size_t count, T* __restrict out) {
+  const std::byte* p[sizeof(T)];
+  for (size_t q = 0; q < sizeof(T); ++q) p[q] = planes[q].data();
+  for (size_t d = 0; d < count; ++d) {
+    T z = 0;
+    for (size_t q = 0; q < sizeof(T); ++q)
+      z |= static_cast<T>(static_cast<T>(std::to_integer<T>(p[q][d])) << (8 * q));
+    out[d] = z;
+  }
+}
 
 // Copies len bytes to out as `use` asks (stream_fence() after the last).
 inline void copy_out(std::byte* out, const std::byte* src, size_t len, OutputUse use) {
@@ -494,19 +533,21 @@ void copy_patch_blocks(std::span<const std::byte> base, std::span<std::byte> out
 // Patches a block's changed elements (change masks chg of its nw words) class
 // by class: class k's members in word w are "class >= k" minus "class >= k +
 // 1" (ge: K - 1 masks per word), and its changed elements take the class's
-// next values in position order. One class at a time keeps its value counter
-// in a register (a counter per class in memory made every element wait on
-// the previous one's store). Not inlined: inside the decoder's loops the
+// next values in position order, byte q from plane[k][q] (done[k] advances).
+// One class at a time keeps its value counter and plane pointers in
+// registers (a counter per class in memory made every element wait on the
+// previous one's store), so the planes are read as they are (interleaving
+// them first was slower here). Not inlined: inside the decoder's loops the
 // compiler kept this loop's operands on the stack.
 template <typename T>
 [[gnu::noinline]] void patch_by_class(const uint64_t* chg, const uint64_t* ge, unsigned K,
                                       size_t nw, T* __restrict block,
-                                      const std::byte* const (*value)[8], const uint64_t* count,
+                                      const std::byte* const (*plane)[8], const uint64_t* count,
                                       uint64_t* done) {
   for (unsigned k = 0; k < K; ++k) {
     if (!count[k]) continue;
     const std::byte* v[sizeof(T)];
-    for (size_t q = 0; q < sizeof(T); ++q) v[q] = value[k][q];
+    for (size_t q = 0; q < sizeof(T); ++q) v[q] = plane[k][q];
     uint64_t d = done[k];
     for (size_t w = 0; w < nw; ++w) {
       uint64_t m = chg[w];
@@ -515,13 +556,11 @@ template <typename T>
       while (m) {
         const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(m));
         m &= m - 1;
-        const T b = block[i];
         T z = 0;
         for (size_t q = 0; q < sizeof(T); ++q)
           z |= static_cast<T>(static_cast<T>(std::to_integer<T>(v[q][d])) << (8 * q));
         ++d;
-        const T x = unzigzag_add(b, z);
-        block[i] = x;
+        block[i] = unzigzag_add(block[i], z);
       }
     }
     done[k] = d;
@@ -529,24 +568,19 @@ template <typename T>
 }
 
 // Patches the changed elements at[0..count) (chunk positions, ascending, from
-// element `first` on) of a block: each takes the next value of its class,
-// which its base element's exponent gives. Not inlined: inside the decoder's
+// element `first` on) of a block: each takes the next value of its class
+// (value[k] advances), which its base element's exponent gives. Not inlined: inside the decoder's
 // loops the compiler kept this loop's operands on the stack.
 template <typename T>
 [[gnu::noinline]] void patch_changes(const uint32_t* at, size_t count,
                                      const std::byte* __restrict base, T* __restrict block,
                                      size_t first, unsigned shift, unsigned emask,
-                                     const uint8_t* cls, const std::byte* const (*value)[8],
-                                     uint64_t* done) {
+                                     const uint8_t* cls, const T** value) {
   for (size_t j = 0; j < count; ++j) {
     const size_t i = at[j] - first;
     const T b = load<T>(base + i * sizeof(T));
     const unsigned k = cls[static_cast<unsigned>(b >> shift) & emask];
-    const uint64_t d = done[k]++;
-    T z = 0;
-    for (size_t q = 0; q < sizeof(T); ++q)
-      z |= static_cast<T>(static_cast<T>(std::to_integer<T>(value[k][q][d])) << (8 * q));
-    block[i] = unzigzag_add(b, z);
+    block[i] = unzigzag_add(b, *value[k]++);
   }
 }
 
@@ -577,16 +611,41 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   }
   // Each class's changed element numbers (bit r: the class's element r
   // changed) as a bitmap, set straight from its gaps and checked to lie in the
-  // chunk. Numbers ascend, so each word is assembled in a register and stored
-  // once (words without a bit as zeros), and the bitmap is cleared past its
-  // last bit far enough for a block to read on.
+  // chunk. The bitmaps are all zeros between calls (the words a call wrote
+  // are cleared when it returns or throws), so a gap needs no branch: numbers
+  // ascend, and each is ORed into its word assembled in a register (cleared
+  // when the word changes) and stored whole; words without a bit stay zero,
+  // as far past the last bit as a block reads on.
   const size_t stride = n / 64 + kBlockWords + 2 + 64;
   thread_local std::unique_ptr<uint64_t[]> t_bitmaps;
   thread_local size_t bitmaps_cap = 0;
+  if (stride * s.classes > bitmaps_cap) {
+    bitmaps_cap = std::max(stride * s.classes, bitmaps_cap + bitmaps_cap / 2);
+    t_bitmaps.reset(new uint64_t[bitmaps_cap]());
+  }
   // A local copy: stores to out may alias the thread_locals.
-  uint64_t* bitmaps = scratch(t_bitmaps, bitmaps_cap, stride * s.classes);
-  const std::byte* value[64][8];
-  uint64_t last[64];  // last changed element number of each class
+  uint64_t* bitmaps = t_bitmaps.get();
+  struct ClearOnExit {
+    uint64_t* bitmaps;
+    size_t stride;
+    size_t dirty[64] = {};  // words written in each class's bitmap
+    ~ClearOnExit() {
+      for (size_t k = 0; k < 64; ++k)
+        if (dirty[k]) std::fill_n(bitmaps + k * stride, dirty[k], uint64_t{0});
+    }
+  } clear{bitmaps, stride};
+  // Where most elements changed, the changed elements are patched class by
+  // class from the value planes; else in one flat loop, which reads each
+  // class's values z whole (its byte planes interleaved, one class after
+  // another) through one pointer per class.
+  const bool by_class = 2 * total > n;
+  thread_local std::unique_ptr<T[]> t_values;
+  thread_local size_t values_cap = 0;
+  T* values = by_class ? nullptr : scratch(t_values, values_cap, total + 1);
+  const T* value[64];  // next value of each class (flat loop)
+  const T* value_begin[64];
+  const std::byte* plane[64][8];  // each class's planes (class by class)
+  uint64_t last[64];              // last changed element number of each class
   for (unsigned k = 0; k < s.classes; ++k) {
     if (!count[k]) continue;
     ClassStreams& c = streams[k];
@@ -594,14 +653,22 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
     for (size_t q = 0; q < sizeof(T); ++q) {
       get_stream(in, pos, count[k], c.planes[q], "value plane");
       if (c.planes[q].size() != count[k]) corrupt("value plane has the wrong length");
-      value[k][q] = c.planes[q].data();
+    }
+    if (by_class) {
+      for (size_t q = 0; q < sizeof(T); ++q) plane[k][q] = c.planes[q].data();
+    } else {
+      interleave_planes(c.planes, count[k], values);
+      value_begin[k] = value[k] = values;
+      values += count[k];
     }
     uint64_t* bm = bitmaps + k * stride;
+    clear.dirty[k] = stride;  // until the loop below finishes
     const std::byte* gaps = c.gaps.data();
     const size_t gaps_len = c.gaps.size();
     size_t gp = 0, word = 0;  // the word being assembled in `bits`
-    uint64_t r = 0, bits = 0;
-    for (uint64_t j = 0; j < count[k]; ++j) {
+    uint64_t r = ~uint64_t{0}, bits = 0;
+    const uint64_t changes = count[k];  // in a register: stores to bm may alias count
+    for (uint64_t j = 0; j < changes; ++j) {
       uint64_t g;
       if (gp < gaps_len && std::to_integer<uint8_t>(gaps[gp]) < 0x80) {  // one-byte gap
         g = std::to_integer<uint8_t>(gaps[gp++]);
@@ -610,22 +677,17 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
         if (!v || *v >= n) corrupt("gap stream is corrupt");
         g = *v;
       }
-      r = j == 0 ? g : r + 1 + g;
+      r += 1 + g;
       if (r >= n) corrupt("gap stream points past the end of the chunk");
       const size_t w = r / 64;
-      if (w != word) {
-        bm[word] = bits;
-        std::fill(bm + word + 1, bm + w, uint64_t{0});
-        word = w;
-        bits = 0;
-      }
+      bits &= 0 - static_cast<uint64_t>(w == word);
       bits |= uint64_t{1} << (r % 64);
+      bm[w] = bits;
+      word = w;
     }
     if (gp != gaps_len) corrupt("gap stream has trailing bytes");
-    bm[word] = bits;
     last[k] = r;
-    const size_t readable = r / 64 + kBlockWords + 2;
-    std::fill(bm + word + 1, bm + std::max(readable, word + 1), uint64_t{0});
+    clear.dirty[k] = word + 1;
   }
   if (pos != in.size())
     corrupt("sparse chunk has " + std::to_string(in.size() - pos) + " trailing bytes");
@@ -643,7 +705,6 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
   // changed positions patches them, each taking the next value of its class
   // (from its base exponent): its loop has no branch per word and class,
   // which sparse words mispredict.
-  const bool by_class = 2 * total > n;
   ClassMasks<T> cm(f, s, base, n);
   thread_local std::unique_ptr<uint32_t[]> t_pos(new uint32_t[kBlock + 64]);
   uint32_t* changed_at = t_pos.get();
@@ -667,14 +728,16 @@ uint64_t decode_sparse(DType dtype, std::span<const std::byte> in, std::span<con
           seen[k] = deposit_class_bits(k ? ge + k - 1 : nullptr, k + 1 < K ? ge + k : nullptr,
                                        K - 1, nw, class_bits[k], seen[k], chg);
     chg[nw - 1] &= valid_mask(w1 - 1, n);
-    if (by_class) return patch_by_class<T>(chg, ge, K, nw, block, value, count, done);
+    if (by_class) return patch_by_class<T>(chg, ge, K, nw, block, plane, count, done);
     const size_t changes = flatten_bits(chg, nw, static_cast<uint32_t>(w0 * 64), changed_at);
     patch_changes<T>(changed_at, changes, base.data() + w0 * 64 * sizeof(T), block, w0 * 64,
-                     f.shift, emask, cls, value, done);
+                     f.shift, emask, cls, value);
   });
   // A changed element number past its class's members was never deposited.
   for (unsigned k = 0; k < s.classes; ++k)
-    if (done[k] != count[k]) corrupt("gap stream points past the end of the chunk");
+    if (count[k] &&
+        (by_class ? done[k] : static_cast<uint64_t>(value[k] - value_begin[k])) != count[k])
+      corrupt("gap stream points past the end of the chunk");
   return total;
 }
 
@@ -744,6 +807,9 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     for (auto& h : ch.hist) std::fill_n(h, emask + 1, 0u);
   uint64_t changed = 0;
   unsigned top = 0;
+  // Low bytes of z, counted in four interleaved histograms (for the dense
+  // form's bound below).
+  uint32_t low4[4][256] = {};
   for (size_t begin = 0; begin < n; begin += kBlock) {
     const size_t count = std::min(kBlock, n - begin);
     const auto b = base.subspan(begin * sizeof(T), count * sizeof(T));
@@ -765,15 +831,20 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
     if (want_top) {
       for (uint64_t j = 0; j < c; ++j) {
         const T bv = load<T>(bb + size_t{pos[j]} * sizeof(T));
-        z[j] = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)), bv);
+        const T zj = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)), bv);
+        z[j] = zj;
+        ++low4[j & 3][zj & 0xff];
         const unsigned ex = static_cast<unsigned>(bv >> f.shift) & emask;
         e[j] = static_cast<uint16_t>(ex);
         ++hist[j & 3][ex];
       }
     } else {
-      for (uint64_t j = 0; j < c; ++j)
-        z[j] = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)),
-                      load<T>(bb + size_t{pos[j]} * sizeof(T)));
+      for (uint64_t j = 0; j < c; ++j) {
+        const T zj = zigzag(load<T>(xb + size_t{pos[j]} * sizeof(T)),
+                            load<T>(bb + size_t{pos[j]} * sizeof(T)));
+        z[j] = zj;
+        ++low4[j & 3][zj & 0xff];
+      }
     }
     changed += c;
   }
@@ -805,10 +876,9 @@ EncodedChunk encode_typed(DType dtype, std::span<const std::byte> base,
   // takes at least the order-0 entropy of its low plane: the changed
   // elements' low bytes among the unchanged elements' zeros. Only when the
   // sparse form costs more can the dense form be smaller.
-  uint64_t low4[4][256] = {}, low[256];
-  const T* zs = ch.z.get();
-  for (uint64_t j = 0; j < changed; ++j) ++low4[j & 3][zs[j] & 0xff];
-  for (unsigned v = 0; v < 256; ++v) low[v] = low4[0][v] + low4[1][v] + low4[2][v] + low4[3][v];
+  uint64_t low[256];
+  for (unsigned v = 0; v < 256; ++v)
+    low[v] = uint64_t{low4[0][v]} + low4[1][v] + low4[2][v] + low4[3][v];
   low[0] += n - changed;
   double bits = 0;
   for (uint64_t c : low)

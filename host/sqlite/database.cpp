@@ -1,19 +1,23 @@
 #include "sqlite/database.hpp"
 
+#include <algorithm>
+
 #include "runtime/error.hpp"
 #include "sqlite/libsqlite.hpp"
 
 namespace flare::sqlite {
 namespace {
 
-// One prepared statement, finalized on scope exit.
-class Statement {
+// Resets a cached statement when the query that used it ends, however it ends.
+class Reset {
  public:
-  Statement(sqlite3_stmt* st) : st_(st) {}
-  ~Statement() { libsqlite().finalize(st_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  sqlite3_stmt* get() const { return st_; }
+  explicit Reset(sqlite3_stmt* st) : st_(st) {}
+  ~Reset() {
+    libsqlite().reset(st_);
+    libsqlite().clear_bindings(st_);
+  }
+  Reset(const Reset&) = delete;
+  Reset& operator=(const Reset&) = delete;
 
  private:
   sqlite3_stmt* st_;
@@ -42,7 +46,8 @@ Value column_value(sqlite3_stmt* st, int col) {
 
 }  // namespace
 
-Database::Database(const std::string& path, const OpenOptions& options) : path_(path) {
+Database::Database(const std::string& path, const OpenOptions& options)
+    : path_(path), kept_statements_(static_cast<size_t>(std::max(options.kept_statements, 0))) {
   const auto& s = libsqlite();
   int flags = options.readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
   int rc = s.open_v2(path.c_str(), &db_, flags, nullptr);
@@ -67,6 +72,8 @@ Database::~Database() {
 }
 
 void Database::close() {
+  for (auto& [sql, st] : statements_) libsqlite().finalize(st);
+  statements_.clear();
   if (db_) libsqlite().close_v2(db_);
   db_ = nullptr;
 }
@@ -95,20 +102,39 @@ void Database::exec(const std::string& sql) {
   if (rc != SQLITE_OK) fail(s.extended_errcode(db_), "sqlite");
 }
 
-Result Database::query(const std::string& sql, const std::vector<Value>& params) {
-  require_open();
+sqlite3_stmt* Database::prepared(const std::string& sql) {
   const auto& s = libsqlite();
+  for (auto it = statements_.begin(); it != statements_.end() && kept_statements_ > 0; ++it) {
+    if (it->first == sql) {
+      statements_.splice(statements_.begin(), statements_, it);
+      return it->second;
+    }
+  }
   sqlite3_stmt* raw = nullptr;
   const char* tail = nullptr;
   int rc = s.prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &raw, &tail);
   if (rc != SQLITE_OK) fail(rc, "sqlite prepare");
   if (!raw) throw Error("sqlite", "sqlite (" + path_ + "): no statement in the SQL text");
-  Statement st(raw);
   while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == ';')) ++tail;
   if (tail && *tail) {
+    s.finalize(raw);
     throw Error("sqlite", "sqlite (" + path_ + "): query takes one statement; text follows it: " +
                               std::string(tail).substr(0, 40));
   }
+  statements_.emplace_front(sql, raw);
+  if (statements_.size() > std::max<size_t>(kept_statements_, 1)) {
+    s.finalize(statements_.back().second);
+    statements_.pop_back();
+  }
+  return raw;
+}
+
+Result Database::query(const std::string& sql, const std::vector<Value>& params) {
+  require_open();
+  const auto& s = libsqlite();
+  sqlite3_stmt* raw = prepared(sql);
+  Reset reset(raw);
+  int rc;
   int expected = s.bind_parameter_count(raw);
   if (expected != static_cast<int>(params.size())) {
     throw Error("sqlite", "sqlite (" + path_ + "): the statement has " + std::to_string(expected) +

@@ -1,7 +1,7 @@
 #pragma once
 // One SQLite connection for flare's own files (the release registry): WAL
 // journal, a busy timeout so that concurrent writers wait instead of failing,
-// and statements with bound parameters only.
+// and statements with bound parameters only (the last few prepared ones kept for reuse).
 //
 //   flare::sqlite::Database db(path, {});
 //   db.exec("CREATE TABLE IF NOT EXISTS t(a TEXT)");
@@ -10,10 +10,13 @@
 // Errors are flare::Error with code "sqlite_busy" (retryable: the busy timeout
 // ran out), "sqlite_constraint" (a UNIQUE, NOT NULL, ... check) or "sqlite";
 // the message names the file.
+#include <list>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace flare::sqlite {
 
@@ -41,7 +44,8 @@ struct Result {
 struct OpenOptions {
   int busy_timeout_ms = 10000;
   bool wal = true;
-  bool readonly = false;  // also: the file must exist
+  bool readonly = false;     // also: the file must exist
+  int kept_statements = 16;  // prepared statements kept for reuse (0: each query prepares)
 };
 
 class Database {
@@ -64,8 +68,14 @@ class Database {
  private:
   [[noreturn]] void fail(int rc, const std::string& what) const;
   void require_open() const;
+  // A prepared statement for sql: from the cache (reset, bindings cleared) or newly prepared.
+  sqlite3_stmt* prepared(const std::string& sql);
   sqlite3* db_ = nullptr;
+  // The most recently used statements first; re-preparing costs about as much as a small
+  // INSERT runs, and the gateway's log ingestion repeats a few statements per line.
+  std::list<std::pair<std::string, sqlite3_stmt*>> statements_;
   std::string path_;
+  size_t kept_statements_;
 };
 
 // The SQLite library's version string ("3.40.1"); opens the library.

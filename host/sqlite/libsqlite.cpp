@@ -22,6 +22,8 @@ const LibSqlite& libsqlite() {
     FLARE_SQLITE_FN(prepare_v2);
     FLARE_SQLITE_FN(finalize);
     FLARE_SQLITE_FN(step);
+    FLARE_SQLITE_FN(reset);
+    FLARE_SQLITE_FN(clear_bindings);
     FLARE_SQLITE_FN(bind_parameter_count);
     FLARE_SQLITE_FN(bind_null);
     FLARE_SQLITE_FN(bind_int64);

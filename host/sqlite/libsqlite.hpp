@@ -15,6 +15,8 @@ struct LibSqlite {
   decltype(&::sqlite3_prepare_v2) prepare_v2;
   decltype(&::sqlite3_finalize) finalize;
   decltype(&::sqlite3_step) step;
+  decltype(&::sqlite3_reset) reset;
+  decltype(&::sqlite3_clear_bindings) clear_bindings;
   decltype(&::sqlite3_bind_parameter_count) bind_parameter_count;
   decltype(&::sqlite3_bind_null) bind_null;
   decltype(&::sqlite3_bind_int64) bind_int64;

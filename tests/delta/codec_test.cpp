@@ -439,3 +439,38 @@ TEST_CASE("dense chunks (which flare's encoder no longer writes for training ste
                             std::as_bytes(std::span(base)),
                             std::as_writable_bytes(std::span(out))));
 }
+
+TEST_CASE("a sparse chunk refused part way leaves nothing behind for the next chunk") {
+  // The decoder keeps per-thread class bitmaps that must be all zeros when a
+  // chunk starts: a chunk refused after its bitmaps were set (here, for a
+  // trailing byte) must not leave bits that the next chunk would read.
+  const size_t n = 1 << 16;
+  std::vector<uint16_t> base(n), many(n), one(n);
+  uint32_t x = 12345;
+  for (size_t i = 0; i < n; ++i) {
+    x = x * 1664525u + 1013904223u;
+    base[i] = static_cast<uint16_t>(0x3800 + (x >> 20) % 0x0800);  // exponents 0x70..0x7f
+    many[i] = static_cast<uint16_t>(base[i] + ((x >> 8) % 64 == 3 ? 1 + (x >> 24) % 7 : 0));
+  }
+  one = base;
+  one[n / 2] = static_cast<uint16_t>(one[n / 2] + 1);
+  auto bytes = [](const std::vector<uint16_t>& v) { return std::as_bytes(std::span(v)); };
+  ChunkParams p;
+  p.classes = 1;
+  EncodedChunk big = encode_chunk(DType::BF16, bytes(base), bytes(many), p);
+  EncodedChunk small = encode_chunk(DType::BF16, bytes(base), bytes(one), p);
+  REQUIRE(big.encoding == ChunkEncoding::Sparse);
+  REQUIRE(small.encoding == ChunkEncoding::Sparse);
+  std::vector<uint16_t> out(n);
+  std::vector<std::byte> bad = big.payload;
+  bad.push_back(std::byte{0});
+  CHECK_THROWS_WITH(decode_chunk(DType::BF16, ChunkEncoding::Sparse, bad, bytes(base),
+                                 std::as_writable_bytes(std::span(out))),
+                    doctest::Contains("trailing bytes"));
+  CHECK(decode_chunk(DType::BF16, ChunkEncoding::Sparse, small.payload, bytes(base),
+                     std::as_writable_bytes(std::span(out))) == 1);
+  CHECK(out == one);
+  CHECK(decode_chunk(DType::BF16, ChunkEncoding::Sparse, big.payload, bytes(base),
+                     std::as_writable_bytes(std::span(out))) == big.changed);
+  CHECK(out == many);
+}

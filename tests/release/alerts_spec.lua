@@ -6,6 +6,7 @@ local release = require("flare.release")
 local gateway = require("flare.release.gateway")
 local store = require("flare.release.store")
 local fs = require("flare.fs")
+local helpers = require("release_helpers")
 
 local BASE = "accounts/local/models/tiny-gpt"
 
@@ -28,9 +29,7 @@ describe("flare.release.alerts", function()
   end)
 
   it("ends a faulty canary and rolls back a faulty rollout on the gateway", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    local dir = helpers.temp_dir()
     local reg = dir .. "/registry.sqlite"
     -- two emulators with one key (the gateway passes the client's Authorization on): the
     -- second answers half of its completions with a 500

@@ -3,6 +3,7 @@
 -- suite, bad options), with the registry from --registry or FLARE_REGISTRY.
 local fs = require("flare.fs")
 local json = require("flare.json")
+local helpers = require("release_helpers")
 
 local dir, reg
 
@@ -20,9 +21,7 @@ end
 
 describe("flare release", function()
   before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    dir = helpers.temp_dir()
     reg = dir .. "/reg.sqlite"
     fs.write_file_atomic(dir .. "/w1", "one")
     fs.write_file_atomic(dir .. "/w2", "two")

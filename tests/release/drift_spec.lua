@@ -3,6 +3,7 @@
 local drift = require("flare.release.drift")
 local release = require("flare.release")
 local fs = require("flare.fs")
+local helpers = require("release_helpers")
 
 describe("flare.release drift", function()
   it("measures the Jensen-Shannon distance of token distributions", function()
@@ -42,9 +43,7 @@ describe("flare.release drift", function()
   end)
 
   it("reads texts from JSONL, suite results and plain lines, and names bad input", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    local dir = helpers.temp_dir()
     fs.write_file_atomic(dir .. "/train.jsonl", '{"prompt": "ab"}\n"ab"\n')
     fs.write_file_atomic(dir .. "/live.txt", "aa\naa\n")
     fs.write_file_atomic(dir .. "/results.json",

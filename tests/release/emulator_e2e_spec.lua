@@ -5,14 +5,13 @@ local release = require("flare.release")
 local distill = require("flare.distill")
 local fs = require("flare.fs")
 local json = require("flare.json")
+local helpers = require("release_helpers")
 
 local BASE = "accounts/local/models/tiny-gpt"
 
 describe("flare.release on the emulator", function()
   it("registers snapshots, evaluates them on a suite and gates the candidate", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    local dir = helpers.temp_dir()
     local reg = dir .. "/registry.sqlite"
     local run = flare.recipe{name = "release-e2e", config = {task = "addition", seed = 5,
       steps = 3},

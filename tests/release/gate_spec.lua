@@ -6,13 +6,9 @@ local suite_mod = require("flare.release.suite")
 local gate = require("flare.release.gate")
 local fs = require("flare.fs")
 local json = require("flare.json")
+local helpers = require("release_helpers")
 
-local function expect_error(fn, code, pattern)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error matching " .. pattern)
-  assert.equal(code, type(err) == "table" and err.code or "(string) " .. tostring(err))
-  assert.matches(pattern, tostring(err.message))
-end
+local expect_error = helpers.expect_error
 
 describe("flare.release.stats", function()
   it("computes percentiles by linear interpolation between closest ranks", function()
@@ -80,9 +76,7 @@ end
 describe("flare.release gates", function()
   local dir
   before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    dir = helpers.temp_dir()
   end)
   after_each(function() fs.remove(dir, {recursive = true}) end)
 

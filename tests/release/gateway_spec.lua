@@ -7,6 +7,7 @@ local gateway = require("flare.release.gateway")
 local store = require("flare.release.store")
 local fs = require("flare.fs")
 local json = require("flare.json")
+local helpers = require("release_helpers")
 
 local BASE = "accounts/local/models/tiny-gpt"
 
@@ -18,9 +19,7 @@ end
 describe("flare gateway", function()
   it("routes, logs and follows promote, canary and rollback", function()
     assert(fs.exists("/usr/sbin/nginx"), "nginx is not installed (bash dev.sh installs it)")
-    local dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    local dir = helpers.temp_dir()
     local reg = dir .. "/registry.sqlite"
     local fw = flare.connect{backend = "emulator", provision_delay_s = 0.05, quiet = true}
     local key = fw.api_key

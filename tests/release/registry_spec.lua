@@ -4,6 +4,7 @@ local release = require("flare.release")
 local store = require("flare.release.store")
 local fs = require("flare.fs")
 local json = require("flare.json")
+local helpers = require("release_helpers")
 
 local dir, reg
 
@@ -18,18 +19,11 @@ local function reg_opts(t)
   return t
 end
 
-local function expect_error(fn, code, pattern)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error matching " .. pattern)
-  assert.equal(code, type(err) == "table" and err.code or "(string) " .. tostring(err))
-  assert.matches(pattern, tostring(err.message))
-end
+local expect_error = helpers.expect_error
 
 describe("flare.release registry", function()
   before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    dir = helpers.temp_dir()
     reg = dir .. "/registry.sqlite"
   end)
   after_each(function()

@@ -6,6 +6,7 @@ local release = require("flare.release")
 local rollout = require("flare.release.rollout")
 local store = require("flare.release.store")
 local fs = require("flare.fs")
+local helpers = require("release_helpers")
 
 local BASE = "accounts/local/models/tiny-gpt"
 
@@ -28,9 +29,7 @@ describe("flare release rollout", function()
   end)
 
   it("walks a canary to production, and rolls a faulty one back on its alert", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    local dir = helpers.temp_dir()
     local reg = dir .. "/registry.sqlite"
     local key = "rollout_spec_key_0123456789abcdef"
     local good = flare.emulator.start{provision_delay_s = 0.05, api_key = key}

@@ -6,14 +6,13 @@ local release = require("flare.release")
 local gateway = require("flare.release.gateway")
 local store = require("flare.release.store")
 local fs = require("flare.fs")
+local helpers = require("release_helpers")
 
 local BASE = "accounts/local/models/tiny-gpt"
 
 describe("flare gateway shadow", function()
   it("mirrors the share to the shadow, logs its answers and returns only production's", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    local dir = helpers.temp_dir()
     local reg = dir .. "/registry.sqlite"
     local key = "shadow_spec_key_0123456789abcdef"
     -- production: an emulator in this process; the shadow: `flare serve`, failing every

@@ -7,14 +7,13 @@ local gateway = require("flare.release.gateway")
 local store = require("flare.release.store")
 local json = require("flare.json")
 local fs = require("flare.fs")
+local helpers = require("release_helpers")
 
 local BASE = "accounts/local/models/tiny-gpt"
 
 describe("flare traffic replay", function()
   it("refuses bad prompts files and options, naming the line or the option", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    local dir = helpers.temp_dir()
     fs.write_file_atomic(dir .. "/bad.jsonl", '{"prompt": "1+1="}\n{"prompt": 3}\n')
     local ok, err = pcall(traffic.read_prompts, dir .. "/bad.jsonl")
     assert.is_false(ok)
@@ -43,9 +42,7 @@ describe("flare traffic replay", function()
   end)
 
   it("replays at the rate, scores the answers and records the scores as feedback", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    fs.mkdir_p(dir)
+    local dir = helpers.temp_dir()
     local reg = dir .. "/registry.sqlite"
     local key = "traffic_spec_key_0123456789abcdef"
     local em = flare.emulator.start{provision_delay_s = 0.05, api_key = key}

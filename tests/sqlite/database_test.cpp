@@ -1,5 +1,6 @@
 // host/sqlite: statements with bound values, the error codes a caller acts on, and two
-// connections to one WAL file (a writer holding the lock past the other's busy timeout).
+// connections to one WAL file (a writer holding the lock past the other's busy timeout);
+// kept prepared statements run again with fresh bindings.
 #include "sqlite/database.hpp"
 
 #include <doctest/doctest.h>
@@ -105,4 +106,37 @@ TEST_CASE("a second writer waits for the busy timeout, then gets a retryable sql
   b.query("INSERT INTO t VALUES(2)");
   b.exec("COMMIT");
   CHECK(a.query("SELECT count(*) FROM t").rows[0][0].integer == 2);
+}
+
+TEST_CASE("a statement run again is prepared once and starts afresh") {
+  TempDir dir;
+  Database db(dir.path + "/c.sqlite", {});
+  Database other(dir.path + "/c.sqlite", {});
+  db.exec("CREATE TABLE t(id TEXT PRIMARY KEY, n)");
+  const std::string insert = "INSERT INTO t(id, n) VALUES(?, ?)";
+  db.query(insert, {Value::text("a"), Value::of_integer(1)});
+  CHECK(error_code_of([&] {
+          db.query(insert, {Value::text("a"), Value::of_integer(2)});
+        }) == "sqlite_constraint");
+  db.query(insert, {Value::text("b"), Value::null()});
+  const std::string select = "SELECT id, n FROM t WHERE id = ?";
+  CHECK(db.query(select, {Value::text("a")}).rows[0][1].integer == 1);
+  CHECK(db.query(select, {Value::text("b")}).rows[0][1].kind == Value::Kind::Null);
+  // the finished SELECT holds no read snapshot: another connection's write is seen
+  other.query(insert, {Value::text("c"), Value::of_integer(3)});
+  CHECK(db.query(select, {Value::text("c")}).rows[0][1].integer == 3);
+  // a schema change re-prepares the kept statement
+  db.exec("ALTER TABLE t ADD COLUMN m DEFAULT 7");
+  CHECK(db.query("SELECT * FROM t WHERE id = ?", {Value::text("a")}).columns.size() == 3);
+  db.query("UPDATE t SET m = 8 WHERE id = 'a'");
+  CHECK(db.query("SELECT * FROM t WHERE id = ?", {Value::text("a")}).rows[0][2].integer == 8);
+  // more statements than are kept: each still runs its own SQL
+  for (int i = 0; i < 40; i++) {
+    auto r = db.query("SELECT ? + " + std::to_string(i), {Value::of_integer(i % 20)});
+    CHECK(r.rows[0][0].integer == i % 20 + i);
+  }
+  db.exec("BEGIN IMMEDIATE");
+  db.query(insert, {Value::text("d"), Value::of_integer(4)});
+  db.exec("COMMIT");
+  CHECK(other.query("SELECT count(*) FROM t").rows[0][0].integer == 4);
 }

@@ -318,6 +318,7 @@ end
 -- The prompt of a log line: nginx logged the body's JSON string content (escaped again).
 local function prompt_text(logged)
   if type(logged) ~= "string" or logged == "" then return nil end
+  if not logged:find("\\", 1, true) then return logged end  -- nothing escaped twice
   local ok, text = pcall(json.decode, '"' .. logged .. '"')
   return ok and type(text) == "string" and text or nil
 end
@@ -335,39 +336,58 @@ local function insert_request(db, family, r)
       r.id ~= "" and r.id or nil, n = 12})
 end
 
--- Moves the access log's new lines into the requests table; returns how many.
-function Gateway:ingest()
-  local f = io.open(self.dir .. "/access.log", "rb")
-  if not f then return 0 end
-  f:seek("set", self.log_offset)
+-- The lines of a chunk of the access log that decode to JSON objects (a line that does not,
+-- e.g. one nginx cut short on a full disk, is skipped: decoded one by one only then).
+local function decode_chunk(chunk)
+  local ok, values = pcall(json.decode_lines, chunk)
+  if ok then return values end
+  local rows = {}
+  for line in chunk:gmatch("[^\n]+") do
+    local ok1, r = pcall(json.decode, line)
+    if ok1 and type(r) == "table" then rows[#rows + 1] = r end
+  end
+  return rows
+end
+
+-- Moves the new lines of the access log at `log` (from byte `offset`) into the registry's
+-- requests table, and the new offset into the family's gateways row in the same transaction.
+-- -> lines ingested, new offset.
+function M.ingest(registry, family, log, offset)
+  local f = io.open(log, "rb")
+  if not f then return 0, offset end
+  f:seek("set", offset)
   local chunk = f:read(8 * 1024 * 1024) or ""  -- at most 8 MiB a poll
   f:close()
   local last_nl = chunk:match(".*()\n")
-  if not last_nl then return 0 end
-  chunk = chunk:sub(1, last_nl)
+  if not last_nl then return 0, offset end
   local rows = {}
-  for line in chunk:gmatch("[^\n]+") do
-    local ok, r = pcall(json.decode, line)
-    if ok and type(r) == "table" then rows[#rows + 1] = r end
+  for _, r in ipairs(decode_chunk(chunk:sub(1, last_nl))) do
+    if type(r) == "table" then rows[#rows + 1] = r end
   end
-  local db = store.open(self.registry)
+  local db = store.open(registry)
   store.transaction(db, function()
     for _, r in ipairs(rows) do
       if r.route == "feedback" then
         -- after the request's own line (nginx logs an answer before its client can rate it)
         db:query("UPDATE requests SET feedback = ? WHERE request_id = ? AND family = ?",
-          {tonumber(r.score), r.id, self.family})
+          {tonumber(r.score), r.id, family})
       else
-        insert_request(db, self.family, r)
+        insert_request(db, family, r)
       end
     end
     -- in the same transaction: a line is ingested exactly once, across restarts
-    db:query("UPDATE gateways SET log_offset = ? WHERE family = ?",
-      {self.log_offset + last_nl, self.family})
+    db:query("UPDATE gateways SET log_offset = ? WHERE family = ?", {offset + last_nl, family})
   end)
-  self.log_offset = self.log_offset + last_nl
-  self.ingested = self.ingested + #rows
-  return #rows
+  return #rows, offset + last_nl
+end
+
+-- Moves the access log's new lines into the requests table; returns how many.
+function Gateway:ingest()
+  local n, offset = M.ingest(self.registry, self.family, self.dir .. "/access.log",
+    self.log_offset)
+  self.log_offset = offset
+  self.ingested = self.ingested + n
+  return n
 end
 
 -- Reloads nginx when the registry's route for the family changed; ingests the log.

@@ -109,6 +109,10 @@ function M.open(path)
   local dir = path:match("^(.*)/[^/]*$")
   if dir and dir ~= "" and not fs.is_dir(dir) then fs.mkdir_p(dir) end
   db = sqlite.open(path, {busy_timeout_ms = 30000})
+  -- In WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives the
+  -- process crashing; a power loss may undo the last commits, never corrupt the file (the
+  -- gateway then re-reads those log lines, as their offset went back with them).
+  db:exec("PRAGMA synchronous=NORMAL")
   M.transaction(db, function() db:exec(SCHEMA) end)
   cache[path] = db
   return db

@@ -176,7 +176,7 @@ return {
           "a fired alert rolls back" },
       { "flare.release.replay{prompts=, url=, rate=, duration_s=, verifier=}",
         "open-loop load replay; verifier scores posted to the gateway as feedback" },
-      { "flare.sqlite.open(path, {busy_timeout_ms=})",
+      { "flare.sqlite.open(path, {busy_timeout_ms=, kept_statements=16})",
         "a SQLite database (WAL): db:exec(sql), db:query(sql, params)" },
     },
   },
