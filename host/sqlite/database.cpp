@@ -1,6 +1,8 @@
 #include "sqlite/database.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "runtime/error.hpp"
 #include "sqlite/libsqlite.hpp"
@@ -59,11 +61,27 @@ Database::Database(const std::string& path, const OpenOptions& options)
   }
   s.busy_timeout(db_, options.busy_timeout_ms);
   try {
-    if (options.wal && !options.readonly) exec("PRAGMA journal_mode=WAL");
+    if (options.wal && !options.readonly) enter_wal(options.busy_timeout_ms);
     exec("PRAGMA foreign_keys=ON");
   } catch (...) {
     close();
     throw;
+  }
+}
+
+// Two processes creating one file at once: the switch to WAL can be refused as busy at once,
+// without SQLite's busy handler (waiting could deadlock there), so it is retried here for as
+// long as the busy timeout allows.
+void Database::enter_wal(int busy_timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(busy_timeout_ms);
+  for (int pause_ms = 2;; pause_ms = std::min(pause_ms * 2, 50)) {
+    try {
+      exec("PRAGMA journal_mode=WAL");
+      return;
+    } catch (const Error& e) {
+      if (e.code != "sqlite_busy" || std::chrono::steady_clock::now() >= deadline) throw;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
   }
 }
 

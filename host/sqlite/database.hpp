@@ -68,6 +68,7 @@ class Database {
  private:
   [[noreturn]] void fail(int rc, const std::string& what) const;
   void require_open() const;
+  void enter_wal(int busy_timeout_ms);
   // A prepared statement for sql: from the cache (reset, bindings cleared) or newly prepared.
   sqlite3_stmt* prepared(const std::string& sql);
   sqlite3* db_ = nullptr;

@@ -6,10 +6,13 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "runtime/error.hpp"
 
@@ -139,4 +142,29 @@ TEST_CASE("a statement run again is prepared once and starts afresh") {
   db.query(insert, {Value::text("d"), Value::of_integer(4)});
   db.exec("COMMIT");
   CHECK(other.query("SELECT count(*) FROM t").rows[0][0].integer == 4);
+}
+
+TEST_CASE("connections opening one new file at once all enter WAL mode") {
+  // The switch to WAL may be refused as busy without the busy handler: open retries it.
+  TempDir dir;
+  for (int round = 0; round < 20; ++round) {
+    std::string path = dir.path + "/race" + std::to_string(round) + ".sqlite";
+    std::atomic<int> ready{0}, failed{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 6; ++t) {
+      threads.emplace_back([&] {
+        ++ready;
+        while (ready.load() < 6) {
+        }
+        try {
+          Database db(path, OpenOptions{});
+          if (db.query("PRAGMA journal_mode").rows.at(0).at(0).bytes != "wal") ++failed;
+        } catch (const flare::Error&) {
+          ++failed;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(failed.load() == 0);
+  }
 }
