@@ -8,7 +8,6 @@ local store = require("flare.release.store")
 local fs = require("flare.fs")
 local helpers = require("release_helpers")
 
-local BASE = "accounts/local/models/tiny-gpt"
 
 describe("flare.release.alerts", function()
   it("fires each threshold with its numbers, and nothing below min_requests", function()
@@ -39,14 +38,7 @@ describe("flare.release.alerts", function()
         faults = "/inference/v1/completions:500:rate=0.5:seed=3"}}
     for i, em in ipairs(ems) do
       local c = flare.connect{base_url = em:base_url(), api_key = key, quiet = true}
-      local id = "al-v" .. i
-      local info = c.deployments:create_or_get{deployment_id = id, base_model = BASE,
-        min_replica_count = 1, max_replica_count = 1}
-      c.deployments:wait_for_ready(info.deployment_id, {poll_interval_s = 0.05, timeout_s = 60})
-      local v = release.register{family = "al", base_model = BASE, snapshot = id,
-        weights_sha256 = fs.sha256(id), registry = reg}
-      release.set_endpoint(v.id, {base_url = c.inference_url, registry = reg,
-        model = "accounts/" .. c.account_id .. "/deployments/" .. id})
+      local v = helpers.deployed_version(c, "al", "al-v" .. i, reg)
       release.promote(v.id, {reason = "test", force = true, registry = reg})
     end
     release.set_production("al@v1", {reason = "first", registry = reg})
@@ -55,21 +47,10 @@ describe("flare.release.alerts", function()
     local n = 0
     -- 64 requests, then a poll of the registry and the log; adds to tally[version].
     local function round(tally)
-      local handles = {}
-      for i = 1, 64 do
-        n = n + 1
-        handles[i] = flare.http.submit{method = "POST",
-          url = gw.url .. "/inference/v1/completions",
-          headers = {Authorization = "Bearer " .. key, ["Content-Type"] = "application/json",
-            ["x-user-id"] = "u" .. n},
-          body = '{"model": "al", "prompt": "ab", "max_tokens": 1}', timeout_s = 30}
-      end
-      for _, r in ipairs(flare.wait_all(handles)) do
-        local v = r.headers["x-flare-version"] or "?"
-        tally[v] = tally[v] or {ok = 0, failed = 0}
-        local k = r.status == 200 and "ok" or "failed"
-        tally[v][k] = tally[v][k] + 1
-      end
+      local users = {}
+      for i = 1, 64 do users[i] = "u" .. (n + i) end
+      n = n + 64
+      helpers.tally(tally, helpers.complete_through(gw.url, key, "al", users))
       flare.sleep(0.25)  -- nginx flushes its access log every 200 ms
       gw:poll()
     end

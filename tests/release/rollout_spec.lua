@@ -8,7 +8,6 @@ local store = require("flare.release.store")
 local fs = require("flare.fs")
 local helpers = require("release_helpers")
 
-local BASE = "accounts/local/models/tiny-gpt"
 
 describe("flare release rollout", function()
   it("checks its steps and durations", function()
@@ -37,14 +36,7 @@ describe("flare release rollout", function()
       faults = "/inference/v1/completions:500:rate=0.5:seed=5"}
     for i, em in ipairs({good, good, faulty}) do
       local c = flare.connect{base_url = em:base_url(), api_key = key, quiet = true}
-      local id = "ro-v" .. i
-      local info = c.deployments:create_or_get{deployment_id = id, base_model = BASE,
-        min_replica_count = 1, max_replica_count = 1}
-      c.deployments:wait_for_ready(info.deployment_id, {poll_interval_s = 0.05, timeout_s = 60})
-      local v = release.register{family = "ro", base_model = BASE, snapshot = id,
-        weights_sha256 = fs.sha256(id), registry = reg}
-      release.set_endpoint(v.id, {base_url = c.inference_url, registry = reg,
-        model = "accounts/" .. c.account_id .. "/deployments/" .. id})
+      local v = helpers.deployed_version(c, "ro", "ro-v" .. i, reg)
       if i < 3 then release.promote(v.id, {reason = "test", force = true, registry = reg}) end
     end
     release.set_production("ro@v1", {reason = "first", registry = reg})
@@ -80,21 +72,10 @@ describe("flare release rollout", function()
       local child = flare.proc.spawn{argv = argv}
       local tally = {}
       while child:running() do
-        local handles = {}
-        for i = 1, 16 do
-          n = n + 1
-          handles[i] = flare.http.submit{method = "POST",
-            url = url .. "/inference/v1/completions",
-            headers = {Authorization = "Bearer " .. key, ["Content-Type"] = "application/json",
-              ["x-user-id"] = "u" .. n},
-            body = '{"model": "ro", "prompt": "ab", "max_tokens": 1}', timeout_s = 30}
-        end
-        for _, r in ipairs(flare.wait_all(handles)) do
-          local v = r.headers["x-flare-version"] or "?"
-          tally[v] = tally[v] or {ok = 0, failed = 0}
-          local k = r.status == 200 and "ok" or "failed"
-          tally[v][k] = tally[v][k] + 1
-        end
+        local users = {}
+        for i = 1, 16 do users[i] = "u" .. (n + i) end
+        n = n + 16
+        helpers.tally(tally, helpers.complete_through(url, key, "ro", users))
         flare.sleep(0.02)
       end
       return child:wait{timeout_s = 10}, tally

@@ -8,7 +8,6 @@ local store = require("flare.release.store")
 local fs = require("flare.fs")
 local helpers = require("release_helpers")
 
-local BASE = "accounts/local/models/tiny-gpt"
 
 describe("flare gateway shadow", function()
   it("mirrors the share to the shadow, logs its answers and returns only production's", function()
@@ -32,14 +31,7 @@ describe("flare gateway shadow", function()
     assert(shadow_url, "flare serve did not start: " .. tostring(fs.read_file(dir .. "/serve.out")))
     for i, url in ipairs({prod_em:base_url(), shadow_url}) do
       local c = flare.connect{base_url = url, api_key = key, quiet = true}
-      local id = "sh-v" .. i
-      local info = c.deployments:create_or_get{deployment_id = id, base_model = BASE,
-        min_replica_count = 1, max_replica_count = 1}
-      c.deployments:wait_for_ready(info.deployment_id, {poll_interval_s = 0.05, timeout_s = 60})
-      local v = release.register{family = "sh", base_model = BASE, snapshot = id,
-        weights_sha256 = fs.sha256(id), registry = reg}
-      release.set_endpoint(v.id, {base_url = c.inference_url, registry = reg,
-        model = "accounts/" .. c.account_id .. "/deployments/" .. id})
+      local v = helpers.deployed_version(c, "sh", "sh-v" .. i, reg)
       release.promote(v.id, {reason = "test", force = true, registry = reg})
     end
     release.set_production("sh@v1", {reason = "first", registry = reg})
@@ -50,15 +42,9 @@ describe("flare gateway shadow", function()
     local function send(n, prefix)
       local versions = {}
       for first = 1, n, 64 do
-        local handles = {}
-        for i = first, math.min(n, first + 63) do
-          handles[#handles + 1] = flare.http.submit{method = "POST",
-            url = gw.url .. "/inference/v1/completions",
-            headers = {Authorization = "Bearer " .. key, ["Content-Type"] = "application/json",
-              ["x-user-id"] = prefix .. i},
-            body = '{"model": "sh", "prompt": "ab", "max_tokens": 1}', timeout_s = 30}
-        end
-        for _, r in ipairs(flare.wait_all(handles)) do
+        local users = {}
+        for i = first, math.min(n, first + 63) do users[#users + 1] = prefix .. i end
+        for _, r in ipairs(helpers.complete_through(gw.url, key, "sh", users)) do
           assert.equal(200, r.status, r.body)
           local v = r.headers["x-flare-version"]
           versions[v] = (versions[v] or 0) + 1

@@ -9,7 +9,6 @@ local json = require("flare.json")
 local fs = require("flare.fs")
 local helpers = require("release_helpers")
 
-local BASE = "accounts/local/models/tiny-gpt"
 
 describe("flare traffic replay", function()
   it("refuses bad prompts files and options, naming the line or the option", function()
@@ -47,13 +46,7 @@ describe("flare traffic replay", function()
     local key = "traffic_spec_key_0123456789abcdef"
     local em = flare.emulator.start{provision_delay_s = 0.05, api_key = key}
     local c = flare.connect{base_url = em:base_url(), api_key = key, quiet = true}
-    local info = c.deployments:create_or_get{deployment_id = "tr-v1", base_model = BASE,
-      min_replica_count = 1, max_replica_count = 1}
-    c.deployments:wait_for_ready(info.deployment_id, {poll_interval_s = 0.05, timeout_s = 60})
-    local v = release.register{family = "tr", base_model = BASE, snapshot = "tr-v1",
-      weights_sha256 = fs.sha256("tr-v1"), registry = reg}
-    release.set_endpoint(v.id, {base_url = c.inference_url, registry = reg,
-      model = "accounts/" .. c.account_id .. "/deployments/tr-v1"})
+    local v = helpers.deployed_version(c, "tr", "tr-v1", reg)
     release.set_production(v.id, {reason = "first", force = true, registry = reg})
     local gw = gateway.start{family = "tr", registry = reg, dir = dir .. "/gw", quiet = true}
 
