@@ -61,22 +61,19 @@ function M.render(route, port, dir, generation)
     errors.refused(prod.id .. " (production) has no endpoint (flare release endpoint " .. prod.id ..
       " --url URL --model MODEL)")
   end
-  local canary = route.canary
+  local canary, shadow = route.canary, route.shadow
   local scheme, prod_host = split_url(prod.endpoint.base_url, prod.id)
-  local canary_host
-  if canary then
-    local cs
-    cs, canary_host = split_url(canary.endpoint.base_url, canary.id)
-    if cs ~= scheme then errors.refused("production and canary endpoints differ in scheme") end
+  -- the canary's or the shadow's upstream host; its scheme must be production's
+  local function host_of(v, what)
+    if not v then return nil end
+    local s, host = split_url(v.endpoint.base_url, v.id)
+    if s ~= scheme then
+      errors.refused("production and " .. what .. " endpoints differ in scheme")
+    end
+    return host
   end
+  local canary_host, shadow_host = host_of(canary, "canary"), host_of(shadow, "shadow")
   local share = canary and string.format("%.2f%%", route.canary_percent) or "0%"
-  local shadow = route.shadow
-  local shadow_host
-  if shadow then
-    local ss
-    ss, shadow_host = split_url(shadow.endpoint.base_url, shadow.id)
-    if ss ~= scheme then errors.refused("production and shadow endpoints differ in scheme") end
-  end
   local log = "access_log " .. dir .. "/access.log "
   local log_opts = " buffer=32k flush=200ms;"
   local lines = {
