@@ -34,6 +34,14 @@ void append_double(std::string& out, double v) {
 
 using json = nlohmann::json;
 
+// One JSON document, or a discarded value. nlohmann reads a NUL byte as the end
+// of its input, so a text holding one would pass with whatever follows it unread;
+// a JSON text never holds a raw NUL, so such a text is refused whole.
+json parse_document(std::string_view text) {
+  if (text.find('\0') != std::string_view::npos) return json(json::value_t::discarded);
+  return json::parse(text.begin(), text.end(), nullptr, false);
+}
+
 // --- what a response said, before the SDK's rules are applied ------------------------------
 struct Raw {
   std::string text;
@@ -580,7 +588,7 @@ bool read_stream(std::string_view body, const SamplingParams& params, bool want_
       if (!read_fast(data, true, want_model, out)) ok = false;
       return ok;
     }
-    json doc = json::parse(data.begin(), data.end(), nullptr, false);
+    json doc = parse_document(data);
     if (doc.is_discarded()) return true;  // skipped, as the SDK skips it
     read_doc(doc, params, true, out);
     return true;
@@ -706,7 +714,7 @@ Completion parse_completion(std::string_view body, const Prompt& prompt,
     if (raw.finish_reason.empty()) raw.finish_reason = "stop";
   } else if (params.logprobs || !read_fast(body, false, !snapshot_known, raw)) {
     raw = Raw();
-    json doc = json::parse(body.begin(), body.end(), nullptr, false);
+    json doc = parse_document(body);
     if (doc.is_discarded())
       bad("the body is not valid JSON (" + std::to_string(body.size()) + " bytes; truncated?)");
     read_doc(doc, params, false, raw);

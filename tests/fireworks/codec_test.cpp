@@ -237,6 +237,10 @@ TEST_CASE("malformed responses raise bad_response naming the problem") {
         std::string::npos);
   CHECK(code_of(R"({"choices":[{"text":"x"}],"usage":{"completion_tokens":"two"}})")
             .find("raw_output.completion_token_ids") != std::string::npos);
+  // A NUL byte ends nothing: the text after it is part of the body, which is then not JSON.
   p.logprobs = true;
+  const std::string nul_body = std::string(R"({"choices":[{"text":"x","logprobs":{"content":[]}}]})") +
+                               '\0' + "garbage";
+  CHECK(code_of(nul_body).find("not valid JSON") != std::string::npos);
   CHECK(code_of(R"({"choices":[{"text":"x"}]})").find("logprobs") != std::string::npos);
 }
