@@ -29,6 +29,7 @@ struct EventsToLua : text::JsonEvents {
   void begin_object(std::size_t n) override { b.begin_object(n); }
   void key(std::string_view k) override { b.key(k.data(), k.size()); }
   void end_container() override { b.end_container(); }
+  void value(const text::JsonEvent* events, std::size_t count) override { b.value(events, count); }
 };
 
 std::string too_deep(std::string_view text, std::size_t base) {

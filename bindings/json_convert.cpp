@@ -416,11 +416,20 @@ JsonKind json_kind(lua_State* L, int idx) {
 }
 
 LuaJsonBuilder::LuaJsonBuilder(lua_State* L) : L_(L) {
-  if (!lua_checkstack(L, 16)) throw std::runtime_error("Lua stack exhausted");
+  if (!lua_checkstack(L, 16 + kInternAhead)) throw std::runtime_error("Lua stack exhausted");
   base_ = lua_gettop(L) + 1;
   push_marker(L, kArrayMeta);
   push_marker(L, kObjectMeta);
   lua_pushnil(L);  // the string cache, made once a value has many short strings
+  lua_settop(L, base_ + 2 + kInternAhead);
+}
+
+void LuaJsonBuilder::push_long_string(const char* s, std::size_t n) {
+  if (next_interned_ < interned_) {
+    lua_pushvalue(L_, base_ + 3 + next_interned_++);
+  } else {
+    lua_pushlstring(L_, s, n);
+  }
 }
 
 void LuaJsonBuilder::push_short_string(const char* s, std::size_t n) {
@@ -502,12 +511,18 @@ void LuaJsonBuilder::number(double d) {
   added();
 }
 
-void LuaJsonBuilder::string(const char* s, std::size_t n) {
-  if (n > 0 && n <= kCachedMax) {
+void LuaJsonBuilder::push_text(const char* s, std::size_t n) {
+  if (n > kCachedMax) {
+    push_long_string(s, n);
+  } else if (n > 0) {
     push_short_string(s, n);
   } else {
-    lua_pushlstring(L_, s, n);
+    lua_pushlstring(L_, "", 0);
   }
+}
+
+void LuaJsonBuilder::string(const char* s, std::size_t n) {
+  push_text(s, n);
   added();
 }
 
@@ -529,16 +544,33 @@ void LuaJsonBuilder::begin_object(std::size_t size) {
 }
 
 void LuaJsonBuilder::key(const char* s, std::size_t n) {
-  if (n > 0 && n <= kCachedMax) {
-    push_short_string(s, n);
-  } else {
-    lua_pushlstring(L_, s, n);
-  }
+  push_text(s, n);
 }
 
 void LuaJsonBuilder::end_container() {
   frames_.pop_back();
   added();
+}
+
+void LuaJsonBuilder::value(const text::JsonEvent* events, std::size_t count) {
+  const text::JsonEvent* end = events + count;
+  for (const text::JsonEvent* e = events; e != end;) {
+    // The next long strings are interned one after another before the tables around
+    // them are built: the CPU then overlaps their misses in LuaJIT's string table.
+    const text::JsonEvent* w = e;
+    int k = 0;
+    for (; w != end && k < kInternAhead; ++w) {
+      if ((w->kind == FLARE_JSON_STRING || w->kind == FLARE_JSON_KEY) && w->size > kCachedMax) {
+        lua_pushlstring(L_, w->v.s, w->size);
+        lua_replace(L_, base_ + 3 + k++);
+      }
+    }
+    interned_ = k;
+    next_interned_ = 0;
+    text::send_json_events(e, static_cast<std::size_t>(w - e), *this);
+    interned_ = next_interned_ = 0;
+    e = w;
+  }
 }
 
 void LuaJsonBuilder::take_result() {

@@ -30,6 +30,8 @@
 #include <string_view>
 #include <vector>
 
+#include "text/json_parse.hpp"
+
 namespace flare::lua {
 
 inline constexpr int kJsonMaxDepth = 1000;
@@ -59,11 +61,15 @@ class LuaJsonBuilder {
   void unsigned_integer(std::uint64_t n);
   void number(double d);
   void string(const char* s, std::size_t n);
+  void string(std::string_view s) { string(s.data(), s.size()); }
   // size: a hint (element or member count; 0 when unknown).
   void begin_array(std::size_t size = 0);
   void begin_object(std::size_t size = 0);
   void key(const char* s, std::size_t n);
+  void key(std::string_view k) { key(k.data(), k.size()); }
   void end_container();
+  // A whole value's events (text::JsonParser's fast path), in one call.
+  void value(const text::JsonEvent* events, std::size_t count);
 
   // Throws if the value is incomplete; replaces the builder's slots with it.
   void take_result();
@@ -82,6 +88,8 @@ class LuaJsonBuilder {
   void push_big_integer(std::int64_t hi, std::uint32_t lo, bool is_unsigned);
 
   void push_short_string(const char* s, std::size_t n);
+  void push_long_string(const char* s, std::size_t n);
+  void push_text(const char* s, std::size_t n);  // a string value or key
 
   lua_State* L_;
   int base_;  // stack slot of the array marker; object marker at base_ + 1; string cache + 2
@@ -96,6 +104,9 @@ class LuaJsonBuilder {
     char bytes[kCachedMax];
   };
   std::vector<CachedString> cache_;
+  // value() interns the next long strings ahead into the stack slots from base_ + 3.
+  static constexpr int kInternAhead = 64;
+  int interned_ = 0, next_interned_ = 0;
   std::vector<Frame> frames_;
   bool have_result_ = false;
 };

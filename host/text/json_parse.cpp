@@ -1,6 +1,7 @@
 #include "text/json_parse.hpp"
 
 #include <exception>
+#include <new>
 #include <nlohmann/json.hpp>
 
 #include "runtime/shared_library.hpp"
@@ -53,43 +54,6 @@ const Module& module() {
   }();
   return m;
 }
-
-// simdjson events to the sink. An exception from the sink cannot cross the module:
-// it is kept here, the parse stops, and it is thrown again on this side.
-struct Trampoline {
-  JsonEvents& sink;
-  std::exception_ptr error;
-
-  template <class F>
-  static int call(void* ctx, F&& f) {
-    auto* self = static_cast<Trampoline*>(ctx);
-    try {
-      f(self->sink);
-      return 0;
-    } catch (...) {
-      self->error = std::current_exception();
-      return 1;
-    }
-  }
-  static const flare_json_events events;
-};
-
-const flare_json_events Trampoline::events = {
-    [](void* c) { return call(c, [](JsonEvents& s) { s.null(); }); },
-    [](void* c, int b) { return call(c, [b](JsonEvents& s) { s.boolean(b != 0); }); },
-    [](void* c, std::int64_t n) { return call(c, [n](JsonEvents& s) { s.integer(n); }); },
-    [](void* c, std::uint64_t n) { return call(c, [n](JsonEvents& s) { s.unsigned_integer(n); }); },
-    [](void* c, double d) { return call(c, [d](JsonEvents& s) { s.number(d); }); },
-    [](void* c, const char* p, std::size_t n) {
-      return call(c, [p, n](JsonEvents& s) { s.string({p, n}); });
-    },
-    [](void* c, std::size_t n) { return call(c, [n](JsonEvents& s) { s.begin_array(n); }); },
-    [](void* c, std::size_t n) { return call(c, [n](JsonEvents& s) { s.begin_object(n); }); },
-    [](void* c, const char* p, std::size_t n) {
-      return call(c, [p, n](JsonEvents& s) { s.key({p, n}); });
-    },
-    [](void* c) { return call(c, [](JsonEvents& s) { s.end_container(); }); },
-};
 
 // nlohmann's SAX events to the sink; records the first syntax error.
 struct Sax {
@@ -166,11 +130,14 @@ struct JsonParser::Impl {
           self.fast = module().parser_new();
         }
       } shrink{*this, text.size() > kKeepCapacity};
-      Trampoline t{sink, nullptr};
-      int r =
-          module().parse(fast, text.data(), text.size(), padded ? 1 : 0, &Trampoline::events, &t);
-      if (r == 0) return;
-      if (t.error) std::rethrow_exception(t.error);
+      const JsonEvent* events = nullptr;
+      std::size_t count = 0;
+      int r = module().parse(fast, text.data(), text.size(), padded ? 1 : 0, &events, &count);
+      if (r == 0) {
+        sink.value(events, count);
+        return;
+      }
+      if (r == 2) throw std::bad_alloc();
     }
     // simdjson refused it (a syntax error, or a number it does not read such as an
     // integer beyond 64 bits): the exact parser decides, and names the offset.
@@ -182,6 +149,10 @@ struct JsonParser::Impl {
     throw JsonSyntaxError(line, base + offset, error_detail(sax.error), with_line);
   }
 };
+
+void JsonEvents::value(const JsonEvent* events, std::size_t count) {
+  send_json_events(events, count, *this);
+}
 
 JsonParser::JsonParser() : impl_(std::make_unique<Impl>()) {}
 JsonParser::~JsonParser() = default;

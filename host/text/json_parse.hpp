@@ -12,7 +12,12 @@
 #include <string>
 #include <string_view>
 
+#include "text/simdjson_abi.h"
+
 namespace flare::text {
+
+// One event of a whole value (simdjson_abi.h: kinds FLARE_JSON_*, in document order).
+using JsonEvent = flare_json_event;
 
 // Receives one JSON value as events. Sizes are hints (element or member counts)
 // and may be 0 when unknown. An exception thrown by a sink stops the parse and
@@ -30,7 +35,50 @@ class JsonEvents {
   virtual void begin_object(std::size_t size) = 0;
   virtual void key(std::string_view k) = 0;
   virtual void end_container() = 0;
+  // A whole value at once, as the fast parser gives it; by default each event goes to
+  // the methods above. A sink that builds values overrides it to save a call per event.
+  virtual void value(const JsonEvent* events, std::size_t count);
 };
+
+// Sends events[0..count) to sink's methods (those of JsonEvents, not necessarily virtual).
+template <class Sink>
+void send_json_events(const JsonEvent* events, std::size_t count, Sink& sink) {
+  for (const JsonEvent* e = events; e != events + count; ++e) {
+    switch (e->kind) {
+      case FLARE_JSON_NULL:
+        sink.null();
+        break;
+      case FLARE_JSON_FALSE:
+      case FLARE_JSON_TRUE:
+        sink.boolean(e->kind == FLARE_JSON_TRUE);
+        break;
+      case FLARE_JSON_INT64:
+        sink.integer(e->v.i);
+        break;
+      case FLARE_JSON_UINT64:
+        sink.unsigned_integer(e->v.u);
+        break;
+      case FLARE_JSON_DOUBLE:
+        sink.number(e->v.d);
+        break;
+      case FLARE_JSON_STRING:
+        sink.string(std::string_view(e->v.s, e->size));
+        break;
+      case FLARE_JSON_KEY:
+        sink.key(std::string_view(e->v.s, e->size));
+        break;
+      case FLARE_JSON_ARRAY:
+        sink.begin_array(e->size);
+        break;
+      case FLARE_JSON_OBJECT:
+        sink.begin_object(e->size);
+        break;
+      case FLARE_JSON_END:
+        sink.end_container();
+        break;
+    }
+  }
+}
 
 // Malformed text. offset is 0-based in the whole text given to the parser; line is
 // 1-based (always 1 for JsonParser::parse). what() is "invalid JSON at byte offset N:

@@ -13,23 +13,39 @@
 extern "C" {
 #endif
 
-#define FLARE_SIMDJSON_ABI_VERSION 1
+#define FLARE_SIMDJSON_ABI_VERSION 2
 /* Bytes after the text that a caller passing padded = 1 lets the parser read. */
 #define FLARE_SIMDJSON_PADDING 64
 
-/* One JSON value as events; each returns 0 to go on, anything else to stop. */
+/* One JSON value as a flat list of events in document order: a container's
+ * FLARE_JSON_ARRAY or FLARE_JSON_OBJECT (size = its element or member count, at most
+ * 0xffffff: a hint), its items (an object's as FLARE_JSON_KEY then the value), then
+ * FLARE_JSON_END. Strings and keys point into the parser's buffers (size bytes, valid
+ * until its next parse). */
+enum {
+  FLARE_JSON_NULL,
+  FLARE_JSON_FALSE,
+  FLARE_JSON_TRUE,
+  FLARE_JSON_INT64,
+  FLARE_JSON_UINT64,
+  FLARE_JSON_DOUBLE,
+  FLARE_JSON_STRING,
+  FLARE_JSON_KEY,
+  FLARE_JSON_ARRAY,
+  FLARE_JSON_OBJECT,
+  FLARE_JSON_END
+};
+
 typedef struct {
-  int (*null_value)(void* ctx);
-  int (*boolean)(void* ctx, int b);
-  int (*integer)(void* ctx, int64_t n);
-  int (*unsigned_integer)(void* ctx, uint64_t n);
-  int (*number)(void* ctx, double d);
-  int (*string)(void* ctx, const char* s, size_t n);
-  int (*begin_array)(void* ctx, size_t size);
-  int (*begin_object)(void* ctx, size_t size);
-  int (*key)(void* ctx, const char* s, size_t n);
-  int (*end_container)(void* ctx);
-} flare_json_events;
+  uint32_t kind;
+  uint32_t size;
+  union {
+    const char* s;
+    int64_t i;
+    uint64_t u;
+    double d;
+  } v;
+} flare_json_event;
 
 typedef struct flare_simdjson_parser flare_simdjson_parser;
 
@@ -37,12 +53,12 @@ int flare_simdjson_abi_version(void);
 flare_simdjson_parser* flare_simdjson_parser_new(void);
 void flare_simdjson_parser_free(flare_simdjson_parser* parser);
 
-/* Parses text[0..len) and sends its value to events. padded = 1: the
- * FLARE_SIMDJSON_PADDING bytes after the text may be read (no copy).
- * Returns 0 when the value was sent, 1 when simdjson refused the text (no
- * event sent), 2 when an event returned nonzero. */
+/* Parses text[0..len) into events (*events, *count; owned by the parser, valid until
+ * its next parse). padded = 1: the FLARE_SIMDJSON_PADDING bytes after the text may be
+ * read (no copy). Returns 0 when parsed, 1 when simdjson refused the text, 2 when out
+ * of memory (no events either way). */
 int flare_simdjson_parse(flare_simdjson_parser* parser, const char* text, size_t len, int padded,
-                         const flare_json_events* events, void* ctx);
+                         const flare_json_event** events, size_t* count);
 
 #ifdef __cplusplus
 }

@@ -115,6 +115,35 @@ describe("flare.json.decode_lines", function()
     assert.equal("t5", values[2000].tag)
   end)
 
+  it("keeps every string in its place among long, short, empty strings and long keys", function()
+    -- The builder interns the long strings of a value ahead, 64 at a time: a value with
+    -- hundreds of them, between empty and short ones and under long keys, crosses batches.
+    local function long(i) return string.rep(string.char(97 + i % 26), 17 + i % 5) .. i end
+    local rows, parts = {}, {}
+    for r = 1, 3 do
+      local items = {}
+      for i = 1, 150 do
+        local n = r * 1000 + i
+        items[#items + 1] = long(n)
+        items[#items + 1] = ""
+        items[#items + 1] = "s" .. i % 9
+        items[#items + 1] = {[long(n + 500) .. "-key"] = long(n + 700), k = ""}
+      end
+      rows[r] = {id = long(r), items = items, [string.rep("k", 40)] = {long(r + 1), ""}}
+      parts[r] = json.encode(rows[r])
+    end
+    local whole = json.decode(parts[1])
+    assert.equal(long(1150), whole.items[597])
+    assert.equal("", whole.items[598])
+    assert.equal(long(1850), whole.items[600][long(1650) .. "-key"])
+    assert.equal(json.encode(rows[1], {sort_keys = true}), json.encode(whole, {sort_keys = true}))
+    local values = json.decode_lines(table.concat(parts, "\n"))
+    for r = 1, 3 do
+      assert.equal(json.encode(rows[r], {sort_keys = true}),
+                   json.encode(values[r], {sort_keys = true}))
+    end
+  end)
+
   it("keeps a result that outgrows the heap whole; garbage from before is collected", function()
     local finalized = false
     do
