@@ -30,6 +30,9 @@ struct EventsToLua : text::JsonEvents {
   void key(std::string_view k) override { b.key(k.data(), k.size()); }
   void end_container() override { b.end_container(); }
   void value(const text::JsonEvent* events, std::size_t count) override { b.value(events, count); }
+  void prepare(const text::JsonEvent* events, std::size_t count) override {
+    b.prepare(events, count);
+  }
 };
 
 std::string too_deep(std::string_view text, std::size_t base) {

@@ -416,17 +416,19 @@ JsonKind json_kind(lua_State* L, int idx) {
 }
 
 LuaJsonBuilder::LuaJsonBuilder(lua_State* L) : L_(L) {
-  if (!lua_checkstack(L, 16 + kInternAhead)) throw std::runtime_error("Lua stack exhausted");
+  if (!lua_checkstack(L, 16 + kPreparedSlots)) throw std::runtime_error("Lua stack exhausted");
   base_ = lua_gettop(L) + 1;
   push_marker(L, kArrayMeta);
   push_marker(L, kObjectMeta);
   lua_pushnil(L);  // the string cache, made once a value has many short strings
-  lua_settop(L, base_ + 2 + kInternAhead);
+  lua_settop(L, base_ + 2 + static_cast<int>(kPreparedSlots));
+  prepared_.reserve(kPreparedSlots);
 }
 
 void LuaJsonBuilder::push_long_string(const char* s, std::size_t n) {
-  if (next_interned_ < interned_) {
-    lua_pushvalue(L_, base_ + 3 + next_interned_++);
+  if (next_prepared_ < prepared_limit_ && prepared_[next_prepared_].s == s &&
+      prepared_[next_prepared_].n == n) {
+    lua_pushvalue(L_, base_ + 3 + static_cast<int>(next_prepared_++));
   } else {
     lua_pushlstring(L_, s, n);
   }
@@ -552,24 +554,48 @@ void LuaJsonBuilder::end_container() {
   added();
 }
 
+const text::JsonEvent* LuaJsonBuilder::intern_ahead(const text::JsonEvent* e,
+                                                    const text::JsonEvent* end) {
+  for (; e != end; ++e) {
+    if ((e->kind != FLARE_JSON_STRING && e->kind != FLARE_JSON_KEY) || e->size <= kCachedMax)
+      continue;
+    if (prepared_.size() == kPreparedSlots) break;
+    lua_pushlstring(L_, e->v.s, e->size);
+    lua_replace(L_, base_ + 3 + static_cast<int>(prepared_.size()));
+    prepared_.push_back({e->v.s, e->size});
+  }
+  return e;
+}
+
+void LuaJsonBuilder::forget_prepared() {
+  prepared_.clear();
+  prepared_ends_.clear();
+  values_sent_ = next_prepared_ = prepared_limit_ = 0;
+}
+
+void LuaJsonBuilder::prepare(const text::JsonEvent* events, std::size_t count) {
+  intern_ahead(events, events + count);
+  prepared_ends_.push_back(prepared_.size());
+}
+
 void LuaJsonBuilder::value(const text::JsonEvent* events, std::size_t count) {
+  if (values_sent_ < prepared_ends_.size()) {
+    prepared_limit_ = prepared_ends_[values_sent_++];
+    text::send_json_events(events, count, *this);
+    next_prepared_ = prepared_limit_;
+    if (values_sent_ == prepared_ends_.size()) forget_prepared();
+    return;
+  }
+  // A value nobody prepared: its long strings are interned ahead as many at a time as
+  // there are slots.
+  forget_prepared();
   const text::JsonEvent* end = events + count;
   for (const text::JsonEvent* e = events; e != end;) {
-    // The next long strings are interned one after another before the tables around
-    // them are built: the CPU then overlaps their misses in LuaJIT's string table.
-    const text::JsonEvent* w = e;
-    int k = 0;
-    for (; w != end && k < kInternAhead; ++w) {
-      if ((w->kind == FLARE_JSON_STRING || w->kind == FLARE_JSON_KEY) && w->size > kCachedMax) {
-        lua_pushlstring(L_, w->v.s, w->size);
-        lua_replace(L_, base_ + 3 + k++);
-      }
-    }
-    interned_ = k;
-    next_interned_ = 0;
-    text::send_json_events(e, static_cast<std::size_t>(w - e), *this);
-    interned_ = next_interned_ = 0;
-    e = w;
+    const text::JsonEvent* covered = intern_ahead(e, end);
+    prepared_limit_ = prepared_.size();
+    text::send_json_events(e, static_cast<std::size_t>(covered - e), *this);
+    forget_prepared();
+    e = covered;
   }
 }
 

@@ -70,6 +70,8 @@ class LuaJsonBuilder {
   void end_container();
   // A whole value's events (text::JsonParser's fast path), in one call.
   void value(const text::JsonEvent* events, std::size_t count);
+  // The events of a value that value() receives later (text::JsonEvents::prepare).
+  void prepare(const text::JsonEvent* events, std::size_t count);
 
   // Throws if the value is incomplete; replaces the builder's slots with it.
   void take_result();
@@ -104,9 +106,20 @@ class LuaJsonBuilder {
     char bytes[kCachedMax];
   };
   std::vector<CachedString> cache_;
-  // value() interns the next long strings ahead into the stack slots from base_ + 3.
-  static constexpr int kInternAhead = 64;
-  int interned_ = 0, next_interned_ = 0;
+  // Long strings interned ahead, in the order the values meet them: one string-table
+  // lookup after another overlap in the CPU, where building tables between them would
+  // wait for each. prepared_[i] is the Lua string at stack slot base_ + 3 + i.
+  static constexpr std::size_t kPreparedSlots = 128;
+  struct Prepared {
+    const char* s;
+    std::size_t n;
+  };
+  std::vector<Prepared> prepared_;
+  std::vector<std::size_t> prepared_ends_;  // per prepared value, the end of its strings
+  std::size_t values_sent_ = 0;             // prepared values built so far
+  std::size_t next_prepared_ = 0, prepared_limit_ = 0;  // of the value being built
+  const text::JsonEvent* intern_ahead(const text::JsonEvent* e, const text::JsonEvent* end);
+  void forget_prepared();
   std::vector<Frame> frames_;
   bool have_result_ = false;
 };

@@ -3,6 +3,7 @@
 #include <exception>
 #include <new>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "runtime/shared_library.hpp"
 #include "text/escape.hpp"
@@ -105,42 +106,55 @@ JsonSyntaxError::JsonSyntaxError(std::size_t line_, std::size_t offset_, std::st
 
 struct JsonParser::Impl {
   static constexpr std::size_t kKeepCapacity = std::size_t{8} << 20;
-  flare_simdjson_parser* fast = nullptr;
+  // parse_lines parses this many lines ahead, one fast parser each, and lets the sink
+  // prepare them all before it receives the first (JsonEvents::prepare).
+  static constexpr std::size_t kBatch = 16;
+  std::vector<flare_simdjson_parser*> fast;  // empty without the module
+  std::vector<bool> grown;                   // parser i parsed a text of kKeepCapacity or more
 
   Impl() {
-    if (module().parse) fast = module().parser_new();
+    if (!module().parse) return;
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      flare_simdjson_parser* p = module().parser_new();
+      if (!p) break;
+      fast.push_back(p);
+    }
+    grown.assign(fast.size(), false);
   }
   ~Impl() {
-    if (fast) module().parser_free(fast);
+    for (flare_simdjson_parser* p : fast) module().parser_free(p);
   }
 
-  // The text parsed at `base` in an enclosing text; `padded` says that
-  // FLARE_SIMDJSON_PADDING bytes after it may be read.
-  void value(std::string_view text, bool padded, JsonEvents& sink, std::size_t line,
-             std::size_t base, bool with_line) {
-    if (fast) {
-      // The parser keeps buffers of a few times the largest text it parsed: after a big
-      // one, a fresh parser gives them back.
-      struct Shrink {
-        Impl& self;
-        bool big;
-        ~Shrink() {
-          if (!big || !self.fast) return;
-          module().parser_free(self.fast);
-          self.fast = module().parser_new();
-        }
-      } shrink{*this, text.size() > kKeepCapacity};
-      const JsonEvent* events = nullptr;
-      std::size_t count = 0;
-      int r = module().parse(fast, text.data(), text.size(), padded ? 1 : 0, &events, &count);
-      if (r == 0) {
-        sink.value(events, count);
-        return;
+  // Parses text with fast parser i: its events, or false when simdjson refused it (or
+  // there is no module). `padded` says that FLARE_SIMDJSON_PADDING bytes after it may
+  // be read.
+  bool parse_fast(std::size_t i, std::string_view text, bool padded, const JsonEvent*& events,
+                  std::size_t& count) {
+    if (i >= fast.size()) return false;
+    if (text.size() > kKeepCapacity) grown[i] = true;
+    int r = module().parse(fast[i], text.data(), text.size(), padded ? 1 : 0, &events, &count);
+    if (r == 2) throw std::bad_alloc();
+    return r == 0;
+  }
+
+  // A parser keeps buffers of a few times the largest text it parsed: after a big one,
+  // a fresh parser gives them back.
+  void shrink() {
+    for (std::size_t i = 0; i < fast.size(); ++i) {
+      if (!grown[i]) continue;
+      grown[i] = false;
+      if (flare_simdjson_parser* p = module().parser_new()) {
+        module().parser_free(fast[i]);
+        fast[i] = p;
       }
-      if (r == 2) throw std::bad_alloc();
     }
-    // simdjson refused it (a syntax error, or a number it does not read such as an
-    // integer beyond 64 bits): the exact parser decides, and names the offset.
+  }
+
+  // simdjson refused the text at `base` of an enclosing text (a syntax error, or a number
+  // it does not read such as an integer beyond 64 bits): the exact parser decides, and
+  // names the offset.
+  void parse_exact(std::string_view text, JsonEvents& sink, std::size_t line, std::size_t base,
+                   bool with_line) {
     Sax sax{sink, 0, {}};
     if (json::sax_parse(text.begin(), text.end(), &sax)) return;
     // nlohmann counts the offending byte as read; report its 0-based offset.
@@ -158,23 +172,67 @@ JsonParser::JsonParser() : impl_(std::make_unique<Impl>()) {}
 JsonParser::~JsonParser() = default;
 
 void JsonParser::parse(std::string_view text, JsonEvents& sink) {
-  impl_->value(text, false, sink, 1, 0, false);
+  struct Shrink {
+    Impl& impl;
+    ~Shrink() { impl.shrink(); }
+  } shrink{*impl_};
+  const JsonEvent* events = nullptr;
+  std::size_t count = 0;
+  if (impl_->parse_fast(0, text, false, events, count)) {
+    sink.value(events, count);
+    return;
+  }
+  impl_->parse_exact(text, sink, 1, 0, false);
 }
 
 void JsonParser::parse_lines_impl(std::string_view text, JsonEvents& sink, LineHook& hook) {
+  struct Shrink {
+    Impl& impl;
+    ~Shrink() { impl.shrink(); }
+  } shrink{*impl_};
+  struct Parsed {
+    std::size_t line_no, start;
+    const JsonEvent* events;
+    std::size_t count;
+  };
+  Parsed batch[Impl::kBatch];
+  const std::size_t batch_size = impl_->fast.empty() ? 1 : impl_->fast.size();
   std::size_t start = 0, line_no = 0;
   while (start < text.size()) {
-    ++line_no;
-    std::size_t end = text.find('\n', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(start, end - start);
-    if (!blank(line)) {
-      hook.line(line_no, start);
+    // Up to kBatch lines that are not blank, parsed ahead; the batch ends before a line
+    // simdjson refuses, which the exact parser then reads.
+    std::size_t n = 0;
+    std::string_view refused;
+    std::size_t refused_start = 0;
+    while (n < batch_size && start < text.size()) {
+      ++line_no;
+      std::size_t end = text.find('\n', start);
+      if (end == std::string_view::npos) end = text.size();
+      std::string_view line = text.substr(start, end - start);
+      std::size_t line_start = start;
+      start = end + 1;
+      if (blank(line)) continue;
       // Bytes of the following lines serve as simdjson's padding: no copy but near the end.
       bool padded = end + FLARE_SIMDJSON_PADDING <= text.size();
-      impl_->value(line, padded, sink, line_no, start, true);
+      Parsed& p = batch[n];
+      if (!impl_->parse_fast(n, line, padded, p.events, p.count)) {
+        refused = line;
+        refused_start = line_start;
+        break;
+      }
+      p.line_no = line_no;
+      p.start = line_start;
+      ++n;
     }
-    start = end + 1;
+    for (std::size_t i = 0; i < n; ++i) sink.prepare(batch[i].events, batch[i].count);
+    for (std::size_t i = 0; i < n; ++i) {
+      hook.line(batch[i].line_no, batch[i].start);
+      sink.value(batch[i].events, batch[i].count);
+    }
+    if (refused.data()) {
+      hook.line(line_no, refused_start);
+      impl_->parse_exact(refused, sink, line_no, refused_start, true);
+    }
   }
 }
 

@@ -38,6 +38,10 @@ class JsonEvents {
   // A whole value at once, as the fast parser gives it; by default each event goes to
   // the methods above. A sink that builds values overrides it to save a call per event.
   virtual void value(const JsonEvent* events, std::size_t count);
+  // The events of a value the sink receives later through value(), before any value
+  // prepared after it; the events stay valid until then. A sink may start on them
+  // (flare.json interns their strings: one lookup after another overlap in the CPU).
+  virtual void prepare(const JsonEvent*, std::size_t) {}
 };
 
 // Sends events[0..count) to sink's methods (those of JsonEvents, not necessarily virtual).

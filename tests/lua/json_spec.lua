@@ -144,6 +144,33 @@ describe("flare.json.decode_lines", function()
     end
   end)
 
+  it("keeps values and line numbers in order when the exact parser reads some lines", function()
+    -- Lines are parsed ahead in batches; simdjson refuses integers beyond 64 bits, so
+    -- those lines end a batch and are read by the exact parser (as doubles).
+    local function long(i) return "row " .. i .. " " .. string.rep("x", 20 + i % 13) end
+    local text, want_lines = {}, {}
+    for i = 1, 60 do
+      if i % 5 == 0 then text[#text + 1] = "  " end
+      if i % 7 == 0 then
+        text[#text + 1] = '{"big": 1180591620717411303424, "t": "' .. long(i) .. '"}'
+      else
+        text[#text + 1] = '{"t": "' .. long(i) .. '", "i": ' .. i .. '}'
+      end
+      want_lines[i] = #text
+    end
+    local values, lines = json.decode_lines(table.concat(text, "\n"))
+    assert.equal(60, #values)
+    assert.same(want_lines, lines)
+    for i = 1, 60 do
+      assert.equal(long(i), values[i].t)
+      if i % 7 == 0 then
+        assert.equal(2 ^ 70, values[i].big)
+      else
+        assert.equal(i, values[i].i)
+      end
+    end
+  end)
+
   it("keeps a result that outgrows the heap whole; garbage from before is collected", function()
     local finalized = false
     do
@@ -168,6 +195,15 @@ describe("flare.json.decode_lines", function()
     assert.error_matches(function()
       json.decode_lines("[]\n" .. string.rep("[", 1200))
     end, "line 2: nesting deeper than 1000 at byte offset 1003")
+    -- Past the first batch of lines parsed ahead: a line simdjson refuses, and one it
+    -- reads (1010 deep) that the builder refuses.
+    local rows = string.rep('{"a": [1, "two"]}\n', 20)
+    assert.error_matches(function()
+      json.decode_lines(rows .. '{"a": [1, "two"]}\n{"a" 1}\n' .. rows, {source = "d.jsonl"})
+    end, "^d%.jsonl line 22: invalid JSON at byte offset " .. (#rows + 18 + 5) .. ": ")
+    assert.error_matches(function()
+      json.decode_lines(rows .. string.rep("[", 1010) .. string.rep("]", 1010) .. "\n" .. rows)
+    end, "line 21: nesting deeper than 1000 at byte offset " .. (#rows + 1000) .. "$")
     assert.error_matches(function() json.decode_lines({}) end,
       "argument 'text' must be a string")
     assert.error_matches(function() json.decode_lines("", {sorce = "x"}) end,
