@@ -444,10 +444,33 @@ void LuaJsonBuilder::push_short_string(const char* s, std::size_t n) {
     lua_replace(L_, base_ + 2);
     cache_.resize(kCacheSlots);
   }
-  auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-  std::size_t slot = (n * 131 + byte(0) * 31 + byte(n - 1) * 7 + byte(n / 2)) % kCacheSlots;
+  // The n bytes (1..16) as two words and n, which tell them apart: loads that cover
+  // the bytes from both ends, never past them.
+  auto load8 = [](const char* p) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+  };
+  auto load4 = [](const char* p) {
+    std::uint32_t w;
+    std::memcpy(&w, p, 4);
+    return std::uint64_t{w};
+  };
+  std::uint64_t a, b = 0;
+  if (n >= 8) {
+    a = load8(s);
+    b = load8(s + n - 8);
+  } else if (n >= 4) {
+    a = load4(s) | load4(s + n - 4) << 32;
+  } else {
+    auto byte = [&](std::size_t i) { return std::uint64_t{static_cast<unsigned char>(s[i])}; };
+    a = byte(0) | byte(n / 2) << 8 | byte(n - 1) << 16;
+  }
+  std::size_t slot = static_cast<std::size_t>(
+                         ((a ^ (b * 0xff51afd7ed558ccdULL) ^ n) * 0x9e3779b97f4a7c15ULL) >> 56) %
+                     kCacheSlots;
   CachedString& c = cache_[slot];
-  if (c.size == n && std::memcmp(c.bytes, s, n) == 0) {
+  if (c.size == n && c.a == a && c.b == b) {
     lua_rawgeti(L_, base_ + 2, static_cast<int>(slot) + 1);
     return;
   }
@@ -455,7 +478,8 @@ void LuaJsonBuilder::push_short_string(const char* s, std::size_t n) {
   lua_pushvalue(L_, -1);
   lua_rawseti(L_, base_ + 2, static_cast<int>(slot) + 1);
   c.size = static_cast<std::uint8_t>(n);
-  std::memcpy(c.bytes, s, n);
+  c.a = a;
+  c.b = b;
 }
 
 void LuaJsonBuilder::added() {

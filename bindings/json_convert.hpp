@@ -96,14 +96,14 @@ class LuaJsonBuilder {
   lua_State* L_;
   int base_;  // stack slot of the array marker; object marker at base_ + 1; string cache + 2
   // Recently pushed keys and short strings, so that the keys every row repeats are not
-  // interned again: slot i holds bytes_[i], and the Lua string at index i + 1 of the
-  // cache table.
+  // interned again: slot i holds the bytes of the Lua string at index i + 1 of the cache
+  // table (as words, see push_short_string).
   // A small document does not pay for the cache: it starts after kCacheAfter strings.
   static constexpr std::size_t kCacheSlots = 256, kCachedMax = 16, kCacheAfter = 64;
   std::size_t uncached_ = 0;
   struct CachedString {
+    std::uint64_t a = 0, b = 0;
     std::uint8_t size = 0xff;  // none
-    char bytes[kCachedMax];
   };
   std::vector<CachedString> cache_;
   // Long strings interned ahead, in the order the values meet them: one string-table

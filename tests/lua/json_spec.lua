@@ -84,6 +84,23 @@ describe("flare.json.decode", function()
     assert.error_matches(function() json.decode() end,
       "argument 'text' must be a string, got no value")
   end)
+
+  it("tells apart short strings that differ in any one byte (the builder's string cache)", function()
+    local list = {}
+    for n = 1, 17 do
+      list[#list + 1] = string.rep("a", n)
+      for pos = 1, n do
+        list[#list + 1] = string.rep("a", pos - 1) .. "b" .. string.rep("a", n - pos)
+      end
+    end
+    local twice = {}
+    for _ = 1, 2 do
+      for _, v in ipairs(list) do twice[#twice + 1] = v end
+    end
+    local got = json.decode(json.encode(twice))
+    assert.equal(#twice, #got)
+    for i, v in ipairs(twice) do assert.equal(v, got[i]) end
+  end)
 end)
 
 describe("flare.json.parser", function()
