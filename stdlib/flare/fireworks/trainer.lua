@@ -23,6 +23,7 @@
 --       logprobs) -> loss, grads[, metrics] runs in the client (Tinker's custom loss: a forward
 --       pass, then a cross_entropy pass weighted by -grads); flare.losses.new(name, config) is
 --       any built-in loss computed this way, for a trainer service that lacks it
+--   t:forward_custom(datums, loss_fn) -> the same loss and metrics, no gradient
 --   t:forward(datums, loss_fn, config)  -- no gradient; a trainer that never steps is a
 --       reference model: its loss_fn_outputs[i].logprobs are the reference logprobs
 --   t:optim_step{learning_rate = <trainer's>, beta1 = 0.9, beta2 = 0.95, eps = 1e-12,
@@ -224,14 +225,13 @@ local function check_grads(grads, logprobs)
   end
 end
 
-function M:forward_backward_custom(datums, loss_fn)
+-- datums in the protocol's form, the forward pass's outputs, and loss_fn's answer on them.
+local function custom_pass(self, datums, loss_fn, who)
   if type(loss_fn) ~= "function" then
-    raise("invalid_argument", "forward_backward_custom: loss_fn must be a function " ..
+    raise("invalid_argument", who .. ": loss_fn must be a function " ..
       "(datums, logprobs) -> loss, grads[, metrics] (flare.losses.new gives the built-in ones)")
   end
-  if type(datums) ~= "table" then
-    raise("invalid_argument", "forward_backward_custom: datums must be a list")
-  end
+  if type(datums) ~= "table" then raise("invalid_argument", who .. ": datums must be a list") end
   local data, scoring = {}, {}
   for i, d in ipairs(datums) do
     data[i] = as_datum(d, i)
@@ -245,9 +245,18 @@ function M:forward_backward_custom(datums, loss_fn)
   end
   local loss, grads, metrics = loss_fn(data, logprobs)
   if type(loss) ~= "number" then
-    raise("invalid_argument", "forward_backward_custom: the loss function must return the " ..
-      "loss as a number, got " .. type(loss))
+    raise("invalid_argument", who .. ": the loss function must return the loss as a " ..
+      "number, got " .. type(loss))
   end
+  local m = {}
+  for k, v in pairs(metrics or {}) do m[k] = v end
+  m.loss, m.tokens = loss, fwd.metrics and fwd.metrics.tokens
+  return data, {loss_fn_outputs = fwd.loss_fn_outputs, metrics = m}, logprobs, grads
+end
+
+function M:forward_backward_custom(datums, loss_fn)
+  local data, out, logprobs, grads = custom_pass(self, datums, loss_fn,
+    "forward_backward_custom")
   check_grads(grads, logprobs)
   local linear = {}
   for i, d in ipairs(data) do
@@ -256,11 +265,13 @@ function M:forward_backward_custom(datums, loss_fn)
     linear[i] = {model_input = d.model_input,
       loss_fn_inputs = {target_tokens = d.loss_fn_inputs.target_tokens, weights = w}}
   end
-  local out = self:forward_backward(linear, "cross_entropy")
-  local m = {}
-  for k, v in pairs(metrics or {}) do m[k] = v end
-  m.loss, m.tokens = loss, out.metrics and out.metrics.tokens
-  return {loss_fn_outputs = fwd.loss_fn_outputs, metrics = m}
+  self:forward_backward(linear, "cross_entropy")
+  return out
+end
+
+function M:forward_custom(datums, loss_fn)
+  local _, out = custom_pass(self, datums, loss_fn, "forward_custom")
+  return out
 end
 
 local adam_spec = {learning_rate = "number", beta1 = "number", beta2 = "number", eps = "number",
