@@ -1,5 +1,5 @@
--- forward_backward_custom and forward_custom with flare.losses: every built-in loss computed in the client
--- trains exactly as the trainer's own. Two trainers from the same base take the same
+-- forward_backward_custom and forward_custom with flare.losses: every built-in loss computed
+-- in the client trains exactly as the trainer's own. Two trainers from the same base take the same
 -- batches, one with forward_backward(loss_fn), the other with forward_backward_custom(
 -- flare.losses.new(loss_fn)); their loss, metrics and gradient norm agree, and after each
 -- Adam step (whose first steps move each weight by about the learning rate times the sign of

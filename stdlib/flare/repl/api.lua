@@ -72,6 +72,7 @@ return {
         "loss, gradient and per-token logprobs; losses and options in docs/losses.md" },
       { "trainer:forward_backward_custom(datums, loss)",
         "a loss computed in the client: loss(datums, logprobs) -> loss, grads (Tinker's path)" },
+      { "trainer:forward_custom(datums, loss)", "that loss's metrics, no gradient" },
       { "flare.losses.new(loss_fn, loss_fn_config)",
         "a built-in loss computed in the client, for forward_backward_custom" },
       { "trainer:forward(datums, loss_fn, loss_fn_config)",
