@@ -200,7 +200,7 @@ void JsonParser::parse_lines_impl(std::string_view text, JsonEvents& sink, LineH
   std::size_t start = 0, line_no = 0;
   while (start < text.size()) {
     // Up to kBatch lines that are not blank, parsed ahead; the batch ends before a line
-    // simdjson refuses, which the exact parser then reads.
+    // simdjson refuses, which the exact parser then reads, and after a big line.
     std::size_t n = 0;
     std::string_view refused;
     std::size_t refused_start = 0;
@@ -223,6 +223,7 @@ void JsonParser::parse_lines_impl(std::string_view text, JsonEvents& sink, LineH
       p.line_no = line_no;
       p.start = line_start;
       ++n;
+      if (line.size() > Impl::kKeepCapacity) break;  // one big parser at a time
     }
     for (std::size_t i = 0; i < n; ++i) sink.prepare(batch[i].events, batch[i].count);
     for (std::size_t i = 0; i < n; ++i) {
@@ -233,6 +234,7 @@ void JsonParser::parse_lines_impl(std::string_view text, JsonEvents& sink, LineH
       hook.line(line_no, refused_start);
       impl_->parse_exact(refused, sink, line_no, refused_start, true);
     }
+    impl_->shrink();
   }
 }
 
