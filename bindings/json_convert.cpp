@@ -416,13 +416,22 @@ JsonKind json_kind(lua_State* L, int idx) {
 }
 
 LuaJsonBuilder::LuaJsonBuilder(lua_State* L) : L_(L) {
-  if (!lua_checkstack(L, 16 + kPreparedSlots)) throw std::runtime_error("Lua stack exhausted");
+  if (!lua_checkstack(L, 16)) throw std::runtime_error("Lua stack exhausted");
   base_ = lua_gettop(L) + 1;
   push_marker(L, kArrayMeta);
   push_marker(L, kObjectMeta);
   lua_pushnil(L);  // the string cache, made once a value has many short strings
-  lua_settop(L, base_ + 2 + static_cast<int>(kPreparedSlots));
+}
+
+// The slots go right above the builder's three, so only before the first value is built.
+bool LuaJsonBuilder::make_slots() {
+  if (slots_) return true;
+  if (lua_gettop(L_) != base_ + 2 || !lua_checkstack(L_, static_cast<int>(kPreparedSlots) + 16))
+    return false;
+  lua_settop(L_, base_ + 2 + static_cast<int>(kPreparedSlots));
   prepared_.reserve(kPreparedSlots);
+  slots_ = true;
+  return true;
 }
 
 void LuaJsonBuilder::push_long_string(const char* s, std::size_t n) {
@@ -598,7 +607,7 @@ void LuaJsonBuilder::forget_prepared() {
 }
 
 void LuaJsonBuilder::prepare(const text::JsonEvent* events, std::size_t count) {
-  intern_ahead(events, events + count);
+  if (make_slots()) intern_ahead(events, events + count);
   prepared_ends_.push_back(prepared_.size());
 }
 
@@ -613,6 +622,10 @@ void LuaJsonBuilder::value(const text::JsonEvent* events, std::size_t count) {
   // A value nobody prepared: its long strings are interned ahead as many at a time as
   // there are slots.
   forget_prepared();
+  if (count < kInternAheadFrom || !make_slots()) {
+    text::send_json_events(events, count, *this);
+    return;
+  }
   const text::JsonEvent* end = events + count;
   for (const text::JsonEvent* e = events; e != end;) {
     const text::JsonEvent* covered = intern_ahead(e, end);

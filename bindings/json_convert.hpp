@@ -108,8 +108,11 @@ class LuaJsonBuilder {
   std::vector<CachedString> cache_;
   // Long strings interned ahead, in the order the values meet them: one string-table
   // lookup after another overlap in the CPU, where building tables between them would
-  // wait for each. prepared_[i] is the Lua string at stack slot base_ + 3 + i.
-  static constexpr std::size_t kPreparedSlots = 128;
+  // wait for each. prepared_[i] is the Lua string at stack slot base_ + 3 + i; the
+  // slots are made when a value of kInternAheadFrom events or more comes first.
+  static constexpr std::size_t kPreparedSlots = 128, kInternAheadFrom = 32;
+  bool slots_ = false;
+  bool make_slots();
   struct Prepared {
     const char* s;
     std::size_t n;
