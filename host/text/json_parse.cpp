@@ -111,6 +111,7 @@ struct JsonParser::Impl {
   static constexpr std::size_t kBatch = 16;
   std::vector<flare_simdjson_parser*> fast;  // empty without the module
   std::vector<bool> grown;                   // parser i parsed a text of kKeepCapacity or more
+  bool any_grown = false;
 
   Impl() {
     if (!module().parse) return;
@@ -131,7 +132,7 @@ struct JsonParser::Impl {
   bool parse_fast(std::size_t i, std::string_view text, bool padded, const JsonEvent*& events,
                   std::size_t& count) {
     if (i >= fast.size()) return false;
-    if (text.size() > kKeepCapacity) grown[i] = true;
+    if (text.size() > kKeepCapacity) grown[i] = any_grown = true;
     int r = module().parse(fast[i], text.data(), text.size(), padded ? 1 : 0, &events, &count);
     if (r == 2) throw std::bad_alloc();
     return r == 0;
@@ -140,6 +141,8 @@ struct JsonParser::Impl {
   // A parser keeps buffers of a few times the largest text it parsed: after a big one,
   // a fresh parser gives them back.
   void shrink() {
+    if (!any_grown) return;
+    any_grown = false;
     for (std::size_t i = 0; i < fast.size(); ++i) {
       if (!grown[i]) continue;
       grown[i] = false;
