@@ -1,6 +1,8 @@
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_epi32(), which
 // -Wmaybe-uninitialized reports wherever they are inlined.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "delta/class_planes.hpp"
 
