@@ -316,6 +316,51 @@ inline void class_prefix(const uint64_t* ge, size_t words, unsigned k, bool coun
   for (unsigned t = 0; t < K; ++t) cnt[t] = acc[t];
 }
 
+// One class's output while the sparse coder lists a chunk: values are stored
+// whole (split into byte planes once the chunk is listed), gaps as they come.
+template <typename T>
+struct ClassOut {
+  std::byte* gap;  // next gap's bytes
+  T* value;        // next value
+  uint64_t next_rank;
+  void put(uint64_t rank, T z) {
+    gap += put_varint28(gap, static_cast<uint32_t>(rank - next_rank));
+    next_rank = rank + 1;
+    *value++ = z;
+  }
+};
+
+template <typename T>
+struct ListedElements {
+  const uint32_t* pos;  // chunk positions
+  const uint16_t* e;    // base exponents
+  const T* z;
+};
+
+// Puts the listed elements j.. before position `end` (in the block of words
+// from w0 on) into their classes' outputs: the class from a table of the
+// base exponent, the number in the class from the class's count before the
+// word (C) and a popcount of its members (M) below the element. Returns the
+// first element not put. Not inlined: inside the coder's loops the compiler
+// kept this loop's pointers on the stack. KC: K known at compile time (0: k).
+template <typename T, unsigned KC>
+[[gnu::noinline]] uint64_t put_listed(const ListedElements<T>& le, uint64_t j, uint64_t changed,
+                                      uint32_t end, size_t w0, unsigned k, const uint8_t* cls,
+                                      const uint64_t* M, const uint32_t* C, ClassOut<T>* co) {
+  const size_t K = KC ? KC : k;
+  const uint32_t* pos = le.pos;
+  const uint16_t* es = le.e;
+  const T* zs = le.z;
+  for (; j < changed && pos[j] < end; ++j) {
+    const uint32_t i = pos[j];
+    const unsigned c = cls[es[j]];
+    const size_t off = (i / 64 - w0) * K + c;
+    const uint64_t below = (uint64_t{1} << (i % 64)) - 1;
+    co[c].put(C[off] + static_cast<uint64_t>(__builtin_popcountll(M[off] & below)), zs[j]);
+  }
+  return j;
+}
+
 // A block of words at a time: the nested class masks "class >= t" come from
 // K - 1 compares of the base exponents, and their running popcounts give every
 // class's element count before each word. Then a flat loop over the block's
@@ -357,12 +402,7 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
   // Each class's output in one place (a pointer per array made every element
   // compute three addresses); values are stored whole and split into byte
   // planes once the chunk is listed.
-  struct ClassOut {
-    std::byte* gap;  // next gap's bytes
-    T* value;        // next value
-    uint64_t next_rank;
-  };
-  ClassOut co[64];
+  ClassOut<T> co[64];
   std::byte* gap_begin[64];
   T* value_begin[64];
   size_t at = 0;
@@ -375,15 +415,10 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
     gap_begin[k] = co[k].gap = buf + at;
     at += counts[k] * 4;
   }
-  auto put = [&](ClassOut& o, uint64_t rank, T z) {
-    o.gap += put_varint28(o.gap, static_cast<uint32_t>(rank - o.next_rank));
-    o.next_rank = rank + 1;
-    *o.value++ = z;
-  };
   const uint32_t* pos = ch.pos.get();
   const T* zs = ch.z.get();
   if (K == 1) {
-    for (uint64_t j = 0; j < changed; ++j) put(co[0], pos[j], zs[j]);
+    for (uint64_t j = 0; j < changed; ++j) co[0].put(pos[j], zs[j]);
   } else {
     ClassMasks<T> cm(f, s, base, n);
     const size_t words = (n + 63) / 64;
@@ -450,13 +485,13 @@ std::vector<std::byte> encode_sparse(DType dtype, std::span<const std::byte> bas
         }
         continue;
       }
-      for (; j < changed && pos[j] < end; ++j) {
-        const uint32_t i = pos[j];
-        const unsigned k = cls[es[j]];
-        const size_t off = (i / 64 - w0) * K + k;
-        const uint64_t below = (uint64_t{1} << (i % 64)) - 1;
-        put(co[k], C[off] + static_cast<uint64_t>(__builtin_popcountll(M[off] & below)), zs[j]);
-      }
+      const ListedElements<T> le{pos, es, zs};
+      if (K == 6)
+        j = put_listed<T, 6>(le, j, changed, end, w0, 6, cls, M, C, co);
+      else if (K == 12)
+        j = put_listed<T, 12>(le, j, changed, end, w0, 12, cls, M, C, co);
+      else
+        j = put_listed<T, 0>(le, j, changed, end, w0, K, cls, M, C, co);
     }
   }
 

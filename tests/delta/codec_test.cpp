@@ -559,7 +559,8 @@ TEST_CASE(
   EncodeOptions o;
   o.chunk_elements = chunk;
   auto d = encode_one(a, b, o);
-  const TensorDeltaInfo& t = inspect(d).tensors[0];
+  const DeltaInfo info = inspect(d);
+  const TensorDeltaInfo& t = info.tensors[0];
   CHECK(t.chunks[static_cast<size_t>(ChunkEncoding::Classed)] == 1);
   CHECK(t.chunks[static_cast<size_t>(ChunkEncoding::Sparse)] +
             t.chunks[static_cast<size_t>(ChunkEncoding::Dense)] ==
