@@ -47,6 +47,8 @@ usage: flare release [--registry PATH] COMMAND ...
 
 The registry is --registry PATH, else $FLARE_REGISTRY, else
 $XDG_DATA_HOME/flare/registry.sqlite (~/.local/share/flare/registry.sqlite).
+promote, rollback, canary and shadow return once a running flare gateway of the family
+serves the change.
 See docs/release.md.]]
 
 local function usage(message)
@@ -177,6 +179,14 @@ function commands.register(args, o)
   return 0
 end
 
+-- A command that changes a family's route returns once the family's running gateway serves
+-- the new route: a request sent after it goes by the new route.
+local function await_gateway(family, o)
+  if require("flare.release.gateway").wait_applied(family, {registry = o.registry}) then
+    io.stdout:write("the gateway of ", family, " serves it\n")
+  end
+end
+
 local function stage_command(name, fn_name, positional)
   return function(args, o)
     local spec = {reason = "value", by = "value"}
@@ -189,6 +199,7 @@ local function stage_command(name, fn_name, positional)
     local r = require("flare.release.stages")[fn_name](pos[1], {reason = f.reason, to = f.to,
       gate = f.gate, force = f.force, by = f.by, registry = o.registry})
     io.stdout:write(r.id, " is now ", r.stage, "\n")
+    if name ~= "retire" then await_gateway(r.family, o) end
     return 0
   end
 end
@@ -224,6 +235,7 @@ local function share_command(kind)
     if percent > 0 and #pos ~= 2 then usage(kind .. ": a version ID is required") end
     print_route(require("flare.release.stages")[kind](pos[1], pos[2], {percent = percent,
       reason = f.reason, by = f.by, registry = o.registry}))
+    await_gateway(pos[1], o)
     return 0
   end
 end

@@ -7,6 +7,8 @@
 --   gw:poll()      reloads when the registry's route changed, ingests the log; -> changed
 --   gw:serve()     poll every 0.2 s until interrupted; gw:stop()
 --   gw.port, gw.url, gw.dir
+--   gateway.wait_applied(family, {registry =}) -> true once the running gateway serves the
+--     family's current route (false without one)
 -- Routing: the family's production version serves; a canary (flare.release.canary) gets its
 -- percentage of requests, sticky per user id (the x-user-id header; a request without one is
 -- placed at random). The model field of an OpenAI or Fireworks request body is rewritten to
@@ -190,9 +192,11 @@ function M.render(route, port, dir, generation)
   return table.concat(out, "\n") .. "\n"
 end
 
+-- The route as the gateways table records what a gateway serves.
 local function fingerprint(route)
   return json.encode(route, {sort_keys = true})
 end
+M.fingerprint = fingerprint
 
 -- Starts nginx on self.port; false when the port was taken (nginx exits at once).
 function Gateway:_launch()
@@ -301,6 +305,56 @@ function Gateway:_wait_generation()
   errors.refused("nginx did not take the new configuration within 10 s: " .. why)
 end
 
+-- The pids of nginx's worker processes (the master's children).
+function Gateway:_workers()
+  local master = self.child:pid()
+  local text = fs.read_file("/proc/" .. master .. "/task/" .. master .. "/children")
+  local pids = {}
+  if text then
+    for pid in text:gmatch("%d+") do pids[#pids + 1] = pid end
+    return pids
+  end
+  -- a kernel without /proc/PID/task/TID/children: the processes whose parent is the master
+  for _, name in ipairs(fs.list_dir("/proc")) do
+    local stat = name:match("^%d+$") and fs.read_file("/proc/" .. name .. "/stat")
+    if stat and tonumber(stat:match("^%d+ %b() %a (%d+)")) == master then
+      pids[#pids + 1] = name
+    end
+  end
+  return pids
+end
+
+-- How long a reload waits for the old workers to exit before it counts a worker that only
+-- finishes requests in flight as gone.
+local OLD_WORKERS_WAIT_S = 2
+
+-- Waits until the workers from before a reload are gone. For about 100 ms after starting the
+-- new workers, nginx's master lets the old ones go on accepting connections and serving
+-- requests on their keep-alive connections with the old configuration; then it tells them to
+-- shut down: they stop listening, close their idle keep-alive connections, close the others
+-- once their request in flight is answered, and exit when no connection is left. Until then a
+-- connection accepted but whose first request had not arrived is still served by an old worker
+-- with the old configuration (tested on nginx 1.22). So the route counts as applied once the
+-- old workers have exited, or, past OLD_WORKERS_WAIT_S, once they are shutting down (nginx
+-- names the process "worker process is shutting down") and only finish requests in flight.
+function Gateway:_wait_old_workers(pids)
+  local t0 = flare.clock()
+  for _, pid in ipairs(pids) do
+    while true do
+      -- gone, or a zombie (exited, not yet reaped: no command line)
+      local title = fs.read_file("/proc/" .. pid .. "/cmdline") or ""
+      if title == "" then break end
+      local waited = flare.clock() - t0
+      if waited > OLD_WORKERS_WAIT_S and title:find("shutting down", 1, true) then break end
+      if waited > OLD_WORKERS_WAIT_S + 10 then
+        errors.refused("nginx's worker " .. pid .. " from before the reload is not shutting " ..
+          "down after " .. math.floor(waited) .. " s")
+      end
+      flare.sleep(0.005)
+    end
+  end
+end
+
 function Gateway:_applied(route)
   local db = store.open(self.registry)
   store.transaction(db, function()
@@ -394,8 +448,10 @@ function Gateway:poll()
   if changed then
     local ok, err = pcall(self._write, self, route)
     if ok then
+      local old_workers = self:_workers()
       self.child:kill(1)  -- SIGHUP: nginx re-reads its configuration, old workers finish
       self:_wait_generation()
+      self:_wait_old_workers(old_workers)
       self:_applied(route)
       if not self.quiet then
         io.stderr:write(string.format("gateway %s: production %s, canary %s %g%%\n", self.family,
@@ -514,6 +570,24 @@ function M.spawn(o)
   end
   proc:kill(9)
   errors.refused("flare gateway did not start within 30 s")
+end
+
+-- Waits until the family's running gateway serves the family's route as the registry has it
+-- now (its workers from before the reload gone: a request sent afterwards gets the new route);
+-- -> true, or false when no gateway of the family runs (or none applied it within timeout_s).
+function M.wait_applied(family, o)
+  o = o or {}
+  local db = store.open(o.registry)
+  local deadline = flare.clock() + (o.timeout_s or 10)
+  while true do
+    local g = db:query("SELECT fingerprint, pid FROM gateways WHERE family = ?", {family})[1]
+    if not g or not g.pid or not fs.exists("/proc/" .. g.pid) then return false end
+    if g.fingerprint == fingerprint(stages.route(family, {registry = o.registry})) then
+      return true
+    end
+    if flare.clock() > deadline then return false end
+    flare.sleep(0.02)
+  end
 end
 
 -- Records a feedback score for a request the gateway served (its x-flare-request-id answer
