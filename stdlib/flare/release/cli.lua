@@ -37,6 +37,7 @@ usage: flare release [--registry PATH] COMMAND ...
                                   x-flare-request-id header)
   metrics FAMILY [--window SECONDS]
                                   per-version p50/p95/p99 latency, error rate, tokens
+                                  (prompt + completion) per request
   gate --suite SUITE --baseline RESULTS --candidate RESULTS [--gates GATES]
        [--out DIR]                promotion gates; exit 0 pass, 1 fail
   drift --train FILE (--live FILE | --family FAMILY [--window SECONDS]) [--max-distance X]
@@ -315,11 +316,10 @@ function commands.metrics(args, o)
     window_s = tonumber(f.window) or 60})
   if f.json then print_json(rows) return 0 end
   io.stdout:write(string.format("%-20s %8s %9s %9s %9s %8s %10s %9s\n", "VERSION",
-    "REQUESTS", "P50 MS", "P95 MS", "P99 MS", "ERRORS", "PROMPT TOK", "FEEDBACK"))
+    "REQUESTS", "P50 MS", "P95 MS", "P99 MS", "ERRORS", "TOKENS/REQ", "FEEDBACK"))
   for _, m in ipairs(rows) do
     io.stdout:write(string.format("%-20s %8d %9.2f %9.2f %9.2f %7.2f%% %10.1f %9s\n",
-      m.version, m.n, m.p50_ms, m.p95_ms, m.p99_ms, 100 * m.error_rate,
-      m.prompt_tokens_per_request,
+      m.version, m.n, m.p50_ms, m.p95_ms, m.p99_ms, 100 * m.error_rate, m.tokens_per_request,
       m.mean_feedback and string.format("%.3f", m.mean_feedback) or "-"))
   end
   return 0

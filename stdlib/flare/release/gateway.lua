@@ -32,6 +32,34 @@ local function find_nginx()
   errors.refused("flare gateway needs nginx (Debian package nginx; bash dev.sh installs it)")
 end
 
+-- Fireworks (and the emulator) give an answer's token counts in the body's usage (a streamed
+-- answer's in its last event); of the headers, only fireworks-prompt-tokens, and not on a
+-- streamed answer. nginx's JavaScript module (njs) reads the usage as the body passes.
+local NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+local function check_njs()
+  if not fs.exists(NJS_MODULE) then
+    errors.refused("flare gateway needs nginx's JavaScript module for token counts " ..
+      "(Debian package libnginx-mod-http-js; bash dev.sh installs it)")
+  end
+end
+
+-- The body filter: the answer passes unchanged; the last "prompt_tokens": N and
+-- "completion_tokens": N in it (the usage comes after the choices) go to $flare_prompt_tokens
+-- and $flare_completion_tokens. A module-level variable lives for one request (njs gives each
+-- request its own copy), so a count cut between two chunks is read across them.
+M.USAGE_JS = [[
+var tail = '';
+function usage(r, data, flags) {
+  r.sendBuffer(data, flags);
+  var text = tail + data;
+  var re = /"(prompt|completion)_tokens"\s*:\s*(\d+)/g;
+  var m;
+  while ((m = re.exec(text)) !== null) r.variables['flare_' + m[1] + '_tokens'] = m[2];
+  tail = text.slice(-48);
+}
+export default {usage};
+]]
+
 local function split_url(url, what)
   local scheme, hostport = url:match("^(https?)://([^/]+)")
   if not scheme then
@@ -80,6 +108,7 @@ function M.render(route, port, dir, generation)
   local log_opts = " buffer=32k flush=200ms;"
   local lines = {
     "# written by flare gateway for family " .. route.family .. "; do not edit",
+    "load_module " .. NJS_MODULE .. ";",
     -- one worker: on a small machine the proxy shares its cores with the upstream, and a
     -- second worker measured no cheaper per request (bench/gateway)
     "worker_processes 1;",
@@ -97,10 +126,14 @@ function M.render(route, port, dir, generation)
     "  fastcgi_temp_path " .. dir .. "/tmp;",
     "  uwsgi_temp_path " .. dir .. "/tmp;",
     "  scgi_temp_path " .. dir .. "/tmp;",
+    "  js_import flare_usage from " .. dir .. "/usage.js;",
+    "  js_var $flare_prompt_tokens;",
+    "  js_var $flare_completion_tokens;",
     "  log_format flare escape=json '{\"t\":$msec,\"route\":\"$route\",\"version\":\"$version\",'",
     "    '\"status\":$status,\"request_time\":$request_time,'",
     "    '\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\",'",
-    "    '\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":$bytes_sent,'",
+    "    '\"prompt_tokens\":\"$flare_prompt_tokens\",'",
+    "    '\"completion_tokens\":\"$flare_completion_tokens\",\"bytes\":$bytes_sent,'",
     "    '\"prompt\":\"$flare_prompt\",\"id\":\"$request_id\"}';",
     "  " .. log .. "flare" .. log_opts,
     "  log_format flare_feedback escape=json '{\"t\":$msec,\"route\":\"feedback\"," ..
@@ -109,7 +142,8 @@ function M.render(route, port, dir, generation)
     shadow and ("  log_format flare_shadow escape=json '{\"t\":$msec,\"route\":\"shadow\"," ..
       "\"version\":\"" .. shadow.id .. "\",\"status\":$status,\"request_time\":$request_time," ..
       "\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\"," ..
-      "\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":0}';") or false,
+      "\"prompt_tokens\":\"$flare_prompt_tokens\"," ..
+      "\"completion_tokens\":\"$flare_completion_tokens\",\"bytes\":0}';") or false,
     shadow and ("  split_clients \"${request_id}shadow\" $flare_shadow_on { " ..
       string.format("%.2f%%", route.shadow_percent) .. " 1; * 0; }") or false,
     shadow and ("  map $request_body $flare_shadow_body {") or false,
@@ -166,6 +200,7 @@ function M.render(route, port, dir, generation)
     "      proxy_set_body $flare_body;",
     "      proxy_read_timeout 600s;",
     "      proxy_buffering off;",
+    "      js_body_filter flare_usage.usage;",
     "      add_header x-flare-version $version always;",
     "      add_header x-flare-request-id $request_id always;",
     shadow and "      mirror /__flare_shadow;" or false,
@@ -180,6 +215,7 @@ function M.render(route, port, dir, generation)
     shadow and "      proxy_http_version 1.1;" or false,
     shadow and "      proxy_set_header Connection \"\";" or false,
     shadow and "      proxy_set_body $flare_shadow_body;" or false,
+    shadow and "      js_body_filter flare_usage.usage;" or false,
     shadow and "      proxy_read_timeout 600s;" or false,
     shadow and "    }" or false,
     "  }",
@@ -248,9 +284,13 @@ function M.start(o)
   local registry_path = o.registry or store.default_path()
   local route = stages.route(o.family, {registry = registry_path})
   local nginx = find_nginx()
+  check_njs()
   local dir = o.dir or (registry_path:match("^(.*)/[^/]*$") or ".") .. "/gateway/" .. o.family
+  -- nginx reads the paths of its configuration from its prefix (DIR), not the working dir
+  if dir:sub(1, 1) ~= "/" then dir = fs.cwd() .. "/" .. dir:gsub("^%./", "") end
   fs.mkdir_p(dir .. "/tmp")
   stop_leftover(dir)
+  fs.write_file_atomic(dir .. "/usage.js", M.USAGE_JS)
   local self = setmetatable({family = o.family, registry = registry_path, dir = dir,
     nginx = nginx, quiet = o.quiet, log_offset = 0, ingested = 0, alerts = alert_spec,
     fired = {}}, Gateway)
@@ -378,13 +418,14 @@ local function insert_request(db, family, r)
   local upstream = tonumber((tostring(r.upstream_time or ""):match("([%d.]+)%s*$")))
   db:query("INSERT INTO requests(family, version, route, at, status, latency_ms, " ..
     "upstream_ms, " ..
-    "prompt_tokens, response_bytes, user, prompt, request_id) " ..
-    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "prompt_tokens, completion_tokens, response_bytes, user, prompt, request_id) " ..
+    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     {family, r.version ~= "" and r.version or nil, r.route, tonumber(r.t),
       tonumber(r.status), (tonumber(r.request_time) or 0) * 1000,
-      upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens), tonumber(r.bytes),
+      upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens),
+      tonumber(r.completion_tokens), tonumber(r.bytes),
       r.user ~= "" and r.user or nil, prompt_text(r.prompt),
-      r.id ~= "" and r.id or nil, n = 12})
+      r.id ~= "" and r.id or nil, n = 13})
 end
 
 -- The lines of a chunk of the access log that decode to JSON objects (a line that does not,
@@ -616,13 +657,15 @@ end
 
 -- Live metrics of each version over the last window_s seconds of logged requests (or since
 -- `since`; only `version` when given): n, p50_ms, p95_ms, p99_ms, error_rate (5xx),
--- timeout_rate (504), prompt_tokens_per_request, mean_feedback.
+-- timeout_rate (504), tokens_per_request (prompt + completion; of the requests whose answer
+-- gave them), prompt_tokens_per_request, completion_tokens_per_request, mean_feedback.
 function M.metrics(family, o)
   o = o or {}
   local db = store.open(o.registry)
   local since = o.since or (flare.time() - (o.window_s or 60))
   local out = {}
-  local sql = "SELECT version, status, latency_ms, prompt_tokens, feedback FROM requests " ..
+  local sql = "SELECT version, status, latency_ms, prompt_tokens, completion_tokens, feedback " ..
+    "FROM requests " ..
     "WHERE family = ? AND at >= ?"
   local params = {family, since}
   if o.version then
@@ -635,8 +678,8 @@ function M.metrics(family, o)
     local v = r.version or "-"
     local m = by[v]
     if not m then
-      m = {version = v, latencies = {}, errors = 0, timeouts = 0, n = 0, tokens = 0,
-        feedback = {}}
+      m = {version = v, latencies = {}, errors = 0, timeouts = 0, n = 0, prompt = {},
+        completion = {}, feedback = {}}
       by[v] = m
       out[#out + 1] = m
     end
@@ -644,7 +687,8 @@ function M.metrics(family, o)
     m.latencies[#m.latencies + 1] = r.latency_ms
     if r.status >= 500 then m.errors = m.errors + 1 end
     if r.status == 504 then m.timeouts = m.timeouts + 1 end
-    m.tokens = m.tokens + (r.prompt_tokens or 0)
+    if r.prompt_tokens then m.prompt[#m.prompt + 1] = r.prompt_tokens end
+    if r.completion_tokens then m.completion[#m.completion + 1] = r.completion_tokens end
     if r.feedback then m.feedback[#m.feedback + 1] = r.feedback end
   end
   local stats = require("flare.release.stats")
@@ -654,9 +698,12 @@ function M.metrics(family, o)
     m.p99_ms = stats.percentile(m.latencies, 0.99)
     m.error_rate = m.errors / m.n
     m.timeout_rate = m.timeouts / m.n
-    m.prompt_tokens_per_request = m.tokens / m.n
+    m.prompt_tokens_per_request = #m.prompt > 0 and stats.mean(m.prompt) or nil
+    m.completion_tokens_per_request = #m.completion > 0 and stats.mean(m.completion) or nil
+    m.tokens_per_request = (m.prompt_tokens_per_request or 0) +
+      (m.completion_tokens_per_request or 0)
     m.mean_feedback = #m.feedback > 0 and stats.mean(m.feedback) or nil
-    m.latencies, m.feedback = nil, nil
+    m.latencies, m.feedback, m.prompt, m.completion = nil, nil, nil, nil
   end
   table.sort(out, function(a, b) return a.version < b.version end)
   return out

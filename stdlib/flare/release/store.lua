@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS requests(
   latency_ms REAL NOT NULL,
   upstream_ms REAL,
   prompt_tokens INTEGER,
+  completion_tokens INTEGER,
   response_bytes INTEGER,
   user TEXT,
   prompt TEXT,
@@ -113,7 +114,15 @@ function M.open(path)
   -- process crashing; a power loss may undo the last commits, never corrupt the file (the
   -- gateway then re-reads those log lines, as their offset went back with them).
   db:exec("PRAGMA synchronous=NORMAL")
-  M.transaction(db, function() db:exec(SCHEMA) end)
+  M.transaction(db, function()
+    db:exec(SCHEMA)
+    -- columns added since the table was first made (a registry written by an older flare)
+    local have = {}
+    for _, c in ipairs(db:query("PRAGMA table_info(requests)")) do have[c.name] = true end
+    if not have.completion_tokens then
+      db:exec("ALTER TABLE requests ADD COLUMN completion_tokens INTEGER")
+    end
+  end)
   cache[path] = db
   return db
 end
