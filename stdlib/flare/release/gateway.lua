@@ -43,19 +43,30 @@ local function check_njs()
   end
 end
 
--- The body filter: the answer passes unchanged; the last "prompt_tokens": N and
--- "completion_tokens": N in it (the usage comes after the choices) go to $flare_prompt_tokens
--- and $flare_completion_tokens. A module-level variable lives for one request (njs gives each
--- request its own copy), so a count cut between two chunks is read across them.
+-- The body filter: the answer passes unchanged; the counts after the last "prompt_tokens" and
+-- "completion_tokens" keys in it (the usage comes after the choices) go to
+-- $flare_prompt_tokens and $flare_completion_tokens. A module-level variable lives for one
+-- request (njs gives each request its own copy), so a count cut between two chunks is read
+-- again with the next one. (Searching back for the keys costs nginx about 1.5 µs a request
+-- less than a regex over the body; the filter costs 4-5 µs in all, bench/gateway.)
 M.USAGE_JS = [[
 var tail = '';
+function count(text, key, name, r) {
+  var i = text.lastIndexOf(key);
+  if (i < 0) return;
+  var j = i + key.length;
+  var m = /^\s*:\s*(\d+)/.exec(text.substring(j, j + 24));
+  if (m) r.variables[name] = m[1];
+}
 function usage(r, data, flags) {
   r.sendBuffer(data, flags);
-  var text = tail + data;
-  var re = /"(prompt|completion)_tokens"\s*:\s*(\d+)/g;
-  var m;
-  while ((m = re.exec(text)) !== null) r.variables['flare_' + m[1] + '_tokens'] = m[2];
-  tail = text.slice(-48);
+  if (data.length == 0) return;
+  var text = tail.length ? tail + data : data;
+  if (text.lastIndexOf('_tokens"') >= 0) {
+    count(text, '"prompt_tokens"', 'flare_prompt_tokens', r);
+    count(text, '"completion_tokens"', 'flare_completion_tokens', r);
+  }
+  tail = text.length > 48 ? text.substring(text.length - 48) : text;
 }
 export default {usage};
 ]]
