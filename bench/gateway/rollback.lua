@@ -97,8 +97,8 @@ for t = 1, trials do
   local last_v2, failed, after, returned_at = until_all("rb@v1", 1.0, cmd)
   local res = cmd:wait{timeout_s = 30}
   assert(res.status == 0, "rollback failed: " .. tostring(res.stderr))
-  assert(res.stdout:find("the gateway of rb serves it", 1, true), "the command did not wait " ..
-    "for the gateway: " .. res.stdout)
+  assert(res.stdout:find("the gateway of rb serves the current route", 1, true),
+    "the command did not wait for the gateway: " .. res.stdout)
   returns[t] = returned_at - t0
   times[t] = last_v2 and math.max(0, last_v2 - t0) or 0
   failures, late = failures + failed, late + after

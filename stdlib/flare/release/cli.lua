@@ -184,7 +184,7 @@ end
 -- the new route: a request sent after it goes by the new route.
 local function await_gateway(family, o)
   if require("flare.release.gateway").wait_applied(family, {registry = o.registry}) then
-    io.stdout:write("the gateway of ", family, " serves it\n")
+    io.stdout:write("the gateway of ", family, " serves the current route\n")
   end
 end
 
