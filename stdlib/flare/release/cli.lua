@@ -183,8 +183,12 @@ end
 -- A command that changes a family's route returns once the family's running gateway serves
 -- the new route: a request sent after it goes by the new route.
 local function await_gateway(family, o)
-  if require("flare.release.gateway").wait_applied(family, {registry = o.registry}) then
+  local ok, why = require("flare.release.gateway").wait_applied(family, {registry = o.registry})
+  if ok then
     io.stdout:write("the gateway of ", family, " serves the current route\n")
+  elseif why == "timeout" then
+    io.stderr:write("flare: release: the running gateway of ", family, " did not apply the " ..
+      "change within 10 s (see its output)\n")
   end
 end
 
@@ -271,7 +275,7 @@ function commands.rollout(args, o)
       io.stdout:write(string.format("%6.1fs  %s at %g%%%s%s\n", flare.clock() - t0, pos[2],
         step.percent, step.percent == 100 and " (production)" or "",
         step.applied_by_gateway and "" or " (no running gateway of " .. pos[1] ..
-          " took the change within 5 s: alerts see only requests it logs)"))
+          " took the change within 10 s: alerts see only requests it logs)"))
       io.stdout:flush()
     end})
   for _, s in ipairs(r.steps) do

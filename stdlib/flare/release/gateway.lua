@@ -356,21 +356,27 @@ function Gateway:_wait_generation()
   errors.refused("nginx did not take the new configuration within 10 s: " .. why)
 end
 
--- The pids of nginx's worker processes (the master's children).
+-- The pids of nginx's worker processes that serve new requests (the master's children, less
+-- those of an earlier reload still finishing their requests).
 function Gateway:_workers()
   local master = self.child:pid()
   local text = fs.read_file("/proc/" .. master .. "/task/" .. master .. "/children")
-  local pids = {}
+  local children = {}
   if text then
-    for pid in text:gmatch("%d+") do pids[#pids + 1] = pid end
-    return pids
-  end
-  -- a kernel without /proc/PID/task/TID/children: the processes whose parent is the master
-  for _, name in ipairs(fs.list_dir("/proc")) do
-    local stat = name:match("^%d+$") and fs.read_file("/proc/" .. name .. "/stat")
-    if stat and tonumber(stat:match("^%d+ %b() %a (%d+)")) == master then
-      pids[#pids + 1] = name
+    for pid in text:gmatch("%d+") do children[#children + 1] = pid end
+  else
+    -- a kernel without /proc/PID/task/TID/children: the processes whose parent is the master
+    for _, name in ipairs(fs.list_dir("/proc")) do
+      local stat = name:match("^%d+$") and fs.read_file("/proc/" .. name .. "/stat")
+      if stat and tonumber(stat:match("^%d+ %b() %a (%d+)")) == master then
+        children[#children + 1] = name
+      end
     end
+  end
+  local pids = {}
+  for _, pid in ipairs(children) do
+    local title = fs.read_file("/proc/" .. pid .. "/cmdline") or ""
+    if title ~= "" and not title:find("shutting down", 1, true) then pids[#pids + 1] = pid end
   end
   return pids
 end
@@ -629,18 +635,19 @@ end
 
 -- Waits until the family's running gateway serves the family's route as the registry has it
 -- now (its workers from before the reload gone: a request sent afterwards gets the new route);
--- -> true, or false when no gateway of the family runs (or none applied it within timeout_s).
+-- -> true, or false and "no gateway" (none of the family runs) or "timeout" (it did not apply
+-- the route within timeout_s, 10 by default: see its output).
 function M.wait_applied(family, o)
   o = o or {}
   local db = store.open(o.registry)
   local deadline = flare.clock() + (o.timeout_s or 10)
   while true do
     local g = db:query("SELECT fingerprint, pid FROM gateways WHERE family = ?", {family})[1]
-    if not g or not g.pid or not fs.exists("/proc/" .. g.pid) then return false end
+    if not g or not g.pid or not fs.exists("/proc/" .. g.pid) then return false, "no gateway" end
     if g.fingerprint == fingerprint(stages.route(family, {registry = o.registry})) then
       return true
     end
-    if flare.clock() > deadline then return false end
+    if flare.clock() > deadline then return false, "timeout" end
     flare.sleep(0.02)
   end
 end
