@@ -149,12 +149,14 @@ function M.render(route, port, dir, generation)
     "  " .. log .. "flare" .. log_opts,
     "  log_format flare_feedback escape=json '{\"t\":$msec,\"route\":\"feedback\"," ..
       "\"id\":\"$arg_id\",\"score\":\"$arg_score\"}';",
-    -- the shadow's answers: a log line each, the version written in (ids are [%w_.-]@vN)
+    -- the shadow's answers: a log line each, the version written in (ids are [%w_.-]@vN).
+    -- nginx's mirror subrequests are header-only: nginx stops reading the answer after its
+    -- headers, so a body filter would see the usage only when it came with them; the prompt
+    -- tokens come from the header, the completion tokens are not known.
     shadow and ("  log_format flare_shadow escape=json '{\"t\":$msec,\"route\":\"shadow\"," ..
       "\"version\":\"" .. shadow.id .. "\",\"status\":$status,\"request_time\":$request_time," ..
       "\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\"," ..
-      "\"prompt_tokens\":\"$flare_prompt_tokens\"," ..
-      "\"completion_tokens\":\"$flare_completion_tokens\",\"bytes\":0}';") or false,
+      "\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":0}';") or false,
     shadow and ("  split_clients \"${request_id}shadow\" $flare_shadow_on { " ..
       string.format("%.2f%%", route.shadow_percent) .. " 1; * 0; }") or false,
     shadow and ("  map $request_body $flare_shadow_body {") or false,
@@ -226,7 +228,6 @@ function M.render(route, port, dir, generation)
     shadow and "      proxy_http_version 1.1;" or false,
     shadow and "      proxy_set_header Connection \"\";" or false,
     shadow and "      proxy_set_body $flare_shadow_body;" or false,
-    shadow and "      js_body_filter flare_usage.usage;" or false,
     shadow and "      proxy_read_timeout 600s;" or false,
     shadow and "    }" or false,
     "  }",
