@@ -6,6 +6,7 @@
 --   flare run scripts/dpo.lua                   # vowels: correct rate and held-out accuracy rise
 --   flare run scripts/dpo.lua --beta=0.2 --steps=60 --task=reverse
 --   flare run scripts/dpo.lua --resume          # continue after the last checkpoint
+--   flare run scripts/dpo.lua --client-loss     # the loss computed in the client (flare.losses)
 --
 -- Held-out preference accuracy: pairs built once from the base model's samples of held-out
 -- problems; the fraction whose implicit reward β·(Δchosen − Δrejected) is > 0 (0 at the start,
@@ -14,11 +15,20 @@ local run = flare.recipe{name = "dpo", main_metric = "correct", config = {
   steps = 30, task = "vowels", seed = 0,
   prompts_per_step = 4, group_size = 8, max_tokens = 4, temperature = 1.0,
   learning_rate = 1e-2, beta = 0.1, heldout_prompts = 16,
+  client_loss = false,  -- the DPO loss computed in the client (a trainer service without it)
   deployment_id = "dpo-tiny", base_model = "accounts/local/models/tiny-gpt",
   on_exit = "scale_to_zero",                       -- or "delete" / "keep"
 }}
 local c = run.config
 local loss_cfg = {dpo_beta = c.beta}
+local client_dpo = c.client_loss and flare.losses.new("dpo", loss_cfg)
+local function dpo_pass(t, data, backward)
+  if client_dpo then
+    return backward and t:forward_backward_custom(data, client_dpo) or t:forward_custom(data,
+      client_dpo)
+  end
+  return backward and t:forward_backward(data, "dpo", loss_cfg) or t:forward(data, "dpo", loss_cfg)
+end
 
 if run:plan{
   "deployment " .. c.deployment_id .. " (" .. c.base_model .. "), on exit: " .. c.on_exit,
@@ -76,13 +86,13 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
       (c.seed * 100003 + step) * c.group_size)
     local out, opt = {metrics = {}}, {}
     if #pairs > 0 then
-      out = trainer:forward_backward(pairs, "dpo", loss_cfg)
+      out = dpo_pass(trainer, pairs, true)
       opt = trainer:optim_step{learning_rate = c.learning_rate}
     end
     syncer:save_and_hotload("step-" .. step)
     trainer:save_state("step-" .. step)
     run:checkpoint{step = step, state = {trainer_state = "step-" .. step}}
-    local held = trainer:forward(heldout, "dpo", loss_cfg).metrics
+    local held = dpo_pass(trainer, heldout, false).metrics
     curve[#curve + 1] = correct
     run:log{step = step, correct = correct, pairs = kept.pairs, loss = out.metrics.loss,
       train_accuracy = out.metrics.preference_accuracy, grad_norm = opt.grad_norm,

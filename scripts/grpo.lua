@@ -8,6 +8,8 @@
 --     --loss: importance_sampling, ppo, grpo, dr_grpo, gspo, cispo, reinforce (docs/losses.md)
 --     --ref-model: the reference (default: the base model when --kl-beta > 0); with one, `kl`
 --     is logged (the policy's KL to it, --kl-estimator k1/k2/k3), penalised by --kl-beta
+--     --client-loss: the loss computed in the client (flare.losses), for a trainer service
+--     that lacks it (Tinker-style services have importance_sampling, ppo and cispo)
 --   flare run scripts/grpo.lua --resume              # continue the last run after its last
 --                                                    # checkpoint
 -- Resuming needs the emulator's state to outlive the process: set FLARE_EMULATOR_STATE_DIR
@@ -19,7 +21,7 @@ local run = flare.recipe{name = "grpo", main_metric = "reward", config = {
   max_tokens = 4, temperature = 1.0,
   learning_rate = 1e-2, loss = "importance_sampling", -- or any of flare.grpo.losses
   clip_low = 0.2, clip_high = 0.2, tis_cap = 0,    -- DAPO: clip_high 0.28; TIS cap (0 = off)
-  kl_beta = 0, kl_estimator = "k3", ref_model = "", grad_clip_norm = 0,
+  kl_beta = 0, kl_estimator = "k3", ref_model = "", grad_clip_norm = 0, client_loss = false,
   normalize_std = false,  -- Tinker: advantage = reward - group mean (grpo, gspo: / group std)
   base_every = 20,  -- a full base snapshot every K steps, deltas between
   async = false, max_steps_off_policy = 1,         -- async: how stale a sampled batch may be
@@ -33,6 +35,7 @@ local ref_model = c.ref_model ~= "" and c.ref_model or (c.kl_beta > 0 and c.base
 if run:plan{
   "deployment " .. c.deployment_id .. " (" .. c.base_model .. "), on exit: " .. c.on_exit,
   "trainer on " .. c.base_model .. ", lr " .. c.learning_rate .. ", loss " .. c.loss ..
+    (c.client_loss and " (computed in the client)" or "") ..
     (ref_model and (", reference " .. ref_model .. ", kl_beta " .. c.kl_beta) or ""),
   string.format("%d steps x %d prompts x %d samples of <= %d tokens, %s", c.steps,
     c.prompts_per_step,
@@ -63,6 +66,7 @@ flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_mode
       kl_estimator = c.kl_estimator, tis_cap = c.tis_cap,
       sequences = c.prompts_per_step * c.group_size},
     normalize_std = c.normalize_std, grad_clip_norm = c.grad_clip_norm, seed = c.seed * 100003,
+    client_loss = c.client_loss,
     async = c.async, max_steps_off_policy = c.max_steps_off_policy,
     hotload = function(step)
       local snapshot = syncer:save_and_hotload("step-" .. step,

@@ -14,7 +14,7 @@
 --     steps =, group_size = 8, max_tokens =, temperature = 1.0, learning_rate =,
 --     loss = "importance_sampling", loss_opts = nil, normalize_std = nil, ref = nil,
 --     grad_clip_norm = nil, seed = 0, async = false, max_steps_off_policy = 1, start_step = 1,
---     each_step = nil, hotload = nil, log = function(row, info)}
+--     each_step = nil, hotload = nil, client_loss = false, log = function(row, info)}
 --       sample -> verifier reward -> flare.grpo datums -> forward_backward -> optim_step ->
 --       hotload; logs row = {step, reward, pass@1, groups_kept, loss, grad_norm}, with info =
 --       {metrics = flare.grpo.metrics(...), out = forward_backward's result}; returns the
@@ -22,10 +22,13 @@
 --       logprobs the datums carry (KL); async: step k+1 is sampled while step k trains, if at
 --       most max_steps_off_policy stale; hotload(step, trained) replaces the default (a
 --       save_and_hotload "grpo-<step>" after each step that trained); each_step: the steps
---       (e.g. run:steps()) instead of start_step..steps
+--       (e.g. run:steps()) instead of start_step..steps; client_loss: the loss is computed in
+--       the client (flare.losses, trainer:forward_backward_custom), for a trainer service that
+--       lacks it
 --   loops.cycle(list, size, step) -> the step-th batch of `size` items, cycling through list
 local distill = require("flare.distill")
 local grpo = require("flare.grpo")
+local losses = require("flare.losses")
 
 local M = {}
 
@@ -84,6 +87,7 @@ function M.grpo(o)
   for k, v in pairs(o.loss_opts or {}) do setup[k] = v end
   local loss_cfg, adv_opts = grpo.loss_setup(loss, setup)
   adv_opts.normalize_std = adv_opts.normalize_std or o.normalize_std
+  local client_loss = o.client_loss and losses.new(loss, loss_cfg)
   local first = o.start_step or 1
   local version, curve, pending = first - 1, {}, nil  -- version: the step the sampler serves
   local function submit(step)
@@ -114,7 +118,11 @@ function M.grpo(o)
     local out, opt = {metrics = {}}, {}
     if #datums > 0 then
       if o.ref then grpo.attach_ref_logprobs(datums, o.ref:forward(datums).loss_fn_outputs) end
-      out = o.trainer:forward_backward(datums, loss, loss_cfg)
+      if client_loss then
+        out = o.trainer:forward_backward_custom(datums, client_loss)
+      else
+        out = o.trainer:forward_backward(datums, loss, loss_cfg)
+      end
       opt = o.trainer:optim_step{learning_rate = o.learning_rate,
         grad_clip_norm = o.grad_clip_norm}
     end
@@ -144,5 +152,5 @@ return require("flare.args").checked(M, "flare.loops", {
     temperature = "number", learning_rate = "number", loss = "string", loss_opts = "table",
     normalize_std = "boolean", ref = "table", grad_clip_norm = "number", seed = "integer",
     async = "boolean", max_steps_off_policy = "integer", start_step = "integer",
-    each_step = fn, hotload = fn, log = fn}}},
+    each_step = fn, hotload = fn, log = fn, client_loss = "boolean"}}},
 })

@@ -72,9 +72,12 @@ bool same(const Completion& a, const Completion& b) {
 }
 
 // The body with each JSON document re-serialized canonically (a plain body, or
-// each "data: " line of a stream); "" when a document does not parse or repeats a key.
+// each "data: " line of a stream); "" when a document does not parse, holds a NUL
+// byte or repeats a key.
 std::string canonical(std::string_view body, bool stream, int indent) {
   auto one = [&](std::string_view text) -> std::string {
+    // nlohmann stops at a NUL byte; the codec refuses such a document whole.
+    if (text.find('\0') != std::string_view::npos) return "";
     json doc = json::parse(text.begin(), text.end(), nullptr, false);
     if (doc.is_discarded() || has_duplicate_keys(text)) return "";
     return doc.dump(indent);

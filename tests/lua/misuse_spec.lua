@@ -110,6 +110,8 @@ takes_options("flare.grpo.datum", "epss", "eps",
 takes_options("flare.grpo.build_datums", "skip_zero_advantages", "skip_zero_advantage",
   function(o) return flare.grpo.build_datums({}, {}, o) end)
 takes_options("flare.grpo.metrics", "group", "groups", flare.grpo.metrics)
+takes_options("flare.losses.new", "clip_eps", "clip_epsilon",
+  function(o) return flare.losses.new("ppo", o) end)
 takes_options("flare.tasks.get", "sed", "seed",
   function(o) return flare.tasks.get("addition", o) end, "flare.tasks.addition")
 takes_options("flare.tasks.addition", "digit", "digits", flare.tasks.addition)

@@ -19,6 +19,11 @@
 --       "k3"), dpo_beta. See docs/losses.md. metrics: loss, mean_ratio, clip_fraction,
 --       logprob_mismatch (sampler vs trainer), kl (policy vs the datums' ref_logprobs, when
 --       given), tis_fraction, preference_accuracy and reward_margin (dpo), tokens
+--   t:forward_backward_custom(datums, loss_fn) -> as forward_backward; loss_fn(datums,
+--       logprobs) -> loss, grads[, metrics] runs in the client (Tinker's custom loss: a forward
+--       pass, then a cross_entropy pass weighted by -grads); flare.losses.new(name, config) is
+--       any built-in loss computed this way, for a trainer service that lacks it
+--   t:forward_custom(datums, loss_fn) -> the same loss and metrics, no gradient
 --   t:forward(datums, loss_fn, config)  -- no gradient; a trainer that never steps is a
 --       reference model: its loss_fn_outputs[i].logprobs are the reference logprobs
 --   t:optim_step{learning_rate = <trainer's>, beta1 = 0.9, beta2 = 0.95, eps = 1e-12,
@@ -191,6 +196,82 @@ end
 
 function M:forward_async(datums, loss_fn, config)
   return self:_submit("forward", fb_body("forward_input", datums, loss_fn, config))
+end
+
+-- Tinker's forward_backward_custom: logprobs from a forward pass, then loss_fn(datums,
+-- logprobs) -> loss, grads[, metrics] in the client, then a cross_entropy pass whose weights
+-- are -grads, which puts ∂loss/∂logprobs into the trainer's gradient.
+local function check_grads(grads, logprobs)
+  if type(grads) ~= "table" or #grads ~= #logprobs then
+    raise("invalid_argument", "forward_backward_custom: the loss function must return one " ..
+      "list of gradients per datum (" .. #logprobs .. "), got " ..
+      (type(grads) == "table" and #grads or type(grads)))
+  end
+  for i, g in ipairs(grads) do
+    local n = #logprobs[i]
+    if type(g) ~= "table" or #g ~= n then
+      raise("invalid_argument", string.format("forward_backward_custom: grads[%d] must " ..
+        "hold %d numbers (one per target token), got %s", i, n,
+        type(g) == "table" and #g or type(g)))
+    end
+    for t = 1, n do
+      local v = g[t]
+      if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
+        raise("invalid_argument", string.format(
+          "forward_backward_custom: grads[%d][%d] is not a finite number (%s)", i, t,
+          tostring(v)))
+      end
+    end
+  end
+end
+
+-- datums in the protocol's form, the forward pass's outputs, and loss_fn's answer on them.
+local function custom_pass(self, datums, loss_fn, who)
+  if type(loss_fn) ~= "function" then
+    raise("invalid_argument", who .. ": loss_fn must be a function " ..
+      "(datums, logprobs) -> loss, grads[, metrics] (flare.losses.new gives the built-in ones)")
+  end
+  if type(datums) ~= "table" then raise("invalid_argument", who .. ": datums must be a list") end
+  local data, scoring = {}, {}
+  for i, d in ipairs(datums) do
+    data[i] = as_datum(d, i)
+    scoring[i] = {model_input = data[i].model_input,
+      loss_fn_inputs = {target_tokens = data[i].loss_fn_inputs.target_tokens}}
+  end
+  local fwd = self:forward(scoring, "cross_entropy")
+  local logprobs = {}
+  for i, o in ipairs(fwd.loss_fn_outputs) do
+    logprobs[i] = type(o.logprobs) == "table" and o.logprobs.data or o.logprobs
+  end
+  local loss, grads, metrics = loss_fn(data, logprobs)
+  if type(loss) ~= "number" then
+    raise("invalid_argument", who .. ": the loss function must return the loss as a " ..
+      "number, got " .. type(loss))
+  end
+  local m = {}
+  for k, v in pairs(metrics or {}) do m[k] = v end
+  m.loss, m.tokens = loss, fwd.metrics and fwd.metrics.tokens
+  return data, {loss_fn_outputs = fwd.loss_fn_outputs, metrics = m}, logprobs, grads
+end
+
+function M:forward_backward_custom(datums, loss_fn)
+  local data, out, logprobs, grads = custom_pass(self, datums, loss_fn,
+    "forward_backward_custom")
+  check_grads(grads, logprobs)
+  local linear = {}
+  for i, d in ipairs(data) do
+    local w = {}
+    for t, g in ipairs(grads[i]) do w[t] = -g end
+    linear[i] = {model_input = d.model_input,
+      loss_fn_inputs = {target_tokens = d.loss_fn_inputs.target_tokens, weights = w}}
+  end
+  self:forward_backward(linear, "cross_entropy")
+  return out
+end
+
+function M:forward_custom(datums, loss_fn)
+  local _, out = custom_pass(self, datums, loss_fn, "forward_custom")
+  return out
 end
 
 local adam_spec = {learning_rate = "number", beta1 = "number", beta2 = "number", eps = "number",
