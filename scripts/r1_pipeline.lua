@@ -115,6 +115,6 @@ if p:plan() then return end
 
 flare.with_deployment({deployment_id = c.deployment_id, base_model = c.base_model,
     min_replica_count = 0, max_replica_count = 1}, function(i, f)
-  info, fw, sampler = i, f, f:sampler{deployment = i}
+  info, fw, sampler = i, f, loops.per_prompt_seeds(f:sampler{deployment = i})
   p:run()
 end, {fw = run:connect(), on_exit = c.on_exit})
