@@ -12,7 +12,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 BUILD_PACKAGES=(g++ make cmake pkg-config luajit libluajit-5.1-dev libcurl4-openssl-dev
   nlohmann-json3-dev libzstd-dev zstd doctest-dev libsqlite3-dev libcpp-httplib-dev libedit-dev
-  libisal-dev zlib1g-dev libsimdjson-dev dpkg-dev patch nginx)
+  libisal-dev zlib1g-dev libsimdjson-dev dpkg-dev patch nginx libnginx-mod-http-js)
 TEST_PACKAGES=(clang libclang-rt-14-dev python3 python3-aiohttp wrk tmux chromium lua-check lua-cjson
   nodejs npm luarocks)
 # Baselines of bench/: PyTorch on OpenBLAS (libopenblas0, so that libblas.so.3 is

@@ -111,7 +111,7 @@ nlohmann::json to_json(const DeltaInfo& info) {
     if (t.base_dtype) j["base_dtype"] = std::string(dtype_name(*t.base_dtype));
     if (t.base_shape) j["base_shape"] = *t.base_shape;
     nlohmann::json chunks = nlohmann::json::object();
-    for (int e = 0; e < 5; ++e)
+    for (size_t e = 0; e < kChunkEncodings; ++e)
       chunks[std::string(encoding_name(static_cast<ChunkEncoding>(e)))] = t.chunks[e];
     j["chunks"] = chunks;
     tensors.push_back(std::move(j));

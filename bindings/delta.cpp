@@ -104,8 +104,8 @@ void push_info(lua_State* L, const DeltaInfo& info) {
     set_number(L, "density", t.density);
     set_number(L, "adler32", t.adler32);
     set_number(L, "base_adler32", t.base_adler32);
-    lua_createtable(L, 0, 5);
-    for (int e = 0; e < 5; ++e)
+    lua_createtable(L, 0, static_cast<int>(kChunkEncodings));
+    for (size_t e = 0; e < kChunkEncodings; ++e)
       set_number(L, std::string(encoding_name(static_cast<ChunkEncoding>(e))).c_str(),
                  static_cast<double>(t.chunks[e]));
     lua_setfield(L, -2, "chunks");

@@ -23,8 +23,8 @@ if run:plan{
     "rollback", c.shadow_s, c.steps, c.hold_s, c.rate),
 } then return end
 
-local release, traffic = flare.release, require("flare.release.traffic")
-local gateway = require("flare.release.gateway")
+local release, traffic, gateway = flare.release, require("flare.release.traffic"),
+  require("flare.release.gateway")
 local reg = run.dir .. "/registry.sqlite"
 local em = flare.emulator.start{provision_delay_s = 0.05}
 local faulty = flare.emulator.start{provision_delay_s = 0.05, api_key = em:api_key(),
@@ -109,13 +109,17 @@ local function rollout(id)  -- `flare release rollout` while the traffic plays
 end
 
 release.shadow(c.family, good.version.id, {percent = 100, reason = "shadow", registry = reg})
+gateway.wait_applied(c.family, {registry = reg})  -- every request from now on is mirrored
 local shadow_from = flare.time()
-replay("shadow " .. good.version.id, {duration_s = c.shadow_s})
-flare.sleep(0.5)  -- the gateway moves its log into the registry every 0.2 s
-local sm = gateway.metrics(c.family, {registry = reg, since = shadow_from,
-  version = good.version.id})[1] or {n = 0, p50_ms = 0, error_rate = 0}
-print(string.format("shadow %s: %d mirrored answers (logged, not returned), p50 %.1f ms, " ..
-  "errors %.1f%%", good.version.id, sm.n, sm.p50_ms, 100 * sm.error_rate))
+local shadowed = replay("shadow " .. good.version.id, {duration_s = c.shadow_s})
+local sm, until_t = {n = 0, p50_ms = 0, error_rate = 0}, flare.clock() + 5
+while sm.n < shadowed.answered and flare.clock() < until_t do flare.sleep(0.2)  -- log: 0.2 s
+  sm = gateway.metrics(c.family, {registry = reg, since = shadow_from,
+    version = good.version.id})[1] or sm
+end
+print(string.format("shadow %s: %d mirrored answers of %d requests (logged, not returned), " ..
+  "p50 %.1f ms, errors %.1f%%", good.version.id, sm.n, shadowed.answered, sm.p50_ms,
+  100 * sm.error_rate))
 release.shadow(c.family, nil, {percent = 0, reason = "shadow done", registry = reg})
 assert(rollout(good.version.id) == 0, "the rollout of the good candidate failed")
 
@@ -132,13 +136,15 @@ if status ~= 1 or on_prod.errors > 0 then
   flare.error{code = "alert", message = "the faulty canary was not contained"}
 end
 
--- 5. one-command rollback to the version before, timed until the gateway serves it
-local t0, at = flare.clock(), flare.time()
+-- 5. one-command rollback to the version before; it returns once the gateway serves it
+local t0 = flare.clock()
 local rb = flare.proc.run{argv = {flare.executable, "release", "--registry", reg, "rollback",
   c.family, "--reason", "end of the demo"}}
-require("flare.release.rollout").wait_applied(c.family, at, {registry = reg})
 local rollback_s = flare.clock() - t0
 io.stdout:write(rb.stdout, rb.stderr)
-replay("after rollback", {duration_s = 2})
-run:log{rollback_s = rollback_s, production = release.production(c.family, {registry = reg}).id}
+local after = replay("after rollback", {duration_s = 2})
+local restored = release.production(c.family, {registry = reg}).id
+print(string.format("after the rollback: %d of %d answers by %s", (after.by_version[restored]
+  or {n = 0}).n, after.answered, restored))
+run:log{rollback_s = rollback_s, production = restored}
 print("curves: flare report " .. run.dir)

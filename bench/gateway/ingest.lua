@@ -26,9 +26,10 @@ for i = 1, n do
   local id = string.format("%032x", i * 2654435761)
   lines[#lines + 1] = string.format('{"t":%.3f,"route":"%s","version":"fam@v%d","status":%d,' ..
     '"request_time":0.%03d,"upstream_time":"0.%03d","user":"u%d","prompt_tokens":"%d",' ..
-    '"bytes":%d,"prompt":"What is %d plus %d? Answer with a number.","id":"%s"}',
+    '"completion_tokens":"%d","bytes":%d,"prompt":"What is %d plus %d? Answer with a number.",' ..
+    '"id":"%s"}',
     t0 + i * 0.001, i % 20 == 0 and "canary" or "production", i % 20 == 0 and 2 or 1,
-    i % 100 == 0 and 502 or 200, 2 + i % 7, 1 + i % 7, i % 50, 12 + i % 9, 300 + i % 40,
+    i % 100 == 0 and 502 or 200, 2 + i % 7, 1 + i % 7, i % 50, 12 + i % 9, 1 + i % 5, 300 + i % 40,
     i, i + 1, id)
   if i % 10 == 0 then
     lines[#lines + 1] = string.format('{"t":%.3f,"route":"feedback","id":"%s","score":"%d"}',

@@ -40,8 +40,10 @@ end
 assert(url, "the gateway did not start")
 
 local n = 0
-local function batch()
+-- 16 requests at once; each says whether the command `cmd` had returned before it was sent
+local function batch(cmd)
   local handles, sent = {}, {}
+  local returned = cmd ~= nil and not cmd:running()
   for i = 1, 16 do
     n = n + 1
     sent[i] = flare.clock()
@@ -52,28 +54,39 @@ local function batch()
   end
   local out = {}
   for i, r in ipairs(flare.wait_all(handles)) do
-    out[i] = {sent = sent[i], version = r.headers["x-flare-version"], status = r.status}
+    out[i] = {sent = sent[i], version = r.headers["x-flare-version"], status = r.status,
+      after_return = returned}
   end
   return out
 end
--- Sends until `version` has answered everything sent during `quiet_s`; returns the send time of
--- the last request answered by another version, and the count of failed requests.
-local function until_all(version, quiet_s)
-  local last_other, failed = nil, 0
+-- Sends until `version` has answered everything sent during `quiet_s` (and `cmd` returned);
+-- -> the send time of the last request answered by another version, the count of failed
+-- requests, of requests sent after `cmd` returned that another version answered, and when
+-- `cmd` was seen to have returned (checked before and after each batch of 16).
+local function until_all(version, quiet_s, cmd)
+  local last_other, failed, late, returned_at = nil, 0, 0, nil
   local t_quiet = flare.clock()
-  while flare.clock() - t_quiet < quiet_s do
-    for _, r in ipairs(batch()) do
+  while flare.clock() - t_quiet < quiet_s or (cmd and cmd:running()) do
+    if cmd and not returned_at and not cmd:running() then returned_at = flare.clock() end
+    local answers = batch(cmd)
+    if cmd and not returned_at and not cmd:running() then returned_at = flare.clock() end
+    for _, r in ipairs(answers) do
       if r.status ~= 200 then failed = failed + 1 end
       if r.version ~= version then
         last_other = r.sent
         t_quiet = flare.clock()
+        if r.after_return then late = late + 1 end
       end
     end
   end
-  return last_other, failed
+  return last_other, failed, late, returned_at
 end
 
-local times, failures = {}, 0
+local function median(xs)
+  table.sort(xs)
+  return xs[math.floor((#xs + 1) / 2)], xs[#xs]
+end
+local times, returns, failures, late = {}, {}, 0, 0
 for t = 1, trials do
   -- (force: after the first trial rb@v2 is retired, rolled back)
   release.set_production("rb@v2", {reason = "bench trial " .. t, force = true, registry = reg})
@@ -81,12 +94,19 @@ for t = 1, trials do
   local t0 = flare.clock()
   local cmd = flare.proc.spawn{argv = {flare.executable, "release", "--registry", reg, "rollback",
     "rb", "--reason", "bench trial " .. t}}
-  local last_v2, failed = until_all("rb@v1", 1.0)
-  assert(cmd:wait{timeout_s = 30}.status == 0, "rollback failed")
+  local last_v2, failed, after, returned_at = until_all("rb@v1", 1.0, cmd)
+  local res = cmd:wait{timeout_s = 30}
+  assert(res.status == 0, "rollback failed: " .. tostring(res.stderr))
+  assert(res.stdout:find("the gateway of rb serves the current route", 1, true),
+    "the command did not wait for the gateway: " .. res.stdout)
+  returns[t] = returned_at - t0
   times[t] = last_v2 and math.max(0, last_v2 - t0) or 0
-  failures = failures + failed
+  failures, late = failures + failed, late + after
 end
-table.sort(times)
+local med, max = median(times)
+local rmed, rmax = median(returns)
 print(string.format("rollback to 100%% of traffic on the old version, %d trials: median %.0f ms, " ..
-  "max %.0f ms (goal < 1000 ms); %d requests sent, %d failed", trials,
-  times[math.floor((trials + 1) / 2)] * 1000, times[trials] * 1000, n, failures))
+  "max %.0f ms (goal < 1000 ms); the command was seen returned after median %.0f ms, max " ..
+  "%.0f ms; " ..
+  "%d requests sent, %d failed, %d sent after the command returned answered by the version " ..
+  "rolled back", trials, med * 1000, max * 1000, rmed * 1000, rmax * 1000, n, failures, late))

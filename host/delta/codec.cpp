@@ -305,9 +305,7 @@ void apply_core(const ParsedDelta& d, std::span<const TensorView> base_in, const
           "delta: " + where + " (" + std::string(encoding_name(rec.encoding)) + "): " + ex.what());
     }
     if (sums.base_summed) check_base(sums.base);
-    const bool counted = rec.encoding == ChunkEncoding::Same ||
-                         rec.encoding == ChunkEncoding::Sparse ||
-                         rec.encoding == ChunkEncoding::Dense;
+    const bool counted = codes_against_base(rec.encoding);
     const uint32_t got = sums.out;
     if (!sums.base_summed && ((counted && changed != rec.changed) || got != rec.adler32))
       check_base(adler32(base_chunk));

@@ -54,8 +54,23 @@ enum class TensorChange : uint8_t { Unchanged, Modified, Added, Removed, Retyped
 std::string_view change_name(TensorChange c);  // "unchanged", "modified", ...
 
 // How one chunk's bytes are stored.
-enum class ChunkEncoding : uint8_t { Same = 0, Sparse = 1, Dense = 2, Raw = 3, Full = 4 };
-std::string_view encoding_name(ChunkEncoding e);  // "same", "sparse", "dense", "raw", "full"
+enum class ChunkEncoding : uint8_t {
+  Same = 0,
+  Sparse = 1,
+  Dense = 2,
+  Raw = 3,
+  Full = 4,
+  Classed = 5
+};
+inline constexpr size_t kChunkEncodings = 6;
+// "same", "sparse", "dense", "raw", "full", "classed"
+std::string_view encoding_name(ChunkEncoding e);
+// The chunk is coded against a base chunk of the same dtype and shape, and
+// its record's changed count is checked against what its payload changes.
+inline bool codes_against_base(ChunkEncoding e) {
+  return e == ChunkEncoding::Same || e == ChunkEncoding::Sparse || e == ChunkEncoding::Dense ||
+         e == ChunkEncoding::Classed;
+}
 
 struct TensorDeltaInfo {
   std::string name;
@@ -72,7 +87,7 @@ struct TensorDeltaInfo {
   uint32_t base_adler32 = 0;      // Adler-32 of the base tensor's bytes
   uint32_t adler32 = 0;           // Adler-32 of the reconstructed tensor's bytes
   // Chunk counts per ChunkEncoding (indexed by its value).
-  uint64_t chunks[5] = {0, 0, 0, 0, 0};
+  uint64_t chunks[kChunkEncodings] = {};
   std::string encoding;  // the encoding of most stored bytes: "same", "sparse", ...
 };
 

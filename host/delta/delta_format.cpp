@@ -28,7 +28,7 @@ uint64_t get_le(const std::byte* p, int bytes) {
 
 constexpr std::string_view kChangeNames[] = {"unchanged", "modified", "added", "removed",
                                              "retyped"};
-constexpr std::string_view kEncodingNames[] = {"same", "sparse", "dense", "raw", "full"};
+constexpr std::string_view kEncodingNames[] = {"same", "sparse", "dense", "raw", "full", "classed"};
 
 json shape_json(const Shape& s) {
   json a = json::array();
@@ -243,7 +243,7 @@ ParsedDelta parse_delta(std::span<const std::byte> bytes,
         if (!c.is_array() || c.size() != 6)
           invalid(cw + " must be [encoding, offset, length, base_adler32, adler32, changed]");
         ChunkRecord rec;
-        uint64_t enc = get_uint(c[0], cw + " encoding", 4);
+        uint64_t enc = get_uint(c[0], cw + " encoding", kChunkEncodings - 1);
         rec.encoding = static_cast<ChunkEncoding>(enc);
         rec.offset = get_uint(c[1], cw + " offset");
         rec.length = get_uint(c[2], cw + " length");
@@ -259,10 +259,7 @@ ParsedDelta parse_delta(std::span<const std::byte> bytes,
                   std::to_string(rec.length) + ") runs past the " + std::to_string(payload_len) +
                   "-byte payload");
         expect_offset += rec.length;
-        const bool base_encoding = rec.encoding == ChunkEncoding::Same ||
-                                   rec.encoding == ChunkEncoding::Sparse ||
-                                   rec.encoding == ChunkEncoding::Dense;
-        if (base_encoding && !t.chunked_base())
+        if (codes_against_base(rec.encoding) && !t.chunked_base())
           invalid(cw + " encoding '" + std::string(encoding_name(rec.encoding)) +
                   "' needs a base chunk");
         if (t.change == TensorChange::Unchanged && rec.encoding != ChunkEncoding::Same)
@@ -313,7 +310,7 @@ DeltaInfo describe(const ParsedDelta& d) {
     if (t.has_base())
       info.base_tensor_bytes += element_count(*t.base_shape) * dtype_size(*t.base_dtype);
     info.next_tensor_bytes += ti.bytes;
-    uint64_t by_encoding[5] = {0, 0, 0, 0, 0};
+    uint64_t by_encoding[kChunkEncodings] = {};
     for (const auto& c : t.chunks) {
       ti.stored_bytes += c.length;
       ti.changed_elements += c.changed;
@@ -323,8 +320,8 @@ DeltaInfo describe(const ParsedDelta& d) {
     if (t.change == TensorChange::Removed) {
       ti.encoding = "removed";
     } else {
-      size_t best =
-          static_cast<size_t>(std::max_element(by_encoding, by_encoding + 5) - by_encoding);
+      size_t best = static_cast<size_t>(
+          std::max_element(by_encoding, by_encoding + kChunkEncodings) - by_encoding);
       ti.encoding = std::string(encoding_name(static_cast<ChunkEncoding>(best)));
     }
     ti.density =

@@ -26,6 +26,11 @@
 --       the client (flare.losses, trainer:forward_backward_custom), for a trainer service that
 --       lacks it
 --   loops.cycle(list, size, step) -> the step-th batch of `size` items, cycling through list
+--   loops.per_prompt_seeds(sampler) -> a sampler (sample, submit) whose seeded requests give
+--       each prompt seeds of its own: the sampler gives sample j of every prompt of a request
+--       seed + j - 1, so the j-th samples of all prompts share their random numbers (400
+--       problems x 2 samples of one model read 0.27 to 0.64 correct by seed, against 0.44 to
+--       0.48 with a seed per prompt). Prompt i is sent alone, seeded from (seed, i).
 local distill = require("flare.distill")
 local grpo = require("flare.grpo")
 local losses = require("flare.losses")
@@ -71,6 +76,28 @@ function M.sft(o)
     if o.after_step then o.after_step(row) end
     if o.log then o.log(row) end
   end
+end
+
+function M.per_prompt_seeds(sampler)
+  local wrapped = {}
+  function wrapped.submit(_, p)
+    if p.seed == nil or #p.prompts < 2 then return sampler:submit(p) end
+    local futures = {}
+    for i, prompt in ipairs(p.prompts) do
+      local q = {}
+      for k, v in pairs(p) do q[k] = v end
+      -- Apart by at least n, below 2^31 (a 32-bit seed field).
+      q.prompts, q.seed = {prompt}, (p.seed * 1000003 + (i - 1) * (p.n or 1)) % 2147000000
+      futures[i] = sampler:submit(q)
+    end
+    return {wait = function()
+      local groups = {}
+      for i, f in ipairs(futures) do groups[i] = f:wait()[1] end
+      return groups
+    end}
+  end
+  function wrapped.sample(self, p) return self:submit(p):wait() end
+  return wrapped
 end
 
 local function range(first, last)
@@ -143,6 +170,7 @@ end
 local fn = "function"
 return require("flare.args").checked(M, "flare.loops", {
   cycle = {"list:table", "size:integer", "step:integer"},
+  per_prompt_seeds = {"sampler:table"},
   eval_loss = {"trainer:table", "samples:table"},
   sft_step = {"trainer:table", "samples:table", "learning_rate:number"},
   sft = {{"opts", {trainer = "table", batch = fn, steps = "integer", learning_rate = "number",

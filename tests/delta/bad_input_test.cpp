@@ -24,7 +24,15 @@ struct Fixture {
     Tensor w = random_tensor("w", DType::BF16, {40, 50}, 1);
     Tensor f = random_tensor("f", DType::F32, {300}, 2);
     base = {w, f};
-    next = {perturb(w, 0.03, 3), perturb(f, 0.9, 4), random_tensor("new", DType::I8, {20}, 5)};
+    // w's chunks are sparse, f's classed (all but every 32nd element moved by a few units).
+    Tensor f2 = f;
+    for (size_t i = 0; i < 300; ++i) {
+      uint32_t v;
+      std::memcpy(&v, &f2.data[4 * i], 4);
+      v += i % 32 ? 1 + i % 5 : 0;
+      std::memcpy(&f2.data[4 * i], &v, 4);
+    }
+    next = {perturb(w, 0.03, 3), f2, random_tensor("new", DType::I8, {20}, 5)};
     EncodeOptions o;
     o.chunk_elements = 512;
     delta = encode(views(base), views(next), {{"step", "2"}}, o);
@@ -73,6 +81,11 @@ std::string apply_error(const Fixture& fx, const std::vector<std::byte>& delta) 
 TEST_CASE("the fixture delta applies") {
   Fixture fx;
   CHECK_NOTHROW(flare::delta::apply(views(fx.base), fx.delta));
+  const DeltaInfo info = inspect(fx.delta);
+  CHECK(info.tensors[0].name == "f");
+  CHECK(info.tensors[0].encoding == "classed");
+  CHECK(info.tensors[2].name == "w");
+  CHECK(info.tensors[2].encoding == "sparse");
 }
 
 TEST_CASE("an empty delta and every truncation of a delta are refused") {

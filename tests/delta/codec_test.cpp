@@ -59,6 +59,29 @@ std::pair<Tensor, Tensor> bf16_step(size_t n, double lr, uint64_t seed) {
   return {a, b};
 }
 
+// fp32 weights and one small step of them: nearly every element changes.
+std::pair<Tensor, Tensor> f32_step(size_t n, double lr, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g(0.f, 0.02f);
+  Tensor a{"w", DType::F32, {n}, std::vector<std::byte>(4 * n)}, b = a;
+  for (size_t i = 0; i < n; ++i) {
+    const float w = g(rng);
+    const float w2 =
+        w - static_cast<float>(lr * std::clamp(static_cast<double>(g(rng)) / 0.02, -3.0, 3.0));
+    std::memcpy(&a.data[4 * i], &w, 4);
+    std::memcpy(&b.data[4 * i], &w2, 4);
+  }
+  return {a, b};
+}
+
+uint64_t classed_chunks(const DeltaInfo& info, size_t tensor = 0) {
+  return info.tensors[tensor].chunks[static_cast<size_t>(ChunkEncoding::Classed)];
+}
+
+std::vector<std::byte> encode_one(const Tensor& a, const Tensor& b, EncodeOptions o = {}) {
+  return encode(std::vector<TensorView>{a.view()}, std::vector<TensorView>{b.view()}, {}, o);
+}
+
 }  // namespace
 
 TEST_CASE("every dtype round-trips bit-exactly at every density") {
@@ -473,4 +496,139 @@ TEST_CASE("a sparse chunk refused part way leaves nothing behind for the next ch
   CHECK(decode_chunk(DType::BF16, ChunkEncoding::Sparse, big.payload, bytes(base),
                      std::as_writable_bytes(std::span(out))) == big.changed);
   CHECK(out == many);
+}
+
+TEST_CASE("chunks with nearly every element changed are stored classed and round-trip") {
+  EncodeOptions o;
+  o.chunk_elements = 20000;  // several chunks of several blocks, the last one partial
+  SUBCASE("fp32 step") {
+    auto [a, b] = f32_step(3 * 20000 + 1234, 1e-6, 61);
+    auto d = encode_one(a, b, o);
+    DeltaInfo info = inspect(d);
+    CHECK(info.tensors[0].density > 0.99);
+    CHECK(classed_chunks(info) == 4);
+    CHECK(info.tensors[0].encoding == "classed");
+    CHECK(info.ratio() > 2);
+    check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, d).tensors, {b});
+    // Without the exponent context: one class, larger.
+    EncodeOptions flat = o;
+    flat.context_classes = 1;
+    auto d1 = encode_one(a, b, flat);
+    CHECK(classed_chunks(inspect(d1)) == 4);
+    CHECK(d.size() < d1.size());
+    check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, d1).tensors, {b});
+  }
+  SUBCASE("bf16 step") {
+    auto [a, b] = bf16_step(2 * 20000 + 5000, 1e-2, 62);
+    auto d = encode_one(a, b, o);
+    DeltaInfo info = inspect(d);
+    CHECK(info.tensors[0].density > 0.9);
+    CHECK(classed_chunks(info) == 3);
+    check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, d).tensors, {b});
+  }
+  SUBCASE("every float width, every class setting") {
+    uint64_t seed = 70;
+    for (DType dt : {DType::F64, DType::F32, DType::F16, DType::BF16, DType::F8_E4M3,
+                     DType::F8_E5M2, DType::F8_E8M0}) {
+      for (unsigned k : {0u, 2u, 12u, 64u}) {
+        CAPTURE(dtype_name(dt));
+        CAPTURE(k);
+        Tensor a = random_tensor("t", dt, {3001}, seed++);
+        Tensor b = perturb(a, 1.0, seed++);
+        EncodeOptions ok = o;
+        ok.chunk_elements = 1000;
+        ok.context_classes = k;
+        ok.class_width = 3;
+        auto d = encode_one(a, b, ok);
+        CHECK(classed_chunks(inspect(d)) + inspect(d).tensors[0].chunks[3] == 4);  // or raw
+        check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, d).tensors, {b});
+      }
+    }
+  }
+}
+
+TEST_CASE(
+    "one tensor mixes classed, sparse and same chunks; a chunk dense only at its start is sparse") {
+  const size_t chunk = 16384;
+  auto [a, b] = f32_step(4 * chunk, 1e-6, 63);
+  // Chunk 1: 3% changed; chunk 2: unchanged; chunk 3: its first block changed, the rest not.
+  for (size_t i = chunk; i < 2 * chunk; ++i)
+    if (i % 33 != 0) std::memcpy(&b.data[4 * i], &a.data[4 * i], 4);
+  std::memcpy(&b.data[4 * 2 * chunk], &a.data[4 * 2 * chunk], 4 * chunk);
+  std::memcpy(&b.data[4 * (3 * chunk + 8192)], &a.data[4 * (3 * chunk + 8192)], 4 * (chunk - 8192));
+  EncodeOptions o;
+  o.chunk_elements = chunk;
+  auto d = encode_one(a, b, o);
+  const DeltaInfo info = inspect(d);
+  const TensorDeltaInfo& t = info.tensors[0];
+  CHECK(t.chunks[static_cast<size_t>(ChunkEncoding::Classed)] == 1);
+  CHECK(t.chunks[static_cast<size_t>(ChunkEncoding::Sparse)] +
+            t.chunks[static_cast<size_t>(ChunkEncoding::Dense)] ==
+        2);
+  CHECK(t.chunks[static_cast<size_t>(ChunkEncoding::Same)] == 1);
+  check_same(flare::delta::apply(std::vector<TensorView>{a.view()}, d).tensors, {b});
+  // apply_into, output kept (streamed out of a staging block)
+  std::vector<std::byte> store(b.data.size());
+  OutputTensor out{"w", DType::F32, b.shape, store};
+  apply_into(std::vector<TensorView>{a.view()}, d, std::span(&out, 1));
+  CHECK(store == b.data);
+}
+
+TEST_CASE("a classed chunk with a bad payload is refused naming the byte; the base is untouched") {
+  auto [a, b] = f32_step(5000, 1e-6, 64);
+  EncodedChunk c = encode_chunk(DType::F32, a.data, b.data, {.classes = 0});
+  REQUIRE(c.encoding == ChunkEncoding::Classed);
+  std::vector<std::byte> out(b.data.size());
+  CHECK(decode_chunk(DType::F32, ChunkEncoding::Classed, c.payload, a.data, out) == c.changed);
+  CHECK(out == b.data);
+  auto error = [&](std::vector<std::byte> p) -> std::string {
+    try {
+      decode_chunk(DType::F32, ChunkEncoding::Classed, p, a.data, out);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  auto with = [&](size_t at, uint8_t v) {
+    auto p = c.payload;
+    p[at] = std::byte{v};
+    return p;
+  };
+  CHECK(error(with(0, 0)) == "classed chunk has invalid class count 0 at byte 0");
+  CHECK(error(with(0, 65)) == "classed chunk has invalid class count 65 at byte 0");
+  CHECK(error(with(1, 0)) == "classed chunk has class width 0 at byte 1");
+  CHECK(error(with(3, 1)) == "classed chunk has invalid top exponent " +
+                                 std::to_string(256 + std::to_integer<int>(c.payload[2])) +
+                                 " at bytes 2-3");
+  CHECK(error({c.payload.begin(), c.payload.begin() + 3}) == "classed chunk header is truncated");
+  CHECK(error({c.payload.begin(), c.payload.begin() + 5}) ==
+        "classed chunk: size of class 1 at byte 5 is truncated");
+  // Fewer classes: the sizes read no longer add up to the chunk's elements.
+  CHECK(error(with(0, 11)).find("classed chunk's classes hold") == 0);
+  auto longer = c.payload;
+  longer.push_back(std::byte{0});
+  CHECK(error(longer) ==
+        "classed chunk has 1 trailing bytes from byte " + std::to_string(c.payload.size()));
+  auto shorter = c.payload;
+  shorter.pop_back();
+  CHECK(error(shorter).find("value plane stream at byte ") == 0);
+  CHECK(error(shorter).find("runs past the end of the chunk") != std::string::npos);
+  // A base whose exponents put more elements in a class than its planes hold.
+  std::vector<std::byte> other = a.data;
+  for (size_t i = 0; i < 5000; ++i) other[4 * i + 3] = std::byte{0x3f};  // every exponent large
+  try {
+    decode_chunk(DType::F32, ChunkEncoding::Classed, c.payload, other, out);
+    FAIL("accepted a base with other classes");
+  } catch (const std::exception& e) {
+    CHECK(std::string(e.what()).find("members in the base than its planes hold") !=
+          std::string::npos);
+  }
+  // Through apply: the wrong base is named as such, and is left as it was.
+  auto d = encode_one(a, b);
+  Tensor wrong = a;
+  wrong.data[4 * 17] ^= std::byte{1};
+  const Tensor kept = wrong;
+  CHECK_THROWS_WITH_AS(flare::delta::apply(std::vector<TensorView>{wrong.view()}, d),
+                       doctest::Contains("tensor 'w' chunk 0: base Adler-32"), flare::Error);
+  CHECK(wrong.data == kept.data);
 }

@@ -27,7 +27,8 @@ inline std::vector<Tensor> fuzz_base() {
           pattern_tensor("gone", DType::I16, {7}, 3), pattern_tensor("re", DType::F16, {4, 4}, 4)};
 }
 
-// Next checkpoints: a sparse step, a dense step, and one that adds, removes and retypes.
+// Next checkpoints: a sparse step, a dense step, one that adds, removes and
+// retypes, and one that changes every element (classed chunks).
 inline std::vector<std::vector<Tensor>> fuzz_nexts() {
   auto base = fuzz_base();
   std::vector<std::vector<Tensor>> out;
@@ -46,6 +47,7 @@ inline std::vector<std::vector<Tensor>> fuzz_nexts() {
   std::vector<Tensor> changed = {base[0], base[1], pattern_tensor("re", DType::BF16, {2, 8}, 7),
                                  pattern_tensor("added", DType::U8, {33}, 8)};
   out.push_back(changed);
+  out.push_back(step(1.0, 9));
   return out;
 }
 

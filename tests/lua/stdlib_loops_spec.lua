@@ -1,5 +1,6 @@
 -- flare.loops against the emulator: the SFT step's loss per completion token, the SFT loop's
--- steps, rows and hooks, the GRPO loop's hooks (async sampling, hotload, log info).
+-- steps, rows and hooks, the GRPO loop's hooks (async sampling, hotload, log info), samplers
+-- with a seed per prompt.
 local fx = require("client_fixture")
 local loops, distill = flare.loops, flare.distill
 
@@ -45,6 +46,31 @@ describe("flare.loops", function()
     assert.equal(30, rows[2].extra)
     assert.truthy(rows[2].loss > 0 and rows[2].eval_loss == nil)
     assert.truthy(rows[3].eval_loss < rows[1].eval_loss)
+  end)
+
+  it("per_prompt_seeds gives each prompt of a seeded request its own samples", function()
+    local sampler = fw:sampler{deployment = info}
+    local function texts(groups)
+      local out = {}
+      for i, g in ipairs(groups) do
+        out[i] = {}
+        for j, c in ipairs(g) do out[i][j] = c.text end
+      end
+      return out
+    end
+    local req = {prompts = {"ab", "ab", "cd"}, n = 3, max_tokens = 8, temperature = 1.0,
+      seed = 11}
+    local shared = texts(sampler:sample(req))
+    assert.same(shared[1], shared[2])  -- the same prompt with the same seeds: the same samples
+    local own = loops.per_prompt_seeds(sampler)
+    local apart = texts(own:sample(req))
+    assert.equal(3, #apart)
+    assert.equal(3, #apart[3])
+    assert.truthy(table.concat(apart[1], "|") ~= table.concat(apart[2], "|"),
+      table.concat(apart[1], "|"))
+    assert.same(apart, texts(own:submit(req):wait()))  -- still a function of the seed
+    local one = texts(own:sample{prompts = {"ab"}, n = 3, max_tokens = 8, seed = 11})
+    assert.same(shared[1], one[1])  -- a single prompt keeps the request's seed
   end)
 
   it("grpo samples ahead when async, calls hotload every step and logs the step's info",

@@ -24,7 +24,14 @@ describe("release recipe", function()
     assert.matches("FAIL slice:vowels +reward [%d.]+ %-> [%d.]+: diff %-", r.stdout)
     assert.matches("blocked: the gate report for sortvowels@v3 failed: [%w:, ]*slice:vowels",
       r.stdout)
-    assert.matches("shadow sortvowels@v2: %d+ mirrored answers", r.stdout)
+    -- every request sent once the shadow is applied is mirrored and its answer logged
+    local mirrored, requests = r.stdout:match("shadow sortvowels@v2: (%d+) mirrored answers " ..
+      "of (%d+) requests")
+    assert.equal(requests, mirrored)
+    -- the rollback returns once the gateway serves the restored version alone
+    local restored, after = r.stdout:match("after the rollback: (%d+) of (%d+) answers by " ..
+      "sortvowels@v1")
+    assert.equal(after, restored)
     assert.matches("sortvowels@v2 is production after", r.stdout)
     assert.matches("rollout of sortvowels@v4 stopped after [%d.]+s: error rate", r.stdout)
     assert.matches("fault drill: rollout exit 1; production sortvowels@v2 answered %d+, 0 failed",

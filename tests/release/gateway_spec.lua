@@ -1,7 +1,8 @@
 -- flare gateway (nginx as the data plane, the registry as the control plane) in front of two
 -- deployments of the in-process emulator: canary shares within binomial tolerance over 10,000
 -- users, stickiness per user id, the model rewritten per version, every request logged to
--- SQLite, and promote / rollback acting on the live gateway across a restart.
+-- SQLite with its token counts, and promote / rollback acting on the live gateway across a
+-- restart.
 local release = require("flare.release")
 local gateway = require("flare.release.gateway")
 local store = require("flare.release.store")
@@ -133,6 +134,46 @@ describe("flare gateway", function()
     assert.equal(0, metrics[1].error_rate)
     assert(metrics[1].p95_ms >= metrics[1].p50_ms)
 
+    -- token counts of every answered request: the prompt's from the fireworks-prompt-tokens
+    -- header, the completion's from the answer's usage (nginx's njs reads it as the body
+    -- passes), a streamed answer's from its last event
+    local db = store.open(reg)
+    local asked = {}
+    for _, body in ipairs({'{"model": "gw", "prompt": "abc", "max_tokens": 6, "temperature": 0}',
+      '{"model": "gw", "prompt": "abcd", "max_tokens": 3, "temperature": 0, "stream": true}'}) do
+      local r = flare.http.request{method = "POST", url = gw.url .. "/inference/v1/completions",
+        headers = {Authorization = "Bearer " .. key, ["Content-Type"] = "application/json",
+          ["x-user-id"] = "a1"}, body = body, timeout_s = 30}
+      assert.equal(200, r.status, r.body)
+      local usage
+      for text in (r.body .. "\n"):gmatch("([^\n]*)\n") do
+        local js = text:match("^data: ({.*)$") or text:match("^({.*)$")
+        local event = js and json.decode(js)
+        if event and type(event.usage) == "table" then usage = event.usage end
+      end
+      assert.not_nil(usage, r.body)
+      asked[#asked + 1] = {id = r.headers["x-flare-request-id"], usage = usage}
+    end
+    deadline = flare.clock() + 10
+    while count_requests(reg, "gw") < 10403 and flare.clock() < deadline do
+      flare.sleep(0.1)
+      gw:poll()
+    end
+    for _, a in ipairs(asked) do
+      local row = db:query("SELECT prompt_tokens, completion_tokens FROM requests WHERE " ..
+        "request_id = ?", {a.id})[1]
+      assert.equal(a.usage.prompt_tokens, row.prompt_tokens)
+      assert.equal(a.usage.completion_tokens, row.completion_tokens)
+    end
+    assert.equal(0, db:query("SELECT count(*) AS n FROM requests WHERE family = 'gw' AND " ..
+      "status = 200 AND (prompt_tokens IS NULL OR completion_tokens IS NULL)")[1].n)
+    local sums = db:query("SELECT avg(prompt_tokens) AS p, avg(completion_tokens) AS c FROM " ..
+      "requests WHERE family = 'gw' AND version = 'gw@v1'")[1]
+    local m1 = gateway.metrics("gw", {registry = reg, window_s = 600})[1]
+    assert(math.abs(m1.tokens_per_request - (sums.p + sums.c)) < 1e-9,
+      m1.tokens_per_request .. " tokens per request")
+    assert(m1.completion_tokens_per_request > 0)
+
     -- promote v2: all traffic moves, and its canary share ends with it
     release.set_production("gw@v2", {reason = "canary passed", registry = reg})
     assert.is_nil(release.route("gw", {registry = reg}).canary)
@@ -155,8 +196,8 @@ describe("flare gateway", function()
     assert.equal(200, r.status, r.body)
     gw:stop()
     deadline = flare.clock() + 5
-    while count_requests(reg, "gw") < 11102 and flare.clock() < deadline do flare.sleep(0.1) end
-    assert.equal(11102, count_requests(reg, "gw"))
+    while count_requests(reg, "gw") < 11104 and flare.clock() < deadline do flare.sleep(0.1) end
+    assert.equal(11104, count_requests(reg, "gw"))
     assert.equal(odd, require("flare.release.drift").live_prompts("gw", {registry = reg,
       limit = 1})[1])
 

@@ -128,6 +128,20 @@ describe("flare release rollout", function()
       "error rate", v3.history[#v3.history].reason)
     assert(tally["ro@v3"].failed > 0, "the rollout saw no failure")
 
+    -- `flare release rollback` returns once the gateway serves the restored version alone: the
+    -- requests sent right after it (on the keep-alive connections of the traffic before it)
+    -- are all answered by that version
+    helpers.complete_through(url, key, "ro", {"k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"})
+    local rb = flare.proc.run{argv = {flare.executable, "release", "--registry", reg, "rollback",
+      "ro", "--reason", "back to v1"}, timeout_s = 30}
+    assert.equal(0, rb.status, rb.stderr)
+    assert.matches("ro@v1 is now production", rb.stdout)
+    assert.matches("the gateway of ro serves the current route", rb.stdout)
+    local after = {}
+    for i = 1, 64 do after[i] = "after" .. i end
+    assert.same({["ro@v1"] = {ok = 64, failed = 0}},
+      helpers.tally({}, helpers.complete_through(url, key, "ro", after)))
+
     gw_proc:kill(15)
     gw_proc:wait{timeout_s = 10}
     good:stop()

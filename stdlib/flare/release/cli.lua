@@ -37,6 +37,7 @@ usage: flare release [--registry PATH] COMMAND ...
                                   x-flare-request-id header)
   metrics FAMILY [--window SECONDS]
                                   per-version p50/p95/p99 latency, error rate, tokens
+                                  (prompt + completion) per request
   gate --suite SUITE --baseline RESULTS --candidate RESULTS [--gates GATES]
        [--out DIR]                promotion gates; exit 0 pass, 1 fail
   drift --train FILE (--live FILE | --family FAMILY [--window SECONDS]) [--max-distance X]
@@ -47,6 +48,8 @@ usage: flare release [--registry PATH] COMMAND ...
 
 The registry is --registry PATH, else $FLARE_REGISTRY, else
 $XDG_DATA_HOME/flare/registry.sqlite (~/.local/share/flare/registry.sqlite).
+promote, rollback, canary and shadow return once a running flare gateway of the family
+serves the change.
 See docs/release.md.]]
 
 local function usage(message)
@@ -177,6 +180,18 @@ function commands.register(args, o)
   return 0
 end
 
+-- A command that changes a family's route returns once the family's running gateway serves
+-- the new route: a request sent after it goes by the new route.
+local function await_gateway(family, o)
+  local ok, why = require("flare.release.gateway").wait_applied(family, {registry = o.registry})
+  if ok then
+    io.stdout:write("the gateway of ", family, " serves the current route\n")
+  elseif why == "timeout" then
+    io.stderr:write("flare: release: the running gateway of ", family, " did not apply the " ..
+      "change within 10 s (see its output)\n")
+  end
+end
+
 local function stage_command(name, fn_name, positional)
   return function(args, o)
     local spec = {reason = "value", by = "value"}
@@ -189,6 +204,7 @@ local function stage_command(name, fn_name, positional)
     local r = require("flare.release.stages")[fn_name](pos[1], {reason = f.reason, to = f.to,
       gate = f.gate, force = f.force, by = f.by, registry = o.registry})
     io.stdout:write(r.id, " is now ", r.stage, "\n")
+    if name ~= "retire" then await_gateway(r.family, o) end
     return 0
   end
 end
@@ -224,6 +240,7 @@ local function share_command(kind)
     if percent > 0 and #pos ~= 2 then usage(kind .. ": a version ID is required") end
     print_route(require("flare.release.stages")[kind](pos[1], pos[2], {percent = percent,
       reason = f.reason, by = f.by, registry = o.registry}))
+    await_gateway(pos[1], o)
     return 0
   end
 end
@@ -258,7 +275,7 @@ function commands.rollout(args, o)
       io.stdout:write(string.format("%6.1fs  %s at %g%%%s%s\n", flare.clock() - t0, pos[2],
         step.percent, step.percent == 100 and " (production)" or "",
         step.applied_by_gateway and "" or " (no running gateway of " .. pos[1] ..
-          " took the change within 5 s: alerts see only requests it logs)"))
+          " took the change within 10 s: alerts see only requests it logs)"))
       io.stdout:flush()
     end})
   for _, s in ipairs(r.steps) do
@@ -303,11 +320,10 @@ function commands.metrics(args, o)
     window_s = tonumber(f.window) or 60})
   if f.json then print_json(rows) return 0 end
   io.stdout:write(string.format("%-20s %8s %9s %9s %9s %8s %10s %9s\n", "VERSION",
-    "REQUESTS", "P50 MS", "P95 MS", "P99 MS", "ERRORS", "PROMPT TOK", "FEEDBACK"))
+    "REQUESTS", "P50 MS", "P95 MS", "P99 MS", "ERRORS", "TOKENS/REQ", "FEEDBACK"))
   for _, m in ipairs(rows) do
     io.stdout:write(string.format("%-20s %8d %9.2f %9.2f %9.2f %7.2f%% %10.1f %9s\n",
-      m.version, m.n, m.p50_ms, m.p95_ms, m.p99_ms, 100 * m.error_rate,
-      m.prompt_tokens_per_request,
+      m.version, m.n, m.p50_ms, m.p95_ms, m.p99_ms, 100 * m.error_rate, m.tokens_per_request,
       m.mean_feedback and string.format("%.3f", m.mean_feedback) or "-"))
   end
   return 0

@@ -7,6 +7,8 @@
 --   gw:poll()      reloads when the registry's route changed, ingests the log; -> changed
 --   gw:serve()     poll every 0.2 s until interrupted; gw:stop()
 --   gw.port, gw.url, gw.dir
+--   gateway.wait_applied(family, {registry =}) -> true once the running gateway serves the
+--     family's current route (false without one)
 -- Routing: the family's production version serves; a canary (flare.release.canary) gets its
 -- percentage of requests, sticky per user id (the x-user-id header; a request without one is
 -- placed at random). The model field of an OpenAI or Fireworks request body is rewritten to
@@ -29,6 +31,45 @@ local function find_nginx()
   end
   errors.refused("flare gateway needs nginx (Debian package nginx; bash dev.sh installs it)")
 end
+
+-- Fireworks (and the emulator) give an answer's token counts in the body's usage (a streamed
+-- answer's in its last event); of the headers, only fireworks-prompt-tokens, and not on a
+-- streamed answer. nginx's JavaScript module (njs) reads the usage as the body passes.
+local NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+local function check_njs()
+  if not fs.exists(NJS_MODULE) then
+    errors.refused("flare gateway needs nginx's JavaScript module for token counts " ..
+      "(Debian package libnginx-mod-http-js; bash dev.sh installs it)")
+  end
+end
+
+-- The body filter: the answer passes unchanged; the counts after the last "prompt_tokens" and
+-- "completion_tokens" keys in it (the usage comes after the choices) go to
+-- $flare_prompt_tokens and $flare_completion_tokens. A module-level variable lives for one
+-- request (njs gives each request its own copy), so a count cut between two chunks is read
+-- again with the next one. (Searching back for the keys costs nginx about 1.5 µs a request
+-- less than a regex over the body; the filter costs 4-5 µs in all, bench/gateway.)
+M.USAGE_JS = [[
+var tail = '';
+function count(text, key, name, r) {
+  var i = text.lastIndexOf(key);
+  if (i < 0) return;
+  var j = i + key.length;
+  var m = /^\s*:\s*(\d+)/.exec(text.substring(j, j + 24));
+  if (m) r.variables[name] = m[1];
+}
+function usage(r, data, flags) {
+  r.sendBuffer(data, flags);
+  if (data.length == 0) return;
+  var text = tail.length ? tail + data : data;
+  if (text.lastIndexOf('_tokens"') >= 0) {
+    count(text, '"prompt_tokens"', 'flare_prompt_tokens', r);
+    count(text, '"completion_tokens"', 'flare_completion_tokens', r);
+  }
+  tail = text.length > 48 ? text.substring(text.length - 48) : text;
+}
+export default {usage};
+]]
 
 local function split_url(url, what)
   local scheme, hostport = url:match("^(https?)://([^/]+)")
@@ -78,6 +119,7 @@ function M.render(route, port, dir, generation)
   local log_opts = " buffer=32k flush=200ms;"
   local lines = {
     "# written by flare gateway for family " .. route.family .. "; do not edit",
+    "load_module " .. NJS_MODULE .. ";",
     -- one worker: on a small machine the proxy shares its cores with the upstream, and a
     -- second worker measured no cheaper per request (bench/gateway)
     "worker_processes 1;",
@@ -95,15 +137,22 @@ function M.render(route, port, dir, generation)
     "  fastcgi_temp_path " .. dir .. "/tmp;",
     "  uwsgi_temp_path " .. dir .. "/tmp;",
     "  scgi_temp_path " .. dir .. "/tmp;",
+    "  js_import flare_usage from " .. dir .. "/usage.js;",
+    "  js_var $flare_prompt_tokens;",
+    "  js_var $flare_completion_tokens;",
     "  log_format flare escape=json '{\"t\":$msec,\"route\":\"$route\",\"version\":\"$version\",'",
     "    '\"status\":$status,\"request_time\":$request_time,'",
     "    '\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\",'",
-    "    '\"prompt_tokens\":\"$upstream_http_fireworks_prompt_tokens\",\"bytes\":$bytes_sent,'",
+    "    '\"prompt_tokens\":\"$flare_prompt_tokens\",'",
+    "    '\"completion_tokens\":\"$flare_completion_tokens\",\"bytes\":$bytes_sent,'",
     "    '\"prompt\":\"$flare_prompt\",\"id\":\"$request_id\"}';",
     "  " .. log .. "flare" .. log_opts,
     "  log_format flare_feedback escape=json '{\"t\":$msec,\"route\":\"feedback\"," ..
       "\"id\":\"$arg_id\",\"score\":\"$arg_score\"}';",
-    -- the shadow's answers: a log line each, the version written in (ids are [%w_.-]@vN)
+    -- the shadow's answers: a log line each, the version written in (ids are [%w_.-]@vN).
+    -- nginx's mirror subrequests are header-only: nginx stops reading the answer after its
+    -- headers, so a body filter would see the usage only when it came with them; the prompt
+    -- tokens come from the header, the completion tokens are not known.
     shadow and ("  log_format flare_shadow escape=json '{\"t\":$msec,\"route\":\"shadow\"," ..
       "\"version\":\"" .. shadow.id .. "\",\"status\":$status,\"request_time\":$request_time," ..
       "\"upstream_time\":\"$upstream_response_time\",\"user\":\"$http_x_user_id\"," ..
@@ -164,6 +213,7 @@ function M.render(route, port, dir, generation)
     "      proxy_set_body $flare_body;",
     "      proxy_read_timeout 600s;",
     "      proxy_buffering off;",
+    "      js_body_filter flare_usage.usage;",
     "      add_header x-flare-version $version always;",
     "      add_header x-flare-request-id $request_id always;",
     shadow and "      mirror /__flare_shadow;" or false,
@@ -190,9 +240,11 @@ function M.render(route, port, dir, generation)
   return table.concat(out, "\n") .. "\n"
 end
 
+-- The route as the gateways table records what a gateway serves.
 local function fingerprint(route)
   return json.encode(route, {sort_keys = true})
 end
+M.fingerprint = fingerprint
 
 -- Starts nginx on self.port; false when the port was taken (nginx exits at once).
 function Gateway:_launch()
@@ -244,9 +296,13 @@ function M.start(o)
   local registry_path = o.registry or store.default_path()
   local route = stages.route(o.family, {registry = registry_path})
   local nginx = find_nginx()
+  check_njs()
   local dir = o.dir or (registry_path:match("^(.*)/[^/]*$") or ".") .. "/gateway/" .. o.family
+  -- nginx reads the paths of its configuration from its prefix (DIR), not the working dir
+  if dir:sub(1, 1) ~= "/" then dir = fs.cwd() .. "/" .. dir:gsub("^%./", "") end
   fs.mkdir_p(dir .. "/tmp")
   stop_leftover(dir)
+  fs.write_file_atomic(dir .. "/usage.js", M.USAGE_JS)
   local self = setmetatable({family = o.family, registry = registry_path, dir = dir,
     nginx = nginx, quiet = o.quiet, log_offset = 0, ingested = 0, alerts = alert_spec,
     fired = {}}, Gateway)
@@ -301,6 +357,62 @@ function Gateway:_wait_generation()
   errors.refused("nginx did not take the new configuration within 10 s: " .. why)
 end
 
+-- The pids of nginx's worker processes that serve new requests (the master's children, less
+-- those of an earlier reload still finishing their requests).
+function Gateway:_workers()
+  local master = self.child:pid()
+  local text = fs.read_file("/proc/" .. master .. "/task/" .. master .. "/children")
+  local children = {}
+  if text then
+    for pid in text:gmatch("%d+") do children[#children + 1] = pid end
+  else
+    -- a kernel without /proc/PID/task/TID/children: the processes whose parent is the master
+    for _, name in ipairs(fs.list_dir("/proc")) do
+      local stat = name:match("^%d+$") and fs.read_file("/proc/" .. name .. "/stat")
+      if stat and tonumber(stat:match("^%d+ %b() %a (%d+)")) == master then
+        children[#children + 1] = name
+      end
+    end
+  end
+  local pids = {}
+  for _, pid in ipairs(children) do
+    local title = fs.read_file("/proc/" .. pid .. "/cmdline") or ""
+    if title ~= "" and not title:find("shutting down", 1, true) then pids[#pids + 1] = pid end
+  end
+  return pids
+end
+
+-- How long a reload waits for the old workers to exit before it counts a worker that only
+-- finishes requests in flight as gone.
+local OLD_WORKERS_WAIT_S = 2
+
+-- Waits until the workers from before a reload are gone. For about 100 ms after starting the
+-- new workers, nginx's master lets the old ones go on accepting connections and serving
+-- requests on their keep-alive connections with the old configuration; then it tells them to
+-- shut down: they stop listening, close their idle keep-alive connections, close the others
+-- once their request in flight is answered, and exit when no connection is left. Until then a
+-- connection accepted but whose first request had not arrived is still served by an old worker
+-- with the old configuration (tested on nginx 1.22). So the route counts as applied once the
+-- old workers have exited, or, past OLD_WORKERS_WAIT_S, once they are shutting down (nginx
+-- names the process "worker process is shutting down") and only finish requests in flight.
+function Gateway:_wait_old_workers(pids)
+  local t0 = flare.clock()
+  for _, pid in ipairs(pids) do
+    while true do
+      -- gone, or a zombie (exited, not yet reaped: no command line)
+      local title = fs.read_file("/proc/" .. pid .. "/cmdline") or ""
+      if title == "" then break end
+      local waited = flare.clock() - t0
+      if waited > OLD_WORKERS_WAIT_S and title:find("shutting down", 1, true) then break end
+      if waited > OLD_WORKERS_WAIT_S + 10 then
+        errors.refused("nginx's worker " .. pid .. " from before the reload is not shutting " ..
+          "down after " .. math.floor(waited) .. " s")
+      end
+      flare.sleep(0.005)
+    end
+  end
+end
+
 function Gateway:_applied(route)
   local db = store.open(self.registry)
   store.transaction(db, function()
@@ -320,17 +432,21 @@ local function prompt_text(logged)
   return ok and type(text) == "string" and text or nil
 end
 
+local INSERT_REQUEST = "INSERT INTO requests(family, version, route, at, status, latency_ms, " ..
+  "upstream_ms, prompt_tokens, completion_tokens, response_bytes, user, prompt, request_id) " ..
+  "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
 local function insert_request(db, family, r)
-  local upstream = tonumber((tostring(r.upstream_time or ""):match("([%d.]+)%s*$")))
-  db:query("INSERT INTO requests(family, version, route, at, status, latency_ms, " ..
-    "upstream_ms, " ..
-    "prompt_tokens, response_bytes, user, prompt, request_id) " ..
-    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+  -- the last upstream's time ("0.012", or "0.002, 0.012" when nginx tried two)
+  local upstream = tonumber(r.upstream_time) or
+    tonumber((tostring(r.upstream_time or ""):match("([%d.]+)%s*$")))
+  db:query(INSERT_REQUEST,
     {family, r.version ~= "" and r.version or nil, r.route, tonumber(r.t),
       tonumber(r.status), (tonumber(r.request_time) or 0) * 1000,
-      upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens), tonumber(r.bytes),
+      upstream and upstream * 1000 or nil, tonumber(r.prompt_tokens),
+      tonumber(r.completion_tokens), tonumber(r.bytes),
       r.user ~= "" and r.user or nil, prompt_text(r.prompt),
-      r.id ~= "" and r.id or nil, n = 12})
+      r.id ~= "" and r.id or nil, n = 13})
 end
 
 -- The lines of a chunk of the access log that decode to JSON objects (a line that does not,
@@ -394,8 +510,10 @@ function Gateway:poll()
   if changed then
     local ok, err = pcall(self._write, self, route)
     if ok then
+      local old_workers = self:_workers()
       self.child:kill(1)  -- SIGHUP: nginx re-reads its configuration, old workers finish
       self:_wait_generation()
+      self:_wait_old_workers(old_workers)
       self:_applied(route)
       if not self.quiet then
         io.stderr:write(string.format("gateway %s: production %s, canary %s %g%%\n", self.family,
@@ -516,6 +634,25 @@ function M.spawn(o)
   errors.refused("flare gateway did not start within 30 s")
 end
 
+-- Waits until the family's running gateway serves the family's route as the registry has it
+-- now (its workers from before the reload gone: a request sent afterwards gets the new route);
+-- -> true, or false and "no gateway" (none of the family runs) or "timeout" (it did not apply
+-- the route within timeout_s, 10 by default: see its output).
+function M.wait_applied(family, o)
+  o = o or {}
+  local db = store.open(o.registry)
+  local deadline = flare.clock() + (o.timeout_s or 10)
+  while true do
+    local g = db:query("SELECT fingerprint, pid FROM gateways WHERE family = ?", {family})[1]
+    if not g or not g.pid or not fs.exists("/proc/" .. g.pid) then return false, "no gateway" end
+    if g.fingerprint == fingerprint(stages.route(family, {registry = o.registry})) then
+      return true
+    end
+    if flare.clock() > deadline then return false, "timeout" end
+    flare.sleep(0.02)
+  end
+end
+
 -- Records a feedback score for a request the gateway served (its x-flare-request-id answer
 -- header); the request must be in the requests table already (the gateway moves its log
 -- there every poll). -> the version that answered it.
@@ -542,13 +679,15 @@ end
 
 -- Live metrics of each version over the last window_s seconds of logged requests (or since
 -- `since`; only `version` when given): n, p50_ms, p95_ms, p99_ms, error_rate (5xx),
--- timeout_rate (504), prompt_tokens_per_request, mean_feedback.
+-- timeout_rate (504), tokens_per_request (prompt + completion; of the requests whose answer
+-- gave them), prompt_tokens_per_request, completion_tokens_per_request, mean_feedback.
 function M.metrics(family, o)
   o = o or {}
   local db = store.open(o.registry)
   local since = o.since or (flare.time() - (o.window_s or 60))
   local out = {}
-  local sql = "SELECT version, status, latency_ms, prompt_tokens, feedback FROM requests " ..
+  local sql = "SELECT version, status, latency_ms, prompt_tokens, completion_tokens, feedback " ..
+    "FROM requests " ..
     "WHERE family = ? AND at >= ?"
   local params = {family, since}
   if o.version then
@@ -561,8 +700,8 @@ function M.metrics(family, o)
     local v = r.version or "-"
     local m = by[v]
     if not m then
-      m = {version = v, latencies = {}, errors = 0, timeouts = 0, n = 0, tokens = 0,
-        feedback = {}}
+      m = {version = v, latencies = {}, errors = 0, timeouts = 0, n = 0, prompt = {},
+        completion = {}, feedback = {}}
       by[v] = m
       out[#out + 1] = m
     end
@@ -570,7 +709,8 @@ function M.metrics(family, o)
     m.latencies[#m.latencies + 1] = r.latency_ms
     if r.status >= 500 then m.errors = m.errors + 1 end
     if r.status == 504 then m.timeouts = m.timeouts + 1 end
-    m.tokens = m.tokens + (r.prompt_tokens or 0)
+    if r.prompt_tokens then m.prompt[#m.prompt + 1] = r.prompt_tokens end
+    if r.completion_tokens then m.completion[#m.completion + 1] = r.completion_tokens end
     if r.feedback then m.feedback[#m.feedback + 1] = r.feedback end
   end
   local stats = require("flare.release.stats")
@@ -580,9 +720,12 @@ function M.metrics(family, o)
     m.p99_ms = stats.percentile(m.latencies, 0.99)
     m.error_rate = m.errors / m.n
     m.timeout_rate = m.timeouts / m.n
-    m.prompt_tokens_per_request = m.tokens / m.n
+    m.prompt_tokens_per_request = #m.prompt > 0 and stats.mean(m.prompt) or nil
+    m.completion_tokens_per_request = #m.completion > 0 and stats.mean(m.completion) or nil
+    m.tokens_per_request = (m.prompt_tokens_per_request or 0) +
+      (m.completion_tokens_per_request or 0)
     m.mean_feedback = #m.feedback > 0 and stats.mean(m.feedback) or nil
-    m.latencies, m.feedback = nil, nil
+    m.latencies, m.feedback, m.prompt, m.completion = nil, nil, nil, nil
   end
   table.sort(out, function(a, b) return a.version < b.version end)
   return out

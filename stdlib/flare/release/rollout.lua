@@ -8,10 +8,7 @@
 --     reason =, registry =, by =, force =, poll_s = 0.25, on_step = fn(step)})
 --   -> {ok =, id =, steps = {{percent =, held_s =, metrics =}, ...}, reason =, elapsed_s =}
 --   rollout.parse_steps("5,25,50,100"), rollout.parse_duration("30s" | "500ms" | "2m" | "4")
---   rollout.wait_applied(family, t, {registry =}) -> true once the family's running gateway
---     serves the route as changed at time t (flare.time()), false without one (at most 5 s)
 local args = require("flare.args")
-local fs = require("flare.fs")
 local store = require("flare.release.store")
 local stages = require("flare.release.stages")
 local registry = require("flare.release.registry")
@@ -56,20 +53,6 @@ function M.parse_duration(text, who)
   return tonumber(n) * scale
 end
 
--- Waits (at most 5 s) until a running gateway of the family applied the route changed at t;
--- false when no gateway of the family runs.
-function M.wait_applied(family, t, o)
-  local db = store.open((o or {}).registry)
-  local deadline = flare.clock() + 5
-  while flare.clock() < deadline do
-    local g = db:query("SELECT applied_at, pid FROM gateways WHERE family = ?", {family})[1]
-    if not g or not g.pid or not fs.exists("/proc/" .. g.pid) then return false end
-    if g.applied_at >= t then return true end
-    flare.sleep(0.05)
-  end
-  return false
-end
-
 function M.run(family, ref, o)
   o = args.options(o, {steps = "nil|table|string", hold_s = "nil|number", alerts = "nil|table",
     reason = "string", registry = "nil|string", by = "nil|string", force = "nil|boolean",
@@ -106,7 +89,6 @@ function M.run(family, ref, o)
   end
   local function fail(why, action)
     out.ok, out.reason = false, why
-    local changed_at = flare.time()
     local reason = "automatic rollback: alert on rollout of " .. id .. ": " .. why
     if action == "canary" then
       stages.canary(family, nil, {percent = 0, reason = reason, registry = o.registry,
@@ -115,13 +97,12 @@ function M.run(family, ref, o)
       stages.rollback(family, {reason = reason, registry = o.registry,
         by = o.by or "flare release rollout"})
     end
-    M.wait_applied(family, changed_at, opts)  -- the gateway no longer serves the version
+    gateway.wait_applied(family, opts)  -- the gateway no longer serves the version
     out.elapsed_s = flare.clock() - t0
     return out
   end
   for i, percent in ipairs(steps) do
     local reason = string.format("rollout step %d/%d: %s", i, #steps, o.reason)
-    local changed_at = flare.time()
     if percent < 100 then
       stages.canary(family, id, {percent = percent, reason = reason, registry = o.registry,
         by = o.by})
@@ -129,7 +110,7 @@ function M.run(family, ref, o)
       stages.set_production(id, {reason = reason, registry = o.registry, by = o.by,
         force = o.force})
     end
-    local applied = M.wait_applied(family, changed_at, opts)
+    local applied = gateway.wait_applied(family, opts)
     local step = {percent = percent, applied_by_gateway = applied}
     local hold_start = flare.clock()
     if o.on_step then o.on_step(step) end
