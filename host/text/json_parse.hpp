@@ -106,9 +106,10 @@ class JsonParser {
   void parse(std::string_view text, JsonEvents& sink);
 
   // JSON lines: calls on_line(line_no, offset) and then sends that line's value to
-  // the sink, for every line that is not blank (spaces, tabs, \r only). A line that
-  // is not one JSON value throws JsonSyntaxError naming its line and the byte offset
-  // in `text`.
+  // the sink, for every line that is not blank (spaces, tabs, \r only); lines are
+  // parsed ahead in batches, given to sink.prepare() before the first of them is sent.
+  // A line that is not one JSON value throws JsonSyntaxError naming its line and the
+  // byte offset in `text`.
   template <class OnLine>
   void parse_lines(std::string_view text, JsonEvents& sink, OnLine&& on_line) {
     LineVisitor<OnLine> v(on_line);
