@@ -85,7 +85,8 @@ describe("flare.json.decode", function()
       "argument 'text' must be a string, got no value")
   end)
 
-  it("tells apart short strings that differ in any one byte (the builder's string cache)", function()
+  it("tells apart short strings that differ in any one byte (the builder's string cache)",
+    function()
     local list = {}
     for n = 1, 17 do
       list[#list + 1] = string.rep("a", n)
