@@ -9,7 +9,7 @@
 --     --ref-model: the reference (default: the base model when --kl-beta > 0); with one, `kl`
 --     is logged (the policy's KL to it, --kl-estimator k1/k2/k3), penalised by --kl-beta
 --     --client-loss: the loss computed in the client (flare.losses), for a trainer service
---     that lacks it (Tinker-style services have importance_sampling, ppo and cispo)
+--     that lacks it (Tinker's, for one, has no dr_grpo, gspo or reinforce)
 --   flare run scripts/grpo.lua --resume              # continue the last run after its last
 --                                                    # checkpoint
 -- Resuming needs the emulator's state to outlive the process: set FLARE_EMULATOR_STATE_DIR

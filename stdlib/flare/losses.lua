@@ -1,7 +1,7 @@
 -- flare.losses: the trainer's built-in losses computed in the client, for
--- trainer:forward_backward_custom. A trainer service that lacks one of them (Tinker's has
--- cross_entropy, importance_sampling, ppo and cispo) still trains with it: the client takes
--- the logprobs from a forward pass, computes the loss and its derivative in each logprob
+-- trainer:forward_backward_custom. A trainer service that lacks one of them (Tinker's, for
+-- one, has no dr_grpo, gspo, reinforce or dpo) still trains with it: the client takes the
+-- logprobs from a forward pass, computes the loss and its derivative in each logprob
 -- here, and sends that derivative back as the weights of a cross_entropy pass.
 --
 --   local loss = flare.losses.new(loss_fn, config)
