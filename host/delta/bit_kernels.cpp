@@ -6,15 +6,10 @@
 #include <cstring>
 #include <iterator>
 
+#include "delta/unaligned.hpp"
+
 namespace flare::delta {
 namespace {
-
-template <typename T>
-T load(const std::byte* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
 
 // Bits of 16 elements (e bytes each) differing, from SSE2 equality compares.
 inline uint32_t neq16_x8(const std::byte* a, const std::byte* b) {

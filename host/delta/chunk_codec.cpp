@@ -14,6 +14,7 @@
 #include "delta/adler32.hpp"
 #include "delta/bit_kernels.hpp"
 #include "delta/class_planes.hpp"
+#include "delta/unaligned.hpp"
 #include "delta/varint.hpp"
 #include "delta/zigzag.hpp"
 
@@ -143,17 +144,6 @@ void get_stream(std::span<const std::byte> in, size_t& pos, uint64_t max_raw,
   size_t n = ZSTD_decompressDCtx(zstd().d, dst.data(), dst.size(), body.data(), body.size());
   if (ZSTD_isError(n)) corrupt(where + ": zstd: " + ZSTD_getErrorName(n));
   if (n != *raw) corrupt(where + " decompressed to the wrong size");
-}
-
-template <typename T>
-T load(const std::byte* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
-template <typename T>
-void store(std::byte* p, T v) {
-  std::memcpy(p, &v, sizeof(T));
 }
 
 thread_local std::vector<uint64_t> t_masks;

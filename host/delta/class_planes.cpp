@@ -13,6 +13,7 @@
 #include <cstring>
 #include <iterator>
 
+#include "delta/unaligned.hpp"
 #include "delta/zigzag.hpp"
 
 namespace flare::delta {
@@ -27,13 +28,6 @@ ClassRule::ClassRule(ExponentField f, unsigned k, unsigned w, unsigned t)
 }
 
 namespace {
-
-template <typename T>
-T load(const std::byte* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
 
 inline unsigned exponent_mask(const ClassRule& r) {
   return r.field.bits ? (1u << r.field.bits) - 1 : 0;

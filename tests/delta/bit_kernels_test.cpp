@@ -11,14 +11,6 @@ using namespace flare::delta;
 
 namespace {
 
-// The instruction-set paths this CPU can run, narrowest first.
-std::vector<Isa> runnable_isas() {
-  std::vector<Isa> out{Isa::Portable};
-  if (best_isa() != Isa::Portable) out.push_back(Isa::Avx2);
-  if (best_isa() == Isa::Avx512) out.push_back(Isa::Avx512);
-  return out;
-}
-
 template <typename T>
 unsigned exponent_of(const std::byte* p, ExponentField f) {
   T v;
@@ -42,7 +34,7 @@ void check_le_masks(ExponentField f, uint64_t seed) {
         const int e = static_cast<int>(exponent_of<T>(data.data() + (w * 64 + j) * sizeof(T), f));
         if (e <= thr[t]) want[w * count + t] |= uint64_t{1} << j;
       }
-  for (Isa isa : runnable_isas()) {
+  for (Isa isa : testing::runnable_isas()) {
     std::vector<uint64_t> got(words * count, 0xdead);
     le_masks(data.data(), words, sizeof(T), f, thr, count, got.data(), isa);
     CHECK_MESSAGE(got == want, "isa ", static_cast<int>(isa), ", element size ", sizeof(T));
@@ -107,7 +99,7 @@ TEST_CASE("deposit_class_bits puts a class's changed element numbers onto its me
     for (const Case& c : cases) {
       uint64_t want_seen = seen0;
       const auto want = deposit_reference(c.members, bitmap, want_seen);
-      for (Isa isa : runnable_isas()) {
+      for (Isa isa : testing::runnable_isas()) {
         std::vector<uint64_t> got(words, 0);
         CHECK(deposit_class_bits(c.lo, c.hi, 2, words, bitmap.data(), seen0, got.data(), isa) ==
               want_seen);
@@ -146,7 +138,7 @@ TEST_CASE("flatten_bits lists the set bits' positions on every instruction-set p
   for (size_t w = 0; w < words; ++w)
     for (unsigned j = 0; j < 64; ++j)
       if ((masks[w] >> j) & 1) want.push_back(offset + static_cast<uint32_t>(64 * w + j));
-  for (Isa isa : runnable_isas()) {
+  for (Isa isa : testing::runnable_isas()) {
     std::vector<uint32_t> got(words * 64 + 64, 0);
     const size_t n = flatten_bits(masks.data(), words, offset, got.data(), isa);
     got.resize(n);

@@ -5,25 +5,12 @@
 #include <cstring>
 #include <vector>
 
+#include "delta/unaligned.hpp"
 #include "helpers.hpp"
 
 using namespace flare::delta;
 
 namespace {
-
-std::vector<Isa> runnable_isas() {
-  std::vector<Isa> out{Isa::Portable};
-  if (best_isa() != Isa::Portable) out.push_back(Isa::Avx2);
-  if (best_isa() == Isa::Avx512) out.push_back(Isa::Avx512);
-  return out;
-}
-
-template <typename T>
-T load(const std::byte* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
 
 // The planes split_class_planes must write, element by element from the
 // format's rule (class 0 above top, else min(K - 1, (top - e) / W)).
@@ -71,7 +58,7 @@ void check_paths(ExponentField f, unsigned classes, unsigned width, unsigned top
   const ClassRule rule(f, classes, width, top);
   uint64_t want_changed = 0;
   const auto want = reference_planes<T>(base, next, rule, &want_changed);
-  for (Isa isa : runnable_isas()) {
+  for (Isa isa : testing::runnable_isas()) {
     CAPTURE(static_cast<int>(isa));
     std::vector<std::vector<std::byte>> planes(classes * sizeof(T));
     std::vector<std::byte*> ptr;

@@ -8,9 +8,18 @@
 #include <string>
 #include <vector>
 
+#include "delta/bit_kernels.hpp"
 #include "delta/safetensors.hpp"
 
 namespace flare::delta::testing {
+
+// The instruction-set paths this CPU can run, narrowest first.
+inline std::vector<Isa> runnable_isas() {
+  std::vector<Isa> out{Isa::Portable};
+  if (best_isa() != Isa::Portable) out.push_back(Isa::Avx2);
+  if (best_isa() == Isa::Avx512) out.push_back(Isa::Avx512);
+  return out;
+}
 
 inline std::vector<std::byte> random_bytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
