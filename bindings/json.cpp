@@ -8,6 +8,7 @@
 
 #include "json_convert.hpp"
 #include "lua_support.hpp"
+#include "luajit_strings.hpp"
 #include "module.hpp"
 #include "text/escape.hpp"
 #include "text/json_parse.hpp"
@@ -92,6 +93,9 @@ int json_decode_lines(lua_State* L) {
     while (lua_gc(L, LUA_GCSTEP, 0) == 0) {
     }
   }
+  // Room in the string table for about a new string per 256 bytes of text (a data set's
+  // ids and texts; metrics rows have fewer): one resize now, not one per doubling.
+  if (text.size() >= (std::size_t{1} << 20)) reserve_strings(L, text.size() / 256);
   lua_newtable(L);  // 2: values
   lua_newtable(L);  // 3: their line numbers
   LuaJsonBuilder builder(L);

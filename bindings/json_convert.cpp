@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "luajit_strings.hpp"
 #include "runtime/error.hpp"
 #include "text/escape.hpp"
 #include "text/utf8.hpp"
@@ -429,14 +430,17 @@ bool LuaJsonBuilder::make_slots() {
   if (lua_gettop(L_) != base_ + 2 || !lua_checkstack(L_, static_cast<int>(kPreparedSlots) + 16))
     return false;
   lua_settop(L_, base_ + 2 + static_cast<int>(kPreparedSlots));
-  prepared_.reserve(kPreparedSlots);
+  short_s_.reserve(kPreparedSlots);
+  short_n_.reserve(kPreparedSlots);
+  prepared_s_.reserve(kPreparedSlots);
+  prepared_n_.reserve(kPreparedSlots);
   slots_ = true;
   return true;
 }
 
 void LuaJsonBuilder::push_long_string(const char* s, std::size_t n) {
-  if (next_prepared_ < prepared_limit_ && prepared_[next_prepared_].s == s &&
-      prepared_[next_prepared_].n == n) {
+  if (next_prepared_ < prepared_limit_ && prepared_s_[next_prepared_] == s &&
+      prepared_n_[next_prepared_] == n) {
     lua_pushvalue(L_, base_ + 3 + static_cast<int>(next_prepared_++));
   } else {
     lua_pushlstring(L_, s, n);
@@ -590,29 +594,49 @@ void LuaJsonBuilder::end_container() {
 const text::JsonEvent* LuaJsonBuilder::intern_ahead(const text::JsonEvent* e,
                                                     const text::JsonEvent* end) {
   for (; e != end; ++e) {
-    if ((e->kind != FLARE_JSON_STRING && e->kind != FLARE_JSON_KEY) || e->size <= kCachedMax)
+    if ((e->kind != FLARE_JSON_STRING && e->kind != FLARE_JSON_KEY) || e->size <= kCachedMax) {
+      if (e->kind == FLARE_JSON_STRING && e->size > 0 && short_s_.size() < kPreparedSlots) {
+        short_s_.push_back(e->v.s);
+        short_n_.push_back(e->size);
+      }
       continue;
-    if (prepared_.size() == kPreparedSlots) break;
-    lua_pushlstring(L_, e->v.s, e->size);
-    lua_replace(L_, base_ + 3 + static_cast<int>(prepared_.size()));
-    prepared_.push_back({e->v.s, e->size});
+    }
+    if (prepared_s_.size() == kPreparedSlots) break;
+    prepared_s_.push_back(e->v.s);
+    prepared_n_.push_back(e->size);
   }
   return e;
 }
 
+void LuaJsonBuilder::intern_pending() {
+  std::size_t n = prepared_s_.size();
+  prefetch_strings(L_, short_s_.data(), short_n_.data(), short_s_.size());
+  short_s_.clear();
+  short_n_.clear();
+  if (interned_ == n) return;
+  prefetch_strings(L_, prepared_s_.data() + interned_, prepared_n_.data() + interned_,
+                   n - interned_);
+  for (; interned_ < n; ++interned_) {
+    lua_pushlstring(L_, prepared_s_[interned_], prepared_n_[interned_]);
+    lua_replace(L_, base_ + 3 + static_cast<int>(interned_));
+  }
+}
+
 void LuaJsonBuilder::forget_prepared() {
-  prepared_.clear();
+  prepared_s_.clear();
+  prepared_n_.clear();
   prepared_ends_.clear();
-  values_sent_ = next_prepared_ = prepared_limit_ = 0;
+  interned_ = values_sent_ = next_prepared_ = prepared_limit_ = 0;
 }
 
 void LuaJsonBuilder::prepare(const text::JsonEvent* events, std::size_t count) {
   if (make_slots()) intern_ahead(events, events + count);
-  prepared_ends_.push_back(prepared_.size());
+  prepared_ends_.push_back(prepared_s_.size());
 }
 
 void LuaJsonBuilder::value(const text::JsonEvent* events, std::size_t count) {
   if (values_sent_ < prepared_ends_.size()) {
+    intern_pending();
     prepared_limit_ = prepared_ends_[values_sent_++];
     text::send_json_events(events, count, *this);
     next_prepared_ = prepared_limit_;
@@ -629,7 +653,8 @@ void LuaJsonBuilder::value(const text::JsonEvent* events, std::size_t count) {
   const text::JsonEvent* end = events + count;
   for (const text::JsonEvent* e = events; e != end;) {
     const text::JsonEvent* covered = intern_ahead(e, end);
-    prepared_limit_ = prepared_.size();
+    intern_pending();
+    prepared_limit_ = prepared_s_.size();
     text::send_json_events(e, static_cast<std::size_t>(covered - e), *this);
     forget_prepared();
     e = covered;

@@ -108,20 +108,26 @@ class LuaJsonBuilder {
   std::vector<CachedString> cache_;
   // Long strings interned ahead, in the order the values meet them: one string-table
   // lookup after another overlap in the CPU, where building tables between them would
-  // wait for each. prepared_[i] is the Lua string at stack slot base_ + 3 + i; the
+  // wait for each. Prepared string i is the Lua string at stack slot base_ + 3 + i; the
   // slots are made when a value of kInternAheadFrom events or more comes first.
   static constexpr std::size_t kPreparedSlots = 128, kInternAheadFrom = 32;
   bool slots_ = false;
   bool make_slots();
-  struct Prepared {
-    const char* s;
-    std::size_t n;
-  };
-  std::vector<Prepared> prepared_;
+  // The strings' bytes and sizes, as LuaJIT's prefetch (luajit_strings.hpp) takes them.
+  std::vector<const char*> prepared_s_;
+  std::vector<std::size_t> prepared_n_;
+  std::size_t interned_ = 0;  // prepared strings already in their slots
+  // Short string values met on the way: not interned ahead (most hit the cache of short
+  // strings), but their string-table entries are prefetched with the long ones'.
+  std::vector<const char*> short_s_;
+  std::vector<std::size_t> short_n_;
   std::vector<std::size_t> prepared_ends_;  // per prepared value, the end of its strings
   std::size_t values_sent_ = 0;             // prepared values built so far
   std::size_t next_prepared_ = 0, prepared_limit_ = 0;  // of the value being built
+  // Records the long strings from e on (as many as there are slots left); returns where
+  // it stopped. intern_pending() then interns every recorded string into its slot.
   const text::JsonEvent* intern_ahead(const text::JsonEvent* e, const text::JsonEvent* end);
+  void intern_pending();
   void forget_prepared();
   std::vector<Frame> frames_;
   bool have_result_ = false;
