@@ -11,8 +11,8 @@ local run = flare.recipe{name = "distill_on_policy", main_metric = "correct_rate
   task = "vowels", seed = 0, base_model = "accounts/local/models/tiny-gpt",
   teacher_steps = 40, learning_rate = 1e-2, batch_size = 32, warm_steps = 6, steps = 30,
   -- one step of either student holds 32 sequences: prompts_per_step x group_size = batch_size
-  prompts_per_step = 4, group_size = 8, max_tokens = 8, eval_every = 1, eval_problems = 32,
-  eval_n = 4, target = 1.0,                       -- reach target x the teacher's correct rate
+  prompts_per_step = 16, group_size = 2, max_tokens = 8, eval_every = 1, eval_problems = 64,
+  eval_n = 8, target = 0.95,                      -- reach target x the teacher's correct rate
   problems = 64, k = 8, want = 2,                 -- the rejection-sampling data set
   on_exit = "scale_to_zero",
 }}
@@ -96,8 +96,9 @@ end
 local on_policy = student("on-policy", function(t, sampler, step)
   local prompts, seed = {}, c.seed * 100003 + step
   for i, p in ipairs(problems(seed, c.prompts_per_step)) do prompts[i] = p.prompt end
-  local groups = sampler:sample{prompts = prompts, n = c.group_size, logprobs = true,
-    max_tokens = c.max_tokens, temperature = 1.0, seed = seed * 64}
+  local groups = flare.tasks.per_prompt_seeds(sampler):sample{prompts = prompts,
+    n = c.group_size, logprobs = true, max_tokens = c.max_tokens, temperature = 1.0,
+    seed = seed * 64}
   local datums, info = distill.reverse_kl_datums(groups, teacher)
   t:forward_backward(datums, "importance_sampling")
   t:optim_step{learning_rate = c.learning_rate}

@@ -13,6 +13,13 @@
 --     (id, task, prompt, answer, ...: enough for task:verify on the row), `completion` (the
 --     reference answer as text) and `messages` (user prompt, assistant answer) for SFT.
 --
+--   tasks.per_prompt_seeds(sampler) -> a sampler (sample, submit) whose seeded requests give
+--     each prompt seeds of its own. A sampler gives sample j of every prompt of a request
+--     seed + j - 1, so the j-th samples of all prompts share their random numbers (400
+--     problems x 2 samples of one model read 0.27 to 0.64 correct by seed, against 0.44 to
+--     0.48 with a seed per prompt). Prompt i is sent alone, seeded from (seed, i).
+--     tasks.evaluate samples through it when given a seed.
+--
 -- Tasks: addition, reverse, sort, countdown, vowels (answer with vowels only).
 local args = require("flare.args")
 local verify = require("flare.verify")
@@ -182,15 +189,47 @@ M.vowels = new_task("vowels", {prompt_len = 3, length = 4},
 
 M.names = {"addition", "reverse", "sort", "countdown", "vowels"}
 
+function M.per_prompt_seeds(sampler)
+  -- A sampler without submit (only sample) is asked at once, one prompt after another.
+  local function submit(q)
+    if sampler.submit then return sampler:submit(q) end
+    local groups = sampler:sample(q)
+    return {wait = function() return groups end}
+  end
+  local wrapped = {}
+  function wrapped.submit(_, p)
+    if p.seed == nil or #p.prompts < 2 then return submit(p) end
+    local futures = {}
+    for i, prompt in ipairs(p.prompts) do
+      local q = {}
+      for k, v in pairs(p) do q[k] = v end
+      -- Apart by at least n, below 2^31 (a 32-bit seed field).
+      q.prompts, q.seed = {prompt}, (p.seed * 1000003 + (i - 1) * (p.n or 1)) % 2147000000
+      futures[i] = submit(q)
+    end
+    return {wait = function()
+      local groups = {}
+      for i, f in ipairs(futures) do groups[i] = f:wait()[1] end
+      return groups
+    end}
+  end
+  function wrapped.sample(self, p) return self:submit(p):wait() end
+  return wrapped
+end
+
 -- Samples n completions for each problem and scores them:
---   tasks.evaluate(sampler, task, problems, {n = 8, k = 1, max_tokens = 16, temperature = 1.0})
+--   tasks.evaluate(sampler, task, problems, {n = 8, k = 1, max_tokens = 16, temperature = 1.0,
+--     seed =})
 --   -> {reward_mean =, correct_rate =, pass_at_k =, k =, problems =, samples =}
+-- With a seed, each problem is sampled with seeds of its own (tasks.per_prompt_seeds), so
+-- that the problems' samples are independent draws.
 function M.evaluate(sampler, task, problems, o)
   o = o or {}
   local n, k = o.n or 8, o.k or 1
   if k > n then error("tasks.evaluate: k (" .. k .. ") must not exceed n (" .. n .. ")", 2) end
   local prompts = {}
   for i, p in ipairs(problems) do prompts[i] = p.prompt end
+  if o.seed ~= nil then sampler = M.per_prompt_seeds(sampler) end
   local groups = sampler:sample{prompts = prompts, n = n, max_tokens = o.max_tokens or 16,
     temperature = o.temperature or 1.0, seed = o.seed}
   local pass_at_k = require("flare.grpo").pass_at_k
@@ -247,6 +286,7 @@ end
 -- the task constructors check their own options.
 return args.checked(M, "flare.tasks", {
   rng = {"seed:nil|number|string"},
+  per_prompt_seeds = {"sampler:table"},
   evaluate = {"sampler:table", "task:table", "problems:table", {"opts", {n = "integer",
     k = "integer",
     max_tokens = "integer", temperature = "number", seed = "integer"}}},
