@@ -10,6 +10,7 @@ local distill = flare.distill
 local run = flare.recipe{name = "distill_on_policy", main_metric = "correct_rate", config = {
   task = "vowels", seed = 0, base_model = "accounts/local/models/tiny-gpt",
   teacher_steps = 40, learning_rate = 1e-2, batch_size = 32, warm_steps = 6, steps = 30,
+  student_learning_rate = 1.5e-2,                 -- both students' steps after the warm-up
   -- one step of either student holds 32 sequences: prompts_per_step x group_size = batch_size
   prompts_per_step = 16, group_size = 2, max_tokens = 8, eval_every = 1, eval_problems = 64,
   eval_n = 8, target = 0.95,                      -- reach target x the teacher's correct rate
@@ -101,11 +102,11 @@ local on_policy = student("on-policy", function(t, sampler, step)
     seed = seed * 64}
   local datums, info = distill.reverse_kl_datums(groups, teacher)
   t:forward_backward(datums, "importance_sampling")
-  t:optim_step{learning_rate = c.learning_rate}
+  t:optim_step{learning_rate = c.student_learning_rate}
   return {reverse_kl = info.reverse_kl}  -- per sampled token, before the step
 end)
 local rejection = student("rejection-sft", function(t, _, s)
-  return {loss = flare.loops.sft_step(t, kept_batch(s), c.learning_rate).loss} end)
+  return {loss = flare.loops.sft_step(t, kept_batch(s), c.student_learning_rate).loss} end)
 local function show(s) return s and ("step " .. s) or ("no step of " .. c.steps) end
 print(string.format("teacher correct rate %.3f; goal %.3f\non-policy distillation reached it " ..
   "at %s\nrejection-sampling SFT reached it at %s", done.teacher, goal, show(on_policy),
