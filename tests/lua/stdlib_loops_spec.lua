@@ -69,6 +69,9 @@ describe("flare.loops", function()
     assert.truthy(table.concat(apart[1], "|") ~= table.concat(apart[2], "|"),
       table.concat(apart[1], "|"))
     assert.same(apart, texts(own:submit(req):wait()))  -- still a function of the seed
+    -- a sampler with only a sample method: the same samples, asked one prompt at a time
+    local sample_only = {sample = function(_, p) return sampler:sample(p) end}
+    assert.same(apart, texts(flare.tasks.per_prompt_seeds(sample_only):sample(req)))
     local one = texts(own:sample{prompts = {"ab"}, n = 3, max_tokens = 8, seed = 11})
     assert.same(shared[1], one[1])  -- a single prompt keeps the request's seed
   end)
