@@ -41,7 +41,8 @@ install_packages() {
 
 # LuaJIT rebuilt from Debian's own source package with LUAJIT_ENABLE_CHECKHOOK:
 # loops compiled to machine code then check the hook mask, so one Ctrl-C stops
-# them too (bindings/host.cpp arms a count hook from the signal handler). The
+# them too (bindings/host.cpp arms a count hook from the signal handler); the patches in
+# tools/luajit/ (each says why in its header) are applied first. The
 # static library lands in a per-version cache folder that CMakeLists.txt looks in;
 # nothing is done when it is already there.
 LUAJIT_CACHE=${FLARE_LUAJIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flare/luajit-checkhook}
