@@ -430,6 +430,8 @@ bool LuaJsonBuilder::make_slots() {
   if (lua_gettop(L_) != base_ + 2 || !lua_checkstack(L_, static_cast<int>(kPreparedSlots) + 16))
     return false;
   lua_settop(L_, base_ + 2 + static_cast<int>(kPreparedSlots));
+  short_s_.reserve(kPreparedSlots);
+  short_n_.reserve(kPreparedSlots);
   prepared_s_.reserve(kPreparedSlots);
   prepared_n_.reserve(kPreparedSlots);
   slots_ = true;
@@ -592,8 +594,13 @@ void LuaJsonBuilder::end_container() {
 const text::JsonEvent* LuaJsonBuilder::intern_ahead(const text::JsonEvent* e,
                                                     const text::JsonEvent* end) {
   for (; e != end; ++e) {
-    if ((e->kind != FLARE_JSON_STRING && e->kind != FLARE_JSON_KEY) || e->size <= kCachedMax)
+    if ((e->kind != FLARE_JSON_STRING && e->kind != FLARE_JSON_KEY) || e->size <= kCachedMax) {
+      if (e->kind == FLARE_JSON_STRING && e->size > 0 && short_s_.size() < kPreparedSlots) {
+        short_s_.push_back(e->v.s);
+        short_n_.push_back(e->size);
+      }
       continue;
+    }
     if (prepared_s_.size() == kPreparedSlots) break;
     prepared_s_.push_back(e->v.s);
     prepared_n_.push_back(e->size);
@@ -603,6 +610,9 @@ const text::JsonEvent* LuaJsonBuilder::intern_ahead(const text::JsonEvent* e,
 
 void LuaJsonBuilder::intern_pending() {
   std::size_t n = prepared_s_.size();
+  prefetch_strings(L_, short_s_.data(), short_n_.data(), short_s_.size());
+  short_s_.clear();
+  short_n_.clear();
   if (interned_ == n) return;
   prefetch_strings(L_, prepared_s_.data() + interned_, prepared_n_.data() + interned_,
                    n - interned_);

@@ -116,7 +116,11 @@ class LuaJsonBuilder {
   // The strings' bytes and sizes, as LuaJIT's prefetch (luajit_strings.hpp) takes them.
   std::vector<const char*> prepared_s_;
   std::vector<std::size_t> prepared_n_;
-  std::size_t interned_ = 0;                // prepared strings already in their slots
+  std::size_t interned_ = 0;  // prepared strings already in their slots
+  // Short string values met on the way: not interned ahead (most hit the cache of short
+  // strings), but their string-table entries are prefetched with the long ones'.
+  std::vector<const char*> short_s_;
+  std::vector<std::size_t> short_n_;
   std::vector<std::size_t> prepared_ends_;  // per prepared value, the end of its strings
   std::size_t values_sent_ = 0;             // prepared values built so far
   std::size_t next_prepared_ = 0, prepared_limit_ = 0;  // of the value being built
