@@ -8,7 +8,7 @@ local function minor_faults()
   return tonumber(fields[8])
 end
 
--- About 25 MB of data-set rows, each with its own text.
+-- About 30 MB of data-set rows, each with its own text.
 local function dataset(rows)
   local lines, words = {}, {}
   for i = 1, rows do
