@@ -12,7 +12,8 @@ local run = flare.recipe{name = "distill_on_policy", main_metric = "correct_rate
   teacher_steps = 40, learning_rate = 1e-2, batch_size = 32, warm_steps = 6, steps = 30,
   student_learning_rate = 1.5e-2,                 -- both students' steps after the warm-up
   -- one step of either student holds 32 sequences: prompts_per_step x group_size = batch_size
-  prompts_per_step = 16, group_size = 2, max_tokens = 8, eval_every = 1, eval_problems = 64,
+  answer_length = 8,           -- vowels: the teacher's answers (4 letters: fewer tokens to teach)
+  prompts_per_step = 16, group_size = 2, max_tokens = 12, eval_every = 1, eval_problems = 64,
   eval_n = 8, target = 0.95,                      -- reach target x the teacher's correct rate
   problems = 64, k = 8, want = 2,                 -- the rejection-sampling data set
   on_exit = "scale_to_zero",
@@ -23,8 +24,12 @@ if run:plan{string.format("teacher: %d SFT steps on %s; students: %d warm-up SFT
   " SFT (%d kept samples)", c.teacher_steps, c.task, c.warm_steps, c.steps, c.prompts_per_step,
   c.group_size, c.batch_size)} then return end
 
-local task, fw, done = flare.tasks.get(c.task), run:connect(), run.state or {}
-local function problems(seed, n) return flare.tasks.get(c.task, {seed = seed}):sample(n) end
+local function task_of(seed)
+  local length = c.task == "vowels" and c.answer_length or nil
+  return flare.tasks.get(c.task, {seed = seed, length = length})
+end
+local task, fw, done = task_of(0), run:connect(), run.state or {}
+local function problems(seed, n) return task_of(seed):sample(n) end
 local eval_set = problems(c.seed + 999, c.eval_problems)
 local function correct_rate(sampler, seed)
   return flare.tasks.evaluate(sampler, task, eval_set, {n = c.eval_n, max_tokens = c.max_tokens,
