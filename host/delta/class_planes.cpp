@@ -125,10 +125,33 @@ FLARE_AVX512_PLANES inline void exchange_lanes(__m512i* v) {
   }
 }
 
+// A rule's classes as split_avx512 and merge_avx512 both sort elements into them, so that
+// the two agree on every element's class.
+struct Avx512Classes {
+  __m128i shift;
+  __m512i emask, top;
+  unsigned reachable;  // classes whose members can exist (k * W <= 255: top - e fits a byte)
+  unsigned width;
+};
+
+FLARE_AVX512_PLANES inline Avx512Classes avx512_classes(const ClassRule& r) {
+  return {_mm_cvtsi32_si128(static_cast<int>(r.field.shift)),
+          _mm512_set1_epi8(static_cast<char>(exponent_mask(r))),
+          _mm512_set1_epi8(static_cast<char>(r.top)), std::min(r.classes, 255 / r.width + 1),
+          r.width};
+}
+
+// The lanes of dist (class_distance) in class k + 1 or above; none past the last class.
+FLARE_AVX512_PLANES inline uint64_t above_class(const Avx512Classes& c, __m512i dist, unsigned k) {
+  return k + 1 < c.reachable
+             ? _mm512_cmpge_epu8_mask(dist, _mm512_set1_epi8(static_cast<char>((k + 1) * c.width)))
+             : 0;
+}
+
 // top - e of the 64 elements in b, one byte each in element order (0 where e > top).
 template <size_t B>
-FLARE_AVX512_PLANES inline __m512i class_distance(const __m512i* b, __m128i shift, __m512i emask,
-                                                  __m512i top) {
+FLARE_AVX512_PLANES inline __m512i class_distance(const __m512i* b, const Avx512Classes& c) {
+  const __m128i shift = c.shift;
   __m512i e;
   if constexpr (B == 4) {
     e = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(_mm512_srl_epi32(b[0], shift)));
@@ -139,23 +162,15 @@ FLARE_AVX512_PLANES inline __m512i class_distance(const __m512i* b, __m128i shif
     e = _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srl_epi16(b[0], shift)));
     e = _mm512_inserti64x4(e, _mm512_cvtepi16_epi8(_mm512_srl_epi16(b[1], shift)), 1);
   }
-  return _mm512_subs_epu8(top, _mm512_and_si512(e, emask));
-}
-
-// Classes whose members can exist (k * W <= 255: top - e fits a byte).
-inline unsigned reachable_classes(const ClassRule& r) {
-  return std::min(r.classes, 255 / r.width + 1);
+  return _mm512_subs_epu8(c.top, _mm512_and_si512(e, c.emask));
 }
 
 template <size_t B>
 FLARE_AVX512_PLANES uint64_t split_avx512(const std::byte* base, const std::byte* next, size_t n,
                                           const ClassRule& r, std::byte* const* planes,
                                           uint64_t* at) {
-  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(r.field.shift));
-  const __m512i emask = _mm512_set1_epi8(static_cast<char>(exponent_mask(r)));
-  const __m512i top = _mm512_set1_epi8(static_cast<char>(r.top));
+  const Avx512Classes c = avx512_classes(r);
   const __m512i order = _mm512_load_si512(B == 4 ? kToPlanes4.data() : kToPlanes2.data());
-  const unsigned K = reachable_classes(r);
   uint64_t changed = 0;
   size_t i = 0;
   for (; i + 64 <= n; i += 64) {
@@ -176,13 +191,10 @@ FLARE_AVX512_PLANES uint64_t split_avx512(const std::byte* base, const std::byte
       v[g] = _mm512_permutexvar_epi8(order, z);
     }
     exchange_lanes<B>(v);
-    const __m512i dist = class_distance<B>(b, shift, emask, top);
+    const __m512i dist = class_distance<B>(b, c);
     uint64_t lo = ~uint64_t{0};  // class >= k
-    for (unsigned k = 0; k < K; ++k) {
-      const uint64_t hi =
-          k + 1 < K
-              ? _mm512_cmpge_epu8_mask(dist, _mm512_set1_epi8(static_cast<char>((k + 1) * r.width)))
-              : 0;
+    for (unsigned k = 0; k < c.reachable; ++k) {
+      const uint64_t hi = above_class(c, dist, k);
       const __mmask64 m = lo & ~hi;
       lo = hi;
       const uint64_t a = at[k];
@@ -199,11 +211,8 @@ template <size_t B>
 FLARE_AVX512_PLANES bool merge_avx512(const std::byte* base, std::byte* out, size_t n,
                                       const ClassRule& r, const std::byte* const* planes,
                                       uint64_t* at, const uint64_t* members, uint64_t* changed) {
-  const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(r.field.shift));
-  const __m512i emask = _mm512_set1_epi8(static_cast<char>(exponent_mask(r)));
-  const __m512i top = _mm512_set1_epi8(static_cast<char>(r.top));
+  const Avx512Classes c = avx512_classes(r);
   const __m512i order = _mm512_load_si512(B == 4 ? kFromPlanes4.data() : kFromPlanes2.data());
-  const unsigned K = reachable_classes(r);
   uint64_t nonzero = 0;
   size_t i = 0;
   for (; i + 64 <= n; i += 64) {
@@ -212,14 +221,11 @@ FLARE_AVX512_PLANES bool merge_avx512(const std::byte* base, std::byte* out, siz
       b[g] = _mm512_loadu_si512(base + (i + g * 64 / B) * B);
       v[g] = _mm512_setzero_si512();
     }
-    const __m512i dist = class_distance<B>(b, shift, emask, top);
+    const __m512i dist = class_distance<B>(b, c);
     uint64_t lo = ~uint64_t{0};
     bool over = false;
-    for (unsigned k = 0; k < K; ++k) {
-      const uint64_t hi =
-          k + 1 < K
-              ? _mm512_cmpge_epu8_mask(dist, _mm512_set1_epi8(static_cast<char>((k + 1) * r.width)))
-              : 0;
+    for (unsigned k = 0; k < c.reachable; ++k) {
+      const uint64_t hi = above_class(c, dist, k);
       const __mmask64 m = lo & ~hi;
       lo = hi;
       const uint64_t a = at[k];
